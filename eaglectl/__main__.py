@@ -1,0 +1,3 @@
+from eaglectl.cli.app import main
+
+main()

@@ -1,0 +1,279 @@
+"""Checkpoint resolution: classify any path a user gives and describe it without reading tensor data.
+
+Layouts (see `Layout`):
+- nemo-consolidated: `epoch_<E>_step_<S>/model/{config.json, weights}` + `eagle_meta.pt` (or legacy
+  `eagle3_meta.pt`) beside `model/`; the user may point at either directory.
+- nemo-legacy: `draft_model.pt` + `config.json` (+ `eagle_meta.pt` / `eagle3_meta.pt` / `eagle1_meta.pt`).
+- hf: SpecForge / EAGLE-research directories, `config.json` + `model.safetensors` / `pytorch_model.bin`.
+- sglang-ready: an `hf`-style directory SGLang loads completely as it is (what `eaglectl export` writes).
+- hub: a path that does not exist but is a valid Hugging Face repo id; passed through, never downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eaglectl.enums import Algorithm, Layout
+from eaglectl.errors import CheckpointError
+from eaglectl.jsonfile import read_json_object
+from eaglectl.weights import BIN_INDEX, SAFETENSORS_INDEX, WeightSet, open_weights, read_index
+
+META_NAMES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")
+LEGACY_WEIGHTS = "draft_model.pt"
+EPOCH_DIR = re.compile(r"^epoch_\d+_step_\d+$")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt")
+
+
+@dataclass
+class Meta:
+    """The vocab metadata a NeMo recipe writes beside the weights."""
+
+    path: Path
+    selected_token_ids: Any = field(default=None, repr=False, metadata={"internal": True})  # int64 tensor
+    selected_token_mask: Any = field(default=None, repr=False, metadata={"internal": True})  # bool tensor
+    draft_vocab: int | None = None
+    vocab: int | None = None
+    keys: list[str] = field(default_factory=list)
+    aux_layer_ids: list[int] | None = None
+
+
+@dataclass
+class Checkpoint:
+    """A resolved drafter: where everything is, its config as a plain dict, and its tensors (lazily)."""
+
+    source: str
+    layout: Layout
+    root: Path | None = None  # the directory the user means (outer epoch dir for consolidated)
+    model_dir: Path | None = None  # the directory holding config.json + weights
+    config_path: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    weights: WeightSet | None = field(default=None, repr=False)
+    meta: Meta | None = None
+    hub_id: str | None = None
+
+    @property
+    def is_remote(self) -> bool:
+        return self.layout is Layout.hub
+
+
+def resolve(path: str | os.PathLike[str], *, load_meta: bool = True) -> Checkpoint:
+    """Classify `path` and open its config, weight headers and meta file. Never downloads."""
+    source = os.fspath(path)
+    p = Path(source).expanduser()
+    try:
+        exists = p.exists()
+        p.stat() if p.is_symlink() else None
+    except OSError as exc:  # symlink loops, permission problems on a parent
+        raise CheckpointError(f"{source}: cannot access ({exc.strerror or exc})") from exc
+    if not exists:
+        if p.is_symlink():
+            raise CheckpointError(f"{source}: broken symlink")
+        hub = _as_hub_id(source)
+        if hub:
+            return Checkpoint(source=source, layout=Layout.hub, hub_id=hub)
+        raise CheckpointError(f"{source}: no such file or directory (and not a Hugging Face repo id)")
+    if p.is_file():
+        if p.name in (LEGACY_WEIGHTS, "config.json") or p.name in WEIGHT_FILES or p.suffix == ".safetensors":
+            p = p.parent
+        else:
+            raise CheckpointError(f"{source}: expected a checkpoint directory, got a file")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise CheckpointError(f"{source}: directory is not readable")
+    ckpt = _classify(source, p.resolve())
+    _open(ckpt, load_meta=load_meta)
+    return ckpt
+
+
+def _as_hub_id(source: str) -> str | None:
+    if source.startswith((".", "/", "~")) or source.count("/") != 1:
+        return None
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return None
+    return source
+
+
+def _has_weights(d: Path) -> bool:
+    return any((d / n).is_file() for n in (*WEIGHT_FILES, SAFETENSORS_INDEX, BIN_INDEX)) or any(
+        d.glob("*.safetensors"))
+
+
+def _classify(source: str, p: Path) -> Checkpoint:
+    if (p / LEGACY_WEIGHTS).is_file():
+        return Checkpoint(source, Layout.nemo_legacy, root=p, model_dir=p, config_path=p / "config.json")
+    inner = p / "model"
+    if (p / "config.json").is_file() and _has_weights(p):
+        meta_beside = any((p.parent / m).is_file() for m in META_NAMES)
+        if p.name == "model" and (meta_beside or EPOCH_DIR.match(p.parent.name)):
+            return Checkpoint(source, Layout.nemo_consolidated, root=p.parent, model_dir=p,
+                              config_path=p / "config.json")
+        return Checkpoint(source, Layout.hf, root=p, model_dir=p, config_path=p / "config.json")
+    if inner.is_dir() and (inner / "config.json").is_file():
+        return Checkpoint(source, Layout.nemo_consolidated, root=p, model_dir=inner,
+                          config_path=inner / "config.json")
+    latest = latest_epoch_dir(p)
+    if latest is not None:  # a training run's output dir: take its newest checkpoint
+        return _classify(source, latest)
+    try:
+        entries = sorted(e.name for e in p.iterdir())[:6]
+    except OSError as exc:
+        raise CheckpointError(f"{source}: cannot list directory ({exc.strerror or exc})") from exc
+    if not entries:
+        raise CheckpointError(f"{source}: empty directory")
+    raise CheckpointError(
+        f"{source}: not a drafter checkpoint (found {', '.join(entries)}; expected config.json with "
+        f"model.safetensors / pytorch_model.bin, draft_model.pt, or an epoch_<E>_step_<S>/model/ directory)")
+
+
+def latest_epoch_dir(d: Path) -> Path | None:
+    """The newest `epoch_<E>_step_<S>` subdirectory (by epoch, then step), as NeMo numbers them."""
+    best: tuple[int, int] | None = None
+    found = None
+    try:
+        for entry in d.iterdir():
+            m = re.match(r"^epoch_(\d+)_step_(\d+)$", entry.name)
+            if m and entry.is_dir():
+                key = (int(m.group(1)), int(m.group(2)))
+                if best is None or key > best:
+                    best, found = key, entry
+    except OSError:
+        return None
+    return found
+
+
+def weight_files(d: Path) -> tuple[list[Path], Path | None]:
+    """The weight files of a directory, preferring safetensors (as SGLang does)."""
+    if (d / SAFETENSORS_INDEX).is_file():
+        files, _ = read_index(d / SAFETENSORS_INDEX)
+        return files, d / SAFETENSORS_INDEX
+    if (d / "model.safetensors").is_file():
+        return [d / "model.safetensors"], None
+    shards = sorted(d.glob("*.safetensors"))
+    if shards:
+        return shards, None
+    if (d / BIN_INDEX).is_file():
+        files, _ = read_index(d / BIN_INDEX)
+        return files, d / BIN_INDEX
+    for name in ("pytorch_model.bin", "model.pt"):
+        if (d / name).is_file():
+            return [d / name], None
+    raise CheckpointError(f"{d}: no weight file (model.safetensors, pytorch_model.bin or a sharded index)")
+
+
+def _open(ckpt: Checkpoint, *, load_meta: bool) -> None:
+    assert ckpt.model_dir is not None and ckpt.config_path is not None
+    if not ckpt.config_path.is_file():
+        raise CheckpointError(f"{ckpt.model_dir}: missing config.json")
+    ckpt.config = read_json_object(ckpt.config_path)
+    if ckpt.layout is Layout.nemo_legacy:
+        files, index = [ckpt.model_dir / LEGACY_WEIGHTS], None
+    else:
+        files, index = weight_files(ckpt.model_dir)
+    ckpt.weights = open_weights(files, index)
+    if index is not None:
+        _check_index(ckpt.weights, index)
+    meta_dir = ckpt.root if ckpt.layout is Layout.nemo_consolidated else ckpt.model_dir
+    meta_path = find_meta(meta_dir) if meta_dir else None
+    if meta_path and load_meta:
+        ckpt.meta = read_meta(meta_path)
+    elif meta_path:
+        ckpt.meta = Meta(path=meta_path)
+
+
+def _check_index(ws: WeightSet, index: Path) -> None:
+    _, weight_map = read_index(index)
+    for name, shard in weight_map.items():
+        info = ws.tensors.get(name)
+        if info is None:
+            raise CheckpointError(f"{index}: lists tensor {name!r} but no shard holds it")
+        if info.file.name != shard:
+            raise CheckpointError(f"{index}: says {name!r} is in {shard} but it is in {info.file.name}")
+
+
+def find_meta(d: Path) -> Path | None:
+    """`eagle_meta.pt` first, then the legacy names, as NeMo's own loader does."""
+    for name in META_NAMES:
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def read_meta(path: Path) -> Meta:
+    import torch
+
+    from eaglectl.weights import load_pickle
+
+    obj = load_pickle(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: meta file holds a {type(obj).__name__}, not a dict")
+    meta = Meta(path=path, keys=sorted(map(str, obj)))
+    ids = obj.get("selected_token_ids")
+    if ids is not None:
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
+            raise CheckpointError(f"{path}: selected_token_ids must be a 1-D integer tensor")
+        meta.selected_token_ids = ids.to(torch.int64)
+        meta.draft_vocab = int(ids.numel())
+    mask = obj.get("selected_token_mask")
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dim() != 1:
+            raise CheckpointError(f"{path}: selected_token_mask must be a 1-D tensor")
+        meta.selected_token_mask = mask.to(torch.bool)
+        meta.vocab = int(mask.numel())
+    for key in ("eagle_aux_hidden_state_layer_ids", "aux_layer_ids", "aux_hidden_state_layer_ids"):
+        value = obj.get(key)
+        if isinstance(value, torch.Tensor):
+            value = value.tolist()
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+            meta.aux_layer_ids = list(value)
+            break
+    return meta
+
+
+def detect_algorithm(ckpt: Checkpoint) -> tuple[Algorithm | None, str]:
+    """EAGLE3 vs EAGLE from the weights (fc width, attention input width), else from `architectures`."""
+    from eaglectl.canonical import parse_name
+
+    cfg, ws = ckpt.config, ckpt.weights
+    hidden = cfg.get("hidden_size") if isinstance(cfg.get("hidden_size"), int) else None
+    if ws is not None:
+        fc = next((t for n, t in ws.tensors.items() if parse_name(n).base == "fc.weight"), None)
+        q = next((t for n, t in ws.tensors.items()
+                  if parse_name(n).layer == 0 and parse_name(n).suffix == "self_attn.q_proj.weight"), None)
+        h = hidden or (fc.shape[0] if fc is not None and len(fc.shape) == 2 else None)
+        if q is not None and h and len(q.shape) == 2 and q.shape[1] == 2 * h:
+            return Algorithm.EAGLE3, f"layer-0 attention input is 2×hidden ({q.shape[1]})"
+        if fc is not None and len(fc.shape) == 2 and h:
+            t_hidden = cfg.get("target_hidden_size") if isinstance(cfg.get("target_hidden_size"), int) else h
+            if fc.shape[1] == 2 * h and fc.shape[0] == h and t_hidden == h:
+                return Algorithm.EAGLE, f"fc is 2×hidden → hidden ({fc.shape[1]} → {fc.shape[0]})"
+            if fc.shape[1] % 3 == 0 and fc.shape[0] == h:
+                return Algorithm.EAGLE3, f"fc is 3×target_hidden → hidden ({fc.shape[1]} → {fc.shape[0]})"
+    archs = cfg.get("architectures")
+    if isinstance(archs, list) and archs and isinstance(archs[0], str):
+        if "eagle3" in archs[0].lower():
+            return Algorithm.EAGLE3, f"architectures says {archs[0]}"
+        if "eagle" in archs[0].lower():
+            return Algorithm.EAGLE, f"architectures says {archs[0]}"
+    return None, "no fc weight and no EAGLE architecture name"
+
+
+def is_p_eagle(ckpt: Checkpoint) -> str | None:
+    """Why this is a P-EAGLE (parallel drafting) head, or None."""
+    from eaglectl.canonical import is_p_eagle_tensor
+
+    if ckpt.config.get("parallel_drafting") is True:
+        return "config has parallel_drafting: true"
+    if ckpt.config.get("mask_token_id") is not None:
+        return "config has mask_token_id"
+    if ckpt.weights is not None:
+        hit = next((n for n in ckpt.weights.tensors if is_p_eagle_tensor(n)), None)
+        if hit:
+            return f"weights hold {hit}"
+    return None

@@ -1,0 +1,38 @@
+"""`eaglectl demo`: write sample checkpoints for every layout and run the main job on one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from eaglectl import output
+from eaglectl.cli.app import app
+from eaglectl.cli.options import JsonOpt
+
+
+@app.command("demo")
+def demo_command(
+    directory: Annotated[Path | None, typer.Argument(
+        metavar="[DIR]", help="Where to write the samples (default: a new temp dir).", file_okay=False)] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Build tiny sample drafters (NeMo, SpecForge, EAGLE, P-EAGLE) and show what eaglectl does with them."""
+    from eaglectl.demo import run_demo
+
+    result = run_demo(directory)
+    output.emit("demo", result, as_json=json, render=lambda c: _render(c, result))
+
+
+def _render(console: Console, result) -> None:
+    from eaglectl.cli.inspect import render_report
+
+    console.print(f"[bold]Samples in {result.directory}[/]")
+    for name, path in result.samples.items():
+        console.print(f"  {name:<20} {path}")
+    console.print(f"\n[bold]$ eaglectl inspect {result.inspected} --target {result.samples['target']}[/]")
+    render_report(console, result.report)
+    for title, text in result.extra.items():
+        console.print(f"\n[bold]{title}[/]\n{text}")

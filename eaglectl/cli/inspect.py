@@ -1,0 +1,82 @@
+"""`eaglectl inspect`: what a drafter checkpoint is and what would go wrong serving it with SGLang."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from eaglectl import output
+from eaglectl.cli.app import app
+from eaglectl.cli.options import CheckpointArg, JsonOpt, TargetOpt
+from eaglectl.errors import EXIT_FAILED
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+@app.command("inspect")
+def inspect_command(path: CheckpointArg, target: TargetOpt = None, json: JsonOpt = False) -> None:
+    """Classify a drafter checkpoint and list what SGLang would get wrong (exit 1 on an error finding)."""
+    from eaglectl.inspection import inspect_checkpoint
+
+    report = inspect_checkpoint(path, target=target)
+    output.emit("inspect", report, as_json=json, render=lambda c: render_report(c, report), ok=report.ok)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def render_report(console: Console, report) -> None:
+    head = Table(title="Checkpoint", show_header=False, title_justify="left")
+    head.add_column(style="bold")
+    head.add_column(overflow="fold")
+    head.add_row("source", report.source)
+    head.add_row("layout", report.layout.value)
+    if report.algorithm:
+        head.add_row("algorithm", f"{report.algorithm.value} ({report.algorithm_reason})")
+    head.add_row("sglang-ready", "yes" if report.sglang_ready else "no")
+    for key, value in report.paths.items():
+        if value:
+            head.add_row(key, value)
+    console.print(head)
+    if report.config:
+        cfg = Table(title="Config", show_header=False, title_justify="left")
+        cfg.add_column(style="bold")
+        cfg.add_column()
+        for key, value in vars(report.config).items():
+            if value is not None:
+                cfg.add_row(key, str(value))
+        console.print(cfg)
+    if report.tensors:
+        t = Table(title="Tensors", title_justify="left")
+        for col, justify in (("group", "left"), ("count", "right"), ("params", "right"), ("bytes", "right"),
+                             ("dtypes", "left")):
+            t.add_column(col, justify=justify)
+        for g in report.tensors:
+            t.add_row(g.group, str(g.count), output.human_count(g.params), output.human_bytes(g.bytes),
+                      ",".join(g.dtypes))
+        t.add_row("total", "", output.human_count(report.total_params), output.human_bytes(report.total_bytes), "",
+                  style="bold")
+        console.print(t)
+    if report.loader_as_is:
+        t = Table(title="SGLang loader, as stored", title_justify="left")
+        for col in ("version", "loaded", "skipped", "uninitialised", "from target"):
+            t.add_column(col)
+        for v in report.loader_as_is:
+            t.add_row(v.version, str(v.loaded), str(len(v.skipped)), str(len(v.uninitialized)),
+                      ", ".join(v.from_target) or "-")
+        console.print(t)
+    render_findings(console, report.findings)
+
+
+def render_findings(console: Console, findings) -> None:
+    """Findings as a list, not a table: they are sentences and must stay readable at 80 columns."""
+    if not findings:
+        console.print("[green]No findings: SGLang loads this drafter as it is.[/]")
+        return
+    console.print("[bold]Findings[/]")
+    for f in findings:
+        sev = f.severity.value
+        console.print(f"  [{SEVERITY_STYLE[sev]}]{sev:<7}[/] [bold]{f.code}[/]: {output.escape(f.message)}",
+                      soft_wrap=True)
+        if f.fix:
+            console.print(f"          [dim]fix:[/] {output.escape(f.fix)}", soft_wrap=True)

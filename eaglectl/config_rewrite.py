@@ -1,0 +1,62 @@
+"""The draft config SGLang needs, edited as a plain dict (key order and unknown keys kept as they are)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from eaglectl.enums import Algorithm
+from eaglectl.sglang_loader import ARCHITECTURE
+
+TORCH_DTYPE_NAME = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def rewrite_config(
+    config: dict[str, Any],
+    *,
+    algorithm: Algorithm,
+    num_layers: int | None,
+    draft_vocab: int | None = None,
+    target_hidden: int | None = None,
+    aux_layer_ids: list[int] | None = None,
+    dtype: str | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Return the rewritten config and a human line per change."""
+    cfg = copy.deepcopy(config)
+    changes: list[str] = []
+
+    def put(key: str, value: Any) -> None:
+        if cfg.get(key) != value:
+            changes.append(f"{key}: {cfg.get(key)!r} -> {value!r}")
+            cfg[key] = value
+
+    put("architectures", [ARCHITECTURE[algorithm]])
+    if num_layers is not None:
+        put("num_hidden_layers", num_layers)
+    if algorithm is Algorithm.EAGLE3:
+        if draft_vocab is not None and cfg.get("draft_vocab_size") is None:
+            put("draft_vocab_size", draft_vocab)
+        if target_hidden is not None and cfg.get("target_hidden_size") is None:
+            put("target_hidden_size", target_hidden)
+        if aux_layer_ids is not None:
+            eagle_cfg = cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}
+            if eagle_cfg.get("eagle_aux_hidden_state_layer_ids") != aux_layer_ids:
+                changes.append(f"eagle_config.eagle_aux_hidden_state_layer_ids: "
+                               f"{eagle_cfg.get('eagle_aux_hidden_state_layer_ids')!r} -> {aux_layer_ids!r}")
+                cfg["eagle_config"] = {**eagle_cfg, "eagle_aux_hidden_state_layer_ids": list(aux_layer_ids)}
+    if dtype in TORCH_DTYPE_NAME:
+        put("torch_dtype", TORCH_DTYPE_NAME[dtype])
+        if "dtype" in cfg:
+            put("dtype", TORCH_DTYPE_NAME[dtype])
+    return cfg, changes
+
+
+def aux_layer_ids_of(config: dict[str, Any]) -> list[int] | None:
+    """Aux layer ids recorded in a config, wherever a trainer put them."""
+    eagle_cfg = config.get("eagle_config")
+    candidates = [eagle_cfg.get("eagle_aux_hidden_state_layer_ids") if isinstance(eagle_cfg, dict) else None,
+                  config.get("eagle_aux_hidden_state_layer_ids"), config.get("aux_hidden_state_layer_ids")]
+    for value in candidates:
+        if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return list(value)
+    return None

@@ -1,0 +1,68 @@
+"""One exception hierarchy for every user-facing failure, each class carrying its exit code.
+
+The CLI turns these into one line on stderr in a single place (`eaglectl.cli.app.main`); anything else is a
+bug and keeps its traceback. Exit codes: 0 ok, 1 bad input or a failed check, 2 optional dependency missing.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_MISSING_DEPENDENCY = 2
+
+
+class EaglectlError(Exception):
+    """Base class: a problem the user can fix; printed as one line, no traceback."""
+
+    exit_code = EXIT_FAILED
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class CheckpointError(EaglectlError):
+    """A path that is missing, unreadable, corrupt or not a checkpoint eaglectl understands."""
+
+
+class ConfigError(CheckpointError):
+    """A config.json that is not JSON, not an object, or contradicts the weights."""
+
+
+class UnsupportedDraftError(EaglectlError):
+    """A drafter SGLang cannot serve (P-EAGLE) or an algorithm that contradicts the weights."""
+
+
+class CheckFailedError(EaglectlError):
+    """A verification or comparison that ran and failed (export verify, probe tolerance, smoke test)."""
+
+
+class OutputError(EaglectlError):
+    """The output location is not writable, is busy (locked) or the disk filled up."""
+
+
+class LaunchError(EaglectlError):
+    """The SGLang server could not be started, died, or never became healthy."""
+
+
+class MissingDependencyError(EaglectlError):
+    """An optional extra (sglang, transformers) is not importable."""
+
+    exit_code = EXIT_MISSING_DEPENDENCY
+
+
+def require(module: str, *, extra: str, purpose: str) -> None:
+    """Fail with exit code 2 and an install hint when an optional module cannot be imported."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingDependencyError(
+            f"{module} is not installed; it is needed {purpose}.",
+            hint=f'pip install "eaglectl[{extra}]"',
+        )

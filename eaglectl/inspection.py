@@ -1,0 +1,293 @@
+"""`inspect`: what a drafter checkpoint is, and everything that would go wrong serving it with SGLang."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eaglectl.canonical import layer_indices, parse_name
+from eaglectl.checkpoint import Checkpoint, detect_algorithm, is_p_eagle, resolve
+from eaglectl.config_rewrite import aux_layer_ids_of
+from eaglectl.enums import Algorithm, Layout, Severity
+from eaglectl.errors import EaglectlError
+from eaglectl.peagle import VLLM_ROUTE
+from eaglectl.plan import ExportPlan, build_plan
+from eaglectl.sglang_loader import ARCHITECTURE, SGLANG_VERSIONS, simulate_load
+from eaglectl.target_config import TargetInfo, default_aux_layer_ids, load_target
+from eaglectl.weights import FLOAT_DTYPES
+
+
+@dataclass
+class Finding:
+    code: str
+    severity: Severity
+    message: str
+    fix: str | None = None
+
+
+@dataclass
+class TensorGroup:
+    group: str
+    count: int
+    params: int
+    bytes: int
+    dtypes: list[str]
+
+
+@dataclass
+class ConfigSummary:
+    architectures: Any
+    model_type: Any
+    hidden_size: Any
+    num_hidden_layers: Any
+    layers_in_weights: int
+    vocab_size: Any
+    draft_vocab_size: Any
+    target_hidden_size: Any
+    aux_layer_ids: list[int] | None
+    torch_dtype: Any
+    max_position_embeddings: Any
+    tie_word_embeddings: Any
+
+
+@dataclass
+class LoaderView:
+    version: str
+    loaded: int
+    skipped: list[str]
+    uninitialized: list[str]
+    from_target: list[str]
+
+
+@dataclass
+class InspectReport:
+    source: str
+    layout: Layout
+    paths: dict[str, str | None]
+    algorithm: Algorithm | None = None
+    algorithm_reason: str | None = None
+    p_eagle: str | None = None
+    sglang_ready: bool = False
+    config: ConfigSummary | None = None
+    tensors: list[TensorGroup] = field(default_factory=list)
+    total_params: int = 0
+    total_bytes: int = 0
+    loader_as_is: list[LoaderView] = field(default_factory=list)
+    export_preview: dict[str, Any] | None = None
+    target: TargetInfo | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity is Severity.error for f in self.findings)
+
+
+def inspect_checkpoint(path: str, *, target: str | None = None) -> InspectReport:
+    ckpt = resolve(path)
+    report = InspectReport(source=ckpt.source, layout=ckpt.layout, paths=_paths(ckpt))
+    if ckpt.is_remote:
+        report.findings.append(Finding("remote", Severity.info,
+                                       f"{ckpt.hub_id} is a Hugging Face Hub id; passed through, not downloaded"))
+        return report
+    assert ckpt.weights is not None
+    add = report.findings.append
+    report.algorithm, report.algorithm_reason = detect_algorithm(ckpt)
+    report.tensors, report.total_params, report.total_bytes = _groups(ckpt)
+    report.config = _summary(ckpt)
+    report.p_eagle = is_p_eagle(ckpt)
+    if report.p_eagle:
+        add(Finding("p-eagle", Severity.error, f"P-EAGLE (parallel drafting) head: {report.p_eagle}; SGLang cannot "
+                    "serve it (it ignores mask_hidden / mask_token_id)", VLLM_ROUTE))
+        return report
+    plan: ExportPlan | None = None
+    try:
+        plan = build_plan(ckpt)
+    except EaglectlError as exc:
+        add(Finding("unservable", Severity.error, str(exc), exc.hint))
+    algo = plan.algorithm if plan else report.algorithm
+    if algo is not None:
+        _as_is_findings(ckpt, algo, plan, report)
+    if plan is not None:
+        _plan_findings(ckpt, plan, report)
+    _dtype_findings(ckpt, report)
+    if target:
+        report.target = load_target(target)
+        _target_findings(ckpt, plan, report.target, report)
+    report.sglang_ready = bool(plan and plan.identity and not plan.config_changes and report.ok)
+    if report.sglang_ready and ckpt.layout is Layout.hf:
+        report.layout = Layout.sglang_ready
+    return report
+
+
+def _paths(ckpt: Checkpoint) -> dict[str, str | None]:
+    ws = ckpt.weights
+    return {
+        "root": str(ckpt.root) if ckpt.root else None,
+        "model_dir": str(ckpt.model_dir) if ckpt.model_dir else None,
+        "config": str(ckpt.config_path) if ckpt.config_path else None,
+        "weights": ", ".join(str(f) for f in ws.files) if ws else None,
+        "index": str(ws.index_file) if ws and ws.index_file else None,
+        "meta": str(ckpt.meta.path) if ckpt.meta else None,
+        "hub_id": ckpt.hub_id,
+    }
+
+
+def _groups(ckpt: Checkpoint) -> tuple[list[TensorGroup], int, int]:
+    assert ckpt.weights is not None
+    groups: dict[str, list] = {}
+    for name, info in ckpt.weights.tensors.items():
+        p = parse_name(name)
+        key = f"layers.{p.layer}" if p.layer is not None else (p.base.split(".")[0] if p.known else "other")
+        groups.setdefault(key, []).append(info)
+    out = [TensorGroup(k, len(v), sum(t.numel for t in v), sum(t.nbytes for t in v), sorted({t.dtype for t in v}))
+           for k, v in sorted(groups.items())]
+    return out, sum(g.params for g in out), sum(g.bytes for g in out)
+
+
+def _summary(ckpt: Checkpoint) -> ConfigSummary:
+    c = ckpt.config
+    assert ckpt.weights is not None
+    return ConfigSummary(
+        architectures=c.get("architectures"), model_type=c.get("model_type"), hidden_size=c.get("hidden_size"),
+        num_hidden_layers=c.get("num_hidden_layers"), layers_in_weights=len(layer_indices(ckpt.weights.tensors)),
+        vocab_size=c.get("vocab_size"), draft_vocab_size=c.get("draft_vocab_size"),
+        target_hidden_size=c.get("target_hidden_size"),
+        aux_layer_ids=aux_layer_ids_of(c) or (ckpt.meta.aux_layer_ids if ckpt.meta else None),
+        torch_dtype=c.get("torch_dtype") or c.get("dtype"), max_position_embeddings=c.get("max_position_embeddings"),
+        tie_word_embeddings=c.get("tie_word_embeddings"))
+
+
+def _export_cmd(ckpt: Checkpoint) -> str:
+    import shlex
+
+    return f"run `eaglectl export {shlex.quote(ckpt.source)}`"
+
+
+def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, report: InspectReport) -> None:
+    assert ckpt.weights is not None
+    add, fix = report.findings.append, _export_cmd(ckpt)
+    cfg = ckpt.config
+    want = ARCHITECTURE[algo]
+    archs = cfg.get("architectures")
+    if archs != [want]:
+        add(Finding("architectures", Severity.warning,
+                    f"architectures is {archs!r}; SGLang needs [{want!r}] for {algo.value} "
+                    f"(any other name either fails to start or builds the wrong model)", fix))
+    if plan is not None and cfg.get("num_hidden_layers") != plan.num_layers:
+        add(Finding("num-hidden-layers", Severity.warning,
+                    f"num_hidden_layers is {cfg.get('num_hidden_layers')!r} but the weights hold {plan.num_layers} "
+                    f"layer(s); SGLang builds the config's count and leaves the extra layers uninitialised without "
+                    f"an error (accept length ~1.0)", fix))
+    shapes = {n: t.shape for n, t in ckpt.weights.tensors.items()}
+    skipped: dict[str, list[str]] = {}
+    for version in SGLANG_VERSIONS:
+        sim = simulate_load(cfg, shapes, algo, version)
+        report.loader_as_is.append(LoaderView(version, len(sim.loaded), sim.skipped, sim.uninitialized,
+                                              sim.from_target))
+        for name in sim.skipped:
+            skipped.setdefault(name, []).append(version)
+    renamable = {n: v for n, v in skipped.items() if parse_name(n).known}
+    unknown = [n for n in skipped if not parse_name(n).known]
+    if renamable:
+        listed = ", ".join(f"{n} ({'/'.join(v)})" for n, v in list(renamable.items())[:4])
+        more = f" and {len(renamable) - 4} more" if len(renamable) > 4 else ""
+        add(Finding("skipped-tensors", Severity.warning,
+                    f"SGLang's loader would skip {len(renamable)} tensor(s) without a word: {listed}{more}",
+                    f"{fix} (it writes the names SGLang's loader matches)"))
+    if unknown:
+        add(Finding("unused-tensors", Severity.info,
+                    f"{len(unknown)} tensor(s) no SGLang parameter takes: {', '.join(unknown[:8])}",
+                    "export drops them and lists each one"))
+    if algo is Algorithm.EAGLE3:
+        has_d2t = any(parse_name(n).base == "d2t" for n in ckpt.weights.tensors)
+        vocab, dv = cfg.get("vocab_size"), (plan.config.get("draft_vocab_size") if plan else None)
+        if not has_d2t and isinstance(vocab, int) and isinstance(dv, int) and dv < vocab:
+            if plan is not None and "d2t" in plan.generated:
+                add(Finding("missing-d2t", Severity.warning,
+                            f"draft vocab {dv} < vocab {vocab} but no d2t tensor: SGLang would read draft ids as "
+                            f"target ids", f"{fix} (it builds d2t from {plan.token_map_source})"))
+            else:
+                add(Finding("missing-d2t", Severity.error,
+                            f"draft vocab {dv} < vocab {vocab} but there is no d2t tensor and no meta file with "
+                            f"selected_token_ids to build it from", "add eagle_meta.pt beside the checkpoint"))
+        add(Finding("token-map-ignored", Severity.info,
+                    "SGLang ignores --speculative-token-map for EAGLE3; the draft vocab comes from the d2t tensor",
+                    None))
+
+
+def _plan_findings(ckpt: Checkpoint, plan: ExportPlan, report: InspectReport) -> None:
+    add = report.findings.append
+    uninit: set[str] = set()
+    for version in SGLANG_VERSIONS:
+        sim = simulate_load(plan.config, plan.shapes, plan.algorithm, version)
+        for err in sim.shape_errors:
+            add(Finding("shape", Severity.error, f"SGLang {version}: {err}"))
+        for prob in sim.problems:
+            add(Finding("layers", Severity.warning if version == "0.5.9" else Severity.error, prob,
+                        "serve with SGLang >= 0.5.15" if version == "0.5.9" else None))
+        uninit.update(sim.uninitialized)
+    if uninit:
+        add(Finding("missing-tensors", Severity.error,
+                    f"required tensors missing, SGLang would leave them uninitialised: {', '.join(sorted(uninit))}"))
+    embed = [t for t in plan.tensors if t.name == "embed_tokens.weight"]
+    if embed:
+        add(Finding("embeddings", Severity.info,
+                    f"draft embeddings present {list(embed[0].shape)}; SGLang replaces them with the target's",
+                    "export --drop-embeddings saves the space"))
+
+
+def _dtype_findings(ckpt: Checkpoint, report: InspectReport) -> None:
+    assert ckpt.weights is not None
+    floats = sorted({t.dtype for t in ckpt.weights.tensors.values() if t.dtype in FLOAT_DTYPES})
+    if len(floats) > 1:
+        report.findings.append(Finding("dtype-mix", Severity.warning,
+                                       f"floating tensors mix dtypes {floats}; SGLang casts all to --dtype",
+                                       "export --dtype bf16 makes them uniform"))
+
+
+def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, report: InspectReport) -> None:
+    add = report.findings.append
+    if not t.local:
+        add(Finding("target-remote", Severity.info, f"target {t.source} is not local; target checks skipped"))
+        return
+    cfg = plan.config if plan else ckpt.config
+    algo = plan.algorithm if plan else report.algorithm
+    th = cfg.get("target_hidden_size") or cfg.get("hidden_size")
+    if algo is Algorithm.EAGLE and t.hidden_size and cfg.get("hidden_size") != t.hidden_size:
+        add(Finding("target-hidden", Severity.error,
+                    f"EAGLE draft hidden_size {cfg.get('hidden_size')} != target hidden_size {t.hidden_size}"))
+    elif algo is Algorithm.EAGLE3 and t.hidden_size and th != t.hidden_size:
+        add(Finding("target-hidden", Severity.error,
+                    f"draft expects target hidden size {th} but the target has {t.hidden_size}"))
+    if t.vocab_size and isinstance(cfg.get("vocab_size"), int) and cfg["vocab_size"] != t.vocab_size:
+        add(Finding("target-vocab", Severity.error,
+                    f"draft vocab_size {cfg['vocab_size']} != target vocab_size {t.vocab_size}"))
+    if algo is Algorithm.EAGLE3 and t.num_layers:
+        ids = aux_layer_ids_of(cfg) or default_aux_layer_ids(t.num_layers)
+        for problem in aux_layer_problems(ids, t.num_layers):
+            add(Finding("aux-layer-ids", Severity.error, problem))
+    draft_dtype = cfg.get("torch_dtype") or cfg.get("dtype")
+    if t.dtype and isinstance(draft_dtype, str) and draft_dtype != t.dtype:
+        add(Finding("target-dtype", Severity.warning,
+                    f"draft dtype {draft_dtype} differs from target dtype {t.dtype}; SGLang runs both in --dtype"))
+    mpe = cfg.get("max_position_embeddings")
+    if t.max_position_embeddings and isinstance(mpe, int) and t.max_position_embeddings > mpe:
+        add(Finding("context-length", Severity.warning,
+                    f"target context {t.max_position_embeddings} > draft max_position_embeddings {mpe}: SGLang "
+                    f"refuses to start unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1",
+                    "pass --context-length, or `eaglectl serve --allow-longer-context`"))
+
+
+def aux_layer_problems(ids: list[int], num_layers: int) -> list[str]:
+    """SGLang captures the output of layer k for k in [0, N-2]; an id of N-1 is silently never captured."""
+    problems = []
+    if len(ids) != 3:
+        problems.append(f"aux layer ids {ids}: EAGLE-3 needs exactly 3")
+    if len(set(ids)) != len(ids):
+        problems.append(f"aux layer ids {ids} are not distinct")
+    for i in ids:
+        if i == num_layers - 1:
+            problems.append(f"aux layer id {i} is the target's last layer; SGLang never captures it")
+        elif not 0 <= i <= num_layers - 2:
+            problems.append(f"aux layer id {i} is out of bounds for a {num_layers}-layer target ([0, {num_layers - 2}])")
+    return problems

@@ -1,0 +1,185 @@
+"""What an export would write: the canonical config, every output tensor and every dropped input tensor.
+
+`inspect` and `export` share this plan, so what inspect promises is exactly what export does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eaglectl.canonical import canonical_name, is_p_eagle_tensor, layer_indices, parse_name
+from eaglectl.checkpoint import Checkpoint, detect_algorithm
+from eaglectl.config_rewrite import aux_layer_ids_of, rewrite_config
+from eaglectl.enums import Algorithm
+from eaglectl.errors import CheckpointError, UnsupportedDraftError
+from eaglectl.weights import FLOAT_DTYPES
+
+DTYPE_CODE = {"bf16": "BF16", "fp16": "F16", "fp32": "F32"}
+
+
+@dataclass
+class PlannedTensor:
+    name: str  # output name
+    dtype: str  # output dtype code
+    shape: tuple[int, ...]
+    source: str | None = None  # stored name; None when generated
+    generated: str | None = None  # how a generated tensor was built
+
+    @property
+    def renamed(self) -> bool:
+        return self.source is not None and self.source != self.name
+
+
+@dataclass
+class DroppedTensor:
+    name: str
+    reason: str
+
+
+@dataclass
+class ExportPlan:
+    algorithm: Algorithm
+    algorithm_reason: str
+    config: dict[str, Any]
+    config_changes: list[str]
+    num_layers: int
+    tensors: list[PlannedTensor]
+    dropped: list[DroppedTensor]
+    token_map_source: str | None  # where SGLang's speculative_token_map.pt would come from
+    generated: dict[str, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
+    selected_ids: Any = field(default=None, repr=False, metadata={"internal": True})
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {t.name: t.shape for t in self.tensors}
+
+    @property
+    def identity(self) -> bool:
+        """True when the output would hold exactly the input tensors under the same names and dtypes."""
+        return not self.dropped and not self.generated and not any(t.renamed for t in self.tensors)
+
+
+def choose_algorithm(ckpt: Checkpoint, requested: Algorithm | None) -> tuple[Algorithm, str]:
+    detected, reason = detect_algorithm(ckpt)
+    if requested is None:
+        if detected is None:
+            raise CheckpointError(f"{ckpt.source}: cannot tell EAGLE from EAGLE-3 ({reason}); pass --algorithm")
+        return detected, reason
+    if detected is not None and detected is not requested:
+        raise UnsupportedDraftError(
+            f"--algorithm {requested.value} contradicts the weights: this is an {detected.value} head ({reason}); "
+            f"SGLang would serve it with accept length ~1.0 and no error",
+            hint=f"use --algorithm {detected.value}")
+    return requested, reason if detected else "given with --algorithm"
+
+
+def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: str = "keep",
+               drop_embeddings: bool = False) -> ExportPlan:
+    """Plan the SGLang-ready form of `ckpt`. Raises when the weights cannot make a servable head."""
+    import torch
+
+    assert ckpt.weights is not None
+    algo, reason = choose_algorithm(ckpt, algorithm)
+    infos = ckpt.weights.tensors
+    cfg = ckpt.config
+    layers = layer_indices(infos)
+    if not layers:
+        raise CheckpointError(f"{ckpt.source}: no decoder-layer weights (self_attn / mlp) found")
+    if layers != list(range(len(layers))):
+        raise CheckpointError(f"{ckpt.source}: decoder layers {layers} are not numbered 0..{len(layers) - 1}")
+    num_layers = len(layers)
+
+    tensors: list[PlannedTensor] = []
+    dropped: list[DroppedTensor] = []
+    generated: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for name, info in infos.items():
+        parsed = parse_name(name)
+        if is_p_eagle_tensor(name):
+            dropped.append(DroppedTensor(name, "P-EAGLE tensor; SGLang has no parallel-drafting support"))
+            continue
+        if not parsed.known:
+            dropped.append(DroppedTensor(name, "no SGLang Llama EAGLE parameter takes it"))
+            continue
+        if parsed.base == "embed_tokens.weight" and drop_embeddings:
+            dropped.append(DroppedTensor(name, "--drop-embeddings: SGLang uses the target's embeddings"))
+            continue
+        if algo is Algorithm.EAGLE and parsed.base in ("d2t", "t2d"):
+            dropped.append(DroppedTensor(name, "EAGLE reads the hot vocab from --speculative-token-map, not d2t"))
+            continue
+        out = canonical_name(parsed, algorithm=algo, num_layers=num_layers)
+        if out in seen:
+            raise CheckpointError(f"{ckpt.source}: tensors {seen[out]!r} and {name!r} both map to {out!r}")
+        seen[out] = name
+        out_dtype = DTYPE_CODE.get(dtype, info.dtype) if info.dtype in FLOAT_DTYPES else info.dtype
+        tensors.append(PlannedTensor(out, out_dtype, info.shape, source=name))
+
+    vocab = cfg.get("vocab_size") if isinstance(cfg.get("vocab_size"), int) else None
+    lm_head = next((t for t in tensors if t.name == "lm_head.weight"), None)
+    draft_vocab = cfg.get("draft_vocab_size") if isinstance(cfg.get("draft_vocab_size"), int) else None
+    if draft_vocab is None and lm_head is not None and vocab and lm_head.shape[0] < vocab:
+        draft_vocab = lm_head.shape[0]
+    meta = ckpt.meta
+    if draft_vocab is None and meta is not None and meta.draft_vocab is not None and algo is Algorithm.EAGLE3:
+        draft_vocab = meta.draft_vocab
+
+    selected = None
+    token_map_source = None
+    names = {t.name for t in tensors}
+    if meta is not None and meta.selected_token_ids is not None:
+        selected = meta.selected_token_ids
+        token_map_source = f"selected_token_ids in {meta.path.name}"
+    elif "d2t" in [parse_name(n).base for n in infos]:
+        d2t_name = next(n for n in infos if parse_name(n).base == "d2t")
+        d2t = ckpt.weights.load(d2t_name).to(torch.int64)
+        selected = d2t + torch.arange(d2t.numel(), dtype=torch.int64)
+        token_map_source = f"d2t in the weights ({d2t_name})"
+    if selected is not None:
+        validate_selected_ids(selected, vocab=vocab, draft_vocab=draft_vocab if algo is Algorithm.EAGLE3 else None,
+                              where=token_map_source or "")
+
+    if algo is Algorithm.EAGLE3 and selected is not None and meta is not None and meta.selected_token_ids is not None:
+        if "d2t" not in names:
+            generated["d2t"] = (selected - torch.arange(selected.numel(), dtype=torch.int64)).contiguous()
+            tensors.append(PlannedTensor("d2t", "I64", (selected.numel(),), generated=token_map_source))
+        if "t2d" not in names and vocab:
+            if meta.selected_token_mask is not None and meta.selected_token_mask.numel() == vocab:
+                t2d = meta.selected_token_mask.clone().contiguous()
+            else:
+                t2d = torch.zeros(vocab, dtype=torch.bool)
+                t2d[selected] = True
+            generated["t2d"] = t2d
+            tensors.append(PlannedTensor("t2d", "BOOL", (vocab,), generated=token_map_source))
+
+    fc = next((t for t in tensors if t.name == "fc.weight"), None)
+    aux_ids = aux_layer_ids_of(cfg) or (meta.aux_layer_ids if meta else None)
+    n_aux = len(aux_ids) if aux_ids else 3
+    hidden = cfg.get("hidden_size") if isinstance(cfg.get("hidden_size"), int) else None
+    target_hidden = None
+    if algo is Algorithm.EAGLE3 and fc is not None and len(fc.shape) == 2 and fc.shape[1] % n_aux == 0:
+        target_hidden = fc.shape[1] // n_aux
+        if target_hidden == hidden:
+            target_hidden = None  # SGLang's default; keep the config minimal
+    new_cfg, changes = rewrite_config(
+        cfg, algorithm=algo, num_layers=num_layers, draft_vocab=draft_vocab, target_hidden=target_hidden,
+        aux_layer_ids=aux_ids if algo is Algorithm.EAGLE3 else None, dtype=dtype if dtype != "keep" else None)
+    tensors.sort(key=lambda t: t.name)
+    return ExportPlan(algo, reason, new_cfg, changes, num_layers, tensors, dropped, token_map_source,
+                      generated=generated, selected_ids=selected)
+
+
+def validate_selected_ids(ids: Any, *, vocab: int | None, draft_vocab: int | None, where: str) -> None:
+    """A token map must be unique ids inside the target vocab, one per draft row."""
+    import torch
+
+    n = int(ids.numel())
+    if n == 0:
+        raise CheckpointError(f"{where}: empty selected token list")
+    if draft_vocab is not None and n != draft_vocab:
+        raise CheckpointError(f"{where}: {n} selected tokens but draft_vocab_size is {draft_vocab}")
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or (vocab is not None and hi >= vocab):
+        raise CheckpointError(f"{where}: token ids must lie in [0, {vocab}); found range [{lo}, {hi}]")
+    if int(torch.unique(ids).numel()) != n:
+        raise CheckpointError(f"{where}: selected token ids are not unique")

@@ -1,0 +1,170 @@
+"""A streaming safetensors writer: header first, then each tensor's bytes, one bounded chunk at a time.
+
+Why not `safetensors.torch.save_file`: it needs every tensor in memory at once (and numpy). Here a tensor
+stored as safetensors with its dtype kept is copied byte for byte in the kernel (`copy_file_range`), and a
+mmap-backed tensor is written in chunks whose pages are released behind us, so memory stays bounded by the
+chunk size whatever the checkpoint size. Tensors are written in name order and the header has no
+timestamps, so the same input always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import mmap
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eaglectl.weights import ITEMSIZE
+
+CHUNK_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class RawSource:
+    """Bytes already in the output dtype inside a file (a safetensors tensor with its dtype kept)."""
+
+    file: Path
+    offset: int
+
+
+@dataclass
+class OutTensor:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    source: RawSource | Callable[[], Any]  # raw bytes, or a thunk returning a torch.Tensor (any dtype)
+    mapped: tuple[tuple[int, int], ...] = ()  # address ranges of the file mapping behind the tensor, if any
+
+    @property
+    def nbytes(self) -> int:
+        n = ITEMSIZE[self.dtype]
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def header_bytes(tensors: list[OutTensor], metadata: dict[str, str] | None = None) -> bytes:
+    header: dict[str, Any] = {"__metadata__": dict(metadata or {"format": "pt"})}
+    offset = 0
+    for t in tensors:
+        header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[str, str] | None = None,
+                      on_bytes: Callable[[int], None] | None = None) -> int:
+    """Write `tensors` (in the given order) to `path`, fsync it, and return the file size."""
+    with open(path, "wb") as out:
+        out.write(header_bytes(tensors, metadata))
+        out.flush()
+        for t in tensors:
+            if isinstance(t.source, RawSource):
+                _copy_range(t.source.file, t.source.offset, t.nbytes, out, on_bytes)
+            else:
+                _write_tensor(t, out, on_bytes)
+        out.flush()
+        os.fsync(out.fileno())
+        return out.tell()
+
+
+def _copy_range(src: Path, offset: int, nbytes: int, out, on_bytes) -> None:
+    with open(src, "rb") as fin:
+        remaining, pos = nbytes, offset
+        while remaining:
+            step = min(remaining, CHUNK_BYTES)
+            try:
+                n = os.copy_file_range(fin.fileno(), out.fileno(), step, pos)
+            except (AttributeError, OSError):
+                n = 0
+            if n <= 0:  # no kernel copy here (other OS, cross-device quirks): fall back to read/write
+                fin.seek(pos)
+                data = fin.read(step)
+                if len(data) != step:
+                    raise OSError(f"{src}: unexpected end of file")
+                out.write(data)
+                out.flush()
+                n = step
+            pos += n
+            remaining -= n
+            if on_bytes:
+                on_bytes(n)
+        out.seek(0, os.SEEK_END)
+
+
+def _write_tensor(t: OutTensor, out, on_bytes) -> None:
+    from eaglectl.weights import torch_dtype
+
+    tensor = t.source()  # type: ignore[operator]
+    want = torch_dtype(t.dtype)
+    if tuple(tensor.shape) != tuple(t.shape):
+        raise ValueError(f"{t.name}: shape {tuple(tensor.shape)} != planned {t.shape}")
+    if tensor.dim() == 0 or tensor.numel() == 0:
+        _write_contiguous(tensor.to(want).contiguous(), out, on_bytes)
+        return
+    row_bytes = max(1, t.nbytes // tensor.shape[0])
+    rows = max(1, CHUNK_BYTES // row_bytes)
+    for start in range(0, tensor.shape[0], rows):
+        part = tensor[start:start + rows]
+        converted = part.to(want).contiguous() if part.dtype != want or not part.is_contiguous() else part
+        _write_contiguous(converted, out, on_bytes)
+        if converted.data_ptr() != part.data_ptr():
+            del converted
+        _release(part, t.mapped)
+
+
+def _write_contiguous(tensor, out, on_bytes) -> None:
+    n = tensor.numel() * tensor.element_size()
+    if n == 0:
+        return
+    view = memoryview((ctypes.c_ubyte * n).from_address(tensor.data_ptr())).cast("B")
+    out.write(view)
+    if on_bytes:
+        on_bytes(n)
+
+
+_libc = None
+
+
+def mapped_ranges(path: Path) -> tuple[tuple[int, int], ...]:
+    """Address ranges where this process maps `path` (Linux), for releasing pages after a write."""
+    target = str(Path(path).resolve())
+    ranges = []
+    try:
+        with open("/proc/self/maps") as fh:
+            for line in fh:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and parts[5].strip() == target:
+                    lo, hi = parts[0].split("-")
+                    ranges.append((int(lo, 16), int(hi, 16)))
+    except OSError:
+        return ()
+    return tuple(ranges)
+
+
+def _release(tensor, mapped: tuple[tuple[int, int], ...]) -> None:
+    """Drop the pages of a file-mapped tensor slice just written, so RSS stays bounded. Anonymous memory is
+    never touched (MADV_DONTNEED would zero it)."""
+    global _libc
+    if not mapped:
+        return
+    page = mmap.PAGESIZE
+    start = tensor.data_ptr()
+    end_raw = start + tensor.numel() * tensor.element_size()
+    if not any(lo <= start and end_raw <= hi for lo, hi in mapped):
+        return
+    aligned, end = (start + page - 1) // page * page, end_raw // page * page
+    if end <= aligned:
+        return
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(end - aligned), 4)  # MADV_DONTNEED
+    except (OSError, AttributeError):  # best effort: only memory use depends on it
+        pass

@@ -1,0 +1,55 @@
+"""The target model's config, read locally (a model directory or a config.json); Hub ids are not fetched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eaglectl.errors import ConfigError
+from eaglectl.jsonfile import read_json_object
+
+
+@dataclass
+class TargetInfo:
+    source: str
+    config_path: Path | None
+    hidden_size: int | None = None
+    vocab_size: int | None = None
+    num_layers: int | None = None
+    dtype: str | None = None
+    max_position_embeddings: int | None = None
+    model_type: str | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.config_path is not None
+
+
+def _int(cfg: dict[str, Any], key: str) -> int | None:
+    value = cfg.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def load_target(source: str) -> TargetInfo:
+    """Read the target's config; a path that does not exist is treated as a Hub id (nothing read)."""
+    p = Path(source).expanduser()
+    if not p.exists():
+        return TargetInfo(source=source, config_path=None)
+    cfg_path = p / "config.json" if p.is_dir() else p
+    if not cfg_path.is_file():
+        raise ConfigError(f"{source}: target has no config.json")
+    cfg = read_json_object(cfg_path, what="target config")
+    text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else cfg  # multimodal wrappers
+    dtype = text.get("torch_dtype") or text.get("dtype") or cfg.get("torch_dtype") or cfg.get("dtype")
+    return TargetInfo(
+        source=source, config_path=cfg_path.resolve(), hidden_size=_int(text, "hidden_size"),
+        vocab_size=_int(text, "vocab_size"), num_layers=_int(text, "num_hidden_layers"),
+        dtype=dtype if isinstance(dtype, str) else None,
+        max_position_embeddings=_int(text, "max_position_embeddings"),
+        model_type=text.get("model_type") if isinstance(text.get("model_type"), str) else None)
+
+
+def default_aux_layer_ids(num_layers: int) -> list[int]:
+    """SGLang's default EAGLE-3 capture layers, in eaglectl's convention (output of layer k)."""
+    return [1, num_layers // 2 - 1, num_layers - 4]

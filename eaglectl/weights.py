@@ -1,0 +1,276 @@
+"""Lazy access to a checkpoint's tensors: names, dtypes, shapes and byte ranges without reading the data.
+
+safetensors: the header is parsed and validated here (it also gives the byte offsets that let export copy
+tensors without decoding them); values are read through `safe_open`. Pickles (`.pt` / `.bin`): always
+`torch.load(weights_only=True, mmap=True)`, so no pickled code runs and tensors stay on disk until touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eaglectl.errors import CheckpointError
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+BIN_INDEX = "pytorch_model.bin.index.json"
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+# safetensors dtype code -> item size in bytes
+ITEMSIZE = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8,
+}
+FLOAT_DTYPES = {"F8_E4M3", "F8_E5M2", "F16", "BF16", "F32", "F64"}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor as stored: enough to plan an export without touching its data."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    file: Path
+    data_offset: int | None = None  # absolute byte offset (safetensors only): enables a raw byte copy
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * ITEMSIZE[self.dtype]
+
+
+@dataclass
+class WeightSet:
+    """All tensors of a checkpoint, possibly over several shards."""
+
+    format: str  # "safetensors" | "torch"
+    files: list[Path]
+    tensors: dict[str, TensorInfo]
+    index_file: Path | None = None
+    _pickles: dict[Path, dict[str, Any]] = field(default_factory=dict, repr=False, metadata={"internal": True})
+    _handles: dict[Path, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors.values())
+
+    def load(self, name: str):
+        """One tensor's values (a torch.Tensor); mmap-backed for pickles, read via safe_open otherwise."""
+        info = self.tensors[name]
+        if self.format == "torch":
+            return self._pickles[info.file][name]
+        return self._handle(info.file).get_tensor(name)
+
+    def load_rows(self, name: str, start: int, stop: int):
+        """Rows [start, stop) of a tensor, for bounded-memory streaming of large matrices."""
+        info = self.tensors[name]
+        if self.format == "torch":
+            return self._pickles[info.file][name][start:stop]
+        return self._handle(info.file).get_slice(name)[start:stop]
+
+    def _handle(self, path: Path):
+        handle = self._handles.get(path)
+        if handle is None:
+            from safetensors import safe_open
+
+            handle = self._handles[path] = safe_open(str(path), framework="pt")
+        return handle
+
+
+# --------------------------------------------------------------------------------------------- safetensors
+def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
+    """Parse and validate a safetensors header; raise `CheckpointError` naming what is wrong."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+            (n,) = struct.unpack("<Q", head)
+            if n > MAX_HEADER_BYTES or 8 + n > size:
+                raise CheckpointError(
+                    f"{path}: corrupt safetensors header length {n} (file is {size} bytes)")
+            raw = fh.read(n)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: safetensors header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: safetensors header is not a JSON object")
+    base = 8 + n
+    tensors: dict[str, TensorInfo] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        except (TypeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"{path}: malformed header entry for tensor {name!r}") from exc
+        if dtype not in ITEMSIZE:
+            raise CheckpointError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
+            raise CheckpointError(f"{path}: tensor {name!r} has invalid data offsets {[begin, end]!r}")
+        expected = math.prod(shape) * ITEMSIZE[dtype]
+        if end - begin != expected:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} spans {end - begin} bytes but {dtype}{shape} needs {expected}")
+        if base + end > size:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} lies past the end of the file (truncated? {size} bytes)")
+        tensors[name] = TensorInfo(name, dtype, tuple(shape), path, base + begin)
+    return tensors
+
+
+# ------------------------------------------------------------------------------------------------- pickles
+def torch_dtype_code(dtype: Any) -> str:
+    import torch
+
+    codes = {
+        torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.int16: "I16", torch.int32: "I32",
+        torch.int64: "I64", torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32",
+        torch.float64: "F64",
+    }
+    for attr, code in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"), ("uint16", "U16"),
+                       ("uint32", "U32"), ("uint64", "U64")):
+        if hasattr(torch, attr):
+            codes[getattr(torch, attr)] = code
+    if dtype not in codes:
+        raise CheckpointError(f"unsupported tensor dtype {dtype}")
+    return codes[dtype]
+
+
+def torch_dtype(code: str):
+    import torch
+
+    return {
+        "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
+        "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32,
+        "F64": torch.float64, "F8_E4M3": getattr(torch, "float8_e4m3fn", None),
+        "F8_E5M2": getattr(torch, "float8_e5m2", None),
+    }[code]
+
+
+def load_pickle(path: Path) -> Any:
+    """`torch.load` with weights_only=True and mmap=True; errors become one clear `CheckpointError`."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    try:
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"{path}: empty file")
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except CheckpointError:
+        raise
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{path}: refused to unpickle: it needs objects beyond tensors "
+                f"({_unsupported_global(str(exc)) or first}); eaglectl never runs pickled code"
+            ) from exc
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({first})") from exc
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, AttributeError, KeyError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({msg[:200]})") from exc
+
+
+def _unsupported_global(message: str) -> str | None:
+    import re
+
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    return f"global {m.group(1)}" if m else None
+
+
+STATE_DICT_KEYS = ("state_dict", "model", "module", "model_state_dict", "draft_model")
+
+
+def tensor_dict(obj: Any, path: Path) -> dict[str, Any]:
+    """The tensors of a loaded pickle, descending one level into a common wrapper key when needed."""
+    import torch
+
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        for key in STATE_DICT_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, dict):
+                tensors = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+                if tensors:
+                    break
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors (keys: {', '.join(map(str, list(obj)[:8])) or 'none'})")
+    return tensors
+
+
+# ------------------------------------------------------------------------------------------------ weight sets
+def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet:
+    """Open every shard lazily and check the index (if any) against what the shards hold."""
+    if not files:
+        raise CheckpointError("no weight files")
+    fmt = "safetensors" if files[0].suffix == ".safetensors" else "torch"
+    ws = WeightSet(format=fmt, files=list(files), tensors={}, index_file=index_file)
+    for f in files:
+        if fmt == "safetensors":
+            part = read_safetensors_header(f)
+            _check_safe_open(f)
+        else:
+            loaded = tensor_dict(load_pickle(f), f)
+            ws._pickles[f] = loaded
+            part = {k: TensorInfo(k, torch_dtype_code(v.dtype), tuple(v.shape), f) for k, v in loaded.items()}
+        for name in part:
+            if name in ws.tensors:
+                raise CheckpointError(
+                    f"tensor {name!r} appears in two shards ({ws.tensors[name].file.name} and {f.name})")
+        ws.tensors.update(part)
+    return ws
+
+
+def _check_safe_open(path: Path) -> None:
+    """Let safetensors itself validate what the header parse cannot (overlaps, alignment)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            fh.keys()
+    except Exception as exc:  # safetensors raises its own SafetensorError type
+        raise CheckpointError(f"{path}: corrupt safetensors file ({str(exc).splitlines()[0][:200]})") from exc
+
+
+def read_index(index_path: Path) -> tuple[list[Path], dict[str, str]]:
+    """Shard files named by a `*.index.json`, validated to exist."""
+    from eaglectl.jsonfile import read_json_object
+
+    index = read_json_object(index_path, what="weight index")
+    weight_map = index.get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index_path}: has no weight_map")
+    names = sorted(set(map(str, weight_map.values())))
+    files = []
+    for name in names:
+        shard = index_path.parent / name
+        if os.sep in name or name.startswith(".."):
+            raise CheckpointError(f"{index_path}: shard name {name!r} points outside the directory")
+        if not shard.is_file():
+            raise CheckpointError(f"{index_path}: points at missing shard {name}")
+        files.append(shard)
+    return files, {str(k): str(v) for k, v in weight_map.items()}
