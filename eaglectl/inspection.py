@@ -13,7 +13,8 @@ from eaglectl.errors import EaglectlError
 from eaglectl.peagle import VLLM_ROUTE
 from eaglectl.plan import ExportPlan, build_plan
 from eaglectl.sglang_loader import ARCHITECTURE, SGLANG_VERSIONS, simulate_load
-from eaglectl.target_config import TargetInfo, default_aux_layer_ids, load_target
+from eaglectl.target.contract import aux_layer_problems, default_aux_layer_ids
+from eaglectl.target_config import TargetInfo, load_target
 from eaglectl.weights import FLOAT_DTYPES
 
 
@@ -276,18 +277,3 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
                     f"target context {t.max_position_embeddings} > draft max_position_embeddings {mpe}: SGLang "
                     f"refuses to start unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1",
                     "pass --context-length, or `eaglectl serve --allow-longer-context`"))
-
-
-def aux_layer_problems(ids: list[int], num_layers: int) -> list[str]:
-    """SGLang captures the output of layer k for k in [0, N-2]; an id of N-1 is silently never captured."""
-    problems = []
-    if len(ids) != 3:
-        problems.append(f"aux layer ids {ids}: EAGLE-3 needs exactly 3")
-    if len(set(ids)) != len(ids):
-        problems.append(f"aux layer ids {ids} are not distinct")
-    for i in ids:
-        if i == num_layers - 1:
-            problems.append(f"aux layer id {i} is the target's last layer; SGLang never captures it")
-        elif not 0 <= i <= num_layers - 2:
-            problems.append(f"aux layer id {i} is out of bounds for a {num_layers}-layer target ([0, {num_layers - 2}])")
-    return problems

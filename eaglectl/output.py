@@ -19,7 +19,7 @@ from rich.console import Console
 
 SCHEMA_VERSION = 1
 
-stdout = Console(soft_wrap=False, highlight=False)
+stdout = Console(soft_wrap=True, highlight=False)
 stderr = Console(stderr=True, highlight=False)
 
 

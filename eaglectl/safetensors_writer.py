@@ -36,7 +36,7 @@ class OutTensor:
     name: str
     dtype: str
     shape: tuple[int, ...]
-    source: RawSource | Callable[[], Any]  # raw bytes, or a thunk returning a torch.Tensor (any dtype)
+    source: RawSource | Callable[[int | None, int | None], Any]  # raw bytes, or a row reader -> torch.Tensor
     mapped: tuple[tuple[int, int], ...] = ()  # address ranges of the file mapping behind the tensor, if any
 
     @property
@@ -99,23 +99,25 @@ def _copy_range(src: Path, offset: int, nbytes: int, out, on_bytes) -> None:
 
 
 def _write_tensor(t: OutTensor, out, on_bytes) -> None:
+    """Write a tensor given as a row reader `source(start, stop)` (`source(None, None)` = whole tensor),
+    converting to the output dtype one chunk of rows at a time."""
     from eaglectl.weights import torch_dtype
 
-    tensor = t.source()  # type: ignore[operator]
     want = torch_dtype(t.dtype)
-    if tuple(tensor.shape) != tuple(t.shape):
-        raise ValueError(f"{t.name}: shape {tuple(tensor.shape)} != planned {t.shape}")
-    if tensor.dim() == 0 or tensor.numel() == 0:
-        _write_contiguous(tensor.to(want).contiguous(), out, on_bytes)
+    read = t.source  # type: ignore[assignment]
+    if not t.shape or t.shape[0] == 0:
+        _write_contiguous(read(None, None).to(want).contiguous(), out, on_bytes)  # type: ignore[operator]
         return
-    row_bytes = max(1, t.nbytes // tensor.shape[0])
+    row_bytes = max(1, t.nbytes // t.shape[0])
     rows = max(1, CHUNK_BYTES // row_bytes)
-    for start in range(0, tensor.shape[0], rows):
-        part = tensor[start:start + rows]
-        converted = part.to(want).contiguous() if part.dtype != want or not part.is_contiguous() else part
+    for start in range(0, t.shape[0], rows):
+        stop = min(start + rows, t.shape[0])
+        part = read(start, stop)  # type: ignore[operator]
+        if tuple(part.shape) != (stop - start, *t.shape[1:]):
+            raise ValueError(f"{t.name}: rows {start}:{stop} have shape {tuple(part.shape)}, planned {t.shape}")
+        converted = part.to(want).contiguous()
         _write_contiguous(converted, out, on_bytes)
-        if converted.data_ptr() != part.data_ptr():
-            del converted
+        del converted
         _release(part, t.mapped)
 
 

@@ -13,6 +13,9 @@ from eaglectl import __version__, output
 from eaglectl.errors import EaglectlError
 
 
+COMMAND_ORDER = ("inspect", "export", "token-map", "serve", "probe-target", "demo")
+
+
 class EaglectlGroup(TyperGroup):
     """Maps `EaglectlError` to one stderr line + its exit code; `EAGLECTL_DEBUG=1` adds the traceback."""
 
@@ -29,8 +32,9 @@ class EaglectlGroup(TyperGroup):
             raise typer.Exit(130) from None
 
     def list_commands(self, ctx: Any) -> list[str]:
-        # Keep the order of the workflow (inspect -> export -> serve) rather than alphabetical.
-        return list(self.commands)
+        # The order of the workflow (inspect -> export -> serve), not alphabetical.
+        order = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(self.commands, key=lambda n: (order.get(n, len(order)), n))
 
 
 app = typer.Typer(
@@ -62,7 +66,7 @@ def _root(
 def _register() -> None:
     # Each command module declares its options and calls one core function; importing them is cheap
     # (no torch / safetensors / transformers / sglang at module level).
-    from eaglectl.cli import demo, inspect  # noqa: F401
+    from eaglectl.cli import demo, export, inspect, token_map  # noqa: F401
 
 
 _register()

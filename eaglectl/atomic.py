@@ -1,0 +1,133 @@
+"""Crash-safe writes: stage beside the destination, fsync, then swap into place with one rename.
+
+A reader (or a crash, or Ctrl-C, or SIGKILL) sees either the previous result or the complete new one,
+never a half-written directory. Leftovers of killed runs are recognisable by name and cleaned up by the
+next run, which holds the same lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from eaglectl.errors import OutputError
+
+STAGE_TAG = ".eaglectl-stage-"
+OLD_TAG = ".eaglectl-old-"
+_RENAME_EXCHANGE = 2
+
+
+def fsync_dir(d: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file via a sibling temp file + fsync + `os.replace`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{STAGE_TAG}", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def stage_dir(dest: Path) -> Path:
+    """A new empty staging directory beside `dest` (same file system, so the final rename is atomic)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{dest.name}{STAGE_TAG}", dir=dest.parent))
+    except OSError as exc:
+        raise OutputError(f"{dest.parent}: cannot create a staging directory ({exc.strerror or exc})") from exc
+
+
+def cleanup_leftovers(dest: Path) -> list[Path]:
+    """Remove staging dirs of killed runs; restore `dest` from a backup a killed swap left behind."""
+    removed = []
+    parent = dest.parent
+    if not parent.is_dir():
+        return removed
+    olds = sorted(parent.glob(f".{dest.name}{OLD_TAG}*"))
+    if olds and not dest.exists():  # killed between the two renames of a fallback swap
+        os.rename(olds[-1], dest)
+        olds = olds[:-1]
+    for leftover in [*parent.glob(f".{dest.name}{STAGE_TAG}*"), *olds]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        removed.append(leftover)
+    return removed
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    res = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if res == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def commit_dir(staged: Path, dest: Path) -> None:
+    """Move a fully written staging dir into place, replacing any previous `dest` atomically."""
+    os.chmod(staged, 0o755)  # mkdtemp made it private
+    fsync_dir(staged)
+    if not dest.exists():
+        os.rename(staged, dest)
+    elif _exchange(staged, dest):
+        shutil.rmtree(staged, ignore_errors=True)  # `staged` now holds the previous result
+    else:
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}{OLD_TAG}", dir=dest.parent))
+        os.rmdir(old)
+        os.rename(dest, old)
+        os.rename(staged, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(dest.parent)
+
+
+@contextlib.contextmanager
+def exclusive_lock(dest: Path) -> Iterator[Path]:
+    """Hold `.<dest>.eaglectl.lock` beside `dest`; a second holder fails at once with a clear message."""
+    import fcntl
+
+    lock = dest.parent / f".{dest.name}.eaglectl.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"{dest.parent}: not writable ({exc.strerror or exc})") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"{dest}: another eaglectl process is writing it right now (lock {lock}); "
+                              f"try again when it finishes") from None
+        yield lock
+    finally:
+        os.close(fd)

@@ -1,0 +1,76 @@
+"""`eaglectl export`: write an SGLang-ready `model/` directory from any drafter checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from eaglectl import output
+from eaglectl.cli.app import app
+from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, JsonOpt
+from eaglectl.cli.progress import byte_progress
+from eaglectl.enums import ExportDType
+
+
+@app.command("export")
+def export_command(
+    path: CheckpointArg,
+    output_dir: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="DIR", file_okay=False,
+        help="Where to write (default: model/ inside the checkpoint's outer directory).")] = None,
+    algorithm: AlgorithmOpt = None,
+    dtype: Annotated[ExportDType, typer.Option(
+        "--dtype", help="Cast floating tensors (keep: as stored).", case_sensitive=False)] = ExportDType.keep,
+    drop_embeddings: Annotated[bool, typer.Option(
+        "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's).")] = False,
+    max_shard_size: Annotated[str, typer.Option(
+        "--max-shard-size", metavar="SIZE", help="Shard above this size (e.g. 5GB, 500MB).")] = "5GB",
+    force: Annotated[bool, typer.Option("--force", "-f", help="Rewrite even an up-to-date output.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be written; write nothing.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Convert a drafter checkpoint into a directory SGLang loads completely, verified after writing."""
+    from eaglectl.export import export_checkpoint
+
+    with byte_progress("exporting", enabled=not dry_run) as progress:
+        report = export_checkpoint(
+            path, output=output_dir, algorithm=algorithm, dtype=dtype.value, drop_embeddings=drop_embeddings,
+            max_shard_size=max_shard_size, force=force, dry_run=dry_run, progress=progress)
+    output.emit("export", report, as_json=json, render=lambda c: render_export(c, report))
+
+
+def render_export(console: Console, r) -> None:
+    verb = {"written": "Exported", "unchanged": "Up to date", "dry-run": "Would export"}[r.action]
+    console.print(f"[bold green]{verb}[/] {r.algorithm.value} drafter ({r.layout.value}) -> [bold]{r.output}[/]")
+    t = Table(show_header=True, title_justify="left")
+    t.add_column("file", overflow="fold")
+    t.add_column("bytes", justify="right")
+    for f in r.files:
+        t.add_row(f.path, output.human_bytes(f.bytes))
+    if r.files:
+        console.print(t)
+    console.print(f"tensors: {r.tensors_written} written, {len(r.renamed)} renamed, {len(r.dropped)} dropped, "
+                  f"{len(r.generated)} generated; {output.human_bytes(r.bytes)} in {r.seconds:.2f} s")
+    for src, dst in list(r.renamed.items())[:6]:
+        console.print(f"  renamed  {src} -> {dst}")
+    if len(r.renamed) > 6:
+        console.print(f"  renamed  ... and {len(r.renamed) - 6} more (see --json)")
+    for d in r.dropped:
+        console.print(f"  [yellow]dropped[/]  {d.name}: {d.reason}")
+    for name, how in r.generated.items():
+        console.print(f"  built    {name} from {how}")
+    for change in r.config_changes:
+        console.print(f"  config   {change}")
+    for v in r.verification:
+        mark = "[green]ok[/]" if v.ok else "[red]FAILED[/]"
+        detail = f" ({'; '.join(v.problems)})" if v.problems else ""
+        label = "read back" if v.version == "read-back" else f"SGLang {v.version} loader"
+        console.print(f"  verify   {label}: {mark}{detail}")
+    if r.token_map:
+        console.print(f"  token map {r.token_map} (EAGLE: pass as --speculative-token-map)")
+    for n in r.notes:
+        console.print(f"[dim]{n}[/]")

@@ -1,0 +1,36 @@
+"""`eaglectl token-map`: materialise SGLang's speculative_token_map.pt from a meta file or d2t."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from eaglectl import output
+from eaglectl.cli.app import app
+from eaglectl.cli.options import CheckpointArg, JsonOpt
+
+
+@app.command("token-map")
+def token_map_command(
+    path: CheckpointArg,
+    output_file: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Where to write (default: speculative_token_map.pt in the checkpoint's outer directory).")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Write speculative_token_map.pt (int64 target ids in draft-row order), validated."""
+    from eaglectl.token_map import write_token_map
+
+    report = write_token_map(path, output=output_file)
+    if report.algorithm.value == "EAGLE3":
+        output.warn(report.note)
+    output.emit("token-map", report, as_json=json, render=lambda c: _render(c, report))
+
+
+def _render(console: Console, r) -> None:
+    console.print(f"[bold green]Wrote[/] {r.output} ({r.draft_vocab} ids from {r.ids_from}; {output.human_bytes(r.bytes)})")
+    console.print(f"  first ids: {r.first_ids}")
+    console.print(f"  {r.note}")

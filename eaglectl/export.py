@@ -1,0 +1,313 @@
+"""`export`: any drafter checkpoint eaglectl reads -> a directory SGLang loads completely.
+
+Stream tensors (mmap / byte-range copies in, safetensors out), shard with huggingface_hub's splitter, stage
+beside the destination, verify the staged copy against SGLang's loader rules, then swap it into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eaglectl import __version__
+from eaglectl.atomic import cleanup_leftovers, commit_dir, exclusive_lock, stage_dir, write_bytes_atomic
+from eaglectl.checkpoint import Checkpoint, resolve
+from eaglectl.enums import Algorithm, Layout
+from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError
+from eaglectl.jsonfile import dumps_config
+from eaglectl.peagle import reject_p_eagle
+from eaglectl.plan import DroppedTensor, ExportPlan, build_plan
+from eaglectl.sglang_loader import SGLANG_VERSIONS, simulate_load
+
+MANIFEST = "eaglectl_export.json"
+TOKEN_MAP = "speculative_token_map.pt"
+DEFAULT_MAX_SHARD = "5GB"
+
+
+@dataclass
+class WrittenFile:
+    path: str
+    bytes: int
+
+
+@dataclass
+class Verification:
+    version: str
+    ok: bool
+    loaded: int
+    problems: list[str]
+
+
+@dataclass
+class ExportReport:
+    source: str
+    layout: Layout
+    algorithm: Algorithm
+    output: Path
+    action: str  # "written" | "unchanged" | "dry-run"
+    files: list[WrittenFile] = field(default_factory=list)
+    tensors_written: int = 0
+    renamed: dict[str, str] = field(default_factory=dict)
+    dropped: list[DroppedTensor] = field(default_factory=list)
+    generated: dict[str, str] = field(default_factory=dict)
+    config_changes: list[str] = field(default_factory=list)
+    token_map: Path | None = None
+    bytes: int = 0
+    seconds: float = 0.0
+    verification: list[Verification] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def default_output(ckpt: Checkpoint, plan: ExportPlan) -> Path:
+    """`model/` inside the outer directory (NeMo's convention); an SGLang-ready dir is its own output."""
+    assert ckpt.root is not None and ckpt.model_dir is not None
+    if ckpt.layout is Layout.nemo_consolidated:
+        return ckpt.model_dir
+    if ckpt.layout is Layout.hf and plan.identity and not plan.config_changes:
+        return ckpt.model_dir
+    return ckpt.root / "model"
+
+
+def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm: Algorithm | None = None,
+                      dtype: str = "keep", drop_embeddings: bool = False, max_shard_size: str = DEFAULT_MAX_SHARD,
+                      force: bool = False, dry_run: bool = False, progress: ProgressFn | None = None) -> ExportReport:
+    t0 = time.monotonic()
+    ckpt = resolve(path)
+    if ckpt.is_remote:
+        raise CheckpointError(f"{path}: a Hugging Face Hub id is served as it is; export works on local checkpoints")
+    reject_p_eagle(ckpt)
+    plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
+    _require_servable(plan)
+    out = Path(output).expanduser().resolve() if output else default_output(ckpt, plan)
+    max_bytes = _parse_size(max_shard_size)
+    report = ExportReport(
+        source=ckpt.source, layout=ckpt.layout, algorithm=plan.algorithm, output=out, action="dry-run",
+        renamed={t.source: t.name for t in plan.tensors if t.source and t.renamed}, dropped=plan.dropped,
+        generated={t.name: t.generated for t in plan.tensors if t.generated}, config_changes=plan.config_changes,
+        tensors_written=len(plan.tensors), bytes=sum(_nbytes(t.dtype, t.shape) for t in plan.tensors))
+    in_place = ckpt.model_dir is not None and out == ckpt.model_dir.resolve()
+    fingerprint = _fingerprint(ckpt, plan)
+    if in_place and plan.identity and not plan.config_changes and not force:
+        report.action = "unchanged"
+        report.notes.append("already SGLang-ready: verified and left untouched (use --force to rewrite)")
+        report.verification = verify_output(out, plan)
+        report.seconds = time.monotonic() - t0
+        return report
+    token_map_needed = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
+    if dry_run:
+        report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed)]
+        report.token_map = out / TOKEN_MAP if token_map_needed else None
+        report.notes.append("dry run: nothing was written")
+        report.seconds = time.monotonic() - t0
+        return report
+    if not out.parent.is_dir():
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{out.parent}: cannot create ({exc.strerror or exc})") from exc
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{out.parent}: not writable")
+    with exclusive_lock(out):
+        cleanup_leftovers(out)
+        if not force and not in_place and _existing_matches(out, fingerprint):
+            report.action = "unchanged"
+            report.notes.append(f"{out} already holds this export (same source): verified and left untouched")
+            report.verification = verify_output(out, plan)
+            report.token_map = out / TOKEN_MAP if (out / TOKEN_MAP).is_file() else None
+            report.seconds = time.monotonic() - t0
+            return report
+        staged = stage_dir(out)
+        try:
+            report.files = _write_all(ckpt, plan, staged, max_bytes, fingerprint, token_map_needed, progress)
+            report.verification = verify_output(staged, plan)
+            failed = [v for v in report.verification if not v.ok]
+            if failed:
+                raise CheckFailedError(f"the written export does not verify: {'; '.join(failed[0].problems[:3])}")
+            commit_dir(staged, out)
+        except BaseException as exc:
+            import shutil
+
+            shutil.rmtree(staged, ignore_errors=True)
+            if isinstance(exc, OSError) and not isinstance(exc, EaglectlError):
+                raise OutputError(f"{out}: write failed ({exc.strerror or exc}); previous output left intact") from exc
+            raise
+    report.files = [WrittenFile(str(out / Path(f.path).name), f.bytes) for f in report.files]
+    report.token_map = out / TOKEN_MAP if token_map_needed else None
+    report.action = "written"
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _require_servable(plan: ExportPlan) -> None:
+    """Refuse to write a head SGLang would load with parameters left uninitialised."""
+    sim = simulate_load(plan.config, plan.shapes, plan.algorithm, SGLANG_VERSIONS[-1])
+    if sim.uninitialized:
+        raise CheckpointError(f"missing required tensors: {', '.join(sim.uninitialized)}")
+    if sim.shape_errors:
+        raise CheckpointError(f"tensor shapes contradict the config: {sim.shape_errors[0]}")
+    if sim.problems:
+        raise CheckpointError(sim.problems[0])
+
+
+def _nbytes(dtype: str, shape: tuple[int, ...]) -> int:
+    from eaglectl.weights import ITEMSIZE
+
+    n = ITEMSIZE[dtype]
+    for d in shape:
+        n *= d
+    return n
+
+
+def _parse_size(text: str) -> int:
+    from huggingface_hub.serialization._base import parse_size_to_int
+
+    try:
+        size = parse_size_to_int(text) if not str(text).isdigit() else int(text)
+    except ValueError as exc:
+        raise CheckpointError(f"--max-shard-size {text!r}: expected a size like 5GB, 500MB or bytes") from exc
+    if size <= 0:
+        raise CheckpointError(f"--max-shard-size {text!r} must be positive")
+    return size
+
+
+def _shards(plan: ExportPlan, max_bytes: int) -> dict[str, list[str]]:
+    from huggingface_hub import split_state_dict_into_shards_factory
+
+    sizes = {t.name: _nbytes(t.dtype, t.shape) for t in plan.tensors}
+    split = split_state_dict_into_shards_factory(
+        sizes, get_storage_size=lambda n: n, filename_pattern="model{suffix}.safetensors", max_shard_size=max_bytes)
+    return {fname: sorted(names) for fname, names in split.filename_to_tensors.items()}
+
+
+def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool) -> list[tuple[str, int]]:
+    from eaglectl.safetensors_writer import OutTensor, header_bytes
+
+    files = []
+    shapes = {t.name: t for t in plan.tensors}
+    for fname, names in _shards(plan, max_bytes).items():
+        outs = [OutTensor(n, shapes[n].dtype, shapes[n].shape, lambda a, b: None) for n in names]
+        files.append((fname, len(header_bytes(outs)) + sum(o.nbytes for o in outs)))
+    files.append(("config.json", len(dumps_config(plan.config))))
+    if token_map:
+        files.append((TOKEN_MAP, 0))
+    return files
+
+
+def _fingerprint(ckpt: Checkpoint, plan: ExportPlan) -> str:
+    """Identifies (source files as they are now, and what the plan does with them) without reading data."""
+    assert ckpt.weights is not None
+    h = hashlib.sha256()
+    files = [*ckpt.weights.files, *([ckpt.config_path] if ckpt.config_path else []),
+             *([ckpt.meta.path] if ckpt.meta else [])]
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    h.update(dumps_config(plan.config))
+    h.update(json.dumps([(t.name, t.dtype, t.shape, t.source) for t in plan.tensors]).encode())
+    return h.hexdigest()
+
+
+def _existing_matches(out: Path, fingerprint: str) -> bool:
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("source_fingerprint") == fingerprint
+
+
+def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, max_bytes: int, fingerprint: str,
+               token_map: bool, progress: ProgressFn | None) -> list[WrittenFile]:
+    from eaglectl.safetensors_writer import OutTensor, RawSource, mapped_ranges, write_safetensors
+
+    ws = ckpt.weights
+    assert ws is not None
+    total = sum(_nbytes(t.dtype, t.shape) for t in plan.tensors)
+    done = 0
+
+    def on_bytes(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    mapped = {f: mapped_ranges(f) for f in ws.files} if ws.format == "torch" else {}
+    by_name = {t.name: t for t in plan.tensors}
+    shards = _shards(plan, max_bytes)
+    written: list[WrittenFile] = []
+    for fname, names in shards.items():
+        outs = []
+        for name in names:
+            t = by_name[name]
+            if t.source is None:
+                data = plan.generated[name]
+                outs.append(OutTensor(name, t.dtype, t.shape, (lambda a, b, d=data: d if a is None else d[a:b])))
+                continue
+            info = ws.tensors[t.source]
+            if info.data_offset is not None and info.dtype == t.dtype:
+                outs.append(OutTensor(name, t.dtype, t.shape, RawSource(info.file, info.data_offset)))
+            else:
+                outs.append(OutTensor(name, t.dtype, t.shape,
+                                      (lambda a, b, s=t.source: ws.load(s) if a is None else ws.load_rows(s, a, b)),
+                                      mapped=mapped.get(info.file, ())))
+        size = write_safetensors(staged / fname, outs, on_bytes=on_bytes)
+        written.append(WrittenFile(str(staged / fname), size))
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": total},
+                 "weight_map": {n: f for f, names in shards.items() for n in names}}
+        written.append(_write_small(staged / "model.safetensors.index.json",
+                                    (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()))
+    written.append(_write_small(staged / "config.json", dumps_config(plan.config)))
+    if token_map:
+        from eaglectl.token_map import token_map_bytes
+
+        written.append(_write_small(staged / TOKEN_MAP, token_map_bytes(plan.selected_ids)))
+    manifest = {"eaglectl_export": 1, "eaglectl_version": __version__, "algorithm": plan.algorithm.value,
+                "source_fingerprint": fingerprint,
+                "renamed": {t.source: t.name for t in plan.tensors if t.source and t.renamed},
+                "dropped": {d.name: d.reason for d in plan.dropped},
+                "generated": {t.name: t.generated for t in plan.tensors if t.generated}}
+    written.append(_write_small(staged / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()))
+    return written
+
+
+def _write_small(path: Path, data: bytes) -> WrittenFile:
+    write_bytes_atomic(path, data)
+    return WrittenFile(str(path), len(data))
+
+
+def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
+    """Re-open what was written and replay SGLang's loaders (0.5.9 and 0.5.15) over it."""
+    results = []
+    try:
+        ckpt = resolve(directory, load_meta=False)
+    except EaglectlError as exc:
+        return [Verification("read-back", False, 0, [str(exc)])]
+    assert ckpt.weights is not None
+    stored = {n: (t.dtype, t.shape) for n, t in ckpt.weights.tensors.items()}
+    expected = {t.name: (t.dtype, t.shape) for t in plan.tensors}
+    problems = []
+    if stored != expected:
+        missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+        changed = sorted(n for n in set(stored) & set(expected) if stored[n] != expected[n])
+        problems.append(f"tensors differ from the plan (missing {missing[:3]}, extra {extra[:3]}, changed {changed[:3]})")
+    if ckpt.config != plan.config:
+        problems.append("config.json differs from the planned config")
+    results.append(Verification("read-back", not problems, len(stored), problems))
+    shapes = {n: s for n, (_, s) in stored.items()}
+    for version in SGLANG_VERSIONS:
+        if version == "0.5.9" and plan.algorithm is Algorithm.EAGLE3 and plan.num_layers != 1:
+            results.append(Verification(version, True, 0, [f"skipped: 0.5.9 cannot serve {plan.num_layers} layers"]))
+            continue
+        sim = simulate_load(ckpt.config, shapes, plan.algorithm, version)
+        issues = ([f"skipped {n}" for n in sim.skipped] + [f"uninitialised {n}" for n in sim.uninitialized]
+                  + sim.shape_errors + sim.problems)
+        results.append(Verification(version, sim.ok, len(sim.loaded), issues))
+    return results

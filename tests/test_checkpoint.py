@@ -1,0 +1,102 @@
+"""Checkpoint resolution: every layout, both entry points of the consolidated layout, Hub ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from eaglectl.checkpoint import resolve
+from eaglectl.enums import Algorithm, Layout
+from eaglectl.plan import build_plan
+
+
+@pytest.mark.parametrize(
+    ("key", "layout", "algorithm"),
+    [
+        ("nemo-consolidated", Layout.nemo_consolidated, Algorithm.EAGLE3),
+        ("nemo-sharded", Layout.nemo_consolidated, Algorithm.EAGLE3),
+        ("nemo-legacy-eagle3", Layout.nemo_legacy, Algorithm.EAGLE3),
+        ("nemo-legacy-eagle", Layout.nemo_legacy, Algorithm.EAGLE),
+        ("specforge", Layout.hf, Algorithm.EAGLE3),
+        ("eagle-research", Layout.hf, Algorithm.EAGLE3),
+    ],
+)
+def test_layouts_resolve(samples, key, layout, algorithm):
+    ckpt = resolve(samples[key])
+    assert ckpt.layout is layout
+    assert build_plan(ckpt).algorithm is algorithm
+    assert ckpt.weights is not None and ckpt.weights.tensors
+
+
+def test_consolidated_inner_and_outer_dir_agree(samples):
+    outer = resolve(samples["nemo-consolidated"])
+    inner = resolve(samples["nemo-consolidated"] / "model")
+    assert outer.layout is inner.layout is Layout.nemo_consolidated
+    assert outer.model_dir == inner.model_dir
+    assert outer.meta is not None and inner.meta is not None and outer.meta.path == inner.meta.path
+    assert outer.meta.draft_vocab == 128 and outer.meta.vocab == 512
+
+
+def test_training_run_dir_picks_newest_checkpoint(samples, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copytree(samples["nemo-consolidated"], run / "epoch_0_step_100")
+    shutil.copytree(samples["nemo-consolidated"], run / "epoch_1_step_20")
+    assert resolve(run).root == (run / "epoch_1_step_20").resolve()
+
+
+def test_legacy_meta_name_fallback(samples):
+    ckpt = resolve(samples["nemo-legacy-eagle3"])
+    assert ckpt.meta is not None and ckpt.meta.path.name == "eagle3_meta.pt"
+
+
+def test_eagle_meta_preferred_over_legacy_name(samples):
+    import shutil
+
+    d = samples["nemo-consolidated"]
+    shutil.copy(d / "eagle_meta.pt", d / "eagle3_meta.pt")
+    assert resolve(d).meta.path.name == "eagle_meta.pt"
+
+
+def test_sharded_index_is_read(samples):
+    ckpt = resolve(samples["nemo-sharded"])
+    assert ckpt.weights.index_file is not None
+    assert len(ckpt.weights.files) == 2
+
+
+def test_hub_id_is_passed_through_not_downloaded(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("downloaded"))
+    ckpt = resolve("nvidia/some-eagle3-head")
+    assert ckpt.layout is Layout.hub and ckpt.hub_id == "nvidia/some-eagle3-head"
+
+
+def test_header_reading_does_not_load_tensor_data(samples, monkeypatch):
+    import safetensors
+
+    calls = []
+    real = safetensors.safe_open
+
+    class Spy:
+        def __init__(self, *a, **k):
+            self._h = real(*a, **k)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def keys(self):
+            return self._h.keys()
+
+        def get_tensor(self, name):
+            calls.append(name)
+            return self._h.get_tensor(name)
+
+    monkeypatch.setattr(safetensors, "safe_open", Spy)
+    ckpt = resolve(samples["specforge"])
+    assert ckpt.weights.tensors["fc.weight"].shape == (64, 192)
+    assert calls == []
