@@ -75,6 +75,7 @@ def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[st
 
 
 def _copy_range(src: Path, offset: int, nbytes: int, out, on_bytes) -> None:
+    out.flush()  # the kernel copy writes at the fd's position: buffered bytes must land first
     with open(src, "rb") as fin:
         remaining, pos = nbytes, offset
         while remaining:

@@ -1,0 +1,314 @@
+"""`eaglectl export`: every layout, NeMo's pinned behaviours, idempotence, atomicity, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from eaglectl.checkpoint import resolve
+from eaglectl.samples import save_json
+from tests.conftest import run_json
+
+
+def tree(d: Path) -> dict[str, tuple[str, int]]:
+    """name -> (sha256, mtime_ns) of every file in a directory."""
+    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def read_all(d: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(d.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as fh:
+            out.update({k: fh.get_tensor(k).clone() for k in fh.keys()})  # noqa: SIM118
+    return out
+
+
+@pytest.mark.parametrize("key", ["nemo-consolidated", "nemo-sharded", "nemo-legacy-eagle3", "nemo-legacy-eagle"])
+def test_export_every_layout_keeps_every_weight(cli, samples, key):
+    src = resolve(samples[key])
+    source_values = {n: src.weights.load(n).clone() for n in src.weights.tensors}
+    code, doc = run_json(cli, "export", samples[key])
+    assert code == 0, doc
+    r = doc["result"]
+    assert r["action"] == "written"
+    assert all(v["ok"] for v in r["verification"])
+    out = Path(r["output"])
+    written = read_all(out)
+    # every input tensor is either written (maybe renamed) or listed as dropped
+    dropped = {d["name"] for d in r["dropped"]}
+    for name, value in source_values.items():
+        if name in dropped:
+            continue
+        assert torch.equal(written[r["renamed"].get(name, name)], value), name
+    assert set(written) - {r["renamed"].get(n, n) for n in source_values} <= set(r["generated"])
+
+
+def test_consolidated_export_in_place_then_unchanged(cli, samples):
+    d = samples["nemo-consolidated"]
+    code, doc = run_json(cli, "export", d)
+    assert code == 0 and Path(doc["result"]["output"]) == (d / "model").resolve()
+    cfg = json.loads((d / "model" / "config.json").read_text())
+    assert cfg["architectures"] == ["LlamaForCausalLMEagle3"]  # stale LlamaEagle3DraftModel rewritten
+    assert cfg["num_hidden_layers"] == 1
+    assert cfg["parallel_drafting"] is False  # other keys untouched
+    names = set(read_all(d / "model"))
+    assert "midlayer.self_attn.q_proj.weight" in names and "d2t" in names and "t2d" in names
+    before = tree(d / "model")
+    code, doc = run_json(cli, "export", d)
+    assert code == 0 and doc["result"]["action"] == "unchanged"
+    assert tree(d / "model") == before  # same bytes, same mtime
+
+
+def test_d2t_built_from_meta_preserves_selected_order(cli, samples):
+    d = samples["nemo-consolidated"]
+    meta = torch.load(d / "eagle_meta.pt", weights_only=True)
+    run_json(cli, "export", d)
+    t = read_all(d / "model")
+    assert t["d2t"].dtype == torch.int64
+    assert torch.equal(t["d2t"] + torch.arange(128), meta["selected_token_ids"])
+    assert torch.equal(t["t2d"], meta["selected_token_mask"])
+
+
+def test_sglang_ready_dir_is_left_untouched(cli, samples):
+    d = samples["specforge"]
+    before = tree(d)
+    code, doc = run_json(cli, "export", d)
+    assert code == 0 and doc["result"]["action"] == "unchanged"
+    assert tree(d) == before
+
+
+def test_legacy_eagle_exports_without_token_map_keeping_architecture(cli, samples):
+    d = samples["nemo-legacy-eagle"]
+    code, doc = run_json(cli, "export", d)
+    assert code == 0
+    out = d / "model"
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLMEagle"]
+    assert not (out / "speculative_token_map.pt").exists() and doc["result"]["token_map"] is None
+    assert "fc.bias" in read_all(out)
+
+
+def test_legacy_32_layer_config_becomes_one_layer(cli, samples):
+    d = samples["nemo-legacy-eagle3"]
+    assert json.loads((d / "config.json").read_text())["num_hidden_layers"] == 32
+    run_json(cli, "export", d)
+    assert json.loads((d / "model" / "config.json").read_text())["num_hidden_layers"] == 1
+
+
+def test_dry_run_writes_nothing(cli, samples):
+    d = samples["nemo-consolidated"]
+    before = tree(d / "model")
+    listing = sorted(p.name for p in d.iterdir())
+    code, doc = run_json(cli, "export", d, "--dry-run")
+    assert code == 0 and doc["result"]["action"] == "dry-run"
+    assert "architectures: ['LlamaEagle3DraftModel'] -> ['LlamaForCausalLMEagle3']" in doc["result"]["config_changes"]
+    assert tree(d / "model") == before  # stale config byte-identical
+    assert sorted(p.name for p in d.iterdir()) == listing
+
+
+def test_force_rerun_is_byte_identical(cli, samples):
+    d = samples["nemo-legacy-eagle3"]
+    run_json(cli, "export", d)
+    first = {k: v[0] for k, v in tree(d / "model").items()}
+    code, doc = run_json(cli, "export", d, "--force")
+    assert code == 0 and doc["result"]["action"] == "written"
+    assert {k: v[0] for k, v in tree(d / "model").items()} == first
+
+
+def test_second_export_of_unchanged_source_is_unchanged(cli, samples):
+    d = samples["nemo-legacy-eagle3"]
+    run_json(cli, "export", d)
+    before = tree(d / "model")
+    code, doc = run_json(cli, "export", d)
+    assert doc["result"]["action"] == "unchanged" and tree(d / "model") == before
+
+
+def test_drop_embeddings_is_listed(cli, samples):
+    code, doc = run_json(cli, "export", samples["nemo-consolidated"], "--drop-embeddings")
+    assert code == 0
+    assert [d["name"] for d in doc["result"]["dropped"]] == ["model.embed_tokens.weight"]
+    assert "embed_tokens.weight" not in read_all(Path(doc["result"]["output"]))
+
+
+def test_dtype_conversion(cli, samples, tmp_path):
+    out = tmp_path / "fp32"
+    code, doc = run_json(cli, "export", samples["specforge"], "--dtype", "fp32", "--output", out)
+    assert code == 0
+    t = read_all(out)
+    assert t["fc.weight"].dtype == torch.float32 and t["d2t"].dtype == torch.int64 and t["t2d"].dtype == torch.bool
+    assert json.loads((out / "config.json").read_text())["torch_dtype"] == "float32"
+
+
+def test_sharding_writes_an_index_and_verifies(cli, samples, tmp_path):
+    out = tmp_path / "sharded"
+    code, doc = run_json(cli, "export", samples["nemo-consolidated"], "--output", out, "--max-shard-size", "60KB")
+    assert code == 0, doc
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    shards = sorted(out.glob("model-*.safetensors"))
+    assert len(shards) > 1 and set(index["weight_map"].values()) == {p.name for p in shards}
+    assert resolve(out).weights.index_file is not None
+
+
+def test_unknown_tensors_are_dropped_with_reason(cli, samples):
+    d = samples["nemo-legacy-eagle3"]
+    state = torch.load(d / "draft_model.pt", weights_only=True)
+    state["draft_model.rotary_emb.inv_freq"] = torch.ones(8)
+    torch.save(state, d / "draft_model.pt")
+    code, doc = run_json(cli, "export", d)
+    assert code == 0
+    assert {x["name"]: x["reason"] for x in doc["result"]["dropped"]} == {
+        "draft_model.rotary_emb.inv_freq": "no SGLang Llama EAGLE parameter takes it"}
+
+
+def test_eagle_with_meta_writes_token_map(cli, samples):
+    d = samples["nemo-legacy-eagle"]
+    import shutil
+
+    shutil.copy(samples["nemo-consolidated"] / "eagle_meta.pt", d / "eagle1_meta.pt")
+    code, doc = run_json(cli, "export", d)
+    assert code == 0
+    tm = torch.load(doc["result"]["token_map"], weights_only=True)
+    assert tm.dtype == torch.int64 and tm.shape == (128,)
+
+
+def test_p_eagle_is_refused(cli, samples):
+    result = cli("export", samples["p-eagle"])
+    assert result.exit_code == 1
+    assert "vLLM >= 0.16" in result.stderr and "parallel_drafting" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_algorithm_mismatch_is_refused(cli, samples):
+    result = cli("export", samples["nemo-legacy-eagle"], "--algorithm", "EAGLE3")
+    assert result.exit_code == 1 and "contradicts the weights" in result.stderr
+
+
+def test_bad_selected_ids_are_refused(cli, samples):
+    d = samples["nemo-consolidated"]
+    meta = torch.load(d / "eagle_meta.pt", weights_only=True)
+    meta["selected_token_ids"][5] = meta["selected_token_ids"][4]
+    torch.save(meta, d / "eagle_meta.pt")
+    before = tree(d / "model")
+    result = cli("export", d)
+    assert result.exit_code == 1 and "not unique" in result.stderr
+    assert tree(d / "model") == before
+    meta["selected_token_ids"][5] = 100000
+    torch.save(meta, d / "eagle_meta.pt")
+    result = cli("export", d)
+    assert result.exit_code == 1 and "[0, 512)" in result.stderr
+
+
+def test_shape_contradicting_config_is_refused(cli, samples):
+    d = samples["nemo-legacy-eagle3"]
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["num_key_value_heads"] = 4
+    save_json(d / "config.json", cfg)
+    result = cli("export", d)
+    assert result.exit_code == 1 and "shapes contradict the config" in result.stderr
+    assert not (d / "model").exists()
+
+
+def test_output_not_writable(cli, samples, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = cli("export", samples["specforge"], "--output", blocker / "out", "--force")
+    assert result.exit_code == 1 and result.stderr.startswith("error:")
+
+
+def test_locked_output_gives_a_clear_message(cli, samples):
+    from eaglectl.atomic import exclusive_lock
+
+    d = samples["nemo-legacy-eagle3"]
+    with exclusive_lock((d / "model").resolve()):
+        result = cli("export", d)
+    assert result.exit_code == 1 and "another eaglectl process" in result.stderr
+    assert not (d / "model").exists()
+
+
+def _export_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "eaglectl", "export", *map(str, args)]
+
+
+def test_disk_full_fails_cleanly_and_keeps_previous_output(samples, tmp_path):
+    import resource
+    import signal
+
+    out = tmp_path / "out"
+    assert subprocess.run(_export_cmd(samples["specforge"], "--output", out, "--force")).returncode == 0
+    before = tree(out)
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    proc = subprocess.run(_export_cmd(samples["specforge"], "--output", out, "--force", "--dtype", "fp32"),
+                          preexec_fn=limit, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "write failed" in proc.stderr and "Traceback" not in proc.stderr
+    assert tree(out) == before
+    assert not [p for p in tmp_path.iterdir() if "eaglectl-stage" in p.name]
+
+
+def test_sigkill_leaves_output_absent_or_complete(samples, tmp_path):
+    """SIGKILL at a few moments: the output is absent or verifies; the next run succeeds and cleans up."""
+    import random
+    import time
+
+    from eaglectl.export import verify_output
+    from eaglectl.plan import build_plan
+
+    src = samples["nemo-consolidated"]
+    plan = build_plan(resolve(src))
+    rng = random.Random(0)
+    for trial in range(4):
+        out = tmp_path / f"out{trial}"
+        proc = subprocess.Popen(_export_cmd(src, "--output", out), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 3.0))
+        proc.kill()
+        proc.wait()
+        if out.exists():
+            assert all(v.ok for v in verify_output(out, plan))
+        again = subprocess.run(_export_cmd(src, "--output", out), capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        assert all(v.ok for v in verify_output(out, plan))
+        assert not [p for p in tmp_path.iterdir() if "eaglectl-stage" in p.name or "eaglectl-old" in p.name]
+
+
+def test_concurrent_exports_end_with_one_correct_result(samples, tmp_path):
+    from eaglectl.export import verify_output
+    from eaglectl.plan import build_plan
+
+    src = samples["nemo-legacy-eagle3"]
+    out = tmp_path / "same"
+    procs = [subprocess.Popen(_export_cmd(src, "--output", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    results = [(p.wait(), p.stderr.read()) for p in procs]
+    assert any(code == 0 for code, _ in results)
+    for code, err in results:
+        assert code == 0 or "another eaglectl process" in err
+    assert all(v.ok for v in verify_output(out, build_plan(resolve(src))))
+
+
+def test_exports_of_different_checkpoints_run_in_parallel(samples, tmp_path):
+    procs = [subprocess.Popen(_export_cmd(samples[k], "--output", tmp_path / k), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) for k in ("nemo-consolidated", "nemo-legacy-eagle3")]
+    assert [p.wait() for p in procs] == [0, 0]
+
+
+def test_stale_staging_dirs_are_cleaned(cli, samples):
+    d = samples["nemo-legacy-eagle3"]
+    leftover = d / ".model.eaglectl-stage-dead"
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_bytes(b"partial")
+    code, _ = run_json(cli, "export", d)
+    assert code == 0 and not leftover.exists()
+    assert os.path.isdir(d / "model")
