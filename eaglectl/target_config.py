@@ -8,6 +8,7 @@ from typing import Any
 
 from eaglectl.errors import ConfigError
 from eaglectl.jsonfile import read_json_object
+from eaglectl.target.contract import default_aux_layer_ids  # noqa: F401  (re-exported; defined with the contract)
 
 
 @dataclass
@@ -48,8 +49,3 @@ def load_target(source: str) -> TargetInfo:
         dtype=dtype if isinstance(dtype, str) else None,
         max_position_embeddings=_int(text, "max_position_embeddings"),
         model_type=text.get("model_type") if isinstance(text.get("model_type"), str) else None)
-
-
-def default_aux_layer_ids(num_layers: int) -> list[int]:
-    """SGLang's default EAGLE-3 capture layers, in eaglectl's convention (output of layer k)."""
-    return [1, num_layers // 2 - 1, num_layers - 4]
