@@ -127,7 +127,7 @@ def test_second_export_of_unchanged_source_is_unchanged(cli, samples):
     d = samples["nemo-legacy-eagle3"]
     run_json(cli, "export", d)
     before = tree(d / "model")
-    code, doc = run_json(cli, "export", d)
+    _code, doc = run_json(cli, "export", d)
     assert doc["result"]["action"] == "unchanged" and tree(d / "model") == before
 
 
@@ -140,7 +140,7 @@ def test_drop_embeddings_is_listed(cli, samples):
 
 def test_dtype_conversion(cli, samples, tmp_path):
     out = tmp_path / "fp32"
-    code, doc = run_json(cli, "export", samples["specforge"], "--dtype", "fp32", "--output", out)
+    code, _doc = run_json(cli, "export", samples["specforge"], "--dtype", "fp32", "--output", out)
     assert code == 0
     t = read_all(out)
     assert t["fc.weight"].dtype == torch.float32 and t["d2t"].dtype == torch.int64 and t["t2d"].dtype == torch.bool
