@@ -66,12 +66,18 @@ class ExportReport:
 ProgressFn = Callable[[int, int], None]
 
 
+def servable_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
+    """SGLang can load this directory as it stands: nothing to rename, build, drop or rewrite."""
+    if ckpt.layout is Layout.nemo_legacy or not plan.identity or plan.config_changes:
+        return False
+    needs_map = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
+    return not needs_map or (ckpt.model_dir is not None and (ckpt.model_dir / TOKEN_MAP).is_file())
+
+
 def default_output(ckpt: Checkpoint, plan: ExportPlan) -> Path:
     """`model/` inside the outer directory (NeMo's convention); an SGLang-ready dir is its own output."""
     assert ckpt.root is not None and ckpt.model_dir is not None
-    if ckpt.layout is Layout.nemo_consolidated:
-        return ckpt.model_dir
-    if ckpt.layout is Layout.hf and plan.identity and not plan.config_changes:
+    if ckpt.layout is Layout.nemo_consolidated or servable_as_is(ckpt, plan):
         return ckpt.model_dir
     return ckpt.root / "model"
 
@@ -95,7 +101,7 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
         tensors_written=len(plan.tensors), bytes=sum(_nbytes(t.dtype, t.shape) for t in plan.tensors))
     in_place = ckpt.model_dir is not None and out == ckpt.model_dir.resolve()
     fingerprint = _fingerprint(ckpt, plan)
-    if in_place and plan.identity and not plan.config_changes and not force:
+    if in_place and servable_as_is(ckpt, plan) and not force:
         report.action = "unchanged"
         report.notes.append("already SGLang-ready: verified and left untouched (use --force to rewrite)")
         report.verification = verify_output(out, plan)

@@ -114,7 +114,9 @@ def inspect_checkpoint(path: str, *, target: str | None = None) -> InspectReport
     if target:
         report.target = load_target(target)
         _target_findings(ckpt, plan, report.target, report)
-    report.sglang_ready = bool(plan and plan.identity and not plan.config_changes and report.ok)
+    from eaglectl.export import servable_as_is
+
+    report.sglang_ready = bool(plan and servable_as_is(ckpt, plan) and report.ok)
     if report.sglang_ready and ckpt.layout is Layout.hf:
         report.layout = Layout.sglang_ready
     return report
@@ -277,3 +279,11 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
                     f"target context {t.max_position_embeddings} > draft max_position_embeddings {mpe}: SGLang "
                     f"refuses to start unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1",
                     "pass --context-length, or `eaglectl serve --allow-longer-context`"))
+
+
+def target_findings(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo) -> list[Finding]:
+    """The drafter-vs-target checks alone (serve's preflight runs them without a full inspect)."""
+    report = InspectReport(source=ckpt.source, layout=ckpt.layout, paths={},
+                           algorithm=plan.algorithm if plan else None)
+    _target_findings(ckpt, plan, target, report)
+    return report.findings

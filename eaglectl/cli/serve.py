@@ -1,0 +1,114 @@
+"""`eaglectl serve`: launch SGLang with the drafter — preflight, exact argv, wait, smoke."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from eaglectl import output
+from eaglectl.cli import complete
+from eaglectl.cli.app import app
+from eaglectl.cli.options import AlgorithmOpt, JsonOpt
+from eaglectl.enums import ServeDType
+
+
+@app.command("serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def serve_command(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option("--target", "-t", metavar="PATH_OR_ID", help="Target model (dir or Hub id).",
+                                        autocompletion=complete.target_paths, show_default=False)],
+    draft: Annotated[str, typer.Option("--draft", "-d", metavar="PATH_OR_ID",
+                                       help="Drafter checkpoint (any layout inspect reads) or Hub id.",
+                                       autocompletion=complete.checkpoint_paths, show_default=False)],
+    algorithm: AlgorithmOpt = None,
+    num_steps: Annotated[int, typer.Option("--num-steps", min=1, help="--speculative-num-steps")] = 3,
+    topk: Annotated[int, typer.Option("--topk", min=1, help="--speculative-eagle-topk")] = 1,
+    num_draft_tokens: Annotated[int, typer.Option("--num-draft-tokens", min=1,
+                                                  help="--speculative-num-draft-tokens")] = 4,
+    host: Annotated[str, typer.Option("--host", help="Bind address (0.0.0.0 only when you ask for it).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 30000,
+    tp_size: Annotated[int, typer.Option("--tp-size", min=1, help="Tensor-parallel GPUs.")] = 1,
+    dtype: Annotated[ServeDType, typer.Option("--dtype", case_sensitive=False)] = ServeDType.bfloat16,
+    mem_fraction_static: Annotated[float | None, typer.Option("--mem-fraction-static", min=0.0, max=1.0)] = None,
+    context_length: Annotated[int | None, typer.Option("--context-length", min=1)] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
+    allow_longer_context: Annotated[bool, typer.Option(
+        "--allow-longer-context", help="Let the target's context exceed the draft's max_position_embeddings "
+                                       "(sets SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1 for SGLang).")] = False,
+    python: Annotated[str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.",
+                                        show_default="this Python")] = sys.executable,
+    print_only: Annotated[bool, typer.Option("--print-only", help="Print the command; write and launch nothing.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Run SGLang as a child and wait until /health answers.")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="After /health, send greedy /generate requests.")] = False,
+    smoke_only: Annotated[bool, typer.Option("--smoke-only", help="Smoke test, then stop the server; exit 0/1.")] = False,
+    smoke_prompts: Annotated[Path | None, typer.Option(
+        "--smoke-prompts", metavar="FILE", dir_okay=False,
+        help="JSON list of prompts (strings, or token-id lists with --skip-tokenizer-init).")] = None,
+    smoke_max_new_tokens: Annotated[int, typer.Option("--smoke-max-new-tokens", min=1)] = 32,
+    min_accept_length: Annotated[float | None, typer.Option(
+        "--min-accept-length", help="Fail the smoke test when the mean spec_accept_length is below this.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for /health.")] = 900.0,
+    json: JsonOpt = False,
+) -> None:
+    """Launch `python -m sglang.launch_server` with the drafter; arguments after `--` go to SGLang verbatim."""
+    from eaglectl.serve import ServeOptions, serve
+
+    opts = ServeOptions(
+        target=target, draft=draft, algorithm=algorithm, num_steps=num_steps, topk=topk,
+        num_draft_tokens=num_draft_tokens, host=host, port=port, tp_size=tp_size, dtype=dtype,
+        mem_fraction_static=mem_fraction_static, context_length=context_length, trust_remote_code=trust_remote_code,
+        allow_longer_context=allow_longer_context, python=python, print_only=print_only, wait=wait, smoke=smoke,
+        smoke_only=smoke_only, smoke_prompts=smoke_prompts, smoke_max_new_tokens=smoke_max_new_tokens,
+        min_accept_length=min_accept_length, timeout=timeout, extra_args=list(ctx.args))
+    with output.stderr.status("starting SGLang ...", spinner="dots") if (wait or smoke or smoke_only) else _null() as st:
+        result = serve(
+            opts,
+            on_tick=(lambda s: st.update(f"waiting for SGLang /health ({s:.0f} s)")) if st else None,
+            on_healthy=lambda url, s: output.note(f"SGLang is up at {url} after {s:.1f} s"))
+    for n in result.notes:
+        output.note(n)
+    output.emit("serve", result, as_json=json, render=lambda c: _render(c, result))
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _render(console: Console, r) -> None:
+    if r.mode == "print-only":
+        console.print(r.command, markup=False, highlight=False, soft_wrap=True)
+        t = Table(show_header=False, title="Resolved", title_justify="left")
+        t.add_column(style="bold")
+        t.add_column(overflow="fold")
+        for key, value in (("target", r.target), ("draft", r.draft), ("layout", r.draft_layout.value),
+                           ("algorithm", r.algorithm.value if r.algorithm else None),
+                           ("draft model path", r.draft_model_path), ("export", r.exported),
+                           ("token map", r.token_map), ("url", r.url)):
+            if value:
+                t.add_row(key, str(value))
+        for key, value in r.env.items():
+            t.add_row("env", f"{key}={value}")
+        console.print(t)
+        return
+    console.print(f"SGLang at {r.url} ({r.algorithm.value if r.algorithm else ''}, draft {r.draft_model_path})")
+    if r.smoke:
+        t = Table(title="Smoke test", title_justify="left")
+        for col in ("#", "tokens", "latency s", "accept length", "verify rounds"):
+            t.add_column(col, justify="right")
+        for i, q in enumerate(r.smoke.requests):
+            t.add_row(str(i), str(q.completion_tokens), f"{q.latency_s:.3f}", str(q.spec_accept_length),
+                      str(q.spec_verify_ct))
+        console.print(t)
+        console.print(f"mean spec_accept_length: [bold]{r.smoke.mean_accept_length}[/] over "
+                      f"{len(r.smoke.requests)} request(s), {r.smoke.total_tokens} tokens in {r.smoke.total_seconds} s")

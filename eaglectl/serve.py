@@ -1,0 +1,296 @@
+"""`serve`: resolve (and export) the drafter, preflight it against the target, build SGLang's exact argv,
+then exec SGLang, or supervise it until healthy and smoke-test it."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eaglectl import launcher
+from eaglectl.checkpoint import resolve
+from eaglectl.enums import Algorithm, Layout, ServeDType, Severity
+from eaglectl.errors import CheckFailedError, ConfigError, MissingDependencyError, UnsupportedDraftError
+from eaglectl.output import warn
+
+LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
+INSTALL_HINT = 'pip install "eaglectl[sglang]"'
+
+
+@dataclass
+class ServeOptions:
+    target: str
+    draft: str
+    algorithm: Algorithm | None = None
+    num_steps: int = 3
+    topk: int = 1
+    num_draft_tokens: int = 4
+    host: str = "127.0.0.1"
+    port: int = 30000
+    tp_size: int = 1
+    dtype: ServeDType = ServeDType.bfloat16
+    mem_fraction_static: float | None = None
+    context_length: int | None = None
+    trust_remote_code: bool = False
+    allow_longer_context: bool = False
+    python: str = sys.executable
+    print_only: bool = False
+    wait: bool = False
+    smoke: bool = False
+    smoke_only: bool = False
+    smoke_prompts: Path | None = None
+    smoke_max_new_tokens: int = 32
+    min_accept_length: float | None = None
+    timeout: float = 900.0
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SmokeRequest:
+    prompt: Any
+    output_ids: list[int] | None
+    text: str | None
+    latency_s: float
+    completion_tokens: int | None
+    spec_accept_length: float | None
+    spec_verify_ct: int | None
+
+
+@dataclass
+class SmokeResult:
+    requests: list[SmokeRequest]
+    mean_accept_length: float | None
+    total_tokens: int
+    total_seconds: float
+
+
+@dataclass
+class ServeResult:
+    argv: list[str]
+    command: str
+    env: dict[str, str]
+    target: str
+    draft: str
+    draft_layout: Layout
+    draft_model_path: str
+    token_map: str | None
+    algorithm: Algorithm | None
+    exported: str | None  # "written" | "unchanged" | "would export" | None
+    url: str
+    notes: list[str] = field(default_factory=list)
+    mode: str = "exec"
+    startup_seconds: float | None = None
+    smoke: SmokeResult | None = None
+    exit_code: int | None = None
+
+
+def _check_sglang(python: str) -> None:
+    """Exit 2 with the install hint when SGLang cannot be imported by the interpreter that will run it."""
+    import subprocess
+
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        import importlib.util
+
+        try:
+            ok = importlib.util.find_spec("sglang") is not None
+        except (ImportError, ValueError):
+            ok = False
+    else:
+        probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('sglang') else 1)"
+        try:
+            ok = subprocess.run([python, "-c", probe], capture_output=True, timeout=120).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+    if not ok:
+        raise MissingDependencyError(f"SGLang is not importable by {python}; `serve` launches "
+                                     f"`{python} -m sglang.launch_server`", hint=INSTALL_HINT)
+
+
+def prepare(opts: ServeOptions) -> ServeResult:
+    """Everything before the launch: resolve, preflight, export (unless print-only), argv."""
+    from eaglectl.export import TOKEN_MAP, default_output, export_checkpoint, servable_as_is
+    from eaglectl.inspection import target_findings
+    from eaglectl.peagle import reject_p_eagle
+    from eaglectl.plan import build_plan
+    from eaglectl.target_config import load_target
+
+    notes: list[str] = []
+    if not opts.print_only:
+        _check_sglang(opts.python)
+    num_draft_tokens = opts.num_draft_tokens
+    if opts.topk == 1 and num_draft_tokens != opts.num_steps + 1:
+        num_draft_tokens = opts.num_steps + 1
+        notes.append(f"topk 1 needs num-draft-tokens = num-steps + 1: using {num_draft_tokens} "
+                     f"(SGLang would force the same)")
+    env: dict[str, str] = {}
+    ckpt = resolve(opts.draft)
+    algorithm = opts.algorithm
+    token_map: str | None = None
+    exported: str | None = None
+    if ckpt.is_remote:
+        draft_path = ckpt.hub_id or opts.draft
+        algorithm = algorithm or Algorithm.EAGLE3
+        notes.append(f"draft {draft_path} is a Hub id: passed through to SGLang, not checked")
+    else:
+        reject_p_eagle(ckpt)
+        plan = build_plan(ckpt, algorithm=algorithm)
+        algorithm = plan.algorithm
+        if servable_as_is(ckpt, plan):
+            out = ckpt.model_dir
+            exported = None
+        elif opts.print_only:
+            out = default_output(ckpt, plan)
+            exported = "would export"
+            notes.append(f"print-only: nothing written; a real launch exports the drafter to {out}")
+        else:
+            report = export_checkpoint(opts.draft, algorithm=algorithm)
+            out, exported = report.output, report.action
+        assert out is not None
+        draft_path = str(out)
+        if algorithm is Algorithm.EAGLE and plan.selected_ids is not None:
+            token_map = str(Path(out) / TOKEN_MAP)
+        elif algorithm is Algorithm.EAGLE3:
+            notes.append("--speculative-token-map not passed: SGLang ignores it for EAGLE3 and reads d2t from the "
+                         "draft weights")
+        target = load_target(opts.target)
+        if not target.local:
+            notes.append(f"target {opts.target} is not local: preflight against the target skipped")
+        else:
+            _preflight(ckpt, plan, target, opts, env, notes, target_findings)
+    argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
+                      num_draft_tokens=num_draft_tokens)
+    return ServeResult(
+        argv=argv, command=shlex.join(argv), env=env, target=opts.target, draft=opts.draft, draft_layout=ckpt.layout,
+        draft_model_path=draft_path, token_map=token_map, algorithm=algorithm, exported=exported,
+        url=f"http://{_url_host(opts.host)}:{opts.port}", notes=notes,
+        mode="print-only" if opts.print_only else ("smoke-only" if opts.smoke_only else
+                                                   ("wait" if opts.wait or opts.smoke else "exec")))
+
+
+def _url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+
+
+def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], notes: list[str], checks) -> None:
+    findings = checks(ckpt, plan, target)
+    errors = [f for f in findings if f.severity is Severity.error]
+    if errors:
+        raise UnsupportedDraftError(f"preflight: {errors[0].message}" +
+                                    (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+                                    hint=errors[0].fix)
+    for f in findings:
+        if f.severity is Severity.warning and f.code != "context-length":
+            notes.append(f"preflight: {f.message}")
+    draft_mpe = plan.config.get("max_position_embeddings")
+    ctx = opts.context_length or target.max_position_embeddings
+    if isinstance(draft_mpe, int) and ctx and ctx > draft_mpe:
+        if not opts.allow_longer_context:
+            raise ConfigError(
+                f"preflight: context length {ctx} exceeds the draft's max_position_embeddings {draft_mpe}; "
+                f"SGLang refuses to start", hint=f"pass --context-length {draft_mpe}, or --allow-longer-context "
+                f"to set {LONG_CONTEXT_ENV}=1 for SGLang")
+        env[LONG_CONTEXT_ENV] = "1"
+        warn(f"context length {ctx} > draft max_position_embeddings {draft_mpe}: setting {LONG_CONTEXT_ENV}=1 "
+             f"(the draft runs past the positions it was trained on)")
+
+
+def build_argv(opts: ServeOptions, *, algorithm: Algorithm, draft_path: str, token_map: str | None,
+               num_draft_tokens: int) -> list[str]:
+    argv = [opts.python, "-m", "sglang.launch_server", "--model-path", opts.target,
+            "--speculative-algorithm", algorithm.value, "--speculative-draft-model-path", draft_path]
+    if token_map:
+        argv += ["--speculative-token-map", token_map]
+    argv += ["--speculative-num-steps", str(opts.num_steps), "--speculative-eagle-topk", str(opts.topk),
+             "--speculative-num-draft-tokens", str(num_draft_tokens), "--host", opts.host, "--port", str(opts.port),
+             "--dtype", opts.dtype.value]
+    if opts.tp_size != 1:
+        argv += ["--tp-size", str(opts.tp_size)]
+    if opts.mem_fraction_static is not None:
+        argv += ["--mem-fraction-static", str(opts.mem_fraction_static)]
+    if opts.context_length is not None:
+        argv += ["--context-length", str(opts.context_length)]
+    if opts.trust_remote_code:
+        argv.append("--trust-remote-code")
+    return argv + list(opts.extra_args)
+
+
+def serve(opts: ServeOptions, *, on_tick: Callable[[float], None] | None = None,
+          on_healthy: Callable[[str, float], None] | None = None) -> ServeResult:
+    """Prepare, then launch in the requested mode. In exec mode this call does not return."""
+    result = prepare(opts)
+    if opts.print_only:
+        return result
+    env = {**os.environ, **result.env}
+    if result.mode == "exec":
+        launcher.exec_server(result.argv, env)
+        return result  # only reached when exec is mocked
+    server = launcher.ServerProcess(result.argv, env)
+    server.start()
+    try:
+        result.startup_seconds = server.wait_healthy(result.url, timeout=opts.timeout, on_tick=on_tick)
+        if on_healthy:
+            on_healthy(result.url, result.startup_seconds)
+        if opts.smoke or opts.smoke_only:
+            result.smoke = smoke_test(result.url, load_prompts(opts), opts.smoke_max_new_tokens)
+            if opts.min_accept_length is not None:
+                mean = result.smoke.mean_accept_length
+                if mean is None or mean < opts.min_accept_length:
+                    raise CheckFailedError(f"smoke: mean spec_accept_length {mean} < {opts.min_accept_length}")
+        if opts.smoke_only:
+            result.exit_code = 0
+            return result
+        result.exit_code = server.wait()
+        return result
+    finally:
+        server.stop()
+
+
+DEFAULT_TEXT_PROMPT = "The capital of France is"
+
+
+def load_prompts(opts: ServeOptions) -> list[Any]:
+    """Smoke prompts: a JSON list of strings or token-id lists; by default one prompt (ids when SGLang
+    runs without a tokenizer)."""
+    import json
+
+    if opts.smoke_prompts is not None:
+        from eaglectl.errors import CheckpointError
+
+        try:
+            prompts = json.loads(Path(opts.smoke_prompts).read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{opts.smoke_prompts}: not a readable JSON list of prompts ({exc})") from exc
+        if not isinstance(prompts, list) or not prompts or not all(
+                isinstance(p, str) or (isinstance(p, list) and p and all(isinstance(i, int) for i in p))
+                for p in prompts):
+            raise CheckpointError(f"{opts.smoke_prompts}: expected a JSON list of strings or token-id lists")
+        return prompts
+    if "--skip-tokenizer-init" in opts.extra_args:
+        return [list(range(3, 19))]
+    return [DEFAULT_TEXT_PROMPT]
+
+
+def smoke_test(base_url: str, prompts: list[Any], max_new_tokens: int) -> SmokeResult:
+    """Greedy /generate per prompt; report latency, tokens and SGLang's spec_accept_length."""
+    requests = []
+    start = time.monotonic()
+    for prompt in prompts:
+        payload: dict[str, Any] = {"sampling_params": {"temperature": 0, "max_new_tokens": max_new_tokens}}
+        payload["text" if isinstance(prompt, str) else "input_ids"] = prompt
+        t0 = time.monotonic()
+        resp = launcher.post_json(f"{base_url}/generate", payload)
+        latency = time.monotonic() - t0
+        meta = resp.get("meta_info", {}) if isinstance(resp, dict) else {}
+        requests.append(SmokeRequest(
+            prompt=prompt, output_ids=resp.get("output_ids"), text=resp.get("text"), latency_s=round(latency, 4),
+            completion_tokens=meta.get("completion_tokens"), spec_accept_length=meta.get("spec_accept_length"),
+            spec_verify_ct=meta.get("spec_verify_ct")))
+    accepts = [r.spec_accept_length for r in requests if isinstance(r.spec_accept_length, (int, float))]
+    return SmokeResult(requests=requests, mean_accept_length=round(sum(accepts) / len(accepts), 4) if accepts else None,
+                       total_tokens=sum(r.completion_tokens or 0 for r in requests),
+                       total_seconds=round(time.monotonic() - start, 3))

@@ -1,0 +1,251 @@
+"""`eaglectl serve`: exact argv, preflight refusals, print-only, exec, supervised child, smoke, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from eaglectl.samples import save_json, target_config
+from tests.conftest import run_json
+
+FAKE = Path(__file__).with_name("fake_sglang_server.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def fake_python(tmp_path) -> str:
+    exe = tmp_path / "fakepy"
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
+    exe.chmod(0o755)
+    return str(exe)
+
+
+def print_only(cli, samples, *extra, draft="specforge"):
+    result = cli("serve", "--json", "--target", samples["target"], "--draft", samples[draft], "--print-only", *extra)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_default_argv(cli, samples):
+    code, doc = print_only(cli, samples)
+    assert code == 0
+    argv = doc["result"]["argv"]
+    assert argv[1:] == ["-m", "sglang.launch_server", "--model-path", str(samples["target"]),
+                        "--speculative-algorithm", "EAGLE3", "--speculative-draft-model-path",
+                        str(samples["specforge"].resolve()), "--speculative-num-steps", "3",
+                        "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", "4",
+                        "--host", "127.0.0.1", "--port", "30000", "--dtype", "bfloat16"]
+    assert argv[0] == sys.executable
+
+
+@pytest.mark.parametrize(("options", "expected_tail"), [
+    (["--tp-size", "2"], ["--tp-size", "2"]),
+    (["--mem-fraction-static", "0.7"], ["--mem-fraction-static", "0.7"]),
+    (["--context-length", "1024"], ["--context-length", "1024"]),
+    (["--trust-remote-code"], ["--trust-remote-code"]),
+    (["--dtype", "float16"], []),
+    (["--", "--attention-backend", "triton", "--disable-cuda-graph"],
+     ["--attention-backend", "triton", "--disable-cuda-graph"]),
+])
+def test_optional_flags_in_argv(cli, samples, options, expected_tail):
+    code, doc = print_only(cli, samples, *options)
+    assert code == 0
+    argv = doc["result"]["argv"]
+    assert argv[len(argv) - len(expected_tail):] == expected_tail
+    if "--dtype" in options:
+        assert argv[argv.index("--dtype") + 1] == "float16"
+
+
+def test_passthrough_after_double_dash_is_verbatim_and_last(cli, samples):
+    code, doc = print_only(cli, samples, "--port", "31000", "--", "--port", "9", "--weird value")
+    argv = doc["result"]["argv"]
+    assert argv[-3:] == ["--port", "9", "--weird value"]
+    assert argv[argv.index("--port") + 1] == "31000"
+
+
+def test_host_port_steps(cli, samples):
+    _, doc = print_only(cli, samples, "--host", "0.0.0.0", "--port", "8000", "--num-steps", "5", "--topk", "4",
+                        "--num-draft-tokens", "8")
+    argv = doc["result"]["argv"]
+    for flag, value in (("--host", "0.0.0.0"), ("--port", "8000"), ("--speculative-num-steps", "5"),
+                        ("--speculative-eagle-topk", "4"), ("--speculative-num-draft-tokens", "8")):
+        assert argv[argv.index(flag) + 1] == value
+    assert doc["result"]["url"] == "http://127.0.0.1:8000"
+
+
+def test_topk1_fixes_num_draft_tokens_with_a_warning(cli, samples):
+    result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
+                 "--num-steps", "5", "--num-draft-tokens", "4", "--json")
+    argv = json.loads(result.stdout)["result"]["argv"]
+    assert argv[argv.index("--speculative-num-draft-tokens") + 1] == "6"
+    assert "num-draft-tokens = num-steps + 1" in result.stderr
+
+
+def test_print_only_writes_nothing_and_shows_would_be_paths(cli, samples):
+    d = samples["nemo-consolidated"]
+    before = {p: p.stat().st_mtime_ns for p in d.rglob("*")}
+    result = cli("serve", "--target", samples["target"], "--draft", d, "--print-only")
+    assert result.exit_code == 0
+    assert {p: p.stat().st_mtime_ns for p in d.rglob("*")} == before
+    assert "would export" in result.stdout and str((d / "model").resolve()) in result.stdout
+    assert result.stdout.splitlines()[0].startswith(sys.executable)
+
+
+def test_print_only_command_is_shell_safe(cli, samples, tmp_path):
+    import shlex
+    import shutil
+
+    spaced = tmp_path / "my ckpt"
+    shutil.copytree(samples["specforge"], spaced)
+    _, doc = print_only(cli, {"target": samples["target"], "specforge": spaced})
+    assert shlex.split(doc["result"]["command"]) == doc["result"]["argv"]
+
+
+def test_eagle_passes_token_map_eagle3_does_not(cli, samples):
+    import shutil
+
+    d = samples["nemo-legacy-eagle"]
+    shutil.copy(samples["nemo-consolidated"] / "eagle_meta.pt", d / "eagle1_meta.pt")
+    _, doc = print_only(cli, samples, draft="nemo-legacy-eagle")
+    argv = doc["result"]["argv"]
+    assert argv[argv.index("--speculative-algorithm") + 1] == "EAGLE"
+    assert argv[argv.index("--speculative-token-map") + 1].endswith("model/speculative_token_map.pt")
+    _, doc = print_only(cli, samples)
+    assert "--speculative-token-map" not in doc["result"]["argv"]
+
+
+def test_sglang_missing_exits_2_before_export(cli, samples):
+    d = samples["nemo-consolidated"]
+    before = sorted(p.name for p in (d / "model").iterdir())
+    result = cli("serve", "--target", samples["target"], "--draft", d)
+    assert result.exit_code == 2
+    assert 'pip install "eaglectl[sglang]"' in result.stderr
+    assert sorted(p.name for p in (d / "model").iterdir()) == before
+
+
+def test_p_eagle_refused(cli, samples):
+    result = cli("serve", "--target", samples["target"], "--draft", samples["p-eagle"], "--print-only")
+    assert result.exit_code == 1 and "vLLM >= 0.16" in result.stderr
+
+
+def test_algorithm_mismatch_refused(cli, samples):
+    result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--algorithm", "EAGLE",
+                 "--print-only")
+    assert result.exit_code == 1 and "contradicts the weights" in result.stderr
+
+
+def test_preflight_refuses_wrong_target(cli, samples, tmp_path):
+    save_json(tmp_path / "t" / "config.json", dict(target_config(), hidden_size=4096))
+    result = cli("serve", "--target", tmp_path / "t", "--draft", samples["specforge"], "--print-only")
+    assert result.exit_code == 1 and "preflight" in result.stderr and "4096" in result.stderr
+
+
+def test_longer_context_needs_the_flag(cli, samples, tmp_path):
+    save_json(tmp_path / "t" / "config.json", dict(target_config(), max_position_embeddings=131072))
+    base = ("serve", "--target", tmp_path / "t", "--draft", samples["specforge"], "--print-only")
+    result = cli(*base)
+    assert result.exit_code == 1 and "--allow-longer-context" in result.stderr
+    code, doc = run_json(cli, *base, "--allow-longer-context")
+    assert code == 0 and doc["result"]["env"] == {"SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN": "1"}
+    code, doc = run_json(cli, *base, "--context-length", "2048")
+    assert code == 0 and doc["result"]["env"] == {}
+
+
+def test_hub_ids_pass_through(cli):
+    code, doc = run_json(cli, "serve", "--target", "meta-llama/Llama-3.1-8B-Instruct", "--draft",
+                         "org/eagle3-head", "--print-only")
+    assert code == 0
+    argv = doc["result"]["argv"]
+    assert argv[argv.index("--speculative-draft-model-path") + 1] == "org/eagle3-head"
+
+
+def test_exec_mode_exports_then_execs(cli, samples, mocker, fake_python):
+    execed = mocker.patch("eaglectl.launcher.exec_server")
+    d = samples["nemo-consolidated"]
+    result = cli("serve", "--target", samples["target"], "--draft", d, "--python", fake_python)
+    assert result.exit_code == 0, result.stderr
+    argv, env = execed.call_args.args
+    assert argv[0] == fake_python and argv[argv.index("--speculative-draft-model-path") + 1] == str(d / "model")
+    assert json.loads((d / "model" / "config.json").read_text())["architectures"] == ["LlamaForCausalLMEagle3"]
+    assert env["PATH"] == os.environ["PATH"]
+
+
+def test_wait_smoke_only_with_fake_server(cli, samples, fake_python, monkeypatch, tmp_path):
+    port = free_port()
+    pidfile = tmp_path / "pid"
+    monkeypatch.setenv("FAKE_SGLANG_PIDFILE", str(pidfile))
+    monkeypatch.setenv("FAKE_SGLANG_ACCEPT", "2.5")
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps([[5, 6, 7], [8, 9]]))
+    result = cli("serve", "--json", "--target", samples["target"], "--draft", samples["specforge"],
+                 "--python", fake_python, "--port", str(port), "--smoke-only", "--smoke-prompts", prompts,
+                 "--smoke-max-new-tokens", "8", "--min-accept-length", "1.9", "--", "--skip-tokenizer-init")
+    code, doc = result.exit_code, json.loads(result.stdout)
+    assert code == 0, doc
+    smoke = doc["result"]["smoke"]
+    assert smoke["mean_accept_length"] == 2.5 and len(smoke["requests"]) == 2
+    assert smoke["requests"][0]["output_ids"][:2] == [7, 8]
+    _assert_gone(int(pidfile.read_text()))
+
+
+def test_smoke_below_min_accept_fails_and_stops_server(cli, samples, fake_python, monkeypatch, tmp_path):
+    pidfile = tmp_path / "pid"
+    monkeypatch.setenv("FAKE_SGLANG_PIDFILE", str(pidfile))
+    monkeypatch.setenv("FAKE_SGLANG_ACCEPT", "1.0")
+    result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--python", fake_python,
+                 "--port", str(free_port()), "--smoke-only", "--min-accept-length", "1.9")
+    assert result.exit_code == 1 and "spec_accept_length 1.0 < 1.9" in result.stderr
+    _assert_gone(int(pidfile.read_text()))
+
+
+def test_child_dying_before_health_reports_log_tail(cli, samples, fake_python, monkeypatch):
+    monkeypatch.setenv("FAKE_SGLANG_MODE", "die")
+    result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--python", fake_python,
+                 "--port", str(free_port()), "--wait")
+    assert result.exit_code == 1
+    assert "exited with code 3" in result.stderr and "fake failure during start-up" in result.stderr
+
+
+def _assert_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"child {pid} still running")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_reach_the_child_and_leave_no_orphan(samples, fake_python, tmp_path, sig):
+    port = free_port()
+    pidfile = tmp_path / "pid"
+    env = dict(os.environ, FAKE_SGLANG_PIDFILE=str(pidfile))
+    proc = subprocess.Popen([sys.executable, "-m", "eaglectl", "serve", "--target", str(samples["target"]),
+                             "--draft", str(samples["specforge"]), "--python", fake_python, "--port", str(port),
+                             "--wait"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    from eaglectl.launcher import health_ok
+
+    deadline = time.monotonic() + 60
+    while not health_ok(f"http://127.0.0.1:{port}"):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    child = int(pidfile.read_text())
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    assert code != 0
+    assert b"Traceback" not in proc.stderr.read()
+    _assert_gone(child)
