@@ -1,78 +1,125 @@
-"""Shell-completion callbacks. They run on every TAB press: file system only, no heavy imports."""
+"""Shell-completion callbacks. They run on every TAB press: file system only, no heavy imports.
+
+Typer drops every candidate that does not start with what the user typed, so path candidates keep the
+user's spelling of the directory part (`./`, `~/`, `/abs/`, `a/b/`) and only fill in the last component.
+A directory that is not a match itself but has subdirectories is offered with a trailing `/`, so TAB can
+walk down to a checkpoint; anything else is left out. When nothing matches, the shell falls back to its own
+file completion.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
+from collections.abc import Callable
+from enum import Enum
+
+from eaglectl.enums import Algorithm, Engine
 
 _EPOCH = re.compile(r"^epoch_\d+_step_\d+$")
+_FILE_MARKERS = ("config.json", "draft_model.pt")
+_DIR_MARKERS = ("model",)
+# Entries looked at per candidate directory: a TAB must stay instant beside a data dir of 10^5 files.
+_SCAN_LIMIT = 2000
 
 
-def _looks_like_checkpoint(d: Path) -> bool:
+def _scan(d: str) -> tuple[set[str], set[str], bool]:
+    """(file names, directory names, truncated) of `d`, at most `_SCAN_LIMIT` entries; empty if unreadable."""
+    files: set[str] = set()
+    dirs: set[str] = set()
     try:
-        if _EPOCH.match(d.name):
-            return True
-        names = set(os.listdir(d))
+        with os.scandir(d) as it:
+            for n, entry in enumerate(it):
+                if n >= _SCAN_LIMIT:  # the named markers can still be checked directly
+                    files.update(m for m in _FILE_MARKERS if os.path.isfile(os.path.join(d, m)))
+                    dirs.update(m for m in _DIR_MARKERS if os.path.isdir(os.path.join(d, m)))
+                    return files, dirs, True
+                try:
+                    (dirs if entry.is_dir() else files).add(entry.name)
+                except OSError:
+                    continue
     except OSError:
-        return False
-    return bool(names & {"config.json", "draft_model.pt", "model"}) or any(_EPOCH.match(n) for n in names)
+        pass
+    return files, dirs, False
 
 
-def _complete_dirs(incomplete: str, keep) -> list[str]:
-    base, _, prefix = incomplete.rpartition("/")
-    directory = Path(os.path.expanduser(base or ".")) if base or not incomplete.startswith("/") else Path("/")
-    if incomplete.startswith("/") and not base:
-        directory = Path("/")
+def _is_checkpoint(files: set[str], dirs: set[str]) -> bool:
+    """The layouts `eaglectl.checkpoint.resolve` knows, judged by names only (no file is opened)."""
+    return bool(files.intersection(_FILE_MARKERS) or dirs.intersection(_DIR_MARKERS)
+                or any(_EPOCH.match(n) for n in dirs))
+
+
+def _is_model_dir(files: set[str], dirs: set[str]) -> bool:
+    return "config.json" in files
+
+
+def _complete_dirs(incomplete: str, keep: Callable[[set[str], set[str]], bool]) -> list[str]:
+    incomplete = incomplete or ""
+    if incomplete == "~":  # nothing to list yet; let TAB turn it into the home directory
+        return ["~/"] if os.path.isdir(os.path.expanduser("~")) else []
+    head, sep, prefix = incomplete.rpartition("/")
+    shown_head = head + sep  # "", "/", "./", "~/", "a/b/" exactly as typed
+    directory = os.path.expanduser(shown_head) if sep else "."
+    show_hidden = prefix.startswith(".")
     try:
-        entries = sorted(e for e in os.scandir(directory) if e.name.startswith(prefix))
+        with os.scandir(directory) as it:
+            names = sorted(
+                e.name for e in it
+                if e.name.startswith(prefix) and (show_hidden or not e.name.startswith(".")) and _is_dir(e)
+            )
     except OSError:
         return []
     out = []
-    for entry in entries:
-        if entry.name.startswith(".") and not prefix.startswith("."):
-            continue
-        try:
-            is_dir = entry.is_dir()
-        except OSError:
-            continue
-        if not is_dir:
-            continue
-        shown = f"{base}/{entry.name}" if base or incomplete.startswith("/") else entry.name
-        path = Path(entry.path)
-        if keep(path):
-            out.append(shown)
-        elif _has_subdirs(path):
-            out.append(shown + "/")
+    for name in names:
+        files, dirs, truncated = _scan(os.path.join(directory, name))
+        if keep(files, dirs):
+            out.append(shown_head + name)
+        elif dirs or truncated:
+            out.append(shown_head + name + "/")
     return out
 
 
-def _has_subdirs(d: Path) -> bool:
+def _is_dir(entry: os.DirEntry[str]) -> bool:
     try:
-        return any(e.is_dir() for e in os.scandir(d))
+        return entry.is_dir()  # follows symlinks: a link to a checkpoint is a checkpoint
     except OSError:
         return False
 
 
 def checkpoint_paths(incomplete: str) -> list[str]:
-    """Directories that look like drafter checkpoints (config.json, draft_model.pt, model/, epoch_*_step_*)."""
-    return _complete_dirs(incomplete, _looks_like_checkpoint)
+    """Directories that look like drafter checkpoints (config.json, draft_model.pt, model/, epoch_*_step_*/)."""
+    return _complete_dirs(incomplete, _is_checkpoint)
 
 
 def target_paths(incomplete: str) -> list[str]:
-    """Directories holding a config.json (model directories)."""
-    return _complete_dirs(incomplete, lambda d: (d / "config.json").is_file())
+    """Directories holding a config.json (target model directories)."""
+    return _complete_dirs(incomplete, _is_model_dir)
 
 
-def _enum_values(enum_name: str, incomplete: str) -> list[str]:
-    from eaglectl import enums
-
-    return [m.value for m in getattr(enums, enum_name) if m.value.lower().startswith(incomplete.lower())]
+def _enum_values(choices: type[Enum], incomplete: str) -> list[str]:
+    # Matched case-insensitively (the options are), but Typer drops any candidate that does not start with
+    # the typed text verbatim, so a case mismatch is answered in the user's case: `eag` -> `eagle3`.
+    incomplete = incomplete or ""
+    out = []
+    for member in choices:
+        value = str(member.value)
+        if value.startswith(incomplete):
+            out.append(value)
+        elif value.lower().startswith(incomplete.lower()):
+            if incomplete.islower():
+                out.append(value.lower())
+            elif incomplete.isupper():
+                out.append(value.upper())
+            else:
+                out.append(incomplete + value[len(incomplete):])
+    return out
 
 
 def algorithms(incomplete: str) -> list[str]:
-    return _enum_values("Algorithm", incomplete)
+    """Values of `eaglectl.enums.Algorithm`."""
+    return _enum_values(Algorithm, incomplete)
 
 
 def engines(incomplete: str) -> list[str]:
-    return _enum_values("Engine", incomplete)
+    """Values of `eaglectl.enums.Engine`."""
+    return _enum_values(Engine, incomplete)
