@@ -69,7 +69,9 @@ class Eagle3TargetBatch:
 
 
 def text_config(config: Any) -> Any:
-    """The language-model part of a (possibly multimodal) transformers config."""
+    """The language-model part of a (possibly multimodal) transformers config, or of a config dict."""
+    if isinstance(config, dict):
+        return config["text_config"] if isinstance(config.get("text_config"), dict) else config
     getter = getattr(config, "get_text_config", None)
     if callable(getter):
         try:

@@ -1,0 +1,128 @@
+"""`eaglectl probe-target`: check that an engine produces the EAGLE-3 supervision the HF reference does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from eaglectl import output
+from eaglectl.cli import complete
+from eaglectl.cli.app import app
+from eaglectl.cli.options import JsonOpt
+from eaglectl.enums import Compare, Engine, ServeDType
+from eaglectl.errors import CheckFailedError
+from eaglectl.target.probe import DEFAULT_BATCH, DEFAULT_MIN_TOP1, DEFAULT_SEQ_LEN, DEFAULT_TOLERANCE
+
+
+def _per_dtype(table: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in table.items())
+
+
+@app.command("probe-target")
+def probe_target_command(
+    target: Annotated[str, typer.Argument(
+        metavar="TARGET", help="Target model directory (or Hugging Face repo id).",
+        autocompletion=complete.target_paths, show_default=False)],
+    engine: Annotated[Engine, typer.Option(
+        "--engine", "-e", case_sensitive=False, autocompletion=complete.engines,
+        help="Engine to probe; hf runs on CPU too.")] = Engine.sglang,
+    aux_layer_ids: Annotated[tuple[int, int, int] | None, typer.Option(
+        "--aux-layer-ids", metavar="A B C", show_default=False,
+        help="Decoder layers whose outputs are captured (default: 1, N//2-1, N-4).")] = None,
+    batch: Annotated[int | None, typer.Option(
+        "--batch", "-b", min=1, metavar="N", show_default=False,
+        help=f"Rows (default: {DEFAULT_BATCH} random rows, or every prompt).")] = None,
+    seq_len: Annotated[int | None, typer.Option(
+        "--seq-len", "-l", min=2, metavar="L", show_default=False,
+        help=f"Longest row; prompts are cut to it (default: {DEFAULT_SEQ_LEN} for random rows).")] = None,
+    prompts: Annotated[Path | None, typer.Option(
+        "--prompts", "-p", metavar="FILE", dir_okay=False,
+        help="JSON list of token-id lists (or of strings, or a text file with one prompt a line, tokenized with "
+             "the target's tokenizer) instead of seeded random rows.")] = None,
+    dtype: Annotated[ServeDType, typer.Option(
+        "--dtype", case_sensitive=False, help="Dtype of engine and reference; auto reads the target config.")
+    ] = ServeDType.bfloat16,
+    tp_size: Annotated[int, typer.Option("--tp-size", min=1, help="Tensor parallelism (sglang only).")] = 1,
+    compare: Annotated[Compare, typer.Option(
+        "--compare", case_sensitive=False, help="Compare with the HF reference, or only run the engine.")
+    ] = Compare.hf,
+    tolerance: Annotated[float | None, typer.Option(
+        "--tolerance", min=0.0, show_default=False,
+        help=f"Largest allowed mean|engine - hf| / mean|hf| per tensor "
+             f"(default: {_per_dtype(DEFAULT_TOLERANCE)}).")] = None,
+    min_top1: Annotated[float | None, typer.Option(
+        "--min-top1-agreement", min=0.0, max=1.0, show_default=False,
+        help=f"Smallest allowed top-1 agreement (default: {_per_dtype(DEFAULT_MIN_TOP1)}).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random rows.")] = 0,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed forwards before the timed one.")] = 1,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Let transformers / SGLang run the target's own modelling code.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Run the engine's EAGLE-3 forward (logits + aux hidden states) and compare it with the HF reference
+    (exit 1 when a difference exceeds the tolerance)."""
+    from eaglectl.target.probe import run_probe
+
+    report = run_probe(target, engine=engine, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None,
+                       batch=batch, seq_len=seq_len, prompts=prompts, dtype=dtype.value, tp_size=tp_size,
+                       compare=compare, tolerance=tolerance, min_top1_agreement=min_top1, seed=seed,
+                       warmup=warmup, trust_remote_code=trust_remote_code)
+    output.emit("probe-target", report, as_json=json, render=lambda c: _render(c, report), ok=report.ok)
+    if not report.ok:
+        more = f" (and {len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
+        raise CheckFailedError(f"probe-target failed: {report.failures[0]}{more}")
+
+
+def _num(x: float | None, fmt: str = ".3g") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _render(console: Console, r) -> None:
+    head = Table(title="Target", show_header=False, title_justify="left")
+    head.add_column(style="bold")
+    head.add_column(overflow="fold")
+    head.add_row("target", r.target)
+    head.add_row("engine", f"{r.engine.value} (tp {r.tp_size})" if r.tp_size > 1 else r.engine.value)
+    head.add_row("dtype", r.dtype)
+    head.add_row("layers / hidden / vocab", f"{r.num_layers} / {r.hidden_size} / {r.vocab_size}")
+    head.add_row("aux layer ids", ", ".join(map(str, r.aux_layer_ids)))
+    head.add_row("inputs", f"{r.inputs}; {r.tokens} tokens, row lengths {r.row_lengths}")
+    for name, shape in r.shapes.items():
+        head.add_row(name, str(shape))
+    console.print(head)
+    if r.diffs:
+        t = Table(title=f"Differences vs HF (tolerance {r.tolerance:g}, {r.tolerance_source})", title_justify="left")
+        for col, justify in (("tensor", "left"), ("compared", "left"), ("max abs", "right"), ("mean abs", "right"),
+                             ("rel mean", "right"), ("", "left")):
+            t.add_column(col, justify=justify)
+        for d in r.diffs:
+            t.add_row(d.name, str(d.shape), _num(d.max_abs), _num(d.mean_abs), _num(d.rel_mean),
+                      "[green]ok[/]" if d.ok else "[bold red]over[/]")
+        console.print(t)
+    if r.top1_agreement is not None:
+        console.print(f"top-1 agreement: {r.top1_agreement:.4f} (minimum {r.min_top1_agreement:g})")
+    perf = Table(title="Runs", title_justify="left")
+    for col, justify in (("run", "left"), ("device", "left"), ("dtype", "left"), ("load s", "right"),
+                         ("forward s", "right"), ("tokens/s", "right"), ("peak GPU mem", "right")):
+        perf.add_column(col, justify=justify)
+    for run in (r.engine_run, r.reference_run):
+        if run is None:
+            continue
+        mem = output.human_bytes(run.peak_gpu_memory_bytes) if run.peak_gpu_memory_bytes is not None else "-"
+        perf.add_row(run.engine, run.device, run.dtype, f"{run.load_s:.2f}", f"{run.forward_s:.4f}",
+                     _num(run.tokens_per_s, ".0f"), mem)
+    console.print(perf)
+    for n in r.notes:
+        console.print(f"[dim]note: {output.escape(n)}[/]", soft_wrap=True)
+    if r.ok and r.reference_run is None:
+        console.print("[green]The engine's outputs have the contract's shapes[/] (not compared with the HF reference).")
+    elif r.ok:
+        console.print("[green]The engine honours the EAGLE-3 target contract.[/]")
+    else:
+        console.print("[bold red]Failed:[/]")
+        for f in r.failures:
+            console.print(f"  {output.escape(f)}", soft_wrap=True)

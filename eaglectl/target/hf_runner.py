@@ -1,0 +1,177 @@
+"""The Hugging Face reference target runner (extra `hf`): plain transformers, no serving engine.
+
+It is the definition the other engines are checked against: aux hidden states are the outputs of decoder layers
+k (captured with forward hooks, identical to `output_hidden_states[k + 1]` without keeping every layer's
+output alive), logits cover the full vocab, and the dtype is always explicit ("auto" reads the target's config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from eaglectl.errors import CheckpointError, ConfigError, EaglectlError, require
+from eaglectl.target.contract import model_dims, resolve_aux_layer_ids, text_config
+
+if TYPE_CHECKING:
+    import torch
+
+DTYPES = ("bfloat16", "float16", "float32")
+_DTYPE_ALIASES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
+                  "half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"}
+
+
+def canonical_dtype(name: Any) -> str | None:
+    """'bf16', 'torch.bfloat16', torch.bfloat16 ... -> 'bfloat16'; None when not a float dtype eaglectl runs."""
+    if name is None:
+        return None
+    text = str(name).lower().removeprefix("torch.")
+    return _DTYPE_ALIASES.get(text)
+
+
+def config_dtype(config: Any) -> str | None:
+    """The dtype a transformers config records (`dtype` in transformers 5, `torch_dtype` before)."""
+    cfg = text_config(config)
+    for source in (cfg, config):
+        for key in ("dtype", "torch_dtype"):
+            value = source.get(key) if isinstance(source, dict) else getattr(source, key, None)
+            if value is not None:
+                return str(value).removeprefix("torch.")
+    return None
+
+
+def resolve_dtype(requested: str, recorded: str | None) -> str:
+    """The dtype to run in: `requested`, or for "auto" the target's recorded dtype (float32 when none is)."""
+    if str(requested) != "auto":
+        name = canonical_dtype(requested)
+        if name is None:
+            raise ConfigError(f"dtype {requested!r} is not one of {', '.join(DTYPES)}")
+        return name
+    if recorded is None:
+        return "float32"
+    name = canonical_dtype(recorded)
+    if name is None:
+        raise ConfigError(f"the target's config records dtype {recorded!r}, which eaglectl cannot run as is",
+                          hint=f"pass --dtype ({', '.join(DTYPES)})")
+    return name
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a GPU is visible, else "cpu"; a CUDA device without CUDA is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EaglectlError(f"device {device!r} requested but CUDA is not available", hint="use the CPU")
+    return device
+
+
+def _dtype_kwarg() -> str:
+    """transformers renamed from_pretrained's `torch_dtype` to `dtype` in 4.56."""
+    import transformers
+
+    try:
+        major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
+    except ValueError:
+        return "dtype"
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def _decoder_layers(model: Any, num_layers: int) -> Any:
+    """The ModuleList of decoder layers (None if it cannot be found: then hidden states are used instead)."""
+    import torch
+
+    getter = getattr(model, "get_decoder", None)
+    decoder = getter() if callable(getter) else None
+    layers = getattr(decoder, "layers", None)
+    if isinstance(layers, torch.nn.ModuleList) and len(layers) == num_layers:
+        return layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == num_layers and \
+                "DecoderLayer" in type(module[0]).__name__:
+            return module
+    return None
+
+
+class HFTargetRunner:
+    """`TargetRunner` over a transformers causal LM, the reference every other engine is compared with."""
+
+    def __init__(self, model_path: str, *, dtype: str = "auto", device: str = "auto",
+                 trust_remote_code: bool = False, aux_layer_ids: Sequence[int] | None = None) -> None:
+        require("transformers", extra="hf", purpose="to run the Hugging Face reference target")
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        self.model_path = str(model_path)
+        try:
+            config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{model_path}: transformers cannot read the target config ({exc})") from exc
+        self.dtype = resolve_dtype(dtype, config_dtype(config))
+        self.device = resolve_device(device)
+        kwargs = {_dtype_kwarg(): getattr(torch, self.dtype), "trust_remote_code": trust_remote_code}
+        try:
+            model = AutoModelForCausalLM.from_pretrained(self.model_path, config=config, **kwargs)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{model_path}: transformers cannot load the target ({exc})") from exc
+        model.requires_grad_(False)
+        self.model = model.to(self.device).eval()
+        self.num_layers, self.hidden_size, self.vocab_size = model_dims(self.model)
+        self._layers = _decoder_layers(self.model, self.num_layers)
+        self.aux_layer_ids: list[int] | None = None
+        if aux_layer_ids is not None:
+            self.set_aux_layers(aux_layer_ids)
+
+    def set_aux_layers(self, ids: Sequence[int] | None) -> None:
+        """Capture the outputs of these decoder layers (None: SGLang's defaults for this depth)."""
+        self.aux_layer_ids = resolve_aux_layer_ids(ids, self.num_layers)
+
+    def forward_eagle3(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unshifted (logits [B, S, V], aux [B, S, 3H]) on the runner's device, in the runner's dtype."""
+        import torch
+
+        if self.model is None:
+            raise RuntimeError("HFTargetRunner is closed")
+        if self.aux_layer_ids is None:
+            self.set_aux_layers(None)
+        ids = list(self.aux_layer_ids or [])
+        captured: dict[int, torch.Tensor] = {}
+        handles = []
+        if self._layers is not None:
+            for k in ids:
+                def hook(_module: Any, _inputs: Any, out: Any, k: int = k) -> None:
+                    captured[k] = out[0] if isinstance(out, tuple) else out
+                handles.append(self._layers[k].register_forward_hook(hook))
+        try:
+            with torch.inference_mode():
+                out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                                 use_cache=False, output_hidden_states=self._layers is None)
+        finally:
+            for h in handles:
+                h.remove()
+        if self._layers is not None:
+            aux = torch.cat([captured[k] for k in ids], dim=-1)
+        else:
+            aux = torch.cat([out.hidden_states[k + 1] for k in ids], dim=-1)
+        return out.logits, aux
+
+    def input_embedding_weight(self) -> torch.Tensor:
+        if self.model is None:
+            raise RuntimeError("HFTargetRunner is closed")
+        return self.model.get_input_embeddings().weight
+
+    def close(self) -> None:
+        """Drop the model (and cached GPU memory); safe to call twice."""
+        if self.model is None:
+            return
+        self.model = None
+        self._layers = None
+        import gc
+
+        import torch
+
+        gc.collect()
+        if self.device.startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.empty_cache()

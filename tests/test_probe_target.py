@@ -1,0 +1,248 @@
+"""`eaglectl probe-target` through the CLI, on CPU, with the HF engine against the HF reference."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+import torch
+
+from eaglectl.target import probe
+from eaglectl.target.probe import diff
+
+pytest.importorskip("transformers")
+
+SMALL = ("--engine", "hf", "--batch", "3", "--seq-len", "16", "--dtype", "float32")
+
+
+def _json(result) -> dict:
+    return json.loads(result.stdout)
+
+
+def _hide(monkeypatch, module: str) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+
+
+def test_hf_against_hf_has_zero_differences(cli, tiny_llama):
+    result = cli("probe-target", tiny_llama, *SMALL, "--compare", "hf", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = _json(result)
+    assert doc["command"] == "probe-target" and doc["ok"] is True
+    r = doc["result"]
+    assert r["engine"] == "hf" and r["dtype"] == "float32" and r["aux_layer_ids"] == [1, 3, 4]
+    assert (r["num_layers"], r["hidden_size"], r["vocab_size"]) == (8, 64, 512)
+    assert r["shapes"] == {"input_ids": [3, 16], "attention_mask": [3, 16], "logits": [3, 16, 512],
+                           "aux_hidden_states": [3, 16, 192], "input_embedding": [512, 64]}
+    # Seeded rows: the first is full length, the others shorter (right padding is exercised).
+    assert r["row_lengths"][0] == 16 and all(8 <= n < 16 for n in r["row_lengths"][1:])
+    assert r["tokens"] == sum(r["row_lengths"])
+    names = [d["name"] for d in r["diffs"]]
+    assert names == ["logits", "aux[0] (layer 1)", "aux[1] (layer 3)", "aux[2] (layer 4)", "input embedding"]
+    for d in r["diffs"]:
+        assert d["max_abs"] == 0.0 and d["mean_abs"] == 0.0 and d["rel_mean"] == 0.0 and d["ok"] is True
+    assert r["diffs"][0]["shape"] == [r["tokens"], 512]  # real positions only
+    assert r["top1_agreement"] == 1.0
+    assert r["tolerance"] == probe.DEFAULT_TOLERANCE["float32"] and r["tolerance_source"] == "default for float32"
+    for run in (r["engine_run"], r["reference_run"]):
+        assert run["device"] == "cpu" and run["dtype"] == "float32"
+        assert run["tokens_per_s"] > 0 and run["peak_gpu_memory_bytes"] is None
+    assert r["failures"] == []
+
+
+def test_same_seed_same_rows_other_seed_other_rows(cli, tiny_llama):
+    args = ("probe-target", tiny_llama, *SMALL, "--compare", "none", "--json")
+    a, b, c = cli(*args), cli(*args), cli(*args, "--seed", "7")
+    assert _json(a)["result"]["row_lengths"] == _json(b)["result"]["row_lengths"]
+    assert _json(a)["result"]["row_lengths"] != _json(c)["result"]["row_lengths"]
+
+
+def test_table_rendering(cli, tiny_llama):
+    result = cli("probe-target", tiny_llama, *SMALL)
+    assert result.exit_code == 0, result.stderr
+    assert "Differences vs HF" in result.stdout and "aux[2] (layer 4)" in result.stdout
+    assert "honours the EAGLE-3 target contract" in result.stdout
+
+
+def test_explicit_aux_layer_ids_and_bfloat16(cli, tiny_llama):
+    result = cli("probe-target", tiny_llama, "--engine", "hf", "--batch", "2", "--seq-len", "8",
+                 "--aux-layer-ids", "6", "0", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    r = _json(result)["result"]
+    assert r["aux_layer_ids"] == [6, 0, 2] and r["dtype"] == "bfloat16"
+    assert r["tolerance"] == probe.DEFAULT_TOLERANCE["bfloat16"]
+    assert [d["name"] for d in r["diffs"]][1:4] == ["aux[0] (layer 6)", "aux[1] (layer 0)", "aux[2] (layer 2)"]
+
+
+def test_last_layer_as_aux_is_refused_before_loading(cli, tiny_llama, monkeypatch):
+    monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
+    result = cli("probe-target", tiny_llama, *SMALL, "--aux-layer-ids", "1", "3", "7")
+    assert result.exit_code == 1
+    assert "out of bounds" in result.stderr and "never captures" in result.stderr
+
+
+def test_compare_none_runs_only_the_engine(cli, tiny_llama):
+    result = cli("probe-target", tiny_llama, *SMALL, "--compare", "none", "--json")
+    assert result.exit_code == 0, result.stderr
+    r = _json(result)["result"]
+    assert r["reference_run"] is None and r["diffs"] == [] and r["top1_agreement"] is None
+    assert r["shapes"]["input_embedding"] == [512, 64]  # the embedding's contract is checked anyway
+
+
+def test_prompts_as_token_ids(cli, tiny_llama, tmp_path):
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps([[1, 2, 3, 4, 5], [7, 8], [9, 10, 11, 12, 13, 14, 15]]))
+    result = cli("probe-target", tiny_llama, "--engine", "hf", "--prompts", prompts, "--seq-len", "6", "--json")
+    assert result.exit_code == 0, result.stderr
+    r = _json(result)["result"]
+    assert r["row_lengths"] == [5, 2, 6]  # cut to --seq-len, padded to the longest
+    assert r["shapes"]["input_ids"] == [3, 6]
+    assert str(prompts) in r["inputs"]
+
+
+def test_prompt_token_out_of_vocab(cli, tiny_llama, tmp_path):
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text("[[1, 2, 512]]")
+    result = cli("probe-target", tiny_llama, *SMALL, "--prompts", prompts)
+    assert result.exit_code == 1
+    assert "token id 512 is out of range" in result.stderr
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{}", "must be a non-empty JSON list"), ("[]", "must be a non-empty JSON list"),
+    ("[[1, -2]]", "prompt 0 is not a non-empty list of non-negative token ids"),
+    ('[[1, 2], "text"]', "prompt 1 is not a non-empty list of non-negative token ids"),
+])
+def test_malformed_prompts(cli, tiny_llama, tmp_path, monkeypatch, content, message):
+    monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(content)
+    result = cli("probe-target", tiny_llama, *SMALL, "--prompts", prompts)
+    assert result.exit_code == 1
+    assert message in result.stderr
+
+
+def test_text_prompts_use_the_targets_tokenizer(cli, tiny_llama, tmp_path):
+    import shutil
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    target = tmp_path / "target"
+    shutil.copytree(tiny_llama, target)
+    words = ["[UNK]", "the", "draft", "model", "predicts", "next", "token"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(target)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the draft model\n\nthe model predicts the next token\n")
+    result = cli("probe-target", target, *SMALL, "--prompts", prompts, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert _json(result)["result"]["row_lengths"] == [3, 6]
+
+
+def test_text_prompts_without_a_tokenizer(cli, tiny_llama, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello world\n")
+    result = cli("probe-target", tiny_llama, *SMALL, "--prompts", prompts)
+    assert result.exit_code == 1
+    assert "no tokenizer to tokenize text prompts" in result.stderr
+    assert "JSON list of token-id lists" in result.stderr  # the hint
+
+
+class _Scaled:
+    """Wraps a runner and scales its logits: an engine that drifts from the reference."""
+
+    def __init__(self, inner, logit_scale=1.0, aux_chunks=3, embedding_cols=None):
+        self.inner, self.model, self.logit_scale, self.aux_chunks = inner, inner.model, logit_scale, aux_chunks
+        self.embedding_cols = embedding_cols
+
+    def set_aux_layers(self, ids):
+        self.inner.set_aux_layers(ids)
+
+    def forward_eagle3(self, input_ids, attention_mask):
+        logits, aux = self.inner.forward_eagle3(input_ids, attention_mask)
+        return logits * self.logit_scale, aux[..., : aux.shape[-1] // 3 * self.aux_chunks]
+
+    def input_embedding_weight(self):
+        return self.inner.input_embedding_weight()[:, : self.embedding_cols]
+
+    def close(self):
+        self.inner.close()
+
+
+def _wrap_engine(monkeypatch, **kw):
+    real = probe.make_engine_runner
+    monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: _Scaled(real(*a, **k), **kw))
+
+
+def test_difference_over_tolerance_exits_1(cli, tiny_llama, monkeypatch):
+    _wrap_engine(monkeypatch, logit_scale=1.5)
+    result = cli("probe-target", tiny_llama, *SMALL, "--json")
+    assert result.exit_code == 1
+    doc = _json(result)
+    assert doc["ok"] is False
+    by_name = {d["name"]: d for d in doc["result"]["diffs"]}
+    assert by_name["logits"]["ok"] is False and by_name["logits"]["rel_mean"] == pytest.approx(0.5, rel=1e-4)
+    assert all(d["ok"] for n, d in by_name.items() if n != "logits")  # aux untouched
+    assert doc["result"]["top1_agreement"] == 1.0  # scaling keeps the argmax
+    assert "probe-target failed: logits: relative mean difference" in result.stderr
+
+
+def test_tolerance_option_is_used_and_reported(cli, tiny_llama, monkeypatch):
+    _wrap_engine(monkeypatch, logit_scale=1.5)
+    result = cli("probe-target", tiny_llama, *SMALL, "--tolerance", "0.6", "--json")
+    assert result.exit_code == 0, result.stderr
+    r = _json(result)["result"]
+    assert r["tolerance"] == 0.6 and r["tolerance_source"] == "--tolerance"
+
+
+def test_broken_contract_exits_1(cli, tiny_llama, monkeypatch):
+    _wrap_engine(monkeypatch, aux_chunks=2)
+    result = cli("probe-target", tiny_llama, *SMALL, "--json")
+    assert result.exit_code == 1
+    r = _json(result)["result"]
+    assert r["diffs"] == []
+    assert r["failures"] == ["hf: aux hidden states have shape [3, 16, 128], the contract needs [3, 16, 192]"]
+
+
+def test_wrong_embedding_shape_exits_1(cli, tiny_llama, monkeypatch):
+    _wrap_engine(monkeypatch, embedding_cols=32)
+    result = cli("probe-target", tiny_llama, *SMALL, "--compare", "none", "--json")
+    assert result.exit_code == 1
+    r = _json(result)["result"]
+    assert r["failures"] == ["hf: input embedding has shape [512, 32], the contract needs [512, 64]"]
+    assert "input embedding has shape [512, 32]" in result.stderr
+
+
+def test_missing_transformers_exits_2(cli, tiny_llama, monkeypatch):
+    _hide(monkeypatch, "transformers")
+    result = cli("probe-target", tiny_llama, *SMALL)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "transformers is not installed" in result.stderr and 'pip install "eaglectl[hf]"' in result.stderr
+
+
+def test_sglang_engine_without_sglang_exits_2(cli, tiny_llama, monkeypatch):
+    _hide(monkeypatch, "sglang")
+    result = cli("probe-target", tiny_llama, "--engine", "sglang", "--json")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "sglang is not installed" in result.stderr and 'pip install "eaglectl[sglang]"' in result.stderr
+    assert "eaglectl.target.sglang_runner" not in sys.modules
+
+
+def test_tp_size_needs_sglang(cli, tiny_llama):
+    result = cli("probe-target", tiny_llama, "--engine", "hf", "--tp-size", "2")
+    assert result.exit_code == 1
+    assert "--tp-size > 1 needs --engine sglang" in result.stderr
+
+
+def test_relative_difference():
+    ref = torch.tensor([[1.0, -2.0], [3.0, -4.0]])
+    d = diff("x", ref + torch.tensor([[0.5, 0.0], [0.0, -0.5]]), ref, tolerance=0.1)
+    assert (d.max_abs, d.mean_abs) == (0.5, 0.25)
+    assert d.rel_mean == pytest.approx(0.25 / 2.5) and d.ok is True
+    assert diff("z", torch.ones(3), torch.zeros(3), 1.0).rel_mean == float("inf")
