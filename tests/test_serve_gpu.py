@@ -1,0 +1,104 @@
+"""GPU proof for `serve` (marked gpu): a NeMo-layout EAGLE-3 head, exported and served by real SGLang.
+
+Needs CUDA, SGLang and the distilled fixture of shared/fixtures/distill_eagle3.py, named by
+EAGLECTL_DISTILL_FIXTURE (the directory holding target/, nemo/, prompts.json). Writes what it measured to
+EAGLECTL_GPU_REPORT when set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+FIXTURE = os.environ.get("EAGLECTL_DISTILL_FIXTURE")
+SGLANG_FLAGS = ["--attention-backend", "triton", "--sampling-backend", "pytorch", "--skip-tokenizer-init",
+                "--disable-cuda-graph"]
+BF16_NOISE = 0.15  # logit gap (float32 target) below which a token is a bf16 near-tie, not an error
+
+
+def _requirements() -> str | None:
+    import importlib.util
+
+    if not FIXTURE or not Path(FIXTURE, "nemo").is_dir():
+        return "EAGLECTL_DISTILL_FIXTURE not set to a distill_eagle3.py output"
+    if importlib.util.find_spec("sglang") is None:
+        return "SGLang not installed"
+    import torch
+
+    return None if torch.cuda.is_available() else "no CUDA"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(target: Path, draft: Path, prompts: Path, *extra: str) -> tuple[dict, float]:
+    cmd = [sys.executable, "-m", "eaglectl", "serve", "--json", "--target", str(target), "--draft", str(draft),
+           "--port", str(_free_port()), "--smoke-only", "--smoke-prompts", str(prompts),
+           "--smoke-max-new-tokens", "64", "--timeout", "480", *extra, "--", *SGLANG_FLAGS]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=560)
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout), wall
+
+
+def _teacher_forcing(target_dir: Path, requests: list[dict]) -> dict:
+    """Score every emitted token with the target itself (transformers, float32 compute)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(target_dir), dtype=torch.float32).eval()
+    total = exact = 0
+    worst_gap = 0.0
+    greedy_match = 0
+    with torch.no_grad():
+        for r in requests:
+            prompt, out = r["prompt"], r["output_ids"]
+            ids = torch.tensor([prompt + out])
+            logits = model(ids).logits[0].float()
+            for i, tok in enumerate(out):
+                row = logits[len(prompt) + i - 1]
+                gap = float(row.max() - row[tok])
+                worst_gap = max(worst_gap, gap)
+                exact += int(gap == 0.0)
+                total += 1
+            plain = model.generate(torch.tensor([prompt]), max_new_tokens=len(out), do_sample=False)[0, len(prompt):]
+            greedy_match += int(plain.tolist() == out)
+    return {"tokens": total, "argmax_rate": exact / total, "worst_logit_gap": worst_gap,
+            "plain_greedy_exact_match": f"{greedy_match}/{len(requests)}"}
+
+
+def test_nemo_head_serves_with_full_acceptance_and_is_lossless(tmp_path):
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    fixture = Path(FIXTURE)
+    work = tmp_path / "fixture"
+    shutil.copytree(fixture / "nemo", work / "nemo")
+    draft = work / "nemo" / "epoch_0_step_100"
+    doc, wall = _serve(fixture / "target", draft, fixture / "prompts.json")
+    r = doc["result"]
+    assert r["exported"] == "written" and r["draft_model_path"] == str(draft / "model")
+    mean = r["smoke"]["mean_accept_length"]
+    report = {"mean_accept_length": mean, "per_prompt": [q["spec_accept_length"] for q in r["smoke"]["requests"]],
+              "startup_seconds": r["startup_seconds"], "wall_seconds": round(wall, 1),
+              "smoke_seconds": r["smoke"]["total_seconds"], "tokens": r["smoke"]["total_tokens"]}
+    report["lossless"] = _teacher_forcing(fixture / "target", r["smoke"]["requests"])
+    if os.environ.get("EAGLECTL_GPU_REPORT"):
+        Path(os.environ["EAGLECTL_GPU_REPORT"]).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    assert mean >= 1.9, report
+    assert report["lossless"]["worst_logit_gap"] <= BF16_NOISE, report
