@@ -66,7 +66,7 @@ def _root(
 def _register() -> None:
     # Each command module declares its options and calls one core function; importing them is cheap
     # (no torch / safetensors / transformers / sglang at module level).
-    from eaglectl.cli import demo, export, inspect, probe_target, token_map  # noqa: F401
+    from eaglectl.cli import demo, export, inspect, probe_target, serve, token_map  # noqa: F401
 
 
 _register()
