@@ -303,7 +303,8 @@ def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
     if stored != expected:
         missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
         changed = sorted(n for n in set(stored) & set(expected) if stored[n] != expected[n])
-        problems.append(f"tensors differ from the plan (missing {missing[:3]}, extra {extra[:3]}, changed {changed[:3]})")
+        problems.append(f"tensors differ from the plan (missing {missing[:3]}, extra {extra[:3]}, "
+                        f"changed {changed[:3]})")
     if ckpt.config != plan.config:
         problems.append("config.json differs from the planned config")
     results.append(Verification("read-back", not problems, len(stored), problems))

@@ -13,14 +13,30 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 SCHEMA_VERSION = 1
 
-stdout = Console(soft_wrap=True, highlight=False)
-stderr = Console(stderr=True, highlight=False)
+
+def __getattr__(name: str) -> Any:
+    """`output.stdout` / `output.stderr`: rich consoles made on first use, so a TAB press (which never
+    prints through them) does not pay for importing rich.console."""
+    if name in ("stdout", "stderr"):
+        return _console(name)
+    raise AttributeError(name)
+
+
+def _console(name: str) -> Console:
+    console = globals().get(f"_{name}")
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=name == "stderr", soft_wrap=name == "stdout", highlight=False)
+        globals()[f"_{name}"] = console
+    return console
 
 
 def to_jsonable(value: Any) -> Any:
@@ -52,21 +68,21 @@ def emit(command: str, result: Any, *, as_json: bool, render: Callable[[Console]
         sys.stdout.write(json.dumps(envelope(command, result, ok=ok), indent=2) + "\n")
         sys.stdout.flush()
     else:
-        render(stdout)
+        render(_console("stdout"))
 
 
 def warn(message: str) -> None:
-    stderr.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+    _console("stderr").print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
 
 
 def note(message: str) -> None:
-    stderr.print(f"[dim]{message}[/]", markup=True, soft_wrap=True)
+    _console("stderr").print(f"[dim]{message}[/]", markup=True, soft_wrap=True)
 
 
 def error(message: str, hint: str | None = None) -> None:
-    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    _console("stderr").print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     if hint:
-        stderr.print(f"[dim]hint:[/] {escape(hint)}", markup=True, soft_wrap=True)
+        _console("stderr").print(f"[dim]hint:[/] {escape(hint)}", markup=True, soft_wrap=True)
 
 
 def escape(text: str) -> str:

@@ -95,8 +95,9 @@ def save_safetensors(path: Path, tensors: dict[str, Any]) -> None:
     from eaglectl.weights import torch_dtype_code
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_safetensors(path, [OutTensor(n, torch_dtype_code(v.dtype), tuple(v.shape), (lambda a, b, v=v: v if a is None else v[a:b]))
-                             for n, v in sorted(tensors.items())])
+    outs = [OutTensor(n, torch_dtype_code(v.dtype), tuple(v.shape), (lambda a, b, v=v: v if a is None else v[a:b]))
+            for n, v in sorted(tensors.items())]
+    write_safetensors(path, outs)
 
 
 def save_json(path: Path, data: dict[str, Any]) -> None:

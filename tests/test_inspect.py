@@ -69,7 +69,7 @@ def test_missing_required_tensor_is_an_error(cli, samples):
 
     d = samples["specforge"]
     with safe_open(str(d / "model.safetensors"), "pt") as fh:
-        tensors = {k: fh.get_tensor(k).clone() for k in fh.keys() if k != "midlayer.self_attn.o_proj.weight"}
+        tensors = {k: fh.get_tensor(k).clone() for k in fh.keys() if k != "midlayer.self_attn.o_proj.weight"}  # noqa: SIM118
     save_safetensors(d / "model.safetensors", tensors)
     code, doc = run_json(cli, "inspect", d)
     assert code == 1
@@ -91,7 +91,7 @@ def test_dtype_mix_warning(cli, samples):
 
     d = samples["specforge"]
     with safe_open(str(d / "model.safetensors"), "pt") as fh:
-        tensors = {k: fh.get_tensor(k).clone() for k in fh.keys()}
+        tensors = {k: fh.get_tensor(k).clone() for k in fh.keys()}  # noqa: SIM118
     tensors["fc.weight"] = tensors["fc.weight"].to(torch.float32)
     save_safetensors(d / "model.safetensors", tensors)
     _, doc = run_json(cli, "inspect", d)

@@ -12,7 +12,6 @@ from typer.core import TyperGroup
 from eaglectl import __version__, output
 from eaglectl.errors import EaglectlError
 
-
 COMMAND_ORDER = ("inspect", "export", "token-map", "serve", "probe-target", "demo")
 
 

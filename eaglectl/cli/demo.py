@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from eaglectl import output
 from eaglectl.cli.app import app
 from eaglectl.cli.options import JsonOpt
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @app.command("demo")

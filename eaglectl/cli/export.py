@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from eaglectl import output
 from eaglectl.cli.app import app
 from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, JsonOpt
 from eaglectl.cli.progress import byte_progress
 from eaglectl.enums import ExportDType
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @app.command("export")
@@ -30,7 +31,8 @@ def export_command(
     max_shard_size: Annotated[str, typer.Option(
         "--max-shard-size", metavar="SIZE", help="Shard above this size (e.g. 5GB, 500MB).")] = "5GB",
     force: Annotated[bool, typer.Option("--force", "-f", help="Rewrite even an up-to-date output.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be written; write nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", "-n", help="Show what would be written; write nothing.")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Convert a drafter checkpoint into a directory SGLang loads completely, verified after writing."""
@@ -44,6 +46,8 @@ def export_command(
 
 
 def render_export(console: Console, r) -> None:
+    from rich.table import Table
+
     verb = {"written": "Exported", "unchanged": "Up to date", "dry-run": "Would export"}[r.action]
     console.print(f"[bold green]{verb}[/] {r.algorithm.value} drafter ({r.layout.value}) -> [bold]{r.output}[/]")
     t = Table(show_header=True, title_justify="left")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from eaglectl import output
 from eaglectl.cli.app import app
 from eaglectl.cli.options import CheckpointArg, JsonOpt, TargetOpt
 from eaglectl.errors import EXIT_FAILED
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -26,6 +30,8 @@ def inspect_command(path: CheckpointArg, target: TargetOpt = None, json: JsonOpt
 
 
 def render_report(console: Console, report) -> None:
+    from rich.table import Table
+
     head = Table(title="Checkpoint", show_header=False, title_justify="left")
     head.add_column(style="bold")
     head.add_column(overflow="fold")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from eaglectl import output
 from eaglectl.cli import complete
@@ -16,6 +14,9 @@ from eaglectl.cli.options import JsonOpt
 from eaglectl.enums import Compare, Engine, ServeDType
 from eaglectl.errors import CheckFailedError
 from eaglectl.target.probe import DEFAULT_BATCH, DEFAULT_MIN_TOP1, DEFAULT_SEQ_LEN, DEFAULT_TOLERANCE
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _per_dtype(table: dict[str, float]) -> str:
@@ -82,6 +83,8 @@ def _num(x: float | None, fmt: str = ".3g") -> str:
 
 
 def _render(console: Console, r) -> None:
+    from rich.table import Table
+
     head = Table(title="Target", show_header=False, title_justify="left")
     head.add_column(style="bold")
     head.add_column(overflow="fold")

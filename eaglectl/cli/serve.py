@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from eaglectl import output
 from eaglectl.cli import complete
 from eaglectl.cli.app import app
 from eaglectl.cli.options import AlgorithmOpt, JsonOpt
 from eaglectl.enums import ServeDType
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @app.command("serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -42,10 +43,13 @@ def serve_command(
                                        "(sets SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1 for SGLang).")] = False,
     python: Annotated[str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.",
                                         show_default="this Python")] = sys.executable,
-    print_only: Annotated[bool, typer.Option("--print-only", help="Print the command; write and launch nothing.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Run SGLang as a child and wait until /health answers.")] = False,
+    print_only: Annotated[bool, typer.Option(
+        "--print-only", help="Print the command; write and launch nothing.")] = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Run SGLang as a child and wait until /health answers.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="After /health, send greedy /generate requests.")] = False,
-    smoke_only: Annotated[bool, typer.Option("--smoke-only", help="Smoke test, then stop the server; exit 0/1.")] = False,
+    smoke_only: Annotated[bool, typer.Option(
+        "--smoke-only", help="Smoke test, then stop the server; exit 0/1.")] = False,
     smoke_prompts: Annotated[Path | None, typer.Option(
         "--smoke-prompts", metavar="FILE", dir_okay=False,
         help="JSON list of prompts (strings, or token-id lists with --skip-tokenizer-init).")] = None,
@@ -65,7 +69,8 @@ def serve_command(
         allow_longer_context=allow_longer_context, python=python, print_only=print_only, wait=wait, smoke=smoke,
         smoke_only=smoke_only, smoke_prompts=smoke_prompts, smoke_max_new_tokens=smoke_max_new_tokens,
         min_accept_length=min_accept_length, timeout=timeout, extra_args=list(ctx.args))
-    with output.stderr.status("starting SGLang ...", spinner="dots") if (wait or smoke or smoke_only) else _null() as st:
+    supervised = wait or smoke or smoke_only
+    with output.stderr.status("starting SGLang ...", spinner="dots") if supervised else _null() as st:
         result = serve(
             opts,
             on_tick=(lambda s: st.update(f"waiting for SGLang /health ({s:.0f} s)")) if st else None,
@@ -86,6 +91,8 @@ class _null:
 
 
 def _render(console: Console, r) -> None:
+    from rich.table import Table
+
     if r.mode == "print-only":
         console.print(r.command, markup=False, highlight=False, soft_wrap=True)
         t = Table(show_header=False, title="Resolved", title_justify="left")

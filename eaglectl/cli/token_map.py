@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from eaglectl import output
 from eaglectl.cli.app import app
 from eaglectl.cli.options import CheckpointArg, JsonOpt
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @app.command("token-map")
@@ -31,6 +33,7 @@ def token_map_command(
 
 
 def _render(console: Console, r) -> None:
-    console.print(f"[bold green]Wrote[/] {r.output} ({r.draft_vocab} ids from {r.ids_from}; {output.human_bytes(r.bytes)})")
+    size = output.human_bytes(r.bytes)
+    console.print(f"[bold green]Wrote[/] {r.output} ({r.draft_vocab} ids from {r.ids_from}; {size})")
     console.print(f"  first ids: {r.first_ids}")
     console.print(f"  {r.note}")
