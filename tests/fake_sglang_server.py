@@ -6,6 +6,7 @@ reported spec_accept_length. `-c ...` (eaglectl's importability probe) exits 0: 
 
 import json
 import os
+import signal
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -49,4 +50,6 @@ class Handler(BaseHTTPRequestHandler):
                                        "spec_verify_ct": max(1, round(n / accept))}})
 
 
+for sig in (signal.SIGINT, signal.SIGTERM):  # exit quietly, as a server does on a forwarded signal
+    signal.signal(sig, lambda *_: os._exit(0))
 ThreadingHTTPServer((host, port), Handler).serve_forever()
