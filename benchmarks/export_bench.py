@@ -1,0 +1,158 @@
+"""Export speed and memory on a Llama-3.1-8B-class EAGLE-3 head (issue 3's benchmark; not a test).
+
+Builds the head (hidden 4096, intermediate 14336, 32/8 heads, 1 layer, draft vocab 32000, vocab 128256:
+~425 M params + ~525 M embeddings, bf16) in the legacy `draft_model.pt` layout and in the NeMo consolidated
+layout, then times, each in a fresh process (median of --runs, peak RSS from wait4):
+  cp         `cp` of the same weight bytes
+  eaglectl   `python -m eaglectl export SRC --output DST --force`
+  naive      full `torch.load` + rename + `safetensors.torch.save_file`
+Targets: export <= 1.5x cp, peak RSS <= 0.5 GB.
+
+usage: python benchmarks/export_bench.py [--dir DIR] [--runs 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+H, I, NH, KV, HD, DV, V = 4096, 14336, 32, 8, 128, 32000, 128256  # noqa: E741
+
+NAIVE = r"""
+import sys, torch
+from pathlib import Path
+from safetensors.torch import save_file, load_file
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+dst.mkdir(parents=True, exist_ok=True)
+if (src / "draft_model.pt").exists():
+    sd = torch.load(src / "draft_model.pt", map_location="cpu", weights_only=True)
+else:
+    sd = load_file(str(src / "model" / "model.safetensors"))
+out = {}
+for k, v in sd.items():
+    for p in ("draft_model.", "model."):
+        if k.startswith(p):
+            k = k[len(p):]
+    out[k.replace("layers.0.", "midlayer.")] = v.contiguous()
+save_file(out, str(dst / "model.safetensors"))
+"""
+
+
+def build(root: Path) -> None:
+    import torch
+
+    from eaglectl.samples import save_json, save_safetensors, target_config
+
+    def w(*shape):
+        return torch.empty(*shape, dtype=torch.bfloat16).normal_(0, 0.02)
+
+    t = {"fc.weight": w(H, 3 * H), "layers.0.self_attn.q_proj.weight": w(NH * HD, 2 * H),
+         "layers.0.self_attn.k_proj.weight": w(KV * HD, 2 * H), "layers.0.self_attn.v_proj.weight": w(KV * HD, 2 * H),
+         "layers.0.self_attn.o_proj.weight": w(H, NH * HD), "layers.0.mlp.gate_proj.weight": w(I, H),
+         "layers.0.mlp.up_proj.weight": w(I, H), "layers.0.mlp.down_proj.weight": w(H, I),
+         "layers.0.input_layernorm.weight": torch.ones(H, dtype=torch.bfloat16),
+         "layers.0.hidden_norm.weight": torch.ones(H, dtype=torch.bfloat16),
+         "layers.0.post_attention_layernorm.weight": torch.ones(H, dtype=torch.bfloat16),
+         "norm.weight": torch.ones(H, dtype=torch.bfloat16), "lm_head.weight": w(DV, H),
+         "embed_tokens.weight": w(V, H)}
+    cfg = dict(target_config(), hidden_size=H, intermediate_size=I, num_attention_heads=NH, num_key_value_heads=KV,
+               head_dim=HD, vocab_size=V, num_hidden_layers=32, architectures=["LlamaEagle3DraftModel"],
+               draft_vocab_size=DV, target_hidden_size=H, max_position_embeddings=131072)
+    sel = torch.randperm(V)[:DV].sort().values
+    mask = torch.zeros(V, dtype=torch.bool)
+    mask[sel] = True
+    meta = {"selected_token_ids": sel, "selected_token_mask": mask}
+    legacy = root / "legacy"
+    legacy.mkdir(parents=True)
+    torch.save({"draft_model." + k: v for k, v in t.items()}, legacy / "draft_model.pt")
+    save_json(legacy / "config.json", cfg)
+    torch.save(meta, legacy / "eagle3_meta.pt")
+    cons = root / "consolidated" / "epoch_0_step_1000"
+    save_safetensors(cons / "model" / "model.safetensors", {"model." + k if k != "lm_head.weight" else k: v
+                                                              for k, v in t.items()})
+    save_json(cons / "model" / "config.json", cfg)
+    torch.save(meta, cons / "eagle_meta.pt")
+    params = sum(v.numel() for v in t.values())
+    print(f"built head: {params / 1e6:.0f} M params ({t['embed_tokens.weight'].numel() / 1e6:.0f} M embeddings)",
+          file=sys.stderr)
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GB) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024 / 1024
+
+
+def weight_files(src: Path) -> list[Path]:
+    return [src / "draft_model.pt"] if (src / "draft_model.pt").exists() else [src / "model" / "model.safetensors"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the built checkpoints")
+    ap.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    root = args.dir or Path(tempfile.mkdtemp(prefix="eaglectl-export-bench-"))
+    if args.build_only:
+        build(root / "src")
+        return
+    # Build in a child: a forked child's peak RSS counts the parent's pages until exec, so the parent stays
+    # small (no torch) and each measured process reports only its own peak.
+    if not (root / "src").exists():
+        subprocess.run([sys.executable, __file__, "--dir", str(root), "--build-only"], check=True)
+    paths = {"legacy draft_model.pt": root / "src" / "legacy",
+             "consolidated safetensors": root / "src" / "consolidated" / "epoch_0_step_1000"}
+    rows = []
+    for name, src in paths.items():
+        size = sum(f.stat().st_size for f in weight_files(src))
+        cases = {
+            "cp": lambda d, src=src: ["cp", *map(str, weight_files(src)), str(d)],
+            "eaglectl export": lambda d, src=src: [sys.executable, "-m", "eaglectl", "export", str(src), "--output",
+                                                   str(d), "--force"],
+            "naive torch.load + save_file": lambda d, src=src: [sys.executable, "-c", NAIVE, str(src), str(d)],
+        }
+        results = {}
+        for case, make in cases.items():
+            walls, rss = [], []
+            for i in range(args.runs + 1):  # first run warms the page cache
+                dst = root / "out" / f"{case.split()[0]}-{i}"
+                shutil.rmtree(dst, ignore_errors=True)
+                dst.mkdir(parents=True) if case == "cp" else None
+                wall, peak = timed(make(dst))
+                shutil.rmtree(dst, ignore_errors=True)
+                if i:
+                    walls.append(wall)
+                    rss.append(peak)
+            results[case] = {"seconds": statistics.median(walls), "peak_rss_gb": max(rss)}
+        cp = results["cp"]["seconds"]
+        for case, r in results.items():
+            rows.append({"layout": name, "bytes": size, "case": case, **r, "vs_cp": r["seconds"] / cp})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print("| layout | case | seconds | × cp | peak RSS |\n|---|---|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['layout']} ({r['bytes'] / 1e9:.2f} GB) | {r['case']} | {r['seconds']:.2f} | "
+                  f"{r['vs_cp']:.2f} | {r['peak_rss_gb']:.2f} GB |")
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
