@@ -29,12 +29,18 @@ def demo_command(
 
 
 def _render(console: Console, result) -> None:
-    from eaglectl.cli.inspect import render_report
+    from eaglectl.cli.export import render_export
+    from eaglectl.cli.inspect import render_findings, render_report
 
     console.print(f"[bold]Samples in {result.directory}[/]")
     for name, path in result.samples.items():
         console.print(f"  {name:<20} {path}")
     console.print(f"\n[bold]$ eaglectl inspect {result.inspected} --target {result.samples['target']}[/]")
     render_report(console, result.report)
-    for title, text in result.extra.items():
-        console.print(f"\n[bold]{title}[/]\n{text}")
+    console.print(f"\n[bold]$ eaglectl export {result.inspected}[/]")
+    render_export(console, result.export)
+    console.print(f"\n[bold]$ eaglectl inspect {result.inspected}[/]  (after export: findings only)")
+    render_findings(console, result.after_export.findings)
+    console.print(f"\n[bold]$ eaglectl serve --target {result.samples['target']} --draft {result.inspected} "
+                  f"--print-only[/]")
+    console.print(result.serve_command, markup=False, highlight=False, soft_wrap=True)
