@@ -102,3 +102,35 @@ def test_nemo_head_serves_with_full_acceptance_and_is_lossless(tmp_path):
     print(json.dumps(report, indent=2))
     assert mean >= 1.9, report
     assert report["lossless"]["worst_logit_gap"] <= BF16_NOISE, report
+
+
+def test_tp2_serves_losslessly_like_tp1(tmp_path):
+    """`serve --tp-size 2`: same head, two GPUs; greedy output scored against the target and compared with tp 1."""
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    fixture = Path(FIXTURE)
+    runs = {}
+    for tp in (1, 2):
+        work = tmp_path / f"tp{tp}"
+        shutil.copytree(fixture / "nemo", work / "nemo")
+        doc, wall = _serve(fixture / "target", work / "nemo" / "epoch_0_step_100", fixture / "prompts.json",
+                           "--tp-size", str(tp))
+        runs[tp] = (doc["result"], wall)
+    outs = {tp: [q["output_ids"] for q in r["smoke"]["requests"]] for tp, (r, _) in runs.items()}
+    same = sum(a == b for a, b in zip(outs[1], outs[2]))
+    report = {f"tp{tp}": {"mean_accept_length": r["smoke"]["mean_accept_length"], "startup_seconds":
+                          r["startup_seconds"], "smoke_seconds": r["smoke"]["total_seconds"],
+                          "wall_seconds": round(wall, 1)} for tp, (r, wall) in runs.items()}
+    report["tp2_vs_tp1_exact_prompts"] = f"{same}/{len(outs[1])}"
+    report["tp2_lossless"] = _teacher_forcing(fixture / "target", runs[2][0]["smoke"]["requests"])
+    if os.environ.get("EAGLECTL_GPU_REPORT"):
+        Path(os.environ["EAGLECTL_GPU_REPORT"]).with_name("serve_tp2_report.json").write_text(
+            json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    assert runs[2][0]["smoke"]["mean_accept_length"] >= 1.9, report
+    assert report["tp2_lossless"]["worst_logit_gap"] <= BF16_NOISE, report
