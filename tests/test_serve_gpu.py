@@ -122,7 +122,7 @@ def test_tp2_serves_losslessly_like_tp1(tmp_path):
                            "--tp-size", str(tp))
         runs[tp] = (doc["result"], wall)
     outs = {tp: [q["output_ids"] for q in r["smoke"]["requests"]] for tp, (r, _) in runs.items()}
-    same = sum(a == b for a, b in zip(outs[1], outs[2]))
+    same = sum(a == b for a, b in zip(outs[1], outs[2], strict=True))
     report = {f"tp{tp}": {"mean_accept_length": r["smoke"]["mean_accept_length"], "startup_seconds":
                           r["startup_seconds"], "smoke_seconds": r["smoke"]["total_seconds"],
                           "wall_seconds": round(wall, 1)} for tp, (r, wall) in runs.items()}
