@@ -23,6 +23,16 @@ OLD_TAG = ".eaglectl-old-"
 _RENAME_EXCHANGE = 2
 
 
+def output_path(path: Path) -> Path:
+    """Where an output really goes: symlinks followed (a `model -> /big/disk/model` link is written through,
+    not replaced); a looping or dangling link is refused rather than silently replaced."""
+    path = Path(path).expanduser()
+    try:
+        return path.resolve(strict=path.is_symlink())
+    except (OSError, RuntimeError) as exc:  # RuntimeError: Python < 3.13 reports symlink loops so
+        raise OutputError(f"{path}: output path is a symlink loop or a broken symlink") from exc
+
+
 def fsync_dir(d: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(d, os.O_RDONLY)

@@ -11,14 +11,16 @@ Layouts (see `Layout`):
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eaglectl.enums import Algorithm, Layout
-from eaglectl.errors import CheckpointError
+from eaglectl.errors import CheckpointError, ConfigError
 from eaglectl.jsonfile import read_json_object
 from eaglectl.weights import BIN_INDEX, SAFETENSORS_INDEX, WeightSet, open_weights, read_index
 
@@ -26,6 +28,17 @@ META_NAMES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")
 LEGACY_WEIGHTS = "draft_model.pt"
 EPOCH_DIR = re.compile(r"^epoch_\d+_step_\d+$")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt")
+OWN_NAMES = ("config.json", "model", LEGACY_WEIGHTS, *WEIGHT_FILES, SAFETENSORS_INDEX, BIN_INDEX, *META_NAMES)
+
+# Config keys eaglectl and SGLang compute with. Required ones have no usable default; the upper bounds stop a
+# hostile value from turning into a layer loop or a vocab-sized allocation that never ends.
+REQUIRED_DIMS = ("hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
+OPTIONAL_DIMS = ("num_hidden_layers", "num_key_value_heads", "head_dim", "draft_vocab_size", "target_hidden_size",
+                 "max_position_embeddings")
+NULLABLE_DIMS = frozenset(("num_key_value_heads", "head_dim", "draft_vocab_size", "target_hidden_size",
+                           "max_position_embeddings"))
+DIM_LIMITS = {"num_hidden_layers": 4096, "vocab_size": 2**24, "draft_vocab_size": 2**24}
+MAX_DIM = 2**31 - 1
 
 
 @dataclass
@@ -83,8 +96,11 @@ def resolve(path: str | os.PathLike[str], *, load_meta: bool = True) -> Checkpoi
             raise CheckpointError(f"{source}: expected a checkpoint directory, got a file")
     if not os.access(p, os.R_OK | os.X_OK):
         raise CheckpointError(f"{source}: directory is not readable")
-    ckpt = _classify(source, p.resolve())
-    _open(ckpt, load_meta=load_meta)
+    try:
+        ckpt = _classify(source, p.resolve())
+        _open(ckpt, load_meta=load_meta)
+    except OSError as exc:  # anything the specific checks did not foresee: still one line, naming the path
+        raise CheckpointError(f"{exc.filename or source}: cannot access ({exc.strerror or exc})") from exc
     return ckpt
 
 
@@ -105,7 +121,27 @@ def _has_weights(d: Path) -> bool:
         d.glob("*.safetensors"))
 
 
+def check_links(d: Path, names: tuple[str, ...] = OWN_NAMES) -> None:
+    """Name a looping or dangling symlink, or a FIFO / device / directory where a file belongs, among a
+    checkpoint's own files. Taken for an absent file, it would silently change what the checkpoint is (a
+    previous export in model/ found instead, a meta file skipped)."""
+    for name in (*names, *(e.name for e in d.glob("*.safetensors"))):
+        entry = d / name
+        try:
+            st = entry.stat()
+        except FileNotFoundError:
+            if entry.is_symlink():
+                raise CheckpointError(f"{entry}: broken symlink") from None
+            continue
+        except OSError as exc:
+            what = "symlink loop" if exc.errno == errno.ELOOP else f"cannot access ({exc.strerror or exc})"
+            raise CheckpointError(f"{entry}: {what}") from exc
+        if name != "model" and not stat.S_ISREG(st.st_mode):
+            raise CheckpointError(f"{entry}: not a regular file")
+
+
 def _classify(source: str, p: Path) -> Checkpoint:
+    check_links(p)
     if (p / LEGACY_WEIGHTS).is_file():
         return Checkpoint(source, Layout.nemo_legacy, root=p, model_dir=p, config_path=p / "config.json")
     inner = p / "model"
@@ -115,12 +151,19 @@ def _classify(source: str, p: Path) -> Checkpoint:
             return Checkpoint(source, Layout.nemo_consolidated, root=p.parent, model_dir=p,
                               config_path=p / "config.json")
         return Checkpoint(source, Layout.hf, root=p, model_dir=p, config_path=p / "config.json")
-    if inner.is_dir() and (inner / "config.json").is_file():
-        return Checkpoint(source, Layout.nemo_consolidated, root=p, model_dir=inner,
-                          config_path=inner / "config.json")
+    if inner.is_dir():
+        if not os.access(inner, os.R_OK | os.X_OK):
+            raise CheckpointError(f"{inner}: directory is not readable")
+        check_links(inner)
+        if (inner / "config.json").is_file():
+            return Checkpoint(source, Layout.nemo_consolidated, root=p, model_dir=inner,
+                              config_path=inner / "config.json")
     latest = latest_epoch_dir(p)
     if latest is not None:  # a training run's output dir: take its newest checkpoint
         return _classify(source, latest)
+    if _has_weights(p) and not (p / "config.json").exists():
+        raise CheckpointError(f"{source}: weights but no config.json (a drafter checkpoint keeps its config "
+                              f"beside its weights)")
     try:
         entries = sorted(e.name for e in p.iterdir())[:6]
     except OSError as exc:
@@ -172,6 +215,7 @@ def _open(ckpt: Checkpoint, *, load_meta: bool) -> None:
     if not ckpt.config_path.is_file():
         raise CheckpointError(f"{ckpt.model_dir}: missing config.json")
     ckpt.config = read_json_object(ckpt.config_path)
+    check_config(ckpt.config, ckpt.config_path)
     if ckpt.layout is Layout.nemo_legacy:
         files, index = [ckpt.model_dir / LEGACY_WEIGHTS], None
     else:
@@ -180,11 +224,38 @@ def _open(ckpt: Checkpoint, *, load_meta: bool) -> None:
     if index is not None:
         _check_index(ckpt.weights, index)
     meta_dir = ckpt.root if ckpt.layout is Layout.nemo_consolidated else ckpt.model_dir
+    if meta_dir:
+        check_links(meta_dir, META_NAMES)
     meta_path = find_meta(meta_dir) if meta_dir else None
     if meta_path and load_meta:
         ckpt.meta = read_meta(meta_path)
     elif meta_path:
         ckpt.meta = Meta(path=meta_path)
+
+
+def check_config(cfg: dict[str, Any], path: Path) -> None:
+    """Refuse configs whose sizes are not sane integers: a string "64", a null layer count or an absurd vocab
+    would otherwise surface as a misleading shape report, or as a loop / allocation that never ends."""
+    for key in REQUIRED_DIMS:
+        if key not in cfg:
+            raise ConfigError(f"{path}: missing {key}")
+    for key in (*REQUIRED_DIMS, *OPTIONAL_DIMS):
+        if key not in cfg or (cfg[key] is None and key in NULLABLE_DIMS):
+            continue
+        value = cfg[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{path}: {key} must be a positive integer, got {_short(value)}")
+        limit = DIM_LIMITS.get(key, MAX_DIM)
+        if value > limit:
+            raise ConfigError(f"{path}: {key} {value} is implausibly large (at most {limit})")
+    archs = cfg.get("architectures")
+    if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+        raise ConfigError(f"{path}: architectures must be a list of strings, got {_short(archs)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_index(ws: WeightSet, index: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eaglectl import __version__
-from eaglectl.atomic import cleanup_leftovers, commit_dir, exclusive_lock, stage_dir, write_bytes_atomic
+from eaglectl.atomic import cleanup_leftovers, commit_dir, exclusive_lock, output_path, stage_dir, write_bytes_atomic
 from eaglectl.checkpoint import Checkpoint, resolve
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError
@@ -61,6 +61,7 @@ class ExportReport:
     seconds: float = 0.0
     verification: list[Verification] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # also printed on stderr; never a failure
 
 
 ProgressFn = Callable[[int, int], None]
@@ -91,8 +92,11 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
         raise CheckpointError(f"{path}: a Hugging Face Hub id is served as it is; export works on local checkpoints")
     reject_p_eagle(ckpt)
     plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
-    _require_servable(plan)
-    out = Path(output).expanduser().resolve() if output else default_output(ckpt, plan)
+    require_servable(plan)
+    out = output_path(Path(output) if output else default_output(ckpt, plan))
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a directory (export writes a directory there)",
+                          hint="pass --output DIR")
     max_bytes = _parse_size(max_shard_size)
     report = ExportReport(
         source=ckpt.source, layout=ckpt.layout, algorithm=plan.algorithm, output=out, action="dry-run",
@@ -108,6 +112,7 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
         report.seconds = time.monotonic() - t0
         return report
     token_map_needed = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
+    report.warnings = _value_warnings(ckpt, plan)
     if dry_run:
         report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed)]
         report.token_map = out / TOKEN_MAP if token_map_needed else None
@@ -152,7 +157,20 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
     return report
 
 
-def _require_servable(plan: ExportPlan) -> None:
+def _value_warnings(ckpt: Checkpoint, plan: ExportPlan) -> list[str]:
+    """NaN / Inf in the weights: warned about (the export itself is faithful), never a failure."""
+    from eaglectl.inspection import non_finite_message, scan_non_finite, scanned_tensors
+    from eaglectl.output import escape, warn
+
+    assert ckpt.weights is not None
+    found = scan_non_finite(ckpt.weights, scanned_tensors(ckpt.weights, [t.source for t in plan.tensors if t.source]))
+    warnings = [non_finite_message(found)] if found else []
+    for w in warnings:
+        warn(escape(w))  # tensor names come from the file: never rich markup
+    return warnings
+
+
+def require_servable(plan: ExportPlan) -> None:
     """Refuse to write a head SGLang would load with parameters left uninitialised."""
     sim = simulate_load(plan.config, plan.shapes, plan.algorithm, SGLANG_VERSIONS[-1])
     if sim.uninitialized:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,9 @@ from eaglectl.plan import ExportPlan, build_plan
 from eaglectl.sglang_loader import ARCHITECTURE, SGLANG_VERSIONS, simulate_load
 from eaglectl.target.contract import aux_layer_problems, default_aux_layer_ids
 from eaglectl.target_config import TargetInfo, load_target
-from eaglectl.weights import FLOAT_DTYPES
+from eaglectl.weights import FLOAT_DTYPES, WeightSet
+
+SCAN_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -111,6 +114,7 @@ def inspect_checkpoint(path: str, *, target: str | None = None) -> InspectReport
     if plan is not None:
         _plan_findings(ckpt, plan, report)
     _dtype_findings(ckpt, report)
+    _value_findings(ckpt, report)
     if target:
         report.target = load_target(target)
         _target_findings(ckpt, plan, report.target, report)
@@ -246,6 +250,72 @@ def _dtype_findings(ckpt: Checkpoint, report: InspectReport) -> None:
         report.findings.append(Finding("dtype-mix", Severity.warning,
                                        f"floating tensors mix dtypes {floats}; SGLang casts all to --dtype",
                                        "export --dtype bf16 makes them uniform"))
+
+
+@dataclass
+class NonFinite:
+    name: str
+    nan: int
+    inf: int
+
+    def __str__(self) -> str:
+        counts = [f"{n} {what}" for n, what in ((self.nan, "NaN"), (self.inf, "Inf")) if n]
+        return f"{self.name} ({', '.join(counts)})"
+
+
+def scanned_tensors(ws: WeightSet, names: Iterable[str] | None = None) -> list[str]:
+    """The floating tensors whose values matter to SGLang: all but the draft embeddings, which it replaces with
+    the target's (they are also the largest tensor, so leaving them out keeps the scan cheap)."""
+    return [n for n in (ws.tensors if names is None else names)
+            if ws.tensors[n].dtype in FLOAT_DTYPES and parse_name(n).base != "embed_tokens.weight"]
+
+
+def scan_non_finite(ws: WeightSet, names: Iterable[str]) -> list[NonFinite]:
+    """Count NaN and ±Inf values, one chunk of rows (about `SCAN_CHUNK_BYTES`) at a time.
+
+    Cost: one sequential read of the scanned tensors (page cache or disk speed; ~1 s per GB on one core) and
+    memory for a couple of chunks, whatever the checkpoint size. A single row larger than a chunk is read whole.
+    """
+    import torch
+
+    found = []
+    for name in names:
+        info = ws.tensors[name]
+        if info.numel == 0:
+            continue
+        if not info.shape:
+            parts = iter([ws.load(name)])
+        else:
+            rows = info.shape[0]
+            step = max(1, SCAN_CHUNK_BYTES // max(1, info.nbytes // rows))
+            parts = (ws.load_rows(name, a, min(a + step, rows)) for a in range(0, rows, step))
+        nan = inf = 0
+        for part in parts:
+            if part.element_size() == 1:  # float8: no isfinite kernel everywhere
+                part = part.to(torch.float16)
+            finite = torch.isfinite(part)
+            if bool(finite.all()):
+                continue
+            n_nan = int(torch.isnan(part).sum())
+            nan += n_nan
+            inf += int(finite.numel() - finite.sum()) - n_nan
+        if nan or inf:
+            found.append(NonFinite(name, nan, inf))
+    return found
+
+
+def non_finite_message(found: list[NonFinite]) -> str:
+    listed = ", ".join(map(str, found[:6])) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
+    return (f"{len(found)} tensor(s) hold NaN / Inf values: {listed}; SGLang loads them as they are and the "
+            f"drafter's proposals are garbage (accept length ~1.0)")
+
+
+def _value_findings(ckpt: Checkpoint, report: InspectReport) -> None:
+    assert ckpt.weights is not None
+    found = scan_non_finite(ckpt.weights, scanned_tensors(ckpt.weights))
+    if found:
+        report.findings.append(Finding("non-finite", Severity.warning, non_finite_message(found),
+                                       "re-export from an earlier training checkpoint (the run diverged)"))
 
 
 def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, report: InspectReport) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,10 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 
 def read_json_object(path: Path, *, what: str = "config") -> dict[str, Any]:
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        size = st.st_size
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
+            raise ConfigError(f"{path}: not a regular file")
         if size > MAX_JSON_BYTES:
             raise ConfigError(f"{path}: {what} is {size} bytes, too large to be a {what}")
         text = path.read_bytes().decode("utf-8")

@@ -113,7 +113,7 @@ def _check_sglang(python: str) -> None:
 
 def prepare(opts: ServeOptions) -> ServeResult:
     """Everything before the launch: resolve, preflight, export (unless print-only), argv."""
-    from eaglectl.export import TOKEN_MAP, default_output, export_checkpoint, servable_as_is
+    from eaglectl.export import TOKEN_MAP, default_output, export_checkpoint, require_servable, servable_as_is
     from eaglectl.inspection import target_findings
     from eaglectl.peagle import reject_p_eagle
     from eaglectl.plan import build_plan
@@ -139,6 +139,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     else:
         reject_p_eagle(ckpt)
         plan = build_plan(ckpt, algorithm=algorithm)
+        require_servable(plan)  # --print-only must refuse what a real launch (its export) would refuse
         algorithm = plan.algorithm
         if servable_as_is(ckpt, plan):
             out = ckpt.model_dir

@@ -7,12 +7,13 @@ weights instead (`hot_token_id = d2t + arange`).
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.atomic import write_bytes_atomic
+from eaglectl.atomic import cleanup_leftovers, exclusive_lock, output_path, write_bytes_atomic
 from eaglectl.checkpoint import resolve
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, OutputError
@@ -58,14 +59,19 @@ def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapR
                               f"nothing to build a token map from")
     vocab = ckpt.config.get("vocab_size") if isinstance(ckpt.config.get("vocab_size"), int) else None
     assert ckpt.root is not None
-    out = Path(output).expanduser().resolve() if output else ckpt.root / "speculative_token_map.pt"
+    out = output_path(Path(output) if output else ckpt.root / "speculative_token_map.pt")
     if out.is_dir():
         out = out / "speculative_token_map.pt"
     data = token_map_bytes(plan.selected_ids)
-    try:
-        write_bytes_atomic(out, data)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write ({exc.strerror or exc}); previous file left intact") from exc
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{out.parent}: not writable")
+    # Locked like export: the temp files a killed run left beside `out` can then be removed safely.
+    with exclusive_lock(out):
+        cleanup_leftovers(out)
+        try:
+            write_bytes_atomic(out, data)
+        except OSError as exc:
+            raise OutputError(f"{out}: write failed ({exc.strerror or exc}); previous file left intact") from exc
     eagle3 = plan.algorithm is Algorithm.EAGLE3
     return TokenMapReport(
         source=ckpt.source, output=out, ids_from=plan.token_map_source or "", algorithm=plan.algorithm,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +93,7 @@ class WeightSet:
 def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
     """Parse and validate a safetensors header; raise `CheckpointError` naming what is wrong."""
     try:
-        size = path.stat().st_size
+        size = regular_file_size(path)
         with path.open("rb") as fh:
             head = fh.read(8)
             if len(head) < 8:
@@ -136,6 +137,14 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
     return tensors
 
 
+def regular_file_size(path: Path) -> int:
+    """The size of `path`, refusing FIFOs, devices and directories (reading a FIFO would block forever)."""
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: not a regular file")
+    return st.st_size
+
+
 # ------------------------------------------------------------------------------------------------- pickles
 def torch_dtype_code(dtype: Any) -> str:
     import torch
@@ -173,13 +182,14 @@ def load_pickle(path: Path) -> Any:
     import torch
 
     try:
-        if path.stat().st_size == 0:
+        if regular_file_size(path) == 0:
             raise CheckpointError(f"{path}: empty file")
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except CheckpointError:
-        raise
+        with path.open("rb") as fh:  # access problems are named as such, not as a corrupt file
+            fh.read(1)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
@@ -188,7 +198,8 @@ def load_pickle(path: Path) -> Any:
                 f"({_unsupported_global(str(exc)) or first}); eaglectl never runs pickled code"
             ) from exc
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({first})") from exc
-    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, AttributeError, KeyError) as exc:
+    except (OSError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, AttributeError, KeyError) as exc:
+        # OSError here: mmap of a truncated zip (EINVAL), not an access problem (checked above)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({msg[:200]})") from exc
 
@@ -208,7 +219,8 @@ def tensor_dict(obj: Any, path: Path) -> dict[str, Any]:
     import torch
 
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
+        kind = type(obj).__name__
+        raise CheckpointError(f"{path}: holds {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a dict of tensors")
     tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         for key in STATE_DICT_KEYS:
@@ -236,7 +248,12 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
         else:
             loaded = tensor_dict(load_pickle(f), f)
             ws._pickles[f] = loaded
-            part = {k: TensorInfo(k, torch_dtype_code(v.dtype), tuple(v.shape), f) for k, v in loaded.items()}
+            part = {}
+            for k, v in loaded.items():
+                try:
+                    part[k] = TensorInfo(k, torch_dtype_code(v.dtype), tuple(v.shape), f)
+                except CheckpointError:
+                    raise CheckpointError(f"{f}: tensor {k!r} has unsupported dtype {v.dtype}") from None
         for name in part:
             if name in ws.tensors:
                 raise CheckpointError(
@@ -267,9 +284,11 @@ def read_index(index_path: Path) -> tuple[list[Path], dict[str, str]]:
     names = sorted(set(map(str, weight_map.values())))
     files = []
     for name in names:
-        shard = index_path.parent / name
         if os.sep in name or name.startswith(".."):
             raise CheckpointError(f"{index_path}: shard name {name!r} points outside the directory")
+        if not name or name == "." or "\x00" in name:
+            raise CheckpointError(f"{index_path}: invalid shard name {name!r}")
+        shard = index_path.parent / name
         if not shard.is_file():
             raise CheckpointError(f"{index_path}: points at missing shard {name}")
         files.append(shard)
