@@ -22,7 +22,7 @@ pytestmark = pytest.mark.gpu
 
 FIXTURE = os.environ.get("EAGLECTL_DISTILL_FIXTURE")
 SGLANG_FLAGS = ["--attention-backend", "triton", "--sampling-backend", "pytorch", "--skip-tokenizer-init",
-                "--disable-cuda-graph"]
+                "--disable-cuda-graph", "--max-running-requests", "16"]
 BF16_NOISE = 0.15  # logit gap (float32 target) below which a token is a bf16 near-tie, not an error
 
 
@@ -39,15 +39,24 @@ def _requirements() -> str | None:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below 50000: SGLang 0.5.15 derives further ports from it (its gRPC port must stay < 65536)."""
+    import random
+
+    for port in random.sample(range(20000, 50000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 def _serve(target: Path, draft: Path, prompts: Path, *extra: str) -> tuple[dict, float]:
     cmd = [sys.executable, "-m", "eaglectl", "serve", "--json", "--target", str(target), "--draft", str(draft),
            "--port", str(_free_port()), "--smoke-only", "--smoke-prompts", str(prompts),
-           "--smoke-max-new-tokens", "64", "--timeout", "480", *extra, "--", *SGLANG_FLAGS]
+           "--smoke-max-new-tokens", "64", "--timeout", "480", "--mem-fraction-static", "0.5", *extra, "--",
+           *SGLANG_FLAGS]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=560)
     wall = time.monotonic() - t0
