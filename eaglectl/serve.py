@@ -127,6 +127,9 @@ def prepare(opts: ServeOptions) -> ServeResult:
         num_draft_tokens = opts.num_steps + 1
         notes.append(f"topk 1 needs num-draft-tokens = num-steps + 1: using {num_draft_tokens} "
                      f"(SGLang would force the same)")
+    if opts.port + 10000 > 65535 and "SGLANG_GRPC_PORT" not in os.environ:
+        notes.append(f"port {opts.port}: SGLang >= 0.5.15 derives its gRPC port as port + 10000 and refuses to start "
+                     f"above 65535; use a port below 55536 or set SGLANG_GRPC_PORT")
     env: dict[str, str] = {}
     ckpt = resolve(opts.draft)
     algorithm = opts.algorithm
