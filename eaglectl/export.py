@@ -160,13 +160,13 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
 def _value_warnings(ckpt: Checkpoint, plan: ExportPlan) -> list[str]:
     """NaN / Inf in the weights: warned about (the export itself is faithful), never a failure."""
     from eaglectl.inspection import non_finite_message, scan_non_finite, scanned_tensors
-    from eaglectl.output import escape, warn
+    from eaglectl.output import warn
 
     assert ckpt.weights is not None
     found = scan_non_finite(ckpt.weights, scanned_tensors(ckpt.weights, [t.source for t in plan.tensors if t.source]))
     warnings = [non_finite_message(found)] if found else []
     for w in warnings:
-        warn(escape(w))  # tensor names come from the file: never rich markup
+        warn(w)  # output.warn escapes: tensor names come from the file, never rich markup
     return warnings
 
 

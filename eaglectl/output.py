@@ -72,11 +72,11 @@ def emit(command: str, result: Any, *, as_json: bool, render: Callable[[Console]
 
 
 def warn(message: str) -> None:
-    _console("stderr").print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+    _console("stderr").print(f"[yellow]warning:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def note(message: str) -> None:
-    _console("stderr").print(f"[dim]{message}[/]", markup=True, soft_wrap=True)
+    _console("stderr").print(f"[dim]{escape(message)}[/]", markup=True, soft_wrap=True)
 
 
 def error(message: str, hint: str | None = None) -> None:
