@@ -24,7 +24,6 @@ import difflib
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from eaglectl.cli.app import app  # `typer scripts/gen_cli_artifacts.py utils docs` finds the CLI here
@@ -132,18 +131,10 @@ def artifacts() -> dict[str, str]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    from eaglectl.atomic import write_bytes_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def stale(expected: dict[str, str]) -> dict[str, str]:

@@ -163,15 +163,7 @@ class RankGroup:
                 _stop_quietly(w)
             raise
         group = cls(local, workers)
-        failures = []
-        for w in workers:
-            try:
-                status, payload = w.recv(timeout=start_timeout)
-            except RankFailure as exc:
-                failures.append(str(exc))
-                continue
-            if status != "ready":
-                failures.append(f"rank {w.rank} failed to start:\n{payload}")
+        failures = _collect(workers, "ready", "failed to start", timeout=start_timeout)
         if failures:
             group.abort()
             raise RankFailure("tensor-parallel start-up failed: " + "\n".join(failures))
@@ -193,15 +185,7 @@ class RankGroup:
             if self.workers:
                 self.abort()  # the remote ranks may be blocked in a collective rank 0 never reached
             raise
-        failures = []
-        for w in self.workers:
-            try:
-                status, payload = w.recv()
-            except RankFailure as exc:
-                failures.append(str(exc))
-                continue
-            if status != "ok":
-                failures.append(f"rank {w.rank} failed in {name}:\n{payload}")
+        failures = _collect(self.workers, "ok", f"failed in {name}")
         if failures:
             self.abort()
             raise RankFailure(f"tensor-parallel call {name} failed: " + "\n".join(failures))
@@ -245,3 +229,17 @@ class RankGroup:
 def _stop_quietly(worker: RankWorker, timeout: float = 30.0) -> None:
     with contextlib.suppress(Exception):  # best effort during teardown
         worker.stop(timeout)
+
+
+def _collect(workers, expected: str, what: str, **recv_kwargs: Any) -> list[str]:
+    """One reply from every remote rank; a line per rank that did not answer `expected`."""
+    failures = []
+    for w in workers:
+        try:
+            status, payload = w.recv(**recv_kwargs)
+        except RankFailure as exc:
+            failures.append(str(exc))
+            continue
+        if status != expected:
+            failures.append(f"rank {w.rank} {what}:\n{payload}")
+    return failures
