@@ -112,8 +112,8 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
         report.seconds = time.monotonic() - t0
         return report
     token_map_needed = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
-    report.warnings = _value_warnings(ckpt, plan)
     if dry_run:
+        report.warnings = _value_warnings(_scan_values(ckpt, plan))
         report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed)]
         report.token_map = out / TOKEN_MAP if token_map_needed else None
         report.notes.append("dry run: nothing was written")
@@ -136,8 +136,10 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
             report.seconds = time.monotonic() - t0
             return report
         staged = stage_dir(out)
+        scan = _Background(_scan_values, ckpt, plan)
         try:
             report.files = _write_all(ckpt, plan, staged, max_bytes, fingerprint, token_map_needed, progress)
+            report.warnings = _value_warnings(scan.result())
             report.verification = verify_output(staged, plan)
             failed = [v for v in report.verification if not v.ok]
             if failed:
@@ -146,6 +148,7 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
         except BaseException as exc:
             import shutil
 
+            scan.cancel()
             shutil.rmtree(staged, ignore_errors=True)
             if isinstance(exc, OSError) and not isinstance(exc, EaglectlError):
                 raise OutputError(f"{out}: write failed ({exc.strerror or exc}); previous output left intact") from exc
@@ -157,13 +160,51 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
     return report
 
 
-def _value_warnings(ckpt: Checkpoint, plan: ExportPlan) -> list[str]:
-    """NaN / Inf in the weights: warned about (the export itself is faithful), never a failure."""
-    from eaglectl.inspection import non_finite_message, scan_non_finite, scanned_tensors
-    from eaglectl.output import warn
+class _Background:
+    """Run `fn(*args, stop=event)` in a thread; `result()` joins, `cancel()` asks it to stop and joins (a thread
+    still inside torch at interpreter exit would abort the process).
+
+    The NaN / Inf scan reads every scanned byte; it runs beside the write (both release the GIL), so an
+    export costs about max(copy, scan) rather than their sum."""
+
+    def __init__(self, fn, *args) -> None:
+        import threading
+
+        self._out: dict = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True, name="eaglectl-scan")
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self, fn, *args) -> None:
+        try:
+            self._out["value"] = fn(*args, stop=self._stop)
+        except BaseException as exc:
+            self._out["error"] = exc
+
+    def result(self):
+        self._thread.join()
+        if "error" in self._out:
+            raise self._out["error"]
+        return self._out["value"]
+
+
+def _scan_values(ckpt: Checkpoint, plan: ExportPlan, stop=None) -> list:
+    from eaglectl.inspection import scan_non_finite, scanned_tensors
 
     assert ckpt.weights is not None
-    found = scan_non_finite(ckpt.weights, scanned_tensors(ckpt.weights, [t.source for t in plan.tensors if t.source]))
+    names = scanned_tensors(ckpt.weights, [t.source for t in plan.tensors if t.source])
+    return scan_non_finite(ckpt.weights, names, stop=stop)
+
+
+def _value_warnings(found: list) -> list[str]:
+    """NaN / Inf in the weights: warned about (the export itself is faithful), never a failure."""
+    from eaglectl.inspection import non_finite_message
+    from eaglectl.output import warn
+
     warnings = [non_finite_message(found)] if found else []
     for w in warnings:
         warn(w)  # output.warn escapes: tensor names come from the file, never rich markup

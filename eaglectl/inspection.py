@@ -270,7 +270,7 @@ def scanned_tensors(ws: WeightSet, names: Iterable[str] | None = None) -> list[s
             if ws.tensors[n].dtype in FLOAT_DTYPES and parse_name(n).base != "embed_tokens.weight"]
 
 
-def scan_non_finite(ws: WeightSet, names: Iterable[str]) -> list[NonFinite]:
+def scan_non_finite(ws: WeightSet, names: Iterable[str], *, stop: Any = None) -> list[NonFinite]:
     """Count NaN and ±Inf values, one chunk of rows (about `SCAN_CHUNK_BYTES`) at a time.
 
     Cost: one sequential read of the scanned tensors (page cache or disk speed; ~1 s per GB on one core) and
@@ -283,14 +283,10 @@ def scan_non_finite(ws: WeightSet, names: Iterable[str]) -> list[NonFinite]:
         info = ws.tensors[name]
         if info.numel == 0:
             continue
-        if not info.shape:
-            parts = iter([ws.load(name)])
-        else:
-            rows = info.shape[0]
-            step = max(1, SCAN_CHUNK_BYTES // max(1, info.nbytes // rows))
-            parts = (ws.load_rows(name, a, min(a + step, rows)) for a in range(0, rows, step))
         nan = inf = 0
-        for part in parts:
+        for part in ws.iter_row_chunks(name, SCAN_CHUNK_BYTES):
+            if stop is not None and stop.is_set():  # the caller gave up (an export that failed)
+                return found
             if part.element_size() == 1:  # float8: no isfinite kernel everywhere
                 part = part.to(torch.float16)
             finite = torch.isfinite(part)

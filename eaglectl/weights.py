@@ -61,6 +61,7 @@ class WeightSet:
     index_file: Path | None = None
     _pickles: dict[Path, dict[str, Any]] = field(default_factory=dict, repr=False, metadata={"internal": True})
     _handles: dict[Path, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
+    _mapped: dict[Path, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
 
     @property
     def total_bytes(self) -> int:
@@ -79,6 +80,44 @@ class WeightSet:
         if self.format == "torch":
             return self._pickles[info.file][name][start:stop]
         return self._handle(info.file).get_slice(name)[start:stop]
+
+    def iter_row_chunks(self, name: str, chunk_bytes: int):
+        """A tensor's values as chunks of whole rows (about `chunk_bytes` each), for scans whose memory must
+        stay bounded: safetensors bytes are `pread` into private buffers (no file pages left mapped), pickled
+        tensors are mmap slices whose pages are released once the caller moves on."""
+        info = self.tensors[name]
+        if not info.shape or info.numel == 0:
+            yield self.load(name)
+            return
+        rows = info.shape[0]
+        row_bytes = max(1, info.nbytes // rows)
+        step = max(1, chunk_bytes // row_bytes)
+        if info.data_offset is None:
+            from eaglectl.safetensors_writer import _release, mapped_ranges
+
+            mapped = self._mapped.get(info.file)
+            if mapped is None:
+                mapped = self._mapped[info.file] = mapped_ranges(info.file)
+            for start in range(0, rows, step):
+                part = self._pickles[info.file][name][start:start + step]
+                yield part
+                _release(part, mapped)
+            return
+        import torch
+
+        dtype = torch_dtype(info.dtype)
+        with open(info.file, "rb", buffering=0) as fh:
+            for start in range(0, rows, step):
+                stop = min(start + step, rows)
+                buf = bytearray((stop - start) * row_bytes)
+                fh.seek(info.data_offset + start * row_bytes)
+                view, got = memoryview(buf), 0
+                while got < len(buf):
+                    n = fh.readinto(view[got:])
+                    if not n:
+                        raise CheckpointError(f"{info.file}: unexpected end of file in tensor {name!r}")
+                    got += n
+                yield torch.frombuffer(buf, dtype=dtype).reshape(stop - start, *info.shape[1:])
 
     def _handle(self, path: Path):
         handle = self._handles.get(path)
