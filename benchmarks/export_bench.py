@@ -123,6 +123,8 @@ def main() -> None:
         size = sum(f.stat().st_size for f in weight_files(src))
         cases = {
             "cp": lambda d, src=src: ["cp", *map(str, weight_files(src)), str(d)],
+            "cp + sync (durable, as export is)": lambda d, src=src: [
+                "sh", "-c", f'cp {" ".join(map(str, weight_files(src)))} {d} && sync -f {d}/*'],
             "eaglectl export": lambda d, src=src: [sys.executable, "-m", "eaglectl", "export", str(src), "--output",
                                                    str(d), "--force"],
             "naive torch.load + save_file": lambda d, src=src: [sys.executable, "-c", NAIVE, str(src), str(d)],
@@ -133,7 +135,7 @@ def main() -> None:
             for i in range(args.runs + 1):  # first run warms the page cache
                 dst = root / "out" / f"{case.split()[0]}-{i}"
                 shutil.rmtree(dst, ignore_errors=True)
-                dst.mkdir(parents=True) if case == "cp" else None
+                dst.mkdir(parents=True) if case.startswith("cp") else None
                 wall, peak = timed(make(dst))
                 shutil.rmtree(dst, ignore_errors=True)
                 if i:
