@@ -22,7 +22,8 @@ def byte_progress(description: str, *, enabled: bool = True) -> Iterator:
         if not enabled:
             return
         if "bar" not in state:
-            if time.monotonic() - start < SHOW_AFTER_S:
+            # Only on a terminal: redirected stderr (logs, CI, tests) gets no bar and no stray blank line.
+            if time.monotonic() - start < SHOW_AFTER_S or not output.stderr.is_terminal:
                 return
             bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                            TransferSpeedColumn(), TimeRemainingColumn(), console=output.stderr, transient=True)
