@@ -105,6 +105,28 @@ def save_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def save_two_shards(d: Path, tensors: dict[str, Any]) -> None:
+    """`tensors` split over two safetensors shards plus `model.safetensors.index.json` in `d`."""
+    names = sorted(tensors)
+    half = len(names) // 2
+    shards = {"model-00001-of-00002.safetensors": names[:half], "model-00002-of-00002.safetensors": names[half:]}
+    for fname, members in shards.items():
+        save_safetensors(d / fname, {n: tensors[n] for n in members})
+    save_json(d / "model.safetensors.index.json",
+              {"metadata": {}, "weight_map": {n: f for f, ms in shards.items() for n in ms}})
+
+
+def save_legacy_eagle3(d: Path, *, seed: int) -> None:
+    """NeMo's legacy layout: `draft_model.pt` (draft_model. prefix), a stale 32-layer config, eagle3_meta.pt."""
+    import torch
+
+    d.mkdir(parents=True, exist_ok=True)
+    torch.save({"draft_model." + k: v for k, v in eagle3_tensors("layers.0.", "", seed=seed).items()},
+               d / "draft_model.pt")
+    save_json(d / "config.json", draft_config(architectures=["LlamaEagle3DraftModel"], num_layers=32))
+    save_meta(d / "eagle3_meta.pt")
+
+
 def save_meta(path: Path, *, legacy_keys: bool = False) -> None:
     import torch
 
@@ -141,11 +163,7 @@ def build_samples(root: Path) -> SampleSet:
 
     # NeMo legacy EAGLE-3: draft_model.pt (draft_model. prefix) + stale 32-layer config + eagle3_meta.pt.
     d = root / "nemo-legacy-eagle3"
-    d.mkdir(parents=True, exist_ok=True)
-    torch.save({"draft_model." + k: v for k, v in eagle3_tensors("layers.0.", "", seed=2).items()},
-               d / "draft_model.pt")
-    save_json(d / "config.json", draft_config(architectures=["LlamaEagle3DraftModel"], num_layers=32))
-    save_meta(d / "eagle3_meta.pt")
+    save_legacy_eagle3(d, seed=2)
     paths["nemo-legacy-eagle3"] = d
 
     # NeMo legacy EAGLE-1: fc 2H -> H with bias, no token map.
@@ -171,14 +189,7 @@ def build_samples(root: Path) -> SampleSet:
 
     # NeMo consolidated, sharded with an index.
     d = root / "nemo-sharded" / "epoch_1_step_200"
-    tensors = eagle3_tensors("model.layers.0.", "model.", seed=5, embeddings=True)
-    names = sorted(tensors)
-    half = len(names) // 2
-    shards = {"model-00001-of-00002.safetensors": names[:half], "model-00002-of-00002.safetensors": names[half:]}
-    for fname, members in shards.items():
-        save_safetensors(d / "model" / fname, {n: tensors[n] for n in members})
-    save_json(d / "model" / "model.safetensors.index.json",
-              {"metadata": {}, "weight_map": {n: f for f, ms in shards.items() for n in ms}})
+    save_two_shards(d / "model", eagle3_tensors("model.layers.0.", "model.", seed=5, embeddings=True))
     save_json(d / "model" / "config.json", draft_config(architectures=["LlamaEagle3DraftModel"],
                                                         num_layers=TARGET_LAYERS))
     save_meta(d / "eagle_meta.pt")

@@ -114,7 +114,6 @@ def _check_sglang(python: str) -> None:
 def prepare(opts: ServeOptions) -> ServeResult:
     """Everything before the launch: resolve, preflight, export (unless print-only), argv."""
     from eaglectl.export import TOKEN_MAP, default_output, export_checkpoint, require_servable, servable_as_is
-    from eaglectl.inspection import target_findings
     from eaglectl.peagle import reject_p_eagle
     from eaglectl.plan import build_plan
     from eaglectl.target_config import load_target
@@ -165,7 +164,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
         if not target.local:
             notes.append(f"target {opts.target} is not local: preflight against the target skipped")
         else:
-            _preflight(ckpt, plan, target, opts, env, notes, target_findings)
+            _preflight(ckpt, plan, target, opts, env, notes)
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
                       num_draft_tokens=num_draft_tokens)
     return ServeResult(
@@ -180,8 +179,10 @@ def _url_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
 
 
-def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], notes: list[str], checks) -> None:
-    findings = checks(ckpt, plan, target)
+def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], notes: list[str]) -> None:
+    from eaglectl.inspection import target_findings
+
+    findings = target_findings(ckpt, plan, target)
     errors = [f for f in findings if f.severity is Severity.error]
     if errors:
         raise UnsupportedDraftError(f"preflight: {errors[0].message}" +

@@ -13,29 +13,23 @@ from eaglectl.cli.app import app
 
 
 @pytest.fixture(scope="session")
-def sample_root(tmp_path_factory) -> Path:
+def sample_set(tmp_path_factory):
     from eaglectl.samples import build_samples
 
-    root = tmp_path_factory.mktemp("samples")
-    build_samples(root)
-    return root
+    return build_samples(tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture(scope="session")
+def sample_root(sample_set) -> Path:
+    return sample_set.root
 
 
 @pytest.fixture
-def samples(sample_root, tmp_path) -> dict[str, Path]:
-    """A private copy of every sample (tests may export into or corrupt them)."""
-    from eaglectl.samples import build_samples
-
+def samples(sample_set, tmp_path) -> dict[str, Path]:
+    """A private copy of every sample (tests may export into or corrupt them), keyed as build_samples keys them."""
     dest = tmp_path / "s"
-    shutil.copytree(sample_root, dest, symlinks=True)
-    # Paths of the copy, same keys as build_samples returns.
-    layout = {
-        "nemo-consolidated": "nemo-consolidated/epoch_0_step_100", "nemo-legacy-eagle3": "nemo-legacy-eagle3",
-        "nemo-legacy-eagle": "nemo-legacy-eagle", "specforge": "specforge", "eagle-research": "eagle-research",
-        "nemo-sharded": "nemo-sharded/epoch_1_step_200", "p-eagle": "p-eagle/epoch_0_step_10", "target": "target",
-    }
-    assert set(layout) == set(build_samples.__annotations__ and layout)
-    return {k: dest / v for k, v in layout.items()}
+    shutil.copytree(sample_set.root, dest, symlinks=True)
+    return {k: dest / p.relative_to(sample_set.root) for k, p in sample_set.paths.items()}
 
 
 @pytest.fixture

@@ -37,7 +37,6 @@ class Evil:
 # ------------------------------------------------------------------------------------------------ bases
 def build_bases(root: Path) -> Bases:
     """Healthy checkpoints, each already exported once (model/) and with a token map, as a user would have."""
-    import torch
 
     from eaglectl.export import export_checkpoint
     from eaglectl.samples import (
@@ -46,8 +45,10 @@ def build_bases(root: Path) -> Bases:
         draft_config,
         eagle3_tensors,
         save_json,
+        save_legacy_eagle3,
         save_meta,
         save_safetensors,
+        save_two_shards,
     )
     from eaglectl.token_map import write_token_map
 
@@ -62,23 +63,12 @@ def build_bases(root: Path) -> Bases:
 
     # NeMo legacy: draft_model.pt (zip pickle) + eagle3_meta.pt.
     d = root / "pt"
-    d.mkdir(parents=True)
-    torch.save({"draft_model." + k: v for k, v in eagle3_tensors("layers.0.", "", seed=12).items()},
-               d / "draft_model.pt")
-    save_json(d / "config.json", draft_config(architectures=["LlamaEagle3DraftModel"], num_layers=32))
-    save_meta(d / "eagle3_meta.pt")
+    save_legacy_eagle3(d, seed=12)
     bases["pt"] = d
 
     # hf layout, two shards + index.
     d = root / "sharded"
-    tensors = {**eagle3_tensors("model.layers.0.", "model.", seed=13), **d2t_t2d()}
-    names = sorted(tensors)
-    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
-              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
-    for fname, members in shards.items():
-        save_safetensors(d / fname, {n: tensors[n] for n in members})
-    save_json(d / "model.safetensors.index.json",
-              {"metadata": {}, "weight_map": {n: f for f, ms in shards.items() for n in ms}})
+    save_two_shards(d, {**eagle3_tensors("model.layers.0.", "model.", seed=13), **d2t_t2d()})
     save_json(d / "config.json", draft_config(**stale))
     bases["sharded"] = d
 
