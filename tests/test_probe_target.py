@@ -227,6 +227,7 @@ def test_missing_transformers_exits_2(cli, tiny_llama, monkeypatch):
 
 def test_sglang_engine_without_sglang_exits_2(cli, tiny_llama, monkeypatch):
     _hide(monkeypatch, "sglang")
+    monkeypatch.delitem(sys.modules, "eaglectl.target.sglang_runner", raising=False)  # whatever ran before
     result = cli("probe-target", tiny_llama, "--engine", "sglang", "--json")
     assert result.exit_code == 2
     assert result.stdout == ""

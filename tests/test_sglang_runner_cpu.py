@@ -486,6 +486,50 @@ def test_row_lengths_require_right_padding():
         sr.row_lengths(torch.tensor([[1, 0, 1]]))
 
 
+def test_row_lengths_take_any_mask_dtype():
+    assert sr.row_lengths(torch.tensor([[True, False], [True, True]])) == [1, 2]
+    assert sr.row_lengths(torch.tensor([[1.0, 1.0, 0.0]])) == [2]
+    assert sr.row_lengths(torch.tensor([[2, 0, 0]])) == [1]  # any non-zero is a real token
+    assert sr.row_lengths(torch.ones(2, 3, dtype=torch.long)[:, ::2]) == [2, 2]  # a strided view
+    assert sr.row_lengths(torch.zeros(0, 5, dtype=torch.long)) == []
+
+
+def test_token_ids_outside_the_vocab_are_refused_only_where_real():
+    ids = torch.tensor([[1, 2, -100], [3, 4, 5]])
+    sr.check_token_ids(ids, [2, 3], vocab=10)  # -100 is padding: ignored
+    with pytest.raises(ValueError, match=r"row 1: token id 12 is outside the target's vocab \[0, 10\)"):
+        sr.check_token_ids(torch.tensor([[1, 2, -100], [3, 12, 5]]), [2, 3], vocab=10)
+    with pytest.raises(ValueError, match="row 0: token id -1"):
+        sr.check_token_ids(torch.tensor([[-1, 2]]), [1], vocab=10)
+
+
+def test_token_rows_copy_each_rows_real_ids_whatever_the_tensor_layout():
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12], [2**40, 1, 2, 3]], dtype=torch.int64)
+    assert [r.tolist() for r in sr.token_rows(ids, [4, 2, 1])] == [[5, 6, 7, 8], [9, 10], [2**40]]
+    # int32 ids, a non-contiguous view, an empty row: copied through, never aliased
+    strided = ids.t().contiguous().t()[:, 1:].to(torch.int32)
+    rows = sr.token_rows(strided, [3, 0, 1])
+    assert [r.tolist() for r in rows] == [[6, 7, 8], [], [1]]
+    assert all(r.typecode == "q" for r in rows)
+    assert sr.token_rows(torch.zeros(0, 4, dtype=torch.int64), []) == []
+
+
+def test_accepted_keywords_follow_the_signature_and_are_cached():
+    def narrow(rid, origin_input_ids):
+        return rid
+
+    def wide(rid, **kwargs):
+        return rid
+
+    import importlib
+
+    accepted = importlib.import_module("eaglectl.target.sglang_runner")._accepted
+    given = {"rid": "a", "origin_input_ids": [1], "new_in_a_later_release": 1}
+    assert accepted(narrow, given) == {"rid": "a", "origin_input_ids": [1]}
+    assert accepted(wide, given) == given
+    assert accepted(narrow, {"rid": "b"}) == {"rid": "b"}  # second call: the cached signature
+
+
 def test_plan_fits_everything_in_one_extend_when_it_can():
     limits = sr.ExtendLimits(max_requests=8, max_tokens=100, max_row_tokens=64)
     assert sr.plan_extends([5, 0, 7, 3], limits) == [[0, 2, 3]]  # the empty row is left out
