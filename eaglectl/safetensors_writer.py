@@ -161,18 +161,9 @@ _libc = None
 
 def mapped_ranges(path: Path) -> tuple[tuple[int, int], ...]:
     """Address ranges where this process maps `path` (Linux), for releasing pages after a write."""
-    target = str(Path(path).resolve())
-    ranges = []
-    try:
-        with open("/proc/self/maps") as fh:
-            for line in fh:
-                parts = line.split(None, 5)
-                if len(parts) == 6 and parts[5].strip() == target:
-                    lo, hi = parts[0].split("-")
-                    ranges.append((int(lo, 16), int(hi, 16)))
-    except OSError:
-        return ()
-    return tuple(ranges)
+    from eaglectl.weights import file_mappings
+
+    return tuple((lo, hi) for lo, hi, _ in file_mappings(path))
 
 
 def _release(tensor, mapped: tuple[tuple[int, int], ...]) -> None:

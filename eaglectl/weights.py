@@ -40,7 +40,7 @@ class TensorInfo:
     dtype: str
     shape: tuple[int, ...]
     file: Path
-    data_offset: int | None = None  # absolute byte offset (safetensors only): enables a raw byte copy
+    data_offset: int | None = None  # absolute byte offset of the contiguous bytes: enables a raw byte copy
 
     @property
     def numel(self) -> int:
@@ -273,6 +273,36 @@ def tensor_dict(obj: Any, path: Path) -> dict[str, Any]:
     return tensors
 
 
+def file_mappings(path: Path) -> tuple[tuple[int, int, int], ...]:
+    """(start, end, file offset) of each region where this process maps `path` (Linux; empty elsewhere)."""
+    target = str(Path(path).resolve())
+    found = []
+    try:
+        with open("/proc/self/maps") as fh:
+            for line in fh:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and parts[5].rstrip("\n") == target:
+                    lo, hi = parts[0].split("-")
+                    found.append((int(lo, 16), int(hi, 16), int(parts[2], 16)))
+    except OSError:
+        return ()
+    return tuple(found)
+
+
+def _offset_in_file(tensor: Any, mappings: tuple[tuple[int, int, int], ...]) -> int | None:
+    """Where a contiguous, file-mapped tensor's bytes lie in the file (`torch.load(mmap=True)` maps the zip,
+    whose storages are stored uncompressed), so an export copies them in the kernel instead of through user
+    space. None when the tensor is not contiguous or not backed by the mapping."""
+    nbytes = tensor.numel() * tensor.element_size()
+    if not mappings or nbytes == 0 or not tensor.is_contiguous():
+        return None
+    start = tensor.data_ptr()
+    for lo, hi, file_offset in mappings:
+        if lo <= start and start + nbytes <= hi:
+            return start - lo + file_offset
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ weight sets
 def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet:
     """Open every shard lazily and check the index (if any) against what the shards hold."""
@@ -288,9 +318,11 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
             loaded = tensor_dict(load_pickle(f), f)
             ws._pickles[f] = loaded
             part = {}
+            mappings = file_mappings(f)
             for k, v in loaded.items():
                 try:
-                    part[k] = TensorInfo(k, torch_dtype_code(v.dtype), tuple(v.shape), f)
+                    part[k] = TensorInfo(k, torch_dtype_code(v.dtype), tuple(v.shape), f,
+                                         data_offset=_offset_in_file(v, mappings))
                 except CheckpointError:
                     raise CheckpointError(f"{f}: tensor {k!r} has unsupported dtype {v.dtype}") from None
         for name in part:

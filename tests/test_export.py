@@ -312,3 +312,35 @@ def test_stale_staging_dirs_are_cleaned(cli, samples):
     code, _ = run_json(cli, "export", d)
     assert code == 0 and not leftover.exists()
     assert os.path.isdir(d / "model")
+
+
+def test_legacy_pickle_with_views_exports_every_value(cli, samples, tmp_path):
+    """Pickled tensors are kernel-copied from their offset inside the zip when contiguous and file-mapped; views
+    (a transposed matrix, rows of a shared storage, tied weights) and dtype changes still come out exact."""
+    d = samples["nemo-legacy-eagle3"]
+    state = torch.load(d / "draft_model.pt", weights_only=True)
+    fc = state["draft_model.fc.weight"]
+    state["draft_model.fc.weight"] = fc.t().contiguous().t()  # same values, non-contiguous
+    head = "draft_model.lm_head.weight"
+    shared = torch.cat([state[head], torch.zeros(3, fc.shape[0], dtype=fc.dtype)])
+    state[head] = shared[: state[head].shape[0]]  # rows of a larger storage
+    norm = state["draft_model.norm.weight"]
+    state["draft_model.layers.0.input_layernorm.weight"] = norm  # tied: one storage, two names
+    torch.save(state, d / "draft_model.pt")
+    ws = resolve(d).weights
+    assert ws.tensors["draft_model.fc.weight"].data_offset is None  # not contiguous: goes through user space
+    offset = ws.tensors[head].data_offset
+    assert offset is not None
+    with open(ws.tensors[head].file, "rb") as fh:
+        fh.seek(offset)
+        raw = fh.read(ws.tensors[head].nbytes)
+    assert torch.equal(torch.frombuffer(bytearray(raw), dtype=torch.bfloat16).view(state[head].shape), state[head])
+    for dtype, cast in (("keep", None), ("fp32", torch.float32)):
+        out = tmp_path / dtype
+        code, doc = run_json(cli, "export", d, "--output", out, "--dtype", dtype)
+        assert code == 0, doc
+        written = read_all(out)
+        renamed = doc["result"]["renamed"]
+        for name, value in state.items():
+            want = value if cast is None else value.to(cast)
+            assert torch.equal(written[renamed.get(name, name)], want), (dtype, name)
