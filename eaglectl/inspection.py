@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,8 +270,10 @@ def scanned_tensors(ws: WeightSet, names: Iterable[str] | None = None) -> list[s
             if ws.tensors[n].dtype in FLOAT_DTYPES and parse_name(n).base != "embed_tokens.weight"]
 
 
-def scan_non_finite(ws: WeightSet, names: Iterable[str], *, stop: Any = None) -> list[NonFinite]:
-    """Count NaN and ±Inf values, one chunk of rows (about `SCAN_CHUNK_BYTES`) at a time.
+def scan_non_finite(ws: WeightSet, names: Iterable[str], *, stop: Any = None,
+                    before: Callable[[str], None] | None = None) -> list[NonFinite]:
+    """Count NaN and ±Inf values, one chunk of rows (about `SCAN_CHUNK_BYTES`) at a time. `before(name)`, if
+    given, runs before each tensor is read (an export uses it to follow its writer through the page cache).
 
     Cost: one sequential read of the scanned tensors (page cache or disk speed; ~0.2 s per GB from cache) and
     memory for a couple of chunks, whatever the checkpoint size. A single row larger than a chunk is read whole.
@@ -283,6 +285,8 @@ def scan_non_finite(ws: WeightSet, names: Iterable[str], *, stop: Any = None) ->
         info = ws.tensors[name]
         if info.numel == 0:
             continue
+        if before is not None:
+            before(name)
         nan = inf = 0
         for part in ws.iter_row_chunks(name, SCAN_CHUNK_BYTES):
             if stop is not None and stop.is_set():  # the caller gave up (an export that failed)

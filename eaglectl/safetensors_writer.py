@@ -9,6 +9,7 @@ timestamps, so the same input always gives the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import mmap
@@ -60,8 +61,10 @@ def header_bytes(tensors: list[OutTensor], metadata: dict[str, str] | None = Non
 
 
 def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[str, str] | None = None,
-                      on_bytes: Callable[[int], None] | None = None) -> int:
-    """Write `tensors` (in the given order) to `path`, fsync it, and return the file size."""
+                      on_bytes: Callable[[int], None] | None = None,
+                      on_tensor: Callable[[str], None] | None = None) -> int:
+    """Write `tensors` (in the given order) to `path`, fsync it, and return the file size. `on_tensor(name)` is
+    called once each tensor's bytes are written."""
     with open(path, "wb") as out:
         out.write(header_bytes(tensors, metadata))
         out.flush()
@@ -70,6 +73,8 @@ def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[st
                 _copy_range(t.source.file, t.source.offset, t.nbytes, out, on_bytes)
             else:
                 _write_tensor(t, out, on_bytes)
+            if on_tensor:
+                on_tensor(t.name)
         out.flush()
         os.fsync(out.fileno())
         return out.tell()
@@ -78,6 +83,8 @@ def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[st
 def _copy_range(src: Path, offset: int, nbytes: int, out, on_bytes) -> None:
     out.flush()  # the kernel copy writes at the fd's position: buffered bytes must land first
     with open(src, "rb") as fin:
+        with contextlib.suppress(AttributeError, OSError):  # as cp does: a larger readahead window (cold files)
+            os.posix_fadvise(fin.fileno(), offset, nbytes, os.POSIX_FADV_SEQUENTIAL)
         remaining, pos = nbytes, offset
         while remaining:
             step = min(remaining, COPY_BYTES)

@@ -344,3 +344,36 @@ def test_legacy_pickle_with_views_exports_every_value(cli, samples, tmp_path):
         for name, value in state.items():
             want = value if cast is None else value.to(cast)
             assert torch.equal(written[renamed.get(name, name)], want), (dtype, name)
+
+
+def test_value_scan_reads_each_tensor_only_after_the_writer_copied_it(cli, samples, monkeypatch):
+    """The NaN / Inf scan follows the writer through the page cache instead of reading the same file from
+    another position at the same time (which slowed a cold export's copy 2.4x)."""
+    import threading
+
+    from eaglectl import export as export_mod
+    from eaglectl.weights import WeightSet
+
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    real_add, real_iter = export_mod._Written.add, WeightSet.iter_row_chunks
+
+    def add(self, name):
+        with lock:
+            events.append(("written", name))
+        real_add(self, name)
+
+    def iter_row_chunks(self, name, chunk_bytes):
+        with lock:
+            events.append(("read", name))
+        yield from real_iter(self, name, chunk_bytes)
+
+    monkeypatch.setattr(export_mod._Written, "add", add)
+    monkeypatch.setattr(WeightSet, "iter_row_chunks", iter_row_chunks)
+    code, doc = run_json(cli, "export", samples["nemo-consolidated"], "--max-shard-size", "20KB")
+    assert code == 0, doc
+    renamed = doc["result"]["renamed"]
+    reads = [name for kind, name in events if kind == "read"]
+    assert len(reads) >= 10  # every float tensor but the embeddings, over several shards
+    for name in reads:
+        assert ("written", renamed.get(name, name)) in events[: events.index(("read", name))], name
