@@ -331,7 +331,7 @@ def _existing_matches(out: Path, fingerprint: str) -> bool:
 def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[str, list[str]], fingerprint: str,
                token_map: bool, progress: ProgressFn | None, *,
                on_tensor: Callable[[str], None] | None = None) -> list[WrittenFile]:
-    from eaglectl.safetensors_writer import OutTensor, RawSource, mapped_ranges, write_safetensors
+    from eaglectl.safetensors_writer import OutTensor, RawSource, write_safetensors
 
     ws = ckpt.weights
     assert ws is not None
@@ -344,7 +344,7 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
         if progress:
             progress(done, total)
 
-    mapped = {f: mapped_ranges(f) for f in ws.files} if ws.format == "torch" else {}
+    mapped = {f: ws.releasable_ranges(f) for f in ws.files} if ws.format == "torch" else {}
     by_name = {t.name: t for t in plan.tensors}
     written: list[WrittenFile] = []
     for fname, names in shards.items():
@@ -357,7 +357,8 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
                 continue
             info = ws.tensors[t.source]
             if info.data_offset is not None and info.dtype == t.dtype:
-                outs.append(OutTensor(name, t.dtype, t.shape, RawSource(info.file, info.data_offset)))
+                outs.append(OutTensor(name, t.dtype, t.shape,
+                                      RawSource(info.file, info.data_offset, ws.identity.get(info.file))))
             else:
                 outs.append(OutTensor(name, t.dtype, t.shape,
                                       (lambda a, b, s=t.source: ws.load(s) if a is None else ws.load_rows(s, a, b)),

@@ -27,10 +27,12 @@ COPY_BYTES = 256 * 1024 * 1024  # one in-kernel copy step: no user memory, fewer
 
 @dataclass
 class RawSource:
-    """Bytes already in the output dtype inside a file (a safetensors tensor with its dtype kept)."""
+    """Bytes already in the output dtype inside a file (a safetensors tensor with its dtype kept, or a pickled
+    one stored raw in its zip)."""
 
     file: Path
     offset: int
+    identity: tuple[int, int, int, int] | None = None  # (dev, inode, size, mtime_ns) when the plan was made
 
 
 @dataclass
@@ -70,7 +72,7 @@ def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[st
         out.flush()
         for t in tensors:
             if isinstance(t.source, RawSource):
-                _copy_range(t.source.file, t.source.offset, t.nbytes, out, on_bytes)
+                _copy_range(t.source, t.nbytes, out, on_bytes)
             else:
                 _write_tensor(t, out, on_bytes)
             if on_tensor:
@@ -80,12 +82,19 @@ def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[st
         return out.tell()
 
 
-def _copy_range(src: Path, offset: int, nbytes: int, out, on_bytes) -> None:
+def _copy_range(source: RawSource, nbytes: int, out, on_bytes) -> None:
+    from eaglectl.errors import CheckpointError
+
+    src = source.file
     out.flush()  # the kernel copy writes at the fd's position: buffered bytes must land first
     with open(src, "rb") as fin:
+        st = os.fstat(fin.fileno())
+        if source.identity is not None and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != source.identity:
+            raise CheckpointError(f"{src}: changed while eaglectl was exporting it (rewritten or replaced); "
+                                  f"run the export again once it is stable")
         with contextlib.suppress(AttributeError, OSError):  # as cp does: a larger readahead window (cold files)
-            os.posix_fadvise(fin.fileno(), offset, nbytes, os.POSIX_FADV_SEQUENTIAL)
-        remaining, pos = nbytes, offset
+            os.posix_fadvise(fin.fileno(), source.offset, nbytes, os.POSIX_FADV_SEQUENTIAL)
+        remaining, pos = nbytes, source.offset
         while remaining:
             step = min(remaining, COPY_BYTES)
             try:
@@ -93,6 +102,7 @@ def _copy_range(src: Path, offset: int, nbytes: int, out, on_bytes) -> None:
             except (AttributeError, OSError):
                 n = 0
             if n <= 0:  # no kernel copy here (other OS, cross-device quirks): fall back to read/write
+                step = min(step, CHUNK_BYTES)  # user memory stays bounded by the chunk size
                 fin.seek(pos)
                 data = fin.read(step)
                 if len(data) != step:

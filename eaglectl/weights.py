@@ -62,6 +62,19 @@ class WeightSet:
     _pickles: dict[Path, dict[str, Any]] = field(default_factory=dict, repr=False, metadata={"internal": True})
     _handles: dict[Path, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
     _mapped: dict[Path, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
+    # (st_dev, st_ino, st_size, st_mtime_ns) of each file when opened: a raw copy refuses a file replaced since
+    identity: dict[Path, tuple[int, int, int, int]] = field(default_factory=dict, repr=False,
+                                                          metadata={"internal": True})
+    _swapped: set[Path] = field(default_factory=set, repr=False, metadata={"internal": True})
+
+    def releasable_ranges(self, path: Path) -> tuple[tuple[int, int], ...]:
+        """Where `path` is mapped, if its pages may be dropped after use and re-read from the file: not for a
+        pickle whose tensors torch byte-swapped in memory (the file holds the other byte order)."""
+        if path in self._swapped:
+            return ()
+        from eaglectl.safetensors_writer import mapped_ranges
+
+        return mapped_ranges(path)
 
     @property
     def total_bytes(self) -> int:
@@ -93,11 +106,11 @@ class WeightSet:
         row_bytes = max(1, info.nbytes // rows)
         step = max(1, chunk_bytes // row_bytes)
         if info.data_offset is None:
-            from eaglectl.safetensors_writer import _release, mapped_ranges
+            from eaglectl.safetensors_writer import _release
 
             mapped = self._mapped.get(info.file)
             if mapped is None:
-                mapped = self._mapped[info.file] = mapped_ranges(info.file)
+                mapped = self._mapped[info.file] = self.releasable_ranges(info.file)
             for start in range(0, rows, step):
                 part = self._pickles[info.file][name][start:start + step]
                 yield part
@@ -289,17 +302,49 @@ def file_mappings(path: Path) -> tuple[tuple[int, int, int], ...]:
     return tuple(found)
 
 
-def _offset_in_file(tensor: Any, mappings: tuple[tuple[int, int, int], ...]) -> int | None:
+def file_identity(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _stored_in_native_byte_order(path: Path) -> bool:
+    """Whether a torch zip says its storages are in this machine's byte order. torch byte-swaps the others in
+    memory after mapping them, so their file bytes must never be copied or re-read as they are. A zip without
+    the record is treated as foreign (safe: its tensors take the chunked path)."""
+    import sys
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            record = next((n for n in zf.namelist() if n.endswith("/byteorder") and n.count("/") == 1), None)
+            return record is not None and zf.read(record).decode("ascii", "replace").strip() == sys.byteorder
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def _offset_in_file(tensor: Any, mappings: tuple[tuple[int, int, int], ...], path: Path) -> int | None:
     """Where a contiguous, file-mapped tensor's bytes lie in the file (`torch.load(mmap=True)` maps the zip,
     whose storages are stored uncompressed), so an export copies them in the kernel instead of through user
-    space. None when the tensor is not contiguous or not backed by the mapping."""
+    space. None when the tensor is not contiguous or not backed by the mapping, or when the file's bytes there
+    differ from the tensor's (checked on a few bytes at both ends: the offset is never taken on trust)."""
+    import ctypes
+
     nbytes = tensor.numel() * tensor.element_size()
     if not mappings or nbytes == 0 or not tensor.is_contiguous():
         return None
     start = tensor.data_ptr()
     for lo, hi, file_offset in mappings:
         if lo <= start and start + nbytes <= hi:
-            return start - lo + file_offset
+            offset = start - lo + file_offset
+            probe = min(16, nbytes)
+            try:
+                with open(path, "rb", buffering=0) as fh:
+                    on_disk = os.pread(fh.fileno(), probe, offset) + os.pread(fh.fileno(), probe,
+                                                                             offset + nbytes - probe)
+            except OSError:
+                return None
+            in_memory = ctypes.string_at(start, probe) + ctypes.string_at(start + nbytes - probe, probe)
+            return offset if on_disk == in_memory else None
     return None
 
 
@@ -311,6 +356,7 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
     fmt = "safetensors" if files[0].suffix == ".safetensors" else "torch"
     ws = WeightSet(format=fmt, files=list(files), tensors={}, index_file=index_file)
     for f in files:
+        ws.identity[f] = file_identity(f)
         if fmt == "safetensors":
             part = read_safetensors_header(f)
             _check_safe_open(f)
@@ -318,11 +364,14 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
             loaded = tensor_dict(load_pickle(f), f)
             ws._pickles[f] = loaded
             part = {}
-            mappings = file_mappings(f)
+            native = _stored_in_native_byte_order(f)
+            if not native:
+                ws._swapped.add(f)
+            mappings = file_mappings(f) if native else ()
             for k, v in loaded.items():
                 try:
                     part[k] = TensorInfo(k, torch_dtype_code(v.dtype), tuple(v.shape), f,
-                                         data_offset=_offset_in_file(v, mappings))
+                                         data_offset=_offset_in_file(v, mappings, f))
                 except CheckpointError:
                     raise CheckpointError(f"{f}: tensor {k!r} has unsupported dtype {v.dtype}") from None
         for name in part:

@@ -377,3 +377,56 @@ def test_value_scan_reads_each_tensor_only_after_the_writer_copied_it(cli, sampl
     assert len(reads) >= 10  # every float tensor but the embeddings, over several shards
     for name in reads:
         assert ("written", renamed.get(name, name)) in events[: events.index(("read", name))], name
+
+
+def _rewrite_zip_entry(path: Path, suffix: str, data: bytes) -> None:
+    """Rewrite one entry of a torch zip (stored, 64-byte aligned as torch writes it) keeping the others."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        entries = [(i.filename, zf.read(i.filename)) for i in zf.infolist()]
+    tmp = path.with_suffix(".rewrite")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, payload in entries:
+            zf.writestr(name, data if name.endswith(suffix) else payload)
+    tmp.replace(path)
+
+
+def test_foreign_byte_order_pickle_is_never_raw_copied(cli, samples, tmp_path):
+    """torch byte-swaps a big-endian zip's storages in memory: the file's bytes are not the tensor's, so the
+    export must write what torch.load returns, not what the file holds."""
+    d = samples["nemo-legacy-eagle3"]
+    _rewrite_zip_entry(d / "draft_model.pt", "/byteorder", b"big")
+    loaded = torch.load(d / "draft_model.pt", weights_only=True)
+    ws = resolve(d).weights
+    assert all(t.data_offset is None for t in ws.tensors.values())
+    code, doc = run_json(cli, "export", d, "--output", tmp_path / "out")
+    assert code == 0, doc
+    written = read_all(tmp_path / "out")
+    renamed = doc["result"]["renamed"]
+    for name, value in loaded.items():  # bit for bit: swapped bytes include NaN patterns
+        assert written[renamed.get(name, name)].flatten().view(torch.uint8).tolist() == \
+            value.flatten().view(torch.uint8).tolist(), name
+
+
+def test_source_replaced_during_export_is_refused(cli, samples, monkeypatch):
+    from eaglectl import export as export_mod
+
+    d = samples["nemo-consolidated"]
+    weights = d / "model" / "model.safetensors"
+    real = export_mod._write_all
+
+    def touch_then_write(*args, **kwargs):
+        st = weights.stat()
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # a training job rewrote it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_mod, "_write_all", touch_then_write)
+    before = tree(d / "model")
+    result = cli("export", d)
+    assert result.exit_code == 1
+    assert "changed while eaglectl was exporting it" in result.stderr
+    assert {k: v[0] for k, v in tree(d / "model").items()} == {k: v[0] for k, v in before.items()}
+    from eaglectl.atomic import STAGE_TAG
+
+    assert not [p for p in d.iterdir() if STAGE_TAG in p.name]  # the staging directory is gone

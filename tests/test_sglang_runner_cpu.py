@@ -512,6 +512,8 @@ def test_token_rows_copy_each_rows_real_ids_whatever_the_tensor_layout():
     assert [r.tolist() for r in rows] == [[6, 7, 8], [], [1]]
     assert all(r.typecode == "q" for r in rows)
     assert sr.token_rows(torch.zeros(0, 4, dtype=torch.int64), []) == []
+    with pytest.raises(ValueError, match="length 5 outside"):
+        sr.token_rows(ids, [5, 0, 0])  # never read into the next row
 
 
 def test_accepted_keywords_follow_the_signature_and_are_cached():

@@ -236,6 +236,8 @@ def token_rows(ids: Any, lengths: Sequence[int]) -> list[array]:
     raw = memoryview(_bytes_of(flat)).cast("B") if flat.numel() else memoryview(b"")
     rows = []
     for i, n in enumerate(lengths):
+        if not 0 <= n <= width:
+            raise ValueError(f"row {i}: length {n} outside [0, {width}]")
         row = array("q")
         row.frombytes(raw[i * width * 8:(i * width + n) * 8])
         rows.append(row)
