@@ -113,6 +113,40 @@ def test_nemo_head_serves_with_full_acceptance_and_is_lossless(tmp_path):
     assert report["lossless"]["worst_logit_gap"] <= BF16_NOISE, report
 
 
+def test_legacy_draft_model_pt_serves_with_full_acceptance(tmp_path):
+    """The same distilled head re-saved in NeMo's legacy layout (`draft_model.pt`, `draft_model.` prefix, stale
+    32-layer config, `eagle3_meta.pt`): the export kernel-copies the pickled storages out of the zip, and the
+    acceptance length proves every weight arrived intact."""
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    import torch
+    from safetensors.torch import load_file
+
+    fixture = Path(FIXTURE)
+    src = fixture / "nemo" / "epoch_0_step_100"
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    state = load_file(str(src / "model" / "model.safetensors"))
+    torch.save({"draft_model." + (k[len("model."):] if k.startswith("model.") else k): v for k, v in state.items()},
+               legacy / "draft_model.pt")
+    config = json.loads((src / "model" / "config.json").read_text())
+    config["num_hidden_layers"] = 32  # stale, as NeMo's legacy helper left it
+    (legacy / "config.json").write_text(json.dumps(config))
+    shutil.copy(src / "eagle_meta.pt", legacy / "eagle3_meta.pt")
+    doc, wall = _serve(fixture / "target", legacy, fixture / "prompts.json")
+    r = doc["result"]
+    assert r["exported"] == "written" and r["draft_model_path"] == str(legacy / "model")
+    report = {"mean_accept_length": r["smoke"]["mean_accept_length"], "wall_seconds": round(wall, 1),
+              "lossless": _teacher_forcing(fixture / "target", r["smoke"]["requests"])}
+    if os.environ.get("EAGLECTL_GPU_REPORT"):
+        Path(os.environ["EAGLECTL_GPU_REPORT"]).with_name("serve_legacy_report.json").write_text(
+            json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    assert report["mean_accept_length"] >= 1.9, report
+    assert report["lossless"]["worst_logit_gap"] <= BF16_NOISE, report
+
+
 def test_tp2_serves_losslessly_like_tp1(tmp_path):
     """`serve --tp-size 2`: same head, two GPUs; greedy output scored against the target and compared with tp 1."""
     reason = _requirements()
