@@ -165,8 +165,8 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
 
 class _Written:
     """The output tensors the writer has finished. The NaN / Inf scan follows the writer: it reads a tensor
-    only once its bytes were copied, from the page cache the copy just filled. Reading the same file at another
-    position at the same time made a cold export's copy 2.4x slower (two streams on one disk)."""
+    only once its bytes were copied, mostly from the page cache the copy just filled, rather than reading the
+    same file at another position at the same time (two streams competing for one disk on a cold source)."""
 
     def __init__(self) -> None:
         import threading

@@ -348,7 +348,7 @@ def test_legacy_pickle_with_views_exports_every_value(cli, samples, tmp_path):
 
 def test_value_scan_reads_each_tensor_only_after_the_writer_copied_it(cli, samples, monkeypatch):
     """The NaN / Inf scan follows the writer through the page cache instead of reading the same file from
-    another position at the same time (which slowed a cold export's copy 2.4x)."""
+    another position at the same time."""
     import threading
 
     from eaglectl import export as export_mod
