@@ -322,7 +322,7 @@ def _stored_in_native_byte_order(path: Path) -> bool:
         return False
 
 
-def _offset_in_file(tensor: Any, mappings: tuple[tuple[int, int, int], ...], path: Path) -> int | None:
+def _offset_in_file(tensor: Any, mappings: tuple[tuple[int, int, int], ...], fd: int) -> int | None:
     """Where a contiguous, file-mapped tensor's bytes lie in the file (`torch.load(mmap=True)` maps the zip,
     whose storages are stored uncompressed), so an export copies them in the kernel instead of through user
     space. None when the tensor is not contiguous or not backed by the mapping, or when the file's bytes there
@@ -338,9 +338,7 @@ def _offset_in_file(tensor: Any, mappings: tuple[tuple[int, int, int], ...], pat
             offset = start - lo + file_offset
             probe = min(16, nbytes)
             try:
-                with open(path, "rb", buffering=0) as fh:
-                    on_disk = os.pread(fh.fileno(), probe, offset) + os.pread(fh.fileno(), probe,
-                                                                             offset + nbytes - probe)
+                on_disk = os.pread(fd, probe, offset) + os.pread(fd, probe, offset + nbytes - probe)
             except OSError:
                 return None
             in_memory = ctypes.string_at(start, probe) + ctypes.string_at(start + nbytes - probe, probe)
@@ -368,12 +366,13 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
             if not native:
                 ws._swapped.add(f)
             mappings = file_mappings(f) if native else ()
-            for k, v in loaded.items():
-                try:
-                    part[k] = TensorInfo(k, torch_dtype_code(v.dtype), tuple(v.shape), f,
-                                         data_offset=_offset_in_file(v, mappings, f))
-                except CheckpointError:
-                    raise CheckpointError(f"{f}: tensor {k!r} has unsupported dtype {v.dtype}") from None
+            with open(f, "rb", buffering=0) as fh:
+                for k, v in loaded.items():
+                    try:
+                        part[k] = TensorInfo(k, torch_dtype_code(v.dtype), tuple(v.shape), f,
+                                             data_offset=_offset_in_file(v, mappings, fh.fileno()))
+                    except CheckpointError:
+                        raise CheckpointError(f"{f}: tensor {k!r} has unsupported dtype {v.dtype}") from None
         for name in part:
             if name in ws.tensors:
                 raise CheckpointError(
