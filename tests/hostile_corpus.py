@@ -161,24 +161,31 @@ def case(name: str, expect: str, **kw) -> Callable:
     return register
 
 
+WEIGHT_FILE = {"st": "model.safetensors", "pt": "draft_model.pt"}
+
+
+def _weights(tmp: Path, bases: Bases, key: str) -> tuple[Path, Path]:
+    """A private copy of base `key` and its weight file."""
+    ck = copy_base(bases, key, tmp)
+    return ck, ck / WEIGHT_FILE[key]
+
+
+def replaced_case(name: str, expect: str, key: str, data: bytes) -> None:
+    """A case whose weight file (of base `key`) holds exactly `data`."""
+    @case(name, expect)
+    def _(tmp, bases):
+        ck, f = _weights(tmp, bases, key)
+        f.write_bytes(data)
+        return ck
+
+
 # --- safetensors -------------------------------------------------------------------------------------------
 def _st(tmp: Path, bases: Bases) -> tuple[Path, Path]:
-    ck = copy_base(bases, "st", tmp)
-    return ck, ck / "model.safetensors"
+    return _weights(tmp, bases, "st")
 
 
-@case("st-empty", "truncated safetensors file (0 bytes")
-def _(tmp, bases):
-    ck, f = _st(tmp, bases)
-    f.write_bytes(b"")
-    return ck
-
-
-@case("st-shorter-than-header-length", "truncated safetensors file (3 bytes")
-def _(tmp, bases):
-    ck, f = _st(tmp, bases)
-    f.write_bytes(b"\x01\x02\x03")
-    return ck
+replaced_case("st-empty", "truncated safetensors file (0 bytes", "st", b"")
+replaced_case("st-shorter-than-header-length", "truncated safetensors file (3 bytes", "st", b"\x01\x02\x03")
 
 
 @case("st-header-length-huge", "corrupt safetensors header length 9223372036854775808")
@@ -394,8 +401,7 @@ def _(tmp, bases):
 
 # --- pickles ---------------------------------------------------------------------------------------------
 def _pt(tmp: Path, bases: Bases) -> tuple[Path, Path]:
-    ck = copy_base(bases, "pt", tmp)
-    return ck, ck / "draft_model.pt"
+    return _weights(tmp, bases, "pt")
 
 
 @case("pt-pickled-code", "refused to unpickle: it needs objects beyond tensors (global io.open)")
@@ -474,18 +480,8 @@ def _(tmp, bases):
     return ck
 
 
-@case("pt-empty", "draft_model.pt: empty file")
-def _(tmp, bases):
-    ck, f = _pt(tmp, bases)
-    f.write_bytes(b"")
-    return ck
-
-
-@case("pt-garbage", "not a readable torch checkpoint")
-def _(tmp, bases):
-    ck, f = _pt(tmp, bases)
-    f.write_bytes(bytes(range(256)) * 64)
-    return ck
+replaced_case("pt-empty", "draft_model.pt: empty file", "pt", b"")
+replaced_case("pt-garbage", "not a readable torch checkpoint", "pt", bytes(range(256)) * 64)
 
 
 @case("pt-truncated", "not a readable torch checkpoint")

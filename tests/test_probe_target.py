@@ -21,6 +21,12 @@ def _json(result) -> dict:
     return json.loads(result.stdout)
 
 
+def _prompts(tmp_path, text: str, name: str = "prompts.json"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
 def _hide(monkeypatch, module: str) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
@@ -92,8 +98,7 @@ def test_compare_none_runs_only_the_engine(cli, tiny_llama):
 
 
 def test_prompts_as_token_ids(cli, tiny_llama, tmp_path):
-    prompts = tmp_path / "prompts.json"
-    prompts.write_text(json.dumps([[1, 2, 3, 4, 5], [7, 8], [9, 10, 11, 12, 13, 14, 15]]))
+    prompts = _prompts(tmp_path, json.dumps([[1, 2, 3, 4, 5], [7, 8], [9, 10, 11, 12, 13, 14, 15]]))
     result = cli("probe-target", tiny_llama, "--engine", "hf", "--prompts", prompts, "--seq-len", "6", "--json")
     assert result.exit_code == 0, result.stderr
     r = _json(result)["result"]
@@ -103,8 +108,7 @@ def test_prompts_as_token_ids(cli, tiny_llama, tmp_path):
 
 
 def test_prompt_token_out_of_vocab(cli, tiny_llama, tmp_path):
-    prompts = tmp_path / "prompts.json"
-    prompts.write_text("[[1, 2, 512]]")
+    prompts = _prompts(tmp_path, "[[1, 2, 512]]")
     result = cli("probe-target", tiny_llama, *SMALL, "--prompts", prompts)
     assert result.exit_code == 1
     assert "token id 512 is out of range" in result.stderr
@@ -117,8 +121,7 @@ def test_prompt_token_out_of_vocab(cli, tiny_llama, tmp_path):
 ])
 def test_malformed_prompts(cli, tiny_llama, tmp_path, monkeypatch, content, message):
     monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
-    prompts = tmp_path / "prompts.json"
-    prompts.write_text(content)
+    prompts = _prompts(tmp_path, content)
     result = cli("probe-target", tiny_llama, *SMALL, "--prompts", prompts)
     assert result.exit_code == 1
     assert message in result.stderr
@@ -136,16 +139,14 @@ def test_text_prompts_use_the_targets_tokenizer(cli, tiny_llama, tmp_path):
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(target)
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("the draft model\n\nthe model predicts the next token\n")
+    prompts = _prompts(tmp_path, "the draft model\n\nthe model predicts the next token\n", "prompts.txt")
     result = cli("probe-target", target, *SMALL, "--prompts", prompts, "--json")
     assert result.exit_code == 0, result.stderr
     assert _json(result)["result"]["row_lengths"] == [3, 6]
 
 
 def test_text_prompts_without_a_tokenizer(cli, tiny_llama, tmp_path):
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("hello world\n")
+    prompts = _prompts(tmp_path, "hello world\n", "prompts.txt")
     result = cli("probe-target", tiny_llama, *SMALL, "--prompts", prompts)
     assert result.exit_code == 1
     assert "no tokenizer to tokenize text prompts" in result.stderr
