@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from eaglectl.enums import Compare, Engine
 from eaglectl.errors import ConfigError, EaglectlError, require
-from eaglectl.target.contract import TargetRunner, model_dims, output_problems, resolve_aux_layer_ids
+from eaglectl.target.contract import TargetRunner, model_dims, output_problems, resolve_aux_layer_ids, row_lengths
 from eaglectl.target_config import load_target
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ def run_probe(
     report = ProbeReport(
         target=target, engine=engine, compare=compare, dtype=dtype_name, tp_size=tp_size,
         aux_layer_ids=state["aux"], num_layers=state["num_layers"], hidden_size=state["hidden"],
-        vocab_size=state["vocab"], inputs=state["inputs"], row_lengths=[int(x) for x in mask.sum(dim=1).tolist()],
+        vocab_size=state["vocab"], inputs=state["inputs"], row_lengths=row_lengths(mask),
         tokens=int(mask.sum()), engine_run=out.stats, tolerance=tol,
         tolerance_source="--tolerance" if tolerance is not None else f"default for {dtype_name}",
         min_top1_agreement=min_top1,

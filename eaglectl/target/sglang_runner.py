@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eaglectl.errors import EaglectlError, require
-from eaglectl.target.contract import resolve_aux_layer_ids, text_config
+from eaglectl.target.contract import resolve_aux_layer_ids, row_lengths, tensor_bytes, text_config
 
 if TYPE_CHECKING:
     import torch
@@ -233,7 +233,7 @@ def token_rows(ids: Any, lengths: Sequence[int]) -> list[array]:
 
     flat = ids.to(device="cpu", dtype=torch.int64).contiguous()
     width = flat.shape[1] if flat.dim() == 2 else 0
-    raw = memoryview(_bytes_of(flat)).cast("B") if flat.numel() else memoryview(b"")
+    raw = memoryview(tensor_bytes(flat)).cast("B") if flat.numel() else memoryview(b"")
     rows = []
     for i, n in enumerate(lengths):
         if not 0 <= n <= width:
@@ -242,13 +242,6 @@ def token_rows(ids: Any, lengths: Sequence[int]) -> list[array]:
         row.frombytes(raw[i * width * 8:(i * width + n) * 8])
         rows.append(row)
     return rows
-
-
-def _bytes_of(t: Any) -> Any:
-    """A read-only buffer over a contiguous CPU tensor's bytes (no numpy needed)."""
-    import ctypes
-
-    return (ctypes.c_char * (t.numel() * t.element_size())).from_address(t.data_ptr())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -297,30 +290,6 @@ def plan_extends(lengths: Sequence[int], limits: ExtendLimits) -> list[list[int]
     if current:
         groups.append(current)
     return groups
-
-
-def row_lengths(attention_mask: Any) -> list[int]:
-    """Right-padded rows' real lengths (ValueError on left padding or holes).
-
-    One tensor op, then byte searches per row: small CPU tensor ops cost ~0.1 ms each inside an SGLang process,
-    and this runs while the GPU waits."""
-    import torch
-
-    mask = attention_mask.to(device="cpu", dtype=torch.bool).contiguous()
-    if mask.dim() != 2:
-        raise ValueError(f"attention_mask must be [batch, seq_len], got {list(mask.shape)}")
-    width = mask.shape[1]
-    raw = bytes(_bytes_of(mask)) if mask.numel() else b""
-    lengths = []
-    for i in range(mask.shape[0]):
-        row = raw[i * width:(i + 1) * width]
-        n = row.find(0)
-        n = width if n < 0 else n
-        if row.find(1, n) >= 0:
-            raise ValueError("attention_mask rows must be right-padded (ones, then zeros); got left padding or "
-                             "holes")
-        lengths.append(n)
-    return lengths
 
 
 def check_token_ids(ids: Any, lengths: Sequence[int], vocab: int) -> None:
