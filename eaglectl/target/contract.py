@@ -152,6 +152,19 @@ def output_problems(logits: Any, aux: Any, *, batch: int, seq_len: int, vocab_si
     return problems
 
 
+DTYPES = ("bfloat16", "float16", "float32")
+_DTYPE_ALIASES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
+                  "half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"}
+
+
+def canonical_dtype(name: Any) -> str | None:
+    """'bf16', 'torch.bfloat16', torch.bfloat16 ... -> 'bfloat16'; None when not a float dtype eaglectl runs."""
+    if name is None:
+        return None
+    text = str(name).lower().removeprefix("torch.")
+    return _DTYPE_ALIASES.get(text)
+
+
 def row_lengths(attention_mask: Any) -> list[int]:
     """Right-padded rows' real lengths (ValueError on left padding or holes).
 

@@ -11,23 +11,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from eaglectl.errors import CheckpointError, ConfigError, EaglectlError, require
-from eaglectl.target.contract import model_dims, resolve_aux_layer_ids, text_config
+from eaglectl.target.contract import DTYPES, canonical_dtype, model_dims, resolve_aux_layer_ids, text_config
+
+__all__ = ["DTYPES", "HFTargetRunner", "canonical_dtype", "config_dtype", "resolve_dtype"]
 
 if TYPE_CHECKING:
     import torch
-
-DTYPES = ("bfloat16", "float16", "float32")
-_DTYPE_ALIASES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
-                  "half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"}
-
-
-def canonical_dtype(name: Any) -> str | None:
-    """'bf16', 'torch.bfloat16', torch.bfloat16 ... -> 'bfloat16'; None when not a float dtype eaglectl runs."""
-    if name is None:
-        return None
-    text = str(name).lower().removeprefix("torch.")
-    return _DTYPE_ALIASES.get(text)
-
 
 def config_dtype(config: Any) -> str | None:
     """The dtype a transformers config records (`dtype` in transformers 5, `torch_dtype` before)."""

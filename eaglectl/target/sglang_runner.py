@@ -35,19 +35,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eaglectl.errors import EaglectlError, require
-from eaglectl.target.contract import resolve_aux_layer_ids, row_lengths, tensor_bytes, text_config
+from eaglectl.target.contract import (
+    DTYPES,
+    canonical_dtype,
+    resolve_aux_layer_ids,
+    row_lengths,
+    tensor_bytes,
+    text_config,
+)
 
 if TYPE_CHECKING:
     import torch
 
-# ServerArgs.dtype spellings SGLang understands, keyed by every name eaglectl accepts.
-_DTYPE_NAMES = {
-    "auto": "auto",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-    "float32": "float32", "fp32": "float32", "float": "float32",
-}
-SUPPORTED_DTYPES = ("auto", "bfloat16", "float16", "float32")
+SUPPORTED_DTYPES = ("auto", *DTYPES)  # the ServerArgs.dtype spellings eaglectl hands to SGLang
 
 # Defaults for a supervision runner rather than a server; every one can be overridden.
 DEFAULT_SERVER_ARGS: dict[str, Any] = {
@@ -85,9 +85,9 @@ def sglang_dtype_str(dtype: Any) -> str:
 
     SGLang compares `ServerArgs.dtype` with string literals, so a raw `torch.dtype` would silently miss them.
     """
-    if dtype is None:
+    if dtype is None or str(dtype).lower() == "auto":
         return "auto"
-    name = _DTYPE_NAMES.get(str(dtype).lower().removeprefix("torch."))
+    name = canonical_dtype(dtype)
     if name is None:
         raise EaglectlError(f"dtype {dtype!r} is not supported by the SGLang engine; "
                             f"use one of {', '.join(SUPPORTED_DTYPES)}")
