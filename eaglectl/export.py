@@ -93,6 +93,15 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
     reject_p_eagle(ckpt)
     plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
     require_servable(plan)
+    return export_plan(ckpt, plan, output=output, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
+                       progress=progress, started=t0)
+
+
+def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None = None,
+                max_shard_size: str = DEFAULT_MAX_SHARD, force: bool = False, dry_run: bool = False,
+                progress: ProgressFn | None = None, started: float | None = None) -> ExportReport:
+    """Write a plan already made (and checked servable) for a resolved local checkpoint: `serve` plans once."""
+    t0 = time.monotonic() if started is None else started
     out = output_path(Path(output) if output else default_output(ckpt, plan))
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a directory (export writes a directory there)",

@@ -113,7 +113,7 @@ def _check_sglang(python: str) -> None:
 
 def prepare(opts: ServeOptions) -> ServeResult:
     """Everything before the launch: resolve, preflight, export (unless print-only), argv."""
-    from eaglectl.export import TOKEN_MAP, default_output, export_checkpoint, require_servable, servable_as_is
+    from eaglectl.export import TOKEN_MAP, default_output, export_plan, require_servable, servable_as_is
     from eaglectl.peagle import reject_p_eagle
     from eaglectl.plan import build_plan
     from eaglectl.target_config import load_target
@@ -151,7 +151,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
             exported = "would export"
             notes.append(f"print-only: nothing written; a real launch exports the drafter to {out}")
         else:
-            report = export_checkpoint(opts.draft, algorithm=algorithm)
+            report = export_plan(ckpt, plan)
             out, exported = report.output, report.action
         assert out is not None
         draft_path = str(out)
