@@ -111,7 +111,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
         source=ckpt.source, layout=ckpt.layout, algorithm=plan.algorithm, output=out, action="dry-run",
         renamed={t.source: t.name for t in plan.tensors if t.source and t.renamed}, dropped=plan.dropped,
         generated={t.name: t.generated for t in plan.tensors if t.generated}, config_changes=plan.config_changes,
-        tensors_written=len(plan.tensors), bytes=sum(_nbytes(t.dtype, t.shape) for t in plan.tensors))
+        tensors_written=len(plan.tensors), bytes=plan.total_bytes)
     in_place = ckpt.model_dir is not None and out == ckpt.model_dir.resolve()
     fingerprint = _fingerprint(ckpt, plan)
     if in_place and servable_as_is(ckpt, plan) and not force:
@@ -271,15 +271,6 @@ def require_servable(plan: ExportPlan) -> None:
         raise CheckpointError(sim.problems[0])
 
 
-def _nbytes(dtype: str, shape: tuple[int, ...]) -> int:
-    from eaglectl.weights import ITEMSIZE
-
-    n = ITEMSIZE[dtype]
-    for d in shape:
-        n *= d
-    return n
-
-
 def _parse_size(text: str) -> int:
     from huggingface_hub.serialization._base import parse_size_to_int
 
@@ -295,7 +286,7 @@ def _parse_size(text: str) -> int:
 def _shards(plan: ExportPlan, max_bytes: int) -> dict[str, list[str]]:
     from huggingface_hub import split_state_dict_into_shards_factory
 
-    sizes = {t.name: _nbytes(t.dtype, t.shape) for t in plan.tensors}
+    sizes = {t.name: t.nbytes for t in plan.tensors}
     split = split_state_dict_into_shards_factory(
         sizes, get_storage_size=lambda n: n, filename_pattern="model{suffix}.safetensors", max_shard_size=max_bytes)
     return {fname: sorted(names) for fname, names in split.filename_to_tensors.items()}
@@ -344,7 +335,7 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
 
     ws = ckpt.weights
     assert ws is not None
-    total = sum(_nbytes(t.dtype, t.shape) for t in plan.tensors)
+    total = plan.total_bytes
     done = 0
 
     def on_bytes(n: int) -> None:

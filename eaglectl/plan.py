@@ -13,7 +13,7 @@ from eaglectl.checkpoint import Checkpoint, detect_algorithm
 from eaglectl.config_rewrite import aux_layer_ids_of, rewrite_config
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, UnsupportedDraftError
-from eaglectl.weights import FLOAT_DTYPES
+from eaglectl.weights import FLOAT_DTYPES, nbytes
 
 DTYPE_CODE = {"bf16": "BF16", "fp16": "F16", "fp32": "F32"}
 
@@ -25,6 +25,10 @@ class PlannedTensor:
     shape: tuple[int, ...]
     source: str | None = None  # stored name; None when generated
     generated: str | None = None  # how a generated tensor was built
+
+    @property
+    def nbytes(self) -> int:
+        return nbytes(self.dtype, self.shape)
 
     @property
     def renamed(self) -> bool:
@@ -53,6 +57,10 @@ class ExportPlan:
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {t.name: t.shape for t in self.tensors}
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
 
     @property
     def identity(self) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.weights import ITEMSIZE
+from eaglectl.weights import nbytes
 
 CHUNK_BYTES = 64 * 1024 * 1024  # rows converted in user space per step: bounds memory
 COPY_BYTES = 256 * 1024 * 1024  # one in-kernel copy step: no user memory, fewer writeback kicks
@@ -45,10 +45,7 @@ class OutTensor:
 
     @property
     def nbytes(self) -> int:
-        n = ITEMSIZE[self.dtype]
-        for d in self.shape:
-            n *= d
-        return n
+        return nbytes(self.dtype, self.shape)
 
 
 def header_bytes(tensors: list[OutTensor], metadata: dict[str, str] | None = None) -> bytes:

@@ -8,7 +8,10 @@ from typing import Any
 
 from eaglectl.errors import ConfigError
 from eaglectl.jsonfile import read_json_object
-from eaglectl.target.contract import default_aux_layer_ids  # noqa: F401  (re-exported; defined with the contract)
+from eaglectl.target.contract import (
+    default_aux_layer_ids,  # noqa: F401  (re-exported; defined with the contract)
+    text_config,
+)
 
 
 @dataclass
@@ -41,7 +44,7 @@ def load_target(source: str) -> TargetInfo:
     if not cfg_path.is_file():
         raise ConfigError(f"{source}: target has no config.json")
     cfg = read_json_object(cfg_path, what="target config")
-    text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else cfg  # multimodal wrappers
+    text = text_config(cfg)  # multimodal wrappers
     dtype = text.get("torch_dtype") or text.get("dtype") or cfg.get("torch_dtype") or cfg.get("dtype")
     return TargetInfo(
         source=source, config_path=cfg_path.resolve(), hidden_size=_int(text, "hidden_size"),

@@ -32,6 +32,11 @@ ITEMSIZE = {
 FLOAT_DTYPES = {"F8_E4M3", "F8_E5M2", "F16", "BF16", "F32", "F64"}
 
 
+def nbytes(dtype: str, shape: tuple[int, ...] | list[int]) -> int:
+    """Bytes of a tensor of this safetensors dtype code and shape."""
+    return math.prod(shape) * ITEMSIZE[dtype]
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """One tensor as stored: enough to plan an export without touching its data."""
@@ -48,7 +53,7 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
-        return self.numel * ITEMSIZE[self.dtype]
+        return nbytes(self.dtype, self.shape)
 
 
 @dataclass
@@ -178,7 +183,7 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
             raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
         if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
             raise CheckpointError(f"{path}: tensor {name!r} has invalid data offsets {[begin, end]!r}")
-        expected = math.prod(shape) * ITEMSIZE[dtype]
+        expected = nbytes(dtype, shape)
         if end - begin != expected:
             raise CheckpointError(
                 f"{path}: tensor {name!r} spans {end - begin} bytes but {dtype}{shape} needs {expected}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -70,7 +71,7 @@ def serve_command(
         smoke_only=smoke_only, smoke_prompts=smoke_prompts, smoke_max_new_tokens=smoke_max_new_tokens,
         min_accept_length=min_accept_length, timeout=timeout, extra_args=list(ctx.args))
     supervised = wait or smoke or smoke_only
-    with output.stderr.status("starting SGLang ...", spinner="dots") if supervised else _null() as st:
+    with output.stderr.status("starting SGLang ...", spinner="dots") if supervised else nullcontext() as st:
         result = serve(
             opts,
             on_tick=(lambda s: st.update(f"waiting for SGLang /health ({s:.0f} s)")) if st else None,
@@ -80,14 +81,6 @@ def serve_command(
     output.emit("serve", result, as_json=json, render=lambda c: _render(c, result))
     if result.exit_code:
         raise typer.Exit(result.exit_code)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _render(console: Console, r) -> None:

@@ -251,9 +251,10 @@ def _run(factory, label: str, prepare, state: dict[str, Any], *, warmup: int, ke
         if list(embedding.shape) != want:
             problems.append(f"input embedding has shape {list(embedding.shape)}, the contract needs {want}")
         real = mask.bool()
+        logits, aux = logits.detach().to("cpu"), aux.detach().to("cpu")  # once: checked here, compared later
         if not problems:
             for name, t in (("logits", logits), ("aux hidden states", aux)):
-                if not bool(torch.isfinite(t.detach().to("cpu")[real]).all()):
+                if not bool(torch.isfinite(t[real]).all()):
                     problems.append(f"{name} hold NaN or inf at real positions")
         used_cuda = cuda and torch.cuda.is_initialized()
         try:
@@ -268,7 +269,7 @@ def _run(factory, label: str, prepare, state: dict[str, Any], *, warmup: int, ke
             tokens_per_s=int(real.sum()) / forward_s if forward_s > 0 else float("inf"),
             peak_gpu_memory_bytes=torch.cuda.max_memory_allocated() if used_cuda else None,
             gpu_memory_in_use_bytes=_device_in_use() if used_cuda else None)
-        return _Outputs(logits=logits.detach().to("cpu"), aux=aux.detach().to("cpu"),
+        return _Outputs(logits=logits, aux=aux,
                         embedding=embedding.detach().to("cpu") if keep_embedding else None,
                         stats=stats, problems=problems)
     finally:
