@@ -404,15 +404,18 @@ def compute_logits(lp: Any, hidden: torch.Tensor, lm_head: Any, *, gather: Calla
 
 
 def write_logits(lp: Any, hidden: torch.Tensor, lm_head: Any, out: torch.Tensor | None, *,
-                 gather: Callable[[Any], Any] | None = None) -> None:
+                 gather: Callable[[Any], Any] | None = None, direct: bool | None = None) -> None:
     """Logits of `hidden` into `out` [n, V] (None: computed for the collectives only, on ranks > 0).
 
     Fast path: an unsharded, unpadded, unquantized lm_head in `out`'s dtype is multiplied straight into `out`
-    (no [n, V] temporary, no copy); everything else goes through `compute_logits`.
+    (no [n, V] temporary, no copy); everything else goes through `compute_logits`. `direct`: the caller's
+    `direct_matmul_possible` answer for these tensors, when it has one.
     """
     import torch
 
-    if direct_matmul_possible(lp, lm_head, out, hidden) and out.is_contiguous():
+    if direct is None:
+        direct = direct_matmul_possible(lp, lm_head, out, hidden)
+    if direct and out.is_contiguous():
         torch.matmul(hidden, lm_head.weight.t(), out=out)
         _apply_scale_and_cap(lp, out)
         return
@@ -456,7 +459,7 @@ class ExtendSink:
         chunk = None if direct else max(256, LOGITS_CHUNK_ELEMENTS // max(1, int(lp.vocab_size)))
         for src, dst, n in token_pieces(self.group, self.lengths, self.seq_len, chunk):
             out = self.logits[dst:dst + n] if self.logits is not None else None
-            write_logits(lp, hidden[src:src + n], lm_head, out, gather=self.gather)
+            write_logits(lp, hidden[src:src + n], lm_head, out, gather=self.gather, direct=direct)
         if self.aux is not None:
             captured = list(aux_hidden or [])
             if len(captured) != len(set(self.aux_order)) or not self.aux_order:
@@ -617,6 +620,11 @@ class SGLangRankEngine:
 
             self.gather = lambda t: tensor_model_parallel_all_gather(t, dim=-1)
         self._sampling = sg.SamplingParams(**_accepted(sg.SamplingParams, {"temperature": 0, "max_new_tokens": 1}))
+        # Fixed once the pools exist: read here, not on every extend.
+        self.page_size = int(getattr(sa, "page_size", 1) or 1)
+        self._tree_cache = _NoPrefixCache(self.mr.req_to_token_pool, self.mr.token_to_kv_pool_allocator,
+                                          self.page_size, self.mr.device)
+        self._forward_batch_extra = dict(sg.api.forward_batch_extra)
 
     # -- limits ------------------------------------------------------------------------------------------------
 
@@ -625,7 +633,7 @@ class SGLangRankEngine:
         self._clear_pools()
         req_pool = self.mr.req_to_token_pool
         allocator = self.mr.token_to_kv_pool_allocator
-        page = int(getattr(self.spec.server_args, "page_size", 1) or 1)
+        page = self.page_size
         max_requests = int(req_pool.available_size() if callable(getattr(req_pool, "available_size", None))
                            else req_pool.size)
         running = getattr(self.mr, "max_running_requests", None)
@@ -742,10 +750,8 @@ class SGLangRankEngine:
         sg, mr = self._sg, self.mr
         self._calls += 1
         reqs = [self._make_req(f"eaglectl-{self._calls}-{j}", ids) for j, ids in enumerate(rows)]
-        tree_cache = _NoPrefixCache(mr.req_to_token_pool, mr.token_to_kv_pool_allocator,
-                                    int(getattr(self.spec.server_args, "page_size", 1) or 1), mr.device)
         init = dict(reqs=reqs, req_to_token_pool=mr.req_to_token_pool,
-                    token_to_kv_pool_allocator=mr.token_to_kv_pool_allocator, tree_cache=tree_cache,
+                    token_to_kv_pool_allocator=mr.token_to_kv_pool_allocator, tree_cache=self._tree_cache,
                     model_config=mr.model_config, enable_overlap=False,
                     spec_algorithm=sg.SpeculativeAlgorithm.NONE, enable_custom_logit_processor=False)
         for w in self.wrappers:
@@ -758,7 +764,7 @@ class SGLangRankEngine:
                 batch.input_ids = staged_ids.to(batch.device, non_blocking=True)
                 batch.prefill_input_ids_cpu = None
             source = batch.get_model_worker_batch() if sg.api.worker_batch else batch
-            fb = sg.ForwardBatch.init_new(source, mr, **dict(sg.api.forward_batch_extra))
+            fb = sg.ForwardBatch.init_new(source, mr, **self._forward_batch_extra)
             fb.capture_hidden_mode = sg.CaptureHiddenMode.FULL
             mr.forward(fb)
             if sink.calls != 1:
