@@ -191,22 +191,23 @@ def latest_epoch_dir(d: Path) -> Path | None:
     return found
 
 
-def weight_files(d: Path) -> tuple[list[Path], Path | None]:
-    """The weight files of a directory, preferring safetensors (as SGLang does)."""
+def weight_files(d: Path) -> tuple[list[Path], Path | None, dict[str, str] | None]:
+    """The weight files of a directory, preferring safetensors (as SGLang does), with the shard index and its
+    weight map when there is one."""
     if (d / SAFETENSORS_INDEX).is_file():
-        files, _ = read_index(d / SAFETENSORS_INDEX)
-        return files, d / SAFETENSORS_INDEX
+        files, weight_map = read_index(d / SAFETENSORS_INDEX)
+        return files, d / SAFETENSORS_INDEX, weight_map
     if (d / "model.safetensors").is_file():
-        return [d / "model.safetensors"], None
+        return [d / "model.safetensors"], None, None
     shards = sorted(d.glob("*.safetensors"))
     if shards:
-        return shards, None
+        return shards, None, None
     if (d / BIN_INDEX).is_file():
-        files, _ = read_index(d / BIN_INDEX)
-        return files, d / BIN_INDEX
+        files, weight_map = read_index(d / BIN_INDEX)
+        return files, d / BIN_INDEX, weight_map
     for name in ("pytorch_model.bin", "model.pt"):
         if (d / name).is_file():
-            return [d / name], None
+            return [d / name], None, None
     raise CheckpointError(f"{d}: no weight file (model.safetensors, pytorch_model.bin or a sharded index)")
 
 
@@ -217,12 +218,12 @@ def _open(ckpt: Checkpoint, *, load_meta: bool) -> None:
     ckpt.config = read_json_object(ckpt.config_path)
     check_config(ckpt.config, ckpt.config_path)
     if ckpt.layout is Layout.nemo_legacy:
-        files, index = [ckpt.model_dir / LEGACY_WEIGHTS], None
+        files, index, weight_map = [ckpt.model_dir / LEGACY_WEIGHTS], None, None
     else:
-        files, index = weight_files(ckpt.model_dir)
+        files, index, weight_map = weight_files(ckpt.model_dir)
     ckpt.weights = open_weights(files, index)
-    if index is not None:
-        _check_index(ckpt.weights, index)
+    if index is not None and weight_map is not None:
+        _check_index(ckpt.weights, index, weight_map)
     meta_dir = ckpt.root if ckpt.layout is Layout.nemo_consolidated else ckpt.model_dir
     if meta_dir:
         check_links(meta_dir, META_NAMES)
@@ -258,8 +259,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_index(ws: WeightSet, index: Path) -> None:
-    _, weight_map = read_index(index)
+def _check_index(ws: WeightSet, index: Path, weight_map: dict[str, str]) -> None:
     for name, shard in weight_map.items():
         info = ws.tensors.get(name)
         if info is None:
