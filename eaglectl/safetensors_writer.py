@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
-import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.weights import nbytes
+from eaglectl.weights import nbytes, release_pages
 
 CHUNK_BYTES = 64 * 1024 * 1024  # rows converted in user space per step: bounds memory
 COPY_BYTES = 256 * 1024 * 1024  # one in-kernel copy step: no user memory, fewer writeback kicks
@@ -135,7 +134,7 @@ def _write_tensor(t: OutTensor, out, on_bytes) -> None:
         converted = part.to(want).contiguous()
         _write_contiguous(converted, out, on_bytes)
         del converted
-        _release(part, t.mapped)
+        release_pages(part, t.mapped)
 
 
 _sync_file_range = None
@@ -168,35 +167,3 @@ def _write_contiguous(tensor, out, on_bytes) -> None:
         _start_writeback(out.fileno())
     if on_bytes:
         on_bytes(n)
-
-
-_libc = None
-
-
-def mapped_ranges(path: Path) -> tuple[tuple[int, int], ...]:
-    """Address ranges where this process maps `path` (Linux), for releasing pages after a write."""
-    from eaglectl.weights import file_mappings
-
-    return tuple((lo, hi) for lo, hi, _ in file_mappings(path))
-
-
-def _release(tensor, mapped: tuple[tuple[int, int], ...]) -> None:
-    """Drop the pages of a file-mapped tensor slice just written, so RSS stays bounded. Anonymous memory is
-    never touched (MADV_DONTNEED would zero it)."""
-    global _libc
-    if not mapped:
-        return
-    page = mmap.PAGESIZE
-    start = tensor.data_ptr()
-    end_raw = start + tensor.numel() * tensor.element_size()
-    if not any(lo <= start and end_raw <= hi for lo, hi in mapped):
-        return
-    aligned, end = (start + page - 1) // page * page, end_raw // page * page
-    if end <= aligned:
-        return
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(end - aligned), 4)  # MADV_DONTNEED
-    except (OSError, AttributeError):  # best effort: only memory use depends on it
-        pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import stat
 import struct
@@ -77,9 +78,9 @@ class WeightSet:
         pickle whose tensors torch byte-swapped in memory (the file holds the other byte order)."""
         if path in self._swapped:
             return ()
-        from eaglectl.safetensors_writer import mapped_ranges
-
-        return mapped_ranges(path)
+        if path not in self._mapped:
+            self._mapped[path] = tuple((lo, hi) for lo, hi, _ in file_mappings(path))
+        return self._mapped[path]
 
     @property
     def total_bytes(self) -> int:
@@ -111,15 +112,11 @@ class WeightSet:
         row_bytes = max(1, info.nbytes // rows)
         step = max(1, chunk_bytes // row_bytes)
         if info.data_offset is None:
-            from eaglectl.safetensors_writer import _release
-
-            mapped = self._mapped.get(info.file)
-            if mapped is None:
-                mapped = self._mapped[info.file] = self.releasable_ranges(info.file)
+            mapped = self.releasable_ranges(info.file)
             for start in range(0, rows, step):
                 part = self._pickles[info.file][name][start:start + step]
                 yield part
-                _release(part, mapped)
+                release_pages(part, mapped)
             return
         import torch
 
@@ -325,6 +322,33 @@ def _stored_in_native_byte_order(path: Path) -> bool:
             return record is not None and zf.read(record).decode("ascii", "replace").strip() == sys.byteorder
     except (OSError, zipfile.BadZipFile, ValueError):
         return False
+
+
+_libc: Any = None
+
+
+def release_pages(tensor: Any, mapped: tuple[tuple[int, int], ...]) -> None:
+    """Drop the pages of a file-mapped tensor slice just written, so RSS stays bounded. Anonymous memory is
+    never touched (MADV_DONTNEED would zero it)."""
+    import ctypes
+
+    global _libc
+    if not mapped:
+        return
+    page = mmap.PAGESIZE
+    start = tensor.data_ptr()
+    end_raw = start + tensor.numel() * tensor.element_size()
+    if not any(lo <= start and end_raw <= hi for lo, hi in mapped):
+        return
+    aligned, end = (start + page - 1) // page * page, end_raw // page * page
+    if end <= aligned:
+        return
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(end - aligned), 4)  # MADV_DONTNEED
+    except (OSError, AttributeError):  # best effort: only memory use depends on it
+        pass
 
 
 def _offset_in_file(tensor: Any, mappings: tuple[tuple[int, int, int], ...], fd: int) -> int | None:
