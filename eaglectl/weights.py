@@ -7,6 +7,7 @@ tensors without decoding them); values are read through `safe_open`. Pickles (`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import mmap
@@ -200,7 +201,9 @@ def regular_file_size(path: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- pickles
-def torch_dtype_code(dtype: Any) -> str:
+@functools.cache
+def _torch_dtype_codes() -> dict[Any, str]:
+    """torch dtype -> safetensors dtype code, built once (needs torch)."""
     import torch
 
     codes = {
@@ -212,20 +215,26 @@ def torch_dtype_code(dtype: Any) -> str:
                        ("uint32", "U32"), ("uint64", "U64")):
         if hasattr(torch, attr):
             codes[getattr(torch, attr)] = code
+    return codes
+
+
+def torch_dtype_code(dtype: Any) -> str:
+    codes = _torch_dtype_codes()
     if dtype not in codes:
         raise CheckpointError(f"unsupported tensor dtype {dtype}")
     return codes[dtype]
 
 
 def torch_dtype(code: str):
-    import torch
+    """The torch dtype of a safetensors code eaglectl converts (the unsigned 16-64 bit codes are not)."""
+    if code in ("U16", "U32", "U64"):
+        raise KeyError(code)
+    return _torch_dtypes()[code]
 
-    return {
-        "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
-        "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32,
-        "F64": torch.float64, "F8_E4M3": getattr(torch, "float8_e4m3fn", None),
-        "F8_E5M2": getattr(torch, "float8_e5m2", None),
-    }[code]
+
+@functools.cache
+def _torch_dtypes() -> dict[str, Any]:
+    return {code: dtype for dtype, code in _torch_dtype_codes().items()}
 
 
 def load_pickle(path: Path) -> Any:
