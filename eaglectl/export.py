@@ -109,11 +109,9 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
     max_bytes = _parse_size(max_shard_size)
     report = ExportReport(
         source=ckpt.source, layout=ckpt.layout, algorithm=plan.algorithm, output=out, action="dry-run",
-        renamed={t.source: t.name for t in plan.tensors if t.source and t.renamed}, dropped=plan.dropped,
-        generated={t.name: t.generated for t in plan.tensors if t.generated}, config_changes=plan.config_changes,
+        renamed=plan.renames, dropped=plan.dropped, generated=plan.generated_from, config_changes=plan.config_changes,
         tensors_written=len(plan.tensors), bytes=plan.total_bytes)
     in_place = ckpt.model_dir is not None and out == ckpt.model_dir.resolve()
-    fingerprint = _fingerprint(ckpt, plan)
     if in_place and servable_as_is(ckpt, plan) and not force:
         report.action = "unchanged"
         report.notes.append("already SGLang-ready: verified and left untouched (use --force to rewrite)")
@@ -135,6 +133,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             raise OutputError(f"{out.parent}: cannot create ({exc.strerror or exc})") from exc
     if not os.access(out.parent, os.W_OK | os.X_OK):
         raise OutputError(f"{out.parent}: not writable")
+    fingerprint = _fingerprint(ckpt, plan)
     with exclusive_lock(out):
         cleanup_leftovers(out)
         if not force and not in_place and _existing_matches(out, fingerprint):
@@ -368,8 +367,7 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
     if len(shards) > 1:
         index = {"metadata": {"total_size": total},
                  "weight_map": {n: f for f, names in shards.items() for n in names}}
-        written.append(_write_small(staged / "model.safetensors.index.json",
-                                    (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()))
+        written.append(_write_small(staged / "model.safetensors.index.json", _sorted_json(index)))
     written.append(_write_small(staged / "config.json", dumps_config(plan.config)))
     if token_map:
         from eaglectl.token_map import token_map_bytes
@@ -377,11 +375,15 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
         written.append(_write_small(staged / TOKEN_MAP, token_map_bytes(plan.selected_ids)))
     manifest = {"eaglectl_export": 1, "eaglectl_version": __version__, "algorithm": plan.algorithm.value,
                 "source_fingerprint": fingerprint,
-                "renamed": {t.source: t.name for t in plan.tensors if t.source and t.renamed},
-                "dropped": {d.name: d.reason for d in plan.dropped},
-                "generated": {t.name: t.generated for t in plan.tensors if t.generated}}
-    written.append(_write_small(staged / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()))
+                "renamed": plan.renames, "dropped": {d.name: d.reason for d in plan.dropped},
+                "generated": plan.generated_from}
+    written.append(_write_small(staged / MANIFEST, _sorted_json(manifest)))
     return written
+
+
+def _sorted_json(obj: dict) -> bytes:
+    """Indented, key-sorted JSON with a final newline: the same object always gives the same bytes."""
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
 
 def _write_small(path: Path, data: bytes) -> WrittenFile:

@@ -59,6 +59,16 @@ class ExportPlan:
         return {t.name: t.shape for t in self.tensors}
 
     @property
+    def renames(self) -> dict[str, str]:
+        """Stored name -> output name, for the tensors whose name changes."""
+        return {t.source: t.name for t in self.tensors if t.source and t.renamed}
+
+    @property
+    def generated_from(self) -> dict[str, str]:
+        """Output name -> how it was built, for the tensors the export generates."""
+        return {t.name: t.generated for t in self.tensors if t.generated}
+
+    @property
     def total_bytes(self) -> int:
         return sum(t.nbytes for t in self.tensors)
 
