@@ -141,3 +141,14 @@ def exclusive_lock(dest: Path) -> Iterator[Path]:
         yield lock
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def locked_output(dest: Path) -> Iterator[Path]:
+    """What every writer does first: refuse an unwritable parent, take the lock on `dest`, then remove what a
+    killed earlier run left beside it (safe only under the lock)."""
+    if not os.access(dest.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{dest.parent}: not writable")
+    with exclusive_lock(dest) as lock:
+        cleanup_leftovers(dest)
+        yield lock

@@ -53,15 +53,19 @@ class MissingDependencyError(EaglectlError):
     exit_code = EXIT_MISSING_DEPENDENCY
 
 
-def require(module: str, *, extra: str, purpose: str) -> None:
-    """Fail with exit code 2 and an install hint when an optional module cannot be imported."""
+def importable(module: str) -> bool:
+    """Whether this interpreter can import `module`, without importing it."""
     import importlib.util
 
     try:
-        found = importlib.util.find_spec(module) is not None
+        return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
-        found = False
-    if not found:
+        return False
+
+
+def require(module: str, *, extra: str, purpose: str) -> None:
+    """Fail with exit code 2 and an install hint when an optional module cannot be imported."""
+    if not importable(module):
         raise MissingDependencyError(
             f"{module} is not installed; it is needed {purpose}.",
             hint=f'pip install "eaglectl[{extra}]"',

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eaglectl import __version__
-from eaglectl.atomic import cleanup_leftovers, commit_dir, exclusive_lock, output_path, stage_dir, write_bytes_atomic
+from eaglectl.atomic import commit_dir, locked_output, output_path, stage_dir, write_bytes_atomic
 from eaglectl.checkpoint import Checkpoint, resolve
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError
@@ -23,9 +22,9 @@ from eaglectl.jsonfile import dumps_config
 from eaglectl.peagle import reject_p_eagle
 from eaglectl.plan import DroppedTensor, ExportPlan, build_plan
 from eaglectl.sglang_loader import SGLANG_VERSIONS, simulate_load
+from eaglectl.token_map import TOKEN_MAP, token_map_bytes
 
 MANIFEST = "eaglectl_export.json"
-TOKEN_MAP = "speculative_token_map.pt"
 DEFAULT_MAX_SHARD = "5GB"
 
 
@@ -131,11 +130,8 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{out.parent}: cannot create ({exc.strerror or exc})") from exc
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{out.parent}: not writable")
     fingerprint = _fingerprint(ckpt, plan)
-    with exclusive_lock(out):
-        cleanup_leftovers(out)
+    with locked_output(out):
         if not force and not in_place and _existing_matches(out, fingerprint):
             report.action = "unchanged"
             report.notes.append(f"{out} already holds this export (same source): verified and left untouched")
@@ -370,8 +366,6 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
         written.append(_write_small(staged / "model.safetensors.index.json", _sorted_json(index)))
     written.append(_write_small(staged / "config.json", dumps_config(plan.config)))
     if token_map:
-        from eaglectl.token_map import token_map_bytes
-
         written.append(_write_small(staged / TOKEN_MAP, token_map_bytes(plan.selected_ids)))
     manifest = {"eaglectl_export": 1, "eaglectl_version": __version__, "algorithm": plan.algorithm.value,
                 "source_fingerprint": fingerprint,

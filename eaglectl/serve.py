@@ -15,7 +15,7 @@ from typing import Any
 from eaglectl import launcher
 from eaglectl.checkpoint import resolve
 from eaglectl.enums import Algorithm, Layout, ServeDType, Severity
-from eaglectl.errors import CheckFailedError, ConfigError, MissingDependencyError, UnsupportedDraftError
+from eaglectl.errors import CheckFailedError, ConfigError, MissingDependencyError, UnsupportedDraftError, importable
 from eaglectl.output import warn
 
 LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
@@ -94,12 +94,7 @@ def _check_sglang(python: str) -> None:
     import subprocess
 
     if os.path.realpath(python) == os.path.realpath(sys.executable):
-        import importlib.util
-
-        try:
-            ok = importlib.util.find_spec("sglang") is not None
-        except (ImportError, ValueError):
-            ok = False
+        ok = importable("sglang")
     else:
         probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('sglang') else 1)"
         try:

@@ -7,17 +7,18 @@ weights instead (`hot_token_id = d2t + arange`).
 from __future__ import annotations
 
 import io
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.atomic import cleanup_leftovers, exclusive_lock, output_path, write_bytes_atomic
+from eaglectl.atomic import locked_output, output_path, write_bytes_atomic
 from eaglectl.checkpoint import resolve
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, OutputError
 from eaglectl.plan import build_plan
+
+TOKEN_MAP = "speculative_token_map.pt"  # the file name SGLang docs and NeMo use
 
 EAGLE3_NOTE = ("SGLang ignores --speculative-token-map for EAGLE3 (it reads the d2t tensor from the draft weights); "
                "this file only matters for EAGLE.")
@@ -59,15 +60,11 @@ def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapR
                               f"nothing to build a token map from")
     vocab = ckpt.config.get("vocab_size") if isinstance(ckpt.config.get("vocab_size"), int) else None
     assert ckpt.root is not None
-    out = output_path(Path(output) if output else ckpt.root / "speculative_token_map.pt")
+    out = output_path(Path(output) if output else ckpt.root / TOKEN_MAP)
     if out.is_dir():
-        out = out / "speculative_token_map.pt"
+        out = out / TOKEN_MAP
     data = token_map_bytes(plan.selected_ids)
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{out.parent}: not writable")
-    # Locked like export: the temp files a killed run left beside `out` can then be removed safely.
-    with exclusive_lock(out):
-        cleanup_leftovers(out)
+    with locked_output(out):  # as export: the temp files a killed run left beside `out` go, under the lock
         try:
             write_bytes_atomic(out, data)
         except OSError as exc:
