@@ -157,6 +157,17 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
         sim.loaded[stored] = param
         filled.setdefault(param, set()).add(shard if shard is not None else "all")
 
+    def load_stacked_or_plain(stored: str, name: str, lookup: Any) -> None:
+        """Both loaders' last step: a q/k/v or gate/up weight goes into its fused parameter as a shard,
+        anything else loads whole; `lookup(name)` gives the parameter name (or None: skipped)."""
+        shard = None
+        for param_part, weight_part, stacked_shard in _STACKED:
+            if weight_part in name:
+                name, shard = name.replace(weight_part, param_part), stacked_shard
+                break
+        param = lookup(name)
+        take(stored, param, shard) if param is not None else sim.skipped.append(stored)
+
     for stored in shapes:
         if algorithm is Algorithm.EAGLE3:
             name = stored
@@ -174,16 +185,7 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             if "t2d" in name:
                 sim.ignored_by_design.append(stored)
                 continue
-            for param_part, weight_part, shard in _STACKED:
-                if weight_part not in name:
-                    continue
-                name = name.replace(weight_part, param_part)
-                param = name if name in params else f"model.{name}"
-                take(stored, param, shard) if param in params else sim.skipped.append(stored)
-                break
-            else:
-                param = name if name in params else f"model.{name}"
-                take(stored, param) if param in params else sim.skipped.append(stored)
+            load_stacked_or_plain(stored, name, lambda n: next((p for p in (n, f"model.{n}") if p in params), None))
         else:
             if "lm_head" in stored:
                 sim.ignored_by_design.append(stored)
@@ -192,14 +194,7 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             if "rotary_emb.inv_freq" in name:
                 sim.skipped.append(stored)
                 continue
-            for param_part, weight_part, shard in _STACKED:
-                if weight_part not in name:
-                    continue
-                name = name.replace(weight_part, param_part)
-                take(stored, name, shard) if name in params else sim.skipped.append(stored)
-                break
-            else:
-                take(stored, name) if name in params else sim.skipped.append(stored)
+            load_stacked_or_plain(stored, name, lambda n: n if n in params else None)
 
     from_target = {"model.embed_tokens.weight"}
     if algorithm is Algorithm.EAGLE or (not d.tie_embeddings and d.draft_vocab is None):
