@@ -8,6 +8,7 @@ EAGLE -> `layers.N.*` (its loader prepends `model.` itself).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -49,6 +50,7 @@ def strip_prefixes(name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=65536)  # names are parsed by detection, planning and inspection alike
 def parse_name(name: str) -> ParsedName:
     base = strip_prefixes(name)
     m = _LAYER.match(base)

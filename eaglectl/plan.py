@@ -145,11 +145,11 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
     selected = None
     token_map_source = None
     names = {t.name for t in tensors}
+    d2t_name = next((n for n in infos if parse_name(n).base == "d2t"), None)
     if meta is not None and meta.selected_token_ids is not None:
         selected = meta.selected_token_ids
         token_map_source = f"selected_token_ids in {meta.path.name}"
-    elif "d2t" in [parse_name(n).base for n in infos]:
-        d2t_name = next(n for n in infos if parse_name(n).base == "d2t")
+    elif d2t_name is not None:
         d2t = ckpt.weights.load(d2t_name).to(torch.int64)
         selected = d2t + torch.arange(d2t.numel(), dtype=torch.int64)
         token_map_source = f"d2t in the weights ({d2t_name})"
