@@ -21,7 +21,7 @@ from typing import Any
 
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckpointError, ConfigError
-from eaglectl.jsonfile import read_json_object
+from eaglectl.jsonfile import config_int, read_json_object
 from eaglectl.weights import BIN_INDEX, SAFETENSORS_INDEX, WeightSet, open_weights, read_index
 
 META_NAMES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")
@@ -312,7 +312,7 @@ def detect_algorithm(ckpt: Checkpoint) -> tuple[Algorithm | None, str]:
     from eaglectl.canonical import parse_name
 
     cfg, ws = ckpt.config, ckpt.weights
-    hidden = cfg.get("hidden_size") if isinstance(cfg.get("hidden_size"), int) else None
+    hidden = config_int(cfg, "hidden_size")
     if ws is not None:
         fc = next((t for n, t in ws.tensors.items() if parse_name(n).base == "fc.weight"), None)
         q = next((t for n, t in ws.tensors.items()
@@ -321,7 +321,7 @@ def detect_algorithm(ckpt: Checkpoint) -> tuple[Algorithm | None, str]:
         if q is not None and h and len(q.shape) == 2 and q.shape[1] == 2 * h:
             return Algorithm.EAGLE3, f"layer-0 attention input is 2×hidden ({q.shape[1]})"
         if fc is not None and len(fc.shape) == 2 and h:
-            t_hidden = cfg.get("target_hidden_size") if isinstance(cfg.get("target_hidden_size"), int) else h
+            t_hidden = config_int(cfg, "target_hidden_size", h)
             if fc.shape[1] == 2 * h and fc.shape[0] == h and t_hidden == h:
                 return Algorithm.EAGLE, f"fc is 2×hidden → hidden ({fc.shape[1]} → {fc.shape[0]})"
             if fc.shape[1] % 3 == 0 and fc.shape[0] == h:

@@ -39,3 +39,9 @@ def read_json_object(path: Path, *, what: str = "config") -> dict[str, Any]:
 def dumps_config(config: dict[str, Any]) -> bytes:
     """Deterministic JSON for written configs: key order kept, 2-space indent, trailing newline."""
     return (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def config_int(cfg: dict[str, Any], key: str, default: int | None = None) -> int | None:
+    """`cfg[key]` when it is an int (not a bool: JSON `true` is no size), else `default`."""
+    value = cfg.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

@@ -13,6 +13,7 @@ from eaglectl.checkpoint import Checkpoint, detect_algorithm
 from eaglectl.config_rewrite import aux_layer_ids_of, rewrite_config
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, UnsupportedDraftError
+from eaglectl.jsonfile import config_int
 from eaglectl.weights import FLOAT_DTYPES, nbytes
 
 DTYPE_CODE = {"bf16": "BF16", "fp16": "F16", "fp32": "F32"}
@@ -133,9 +134,9 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         out_dtype = DTYPE_CODE.get(dtype, info.dtype) if info.dtype in FLOAT_DTYPES else info.dtype
         tensors.append(PlannedTensor(out, out_dtype, info.shape, source=name))
 
-    vocab = cfg.get("vocab_size") if isinstance(cfg.get("vocab_size"), int) else None
+    vocab = config_int(cfg, "vocab_size")
     lm_head = next((t for t in tensors if t.name == "lm_head.weight"), None)
-    draft_vocab = cfg.get("draft_vocab_size") if isinstance(cfg.get("draft_vocab_size"), int) else None
+    draft_vocab = config_int(cfg, "draft_vocab_size")
     if draft_vocab is None and lm_head is not None and vocab and lm_head.shape[0] < vocab:
         draft_vocab = lm_head.shape[0]
     meta = ckpt.meta
@@ -173,7 +174,7 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
     fc = next((t for t in tensors if t.name == "fc.weight"), None)
     aux_ids = aux_layer_ids_of(cfg) or (meta.aux_layer_ids if meta else None)
     n_aux = len(aux_ids) if aux_ids else 3
-    hidden = cfg.get("hidden_size") if isinstance(cfg.get("hidden_size"), int) else None
+    hidden = config_int(cfg, "hidden_size")
     target_hidden = None
     if algo is Algorithm.EAGLE3 and fc is not None and len(fc.shape) == 2 and fc.shape[1] % n_aux == 0:
         target_hidden = fc.shape[1] // n_aux

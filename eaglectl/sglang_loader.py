@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eaglectl.enums import Algorithm
+from eaglectl.jsonfile import config_int
 
 SGLANG_VERSIONS = ("0.5.9", "0.5.15")
 ARCHITECTURE = {Algorithm.EAGLE3: "LlamaForCausalLMEagle3", Algorithm.EAGLE: "LlamaForCausalLMEagle"}
@@ -51,8 +52,7 @@ class DraftDims:
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> DraftDims:
         def num(key: str, default: int | None = None) -> int | None:
-            value = cfg.get(key, default)
-            return value if isinstance(value, int) and not isinstance(value, bool) else default
+            return config_int(cfg, key, default)
 
         hidden = num("hidden_size") or 0
         heads = num("num_attention_heads") or 1

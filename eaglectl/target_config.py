@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from eaglectl.errors import ConfigError
-from eaglectl.jsonfile import read_json_object
+from eaglectl.jsonfile import config_int, read_json_object
 from eaglectl.target.contract import (
     default_aux_layer_ids,  # noqa: F401  (re-exported; defined with the contract)
     text_config,
@@ -30,11 +29,6 @@ class TargetInfo:
         return self.config_path is not None
 
 
-def _int(cfg: dict[str, Any], key: str) -> int | None:
-    value = cfg.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def load_target(source: str) -> TargetInfo:
     """Read the target's config; a path that does not exist is treated as a Hub id (nothing read)."""
     p = Path(source).expanduser()
@@ -47,8 +41,8 @@ def load_target(source: str) -> TargetInfo:
     text = text_config(cfg)  # multimodal wrappers
     dtype = text.get("torch_dtype") or text.get("dtype") or cfg.get("torch_dtype") or cfg.get("dtype")
     return TargetInfo(
-        source=source, config_path=cfg_path.resolve(), hidden_size=_int(text, "hidden_size"),
-        vocab_size=_int(text, "vocab_size"), num_layers=_int(text, "num_hidden_layers"),
+        source=source, config_path=cfg_path.resolve(), hidden_size=config_int(text, "hidden_size"),
+        vocab_size=config_int(text, "vocab_size"), num_layers=config_int(text, "num_hidden_layers"),
         dtype=dtype if isinstance(dtype, str) else None,
-        max_position_embeddings=_int(text, "max_position_embeddings"),
+        max_position_embeddings=config_int(text, "max_position_embeddings"),
         model_type=text.get("model_type") if isinstance(text.get("model_type"), str) else None)

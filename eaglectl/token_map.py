@@ -16,6 +16,7 @@ from eaglectl.atomic import locked_output, output_path, write_bytes_atomic
 from eaglectl.checkpoint import resolve
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, OutputError
+from eaglectl.jsonfile import config_int
 from eaglectl.plan import build_plan
 
 TOKEN_MAP = "speculative_token_map.pt"  # the file name SGLang docs and NeMo use
@@ -58,7 +59,7 @@ def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapR
     if plan.selected_ids is None:
         raise CheckpointError(f"{ckpt.source}: no selected_token_ids in a meta file and no d2t tensor: "
                               f"nothing to build a token map from")
-    vocab = ckpt.config.get("vocab_size") if isinstance(ckpt.config.get("vocab_size"), int) else None
+    vocab = config_int(ckpt.config, "vocab_size")
     assert ckpt.root is not None
     out = output_path(Path(output) if output else ckpt.root / TOKEN_MAP)
     if out.is_dir():
