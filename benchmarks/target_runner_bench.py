@@ -137,7 +137,8 @@ def _profile_once(fn, label: str) -> dict:
         sync()
     del out
     kinds: dict[str, float] = {}
-    for evt in prof.key_averages():
+    averages = prof.key_averages()
+    for evt in averages:
         us = getattr(evt, "self_device_time_total", None)
         if us is None:
             us = getattr(evt, "self_cuda_time_total", 0.0)
@@ -146,10 +147,10 @@ def _profile_once(fn, label: str) -> dict:
             continue
         if us and evt.device_type == torch.autograd.DeviceType.CUDA:
             kinds[_kernel_kind(evt.key)] = kinds.get(_kernel_kind(evt.key), 0.0) + us / 1e3
-    key = "self_device_time_total" if hasattr(prof.key_averages()[0], "self_device_time_total") else \
+    key = "self_device_time_total" if hasattr(averages[0], "self_device_time_total") else \
         "self_cuda_time_total"
     with open(PROFILE, "a", encoding="utf-8") as fh:
-        fh.write(f"\n===== {label} =====\n{prof.key_averages().table(sort_by=key, row_limit=25)}\n")
+        fh.write(f"\n===== {label} =====\n{averages.table(sort_by=key, row_limit=25)}\n")
     return {"gpu_busy_ms": round(sum(kinds.values()), 2), **{f"{k}_ms": round(v, 2) for k, v in kinds.items()}}
 
 

@@ -26,7 +26,7 @@ from eaglectl.weights import BIN_INDEX, SAFETENSORS_INDEX, WeightSet, open_weigh
 
 META_NAMES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")
 LEGACY_WEIGHTS = "draft_model.pt"
-EPOCH_DIR = re.compile(r"^epoch_\d+_step_\d+$")
+EPOCH_DIR = re.compile(r"^epoch_(\d+)_step_(\d+)$")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt")
 OWN_NAMES = ("config.json", "model", LEGACY_WEIGHTS, *WEIGHT_FILES, SAFETENSORS_INDEX, BIN_INDEX, *META_NAMES)
 
@@ -181,7 +181,7 @@ def latest_epoch_dir(d: Path) -> Path | None:
     found = None
     try:
         for entry in d.iterdir():
-            m = re.match(r"^epoch_(\d+)_step_(\d+)$", entry.name)
+            m = EPOCH_DIR.match(entry.name)
             if m and entry.is_dir():
                 key = (int(m.group(1)), int(m.group(2)))
                 if best is None or key > best:

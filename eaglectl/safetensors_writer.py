@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.weights import nbytes, release_pages
+from eaglectl.weights import file_identity, nbytes, release_pages
 
 CHUNK_BYTES = 64 * 1024 * 1024  # rows converted in user space per step: bounds memory
 COPY_BYTES = 256 * 1024 * 1024  # one in-kernel copy step: no user memory, fewer writeback kicks
@@ -84,8 +84,7 @@ def _copy_range(source: RawSource, nbytes: int, out, on_bytes) -> None:
     src = source.file
     out.flush()  # the kernel copy writes at the fd's position: buffered bytes must land first
     with open(src, "rb") as fin:
-        st = os.fstat(fin.fileno())
-        if source.identity is not None and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != source.identity:
+        if source.identity is not None and file_identity(fin.fileno()) != source.identity:
             raise CheckpointError(f"{src}: changed while eaglectl was exporting it (rewritten or replaced); "
                                   f"run the export again once it is stable")
         with contextlib.suppress(AttributeError, OSError):  # as cp does: a larger readahead window (cold files)

@@ -39,15 +39,19 @@ def _selected_ids():
     return torch.cat([torch.arange(3), rest.sort().values]).to(torch.int64)
 
 
+def _random_weights(seed: int):
+    """w(*shape): seeded small bf16 weights, the same sequence for the same seed."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return lambda *shape: (torch.randn(*shape, generator=g) * 0.02).to(torch.bfloat16)
+
+
 def eagle3_tensors(layer: str, top: str, *, seed: int = 0, embeddings: bool = False) -> dict[str, Any]:
     """An EAGLE-3 head's tensors (bf16) with the given decoder-layer and top-level prefixes."""
     import torch
 
-    g = torch.Generator().manual_seed(seed)
-
-    def w(*shape: int):
-        return (torch.randn(*shape, generator=g) * 0.02).to(torch.bfloat16)
-
+    w = _random_weights(seed)
     q, kv = HEADS * HEAD_DIM, KV * HEAD_DIM
     t = {f"{top}fc.weight": w(H, 3 * H)}
     t.update({f"{layer}self_attn.q_proj.weight": w(q, 2 * H), f"{layer}self_attn.k_proj.weight": w(kv, 2 * H),
@@ -66,11 +70,7 @@ def eagle3_tensors(layer: str, top: str, *, seed: int = 0, embeddings: bool = Fa
 def eagle1_tensors(*, seed: int = 1) -> dict[str, Any]:
     import torch
 
-    g = torch.Generator().manual_seed(seed)
-
-    def w(*shape: int):
-        return (torch.randn(*shape, generator=g) * 0.02).to(torch.bfloat16)
-
+    w = _random_weights(seed)
     q, kv = HEADS * HEAD_DIM, KV * HEAD_DIM
     return {
         "fc.weight": w(H, 2 * H), "fc.bias": w(H), "embed_tokens.weight": w(VOCAB, H),
@@ -127,22 +127,25 @@ def save_legacy_eagle3(d: Path, *, seed: int) -> None:
     save_meta(d / "eagle3_meta.pt")
 
 
-def save_meta(path: Path, *, legacy_keys: bool = False) -> None:
+def _selected_mask():
     import torch
 
-    sel = _selected_ids()
     mask = torch.zeros(VOCAB, dtype=torch.bool)
-    mask[sel] = True
-    torch.save({"global_step": 100, "epoch": 0, "selected_token_ids": sel, "selected_token_mask": mask}, path)
+    mask[_selected_ids()] = True
+    return mask
+
+
+def save_meta(path: Path) -> None:
+    import torch
+
+    torch.save({"global_step": 100, "epoch": 0, "selected_token_ids": _selected_ids(),
+                "selected_token_mask": _selected_mask()}, path)
 
 
 def d2t_t2d() -> dict[str, Any]:
     import torch
 
-    sel = _selected_ids()
-    mask = torch.zeros(VOCAB, dtype=torch.bool)
-    mask[sel] = True
-    return {"d2t": sel - torch.arange(DRAFT_VOCAB), "t2d": mask}
+    return {"d2t": _selected_ids() - torch.arange(DRAFT_VOCAB), "t2d": _selected_mask()}
 
 
 def build_samples(root: Path) -> SampleSet:

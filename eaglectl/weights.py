@@ -313,8 +313,9 @@ def file_mappings(path: Path) -> tuple[tuple[int, int, int], ...]:
     return tuple(found)
 
 
-def file_identity(path: Path) -> tuple[int, int, int, int]:
-    st = path.stat()
+def file_identity(path_or_fd: Path | int) -> tuple[int, int, int, int]:
+    """(device, inode, size, mtime_ns): changes when the file is rewritten or replaced."""
+    st = os.stat(path_or_fd)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 

@@ -27,7 +27,7 @@ def token_map_command(
     from eaglectl.token_map import write_token_map
 
     report = write_token_map(path, output=output_file)
-    if report.algorithm.value == "EAGLE3":
+    if not report.sglang_uses_it:  # EAGLE-3: SGLang reads d2t instead
         output.warn(report.note)
     output.emit("token-map", report, as_json=json, render=lambda c: _render(c, report))
 
