@@ -721,6 +721,7 @@ class SGLangRankEngine:
         self.wrappers = []
         self.mr = None
         self.model = None
+        self._tree_cache = None  # it holds the request and KV pools
         close_hook = getattr(self._sg, "destroy_distributed", None)
         if callable(close_hook):
             close_hook()
