@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Where the host time of one batched `forward_eagle3` goes, phase by phase (a diagnostic, not a test).
 
-    python benchmarks/target_runner_host_phases.py [--shapes 4x4096,8x1024] [--iters 8]
+    python benchmarks/target_runner_host_phases.py [--shapes 4x4096,8x1024] [--iters 8] [--model DIR]
+                                                   [--cprofile FILE]
 
 Builds the same random Llama-3.2-1B-shaped model as target_runner_bench.py, wraps the runner's and SGLang's
 stages with wall-clock marks (no synchronisation inside the call), and prints, per shape, the median time from
 calling `forward_eagle3` (GPU idle) to entering each stage. Everything before `model.forward>` is host work
-the GPU waits for; `gpu_event_ms` is the GPU time from the call to the end of its last kernel.
+the GPU waits for; `gpu_event_ms` is the GPU time from the call to the end of its last kernel. `--cprofile`
+also writes a cProfile listing (by cumulative time) of the calls of the first shape, for the functions the marks
+do not separate.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", default="4x4096,8x1024")
     ap.add_argument("--iters", type=int, default=8)
+    ap.add_argument("--model", type=Path, help="an existing model directory instead of a new random one")
+    ap.add_argument("--cprofile", type=Path, help="write a cProfile listing of the first shape's calls here")
     args = ap.parse_args()
 
     import torch
@@ -34,8 +39,10 @@ def main() -> int:
 
     from eaglectl.target import sglang_runner as sr
 
-    model_dir = Path(tempfile.mkdtemp(prefix="eaglectl-phases-")) / "llama"
-    build_model(model_dir, LLAMA_1B, "cuda")
+    model_dir = args.model
+    if model_dir is None:
+        model_dir = Path(tempfile.mkdtemp(prefix="eaglectl-phases-")) / "llama"
+        build_model(model_dir, LLAMA_1B, "cuda")
     shapes = [tuple(int(x) for x in sh.split("x")) for sh in args.shapes.split(",")]
     runner = sr.SGLangTargetRunner(str(model_dir), dtype="bfloat16", attention_backend="triton",
                                    sampling_backend="pytorch", disable_cuda_graph=True,
@@ -53,7 +60,7 @@ def main() -> int:
             return out
         return wrapped
 
-    for name in ("row_lengths", "token_rows", "plan_extends"):
+    for name in ("row_lengths", "check_token_ids", "token_rows", "plan_extends", "ExtendSink"):
         setattr(sr, name, mark(name, getattr(sr, name)))
     for obj, name, label in ((engine, "forward", "engine.forward"), (engine, "_extend", "extend"),
                              (engine, "_make_req", "make_req"), (mr, "forward", "ModelRunner.forward"),
@@ -88,6 +95,22 @@ def main() -> int:
                 seen.setdefault("returned", []).append((returned - t0) * 1e3)
                 seen.setdefault("gpu_event_ms", []).append(start.elapsed_time(end))
                 seen.setdefault("wall_ms", []).append(wall * 1e3)
+            if args.cprofile is not None and (b, s) == shapes[0]:
+                import cProfile
+                import io
+                import pstats
+
+                prof = cProfile.Profile()
+                for _ in range(args.iters):
+                    torch.cuda.synchronize()
+                    prof.enable()
+                    out = runner.forward_eagle3(ids, mask)
+                    prof.disable()
+                    torch.cuda.synchronize()
+                    del out
+                text = io.StringIO()
+                pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(80)
+                args.cprofile.write_text(f"{b}x{s}, {args.iters} calls\n{text.getvalue()}")
             print(f"== {b}x{s} (medians of {args.iters} calls, ms from the call)")
             for k, v in sorted(seen.items(), key=lambda kv: statistics.median(kv[1])):
                 print(f"  {k:>26} {statistics.median(v):8.2f}")
