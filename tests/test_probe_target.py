@@ -242,6 +242,76 @@ def test_tp_size_needs_sglang(cli, tiny_llama):
     assert "--tp-size > 1 needs --engine sglang" in result.stderr
 
 
+class _Configured(_Scaled):
+    """The HF runner standing in for an SGLang one: reports the settings it was built with."""
+
+    def __init__(self, inner, settings):
+        super().__init__(inner)
+        self.engine_settings = settings
+
+
+def test_sglang_options_reach_the_runner_and_the_report(cli, tiny_llama, monkeypatch):
+    built = {}
+    real_require, real_make = probe.require, probe.make_engine_runner
+
+    def make(engine, target, **kw):
+        built.update(kw)
+        return _Configured(real_make(probe.Engine.hf, target, **{k: v for k, v in kw.items() if k != "server_args"}),
+                           {"attention_backend": kw["server_args"]["attention_backend"], "page_size": 16})
+
+    monkeypatch.setattr(probe, "require", lambda name, **k: None if name == "sglang" else real_require(name, **k))
+    monkeypatch.setattr(probe, "make_engine_runner", make)
+    args = (tiny_llama, "--engine", "sglang", "--batch", "2", "--seq-len", "8", "--dtype", "float32",
+            "--attention-backend", "fa3", "--mem-fraction-static", "0.5", "--sglang-arg", "page_size=16",
+            "--sglang-arg", "--enable-torch-compile=false", "--sglang-arg", "chunked_prefill_size=null")
+    result = cli("probe-target", *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert built["server_args"] == {"attention_backend": "fa3", "mem_fraction_static": 0.5, "page_size": 16,
+                                    "enable_torch_compile": False, "chunked_prefill_size": None}
+    r = _json(result)["result"]
+    assert r["engine_run"]["engine"] == "sglang"
+    assert r["engine_run"]["settings"] == {"attention_backend": "fa3", "page_size": 16}
+    assert r["reference_run"]["settings"] == {"attn_implementation": "sdpa", "device": "cpu"}
+    table = cli("probe-target", *args)
+    assert table.exit_code == 0, table.stderr
+    assert "attention_backend=fa3, page_size=16" in table.stdout and "attn_implementation=sdpa" in table.stdout
+
+
+@pytest.mark.parametrize("option", [("--attention-backend", "fa3"), ("--mem-fraction-static", "0.5"),
+                                    ("--sglang-arg", "page_size=16")])
+def test_sglang_options_need_the_sglang_engine(cli, tiny_llama, monkeypatch, option):
+    monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
+    result = cli("probe-target", tiny_llama, "--engine", "hf", *option)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "need --engine sglang" in result.stderr
+
+
+def test_sglang_args_are_typed_from_json_or_kept_as_text():
+    assert probe.parse_sglang_args(["page_size=16", "cuda_graph_bs=[1, 2]", "kv_cache_dtype=fp8_e5m2",
+                                    "--disable-radix-cache=true", "context-length=null", "tokenizer_path="]) == {
+        "page_size": 16, "cuda_graph_bs": [1, 2], "kv_cache_dtype": "fp8_e5m2", "disable_radix_cache": True,
+        "context_length": None, "tokenizer_path": ""}
+    assert probe.parse_sglang_args(["page_size=16", "page_size=32"]) == {"page_size": 32}  # the last one wins
+
+
+@pytest.mark.parametrize(("items", "message"), [
+    (["page_size"], "takes KEY=VALUE"), (["=16"], "takes KEY=VALUE"), (["1x=2"], "takes KEY=VALUE"),
+    (["dtype=float16"], "set it with --dtype"), (["tp-size=2"], "set it with --tp-size"),
+    (["model_path=/x"], "TARGET argument"), (["attention_backend=fa3"], "set it with --attention-backend"),
+])
+def test_sglang_args_refuse_what_is_not_a_free_field(items, message):
+    with pytest.raises(probe.EaglectlError, match=message):
+        probe.parse_sglang_args(items)
+
+
+def test_engine_server_args_check_their_ranges():
+    assert probe.engine_server_args() == {}
+    with pytest.raises(probe.EaglectlError, match=r"must be in \(0, 1\]"):
+        probe.engine_server_args(mem_fraction_static=0.0)
+    with pytest.raises(probe.EaglectlError, match="needs a backend name"):
+        probe.engine_server_args(attention_backend=" ")
+
+
 def test_relative_difference():
     ref = torch.tensor([[1.0, -2.0], [3.0, -4.0]])
     d = diff("x", ref + torch.tensor([[0.5, 0.0], [0.0, -0.5]]), ref, tolerance=0.1)

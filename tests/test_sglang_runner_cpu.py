@@ -8,6 +8,7 @@ so row cutting, batch splitting, re-padding, the logits maths and the rank orche
 from __future__ import annotations
 
 import ast
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -776,6 +777,49 @@ def test_a_row_the_pool_cannot_hold_is_a_clear_error():
     ids, mask, _ = padded_batch([3, 5])
     with pytest.raises(EaglectlError, match="row 1 has 5 tokens but one extend holds at most 4"):
         runner.forward_eagle3(ids, mask)
+
+
+@pytest.mark.parametrize("staged", [True, False], ids=["0.5.15", "0.5.9"])
+def test_sglang_failing_to_start_is_one_clear_error(staged, monkeypatch):
+    cls = FakeStagedModelRunner if staged else FakeModelRunner
+
+    def missing_kernels(self, *a, **k):
+        raise ImportError("cannot import name 'flash_ops' from 'sgl_kernel'")
+
+    monkeypatch.setattr(cls, "init_attention_backends" if staged else "__init__", missing_kernels)
+    destroyed = []
+    with pytest.raises(EaglectlError, match="SGLang could not start the target: ImportError: cannot import name "
+                                            "'flash_ops'") as info:
+        make_runner(staged=staged, destroyed=destroyed)
+    assert "attention backend" in info.value.hint and "EAGLECTL_DEBUG=1" in info.value.hint
+    assert isinstance(info.value.__cause__, ImportError) and destroyed == [1]  # process groups torn down
+
+
+def test_settings_sglang_refuses_are_one_clear_error(monkeypatch):
+    def server_args_refusing(**kw):
+        raise ValueError(f"attention backend {kw['attention_backend']!r} is not supported on this device")
+
+    sg = fake_sglang()
+    monkeypatch.setattr("eaglectl.target.sglang_runner.load_sglang",
+                        lambda: dataclasses.replace(sg, ServerArgs=server_args_refusing))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(EaglectlError, match="SGLang refused these settings: ValueError: attention backend 'wave' "
+                                            "is not supported") as info:
+        sr.SGLangTargetRunner("/m", dtype="bf16", attention_backend="wave")
+    assert "EAGLECTL_DEBUG=1" in info.value.hint
+
+
+def test_engine_settings_report_the_resolved_server_args_and_every_override():
+    runner, engine = make_runner(attention_backend="fa3", page_size=16, chunked_prefill_size=8192)
+    assert runner.engine_settings == {"attention_backend": "fa3", "page_size": 16, "mem_fraction_static": 0.5,
+                                      "max_total_tokens": 4096, "max_running_requests": 8,
+                                      "disable_cuda_graph": None}
+    runner = sr.SGLangTargetRunner.from_group(runner._group, api=runner.api,
+                                              override_keys=("chunked_prefill_size", "page_size"))
+    settings = runner.engine_settings
+    assert settings["chunked_prefill_size"] == 8192 and list(settings)[-1] == "chunked_prefill_size"
+    engine.spec.server_args.chunked_prefill_size = Path("/not/json")  # anything else is reported as text
+    assert runner.engine_settings["chunked_prefill_size"] == "/not/json"
 
 
 def test_kv_slots_are_returned_after_every_call():

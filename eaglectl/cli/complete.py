@@ -123,3 +123,13 @@ def algorithms(incomplete: str) -> list[str]:
 def engines(incomplete: str) -> list[str]:
     """Values of `eaglectl.enums.Engine`."""
     return _enum_values(Engine, incomplete)
+
+
+# SGLang 0.5.15's attention backends for dense (MHA / GQA) models; other names still pass through to SGLang.
+SGLANG_ATTENTION_BACKENDS = ("triton", "fa3", "fa4", "flashinfer", "trtllm_mha", "flex_attention", "torch_native",
+                             "aiter", "wave")
+
+
+def attention_backends(incomplete: str) -> list[str]:
+    """SGLang attention backend names."""
+    return [b for b in SGLANG_ATTENTION_BACKENDS if b.startswith(incomplete or "")]

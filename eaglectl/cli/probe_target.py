@@ -62,6 +62,18 @@ def probe_target_command(
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed forwards before the timed one.")] = 1,
     trust_remote_code: Annotated[bool, typer.Option(
         "--trust-remote-code", help="Let transformers / SGLang run the target's own modelling code.")] = False,
+    attention_backend: Annotated[str | None, typer.Option(
+        "--attention-backend", metavar="NAME", autocompletion=complete.attention_backends, show_default=False,
+        help="SGLang attention backend (default: triton, which runs everywhere); probe with the one you serve "
+             "with, e.g. fa3 on Hopper.")] = None,
+    mem_fraction_static: Annotated[float | None, typer.Option(
+        "--mem-fraction-static", min=0.0, max=1.0, show_default=False,
+        help="Share of GPU memory SGLang takes for weights and KV (default: 0.6; the logits live outside it).")
+    ] = None,
+    sglang_args: Annotated[list[str] | None, typer.Option(
+        "--sglang-arg", metavar="KEY=VALUE", show_default=False,
+        help="Any other SGLang ServerArgs field, e.g. page_size=16 (repeatable; values read as JSON, else as "
+             "text).")] = None,
     json: JsonOpt = False,
 ) -> None:
     """Run the engine's EAGLE-3 forward (logits + aux hidden states) and compare it with the HF reference
@@ -71,7 +83,8 @@ def probe_target_command(
     report = run_probe(target, engine=engine, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None,
                        batch=batch, seq_len=seq_len, prompts=prompts, dtype=dtype.value, tp_size=tp_size,
                        compare=compare, tolerance=tolerance, min_top1_agreement=min_top1, seed=seed,
-                       warmup=warmup, trust_remote_code=trust_remote_code)
+                       warmup=warmup, trust_remote_code=trust_remote_code, attention_backend=attention_backend,
+                       mem_fraction_static=mem_fraction_static, sglang_args=sglang_args or ())
     output.emit("probe-target", report, as_json=json, render=lambda c: _render(c, report), ok=report.ok)
     if not report.ok:
         more = f" (and {len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
@@ -96,6 +109,9 @@ def _render(console: Console, r) -> None:
     head.add_row("inputs", f"{r.inputs}; {r.tokens} tokens, row lengths {r.row_lengths}")
     for name, shape in r.shapes.items():
         head.add_row(name, str(shape))
+    for run in (r.engine_run, r.reference_run):
+        if run is not None and run.settings:
+            head.add_row(f"{run.engine} settings", ", ".join(f"{k}={v}" for k, v in run.settings.items()))
     console.print(head)
     if r.diffs:
         t = Table(title=f"Differences vs HF (tolerance {r.tolerance:g}, {r.tolerance_source})", title_justify="left")

@@ -112,6 +112,12 @@ class HFTargetRunner:
         if aux_layer_ids is not None:
             self.set_aux_layers(aux_layer_ids)
 
+    @property
+    def engine_settings(self) -> dict[str, Any]:
+        """What decides this reference's numerics and speed (for reports)."""
+        return {"attn_implementation": getattr(self.model.config, "_attn_implementation", None),
+                "device": self.device}
+
     def set_aux_layers(self, ids: Sequence[int] | None) -> None:
         """Capture the outputs of these decoder layers (None: SGLang's defaults for this depth)."""
         self.aux_layer_ids = resolve_aux_layer_ids(ids, self.num_layers)

@@ -30,6 +30,10 @@ DEFAULT_TOLERANCE = {"bfloat16": 5e-2, "float16": 2e-2, "float32": 5e-3}
 DEFAULT_MIN_TOP1 = {"bfloat16": 0.90, "float16": 0.95, "float32": 0.99}
 DEFAULT_BATCH = 4
 DEFAULT_SEQ_LEN = 128
+# ServerArgs fields that have their own probe-target option: `--sglang-arg` refuses them.
+OWN_OPTION = {"model_path": "the TARGET argument", "tp_size": "--tp-size", "trust_remote_code": "--trust-remote-code",
+              "dtype": "--dtype", "attention_backend": "--attention-backend",
+              "mem_fraction_static": "--mem-fraction-static"}
 
 
 @dataclass
@@ -55,6 +59,7 @@ class RunStats:
     tokens_per_s: float
     peak_gpu_memory_bytes: int | None = None  # this process's torch allocator peak; None without CUDA
     gpu_memory_in_use_bytes: int | None = None  # whole device right after the forward (engine subprocesses too)
+    settings: dict[str, Any] = field(default_factory=dict)  # the runner's `engine_settings`, when it has them
 
 
 @dataclass
@@ -98,14 +103,52 @@ class _Outputs:
     problems: list[str]
 
 
+def parse_sglang_args(items: Sequence[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings (`--sglang-arg`) as SGLang `ServerArgs` overrides.
+
+    Values are read as JSON (numbers, true / false, null, lists) and kept as text otherwise, so `page_size=16`
+    is an int and `attention_backend=fa3` a string. `--page-size=16` and `page-size=16` name the same field.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise EaglectlError(f"--sglang-arg takes KEY=VALUE, a ServerArgs field and its value; got {item!r}",
+                                hint="for example --sglang-arg page_size=16")
+        if key in OWN_OPTION:
+            raise EaglectlError(f"--sglang-arg {key}: set it with {OWN_OPTION[key]}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def engine_server_args(*, attention_backend: str | None = None, mem_fraction_static: float | None = None,
+                       sglang_args: Sequence[str] = ()) -> dict[str, Any]:
+    """The ServerArgs overrides probe-target's options ask for (empty: the runner's defaults)."""
+    out = parse_sglang_args(sglang_args)
+    if attention_backend is not None:
+        if not attention_backend.strip():
+            raise EaglectlError("--attention-backend needs a backend name (for example triton or fa3)")
+        out["attention_backend"] = attention_backend.strip()
+    if mem_fraction_static is not None:
+        if not 0 < mem_fraction_static <= 1:
+            raise EaglectlError(f"--mem-fraction-static must be in (0, 1], got {mem_fraction_static}")
+        out["mem_fraction_static"] = float(mem_fraction_static)
+    return out
+
+
 def make_engine_runner(engine: Engine, target: str, *, dtype: str, tp_size: int, device: str,
-                       trust_remote_code: bool) -> TargetRunner:
+                       trust_remote_code: bool, server_args: dict[str, Any] | None = None) -> TargetRunner:
     """The runner for `--engine`; SGLang is imported only here, after checking it is installed."""
     if engine is Engine.sglang:
         require("sglang", extra="sglang", purpose="for --engine sglang")
         from eaglectl.target.sglang_runner import SGLangTargetRunner
 
-        return SGLangTargetRunner(target, dtype=dtype, tp_size=tp_size, trust_remote_code=trust_remote_code)
+        return SGLangTargetRunner(target, dtype=dtype, tp_size=tp_size, trust_remote_code=trust_remote_code,
+                                  **(server_args or {}))
     return make_reference_runner(target, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
 
 
@@ -132,13 +175,24 @@ def run_probe(
     warmup: int = 1,
     device: str = "auto",
     trust_remote_code: bool = False,
+    attention_backend: str | None = None,
+    mem_fraction_static: float | None = None,
+    sglang_args: Sequence[str] = (),
 ) -> ProbeReport:
-    """Run `engine` (and the HF reference) on the same rows and report shapes, differences and speed."""
+    """Run `engine` (and the HF reference) on the same rows and report shapes, differences and speed.
+
+    `attention_backend`, `mem_fraction_static` and `sglang_args` (`KEY=VALUE` ServerArgs overrides) configure
+    the SGLang engine: probing with the backend you serve with checks the kernels the drafter will meet."""
     from eaglectl.target.hf_runner import resolve_dtype
 
     engine, compare = Engine(engine), Compare(compare)
     _check_args(engine, batch=batch, seq_len=seq_len, tp_size=tp_size, tolerance=tolerance,
                 min_top1_agreement=min_top1_agreement, warmup=warmup)
+    server_args = engine_server_args(attention_backend=attention_backend, mem_fraction_static=mem_fraction_static,
+                                     sglang_args=sglang_args)
+    if server_args and engine is not Engine.sglang:
+        raise EaglectlError("--attention-backend, --mem-fraction-static and --sglang-arg configure SGLang: they "
+                            "need --engine sglang")
     # Fail on a missing extra before loading anything (an SGLang start takes minutes).
     if engine is Engine.sglang:
         require("sglang", extra="sglang", purpose="for --engine sglang")
@@ -167,7 +221,7 @@ def run_probe(
             trust_remote_code=trust_remote_code)
 
     out = _run(lambda: make_engine_runner(engine, target, dtype=dtype_name, tp_size=tp_size, device=device,
-                                          trust_remote_code=trust_remote_code),
+                                          trust_remote_code=trust_remote_code, server_args=server_args),
                engine.value, start, state, warmup=warmup, keep_embedding=compare is Compare.hf)
     input_ids, mask = state["input_ids"], state["mask"]
     tol = tolerance if tolerance is not None else DEFAULT_TOLERANCE[dtype_name]
@@ -268,12 +322,22 @@ def _run(factory, label: str, prepare, state: dict[str, Any], *, warmup: int, ke
             load_s=round(load_s, 3), forward_s=round(forward_s, 6),
             tokens_per_s=int(real.sum()) / forward_s if forward_s > 0 else float("inf"),
             peak_gpu_memory_bytes=torch.cuda.max_memory_allocated() if used_cuda else None,
-            gpu_memory_in_use_bytes=_device_in_use() if used_cuda else None)
+            gpu_memory_in_use_bytes=_device_in_use() if used_cuda else None,
+            settings=_settings(runner))
         return _Outputs(logits=logits, aux=aux,
                         embedding=embedding.detach().to("cpu") if keep_embedding else None,
                         stats=stats, problems=problems)
     finally:
         runner.close()
+
+
+def _settings(runner: TargetRunner) -> dict[str, Any]:
+    """The runner's `engine_settings` (optional in the contract: a third-party runner may not have them)."""
+    try:
+        settings = getattr(runner, "engine_settings", None)
+    except Exception:  # a report detail: never fail the probe over it
+        return {}
+    return dict(settings) if isinstance(settings, dict) else {}
 
 
 def _sync(cuda: bool) -> None:

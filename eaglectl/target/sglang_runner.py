@@ -67,6 +67,11 @@ DEFAULT_SERVER_ARGS: dict[str, Any] = {
     # Rows per extend; more rows than this are split into several extends (a big request table wastes memory).
     "max_running_requests": 256,
 }
+START_HINT = ("check the attention backend and other ServerArgs against this SGLang install (the triton backend "
+              "runs everywhere); on out-of-memory lower mem_fraction_static; EAGLECTL_DEBUG=1 shows SGLang's traceback")
+# What `engine_settings` always reports: the fields that decide speed and memory.
+REPORTED_SERVER_ARGS = ("attention_backend", "page_size", "mem_fraction_static", "max_total_tokens",
+                        "max_running_requests", "disable_cuda_graph")
 # Token rows per lm_head chunk on the generic path: bounds its temporary [chunk, V] buffers (~2**28 elements).
 LOGITS_CHUNK_ELEMENTS = 1 << 28
 _UNQUANTIZED_LM_HEAD = {"UnquantizedEmbeddingMethod", "UnquantizedLinearMethod"}
@@ -593,11 +598,17 @@ class SGLangRankEngine:
         kwargs = dict(model_config=model_config, mem_fraction_static=sa.mem_fraction_static, gpu_id=gpu_id,
                       tp_rank=rank, tp_size=self.tp_size, moe_ep_rank=rank // max(1, self.tp_size // ep_size),
                       moe_ep_size=ep_size, pp_rank=0, pp_size=1, nccl_port=spec.nccl_port, server_args=sa)
-        self.mr = sg.ModelRunner(**_accepted(sg.ModelRunner.__init__, kwargs))
-        if sg.api.staged_init:
-            self.mr.alloc_memory_pool()
-            self.mr.init_attention_backends()
-            self.mr.init_cuda_graphs()
+        try:
+            self.mr = sg.ModelRunner(**_accepted(sg.ModelRunner.__init__, kwargs))
+            if sg.api.staged_init:
+                self.mr.alloc_memory_pool()
+                self.mr.init_attention_backends()
+                self.mr.init_cuda_graphs()
+        except EaglectlError:
+            raise
+        except Exception as exc:  # an attention backend this install lacks, out of memory, an unreadable model
+            raise EaglectlError(f"SGLang could not start the target: {type(exc).__name__}: {exc}",
+                                hint=START_HINT) from exc
         self.model = self.mr.model
         if not callable(getattr(self.model, "set_eagle3_layers_to_capture", None)):
             raise EaglectlError(f"SGLang's {type(self.model).__name__} cannot capture EAGLE-3 aux hidden states "
@@ -881,6 +892,11 @@ def build_server_args_kwargs(model_path: str, *, dtype: Any = None, tp_size: int
     return kwargs
 
 
+def _plain(value: Any) -> Any:
+    """A JSON-ready form of a ServerArgs value."""
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
 def _free_port() -> int:
     import socket
 
@@ -923,6 +939,9 @@ class SGLangTargetRunner:
             sa = sg.ServerArgs(**kwargs)
         except TypeError as exc:
             raise EaglectlError(f"SGLang rejected the ServerArgs overrides ({exc})") from exc
+        except Exception as exc:  # __post_init__ checks the settings against the GPU and the model config
+            raise EaglectlError(f"SGLang refused these settings: {type(exc).__name__}: {exc}",
+                                hint=START_HINT) from exc
         nccl_port = getattr(sa, "nccl_port", None)
         if not nccl_port:
             try:
@@ -931,9 +950,10 @@ class SGLangTargetRunner:
                 nccl_port = _free_port()
         spec = RankSpec(server_args=sa, nccl_port=int(nccl_port), logits_dtype=logits_name,
                         max_requests_per_extend=max_requests_per_extend, max_tokens_per_extend=max_tokens_per_extend)
-        self._attach(RankGroup.start(build_rank_engine, spec, self.tp_size), sg.api)
+        self._attach(RankGroup.start(build_rank_engine, spec, self.tp_size), sg.api, tuple(server_args))
 
-    def _attach(self, group: Any, api: SGLangApi | None) -> None:
+    def _attach(self, group: Any, api: SGLangApi | None, override_keys: Sequence[str] = ()) -> None:
+        self._override_keys = tuple(override_keys)
         self._group = group
         self.api = api
         self._engine: SGLangRankEngine = group.local
@@ -943,11 +963,13 @@ class SGLangTargetRunner:
         self._limits = self._engine.limits()
 
     @classmethod
-    def from_group(cls, group: Any, *, api: SGLangApi | None = None, model_path: str = "") -> SGLangTargetRunner:
-        """A runner over ranks that are already running (a `RankGroup` whose rank 0 is an SGLangRankEngine)."""
+    def from_group(cls, group: Any, *, api: SGLangApi | None = None, model_path: str = "",
+                   override_keys: Sequence[str] = ()) -> SGLangTargetRunner:
+        """A runner over ranks that are already running (a `RankGroup` whose rank 0 is an SGLangRankEngine);
+        `override_keys`: the ServerArgs fields the caller set (reported by `engine_settings`)."""
         runner = cls.__new__(cls)
         runner.model_path = model_path
-        runner._attach(group, api)
+        runner._attach(group, api, override_keys)
         return runner
 
     @classmethod
@@ -960,6 +982,14 @@ class SGLangTargetRunner:
     @property
     def limits(self) -> ExtendLimits:
         return self._limits
+
+    @property
+    def engine_settings(self) -> dict[str, Any]:
+        """The SGLang settings this runner runs with, as `ServerArgs` resolved them (for reports): the ones that
+        decide speed and memory, then every field the caller overrode."""
+        sa = self._engine.spec.server_args
+        keys = dict.fromkeys((*REPORTED_SERVER_ARGS, *self._override_keys))
+        return {k: _plain(getattr(sa, k, None)) for k in keys}
 
     @property
     def last_extend_count(self) -> int:
