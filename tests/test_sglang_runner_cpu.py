@@ -841,16 +841,25 @@ def test_slots_are_returned_when_an_extend_fails_and_a_single_rank_stays_usable(
 
     def failing(fb):
         assert engine.pool_state() == (6, 4096 - 8)  # slots taken for the extend ...
-        raise RuntimeError("kernel failed")
+        raise RuntimeError("kernel failed\n" + "pages of compiler output\n" * 50)
 
     engine.mr.forward = failing
     ids, mask, rows = padded_batch([4, 4])
-    with pytest.raises(RuntimeError, match="kernel failed"):
+    with pytest.raises(EaglectlError) as info:
         runner.forward_eagle3(ids, mask)
+    assert str(info.value) == "SGLang's forward failed: RuntimeError: kernel failed"  # one line, SGLang's first
+    assert "EAGLECTL_DEBUG=1" in info.value.hint and isinstance(info.value.__cause__, RuntimeError)
     assert runner.pool_state() == (8, 4096)  # ... and given back
     engine.mr.forward = working  # one rank: nothing can be left half-way in a collective, so it goes on
     logits, aux = runner.forward_eagle3(ids, mask)
     assert_matches(logits, aux, rows, reference(engine.model, rows, [1, 3, 5]), 4)
+
+
+def test_sglang_failures_are_named_by_type_and_first_line():
+    assert sr.sglang_failure(ValueError("bad\nmore")) == "ValueError: bad"
+    assert sr.sglang_failure(MemoryError()) == "MemoryError"
+    long = sr.sglang_failure(RuntimeError("x" * 1000), limit=50)
+    assert long == "RuntimeError: " + "x" * 47 + "..."
 
 
 def test_rows_are_checked_before_anything_runs():

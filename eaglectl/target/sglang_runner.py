@@ -69,6 +69,8 @@ DEFAULT_SERVER_ARGS: dict[str, Any] = {
 }
 START_HINT = ("check the attention backend and other ServerArgs against this SGLang install (the triton backend "
               "runs everywhere); on out-of-memory lower mem_fraction_static; EAGLECTL_DEBUG=1 shows SGLang's traceback")
+FORWARD_HINT = ("a backend other than triton may start but not run on this install; on out-of-memory pass fewer "
+                "rows or max_tokens_per_extend; EAGLECTL_DEBUG=1 shows SGLang's traceback")
 # What `engine_settings` always reports: the fields that decide speed and memory.
 REPORTED_SERVER_ARGS = ("attention_backend", "page_size", "mem_fraction_static", "max_total_tokens",
                         "max_running_requests", "disable_cuda_graph")
@@ -607,7 +609,7 @@ class SGLangRankEngine:
         except EaglectlError:
             raise
         except Exception as exc:  # an attention backend this install lacks, out of memory, an unreadable model
-            raise EaglectlError(f"SGLang could not start the target: {type(exc).__name__}: {exc}",
+            raise EaglectlError(f"SGLang could not start the target: {sglang_failure(exc)}",
                                 hint=START_HINT) from exc
         self.model = self.mr.model
         if not callable(getattr(self.model, "set_eagle3_layers_to_capture", None)):
@@ -778,7 +780,10 @@ class SGLangRankEngine:
             source = batch.get_model_worker_batch() if sg.api.worker_batch else batch
             fb = sg.ForwardBatch.init_new(source, mr, **self._forward_batch_extra)
             fb.capture_hidden_mode = sg.CaptureHiddenMode.FULL
-            mr.forward(fb)
+            try:
+                mr.forward(fb)
+            except Exception as exc:  # a backend that starts but cannot run here, out of memory, a kernel error
+                raise EaglectlError(f"SGLang's forward failed: {sglang_failure(exc)}", hint=FORWARD_HINT) from exc
             if sink.calls != 1:
                 raise EaglectlError(f"SGLang's forward went through the wrapped logits processor {sink.calls} "
                                     f"time(s) instead of once ({type(self.model).__name__})")
@@ -892,6 +897,15 @@ def build_server_args_kwargs(model_path: str, *, dtype: Any = None, tp_size: int
     return kwargs
 
 
+def sglang_failure(exc: BaseException, limit: int = 300) -> str:
+    """`Type: first line` of an exception from SGLang's own code (torch compile errors run to pages)."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    if len(line) > limit:
+        line = line[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
 def _plain(value: Any) -> Any:
     """A JSON-ready form of a ServerArgs value."""
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
@@ -940,7 +954,7 @@ class SGLangTargetRunner:
         except TypeError as exc:
             raise EaglectlError(f"SGLang rejected the ServerArgs overrides ({exc})") from exc
         except Exception as exc:  # __post_init__ checks the settings against the GPU and the model config
-            raise EaglectlError(f"SGLang refused these settings: {type(exc).__name__}: {exc}",
+            raise EaglectlError(f"SGLang refused these settings: {sglang_failure(exc)}",
                                 hint=START_HINT) from exc
         nccl_port = getattr(sa, "nccl_port", None)
         if not nccl_port:
