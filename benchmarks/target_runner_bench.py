@@ -2,6 +2,7 @@
 """SGLang target runner throughput: one extend per row vs one batched extend vs the Hugging Face forward.
 
     python benchmarks/target_runner_bench.py [--shapes 8x1024,4x4096] [--iters 5] [--json OUT] [--model DIR]
+                                             [--attention-backend triton]
                                              [--profile TABLES.txt]
 
 A benchmark, not a test: it prints a table and (with --json) writes the numbers. By default it builds a random
@@ -11,6 +12,9 @@ embeddings) in bf16 and measures, for each B x S shape of full-length rows, the 
 * per-row: the SGLang runner called once per row (one extend each, outputs stacked), the pre-eaglectl way;
 * batched: the SGLang runner called once for the whole batch (one extend);
 * hf: eaglectl's Hugging Face reference runner (transformers, sdpa attention), same dtype, same aux layers.
+
+SGLang uses the triton attention backend (what the targets are stated for) unless `--attention-backend` says
+otherwise.
 
 Each case: 2 warm-up calls, then `--iters` timed calls (CUDA-synchronised), median reported; tokens/s counts real
 tokens. Then `--iters` calls back to back with one synchronisation at the end ("pipelined": the host prepares a
@@ -192,14 +196,14 @@ def per_row(runner, ids, mask):
     return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
 
-def run_sglang(model_dir: Path, shapes, vocab: int, iters: int, results: dict) -> dict:
+def run_sglang(model_dir: Path, shapes, vocab: int, iters: int, results: dict, attention_backend: str) -> dict:
     import torch
 
     from eaglectl.target.sglang_runner import SGLangTargetRunner
 
     max_tokens = max(b * s for b, s in shapes)
     t0 = time.perf_counter()
-    runner = SGLangTargetRunner(str(model_dir), dtype="bfloat16", attention_backend="triton",
+    runner = SGLangTargetRunner(str(model_dir), dtype="bfloat16", attention_backend=attention_backend,
                                 sampling_backend="pytorch", disable_cuda_graph=True,
                                 max_total_tokens=max_tokens + 1024)
     load_s = time.perf_counter() - t0
@@ -207,6 +211,7 @@ def run_sglang(model_dir: Path, shapes, vocab: int, iters: int, results: dict) -
     try:
         runner.set_aux_layers(None)
         info = {"load_s": round(load_s, 1), "api": runner.api.shape if runner.api else None,
+                "settings": runner.engine_settings,
                 "aux_layer_ids": runner.aux_layer_ids, "limits": vars(runner.limits)}
         for b, s in shapes:
             ids, mask = rows(b, s, vocab)
@@ -266,6 +271,8 @@ def main() -> int:
     ap.add_argument("--model", type=Path, help="an existing model directory instead of the random 1B-shaped one")
     ap.add_argument("--tiny", action="store_true", help="a tiny random model (smoke test)")
     ap.add_argument("--skip-sglang", action="store_true", help="HF only (no GPU / SGLang needed)")
+    ap.add_argument("--attention-backend", default="triton",
+                    help="SGLang attention backend (the targets are stated for triton)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--profile", type=Path, help="profile one batched SGLang call and one HF call per shape "
                     "(after the timed ones); per-kernel tables go to this file, GPU busy time into the results")
@@ -293,7 +300,7 @@ def main() -> int:
     results: dict = {}
     sgl = None
     if not args.skip_sglang:
-        sgl = run_sglang(model_dir, shapes, vocab, args.iters, results)
+        sgl = run_sglang(model_dir, shapes, vocab, args.iters, results, args.attention_backend)
     hf = run_hf(model_dir, shapes, vocab, args.iters, results, device)
 
     for key, r in results.items():
