@@ -69,6 +69,8 @@ def bench_shape(batch: int, seq_len: int, iters: int) -> dict:
     triton_extend()
     ref = sdpa().transpose(1, 2).reshape(tokens, HEADS, HEAD_DIM)
     max_diff = float((o.float() - ref.float()).abs().max())
+    if not max_diff < 0.05:
+        raise SystemExit(f"{batch}x{seq_len}: triton and SDPA disagree (max abs {max_diff}); not timing them")
     t_triton, t_sdpa = cuda_ms(triton_extend, iters), cuda_ms(sdpa, iters)
     flops = 4 * batch * HEADS * HEAD_DIM * seq_len * (seq_len + 1) / 2  # causal QK^T and PV
     return {"shape": f"{batch}x{seq_len}", "triton_ms": t_triton, "sdpa_ms": t_sdpa,

@@ -75,7 +75,7 @@ def main() -> int:
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     try:
         for b, s in shapes:
-            ids, mask = rows(b, s, LLAMA_1B["vocab_size"])
+            ids, mask = rows(b, s, engine.vocab_size)
             seen: dict[str, list[float]] = {}
             for i in range(args.iters + 2):
                 torch.cuda.synchronize()

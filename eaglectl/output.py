@@ -55,7 +55,9 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in items]
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return None
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)  # a torch.device, a dtype, an engine's own object: readable, and never breaks json.dumps
 
 
 def envelope(command: str, result: Any, *, ok: bool = True) -> dict[str, Any]:

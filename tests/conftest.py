@@ -60,3 +60,25 @@ def tiny_llama(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-llama")
     LlamaForCausalLM(config).to(torch.float32).save_pretrained(path)
     return path
+
+
+class _FakeServerArgs:
+    """A few of SGLang's `launch_server` flags, declared the way `ServerArgs.add_cli_args` declares them."""
+
+    @staticmethod
+    def add_cli_args(parser) -> None:
+        parser.add_argument("--model-path", "--model", type=str, required=True)
+        parser.add_argument("--tp-size", type=int, default=1)
+        parser.add_argument("--dtype", type=str, default="auto")
+        parser.add_argument("--page-size", type=int, default=1)
+        parser.add_argument("--mem-fraction-static", type=float, default=None)
+        parser.add_argument("--attention-backend", type=str, choices=["triton", "fa3", "torch_native"], default=None)
+        parser.add_argument("--kv-cache-dtype", type=str, default="auto")
+        parser.add_argument("--disable-radix-cache", action="store_true")
+        parser.add_argument("--cuda-graph-bs", type=int, nargs="+", default=None)
+
+
+@pytest.fixture
+def fake_server_args_cls():
+    """SGLang's ServerArgs as far as flag parsing goes (no SGLang on the CPU machines)."""
+    return _FakeServerArgs

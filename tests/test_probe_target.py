@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -250,62 +251,80 @@ class _Configured(_Scaled):
         self.engine_settings = settings
 
 
-def test_sglang_options_reach_the_runner_and_the_report(cli, tiny_llama, monkeypatch):
-    built = {}
-    real_require, real_make = probe.require, probe.make_engine_runner
+@pytest.fixture
+def fake_sglang_runner(monkeypatch, fake_server_args_cls):
+    """`--engine sglang` through the real `make_engine_runner`, with SGLang replaced at its edges: the flag parser
+    gets the fake ServerArgs, and the runner class is the HF runner recording what it was built with."""
+    import eaglectl.target.sglang_runner as sr
 
-    def make(engine, target, **kw):
-        built.update(kw)
-        return _Configured(real_make(probe.Engine.hf, target, **{k: v for k, v in kw.items() if k != "server_args"}),
-                           {"attention_backend": kw["server_args"]["attention_backend"], "page_size": 16})
+    built = {}
+    real_require = probe.require
+
+    def runner(target, *, dtype, tp_size, trust_remote_code, **overrides):
+        built.update(overrides, tp_size=tp_size)
+        return _Configured(probe.make_reference_runner(target, dtype=dtype, device="cpu",
+                                                       trust_remote_code=trust_remote_code), dict(overrides))
 
     monkeypatch.setattr(probe, "require", lambda name, **k: None if name == "sglang" else real_require(name, **k))
-    monkeypatch.setattr(probe, "make_engine_runner", make)
-    args = (tiny_llama, "--engine", "sglang", "--batch", "2", "--seq-len", "8", "--dtype", "float32",
-            "--attention-backend", "fa3", "--mem-fraction-static", "0.5", "--sglang-arg", "page_size=16",
-            "--sglang-arg", "--enable-torch-compile=false", "--sglang-arg", "chunked_prefill_size=null")
-    result = cli("probe-target", *args, "--json")
+    monkeypatch.setattr(sr, "load_sglang", lambda: SimpleNamespace(ServerArgs=fake_server_args_cls))
+    monkeypatch.setattr(sr, "SGLangTargetRunner", runner)
+    return built
+
+
+SGLANG_SMALL = ("--engine", "sglang", "--batch", "2", "--seq-len", "8", "--dtype", "float32")
+
+
+def test_sglang_options_and_flags_reach_the_runner_and_the_report(cli, tiny_llama, fake_sglang_runner):
+    args = (tiny_llama, *SGLANG_SMALL, "--attention-backend", "fa3", "--mem-fraction-static", "0.5")
+    flags = ("--", "--page-size", "16", "--disable-radix-cache", "--cuda-graph-bs", "1", "2")
+    result = cli("probe-target", *args, "--json", *flags)
     assert result.exit_code == 0, result.stderr
-    assert built["server_args"] == {"attention_backend": "fa3", "mem_fraction_static": 0.5, "page_size": 16,
-                                    "enable_torch_compile": False, "chunked_prefill_size": None}
+    assert fake_sglang_runner == {"attention_backend": "fa3", "mem_fraction_static": 0.5, "page_size": 16,
+                                  "disable_radix_cache": True, "cuda_graph_bs": [1, 2], "tp_size": 1}
     r = _json(result)["result"]
     assert r["engine_run"]["engine"] == "sglang"
-    assert r["engine_run"]["settings"] == {"attention_backend": "fa3", "page_size": 16}
+    assert r["engine_run"]["settings"] == {"page_size": 16, "disable_radix_cache": True, "cuda_graph_bs": [1, 2],
+                                           "attention_backend": "fa3", "mem_fraction_static": 0.5}
     assert r["reference_run"]["settings"] == {"attn_implementation": "sdpa", "device": "cpu"}
-    table = cli("probe-target", *args)
+    table = cli("probe-target", *args, *flags)
     assert table.exit_code == 0, table.stderr
-    assert "attention_backend=fa3, page_size=16" in table.stdout and "attn_implementation=sdpa" in table.stdout
+    assert "engine settings (sglang)" in table.stdout and "attention_backend=fa3" in table.stdout
+    assert "reference settings (hf)" in table.stdout and "attn_implementation=sdpa" in table.stdout
 
 
-@pytest.mark.parametrize("option", [("--attention-backend", "fa3"), ("--mem-fraction-static", "0.5"),
-                                    ("--sglang-arg", "page_size=16")])
-def test_sglang_options_need_the_sglang_engine(cli, tiny_llama, monkeypatch, option):
+@pytest.mark.parametrize(("flags", "message"), [
+    (("--page-size", "sixteen"), "SGLang server flags: argument --page-size: invalid int value: 'sixteen'"),
+    (("--no-such-flag", "1"), "SGLang server flags: unrecognized arguments: --no-such-flag 1"),
+    (("--attention-backend", "nope"), "argument --attention-backend: invalid choice: 'nope'"),
+    (("--tp-size", "2"), "--tp-size cannot be passed to SGLang here: set it with --tp-size"),
+    (("--model", "/x"), "--model-path cannot be passed to SGLang here: set it with the TARGET argument"),
+    (("--attention-backend", "triton"), "--attention-backend is given both as a probe-target option and after --"),
+])
+def test_bad_sglang_flags_are_one_error_before_loading(cli, tiny_llama, fake_sglang_runner, flags, message):
+    result = cli("probe-target", tiny_llama, *SGLANG_SMALL, "--attention-backend", "fa3", "--", *flags)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert fake_sglang_runner == {}  # nothing was built
+
+
+@pytest.mark.parametrize("extra", [("--attention-backend", "fa3"), ("--mem-fraction-static", "0.5"),
+                                   ("--", "--page-size", "16")])
+def test_sglang_options_need_the_sglang_engine(cli, tiny_llama, monkeypatch, extra):
     monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
-    result = cli("probe-target", tiny_llama, "--engine", "hf", *option)
+    result = cli("probe-target", tiny_llama, "--engine", "hf", *extra)
     assert result.exit_code == 1 and result.stdout == ""
     assert "need --engine sglang" in result.stderr
 
 
-def test_sglang_args_are_typed_from_json_or_kept_as_text():
-    assert probe.parse_sglang_args(["page_size=16", "cuda_graph_bs=[1, 2]", "kv_cache_dtype=fp8_e5m2",
-                                    "--disable-radix-cache=true", "context-length=null", "tokenizer_path="]) == {
-        "page_size": 16, "cuda_graph_bs": [1, 2], "kv_cache_dtype": "fp8_e5m2", "disable_radix_cache": True,
-        "context_length": None, "tokenizer_path": ""}
-    assert probe.parse_sglang_args(["page_size=16", "page_size=32"]) == {"page_size": 32}  # the last one wins
-
-
-@pytest.mark.parametrize(("items", "message"), [
-    (["page_size"], "takes KEY=VALUE"), (["=16"], "takes KEY=VALUE"), (["1x=2"], "takes KEY=VALUE"),
-    (["dtype=float16"], "set it with --dtype"), (["tp-size=2"], "set it with --tp-size"),
-    (["model_path=/x"], "TARGET argument"), (["attention_backend=fa3"], "set it with --attention-backend"),
-])
-def test_sglang_args_refuse_what_is_not_a_free_field(items, message):
-    with pytest.raises(probe.EaglectlError, match=message):
-        probe.parse_sglang_args(items)
+def test_mem_fraction_static_must_be_above_zero(cli, tiny_llama):
+    result = cli("probe-target", tiny_llama, *SGLANG_SMALL, "--mem-fraction-static", "0")
+    assert result.exit_code == 1 and "--mem-fraction-static must be in (0, 1], got 0.0" in result.stderr
 
 
 def test_engine_server_args_check_their_ranges():
     assert probe.engine_server_args() == {}
+    assert probe.engine_server_args(attention_backend=" fa3 ", mem_fraction_static=1) == {
+        "attention_backend": "fa3", "mem_fraction_static": 1.0}
     with pytest.raises(probe.EaglectlError, match=r"must be in \(0, 1\]"):
         probe.engine_server_args(mem_fraction_static=0.0)
     with pytest.raises(probe.EaglectlError, match="needs a backend name"):

@@ -809,17 +809,52 @@ def test_settings_sglang_refuses_are_one_clear_error(monkeypatch):
     assert "EAGLECTL_DEBUG=1" in info.value.hint
 
 
+def test_server_flags_are_typed_by_sglangs_parser_and_only_given_ones_return(fake_server_args_cls):
+    got = sr.server_args_from_flags(["--page-size", "16", "--disable-radix-cache", "--cuda-graph-bs", "1", "2",
+                                     "--kv-cache-dtype=fp8_e5m2"], fake_server_args_cls)
+    assert got == {"page_size": 16, "disable_radix_cache": True, "cuda_graph_bs": [1, 2],
+                   "kv_cache_dtype": "fp8_e5m2"}
+    assert sr.server_args_from_flags([], fake_server_args_cls) == {}
+    with pytest.raises(EaglectlError, match="unrecognized arguments: --page") as info:
+        sr.server_args_from_flags(["--page", "16"], fake_server_args_cls)  # no abbreviations
+    assert "launch_server" in info.value.hint
+    with pytest.raises(EaglectlError, match="--dtype cannot be passed to SGLang here: set it with dtype"):
+        sr.server_args_from_flags(["--dtype", "float16"], fake_server_args_cls)
+    with pytest.raises(EaglectlError, match="--page-size cannot be passed to SGLang here: set it with --my-page"):
+        sr.server_args_from_flags(["--page-size", "4"], fake_server_args_cls, own_options={"page_size": "--my-page"})
+
+
+def test_a_broken_wrapper_contract_inside_the_forward_keeps_its_traceback():
+    runner, engine = make_runner()
+    runner.set_aux_layers([1, 3, 5])
+    wrapper = engine.wrappers[0]
+    real = wrapper.forward
+
+    def short(input_ids, hidden_states, lm_head, logits_metadata, aux_hidden_states=None, *a, **k):
+        return real(input_ids, hidden_states[:-1], lm_head, logits_metadata, aux_hidden_states, *a, **k)
+
+    wrapper.forward = short
+    ids, mask, _ = padded_batch([4, 4])
+    with pytest.raises(sr.ExtendContractError, match="7 hidden states for 8 tokens"):  # a bug, not a user error
+        runner.forward_eagle3(ids, mask)
+
+
 def test_engine_settings_report_the_resolved_server_args_and_every_override():
     runner, engine = make_runner(attention_backend="fa3", page_size=16, chunked_prefill_size=8192)
     assert runner.engine_settings == {"attention_backend": "fa3", "page_size": 16, "mem_fraction_static": 0.5,
                                       "max_total_tokens": 4096, "max_running_requests": 8,
-                                      "disable_cuda_graph": None}
+                                      "disable_cuda_graph": None,
+                                      "kv_slots": 4096 - 16, "request_slots": 8, "context_length": 64}
     runner = sr.SGLangTargetRunner.from_group(runner._group, api=runner.api,
                                               override_keys=("chunked_prefill_size", "page_size"))
     settings = runner.engine_settings
-    assert settings["chunked_prefill_size"] == 8192 and list(settings)[-1] == "chunked_prefill_size"
+    assert list(settings) == [*sr.REPORTED_SERVER_ARGS, "chunked_prefill_size", "kv_slots", "request_slots",
+                              "context_length"]
+    assert settings["chunked_prefill_size"] == 8192
     engine.spec.server_args.chunked_prefill_size = Path("/not/json")  # anything else is reported as text
     assert runner.engine_settings["chunked_prefill_size"] == "/not/json"
+    engine.spec.server_args.page_size = (1, 2)  # lists stay lists
+    assert runner.engine_settings["page_size"] == [1, 2]
 
 
 def test_kv_slots_are_returned_after_every_call():
@@ -991,6 +1026,10 @@ class EchoEngine:
         if self.rank == rank:
             raise ValueError(f"rank {rank} says no")
 
+    def refuse_on(self, rank):
+        if self.rank == rank:
+            raise EaglectlError(f"rank {rank} refuses these settings", hint="use triton")
+
     def close(self):
         self.closed += 1
         EchoEngine.log.append(("close", self.rank))
@@ -1022,6 +1061,17 @@ def test_a_remote_failure_names_the_rank_and_tears_the_group_down(echo_log):
     assert "ValueError: rank 2 says no" in str(info.value)
     assert group.closed and group.local.closed == 1
     assert all(w.stopped for w in group.workers)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_remote_user_error_comes_back_as_its_message_and_hint(echo_log, monkeypatch, debug):
+    monkeypatch.setenv("EAGLECTL_DEBUG", "1" if debug else "0")
+    group = RankGroup.start(EchoEngine, {}, 2, worker_factory=ThreadWorker)
+    with pytest.raises(RankFailure) as info:
+        group.call("refuse_on", 1)
+    text = str(info.value)
+    assert "rank 1 failed in refuse_on:\nrank 1 refuses these settings\nhint: use triton" in text or debug
+    assert ("Traceback" in text) is debug  # a user-facing error needs no traceback unless asked for
 
 
 def test_a_local_failure_stops_the_remote_ranks(echo_log):

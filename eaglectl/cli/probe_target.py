@@ -23,8 +23,9 @@ def _per_dtype(table: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in table.items())
 
 
-@app.command("probe-target")
+@app.command("probe-target", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def probe_target_command(
+    ctx: typer.Context,
     target: Annotated[str, typer.Argument(
         metavar="TARGET", help="Target model directory (or Hugging Face repo id).",
         autocompletion=complete.target_paths, show_default=False)],
@@ -68,23 +69,21 @@ def probe_target_command(
              "with, e.g. fa3 on Hopper.")] = None,
     mem_fraction_static: Annotated[float | None, typer.Option(
         "--mem-fraction-static", min=0.0, max=1.0, show_default=False,
-        help="Share of GPU memory SGLang takes for weights and KV (default: 0.6; the logits live outside it).")
+        help="Share of GPU memory, above 0, that SGLang takes for weights and KV (default: 0.6; the logits live "
+             "outside it).")
     ] = None,
-    sglang_args: Annotated[list[str] | None, typer.Option(
-        "--sglang-arg", metavar="KEY=VALUE", show_default=False,
-        help="Any other SGLang ServerArgs field, e.g. page_size=16 (repeatable; values read as JSON, else as "
-             "text).")] = None,
     json: JsonOpt = False,
 ) -> None:
     """Run the engine's EAGLE-3 forward (logits + aux hidden states) and compare it with the HF reference
-    (exit 1 when a difference exceeds the tolerance)."""
+    (exit 1 when a difference exceeds the tolerance). Anything after `--` is passed to SGLang as
+    `sglang.launch_server` flags, e.g. `-- --page-size 16`."""
     from eaglectl.target.probe import run_probe
 
     report = run_probe(target, engine=engine, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None,
                        batch=batch, seq_len=seq_len, prompts=prompts, dtype=dtype.value, tp_size=tp_size,
                        compare=compare, tolerance=tolerance, min_top1_agreement=min_top1, seed=seed,
                        warmup=warmup, trust_remote_code=trust_remote_code, attention_backend=attention_backend,
-                       mem_fraction_static=mem_fraction_static, sglang_args=sglang_args or ())
+                       mem_fraction_static=mem_fraction_static, sglang_flags=list(ctx.args))
     output.emit("probe-target", report, as_json=json, render=lambda c: _render(c, report), ok=report.ok)
     if not report.ok:
         more = f" (and {len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
@@ -109,9 +108,10 @@ def _render(console: Console, r) -> None:
     head.add_row("inputs", f"{r.inputs}; {r.tokens} tokens, row lengths {r.row_lengths}")
     for name, shape in r.shapes.items():
         head.add_row(name, str(shape))
-    for run in (r.engine_run, r.reference_run):
+    for label, run in (("engine", r.engine_run), ("reference", r.reference_run)):
         if run is not None and run.settings:
-            head.add_row(f"{run.engine} settings", ", ".join(f"{k}={v}" for k, v in run.settings.items()))
+            head.add_row(f"{label} settings ({run.engine})",
+                         output.escape(", ".join(f"{k}={v}" for k, v in run.settings.items())))
     console.print(head)
     if r.diffs:
         t = Table(title=f"Differences vs HF (tolerance {r.tolerance:g}, {r.tolerance_source})", title_justify="left")

@@ -30,10 +30,9 @@ DEFAULT_TOLERANCE = {"bfloat16": 5e-2, "float16": 2e-2, "float32": 5e-3}
 DEFAULT_MIN_TOP1 = {"bfloat16": 0.90, "float16": 0.95, "float32": 0.99}
 DEFAULT_BATCH = 4
 DEFAULT_SEQ_LEN = 128
-# ServerArgs fields that have their own probe-target option: `--sglang-arg` refuses them.
-OWN_OPTION = {"model_path": "the TARGET argument", "tp_size": "--tp-size", "trust_remote_code": "--trust-remote-code",
-              "dtype": "--dtype", "attention_backend": "--attention-backend",
-              "mem_fraction_static": "--mem-fraction-static"}
+# ServerArgs fields probe-target sets from its own options: SGLang flags after `--` must not set them too.
+OWN_OPTIONS = {"model_path": "the TARGET argument", "tp_size": "--tp-size", "trust_remote_code": "--trust-remote-code",
+               "dtype": "--dtype"}
 
 
 @dataclass
@@ -103,32 +102,10 @@ class _Outputs:
     problems: list[str]
 
 
-def parse_sglang_args(items: Sequence[str]) -> dict[str, Any]:
-    """`KEY=VALUE` strings (`--sglang-arg`) as SGLang `ServerArgs` overrides.
-
-    Values are read as JSON (numbers, true / false, null, lists) and kept as text otherwise, so `page_size=16`
-    is an int and `attention_backend=fa3` a string. `--page-size=16` and `page-size=16` name the same field.
-    """
+def engine_server_args(*, attention_backend: str | None = None, mem_fraction_static: float | None = None
+                       ) -> dict[str, Any]:
+    """The ServerArgs overrides probe-target's own options ask for (empty: the runner's defaults)."""
     out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip().lstrip("-").replace("-", "_")
-        if not sep or not key.isidentifier():
-            raise EaglectlError(f"--sglang-arg takes KEY=VALUE, a ServerArgs field and its value; got {item!r}",
-                                hint="for example --sglang-arg page_size=16")
-        if key in OWN_OPTION:
-            raise EaglectlError(f"--sglang-arg {key}: set it with {OWN_OPTION[key]}")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
-
-
-def engine_server_args(*, attention_backend: str | None = None, mem_fraction_static: float | None = None,
-                       sglang_args: Sequence[str] = ()) -> dict[str, Any]:
-    """The ServerArgs overrides probe-target's options ask for (empty: the runner's defaults)."""
-    out = parse_sglang_args(sglang_args)
     if attention_backend is not None:
         if not attention_backend.strip():
             raise EaglectlError("--attention-backend needs a backend name (for example triton or fa3)")
@@ -141,14 +118,24 @@ def engine_server_args(*, attention_backend: str | None = None, mem_fraction_sta
 
 
 def make_engine_runner(engine: Engine, target: str, *, dtype: str, tp_size: int, device: str,
-                       trust_remote_code: bool, server_args: dict[str, Any] | None = None) -> TargetRunner:
-    """The runner for `--engine`; SGLang is imported only here, after checking it is installed."""
+                       trust_remote_code: bool, server_args: dict[str, Any] | None = None,
+                       server_flags: Sequence[str] = ()) -> TargetRunner:
+    """The runner for `--engine`; SGLang is imported only here, after checking it is installed.
+
+    `server_args`: ServerArgs overrides from probe-target's options; `server_flags`: `sglang.launch_server`
+    flags (given after `--`), parsed by SGLang's own parser."""
     if engine is Engine.sglang:
         require("sglang", extra="sglang", purpose="for --engine sglang")
-        from eaglectl.target.sglang_runner import SGLangTargetRunner
+        from eaglectl.target.sglang_runner import SGLangTargetRunner, server_args_from_flags
 
+        overrides = server_args_from_flags(server_flags, own_options=OWN_OPTIONS) if server_flags else {}
+        twice = sorted(overrides.keys() & (server_args or {}).keys())
+        if twice:
+            flag = "--" + twice[0].replace("_", "-")
+            raise EaglectlError(f"{flag} is given both as a probe-target option and after --; give it once")
+        overrides.update(server_args or {})
         return SGLangTargetRunner(target, dtype=dtype, tp_size=tp_size, trust_remote_code=trust_remote_code,
-                                  **(server_args or {}))
+                                  **overrides)
     return make_reference_runner(target, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
 
 
@@ -177,22 +164,23 @@ def run_probe(
     trust_remote_code: bool = False,
     attention_backend: str | None = None,
     mem_fraction_static: float | None = None,
-    sglang_args: Sequence[str] = (),
+    sglang_flags: Sequence[str] = (),
 ) -> ProbeReport:
     """Run `engine` (and the HF reference) on the same rows and report shapes, differences and speed.
 
-    `attention_backend`, `mem_fraction_static` and `sglang_args` (`KEY=VALUE` ServerArgs overrides) configure
-    the SGLang engine: probing with the backend you serve with checks the kernels the drafter will meet."""
+    `attention_backend`, `mem_fraction_static` and `sglang_flags` (`sglang.launch_server` flags) configure the
+    SGLang engine: probing with the backend you serve with checks the kernels the drafter will meet."""
     from eaglectl.target.hf_runner import resolve_dtype
 
     engine, compare = Engine(engine), Compare(compare)
     _check_args(engine, batch=batch, seq_len=seq_len, tp_size=tp_size, tolerance=tolerance,
                 min_top1_agreement=min_top1_agreement, warmup=warmup)
-    server_args = engine_server_args(attention_backend=attention_backend, mem_fraction_static=mem_fraction_static,
-                                     sglang_args=sglang_args)
-    if server_args and engine is not Engine.sglang:
-        raise EaglectlError("--attention-backend, --mem-fraction-static and --sglang-arg configure SGLang: they "
-                            "need --engine sglang")
+    server_args = engine_server_args(attention_backend=attention_backend, mem_fraction_static=mem_fraction_static)
+    sglang_flags = list(sglang_flags)
+    if (server_args or sglang_flags) and engine is not Engine.sglang:
+        extra = f" (got {' '.join(sglang_flags)})" if sglang_flags else ""
+        raise EaglectlError(f"--attention-backend, --mem-fraction-static and SGLang flags after -- configure SGLang: "
+                            f"they need --engine sglang{extra}")
     # Fail on a missing extra before loading anything (an SGLang start takes minutes).
     if engine is Engine.sglang:
         require("sglang", extra="sglang", purpose="for --engine sglang")
@@ -221,7 +209,8 @@ def run_probe(
             trust_remote_code=trust_remote_code)
 
     out = _run(lambda: make_engine_runner(engine, target, dtype=dtype_name, tp_size=tp_size, device=device,
-                                          trust_remote_code=trust_remote_code, server_args=server_args),
+                                          trust_remote_code=trust_remote_code, server_args=server_args,
+                                          server_flags=sglang_flags),
                engine.value, start, state, warmup=warmup, keep_embedding=compare is Compare.hf)
     input_ids, mask = state["input_ids"], state["mask"]
     tol = tolerance if tolerance is not None else DEFAULT_TOLERANCE[dtype_name]

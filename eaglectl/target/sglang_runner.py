@@ -26,6 +26,7 @@ SGLang and torch are imported inside functions only: importing this module never
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import inspect
 import os
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eaglectl.errors import EaglectlError, require
+from eaglectl.output import to_jsonable
 from eaglectl.target.contract import (
     DTYPES,
     canonical_dtype,
@@ -399,7 +401,7 @@ def compute_logits(lp: Any, hidden: torch.Tensor, lm_head: Any, *, gather: Calla
         logits = logits * scale
     if getattr(lp, "do_tensor_parallel_all_gather", False):
         if gather is None:
-            raise RuntimeError("the logits processor is tensor-parallel but no all-gather was given")
+            raise ExtendContractError("the logits processor is tensor-parallel but no all-gather was given")
         logits = gather(logits)
     logits = logits[:, : lp.vocab_size]
     if dtype is not None and logits.dtype != dtype:
@@ -441,6 +443,11 @@ def direct_matmul_possible(lp: Any, lm_head: Any, out: torch.Tensor | None, hidd
             and weight.shape[1] == hidden.shape[-1] and weight.dtype == out.dtype == hidden.dtype)
 
 
+class ExtendContractError(RuntimeError):
+    """SGLang's forward handed the all-position wrapper something this runner does not expect (a bug or an
+    unsupported model, not a user error: it keeps its traceback)."""
+
+
 @dataclass
 class ExtendSink:
     """Where the wrapped logits processor writes one extend's outputs (flat [B*S, *] views; None on ranks > 0)."""
@@ -461,7 +468,7 @@ class ExtendSink:
     def consume(self, lp: Any, hidden: torch.Tensor, lm_head: Any, aux_hidden: Sequence[Any] | None) -> None:
         n_tokens = self.tokens
         if hidden.shape[0] != n_tokens:
-            raise RuntimeError(f"the extend returned {hidden.shape[0]} hidden states for {n_tokens} tokens")
+            raise ExtendContractError(f"the extend returned {hidden.shape[0]} hidden states for {n_tokens} tokens")
         direct = direct_matmul_possible(lp, lm_head, self.logits, hidden)
         chunk = None if direct else max(256, LOGITS_CHUNK_ELEMENTS // max(1, int(lp.vocab_size)))
         for src, dst, n in token_pieces(self.group, self.lengths, self.seq_len, chunk):
@@ -470,7 +477,7 @@ class ExtendSink:
         if self.aux is not None:
             captured = list(aux_hidden or [])
             if len(captured) != len(set(self.aux_order)) or not self.aux_order:
-                raise RuntimeError(f"the model captured {len(captured)} aux hidden state(s), expected "
+                raise ExtendContractError(f"the model captured {len(captured)} aux hidden state(s), expected "
                                    f"{len(set(self.aux_order))}")
             width = captured[0].shape[-1]
             for src, dst, n in token_pieces(self.group, self.lengths, self.seq_len):
@@ -596,11 +603,11 @@ class SGLangRankEngine:
         self.tp_size = int(getattr(sa, "tp_size", 1))
         gpu_id = int(getattr(sa, "base_gpu_id", 0)) + rank * int(getattr(sa, "gpu_id_step", 1))
         ep_size = int(getattr(sa, "ep_size", 1) or 1)
-        model_config = sg.ModelConfig.from_server_args(sa)
-        kwargs = dict(model_config=model_config, mem_fraction_static=sa.mem_fraction_static, gpu_id=gpu_id,
+        kwargs = dict(mem_fraction_static=sa.mem_fraction_static, gpu_id=gpu_id,
                       tp_rank=rank, tp_size=self.tp_size, moe_ep_rank=rank // max(1, self.tp_size // ep_size),
                       moe_ep_size=ep_size, pp_rank=0, pp_size=1, nccl_port=spec.nccl_port, server_args=sa)
         try:
+            kwargs["model_config"] = sg.ModelConfig.from_server_args(sa)
             self.mr = sg.ModelRunner(**_accepted(sg.ModelRunner.__init__, kwargs))
             if sg.api.staged_init:
                 self.mr.alloc_memory_pool()
@@ -782,6 +789,8 @@ class SGLangRankEngine:
             fb.capture_hidden_mode = sg.CaptureHiddenMode.FULL
             try:
                 mr.forward(fb)
+            except (EaglectlError, ExtendContractError):
+                raise
             except Exception as exc:  # a backend that starts but cannot run here, out of memory, a kernel error
                 raise EaglectlError(f"SGLang's forward failed: {sglang_failure(exc)}", hint=FORWARD_HINT) from exc
             if sink.calls != 1:
@@ -906,9 +915,38 @@ def sglang_failure(exc: BaseException, limit: int = 300) -> str:
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-ready form of a ServerArgs value."""
-    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+# ServerArgs fields a runner takes as its own arguments: flags must not set them behind the runner's back.
+RUNNER_ARGUMENTS = {"model_path": "the model path", "tp_size": "tp_size", "dtype": "dtype",
+                    "trust_remote_code": "trust_remote_code"}
+
+
+def server_args_from_flags(flags: Sequence[str], server_args_cls: Any = None,
+                           own_options: dict[str, str] | None = None) -> dict[str, Any]:
+    """`sglang.launch_server` flags (`--page-size 16 --kv-cache-dtype fp8_e5m2`) as ServerArgs overrides: typed,
+    checked and named by SGLang's own parser, so they read as they do for `launch_server` and `eaglectl serve
+    -- ...`. Only the flags given are returned. `own_options` names the caller's option for a field it sets
+    itself (such fields are refused)."""
+    cls = server_args_cls if server_args_cls is not None else load_sglang().ServerArgs
+    parser = _FlagParser(prog="SGLang server flags", add_help=False, allow_abbrev=False)
+    cls.add_cli_args(parser)
+    for action in parser._actions:  # report only what was given; nothing is required here
+        action.default = argparse.SUPPRESS
+        action.required = False
+    given = vars(parser.parse_args(list(flags)))
+    owned = {**RUNNER_ARGUMENTS, **(own_options or {})}
+    for key in given:
+        if key in owned:
+            flag = "--" + key.replace("_", "-")
+            raise EaglectlError(f"{flag} cannot be passed to SGLang here: set it with {owned[key]}")
+    return given
+
+
+class _FlagParser(argparse.ArgumentParser):
+    """argparse, with errors raised as EaglectlError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> Any:
+        raise EaglectlError(f"SGLang server flags: {message}",
+                            hint="they are sglang.launch_server's flags, e.g. --page-size 16")
 
 
 def _free_port() -> int:
@@ -951,8 +989,9 @@ class SGLangTargetRunner:
         os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
         try:
             sa = sg.ServerArgs(**kwargs)
-        except TypeError as exc:
-            raise EaglectlError(f"SGLang rejected the ServerArgs overrides ({exc})") from exc
+        except TypeError as exc:  # an unknown field
+            raise EaglectlError(f"SGLang rejected the ServerArgs overrides: {sglang_failure(exc)}",
+                                hint=START_HINT) from exc
         except Exception as exc:  # __post_init__ checks the settings against the GPU and the model config
             raise EaglectlError(f"SGLang refused these settings: {sglang_failure(exc)}",
                                 hint=START_HINT) from exc
@@ -999,11 +1038,15 @@ class SGLangTargetRunner:
 
     @property
     def engine_settings(self) -> dict[str, Any]:
-        """The SGLang settings this runner runs with, as `ServerArgs` resolved them (for reports): the ones that
-        decide speed and memory, then every field the caller overrode."""
+        """What this runner runs with (for reports): the `ServerArgs` fields that decide speed and memory and every
+        field the caller set, as `ServerArgs` holds them, then the pools SGLang actually allocated (one extend's
+        KV slots, request slots and longest row)."""
         sa = self._engine.spec.server_args
         keys = dict.fromkeys((*REPORTED_SERVER_ARGS, *self._override_keys))
-        return {k: _plain(getattr(sa, k, None)) for k in keys}
+        settings = {k: to_jsonable(getattr(sa, k, None)) for k in keys}
+        settings.update(kv_slots=self._limits.max_tokens, request_slots=self._limits.max_requests,
+                        context_length=self._limits.max_row_tokens)
+        return settings
 
     @property
     def last_extend_count(self) -> int:

@@ -45,12 +45,12 @@ class RankWorker(Protocol):
 def worker_main(rank: int, conn: Any, factory: Callable[..., Any], spec: Any) -> None:
     """Body of a remote rank: build the engine, then run every call it is sent until told to close.
 
-    Replies are ("ready"|"ok", None) or ("error", traceback text); results stay on this rank.
+    Replies are ("ready"|"ok", None) or ("error", text); results stay on this rank.
     """
     try:
         engine = factory(rank=rank, spec=spec)
-    except BaseException:
-        conn.send(("error", traceback.format_exc()))
+    except BaseException as exc:
+        conn.send(("error", error_text(exc)))
         conn.close()
         return
     conn.send(("ready", None))
@@ -64,15 +64,25 @@ def worker_main(rank: int, conn: Any, factory: Callable[..., Any], spec: Any) ->
             try:
                 engine.close()
                 conn.send(("ok", None))
-            except BaseException:
-                conn.send(("error", traceback.format_exc()))
+            except BaseException as exc:
+                conn.send(("error", error_text(exc)))
             conn.close()
             return
         try:
             getattr(engine, name)(*args, **kwargs)
             conn.send(("ok", None))
-        except BaseException:
-            conn.send(("error", traceback.format_exc()))
+        except BaseException as exc:
+            conn.send(("error", error_text(exc)))
+
+
+def error_text(exc: BaseException) -> str:
+    """What a failing remote rank reports: an `EaglectlError` (a user-facing failure) as its message and hint, as
+    rank 0 would print it; anything else (a bug) as its traceback. `EAGLECTL_DEBUG=1` always sends tracebacks."""
+    from eaglectl.output import debug_enabled
+
+    if isinstance(exc, EaglectlError) and not debug_enabled():
+        return str(exc) + (f"\nhint: {exc.hint}" if exc.hint else "")
+    return "".join(traceback.format_exception(exc))
 
 
 def _close_quietly(engine: Any) -> None:
