@@ -772,6 +772,14 @@ def test_caps_below_the_pools_split_too():
     assert_matches(logits, aux, rows, reference(engine.model, rows, [1, 3, 5]), 3)
 
 
+def test_rows_are_held_to_the_models_context_not_the_wider_request_table():
+    _, engine = make_runner(context_len=64)
+    engine.mr.req_to_token_pool.max_context_len = 64 + 4  # SGLang's table: context + 4 (+ draft tokens)
+    assert engine.limits().max_row_tokens == 64
+    with pytest.raises(EaglectlError, match="row 0 has 65 tokens; the SGLang runner takes at most 64"):
+        sr.plan_extends([65], engine.limits())
+
+
 def test_a_row_the_pool_cannot_hold_is_a_clear_error():
     runner, _ = make_runner(max_total_tokens=4)
     ids, mask, _ = padded_batch([3, 5])

@@ -662,9 +662,11 @@ class SGLangRankEngine:
         max_tokens = int(allocator.available_size())
         if page > 1:
             max_tokens -= page  # the paged allocator's slack for the last partial page
-        width = getattr(req_pool, "max_context_len", None)
-        if width is None:
-            width = getattr(self.mr.model_config, "context_len", max_tokens)
+        # SGLang's request table is a few slots wider than the model's context (room for draft tokens); rows are
+        # held to the context itself, as SGLang's own request checks do: rotary caches end there.
+        widths = [w for w in (getattr(req_pool, "max_context_len", None),
+                              getattr(self.mr.model_config, "context_len", None)) if isinstance(w, int) and w > 0]
+        width = min(widths) if widths else max_tokens
         if self.spec.max_requests_per_extend:
             max_requests = min(max_requests, self.spec.max_requests_per_extend)
         if self.spec.max_tokens_per_extend:
