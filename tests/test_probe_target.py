@@ -280,11 +280,12 @@ def test_sglang_options_and_flags_reach_the_runner_and_the_report(cli, tiny_llam
     result = cli("probe-target", *args, "--json", *flags)
     assert result.exit_code == 0, result.stderr
     assert fake_sglang_runner == {"attention_backend": "fa3", "mem_fraction_static": 0.5, "page_size": 16,
-                                  "disable_radix_cache": True, "cuda_graph_bs": [1, 2], "tp_size": 1}
+                                  "disable_radix_cache": True, "cuda_graph_bs_decode": [1, 2], "tp_size": 1}
     r = _json(result)["result"]
     assert r["engine_run"]["engine"] == "sglang"
-    assert r["engine_run"]["settings"] == {"page_size": 16, "disable_radix_cache": True, "cuda_graph_bs": [1, 2],
-                                           "attention_backend": "fa3", "mem_fraction_static": 0.5}
+    assert r["engine_run"]["settings"] == {"page_size": 16, "disable_radix_cache": True,
+                                           "cuda_graph_bs_decode": [1, 2], "attention_backend": "fa3",
+                                           "mem_fraction_static": 0.5}
     assert r["reference_run"]["settings"] == {"attn_implementation": "sdpa", "device": "cpu"}
     table = cli("probe-target", *args, *flags)
     assert table.exit_code == 0, table.stderr
@@ -305,6 +306,17 @@ def test_bad_sglang_flags_are_one_error_before_loading(cli, tiny_llama, fake_sgl
     assert result.exit_code == 1 and result.stdout == ""
     assert message in result.stderr and "Traceback" not in result.stderr
     assert fake_sglang_runner == {}  # nothing was built
+
+
+def test_flags_are_checked_before_the_target_is_read(cli, tmp_path, fake_sglang_runner):
+    result = cli("probe-target", tmp_path / "missing", *SGLANG_SMALL, "--", "--page-size", "x")
+    assert result.exit_code == 1 and "argument --page-size: invalid int value: 'x'" in result.stderr
+
+
+def test_a_misspelt_option_is_a_usage_error_not_an_sglang_flag(cli, tiny_llama, fake_sglang_runner):
+    result = cli("probe-target", tiny_llama, *SGLANG_SMALL, "--seeed", "3")
+    assert result.exit_code == 2 and "No such option: --seeed" in result.stderr
+    assert fake_sglang_runner == {}
 
 
 @pytest.mark.parametrize("extra", [("--attention-backend", "fa3"), ("--mem-fraction-static", "0.5"),

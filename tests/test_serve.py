@@ -75,6 +75,12 @@ def test_passthrough_after_double_dash_is_verbatim_and_last(cli, samples):
     assert argv[argv.index("--port") + 1] == "31000"
 
 
+def test_a_misspelt_option_is_a_usage_error_not_an_sglang_flag(cli, samples):
+    result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
+                 "--smoek")
+    assert result.exit_code == 2 and "No such option: --smoek" in result.stderr and result.stdout == ""
+
+
 def test_host_port_steps(cli, samples):
     _, doc = print_only(cli, samples, "--host", "0.0.0.0", "--port", "8000", "--num-steps", "5", "--topk", "4",
                         "--num-draft-tokens", "8")

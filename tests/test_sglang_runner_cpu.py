@@ -819,15 +819,31 @@ def test_settings_sglang_refuses_are_one_clear_error(monkeypatch):
 
 def test_server_flags_are_typed_by_sglangs_parser_and_only_given_ones_return(fake_server_args_cls):
     got = sr.server_args_from_flags(["--page-size", "16", "--disable-radix-cache", "--cuda-graph-bs", "1", "2",
-                                     "--kv-cache-dtype=fp8_e5m2"], fake_server_args_cls)
-    assert got == {"page_size": 16, "disable_radix_cache": True, "cuda_graph_bs": [1, 2],
-                   "kv_cache_dtype": "fp8_e5m2"}
+                                     "--kv-cache-dtype=fp8_e5m2", "--no-enable-metrics", "--quiet-logs"],
+                                    fake_server_args_cls)
+    assert got == {"page_size": 16, "disable_radix_cache": True, "cuda_graph_bs_decode": [1, 2],
+                   "kv_cache_dtype": "fp8_e5m2", "enable_metrics": False, "log_level": "error"}
+    # Nothing given, nothing returned: required flags and required groups are not required here.
     assert sr.server_args_from_flags([], fake_server_args_cls) == {}
-    with pytest.raises(EaglectlError, match="unrecognized arguments: --page") as info:
-        sr.server_args_from_flags(["--page", "16"], fake_server_args_cls)  # no abbreviations
-    assert "launch_server" in info.value.hint
-    with pytest.raises(EaglectlError, match="--dtype cannot be passed to SGLang here: set it with dtype"):
-        sr.server_args_from_flags(["--dtype", "float16"], fake_server_args_cls)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--page", "16"], "unrecognized arguments: --page 16"),  # no abbreviations
+    (["--page-size", "x"], "argument --page-size: invalid int value: 'x'"),
+    (["--log-level", "debug", "--quiet-logs"], "not allowed with argument --log-level"),
+    (["--tokenizer-path", "relative"], "SGLang server flags: AssertionError: --tokenizer-path takes an absolute"),
+    (["--config", "x.yaml"], "--config is not a ServerArgs setting (config)"),
+    (["--dtype", "float16"], "--dtype cannot be passed to SGLang here: set it with dtype"),
+    (["--model", "/m"], "--model-path cannot be passed to SGLang here: set it with the model path"),
+])
+def test_bad_server_flags_are_one_eaglectl_error(fake_server_args_cls, flags, message):
+    with pytest.raises(EaglectlError) as info:
+        sr.server_args_from_flags(flags, fake_server_args_cls)
+    assert message in str(info.value)
+    assert "cannot be passed" in message or "spelled out in full" in info.value.hint
+
+
+def test_own_options_are_named_when_a_flag_sets_them(fake_server_args_cls):
     with pytest.raises(EaglectlError, match="--page-size cannot be passed to SGLang here: set it with --my-page"):
         sr.server_args_from_flags(["--page-size", "4"], fake_server_args_cls, own_options={"page_size": "--my-page"})
 
@@ -852,12 +868,12 @@ def test_engine_settings_report_the_resolved_server_args_and_every_override():
     assert runner.engine_settings == {"attention_backend": "fa3", "page_size": 16, "mem_fraction_static": 0.5,
                                       "max_total_tokens": 4096, "max_running_requests": 8,
                                       "disable_cuda_graph": None,
-                                      "kv_slots": 4096 - 16, "request_slots": 8, "context_length": 64}
+                                      "kv_slots": 4096 - 16, "request_slots": 8, "max_row_tokens": 64}
     runner = sr.SGLangTargetRunner.from_group(runner._group, api=runner.api,
                                               override_keys=("chunked_prefill_size", "page_size"))
     settings = runner.engine_settings
     assert list(settings) == [*sr.REPORTED_SERVER_ARGS, "chunked_prefill_size", "kv_slots", "request_slots",
-                              "context_length"]
+                              "max_row_tokens"]
     assert settings["chunked_prefill_size"] == 8192
     engine.spec.server_args.chunked_prefill_size = Path("/not/json")  # anything else is reported as text
     assert runner.engine_settings["chunked_prefill_size"] == "/not/json"

@@ -23,7 +23,7 @@ def _per_dtype(table: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in table.items())
 
 
-@app.command("probe-target", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("probe-target", context_settings={"allow_extra_args": True})
 def probe_target_command(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(

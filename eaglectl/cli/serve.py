@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-@app.command("serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("serve", context_settings={"allow_extra_args": True})
 def serve_command(
     ctx: typer.Context,
     target: Annotated[str, typer.Option("--target", "-t", metavar="PATH_OR_ID", help="Target model (dir or Hub id).",

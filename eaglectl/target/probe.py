@@ -117,25 +117,29 @@ def engine_server_args(*, attention_backend: str | None = None, mem_fraction_sta
     return out
 
 
-def make_engine_runner(engine: Engine, target: str, *, dtype: str, tp_size: int, device: str,
-                       trust_remote_code: bool, server_args: dict[str, Any] | None = None,
-                       server_flags: Sequence[str] = ()) -> TargetRunner:
-    """The runner for `--engine`; SGLang is imported only here, after checking it is installed.
+def with_server_flags(server_args: dict[str, Any], flags: Sequence[str]) -> dict[str, Any]:
+    """`server_args` plus `sglang.launch_server` flags read by SGLang's own parser (SGLang is imported here);
+    a setting given both ways is refused."""
+    from eaglectl.target.sglang_runner import server_args_from_flags
 
-    `server_args`: ServerArgs overrides from probe-target's options; `server_flags`: `sglang.launch_server`
-    flags (given after `--`), parsed by SGLang's own parser."""
+    from_flags = server_args_from_flags(flags, own_options=OWN_OPTIONS)
+    twice = sorted(from_flags.keys() & server_args.keys())
+    if twice:
+        flag = "--" + twice[0].replace("_", "-")
+        raise EaglectlError(f"{flag} is given both as a probe-target option and after --; give it once")
+    return {**from_flags, **server_args}
+
+
+def make_engine_runner(engine: Engine, target: str, *, dtype: str, tp_size: int, device: str,
+                       trust_remote_code: bool, server_args: dict[str, Any] | None = None) -> TargetRunner:
+    """The runner for `--engine`; SGLang is imported only here, after checking it is installed. `server_args`:
+    ServerArgs overrides (probe-target's SGLang options and flags)."""
     if engine is Engine.sglang:
         require("sglang", extra="sglang", purpose="for --engine sglang")
-        from eaglectl.target.sglang_runner import SGLangTargetRunner, server_args_from_flags
+        from eaglectl.target.sglang_runner import SGLangTargetRunner
 
-        overrides = server_args_from_flags(server_flags, own_options=OWN_OPTIONS) if server_flags else {}
-        twice = sorted(overrides.keys() & (server_args or {}).keys())
-        if twice:
-            flag = "--" + twice[0].replace("_", "-")
-            raise EaglectlError(f"{flag} is given both as a probe-target option and after --; give it once")
-        overrides.update(server_args or {})
         return SGLangTargetRunner(target, dtype=dtype, tp_size=tp_size, trust_remote_code=trust_remote_code,
-                                  **overrides)
+                                  **(server_args or {}))
     return make_reference_runner(target, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
 
 
@@ -186,6 +190,8 @@ def run_probe(
         require("sglang", extra="sglang", purpose="for --engine sglang")
     if engine is Engine.hf or compare is Compare.hf:
         require("transformers", extra="hf", purpose="to run the Hugging Face reference target")
+    if sglang_flags:
+        server_args = with_server_flags(server_args, sglang_flags)
     parsed = _read_prompts(prompts) if prompts is not None else None
     info = load_target(target)
     if aux_layer_ids is not None and info.num_layers:
@@ -209,8 +215,7 @@ def run_probe(
             trust_remote_code=trust_remote_code)
 
     out = _run(lambda: make_engine_runner(engine, target, dtype=dtype_name, tp_size=tp_size, device=device,
-                                          trust_remote_code=trust_remote_code, server_args=server_args,
-                                          server_flags=sglang_flags),
+                                          trust_remote_code=trust_remote_code, server_args=server_args),
                engine.value, start, state, warmup=warmup, keep_embedding=compare is Compare.hf)
     input_ids, mask = state["input_ids"], state["mask"]
     tol = tolerance if tolerance is not None else DEFAULT_TOLERANCE[dtype_name]

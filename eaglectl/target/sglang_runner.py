@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import inspect
 import os
 from array import array
@@ -925,30 +926,41 @@ RUNNER_ARGUMENTS = {"model_path": "the model path", "tp_size": "tp_size", "dtype
 def server_args_from_flags(flags: Sequence[str], server_args_cls: Any = None,
                            own_options: dict[str, str] | None = None) -> dict[str, Any]:
     """`sglang.launch_server` flags (`--page-size 16 --kv-cache-dtype fp8_e5m2`) as ServerArgs overrides: typed,
-    checked and named by SGLang's own parser, so they read as they do for `launch_server` and `eaglectl serve
-    -- ...`. Only the flags given are returned. `own_options` names the caller's option for a field it sets
-    itself (such fields are refused)."""
+    checked and named by SGLang's own parser, as `launch_server` reads them (abbreviations aside). Only the flags
+    given are returned. `own_options` names the caller's option for a field it sets itself (refused), and flags
+    that are not ServerArgs fields (`--config`, which `launch_server` expands itself) are refused too."""
     cls = server_args_cls if server_args_cls is not None else load_sglang().ServerArgs
     parser = _FlagParser(prog="SGLang server flags", add_help=False, allow_abbrev=False)
     cls.add_cli_args(parser)
     for action in parser._actions:  # report only what was given; nothing is required here
         action.default = argparse.SUPPRESS
         action.required = False
-    given = vars(parser.parse_args(list(flags)))
+    for group in parser._mutually_exclusive_groups:
+        group.required = False
+    try:
+        given = vars(parser.parse_args(list(flags)))
+    except (ValueError, TypeError, AssertionError) as exc:  # raised by SGLang's own option actions
+        raise EaglectlError(f"SGLang server flags: {sglang_failure(exc)}", hint=_FLAGS_HINT) from exc
     owned = {**RUNNER_ARGUMENTS, **(own_options or {})}
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
     for key in given:
+        flag = "--" + key.replace("_", "-")
         if key in owned:
-            flag = "--" + key.replace("_", "-")
             raise EaglectlError(f"{flag} cannot be passed to SGLang here: set it with {owned[key]}")
+        if fields is not None and key not in fields:
+            raise EaglectlError(f"{flag} is not a ServerArgs setting ({key}); pass the settings themselves",
+                                hint=_FLAGS_HINT)
     return given
+
+
+_FLAGS_HINT = "they are sglang.launch_server's flags, spelled out in full, e.g. --page-size 16"
 
 
 class _FlagParser(argparse.ArgumentParser):
     """argparse, with errors raised as EaglectlError instead of printing usage and exiting."""
 
     def error(self, message: str) -> Any:
-        raise EaglectlError(f"SGLang server flags: {message}",
-                            hint="they are sglang.launch_server's flags, e.g. --page-size 16")
+        raise EaglectlError(f"SGLang server flags: {message}", hint=_FLAGS_HINT)
 
 
 def _free_port() -> int:
@@ -1047,7 +1059,7 @@ class SGLangTargetRunner:
         keys = dict.fromkeys((*REPORTED_SERVER_ARGS, *self._override_keys))
         settings = {k: to_jsonable(getattr(sa, k, None)) for k in keys}
         settings.update(kv_slots=self._limits.max_tokens, request_slots=self._limits.max_requests,
-                        context_length=self._limits.max_row_tokens)
+                        max_row_tokens=self._limits.max_row_tokens)
         return settings
 
     @property
