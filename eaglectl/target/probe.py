@@ -120,13 +120,13 @@ def engine_server_args(*, attention_backend: str | None = None, mem_fraction_sta
 def with_server_flags(server_args: dict[str, Any], flags: Sequence[str]) -> dict[str, Any]:
     """`server_args` plus `sglang.launch_server` flags read by SGLang's own parser (SGLang is imported here);
     a setting given both ways is refused."""
-    from eaglectl.target.sglang_runner import server_args_from_flags
+    from eaglectl.target.sglang_runner import flag_name, server_args_from_flags
 
     from_flags = server_args_from_flags(flags, own_options=OWN_OPTIONS)
     twice = sorted(from_flags.keys() & server_args.keys())
     if twice:
-        flag = "--" + twice[0].replace("_", "-")
-        raise EaglectlError(f"{flag} is given both as a probe-target option and after --; give it once")
+        raise EaglectlError(f"{flag_name(twice[0])} is given both as a probe-target option and after --; give it "
+                            f"once")
     return {**from_flags, **server_args}
 
 

@@ -32,7 +32,7 @@ import dataclasses
 import inspect
 import os
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +74,7 @@ START_HINT = ("check the attention backend and other ServerArgs against this SGL
               "runs everywhere); on out-of-memory lower mem_fraction_static; EAGLECTL_DEBUG=1 shows SGLang's traceback")
 FORWARD_HINT = ("a backend other than triton may start but not run on this install; on out-of-memory pass fewer "
                 "rows or max_tokens_per_extend; EAGLECTL_DEBUG=1 shows SGLang's traceback")
+_FLAGS_HINT = "they are sglang.launch_server's flags, spelled out in full, e.g. --page-size 16"
 # What `engine_settings` always reports: the fields that decide speed and memory.
 REPORTED_SERVER_ARGS = ("attention_backend", "page_size", "mem_fraction_static", "max_total_tokens",
                         "max_running_requests", "disable_cuda_graph")
@@ -607,18 +608,14 @@ class SGLangRankEngine:
         kwargs = dict(mem_fraction_static=sa.mem_fraction_static, gpu_id=gpu_id,
                       tp_rank=rank, tp_size=self.tp_size, moe_ep_rank=rank // max(1, self.tp_size // ep_size),
                       moe_ep_size=ep_size, pp_rank=0, pp_size=1, nccl_port=spec.nccl_port, server_args=sa)
-        try:
+        # An attention backend this install lacks, out of memory, an unreadable model config.
+        with sglang_errors("SGLang could not start the target", START_HINT):
             kwargs["model_config"] = sg.ModelConfig.from_server_args(sa)
             self.mr = sg.ModelRunner(**_accepted(sg.ModelRunner.__init__, kwargs))
             if sg.api.staged_init:
                 self.mr.alloc_memory_pool()
                 self.mr.init_attention_backends()
                 self.mr.init_cuda_graphs()
-        except EaglectlError:
-            raise
-        except Exception as exc:  # an attention backend this install lacks, out of memory, an unreadable model
-            raise EaglectlError(f"SGLang could not start the target: {sglang_failure(exc)}",
-                                hint=START_HINT) from exc
         self.model = self.mr.model
         if not callable(getattr(self.model, "set_eagle3_layers_to_capture", None)):
             raise EaglectlError(f"SGLang's {type(self.model).__name__} cannot capture EAGLE-3 aux hidden states "
@@ -790,12 +787,9 @@ class SGLangRankEngine:
             source = batch.get_model_worker_batch() if sg.api.worker_batch else batch
             fb = sg.ForwardBatch.init_new(source, mr, **self._forward_batch_extra)
             fb.capture_hidden_mode = sg.CaptureHiddenMode.FULL
-            try:
+            # A backend that starts but cannot run here, out of memory, a kernel error; not the runner's own checks.
+            with sglang_errors("SGLang's forward failed", FORWARD_HINT, keep=(ExtendContractError,)):
                 mr.forward(fb)
-            except (EaglectlError, ExtendContractError):
-                raise
-            except Exception as exc:  # a backend that starts but cannot run here, out of memory, a kernel error
-                raise EaglectlError(f"SGLang's forward failed: {sglang_failure(exc)}", hint=FORWARD_HINT) from exc
             if sink.calls != 1:
                 raise EaglectlError(f"SGLang's forward went through the wrapped logits processor {sink.calls} "
                                     f"time(s) instead of once ({type(self.model).__name__})")
@@ -918,6 +912,23 @@ def sglang_failure(exc: BaseException, limit: int = 300) -> str:
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
+@contextlib.contextmanager
+def sglang_errors(what: str, hint: str, keep: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """An exception from SGLang's code inside the block becomes one `EaglectlError` ("what: Type: first line");
+    eaglectl's own errors and `keep` pass through with their tracebacks."""
+    try:
+        yield
+    except (EaglectlError, *keep):
+        raise
+    except Exception as exc:
+        raise EaglectlError(f"{what}: {sglang_failure(exc)}", hint=hint) from exc
+
+
+def flag_name(field_name: str) -> str:
+    """The `launch_server` flag that sets a ServerArgs field."""
+    return "--" + field_name.replace("_", "-")
+
+
 # ServerArgs fields a runner takes as its own arguments: flags must not set them behind the runner's back.
 RUNNER_ARGUMENTS = {"model_path": "the model path", "tp_size": "tp_size", "dtype": "dtype",
                     "trust_remote_code": "trust_remote_code"}
@@ -944,16 +955,13 @@ def server_args_from_flags(flags: Sequence[str], server_args_cls: Any = None,
     owned = {**RUNNER_ARGUMENTS, **(own_options or {})}
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
     for key in given:
-        flag = "--" + key.replace("_", "-")
+        flag = flag_name(key)
         if key in owned:
             raise EaglectlError(f"{flag} cannot be passed to SGLang here: set it with {owned[key]}")
         if fields is not None and key not in fields:
             raise EaglectlError(f"{flag} is not a ServerArgs setting ({key}); pass the settings themselves",
                                 hint=_FLAGS_HINT)
     return given
-
-
-_FLAGS_HINT = "they are sglang.launch_server's flags, spelled out in full, e.g. --page-size 16"
 
 
 class _FlagParser(argparse.ArgumentParser):
