@@ -261,7 +261,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 args = sys.argv[1:]
 if args[:1] == ["-c"]:
     sys.exit(0)
-grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+# Its stderr goes nowhere: on SIGINT Python prints a KeyboardInterrupt traceback, which the signal tests would
+# otherwise read as eaglectl's.
+grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stderr=subprocess.DEVNULL)
 with open(os.environ["FAKE_PIDS"] + ".tmp", "w") as fh:
     json.dump([os.getpid(), grandchild.pid], fh)
 os.replace(os.environ["FAKE_PIDS"] + ".tmp", os.environ["FAKE_PIDS"])
