@@ -51,7 +51,7 @@ save_file(out, str(dst / "model.safetensors"))
 def build(root: Path) -> None:
     import torch
 
-    from eaglectl.samples import save_json, save_safetensors, target_config
+    from eaglectl.demo.samples import save_json, save_safetensors, target_config
 
     def w(*shape):
         return torch.empty(*shape, dtype=torch.bfloat16).normal_(0, 0.02)

@@ -199,7 +199,7 @@ def per_row(runner, ids, mask):
 def run_sglang(model_dir: Path, shapes, vocab: int, iters: int, results: dict, attention_backend: str) -> dict:
     import torch
 
-    from eaglectl.target.sglang_runner import SGLangTargetRunner
+    from eaglectl.runner.sglang_runner import SGLangTargetRunner
 
     max_tokens = max(b * s for b, s in shapes)
     t0 = time.perf_counter()
@@ -238,7 +238,7 @@ def run_sglang(model_dir: Path, shapes, vocab: int, iters: int, results: dict, a
 def run_hf(model_dir: Path, shapes, vocab: int, iters: int, results: dict, device: str) -> dict:
     import torch
 
-    from eaglectl.target.hf_runner import HFTargetRunner
+    from eaglectl.runner.hf import HFTargetRunner
 
     t0 = time.perf_counter()
     runner = HFTargetRunner(str(model_dir), dtype="bfloat16", device=device)

@@ -37,7 +37,7 @@ def main() -> int:
     import torch
     from target_runner_bench import LLAMA_1B, build_model, rows
 
-    from eaglectl.target import sglang_runner as sr
+    from eaglectl.runner import sglang_runner as sr
 
     model_dir = args.model
     if model_dir is None:

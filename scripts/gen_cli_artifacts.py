@@ -131,7 +131,7 @@ def artifacts() -> dict[str, str]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    from eaglectl.atomic import write_bytes_atomic
+    from eaglectl.export.atomic import write_bytes_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, text.encode("utf-8"))

@@ -16,7 +16,7 @@ from eaglectl.cli.app import app
 
 @pytest.fixture(scope="session")
 def sample_set(tmp_path_factory):
-    from eaglectl.samples import build_samples
+    from eaglectl.demo.samples import build_samples
 
     return build_samples(tmp_path_factory.mktemp("samples"))
 

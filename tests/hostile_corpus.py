@@ -38,8 +38,7 @@ class Evil:
 def build_bases(root: Path) -> Bases:
     """Healthy checkpoints, each already exported once (model/) and with a token map, as a user would have."""
 
-    from eaglectl.export import export_checkpoint
-    from eaglectl.samples import (
+    from eaglectl.demo.samples import (
         TARGET_LAYERS,
         d2t_t2d,
         draft_config,
@@ -50,7 +49,8 @@ def build_bases(root: Path) -> Bases:
         save_safetensors,
         save_two_shards,
     )
-    from eaglectl.token_map import write_token_map
+    from eaglectl.export.exporter import export_checkpoint
+    from eaglectl.export.token_map import write_token_map
 
     bases: Bases = {}
     stale = dict(architectures=["LlamaEagle3DraftModel"], num_layers=TARGET_LAYERS)
@@ -329,7 +329,7 @@ SHARD1, SHARD2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safet
 
 @case("shards-duplicate-key", "appears in two shards")
 def _(tmp, bases):
-    from eaglectl.samples import save_safetensors
+    from eaglectl.demo.samples import save_safetensors
 
     ck = _sharded(tmp, bases)
     one, two = load_st(ck / SHARD1), load_st(ck / SHARD2)
@@ -435,7 +435,7 @@ def _(tmp, bases):
 def _(tmp, bases):
     import torch
 
-    from eaglectl.samples import d2t_t2d, eagle3_tensors
+    from eaglectl.demo.samples import d2t_t2d, eagle3_tensors
 
     ck = copy_base(bases, "st", tmp)
     (ck / "model.safetensors").unlink()
@@ -627,7 +627,7 @@ def _(tmp, bases):
 def _(tmp, bases):
     import torch
 
-    from eaglectl.samples import save_safetensors
+    from eaglectl.demo.samples import save_safetensors
 
     ck = copy_base(bases, "st", tmp)
     t = load_st(ck / "model.safetensors")
@@ -638,7 +638,7 @@ def _(tmp, bases):
 
 @case("layers-not-numbered-from-0", "decoder layers [1] are not numbered 0..0", inspect_finding=True)
 def _(tmp, bases):
-    from eaglectl.samples import save_safetensors
+    from eaglectl.demo.samples import save_safetensors
 
     ck = copy_base(bases, "st", tmp)
     t = load_st(ck / "model.safetensors")
@@ -648,7 +648,7 @@ def _(tmp, bases):
 
 @case("no-decoder-layers", "no decoder-layer weights", inspect_finding=True)
 def _(tmp, bases):
-    from eaglectl.samples import save_safetensors
+    from eaglectl.demo.samples import save_safetensors
 
     ck = copy_base(bases, "st", tmp)
     t = load_st(ck / "model.safetensors")
@@ -660,7 +660,7 @@ def _(tmp, bases):
 def _(tmp, bases):
     import math
 
-    from eaglectl.samples import save_safetensors
+    from eaglectl.demo.samples import save_safetensors
 
     ck = copy_base(bases, "st", tmp)
     t = load_st(ck / "model.safetensors")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from eaglectl.checkpoint import resolve
+from eaglectl.checkpoint.resolve import resolve
 from eaglectl.enums import Algorithm, Layout
-from eaglectl.plan import build_plan
+from eaglectl.export.plan import build_plan
 
 
 @pytest.mark.parametrize(

@@ -25,10 +25,10 @@ from unittest import mock
 
 import pytest
 
-from eaglectl.atomic import OLD_TAG, STAGE_TAG, cleanup_leftovers, exclusive_lock
+from eaglectl.export.atomic import OLD_TAG, STAGE_TAG, cleanup_leftovers, exclusive_lock
 
 ROOT = Path(__file__).resolve().parent.parent
-FORCE_FALLBACK = "import eaglectl.atomic as a; a._exchange = lambda x, y: False; "
+FORCE_FALLBACK = "import eaglectl.export.atomic as a; a._exchange = lambda x, y: False; "
 RUN_CLI = "import sys; from eaglectl.cli.app import main; sys.argv[0] = 'eaglectl'; main()"
 
 
@@ -38,7 +38,7 @@ def big(tmp_path_factory) -> Path:
     """A NeMo-legacy EAGLE-3 head of ~19 MB (hidden 512, vocab 8192): large enough for kills to land mid-write."""
     import torch
 
-    import eaglectl.samples as s
+    import eaglectl.demo.samples as s
 
     d = tmp_path_factory.mktemp("big") / "ckpt"
     d.mkdir()
@@ -53,8 +53,8 @@ def big(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def references(big, tmp_path_factory) -> dict[str, object]:
     """What a complete export looks like: `prev` (dtype kept) and `new` (--dtype fp32), plus the token map."""
-    from eaglectl.export import export_checkpoint
-    from eaglectl.token_map import write_token_map
+    from eaglectl.export.exporter import export_checkpoint
+    from eaglectl.export.token_map import write_token_map
 
     root = tmp_path_factory.mktemp("refs")
     export_checkpoint(str(big), output=root / "prev")

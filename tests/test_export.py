@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from eaglectl.checkpoint import resolve
-from eaglectl.samples import save_json
+from eaglectl.checkpoint.resolve import resolve
+from eaglectl.demo.samples import save_json
 from tests.conftest import run_json
 
 
@@ -224,7 +224,7 @@ def test_output_not_writable(cli, samples, tmp_path):
 
 
 def test_locked_output_gives_a_clear_message(cli, samples):
-    from eaglectl.atomic import exclusive_lock
+    from eaglectl.export.atomic import exclusive_lock
 
     d = samples["nemo-legacy-eagle3"]
     with exclusive_lock((d / "model").resolve()):
@@ -262,8 +262,8 @@ def test_sigkill_leaves_output_absent_or_complete(samples, tmp_path):
     import random
     import time
 
-    from eaglectl.export import verify_output
-    from eaglectl.plan import build_plan
+    from eaglectl.export.exporter import verify_output
+    from eaglectl.export.plan import build_plan
 
     src = samples["nemo-consolidated"]
     plan = build_plan(resolve(src))
@@ -284,8 +284,8 @@ def test_sigkill_leaves_output_absent_or_complete(samples, tmp_path):
 
 
 def test_concurrent_exports_end_with_one_correct_result(samples, tmp_path):
-    from eaglectl.export import verify_output
-    from eaglectl.plan import build_plan
+    from eaglectl.export.exporter import verify_output
+    from eaglectl.export.plan import build_plan
 
     src = samples["nemo-legacy-eagle3"]
     out = tmp_path / "same"
@@ -351,8 +351,8 @@ def test_value_scan_reads_each_tensor_only_after_the_writer_copied_it(cli, sampl
     another position at the same time."""
     import threading
 
-    from eaglectl import export as export_mod
-    from eaglectl.weights import WeightSet
+    from eaglectl.checkpoint.weights import WeightSet
+    from eaglectl.export import exporter as export_mod
 
     events: list[tuple[str, str]] = []
     lock = threading.Lock()
@@ -410,7 +410,7 @@ def test_foreign_byte_order_pickle_is_never_raw_copied(cli, samples, tmp_path):
 
 
 def test_source_replaced_during_export_is_refused(cli, samples, monkeypatch):
-    from eaglectl import export as export_mod
+    from eaglectl.export import exporter as export_mod
 
     d = samples["nemo-consolidated"]
     weights = d / "model" / "model.safetensors"
@@ -427,6 +427,6 @@ def test_source_replaced_during_export_is_refused(cli, samples, monkeypatch):
     assert result.exit_code == 1
     assert "changed while eaglectl was exporting it" in result.stderr
     assert {k: v[0] for k, v in tree(d / "model").items()} == {k: v[0] for k, v in before.items()}
-    from eaglectl.atomic import STAGE_TAG
+    from eaglectl.export.atomic import STAGE_TAG
 
     assert not [p for p in d.iterdir() if STAGE_TAG in p.name]  # the staging directory is gone

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from eaglectl.errors import ConfigError, MissingDependencyError
-from eaglectl.target.contract import TargetRunner, build_eagle3_batch
-from eaglectl.target.hf_runner import HFTargetRunner, canonical_dtype, config_dtype, resolve_dtype
+from eaglectl.runner.contract import TargetRunner, build_eagle3_batch
+from eaglectl.runner.hf import HFTargetRunner, canonical_dtype, config_dtype, resolve_dtype
 
 pytest.importorskip("transformers")
 

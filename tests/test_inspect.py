@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eaglectl.samples import save_json, save_safetensors
+from eaglectl.demo.samples import save_json, save_safetensors
 from tests.conftest import run_json
 
 
@@ -104,7 +104,7 @@ def test_embeddings_reported(cli, samples):
 
 
 def test_target_checks(cli, samples, tmp_path):
-    from eaglectl.samples import target_config
+    from eaglectl.demo.samples import target_config
 
     target = tmp_path / "t"
     cfg = dict(target_config(), hidden_size=128, vocab_size=1024, num_hidden_layers=5, torch_dtype="float16",

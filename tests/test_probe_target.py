@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from eaglectl.target import probe
-from eaglectl.target.probe import diff
+from eaglectl.runner import probe
+from eaglectl.runner.probe import diff
 
 pytest.importorskip("transformers")
 
@@ -229,12 +229,12 @@ def test_missing_transformers_exits_2(cli, tiny_llama, monkeypatch):
 
 def test_sglang_engine_without_sglang_exits_2(cli, tiny_llama, monkeypatch):
     _hide(monkeypatch, "sglang")
-    monkeypatch.delitem(sys.modules, "eaglectl.target.sglang_runner", raising=False)  # whatever ran before
+    monkeypatch.delitem(sys.modules, "eaglectl.runner.sglang_runner", raising=False)  # whatever ran before
     result = cli("probe-target", tiny_llama, "--engine", "sglang", "--json")
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "sglang is not installed" in result.stderr and 'pip install "eaglectl[sglang]"' in result.stderr
-    assert "eaglectl.target.sglang_runner" not in sys.modules
+    assert "eaglectl.runner.sglang_runner" not in sys.modules
 
 
 def test_tp_size_needs_sglang(cli, tiny_llama):
@@ -255,7 +255,7 @@ class _Configured(_Scaled):
 def fake_sglang_runner(monkeypatch, fake_server_args_cls):
     """`--engine sglang` through the real `make_engine_runner`, with SGLang replaced at its edges: the flag parser
     gets the fake ServerArgs, and the runner class is the HF runner recording what it was built with."""
-    import eaglectl.target.sglang_runner as sr
+    import eaglectl.runner.sglang_runner as sr
 
     built = {}
     real_require = probe.require

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from eaglectl.samples import save_json, target_config
+from eaglectl.demo.samples import save_json, target_config
 from tests.conftest import run_json
 
 FAKE = Path(__file__).with_name("fake_sglang_server.py")
@@ -178,7 +178,7 @@ def test_hub_ids_pass_through(cli):
 
 
 def test_exec_mode_exports_then_execs(cli, samples, mocker, fake_python):
-    execed = mocker.patch("eaglectl.launcher.exec_server")
+    execed = mocker.patch("eaglectl.sglang.launcher.exec_server")
     d = samples["nemo-consolidated"]
     result = cli("serve", "--target", samples["target"], "--draft", d, "--python", fake_python)
     assert result.exit_code == 0, result.stderr
@@ -243,7 +243,7 @@ def test_signals_reach_the_child_and_leave_no_orphan(samples, fake_python, tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "eaglectl", "serve", "--target", str(samples["target"]),
                              "--draft", str(samples["specforge"]), "--python", fake_python, "--port", str(port),
                              "--wait"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    from eaglectl.launcher import health_ok
+    from eaglectl.sglang.launcher import health_ok
 
     deadline = time.monotonic() + 60
     while not health_ok(f"http://127.0.0.1:{port}"):

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from eaglectl.errors import EaglectlError, MissingDependencyError
-from eaglectl.target.contract import Eagle3TargetBackend
-from eaglectl.target.tp import ProcessRankWorker, RankFailure, RankGroup, worker_main
+from eaglectl.runner.contract import Eagle3TargetBackend
+from eaglectl.runner.tp import ProcessRankWorker, RankFailure, RankGroup, worker_main
 
 
 class _LazyRunnerModule:
-    """`eaglectl.target.sglang_runner`, imported on first use: collecting this file must not import it (other
+    """`eaglectl.runner.sglang_runner`, imported on first use: collecting this file must not import it (other
     tests check that the CLI never does)."""
 
     def __getattr__(self, name):
@@ -35,7 +35,7 @@ class _LazyRunnerModule:
             raise AttributeError(name)
         import importlib
 
-        return getattr(importlib.import_module("eaglectl.target.sglang_runner"), name)
+        return getattr(importlib.import_module("eaglectl.runner.sglang_runner"), name)
 
 
 sr = _LazyRunnerModule()
@@ -344,13 +344,13 @@ def assert_matches(logits, aux, rows, ref, seq_len):
 
 
 def test_importing_the_runner_pulls_in_neither_sglang_nor_torch():
-    code = ("import sys, eaglectl.target.sglang_runner, eaglectl.target.tp; "
+    code = ("import sys, eaglectl.runner.sglang_runner, eaglectl.runner.tp; "
             "print(sorted(m for m in ('sglang', 'torch', 'transformers') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("path", ["eaglectl/target/sglang_runner.py", "eaglectl/target/tp.py"])
+@pytest.mark.parametrize("path", ["eaglectl/runner/sglang_runner.py", "eaglectl/runner/tp.py"])
 def test_no_module_level_heavy_import(path):
     tree = ast.parse((ROOT / path).read_text())
     names = []
@@ -526,7 +526,7 @@ def test_accepted_keywords_follow_the_signature_and_are_cached():
 
     import importlib
 
-    accepted = importlib.import_module("eaglectl.target.sglang_runner")._accepted
+    accepted = importlib.import_module("eaglectl.runner.sglang_runner")._accepted
     given = {"rid": "a", "origin_input_ids": [1], "new_in_a_later_release": 1}
     assert accepted(narrow, given) == {"rid": "a", "origin_input_ids": [1]}
     assert accepted(wide, given) == given
@@ -808,7 +808,7 @@ def test_settings_sglang_refuses_are_one_clear_error(monkeypatch):
         raise ValueError(f"attention backend {kw['attention_backend']!r} is not supported on this device")
 
     sg = fake_sglang()
-    monkeypatch.setattr("eaglectl.target.sglang_runner.load_sglang",
+    monkeypatch.setattr("eaglectl.runner.sglang_runner.load_sglang",
                         lambda: dataclasses.replace(sg, ServerArgs=server_args_refusing))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(EaglectlError, match="SGLang refused these settings: ValueError: attention backend 'wave' "

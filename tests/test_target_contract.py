@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from eaglectl.errors import CheckFailedError, ConfigError
-from eaglectl.target.contract import (
+from eaglectl.runner.contract import (
     Eagle3TargetBackend,
     TargetRunner,
     aux_layer_problems,
@@ -140,7 +140,7 @@ def test_default_aux_layer_ids(num_layers, expected):
 
 
 def test_target_config_still_exports_the_defaults():
-    from eaglectl.target_config import default_aux_layer_ids as from_target_config
+    from eaglectl.checkpoint.target import default_aux_layer_ids as from_target_config
 
     assert from_target_config(32) == [1, 15, 28]
 
@@ -190,7 +190,7 @@ def test_target_too_shallow_for_any_ids(num_layers):
 
 
 def test_inspection_keeps_its_aux_findings():
-    from eaglectl.inspection import aux_layer_problems as from_inspection
+    from eaglectl.checks.report import aux_layer_problems as from_inspection
 
     assert from_inspection is aux_layer_problems
     assert any("never captures" in p for p in from_inspection([1, 3, 7], 8))

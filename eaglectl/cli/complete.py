@@ -44,7 +44,7 @@ def _scan(d: str) -> tuple[set[str], set[str], bool]:
 
 
 def _is_checkpoint(files: set[str], dirs: set[str]) -> bool:
-    """The layouts `eaglectl.checkpoint.resolve` knows, judged by names only (no file is opened)."""
+    """The layouts `eaglectl.checkpoint.resolve.resolve` knows, judged by names only (no file is opened)."""
     return bool(files.intersection(_FILE_MARKERS) or dirs.intersection(_DIR_MARKERS)
                 or any(_EPOCH.match(n) for n in dirs))
 

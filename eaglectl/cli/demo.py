@@ -22,7 +22,7 @@ def demo_command(
     json: JsonOpt = False,
 ) -> None:
     """Build tiny sample drafters (NeMo, SpecForge, EAGLE, P-EAGLE) and show what eaglectl does with them."""
-    from eaglectl.demo import run_demo
+    from eaglectl.demo.run import run_demo
 
     result = run_demo(directory)
     output.emit("demo", result, as_json=json, render=lambda c: _render(c, result))

@@ -36,7 +36,7 @@ def export_command(
     json: JsonOpt = False,
 ) -> None:
     """Convert a drafter checkpoint into a directory SGLang loads completely, verified after writing."""
-    from eaglectl.export import export_checkpoint
+    from eaglectl.export.exporter import export_checkpoint
 
     with byte_progress("exporting", enabled=not dry_run) as progress:
         report = export_checkpoint(

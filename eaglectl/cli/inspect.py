@@ -21,7 +21,7 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 @app.command("inspect")
 def inspect_command(path: CheckpointArg, target: TargetOpt = None, json: JsonOpt = False) -> None:
     """Classify a drafter checkpoint and list what SGLang would get wrong (exit 1 on an error finding)."""
-    from eaglectl.inspection import inspect_checkpoint
+    from eaglectl.checks.report import inspect_checkpoint
 
     report = inspect_checkpoint(path, target=target)
     output.emit("inspect", report, as_json=json, render=lambda c: render_report(c, report), ok=report.ok)

@@ -13,7 +13,7 @@ from eaglectl.cli.app import app
 from eaglectl.cli.options import JsonOpt
 from eaglectl.enums import Compare, Engine, ServeDType
 from eaglectl.errors import CheckFailedError
-from eaglectl.target.probe import DEFAULT_BATCH, DEFAULT_MIN_TOP1, DEFAULT_SEQ_LEN, DEFAULT_TOLERANCE
+from eaglectl.runner.probe import DEFAULT_BATCH, DEFAULT_MIN_TOP1, DEFAULT_SEQ_LEN, DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -77,7 +77,7 @@ def probe_target_command(
     """Run the engine's EAGLE-3 forward (logits + aux hidden states) and compare it with the HF reference
     (exit 1 when a difference exceeds the tolerance). Anything after `--` is passed to SGLang as
     `sglang.launch_server` flags, e.g. `-- --page-size 16`."""
-    from eaglectl.target.probe import run_probe
+    from eaglectl.runner.probe import run_probe
 
     report = run_probe(target, engine=engine, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None,
                        batch=batch, seq_len=seq_len, prompts=prompts, dtype=dtype.value, tp_size=tp_size,

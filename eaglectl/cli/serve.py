@@ -61,7 +61,7 @@ def serve_command(
     json: JsonOpt = False,
 ) -> None:
     """Launch `python -m sglang.launch_server` with the drafter; arguments after `--` go to SGLang verbatim."""
-    from eaglectl.serve import ServeOptions, serve
+    from eaglectl.sglang.serve import ServeOptions, serve
 
     opts = ServeOptions(
         target=target, draft=draft, algorithm=algorithm, num_steps=num_steps, topk=topk,

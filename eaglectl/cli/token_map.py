@@ -24,7 +24,7 @@ def token_map_command(
     json: JsonOpt = False,
 ) -> None:
     """Write speculative_token_map.pt (int64 target ids in draft-row order), validated."""
-    from eaglectl.token_map import write_token_map
+    from eaglectl.export.token_map import write_token_map
 
     report = write_token_map(path, output=output_file)
     if not report.sglang_uses_it:  # EAGLE-3: SGLang reads d2t instead

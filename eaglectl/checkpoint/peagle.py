@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eaglectl.checkpoint import Checkpoint, is_p_eagle
+from eaglectl.checkpoint.resolve import Checkpoint, is_p_eagle
 from eaglectl.errors import UnsupportedDraftError
 
 VLLM_ROUTE = (

@@ -6,17 +6,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eaglectl.canonical import layer_indices, parse_name
-from eaglectl.checkpoint import Checkpoint, detect_algorithm, is_p_eagle, resolve
-from eaglectl.config_rewrite import aux_layer_ids_of
+from eaglectl.checkpoint.names import layer_indices, parse_name
+from eaglectl.checkpoint.peagle import VLLM_ROUTE
+from eaglectl.checkpoint.resolve import Checkpoint, detect_algorithm, is_p_eagle, resolve
+from eaglectl.checkpoint.target import TargetInfo, load_target
+from eaglectl.checkpoint.weights import FLOAT_DTYPES, WeightSet
 from eaglectl.enums import Algorithm, Layout, Severity
 from eaglectl.errors import EaglectlError
-from eaglectl.peagle import VLLM_ROUTE
-from eaglectl.plan import ExportPlan, build_plan
-from eaglectl.sglang_loader import ARCHITECTURE, SGLANG_VERSIONS, simulate_load
-from eaglectl.target.contract import aux_layer_problems, default_aux_layer_ids
-from eaglectl.target_config import TargetInfo, load_target
-from eaglectl.weights import FLOAT_DTYPES, WeightSet
+from eaglectl.export.config_rewrite import aux_layer_ids_of
+from eaglectl.export.plan import ExportPlan, build_plan
+from eaglectl.runner.contract import aux_layer_problems, default_aux_layer_ids
+from eaglectl.sglang.loader import ARCHITECTURE, SGLANG_VERSIONS, simulate_load
 
 SCAN_CHUNK_BYTES = 16 * 1024 * 1024
 
@@ -118,7 +118,7 @@ def inspect_checkpoint(path: str, *, target: str | None = None) -> InspectReport
     if target:
         report.target = load_target(target)
         _target_findings(ckpt, plan, report.target, report)
-    from eaglectl.export import servable_as_is
+    from eaglectl.export.exporter import servable_as_is
 
     report.sglang_ready = bool(plan and servable_as_is(ckpt, plan) and report.ok)
     if report.sglang_ready and ckpt.layout is Layout.hf:

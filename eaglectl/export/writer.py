@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.weights import file_identity, nbytes, release_pages
+from eaglectl.checkpoint.weights import file_identity, nbytes, release_pages
 
 CHUNK_BYTES = 64 * 1024 * 1024  # rows converted in user space per step: bounds memory
 COPY_BYTES = 256 * 1024 * 1024  # one in-kernel copy step: no user memory, fewer writeback kicks
@@ -116,7 +116,7 @@ def _copy_range(source: RawSource, nbytes: int, out, on_bytes) -> None:
 def _write_tensor(t: OutTensor, out, on_bytes) -> None:
     """Write a tensor given as a row reader `source(start, stop)` (`source(None, None)` = whole tensor),
     converting to the output dtype one chunk of rows at a time."""
-    from eaglectl.weights import torch_dtype
+    from eaglectl.checkpoint.weights import torch_dtype
 
     want = torch_dtype(t.dtype)
     read = t.source  # type: ignore[assignment]

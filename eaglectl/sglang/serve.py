@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eaglectl import launcher
-from eaglectl.checkpoint import resolve
+from eaglectl.checkpoint.resolve import resolve
 from eaglectl.enums import Algorithm, Layout, ServeDType, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, MissingDependencyError, UnsupportedDraftError, importable
 from eaglectl.output import warn
+from eaglectl.sglang import launcher
 
 LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
 INSTALL_HINT = 'pip install "eaglectl[sglang]"'
@@ -108,10 +108,10 @@ def _check_sglang(python: str) -> None:
 
 def prepare(opts: ServeOptions) -> ServeResult:
     """Everything before the launch: resolve, preflight, export (unless print-only), argv."""
-    from eaglectl.export import TOKEN_MAP, default_output, export_plan, require_servable, servable_as_is
-    from eaglectl.peagle import reject_p_eagle
-    from eaglectl.plan import build_plan
-    from eaglectl.target_config import load_target
+    from eaglectl.checkpoint.peagle import reject_p_eagle
+    from eaglectl.checkpoint.target import load_target
+    from eaglectl.export.exporter import TOKEN_MAP, default_output, export_plan, require_servable, servable_as_is
+    from eaglectl.export.plan import build_plan
 
     notes: list[str] = []
     if not opts.print_only:
@@ -175,7 +175,7 @@ def _url_host(host: str) -> str:
 
 
 def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], notes: list[str]) -> None:
-    from eaglectl.inspection import target_findings
+    from eaglectl.checks.report import target_findings
 
     findings = target_findings(ckpt, plan, target)
     errors = [f for f in findings if f.severity is Severity.error]

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eaglectl.checkpoint.weights import BIN_INDEX, SAFETENSORS_INDEX, WeightSet, open_weights, read_index
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckpointError, ConfigError
 from eaglectl.jsonfile import config_int, read_json_object
-from eaglectl.weights import BIN_INDEX, SAFETENSORS_INDEX, WeightSet, open_weights, read_index
 
 META_NAMES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")
 LEGACY_WEIGHTS = "draft_model.pt"
@@ -279,7 +279,7 @@ def find_meta(d: Path) -> Path | None:
 def read_meta(path: Path) -> Meta:
     import torch
 
-    from eaglectl.weights import load_pickle
+    from eaglectl.checkpoint.weights import load_pickle
 
     obj = load_pickle(path)
     if not isinstance(obj, dict):
@@ -309,7 +309,7 @@ def read_meta(path: Path) -> Meta:
 
 def detect_algorithm(ckpt: Checkpoint) -> tuple[Algorithm | None, str]:
     """EAGLE3 vs EAGLE from the weights (fc width, attention input width), else from `architectures`."""
-    from eaglectl.canonical import parse_name
+    from eaglectl.checkpoint.names import parse_name
 
     cfg, ws = ckpt.config, ckpt.weights
     hidden = config_int(cfg, "hidden_size")
@@ -337,7 +337,7 @@ def detect_algorithm(ckpt: Checkpoint) -> tuple[Algorithm | None, str]:
 
 def is_p_eagle(ckpt: Checkpoint) -> str | None:
     """Why this is a P-EAGLE (parallel drafting) head, or None."""
-    from eaglectl.canonical import is_p_eagle_tensor
+    from eaglectl.checkpoint.names import is_p_eagle_tensor
 
     if ckpt.config.get("parallel_drafting") is True:
         return "config has parallel_drafting: true"

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.atomic import locked_output, output_path, write_bytes_atomic
-from eaglectl.checkpoint import resolve
+from eaglectl.checkpoint.resolve import resolve
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, OutputError
+from eaglectl.export.atomic import locked_output, output_path, write_bytes_atomic
+from eaglectl.export.plan import build_plan
 from eaglectl.jsonfile import config_int
-from eaglectl.plan import build_plan
 
 TOKEN_MAP = "speculative_token_map.pt"  # the file name SGLang docs and NeMo use
 

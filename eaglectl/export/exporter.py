@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eaglectl import __version__
-from eaglectl.atomic import commit_dir, locked_output, output_path, stage_dir, write_bytes_atomic
-from eaglectl.checkpoint import Checkpoint, resolve
+from eaglectl.checkpoint.peagle import reject_p_eagle
+from eaglectl.checkpoint.resolve import Checkpoint, resolve
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError
+from eaglectl.export.atomic import commit_dir, locked_output, output_path, stage_dir, write_bytes_atomic
+from eaglectl.export.plan import DroppedTensor, ExportPlan, build_plan
+from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
 from eaglectl.jsonfile import dumps_config
-from eaglectl.peagle import reject_p_eagle
-from eaglectl.plan import DroppedTensor, ExportPlan, build_plan
-from eaglectl.sglang_loader import SGLANG_VERSIONS, simulate_load
-from eaglectl.token_map import TOKEN_MAP, token_map_bytes
+from eaglectl.sglang.loader import SGLANG_VERSIONS, simulate_load
 
 MANIFEST = "eaglectl_export.json"
 DEFAULT_MAX_SHARD = "5GB"
@@ -225,7 +225,7 @@ class _Background:
 def _scan_values(ckpt: Checkpoint, plan: ExportPlan, order: list[str] | None = None, written: _Written | None = None,
                  stop=None) -> list:
     """NaN / Inf in the planned source tensors; with `written`, each one read after the writer copied it."""
-    from eaglectl.inspection import scan_non_finite, scanned_tensors
+    from eaglectl.checks.report import scan_non_finite, scanned_tensors
 
     assert ckpt.weights is not None
     outputs = order or [t.name for t in plan.tensors]
@@ -246,7 +246,7 @@ def _write_order(shards: dict[str, list[str]]) -> list[str]:
 
 def _value_warnings(found: list) -> list[str]:
     """NaN / Inf in the weights: warned about (the export itself is faithful), never a failure."""
-    from eaglectl.inspection import non_finite_message
+    from eaglectl.checks.report import non_finite_message
     from eaglectl.output import warn
 
     warnings = [non_finite_message(found)] if found else []
@@ -288,7 +288,7 @@ def _shards(plan: ExportPlan, max_bytes: int) -> dict[str, list[str]]:
 
 
 def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool) -> list[tuple[str, int]]:
-    from eaglectl.safetensors_writer import OutTensor, header_bytes
+    from eaglectl.export.writer import OutTensor, header_bytes
 
     files = []
     shapes = {t.name: t for t in plan.tensors}
@@ -326,7 +326,7 @@ def _existing_matches(out: Path, fingerprint: str) -> bool:
 def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[str, list[str]], fingerprint: str,
                token_map: bool, progress: ProgressFn | None, *,
                on_tensor: Callable[[str], None] | None = None) -> list[WrittenFile]:
-    from eaglectl.safetensors_writer import OutTensor, RawSource, write_safetensors
+    from eaglectl.export.writer import OutTensor, RawSource, write_safetensors
 
     ws = ckpt.weights
     assert ws is not None

@@ -6,10 +6,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eaglectl.export import ExportReport, export_checkpoint
-from eaglectl.inspection import InspectReport, inspect_checkpoint
-from eaglectl.samples import build_samples
-from eaglectl.serve import ServeOptions, prepare
+from eaglectl.checks.report import InspectReport, inspect_checkpoint
+from eaglectl.demo.samples import build_samples
+from eaglectl.export.exporter import ExportReport, export_checkpoint
+from eaglectl.sglang.serve import ServeOptions, prepare
 
 
 @dataclass

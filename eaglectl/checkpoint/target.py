@@ -7,7 +7,7 @@ from pathlib import Path
 
 from eaglectl.errors import ConfigError
 from eaglectl.jsonfile import config_int, read_json_object
-from eaglectl.target.contract import (
+from eaglectl.runner.contract import (
     default_aux_layer_ids,  # noqa: F401  (re-exported; defined with the contract)
     text_config,
 )

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from eaglectl.errors import EaglectlError, require
 from eaglectl.output import to_jsonable
-from eaglectl.target.contract import (
+from eaglectl.runner.contract import (
     DTYPES,
     canonical_dtype,
     resolve_aux_layer_ids,
@@ -991,7 +991,7 @@ class SGLangTargetRunner:
     def __init__(self, model_path: str, *, dtype: Any = None, tp_size: int = 1, trust_remote_code: bool = False,
                  logits_dtype: Any = None, max_requests_per_extend: int | None = None,
                  max_tokens_per_extend: int | None = None, **server_args: Any) -> None:
-        from eaglectl.target.tp import RankGroup
+        from eaglectl.runner.tp import RankGroup
 
         kwargs = build_server_args_kwargs(model_path, dtype=dtype, tp_size=tp_size,
                                           trust_remote_code=trust_remote_code, overrides=server_args)

@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from eaglectl.canonical import canonical_name, is_p_eagle_tensor, layer_indices, parse_name
-from eaglectl.checkpoint import Checkpoint, detect_algorithm
-from eaglectl.config_rewrite import aux_layer_ids_of, rewrite_config
+from eaglectl.checkpoint.names import canonical_name, is_p_eagle_tensor, layer_indices, parse_name
+from eaglectl.checkpoint.resolve import Checkpoint, detect_algorithm
+from eaglectl.checkpoint.weights import FLOAT_DTYPES, nbytes
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, UnsupportedDraftError
+from eaglectl.export.config_rewrite import aux_layer_ids_of, rewrite_config
 from eaglectl.jsonfile import config_int
-from eaglectl.weights import FLOAT_DTYPES, nbytes
 
 DTYPE_CODE = {"bf16": "BF16", "fp16": "F16", "fp32": "F32"}
 

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from eaglectl.enums import Algorithm
-from eaglectl.sglang_loader import ARCHITECTURE
+from eaglectl.sglang.loader import ARCHITECTURE
 
 TORCH_DTYPE_NAME = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from eaglectl.errors import CheckpointError, ConfigError, EaglectlError, require
-from eaglectl.target.contract import DTYPES, canonical_dtype, model_dims, resolve_aux_layer_ids, text_config
+from eaglectl.runner.contract import DTYPES, canonical_dtype, model_dims, resolve_aux_layer_ids, text_config
 
 __all__ = ["DTYPES", "HFTargetRunner", "canonical_dtype", "config_dtype", "resolve_dtype"]
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eaglectl.checkpoint.target import load_target
 from eaglectl.enums import Compare, Engine
 from eaglectl.errors import ConfigError, EaglectlError, require
-from eaglectl.target.contract import TargetRunner, model_dims, output_problems, resolve_aux_layer_ids, row_lengths
-from eaglectl.target_config import load_target
+from eaglectl.runner.contract import TargetRunner, model_dims, output_problems, resolve_aux_layer_ids, row_lengths
 
 if TYPE_CHECKING:
     import torch
@@ -120,7 +120,7 @@ def engine_server_args(*, attention_backend: str | None = None, mem_fraction_sta
 def with_server_flags(server_args: dict[str, Any], flags: Sequence[str]) -> dict[str, Any]:
     """`server_args` plus `sglang.launch_server` flags read by SGLang's own parser (SGLang is imported here);
     a setting given both ways is refused."""
-    from eaglectl.target.sglang_runner import flag_name, server_args_from_flags
+    from eaglectl.runner.sglang_runner import flag_name, server_args_from_flags
 
     from_flags = server_args_from_flags(flags, own_options=OWN_OPTIONS)
     twice = sorted(from_flags.keys() & server_args.keys())
@@ -136,7 +136,7 @@ def make_engine_runner(engine: Engine, target: str, *, dtype: str, tp_size: int,
     ServerArgs overrides (probe-target's SGLang options and flags)."""
     if engine is Engine.sglang:
         require("sglang", extra="sglang", purpose="for --engine sglang")
-        from eaglectl.target.sglang_runner import SGLangTargetRunner
+        from eaglectl.runner.sglang_runner import SGLangTargetRunner
 
         return SGLangTargetRunner(target, dtype=dtype, tp_size=tp_size, trust_remote_code=trust_remote_code,
                                   **(server_args or {}))
@@ -144,7 +144,7 @@ def make_engine_runner(engine: Engine, target: str, *, dtype: str, tp_size: int,
 
 
 def make_reference_runner(target: str, *, dtype: str, device: str, trust_remote_code: bool) -> TargetRunner:
-    from eaglectl.target.hf_runner import HFTargetRunner
+    from eaglectl.runner.hf import HFTargetRunner
 
     return HFTargetRunner(target, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
 
@@ -174,7 +174,7 @@ def run_probe(
 
     `attention_backend`, `mem_fraction_static` and `sglang_flags` (`sglang.launch_server` flags) configure the
     SGLang engine: probing with the backend you serve with checks the kernels the drafter will meet."""
-    from eaglectl.target.hf_runner import resolve_dtype
+    from eaglectl.runner.hf import resolve_dtype
 
     engine, compare = Engine(engine), Compare(compare)
     _check_args(engine, batch=batch, seq_len=seq_len, tp_size=tp_size, tolerance=tolerance,
@@ -204,7 +204,7 @@ def run_probe(
     def start(runner: TargetRunner) -> None:
         nonlocal dtype_name
         if dtype_name == "auto":
-            from eaglectl.target.hf_runner import config_dtype
+            from eaglectl.runner.hf import config_dtype
 
             dtype_name = resolve_dtype("auto", config_dtype(runner.model.config))
         n, h, v = model_dims(runner.model)

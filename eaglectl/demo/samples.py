@@ -91,8 +91,8 @@ def draft_config(*, architectures: list[str], num_layers: int, eagle3: bool = Tr
 
 
 def save_safetensors(path: Path, tensors: dict[str, Any]) -> None:
-    from eaglectl.safetensors_writer import OutTensor, write_safetensors
-    from eaglectl.weights import torch_dtype_code
+    from eaglectl.checkpoint.weights import torch_dtype_code
+    from eaglectl.export.writer import OutTensor, write_safetensors
 
     path.parent.mkdir(parents=True, exist_ok=True)
     outs = [OutTensor(n, torch_dtype_code(v.dtype), tuple(v.shape), (lambda a, b, v=v: v if a is None else v[a:b]))

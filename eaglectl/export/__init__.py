@@ -1,0 +1,1 @@
+"""Writing SGLang-ready exports: the plan, config rewrite, streaming writer, atomic output, token map."""

@@ -1,0 +1,4 @@
+"""The target side of EAGLE-3 training: the runner contract, the HF reference runner and `probe-target`.
+
+Import the submodules you need (`eaglectl.runner.contract` is light; `hf` needs the `hf` extra at use).
+"""

@@ -1,0 +1,1 @@
+"""What eaglectl knows about SGLang: loader rules per release, their replay, the server argv, launch, supervision."""

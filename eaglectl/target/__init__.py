@@ -1,4 +1,0 @@
-"""The target side of EAGLE-3 training: the runner contract, the HF reference runner and `probe-target`.
-
-Import the submodules you need (`eaglectl.target.contract` is light; `hf_runner` needs the `hf` extra at use).
-"""
