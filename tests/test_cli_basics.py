@@ -54,7 +54,11 @@ def test_debug_env_shows_traceback(cli, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "Traceback" in result.stderr and "CheckpointError" in result.stderr
 
 
-def test_json_error_leaves_stdout_empty(cli, tmp_path):
+def test_json_error_is_the_failure_envelope_and_nothing_else(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     result = cli("export", tmp_path / "empty", "--json")
-    assert result.exit_code == 1 and result.stdout == "" and "empty directory" in result.stderr
+    assert result.exit_code == 1 and "empty directory" in result.stderr
+    doc = json.loads(result.stdout)  # the whole of stdout is one JSON document
+    assert doc["ok"] is False and doc["result"] is None and doc["command"] == "export"
+    assert doc["error"]["type"] == "CheckpointError" and "empty directory" in doc["error"]["message"]
+    assert doc["error"]["exit_code"] == 1

@@ -232,7 +232,9 @@ def test_sglang_engine_without_sglang_exits_2(cli, tiny_llama, monkeypatch):
     monkeypatch.delitem(sys.modules, "eaglectl.target.sglang_runner", raising=False)  # whatever ran before
     result = cli("probe-target", tiny_llama, "--engine", "sglang", "--json")
     assert result.exit_code == 2
-    assert result.stdout == ""
+    error = json.loads(result.stdout)["error"]  # --json: the failure envelope, and nothing else, on stdout
+    assert error["type"] == "MissingDependencyError" and error["exit_code"] == 2
+    assert error["hint"] == 'pip install "eaglectl[sglang]"'
     assert "sglang is not installed" in result.stderr and 'pip install "eaglectl[sglang]"' in result.stderr
     assert "eaglectl.target.sglang_runner" not in sys.modules
 
