@@ -70,9 +70,11 @@ def envelope(command: str | None, result: Any, *, ok: bool = True,
     return doc
 
 
-def error_object(exc: BaseException, *, exit_code: int | None = None, hint: str | None = None) -> dict[str, Any]:
+def error_object(exc: BaseException, *, exit_code: int | None = None, hint: str | None = None,
+                 message: str | None = None) -> dict[str, Any]:
     """`{type, message, hint, exit_code}` of a failure, as the `--json` envelope carries it."""
-    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    if message is None:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     code = exit_code if exit_code is not None else getattr(exc, "exit_code", 1)
     return {"type": type(exc).__name__, "message": message or type(exc).__name__,
             "hint": hint if hint is not None else getattr(exc, "hint", None), "exit_code": code}
@@ -93,14 +95,14 @@ def emit(command: str, result: Any, *, as_json: bool, render: Callable[[Console]
 
 
 def emit_failure(command: str | None, exc: BaseException, *, exit_code: int | None = None,
-                 hint: str | None = None) -> None:
+                 hint: str | None = None, message: str | None = None) -> None:
     """The `--json` envelope of a run that failed before producing a result: `ok: false`, `result: null`, and
     the error. Nothing when this run already printed its document."""
     global _emitted
     if _emitted:
         return
     doc = envelope(command, None, ok=False)
-    doc["error"] = error_object(exc, exit_code=exit_code, hint=hint)
+    doc["error"] = error_object(exc, exit_code=exit_code, hint=hint, message=message)
     write_json(doc)
     _emitted = True
 
@@ -117,23 +119,20 @@ def write_json(doc: dict[str, Any]) -> None:
 
 
 def warn(message: str) -> None:
-    _console("stderr").print(f"[yellow]warning:[/] {_message(message)}", markup=True, soft_wrap=True)
+    _console("stderr").print(f"[yellow]warning:[/] {safe(message)}", markup=True, soft_wrap=True)
 
 
 def note(message: str) -> None:
-    _console("stderr").print(f"[dim]{_message(message)}[/]", markup=True, soft_wrap=True)
+    _console("stderr").print(f"[dim]{safe(message)}[/]", markup=True, soft_wrap=True)
 
 
-def error(message: str, hint: str | None = None) -> None:
-    _console("stderr").print(f"[bold red]error:[/] {_message(message)}", markup=True, soft_wrap=True)
+def error(message: str, hint: str | None = None, *, multiline: bool = False) -> None:
+    """One `error:` line (and a `hint:` line). `multiline` keeps the newlines of a message that carries a log
+    tail, indenting its continuation lines so that nothing in them can pose as an `error:` line of its own."""
+    text = "\n  ".join(safe(line) for line in str(message).split("\n")) if multiline else safe(message)
+    _console("stderr").print(f"[bold red]error:[/] {text}", markup=True, soft_wrap=True)
     if hint:
-        _console("stderr").print(f"[dim]hint:[/] {_message(hint)}", markup=True, soft_wrap=True)
-
-
-def _message(text: str) -> str:
-    """A diagnostic for markup: a message may span lines (SGLang's last log lines), but its continuation
-    lines are indented, so no name inside it can pose as an `error:` line of its own."""
-    return "\n  ".join(safe(line) for line in str(text).split("\n"))
+        _console("stderr").print(f"[dim]hint:[/] {safe(hint)}", markup=True, soft_wrap=True)
 
 
 def escape(text: str) -> str:

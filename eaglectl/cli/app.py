@@ -45,7 +45,7 @@ class EaglectlGroup(TyperGroup):
         except typer.Abort as exc:
             code = 1
             output.error("aborted")
-            output.emit_failure(self._command, exc, exit_code=code)
+            output.emit_failure(self._command, exc, exit_code=code, message="aborted")
         if not standalone_mode:
             return code
         sys.exit(code)
@@ -56,14 +56,14 @@ class EaglectlGroup(TyperGroup):
         except EaglectlError as exc:
             if output.debug_enabled():
                 traceback.print_exc(file=sys.stderr)
-            output.error(str(exc), exc.hint)
+            output.error(str(exc), exc.hint, multiline=exc.multiline)
             if self._json:
                 output.emit_failure(self._command, exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             output.error("interrupted")
             if self._json:
-                output.emit_failure(self._command, exc, exit_code=130)
+                output.emit_failure(self._command, exc, exit_code=130, message="interrupted")
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
