@@ -16,6 +16,8 @@ class EaglectlError(Exception):
 
     exit_code = EXIT_FAILED
     hint: str | None = None
+    # Printed on one line (a newline inside a name is shown as `\n`), except where the message carries a log tail.
+    multiline = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -45,6 +47,8 @@ class OutputError(EaglectlError):
 
 class LaunchError(EaglectlError):
     """The SGLang server could not be started, died, or never became healthy."""
+
+    multiline = True  # SGLang's last log lines
 
 
 class MissingDependencyError(EaglectlError):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 SCHEMA_VERSION = 1
 
@@ -34,7 +35,8 @@ def _console(name: str) -> Console:
     if console is None:
         from rich.console import Console
 
-        console = Console(stderr=name == "stderr", soft_wrap=name == "stdout", highlight=False)
+        # No emoji codes either: a tensor called `a:fire:b` is printed as it is named.
+        console = Console(stderr=name == "stderr", soft_wrap=name == "stdout", highlight=False, emoji=False)
         globals()[f"_{name}"] = console
     return console
 
@@ -60,37 +62,108 @@ def to_jsonable(value: Any) -> Any:
     return str(value)  # a torch.device, a dtype, an engine's own object: readable, and never breaks json.dumps
 
 
-def envelope(command: str, result: Any, *, ok: bool = True) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "command": command, "ok": ok, "result": to_jsonable(result)}
+def envelope(command: str | None, result: Any, *, ok: bool = True,
+             error: BaseException | None = None) -> dict[str, Any]:
+    doc = {"schema_version": SCHEMA_VERSION, "command": command, "ok": ok, "result": to_jsonable(result)}
+    if error is not None:
+        doc["error"] = error_object(error)
+    return doc
 
 
-def emit(command: str, result: Any, *, as_json: bool, render: Callable[[Console], None], ok: bool = True) -> None:
+def error_object(exc: BaseException, *, exit_code: int | None = None, hint: str | None = None,
+                 message: str | None = None) -> dict[str, Any]:
+    """`{type, message, hint, exit_code}` of a failure, as the `--json` envelope carries it."""
+    if message is None:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    code = exit_code if exit_code is not None else getattr(exc, "exit_code", 1)
+    return {"type": type(exc).__name__, "message": message or type(exc).__name__,
+            "hint": hint if hint is not None else getattr(exc, "hint", None), "exit_code": code}
+
+
+_emitted = False  # whether this run already printed its JSON document (a failure after it adds none)
+
+
+def emit(command: str, result: Any, *, as_json: bool, render: Callable[[Console], None], ok: bool = True,
+         error: BaseException | None = None) -> None:
     """Print `result` as one JSON document or through `render`, never both."""
+    global _emitted
     if as_json:
-        sys.stdout.write(json.dumps(envelope(command, result, ok=ok), indent=2) + "\n")
-        sys.stdout.flush()
+        write_json(envelope(command, result, ok=ok, error=error))
+        _emitted = True
     else:
         render(_console("stdout"))
 
 
+def emit_failure(command: str | None, exc: BaseException, *, exit_code: int | None = None,
+                 hint: str | None = None, message: str | None = None) -> None:
+    """The `--json` envelope of a run that failed before producing a result: `ok: false`, `result: null`, and
+    the error. Nothing when this run already printed its document."""
+    global _emitted
+    if _emitted:
+        return
+    doc = envelope(command, None, ok=False)
+    doc["error"] = error_object(exc, exit_code=exit_code, hint=hint, message=message)
+    write_json(doc)
+    _emitted = True
+
+
+def reset() -> None:
+    """Start of a run (tests run many in one process)."""
+    global _emitted
+    _emitted = False
+
+
+def write_json(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.flush()
+
+
 def warn(message: str) -> None:
-    _console("stderr").print(f"[yellow]warning:[/] {escape(message)}", markup=True, soft_wrap=True)
+    _console("stderr").print(f"[yellow]warning:[/] {safe(message)}", markup=True, soft_wrap=True)
 
 
 def note(message: str) -> None:
-    _console("stderr").print(f"[dim]{escape(message)}[/]", markup=True, soft_wrap=True)
+    _console("stderr").print(f"[dim]{safe(message)}[/]", markup=True, soft_wrap=True)
 
 
-def error(message: str, hint: str | None = None) -> None:
-    _console("stderr").print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+def error(message: str, hint: str | None = None, *, multiline: bool = False) -> None:
+    """One `error:` line (and a `hint:` line). `multiline` keeps the newlines of a message that carries a log
+    tail, indenting its continuation lines so that nothing in them can pose as an `error:` line of its own."""
+    text = "\n  ".join(safe(line) for line in str(message).split("\n")) if multiline else safe(message)
+    _console("stderr").print(f"[bold red]error:[/] {text}", markup=True, soft_wrap=True)
     if hint:
-        _console("stderr").print(f"[dim]hint:[/] {escape(hint)}", markup=True, soft_wrap=True)
+        _console("stderr").print(f"[dim]hint:[/] {safe(hint)}", markup=True, soft_wrap=True)
 
 
 def escape(text: str) -> str:
+    """Rich markup escaped (`[` in a name is text, not a tag); see `safe` for anything read from a file."""
     from rich.markup import escape as _escape
 
     return _escape(text)
+
+
+def printable(text: Any) -> str:
+    """`text` with every character the terminal would act on (ESC, CR, NUL, newlines, bidi overrides, any
+    other non-printable) written as its Python escape (`\\x1b`, `\\n`, `\\u202e`): a name cannot move the
+    cursor, recolour the terminal, or fake a line."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def safe(text: Any) -> str:
+    """A user- or file-derived string ready to sit inside rich markup: control characters neutralised and
+    `[` escaped. Every name and path printed through markup goes through this."""
+    return escape(printable(text))
+
+
+def cell(value: Any) -> Text:
+    """A table cell from a file-derived value: rich `Text` (never parsed as markup), control characters
+    neutralised."""
+    from rich.text import Text
+
+    return Text(printable(value))
 
 
 def human_bytes(n: int | float) -> str:

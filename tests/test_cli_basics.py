@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from eaglectl import __version__
 
 
@@ -54,7 +56,91 @@ def test_debug_env_shows_traceback(cli, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "Traceback" in result.stderr and "CheckpointError" in result.stderr
 
 
-def test_json_error_leaves_stdout_empty(cli, tmp_path):
+def test_json_error_is_the_failure_envelope_and_nothing_else(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     result = cli("export", tmp_path / "empty", "--json")
-    assert result.exit_code == 1 and result.stdout == "" and "empty directory" in result.stderr
+    assert result.exit_code == 1 and "empty directory" in result.stderr
+    doc = json.loads(result.stdout)  # the whole of stdout is one JSON document
+    assert doc["ok"] is False and doc["result"] is None and doc["command"] == "export"
+    assert doc["error"]["type"] == "CheckpointError" and "empty directory" in doc["error"]["message"]
+    assert doc["error"]["exit_code"] == 1
+
+
+def _failure(result, code: int, error_type: str, command: str | None) -> dict:
+    """`--json` on failure: the exit code unchanged, stdout one envelope with `ok: false` and the error, stderr
+    the `error:` line (and its hint), no traceback."""
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    doc = json.loads(result.stdout)
+    assert doc["schema_version"] == 1 and doc["command"] == command and doc["ok"] is False
+    error = doc["error"]
+    assert set(error) == {"type", "message", "hint", "exit_code"}
+    assert error["type"] == error_type and error["exit_code"] == code and error["message"]
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"error: {error['message']}" and all(not line.startswith("error:") for line in lines[1:])
+    assert "Traceback" not in result.stderr
+    return doc
+
+
+@pytest.mark.parametrize(("args", "code", "error_type", "command"), [
+    (("inspect", "./nope"), 1, "CheckpointError", "inspect"),
+    (("inspect", "--tagret", "x", "p"), 2, "NoSuchOption", "inspect"),
+    (("export", "SAMPLE", "--dtype", "int3"), 2, "BadParameter", "export"),
+    (("export", "SAMPLE", "--max-shard-size", "lots"), 1, "CheckpointError", "export"),
+    (("token-map", "./nope"), 1, "CheckpointError", "token-map"),
+    (("token-map",), 2, "MissingParameter", "token-map"),
+    (("serve", "--target", "TARGET"), 2, "MissingParameter", "serve"),
+    (("serve", "--target", "./targt", "--draft", "SAMPLE", "--print-only"), 1, "CheckpointError", "serve"),
+    (("serve", "--target", "TARGET", "--draft", "SAMPLE", "--port", "0"), 2, "BadParameter", "serve"),
+    (("serve", "--target", "TARGET", "--draft", "SAMPLE", "--python", "/nonexistent/python"), 2,
+     "MissingDependencyError", "serve"),
+    (("probe-target", "./nope", "--engine", "hf", "--compare", "none"), 1, "CheckpointError", "probe-target"),
+    (("probe-target", "TARGET", "--batch", "0"), 2, "BadParameter", "probe-target"),
+    (("demo", "FILE"), 2, "BadParameter", "demo"),
+    (("no-such-command",), 2, "UsageError", None),
+])
+def test_json_failure_envelope_for_every_command(cli, samples, tmp_path, args, code, error_type, command):
+    (tmp_path / "file").write_text("")
+    names = {"SAMPLE": samples["specforge"], "TARGET": samples["target"], "FILE": tmp_path / "file"}
+    doc = _failure(cli(*(names.get(a, a) for a in args), "--json"), code, error_type, command)
+    assert doc["result"] is None
+    if code == 2 and error_type != "MissingDependencyError":
+        assert doc["error"]["hint"].endswith("--help`")  # usage errors point at the command's help
+
+
+def test_json_before_the_command_or_anywhere_counts(cli):
+    doc = _failure(cli("--json", "inspect"), 2, "NoSuchOption", "inspect")
+    assert "--json" in doc["error"]["message"]
+
+
+def test_json_after_double_dash_belongs_to_sglang(cli, samples):
+    result = cli("serve", "--target", samples["target"], "--draft", "./nope", "--print-only", "--", "--json")
+    assert result.exit_code == 1 and result.stdout == "" and result.stderr.startswith("error:")
+
+
+def test_usage_error_without_json_keeps_typers_message(cli):
+    result = cli("export", "--dtype", "int3", "x")
+    assert result.exit_code == 2 and result.stdout == "" and "Invalid value" in result.stderr
+
+
+def test_json_inspect_error_finding_has_report_and_error(cli, samples):
+    result = cli("inspect", samples["p-eagle"], "--json")
+    assert result.exit_code == 1 and result.stderr == ""  # findings are the report, not an error line
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False and doc["result"]["findings"]
+    assert doc["error"]["type"] == "CheckFailedError" and "p-eagle" in doc["error"]["message"]
+    assert doc["error"]["exit_code"] == 1
+
+
+def test_json_keyboard_interrupt_exits_130_with_envelope(cli, samples, mocker):
+    mocker.patch("eaglectl.checks.report.inspect_checkpoint", side_effect=KeyboardInterrupt)
+    doc = _failure(cli("inspect", samples["specforge"], "--json"), 130, "KeyboardInterrupt", "inspect")
+    assert doc["error"]["message"] == "interrupted"
+
+
+def test_json_unexpected_exception_still_prints_envelope_and_keeps_traceback(cli, samples, mocker):
+    mocker.patch("eaglectl.checks.report.inspect_checkpoint", side_effect=RuntimeError("a bug"))
+    result = cli("inspect", samples["specforge"], "--json")
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)  # a bug stays a bug
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False and doc["error"] == {"type": "RuntimeError", "message": "a bug", "hint": None,
+                                                  "exit_code": 1}

@@ -26,6 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from eaglectl.cli.app import app
+from eaglectl.output import printable
 from tests.hostile_corpus import CASES, COMMANDS, MARKER, Case, Evil, build_bases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,13 @@ def check_failure(case: Case, command: str, args: list[str], code: int, stdout: 
     assert len(errors) == 1, where
     assert case.expect in errors[0], where
     assert all(line.startswith(("error:", "hint:", "warning:")) for line in lines), where
-    assert stdout == "", where
+    if "--json" in args:  # stdout: the failure envelope, the same error, and nothing else
+        doc = json.loads(stdout)
+        assert doc["ok"] is False and doc["result"] is None, where
+        assert errors[0] == f"error: {printable(doc['error']['message'])}", where
+        assert doc["error"]["exit_code"] == code, where
+    else:
+        assert stdout == "", where
 
 
 def check_success(case: Case, command: str, args: list[str], code: int, stdout: str, stderr: str) -> None:

@@ -191,6 +191,9 @@ def test_difference_over_tolerance_exits_1(cli, tiny_llama, monkeypatch):
     assert all(d["ok"] for n, d in by_name.items() if n != "logits")  # aux untouched
     assert doc["result"]["top1_agreement"] == 1.0  # scaling keeps the argmax
     assert "probe-target failed: logits: relative mean difference" in result.stderr
+    # one document (the report, with the error beside it), not a second failure envelope after it
+    assert doc["error"]["type"] == "CheckFailedError" and doc["error"]["exit_code"] == 1
+    assert doc["error"]["message"].startswith("probe-target failed: logits")
 
 
 def test_tolerance_option_is_used_and_reported(cli, tiny_llama, monkeypatch):
@@ -232,7 +235,9 @@ def test_sglang_engine_without_sglang_exits_2(cli, tiny_llama, monkeypatch):
     monkeypatch.delitem(sys.modules, "eaglectl.runner.sglang_runner", raising=False)  # whatever ran before
     result = cli("probe-target", tiny_llama, "--engine", "sglang", "--json")
     assert result.exit_code == 2
-    assert result.stdout == ""
+    error = json.loads(result.stdout)["error"]  # --json: the failure envelope, and nothing else, on stdout
+    assert error["type"] == "MissingDependencyError" and error["exit_code"] == 2
+    assert error["hint"] == 'pip install "eaglectl[sglang]"'
     assert "sglang is not installed" in result.stderr and 'pip install "eaglectl[sglang]"' in result.stderr
     assert "eaglectl.runner.sglang_runner" not in sys.modules
 
@@ -349,3 +354,13 @@ def test_relative_difference():
     assert (d.max_abs, d.mean_abs) == (0.5, 0.25)
     assert d.rel_mean == pytest.approx(0.25 / 2.5) and d.ok is True
     assert diff("z", torch.ones(3), torch.zeros(3), 1.0).rel_mean == float("inf")
+
+
+def test_text_output_shows_a_hostile_target_path_escaped(cli, tiny_llama, tmp_path):
+    (tmp_path / "t[").mkdir()
+    hostile = tmp_path / "t[" / "]x[bold]\x1b[31m\r"
+    hostile.symlink_to(tiny_llama, target_is_directory=True)
+    result = cli("probe-target", hostile, *SMALL)
+    assert result.exit_code == 0, result.stderr
+    assert "Traceback" not in result.stderr and "\x1b" not in result.stdout + result.stderr
+    assert "t[/]x[bold]\\x1b[31m\\r" in result.stdout.replace("\n", "").replace("│", "").replace(" ", "")

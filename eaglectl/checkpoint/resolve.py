@@ -6,7 +6,8 @@ Layouts (see `Layout`):
 - nemo-legacy: `draft_model.pt` + `config.json` (+ `eagle_meta.pt` / `eagle3_meta.pt` / `eagle1_meta.pt`).
 - hf: SpecForge / EAGLE-research directories, `config.json` + `model.safetensors` / `pytorch_model.bin`.
 - sglang-ready: an `hf`-style directory SGLang loads completely as it is (what `eaglectl export` writes).
-- hub: a path that does not exist but is a valid Hugging Face repo id; passed through, never downloaded.
+- hub: a Hugging Face repo id (`namespace/name`) that reads as no local path (`eaglectl.hub`); passed through,
+  never downloaded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from eaglectl.checkpoint.weights import BIN_INDEX, SAFETENSORS_INDEX, WeightSet, open_weights, read_index
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckpointError, ConfigError
+from eaglectl.hub import hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 
 META_NAMES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")
@@ -85,10 +87,7 @@ def resolve(path: str | os.PathLike[str], *, load_meta: bool = True) -> Checkpoi
     if not exists:
         if p.is_symlink():
             raise CheckpointError(f"{source}: broken symlink")
-        hub = _as_hub_id(source)
-        if hub:
-            return Checkpoint(source=source, layout=Layout.hub, hub_id=hub)
-        raise CheckpointError(f"{source}: no such file or directory (and not a Hugging Face repo id)")
+        return Checkpoint(source=source, layout=Layout.hub, hub_id=hub_id(source))
     if p.is_file():
         if p.name in (LEGACY_WEIGHTS, "config.json") or p.name in WEIGHT_FILES or p.suffix == ".safetensors":
             p = p.parent
@@ -102,18 +101,6 @@ def resolve(path: str | os.PathLike[str], *, load_meta: bool = True) -> Checkpoi
     except OSError as exc:  # anything the specific checks did not foresee: still one line, naming the path
         raise CheckpointError(f"{exc.filename or source}: cannot access ({exc.strerror or exc})") from exc
     return ckpt
-
-
-def _as_hub_id(source: str) -> str | None:
-    if source.startswith((".", "/", "~")) or source.count("/") != 1:
-        return None
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(source)
-    except HFValidationError:
-        return None
-    return source
 
 
 def _has_weights(d: Path) -> bool:

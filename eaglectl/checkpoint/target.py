@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eaglectl.errors import ConfigError
+from eaglectl.hub import hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 from eaglectl.runner.contract import (
     default_aux_layer_ids,  # noqa: F401  (re-exported; defined with the contract)
@@ -30,10 +31,10 @@ class TargetInfo:
 
 
 def load_target(source: str) -> TargetInfo:
-    """Read the target's config; a path that does not exist is treated as a Hub id (nothing read)."""
+    """Read the target's config; a Hub id (`eaglectl.hub`: no local path) is passed through, nothing read."""
     p = Path(source).expanduser()
     if not p.exists():
-        return TargetInfo(source=source, config_path=None)
+        return TargetInfo(source=hub_id(source), config_path=None)
     cfg_path = p / "config.json" if p.is_dir() else p
     if not cfg_path.is_file():
         raise ConfigError(f"{source}: target has no config.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -16,7 +17,38 @@ COMMAND_ORDER = ("inspect", "export", "token-map", "serve", "probe-target", "dem
 
 
 class EaglectlGroup(TyperGroup):
-    """Maps `EaglectlError` to one stderr line + its exit code; `EAGLECTL_DEBUG=1` adds the traceback."""
+    """Maps `EaglectlError` to one stderr line + its exit code; `EAGLECTL_DEBUG=1` adds the traceback. With
+    `--json`, every failure (usage errors too) also prints the envelope, `"ok": false` and an `error` object,
+    on stdout."""
+
+    _json = False
+    _command: str | None = None
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        output.reset()
+        self._json = wants_json(argv)
+        self._command = next((a for a in argv if a in self.commands), None)
+        if not self._json:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        # Typer would print a usage error as a box and exit before any command runs: take it back here.
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except typer.TyperException as exc:  # Click's usage errors (exit 2) and its other ClickExceptions
+            code = exc.exit_code
+            ctx = getattr(exc, "ctx", None)
+            hint = f"see `{ctx.command_path} --help`" if ctx is not None else None
+            output.error(exc.format_message(), hint)
+            output.emit_failure(self._command, exc, exit_code=code, hint=hint)
+        except typer.Abort as exc:
+            code = 1
+            output.error("aborted")
+            output.emit_failure(self._command, exc, exit_code=code, message="aborted")
+        if not standalone_mode:
+            return code
+        sys.exit(code)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -24,11 +56,21 @@ class EaglectlGroup(TyperGroup):
         except EaglectlError as exc:
             if output.debug_enabled():
                 traceback.print_exc(file=sys.stderr)
-            output.error(str(exc), exc.hint)
+            output.error(str(exc), exc.hint, multiline=exc.multiline)
+            if self._json:
+                output.emit_failure(self._command, exc)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             output.error("interrupted")
+            if self._json:
+                output.emit_failure(self._command, exc, exit_code=130, message="interrupted")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as exc:  # a bug: keeps its traceback, but a script reading stdout still gets JSON
+            if self._json:
+                output.emit_failure(self._command, exc, exit_code=1)
+            raise
 
     def list_commands(self, ctx: Any) -> list[str]:
         # The order of the workflow (inspect -> export -> serve), not alphabetical.
@@ -45,6 +87,12 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def wants_json(argv: Sequence[str]) -> bool:
+    """`--json` anywhere before a `--` (what follows `--` belongs to SGLang)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    return "--json" in argv[:end]
 
 
 def _version_callback(value: bool) -> None:

@@ -10,6 +10,7 @@ import typer
 from eaglectl import output
 from eaglectl.cli.app import app
 from eaglectl.cli.options import JsonOpt
+from eaglectl.output import printable, safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,15 +33,15 @@ def _render(console: Console, result) -> None:
     from eaglectl.cli.export import render_export
     from eaglectl.cli.inspect import render_findings, render_report
 
-    console.print(f"[bold]Samples in {result.directory}[/]")
+    console.print(f"[bold]Samples in {safe(result.directory)}[/]")
     for name, path in result.samples.items():
-        console.print(f"  {name:<20} {path}")
-    console.print(f"\n[bold]$ eaglectl inspect {result.inspected} --target {result.samples['target']}[/]")
+        console.print(f"  {safe(name):<20} {safe(path)}")
+    console.print(f"\n[bold]$ eaglectl inspect {safe(result.inspected)} --target {safe(result.samples['target'])}[/]")
     render_report(console, result.report)
-    console.print(f"\n[bold]$ eaglectl export {result.inspected}[/]")
+    console.print(f"\n[bold]$ eaglectl export {safe(result.inspected)}[/]")
     render_export(console, result.export)
-    console.print(f"\n[bold]$ eaglectl inspect {result.inspected}[/]  (after export: findings only)")
+    console.print(f"\n[bold]$ eaglectl inspect {safe(result.inspected)}[/]  (after export: findings only)")
     render_findings(console, result.after_export.findings)
-    console.print(f"\n[bold]$ eaglectl serve --target {result.samples['target']} --draft {result.inspected} "
-                  f"--print-only[/]")
-    console.print(result.serve_command, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"\n[bold]$ eaglectl serve --target {safe(result.samples['target'])} "
+                  f"--draft {safe(result.inspected)} --print-only[/]")
+    console.print(printable(result.serve_command), markup=False, highlight=False, soft_wrap=True)

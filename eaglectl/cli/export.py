@@ -12,6 +12,7 @@ from eaglectl.cli.app import app
 from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, JsonOpt
 from eaglectl.cli.progress import byte_progress
 from eaglectl.enums import ExportDType
+from eaglectl.output import safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -49,32 +50,32 @@ def render_export(console: Console, r) -> None:
     from rich.table import Table
 
     verb = {"written": "Exported", "unchanged": "Up to date", "dry-run": "Would export"}[r.action]
-    console.print(f"[bold green]{verb}[/] {r.algorithm.value} drafter ({r.layout.value}) -> [bold]{r.output}[/]")
+    console.print(f"[bold green]{verb}[/] {r.algorithm.value} drafter ({r.layout.value}) -> [bold]{safe(r.output)}[/]")
     t = Table(show_header=True, title_justify="left")
     t.add_column("file", overflow="fold")
     t.add_column("bytes", justify="right")
     for f in r.files:
-        t.add_row(f.path, output.human_bytes(f.bytes))
+        t.add_row(output.cell(f.path), output.human_bytes(f.bytes))
     if r.files:
         console.print(t)
     console.print(f"tensors: {r.tensors_written} written, {len(r.renamed)} renamed, {len(r.dropped)} dropped, "
                   f"{len(r.generated)} generated; {output.human_bytes(r.bytes)} in {r.seconds:.2f} s")
     for src, dst in list(r.renamed.items())[:6]:
-        console.print(f"  renamed  {src} -> {dst}")
+        console.print(f"  renamed  {safe(src)} -> {safe(dst)}")
     if len(r.renamed) > 6:
         console.print(f"  renamed  ... and {len(r.renamed) - 6} more (see --json)")
     for d in r.dropped:
-        console.print(f"  [yellow]dropped[/]  {d.name}: {d.reason}")
+        console.print(f"  [yellow]dropped[/]  {safe(d.name)}: {safe(d.reason)}")
     for name, how in r.generated.items():
-        console.print(f"  built    {name} from {how}")
+        console.print(f"  built    {safe(name)} from {safe(how)}")
     for change in r.config_changes:
-        console.print(f"  config   {change}")
+        console.print(f"  config   {safe(change)}")
     for v in r.verification:
         mark = "[green]ok[/]" if v.ok else "[red]FAILED[/]"
-        detail = f" ({'; '.join(v.problems)})" if v.problems else ""
-        label = "read back" if v.version == "read-back" else f"SGLang {v.version} loader"
+        detail = f" ({safe('; '.join(v.problems))})" if v.problems else ""
+        label = "read back" if v.version == "read-back" else f"SGLang {safe(v.version)} loader"
         console.print(f"  verify   {label}: {mark}{detail}")
     if r.token_map:
-        console.print(f"  token map {r.token_map} (EAGLE: pass as --speculative-token-map)")
+        console.print(f"  token map {safe(r.token_map)} (EAGLE: pass as --speculative-token-map)")
     for n in r.notes:
-        console.print(f"[dim]{n}[/]")
+        console.print(f"[dim]{safe(n)}[/]")

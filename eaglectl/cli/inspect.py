@@ -9,7 +9,8 @@ import typer
 from eaglectl import output
 from eaglectl.cli.app import app
 from eaglectl.cli.options import CheckpointArg, JsonOpt, TargetOpt
-from eaglectl.errors import EXIT_FAILED
+from eaglectl.errors import EXIT_FAILED, CheckFailedError
+from eaglectl.output import cell, safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -24,8 +25,14 @@ def inspect_command(path: CheckpointArg, target: TargetOpt = None, json: JsonOpt
     from eaglectl.checks.report import inspect_checkpoint
 
     report = inspect_checkpoint(path, target=target)
-    output.emit("inspect", report, as_json=json, render=lambda c: render_report(c, report), ok=report.ok)
-    if not report.ok:
+    failure = None
+    if not report.ok:  # the findings say what; the JSON document also says that the run failed, as any failure does
+        errors = [f.code for f in report.findings if f.severity.value == "error"]
+        failure = CheckFailedError(f"{len(errors)} error finding(s): {', '.join(errors)}",
+                                   hint=next((f.fix for f in report.findings if f.fix and f.code == errors[0]), None))
+    output.emit("inspect", report, as_json=json, render=lambda c: render_report(c, report), ok=report.ok,
+                error=failure)
+    if failure is not None:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -35,14 +42,14 @@ def render_report(console: Console, report) -> None:
     head = Table(title="Checkpoint", show_header=False, title_justify="left")
     head.add_column(style="bold")
     head.add_column(overflow="fold")
-    head.add_row("source", report.source)
+    head.add_row("source", cell(report.source))
     head.add_row("layout", report.layout.value)
     if report.algorithm:
-        head.add_row("algorithm", f"{report.algorithm.value} ({report.algorithm_reason})")
+        head.add_row("algorithm", cell(f"{report.algorithm.value} ({report.algorithm_reason})"))
     head.add_row("sglang-ready", "yes" if report.sglang_ready else "no")
     for key, value in report.paths.items():
         if value:
-            head.add_row(key, value)
+            head.add_row(key, cell(value))
     console.print(head)
     if report.config:
         cfg = Table(title="Config", show_header=False, title_justify="left")
@@ -50,7 +57,7 @@ def render_report(console: Console, report) -> None:
         cfg.add_column()
         for key, value in vars(report.config).items():
             if value is not None:
-                cfg.add_row(key, str(value))
+                cfg.add_row(key, cell(value))
         console.print(cfg)
     if report.tensors:
         t = Table(title="Tensors", title_justify="left")
@@ -58,8 +65,8 @@ def render_report(console: Console, report) -> None:
                              ("dtypes", "left")):
             t.add_column(col, justify=justify)
         for g in report.tensors:
-            t.add_row(g.group, str(g.count), output.human_count(g.params), output.human_bytes(g.bytes),
-                      ",".join(g.dtypes))
+            t.add_row(cell(g.group), str(g.count), output.human_count(g.params), output.human_bytes(g.bytes),
+                      cell(",".join(g.dtypes)))
         t.add_row("total", "", output.human_count(report.total_params), output.human_bytes(report.total_bytes), "",
                   style="bold")
         console.print(t)
@@ -68,8 +75,8 @@ def render_report(console: Console, report) -> None:
         for col in ("version", "loaded", "skipped", "uninitialised", "from target"):
             t.add_column(col)
         for v in report.loader_as_is:
-            t.add_row(v.version, str(v.loaded), str(len(v.skipped)), str(len(v.uninitialized)),
-                      ", ".join(v.from_target) or "-")
+            t.add_row(cell(v.version), str(v.loaded), str(len(v.skipped)), str(len(v.uninitialized)),
+                      cell(", ".join(v.from_target) or "-"))
         console.print(t)
     render_findings(console, report.findings)
 
@@ -82,7 +89,7 @@ def render_findings(console: Console, findings) -> None:
     console.print("[bold]Findings[/]")
     for f in findings:
         sev = f.severity.value
-        console.print(f"  [{SEVERITY_STYLE[sev]}]{sev:<7}[/] [bold]{f.code}[/]: {output.escape(f.message)}",
+        console.print(f"  [{SEVERITY_STYLE[sev]}]{sev:<7}[/] [bold]{safe(f.code)}[/]: {safe(f.message)}",
                       soft_wrap=True)
         if f.fix:
-            console.print(f"          [dim]fix:[/] {output.escape(f.fix)}", soft_wrap=True)
+            console.print(f"          [dim]fix:[/] {safe(f.fix)}", soft_wrap=True)

@@ -9,7 +9,8 @@ import typer
 from eaglectl.cli import complete
 from eaglectl.enums import Algorithm
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON document on stdout instead of tables (on failure too: ok false, error).")]
 CheckpointArg = Annotated[
     str,
     typer.Argument(

@@ -13,6 +13,7 @@ from eaglectl.cli.app import app
 from eaglectl.cli.options import JsonOpt
 from eaglectl.enums import Compare, Engine, ServeDType
 from eaglectl.errors import CheckFailedError
+from eaglectl.output import cell, safe
 from eaglectl.runner.probe import DEFAULT_BATCH, DEFAULT_MIN_TOP1, DEFAULT_SEQ_LEN, DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:
@@ -84,10 +85,14 @@ def probe_target_command(
                        compare=compare, tolerance=tolerance, min_top1_agreement=min_top1, seed=seed,
                        warmup=warmup, trust_remote_code=trust_remote_code, attention_backend=attention_backend,
                        mem_fraction_static=mem_fraction_static, sglang_flags=list(ctx.args))
-    output.emit("probe-target", report, as_json=json, render=lambda c: _render(c, report), ok=report.ok)
+    failure = None
     if not report.ok:
         more = f" (and {len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
-        raise CheckFailedError(f"probe-target failed: {report.failures[0]}{more}")
+        failure = CheckFailedError(f"probe-target failed: {report.failures[0]}{more}")
+    output.emit("probe-target", report, as_json=json, render=lambda c: _render(c, report), ok=report.ok,
+                error=failure)
+    if failure is not None:
+        raise failure
 
 
 def _num(x: float | None, fmt: str = ".3g") -> str:
@@ -100,18 +105,18 @@ def _render(console: Console, r) -> None:
     head = Table(title="Target", show_header=False, title_justify="left")
     head.add_column(style="bold")
     head.add_column(overflow="fold")
-    head.add_row("target", r.target)
+    head.add_row("target", cell(r.target))
     head.add_row("engine", f"{r.engine.value} (tp {r.tp_size})" if r.tp_size > 1 else r.engine.value)
-    head.add_row("dtype", r.dtype)
+    head.add_row("dtype", cell(r.dtype))
     head.add_row("layers / hidden / vocab", f"{r.num_layers} / {r.hidden_size} / {r.vocab_size}")
     head.add_row("aux layer ids", ", ".join(map(str, r.aux_layer_ids)))
-    head.add_row("inputs", f"{r.inputs}; {r.tokens} tokens, row lengths {r.row_lengths}")
+    head.add_row("inputs", cell(f"{r.inputs}; {r.tokens} tokens, row lengths {r.row_lengths}"))
     for name, shape in r.shapes.items():
-        head.add_row(name, str(shape))
+        head.add_row(cell(name), cell(shape))
     for label, run in (("engine", r.engine_run), ("reference", r.reference_run)):
         if run is not None and run.settings:
-            head.add_row(f"{label} settings ({run.engine})",
-                         output.escape(", ".join(f"{k}={v}" for k, v in run.settings.items())))
+            head.add_row(cell(f"{label} settings ({run.engine})"),
+                         cell(", ".join(f"{k}={v}" for k, v in run.settings.items())))
     console.print(head)
     if r.diffs:
         t = Table(title=f"Differences vs HF (tolerance {r.tolerance:g}, {r.tolerance_source})", title_justify="left")
@@ -119,7 +124,7 @@ def _render(console: Console, r) -> None:
                              ("rel mean", "right"), ("", "left")):
             t.add_column(col, justify=justify)
         for d in r.diffs:
-            t.add_row(d.name, str(d.shape), _num(d.max_abs), _num(d.mean_abs), _num(d.rel_mean),
+            t.add_row(cell(d.name), cell(d.shape), _num(d.max_abs), _num(d.mean_abs), _num(d.rel_mean),
                       "[green]ok[/]" if d.ok else "[bold red]over[/]")
         console.print(t)
     if r.top1_agreement is not None:
@@ -132,11 +137,11 @@ def _render(console: Console, r) -> None:
         if run is None:
             continue
         mem = output.human_bytes(run.peak_gpu_memory_bytes) if run.peak_gpu_memory_bytes is not None else "-"
-        perf.add_row(run.engine, run.device, run.dtype, f"{run.load_s:.2f}", f"{run.forward_s:.4f}",
+        perf.add_row(cell(run.engine), cell(run.device), cell(run.dtype), f"{run.load_s:.2f}", f"{run.forward_s:.4f}",
                      _num(run.tokens_per_s, ".0f"), mem)
     console.print(perf)
     for n in r.notes:
-        console.print(f"[dim]note: {output.escape(n)}[/]", soft_wrap=True)
+        console.print(f"[dim]note: {safe(n)}[/]", soft_wrap=True)
     if r.ok and r.reference_run is None:
         console.print("[green]The engine's outputs have the contract's shapes[/] (not compared with the HF reference).")
     elif r.ok:
@@ -144,4 +149,4 @@ def _render(console: Console, r) -> None:
     else:
         console.print("[bold red]Failed:[/]")
         for f in r.failures:
-            console.print(f"  {output.escape(f)}", soft_wrap=True)
+            console.print(f"  {safe(f)}", soft_wrap=True)

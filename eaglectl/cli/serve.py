@@ -14,6 +14,8 @@ from eaglectl.cli import complete
 from eaglectl.cli.app import app
 from eaglectl.cli.options import AlgorithmOpt, JsonOpt
 from eaglectl.enums import ServeDType
+from eaglectl.errors import LaunchError
+from eaglectl.output import cell, printable, safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -78,7 +80,12 @@ def serve_command(
             on_healthy=lambda url, s: output.note(f"SGLang is up at {url} after {s:.1f} s"))
     for n in result.notes:
         output.note(n)
-    output.emit("serve", result, as_json=json, render=lambda c: _render(c, result))
+    failure = None
+    if result.exit_code:
+        failure = LaunchError(f"SGLang exited with code {result.exit_code}")
+        failure.exit_code = result.exit_code
+    output.emit("serve", result, as_json=json, render=lambda c: _render(c, result), ok=failure is None,
+                error=failure)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -87,7 +94,7 @@ def _render(console: Console, r) -> None:
     from rich.table import Table
 
     if r.mode == "print-only":
-        console.print(r.command, markup=False, highlight=False, soft_wrap=True)
+        console.print(printable(r.command), markup=False, highlight=False, soft_wrap=True)
         t = Table(show_header=False, title="Resolved", title_justify="left")
         t.add_column(style="bold")
         t.add_column(overflow="fold")
@@ -96,19 +103,20 @@ def _render(console: Console, r) -> None:
                            ("draft model path", r.draft_model_path), ("export", r.exported),
                            ("token map", r.token_map), ("url", r.url)):
             if value:
-                t.add_row(key, str(value))
+                t.add_row(key, cell(value))
         for key, value in r.env.items():
-            t.add_row("env", f"{key}={value}")
+            t.add_row("env", cell(f"{key}={value}"))
         console.print(t)
         return
-    console.print(f"SGLang at {r.url} ({r.algorithm.value if r.algorithm else ''}, draft {r.draft_model_path})")
+    algorithm = r.algorithm.value if r.algorithm else ""
+    console.print(f"SGLang at {safe(r.url)} ({algorithm}, draft {safe(r.draft_model_path)})")
     if r.smoke:
         t = Table(title="Smoke test", title_justify="left")
         for col in ("#", "tokens", "latency s", "accept length", "verify rounds"):
             t.add_column(col, justify="right")
         for i, q in enumerate(r.smoke.requests):
-            t.add_row(str(i), str(q.completion_tokens), f"{q.latency_s:.3f}", str(q.spec_accept_length),
-                      str(q.spec_verify_ct))
+            t.add_row(str(i), cell(q.completion_tokens), f"{q.latency_s:.3f}", cell(q.spec_accept_length),
+                      cell(q.spec_verify_ct))
         console.print(t)
-        console.print(f"mean spec_accept_length: [bold]{r.smoke.mean_accept_length}[/] over "
+        console.print(f"mean spec_accept_length: [bold]{safe(r.smoke.mean_accept_length)}[/] over "
                       f"{len(r.smoke.requests)} request(s), {r.smoke.total_tokens} tokens in {r.smoke.total_seconds} s")

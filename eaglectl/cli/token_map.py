@@ -10,6 +10,7 @@ import typer
 from eaglectl import output
 from eaglectl.cli.app import app
 from eaglectl.cli.options import CheckpointArg, JsonOpt
+from eaglectl.output import safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,6 +35,6 @@ def token_map_command(
 
 def _render(console: Console, r) -> None:
     size = output.human_bytes(r.bytes)
-    console.print(f"[bold green]Wrote[/] {r.output} ({r.draft_vocab} ids from {r.ids_from}; {size})")
-    console.print(f"  first ids: {r.first_ids}")
-    console.print(f"  {r.note}")
+    console.print(f"[bold green]Wrote[/] {safe(r.output)} ({r.draft_vocab} ids from {safe(r.ids_from)}; {size})")
+    console.print(f"  first ids: {safe(r.first_ids)}")
+    console.print(f"  {safe(r.note)}")

@@ -29,6 +29,8 @@ _CLOSE = "__close__"
 class RankFailure(EaglectlError):
     """A tensor-parallel rank failed to start, raised in a call, or died; the group is torn down."""
 
+    multiline = True  # one report per rank
+
 
 class RankWorker(Protocol):
     """The channel to one remote rank (rank >= 1)."""

@@ -133,6 +133,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
         draft_path = ckpt.hub_id or opts.draft
         algorithm = algorithm or Algorithm.EAGLE3
         notes.append(f"draft {draft_path} is a Hub id: passed through to SGLang, not checked")
+        load_target(opts.target)  # a mistyped local target fails here too, not only beside a local draft
     else:
         reject_p_eagle(ckpt)
         plan = build_plan(ckpt, algorithm=algorithm)

@@ -1,0 +1,132 @@
+"""The output layer's promise: a name read from a file or typed as a path is printed as text, never as rich
+markup or as a terminal control sequence, in every command's text output."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from eaglectl import output
+from eaglectl.errors import LaunchError
+
+EVIL = "a[/]b[bold]\x1b[31m\nx"  # a closing tag with nothing open, an opening tag, ESC, a newline
+EVIL_SHOWN = "a[/]b[bold]\\x1b[31m\\nx"
+EVIL_DIR = "]x[red]\x1b[2J\r\u202ez"  # under a directory called `run[`: the path reads `run[/]x[red]...`
+EVIL_DIR_SHOWN = "run[/]x[red]\\x1b[2J\\r\\u202ez"
+
+
+def test_printable_writes_control_characters_as_escapes():
+    assert output.printable(EVIL) == EVIL_SHOWN
+    assert output.printable("\x00\x07\x7f\x9b\u2028\t") == "\\x00\\x07\\x7f\\x9b\\u2028\\t"
+    assert output.printable("plain/path with spaces é 日本") == "plain/path with spaces é 日本"
+
+
+def test_safe_text_prints_as_itself(capsys):
+    from rich.console import Console
+
+    console = Console(highlight=False, emoji=False, soft_wrap=True, force_terminal=False)
+    console.print(f"[bold]{output.safe(EVIL)}[/] :fire: {output.safe('x:fire:y')}")
+    assert capsys.readouterr().out == f"{EVIL_SHOWN} :fire: x:fire:y\n"
+
+
+def test_cell_is_never_parsed_as_markup():
+    cell = output.cell(EVIL)
+    assert cell.plain == EVIL_SHOWN and not cell.spans
+
+
+def test_error_is_one_line_whatever_the_name(capsys):
+    output.error(f"{EVIL}: bad\nerror: all fine", hint=f"look at {EVIL}")
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"error: {EVIL_SHOWN}: bad\\nerror: all fine", f"hint: look at {EVIL_SHOWN}"]
+    output.warn(f"w {EVIL}")
+    output.note(f"n {EVIL}")
+    assert capsys.readouterr().err.splitlines() == [f"warning: w {EVIL_SHOWN}", f"n {EVIL_SHOWN}"]
+
+
+def test_multiline_error_indents_its_log_tail(capsys):
+    exc = LaunchError("SGLang exited; last log lines:\nerror: boom\x1b[0m")
+    output.error(str(exc), multiline=exc.multiline)
+    assert capsys.readouterr().err.splitlines() == ["error: SGLang exited; last log lines:", "  error: boom\\x1b[0m"]
+
+
+# --- every command's text output, on a hostile tensor name in a hostile directory --------------------------
+
+
+@pytest.fixture
+def hostile(samples, tmp_path):
+    """The NeMo sample with one extra tensor called EVIL, and the target, both under hostile directory names."""
+    from eaglectl.demo.samples import save_safetensors
+
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    root = tmp_path / "run["
+    ckpt = root / EVIL_DIR
+    shutil.copytree(samples["nemo-consolidated"], ckpt)
+    weights = ckpt / "model" / "model.safetensors"
+    tensors = load_file(weights)
+    tensors[f"model.{EVIL}.weight"] = torch.zeros(2, dtype=torch.bfloat16)
+    save_safetensors(weights, tensors)
+    target = root / f"{EVIL_DIR}-target"
+    shutil.copytree(samples["target"], target)
+    return ckpt, target
+
+
+def _clean(result, code: int = 0) -> str:
+    """Exit code as normal, no traceback, no raw control character anywhere; the text output."""
+    assert result.exit_code == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    for stream in (result.stdout, result.stderr):
+        assert not any(c in stream for c in "\x1b\r\u202e"), stream
+    return result.stdout
+
+
+def test_inspect_shows_hostile_names_escaped(cli, hostile):
+    ckpt, target = hostile
+    out = _clean(cli("inspect", ckpt, "--target", target))
+    assert f"model.{EVIL_SHOWN}.weight" in out  # the unused-tensors finding
+    assert f"fix: run `eaglectl export '{ckpt.parent.parent}/{EVIL_DIR_SHOWN}'`" in out
+
+
+def test_export_shows_hostile_names_escaped(cli, hostile, tmp_path):
+    ckpt, _ = hostile
+    out = _clean(cli("export", ckpt, "-o", ckpt.parent / f"{EVIL_DIR}-out"))
+    assert f"dropped  model.{EVIL_SHOWN}.weight:" in out
+    assert f"-> {tmp_path}/{EVIL_DIR_SHOWN}-out" in out
+
+
+def test_export_dry_run_shows_hostile_names_escaped(cli, hostile):
+    ckpt, _ = hostile
+    out = _clean(cli("export", ckpt, "--dry-run", "-o", ckpt.parent / "dry"))
+    assert f"model.{EVIL_SHOWN}.weight" in out
+
+
+def test_token_map_shows_hostile_path_escaped(cli, hostile, tmp_path):
+    ckpt, _ = hostile
+    out = _clean(cli("token-map", ckpt, "-o", ckpt.parent / f"{EVIL_DIR}.pt"))
+    assert f"Wrote {tmp_path}/{EVIL_DIR_SHOWN}.pt" in out
+
+
+def test_serve_print_only_shows_hostile_paths_escaped(cli, hostile, tmp_path):
+    ckpt, target = hostile
+    out = _clean(cli("serve", "--target", target, "--draft", ckpt, "--print-only"))
+    assert f"--model-path '{tmp_path}/{EVIL_DIR_SHOWN}-target'" in out  # the command line
+    assert "Resolved" in out and "\\x1b" in out.split("Resolved", 1)[1]  # and the table after it
+
+
+def test_demo_shows_a_hostile_directory_escaped(cli, tmp_path):
+    out = _clean(cli("demo", tmp_path / "demo[" / EVIL_DIR))
+    assert f"Samples in {tmp_path}/demo[/]x[red]\\x1b[2J\\r\\u202ez" in out
+    assert "Exported EAGLE3" in out
+
+
+def test_json_keeps_the_names_exact(cli, hostile):
+    import json
+
+    ckpt, _ = hostile
+    result = cli("inspect", ckpt, "--json")
+    doc = json.loads(result.stdout)
+    assert doc["result"]["source"] == str(ckpt)
+    assert any(f"model.{EVIL}.weight" in f["message"] for f in doc["result"]["findings"])
