@@ -11,9 +11,8 @@ import typer
 from typer.core import TyperGroup
 
 from eaglectl import __version__, output
+from eaglectl.cli import demo, export, inspect, probe_target, serve, token_map
 from eaglectl.errors import EaglectlError
-
-COMMAND_ORDER = ("inspect", "export", "token-map", "serve", "probe-target", "demo")
 
 
 class EaglectlGroup(TyperGroup):
@@ -72,11 +71,6 @@ class EaglectlGroup(TyperGroup):
                 output.emit_failure(self._command, exc, exit_code=1)
             raise
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        # The order of the workflow (inspect -> export -> serve), not alphabetical.
-        order = {name: i for i, name in enumerate(COMMAND_ORDER)}
-        return sorted(self.commands, key=lambda n: (order.get(n, len(order)), n))
-
 
 app = typer.Typer(
     name="eaglectl",
@@ -110,13 +104,16 @@ def _root(
     """Take EAGLE / EAGLE-3 drafters from a training checkpoint to a running SGLang server."""
 
 
-def _register() -> None:
-    # Each command module declares its options and calls one core function; importing them is cheap
-    # (no torch / safetensors / transformers / sglang at module level).
-    from eaglectl.cli import demo, export, inspect, probe_target, serve, token_map  # noqa: F401
-
-
-_register()
+# Every command, in the order of the workflow (inspect -> export -> serve): Typer lists them as registered.
+# Command modules declare options and call one core function; they never import this module, and importing
+# them is cheap (no torch / safetensors / transformers / sglang at module level).
+_PASSTHROUGH = {"allow_extra_args": True}  # SGLang flags after `--`
+app.command("inspect")(inspect.inspect_command)
+app.command("export")(export.export_command)
+app.command("token-map")(token_map.token_map_command)
+app.command("serve", context_settings=_PASSTHROUGH)(serve.serve_command)
+app.command("probe-target", context_settings=_PASSTHROUGH)(probe_target.probe_target_command)
+app.command("demo")(demo.demo_command)
 
 
 def main() -> None:

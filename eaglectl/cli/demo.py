@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
-from eaglectl.cli.app import app
 from eaglectl.cli.options import JsonOpt
 from eaglectl.output import printable, safe
 
@@ -16,7 +15,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-@app.command("demo")
 def demo_command(
     directory: Annotated[Path | None, typer.Argument(
         metavar="[DIR]", help="Where to write the samples (default: a new temp dir).", file_okay=False)] = None,

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
-from eaglectl.cli.app import app
 from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, JsonOpt
 from eaglectl.cli.progress import byte_progress
 from eaglectl.enums import ExportDType
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-@app.command("export")
 def export_command(
     path: CheckpointArg,
     output_dir: Annotated[Path | None, typer.Option(

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from eaglectl import output
-from eaglectl.cli.app import app
 from eaglectl.cli.options import CheckpointArg, JsonOpt, TargetOpt
 from eaglectl.errors import EXIT_FAILED, CheckFailedError
 from eaglectl.output import cell, safe
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-@app.command("inspect")
 def inspect_command(path: CheckpointArg, target: TargetOpt = None, json: JsonOpt = False) -> None:
     """Classify a drafter checkpoint and list what SGLang would get wrong (exit 1 on an error finding)."""
     from eaglectl.checks.report import inspect_checkpoint

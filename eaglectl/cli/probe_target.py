@@ -9,7 +9,6 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli import complete
-from eaglectl.cli.app import app
 from eaglectl.cli.options import JsonOpt
 from eaglectl.enums import Compare, Engine, ServeDType
 from eaglectl.errors import CheckFailedError
@@ -24,7 +23,6 @@ def _per_dtype(table: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in table.items())
 
 
-@app.command("probe-target", context_settings={"allow_extra_args": True})
 def probe_target_command(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(

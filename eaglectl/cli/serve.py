@@ -11,7 +11,6 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli import complete
-from eaglectl.cli.app import app
 from eaglectl.cli.options import AlgorithmOpt, JsonOpt
 from eaglectl.enums import ServeDType
 from eaglectl.errors import LaunchError
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-@app.command("serve", context_settings={"allow_extra_args": True})
 def serve_command(
     ctx: typer.Context,
     target: Annotated[str, typer.Option("--target", "-t", metavar="PATH_OR_ID", help="Target model (dir or Hub id).",

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
-from eaglectl.cli.app import app
 from eaglectl.cli.options import CheckpointArg, JsonOpt
 from eaglectl.output import safe
 
@@ -16,7 +15,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-@app.command("token-map")
 def token_map_command(
     path: CheckpointArg,
     output_file: Annotated[Path | None, typer.Option(
