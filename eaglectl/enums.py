@@ -12,18 +12,46 @@ class Algorithm(str, Enum):
     EAGLE = "EAGLE"
 
 
+# One dtype vocabulary for every command: shown as torch / SGLang spell them, the common short forms accepted.
+DTYPES = ("bfloat16", "float16", "float32")
+DTYPE_ALIASES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
+                 "half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"}
+
+
+def canonical_dtype(name: object) -> str | None:
+    """'bf16', 'BF16', 'torch.bfloat16', torch.bfloat16 ... -> 'bfloat16'; None for anything else."""
+    if name is None:
+        return None
+    text = str(getattr(name, "value", name)).lower().removeprefix("torch.")
+    return DTYPE_ALIASES.get(text)
+
+
 class ExportDType(str, Enum):
+    """`export --dtype`: keep the stored dtypes, or cast floating tensors."""
+
     keep = "keep"
-    bf16 = "bf16"
-    fp16 = "fp16"
-    fp32 = "fp32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ExportDType | None:
+        name = canonical_dtype(value)
+        return cls(name) if name else None
 
 
 class ServeDType(str, Enum):
+    """`serve` / `probe-target --dtype`: SGLang's `--dtype` (auto: the target config's)."""
+
     auto = "auto"
     bfloat16 = "bfloat16"
     float16 = "float16"
     float32 = "float32"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ServeDType | None:
+        name = canonical_dtype(value)
+        return cls(name) if name else None
 
 
 class Engine(str, Enum):

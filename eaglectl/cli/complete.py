@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from enum import Enum
 
-from eaglectl.enums import Algorithm, Engine
+from eaglectl.enums import Algorithm, Engine, ExportDType, ServeDType
 
 _EPOCH = re.compile(r"^epoch_\d+_step_\d+$")
 _FILE_MARKERS = ("config.json", "draft_model.pt")
@@ -118,6 +118,16 @@ def _enum_values(choices: type[Enum], incomplete: str) -> list[str]:
 def algorithms(incomplete: str) -> list[str]:
     """Values of `eaglectl.enums.Algorithm`."""
     return _enum_values(Algorithm, incomplete)
+
+
+def export_dtypes(incomplete: str) -> list[str]:
+    """Values of `eaglectl.enums.ExportDType`."""
+    return _enum_values(ExportDType, incomplete)
+
+
+def serve_dtypes(incomplete: str) -> list[str]:
+    """Values of `eaglectl.enums.ServeDType`."""
+    return _enum_values(ServeDType, incomplete)
 
 
 def engines(incomplete: str) -> list[str]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
-from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, JsonOpt
+from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, ExportDTypeOpt, JsonOpt
 from eaglectl.cli.progress import byte_progress
 from eaglectl.enums import ExportDType
 from eaglectl.output import safe
@@ -23,8 +23,7 @@ def export_command(
         "--output", "-o", metavar="DIR", file_okay=False,
         help="Where to write (default: model/ inside the checkpoint's outer directory).")] = None,
     algorithm: AlgorithmOpt = None,
-    dtype: Annotated[ExportDType, typer.Option(
-        "--dtype", help="Cast floating tensors (keep: as stored).", case_sensitive=False)] = ExportDType.keep,
+    dtype: ExportDTypeOpt = ExportDType.keep,
     drop_embeddings: Annotated[bool, typer.Option(
         "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's).")] = False,
     max_shard_size: Annotated[str, typer.Option(

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import Enum
 from typing import Annotated
 
 import typer
 
 from eaglectl.cli import complete
-from eaglectl.enums import Algorithm
+from eaglectl.enums import Algorithm, ExportDType, ServeDType
+
+
+def dtype_parser(choices: type[Enum]) -> Callable[[object], str]:
+    """One dtype vocabulary: shown as torch spells it, `bf16` / `fp16` / `fp32` (any case) accepted too."""
+
+    def parse(value: object) -> str:  # the canonical value: Typer turns it into the enum member
+        if isinstance(value, choices):
+            return str(value.value)
+        try:
+            return str(choices(str(value).lower()).value)
+        except ValueError:
+            names = ", ".join(c.value for c in choices)
+            raise typer.BadParameter(f"{value!r} is not one of {names} (bf16, fp16, fp32 work too)") from None
+
+    return parse
+
+
+def choices_metavar(choices: type[Enum]) -> str:
+    return "[" + "|".join(c.value for c in choices) + "]"
 
 JsonOpt = Annotated[bool, typer.Option(
     "--json", help="Print one JSON document on stdout instead of tables (on failure too: ok false, error).")]
@@ -32,4 +53,14 @@ AlgorithmOpt = Annotated[
     typer.Option("--algorithm", "-a", case_sensitive=False,
                  help="EAGLE3 or EAGLE; detected from the weights when omitted.",
                  autocompletion=complete.algorithms),
+]
+ExportDTypeOpt = Annotated[
+    ExportDType,
+    typer.Option("--dtype", parser=dtype_parser(ExportDType), metavar=choices_metavar(ExportDType),
+                 help="Cast floating tensors (keep: as stored).", autocompletion=complete.export_dtypes),
+]
+ServeDTypeOpt = Annotated[
+    ServeDType,
+    typer.Option("--dtype", parser=dtype_parser(ServeDType), metavar=choices_metavar(ServeDType),
+                 help="Model dtype for SGLang (auto: the target config's).", autocompletion=complete.serve_dtypes),
 ]

@@ -9,7 +9,7 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli import complete
-from eaglectl.cli.options import JsonOpt
+from eaglectl.cli.options import JsonOpt, choices_metavar, dtype_parser
 from eaglectl.enums import Compare, Engine, ServeDType
 from eaglectl.errors import CheckFailedError
 from eaglectl.output import cell, safe
@@ -45,8 +45,9 @@ def probe_target_command(
         help="JSON list of token-id lists (or of strings, or a text file with one prompt a line, tokenized with "
              "the target's tokenizer) instead of seeded random rows.")] = None,
     dtype: Annotated[ServeDType, typer.Option(
-        "--dtype", case_sensitive=False, help="Dtype of engine and reference; auto reads the target config.")
-    ] = ServeDType.bfloat16,
+        "--dtype", parser=dtype_parser(ServeDType), metavar=choices_metavar(ServeDType),
+        autocompletion=complete.serve_dtypes,
+        help="Dtype of engine and reference; auto reads the target config.")] = ServeDType.bfloat16,
     tp_size: Annotated[int, typer.Option("--tp-size", min=1, help="Tensor parallelism (sglang only).")] = 1,
     compare: Annotated[Compare, typer.Option(
         "--compare", case_sensitive=False, help="Compare with the HF reference, or only run the engine.")

@@ -11,7 +11,7 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli import complete
-from eaglectl.cli.options import AlgorithmOpt, JsonOpt
+from eaglectl.cli.options import AlgorithmOpt, JsonOpt, ServeDTypeOpt
 from eaglectl.enums import ServeDType
 from eaglectl.errors import LaunchError
 from eaglectl.output import cell, printable, safe
@@ -35,7 +35,7 @@ def serve_command(
     host: Annotated[str, typer.Option("--host", help="Bind address (0.0.0.0 only when you ask for it).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 30000,
     tp_size: Annotated[int, typer.Option("--tp-size", min=1, help="Tensor-parallel GPUs.")] = 1,
-    dtype: Annotated[ServeDType, typer.Option("--dtype", case_sensitive=False)] = ServeDType.bfloat16,
+    dtype: ServeDTypeOpt = ServeDType.bfloat16,
     mem_fraction_static: Annotated[float | None, typer.Option("--mem-fraction-static", min=0.0, max=1.0)] = None,
     context_length: Annotated[int | None, typer.Option("--context-length", min=1)] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,

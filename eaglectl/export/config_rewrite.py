@@ -5,10 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from eaglectl.enums import Algorithm
+from eaglectl.enums import DTYPES, Algorithm
 from eaglectl.sglang.loader import ARCHITECTURE
-
-TORCH_DTYPE_NAME = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 def rewrite_config(
@@ -44,10 +42,10 @@ def rewrite_config(
                 changes.append(f"eagle_config.eagle_aux_hidden_state_layer_ids: "
                                f"{eagle_cfg.get('eagle_aux_hidden_state_layer_ids')!r} -> {aux_layer_ids!r}")
                 cfg["eagle_config"] = {**eagle_cfg, "eagle_aux_hidden_state_layer_ids": list(aux_layer_ids)}
-    if dtype in TORCH_DTYPE_NAME:
-        put("torch_dtype", TORCH_DTYPE_NAME[dtype])
+    if dtype in DTYPES:
+        put("torch_dtype", dtype)
         if "dtype" in cfg:
-            put("dtype", TORCH_DTYPE_NAME[dtype])
+            put("dtype", dtype)
     return cfg, changes
 
 

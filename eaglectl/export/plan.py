@@ -11,12 +11,12 @@ from typing import Any
 from eaglectl.checkpoint.names import canonical_name, is_p_eagle_tensor, layer_indices, parse_name
 from eaglectl.checkpoint.resolve import Checkpoint, detect_algorithm
 from eaglectl.checkpoint.weights import FLOAT_DTYPES, nbytes
-from eaglectl.enums import Algorithm
+from eaglectl.enums import Algorithm, canonical_dtype
 from eaglectl.errors import CheckpointError, UnsupportedDraftError
 from eaglectl.export.config_rewrite import aux_layer_ids_of, rewrite_config
 from eaglectl.jsonfile import config_int
 
-DTYPE_CODE = {"bf16": "BF16", "fp16": "F16", "fp32": "F32"}
+DTYPE_CODE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}  # safetensors codes
 
 
 @dataclass
@@ -97,6 +97,8 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
                drop_embeddings: bool = False) -> ExportPlan:
     """Plan the SGLang-ready form of `ckpt`. Raises when the weights cannot make a servable head."""
     import torch
+
+    dtype = canonical_dtype(dtype) or "keep"  # any spelling of eaglectl's dtype vocabulary
 
     assert ckpt.weights is not None
     algo, reason = choose_algorithm(ckpt, algorithm)

@@ -21,7 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from eaglectl.enums import DTYPES, canonical_dtype
 from eaglectl.errors import CheckFailedError, ConfigError
+
+__all__ = ["DTYPES", "canonical_dtype"]  # the runners' dtype vocabulary is eaglectl's one (eaglectl.enums)
 
 if TYPE_CHECKING:
     import torch
@@ -150,19 +153,6 @@ def output_problems(logits: Any, aux: Any, *, batch: int, seq_len: int, vocab_si
         if shape != want:
             problems.append(f"{name} have shape {list(shape)}, the contract needs {list(want)}")
     return problems
-
-
-DTYPES = ("bfloat16", "float16", "float32")
-_DTYPE_ALIASES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
-                  "half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"}
-
-
-def canonical_dtype(name: Any) -> str | None:
-    """'bf16', 'torch.bfloat16', torch.bfloat16 ... -> 'bfloat16'; None when not a float dtype eaglectl runs."""
-    if name is None:
-        return None
-    text = str(name).lower().removeprefix("torch.")
-    return _DTYPE_ALIASES.get(text)
 
 
 def row_lengths(attention_mask: Any) -> list[int]:
