@@ -1,4 +1,4 @@
-"""Export speed and memory on a Llama-3.1-8B-class EAGLE-3 head (issue 3's benchmark; not a test).
+"""Export speed and memory on a Llama-3.1-8B-class EAGLE-3 head (a benchmark, not a test).
 
 Builds the head (hidden 4096, intermediate 14336, 32/8 heads, 1 layer, draft vocab 32000, vocab 128256:
 ~425 M params + ~525 M embeddings, bf16) in the legacy `draft_model.pt` layout and in the NeMo consolidated

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device-side driver for issue 9 (nvidia-h200-x2): probe-target on a Llama-3.2-1B-shaped random model, tp 2 and 1.
+# Device-side driver (nvidia-h200-x2): probe-target on a Llama-3.2-1B-shaped random model, tp 2 and 1.
 source .sglang-bundle/activate
 export PYTHONPATH=$PWD:$PYTHONPATH NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 python - <<'PY'

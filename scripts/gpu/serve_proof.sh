@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device-side driver for the serve GPU proof (issue 4). Needs .sglang-bundle (shared/sglang-gpu/build-bundle.sh)
+# Device-side driver for the serve GPU proof. Needs .sglang-bundle (shared/sglang-gpu/build-bundle.sh)
 # and .gpu/fixture (python ../shared/fixtures/distill_eagle3.py .gpu/fixture) carried to the device machine.
 source .sglang-bundle/activate
 export PYTHONPATH=$PWD:$PYTHONPATH
