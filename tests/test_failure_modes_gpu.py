@@ -1,0 +1,71 @@
+"""GPU proof for the silent failure modes (marked gpu): the distilled fixture head served by real SGLang as it
+was trained, broken the way users' heads were (`tie_word_embeddings: true` beside a trained reduced-vocab
+`lm_head`), and the broken head after `eaglectl serve` exported it.
+
+Needs CUDA, SGLang and the distilled fixture (EAGLECTL_DISTILL_FIXTURE, as tests/test_serve_gpu.py). Writes the
+accept lengths to `failure_modes_report.json` beside EAGLECTL_GPU_REPORT when set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_serve_gpu import FIXTURE, SGLANG_FLAGS, _free_port, _requirements, _serve
+
+pytestmark = pytest.mark.gpu
+
+
+def _serve_raw(target: Path, draft: Path, prompts: Path) -> float | None:
+    """SGLang launched directly (no eaglectl in between): the accept length it gives the head as it is."""
+    from eaglectl.sglang import launcher
+    from eaglectl.sglang.serve import smoke_test
+
+    port = _free_port()
+    argv = [sys.executable, "-m", "sglang.launch_server", "--model-path", str(target), "--speculative-algorithm",
+            "EAGLE3", "--speculative-draft-model-path", str(draft), "--speculative-num-steps", "3",
+            "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", "4", "--dtype", "bfloat16",
+            "--host", "127.0.0.1", "--port", str(port), "--mem-fraction-static", "0.5", *SGLANG_FLAGS]
+    server = launcher.ServerProcess(argv, dict(os.environ))
+    server.start()
+    try:
+        server.wait_healthy(f"http://127.0.0.1:{port}", timeout=480)
+        smoke = smoke_test(f"http://127.0.0.1:{port}", json.loads(prompts.read_text()), 64)
+        return smoke.mean_accept_length
+    finally:
+        server.stop()
+
+
+def test_tied_lm_head_collapses_as_is_and_serves_after_eaglectl(tmp_path):
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    fixture = Path(FIXTURE)
+    prompts = fixture / "prompts.json"
+    tied = tmp_path / "tied"
+    shutil.copytree(fixture / "specforge", tied)
+    config = json.loads((tied / "config.json").read_text())
+    config["tie_word_embeddings"] = True  # what SpecForge PR-era heads and hand-edited configs carried
+    (tied / "config.json").write_text(json.dumps(config, indent=2))
+
+    reference = _serve_raw(fixture / "target", fixture / "specforge", prompts)
+    as_is = _serve_raw(fixture / "target", tied, prompts)
+    doc, _ = _serve(fixture / "target", tied, prompts)
+    fixed = doc["result"]["smoke"]["mean_accept_length"]
+    exported = Path(doc["result"]["draft_model_path"])
+    report = {"reference_untied": reference, "tied_as_is": as_is, "tied_after_eaglectl": fixed,
+              "exported_tie_word_embeddings": json.loads((exported / "config.json").read_text()).get(
+                  "tie_word_embeddings")}
+    if os.environ.get("EAGLECTL_GPU_REPORT"):
+        Path(os.environ["EAGLECTL_GPU_REPORT"]).with_name("failure_modes_report.json").write_text(
+            json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    assert report["exported_tie_word_embeddings"] is False, report
+    assert reference is not None and fixed is not None, report
+    assert abs(fixed - reference) <= 0.05, report
+    assert as_is is None or as_is < reference - 0.5, report
