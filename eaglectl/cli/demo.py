@@ -39,7 +39,7 @@ def _render(console: Console, result) -> None:
     render_report(console, result.report)
     console.print(f"\n[bold]$ eaglectl export {result.inspected}[/]")
     render_export(console, result.export)
-    console.print(f"\n[bold]$ eaglectl inspect {result.inspected}[/]  (after export: findings only)")
+    console.print(f"\n[bold]$ eaglectl inspect {result.export.output}[/]  (the export: findings only)")
     render_findings(console, result.after_export.findings)
     console.print(f"\n[bold]$ eaglectl serve --target {result.samples['target']} --draft {result.inspected} "
                   f"--print-only[/]")
