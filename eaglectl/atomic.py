@@ -135,6 +135,9 @@ def _open_lock(lock: Path) -> int:
         if exc.errno == errno.ELOOP:
             raise OutputError(f"{lock}: the lock file is a symlink; eaglectl does not follow it",
                               hint="remove it and run again") from exc
+        if exc.errno == errno.EISDIR:
+            raise OutputError(f"{lock}: exists and is not an eaglectl lock file (an empty regular file)",
+                              hint="remove it and run again") from exc
         raise OutputError(f"{lock.parent}: not writable ({exc.strerror or exc})") from exc
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_size:
