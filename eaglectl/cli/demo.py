@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 @app.command("demo")
 def demo_command(
     directory: Annotated[Path | None, typer.Argument(
-        metavar="[DIR]", help="Where to write the samples (default: a new temp dir).", file_okay=False)] = None,
+        metavar="[DIR]", help="A new or empty directory for the samples (default: a new temp dir).",
+        file_okay=False)] = None,
     json: JsonOpt = False,
 ) -> None:
     """Build tiny sample drafters (NeMo, SpecForge, EAGLE, P-EAGLE) and show what eaglectl does with them."""
