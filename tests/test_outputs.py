@@ -73,6 +73,15 @@ def test_default_export_of_a_checkpoint_whose_model_entry_is_a_link_to_itself(cl
     refused_and_untouched(cli, d.parent, "export", d, "-o", d / "model", expect="is a directory of the source")
 
 
+@pytest.mark.parametrize("link", [".", "model"])
+def test_a_default_output_that_links_into_the_checkpoint_is_refused(cli, samples, tmp_path, link):
+    d = samples["nemo-consolidated"]
+    (d / "sglang").symlink_to(link)
+    refused_and_untouched(cli, tmp_path, "export", d, expect="is a directory of the source")
+    refused_and_untouched(cli, tmp_path, "serve", "--target", samples["target"], "--draft", d, "--print-only",
+                          expect="is a directory of the source")
+
+
 def test_sglang_ready_dir_is_verified_not_written_and_force_writes_beside(cli, samples):
     d = samples["specforge"]
     before = snapshot(d)
