@@ -5,7 +5,6 @@ to a new `sglang/` directory beside the sample's files, as for any checkpoint; t
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from eaglectl.errors import OutputError
 from eaglectl.export import ExportReport, export_checkpoint
 from eaglectl.inspection import InspectReport, inspect_checkpoint
+from eaglectl.outputs import refuse_non_empty_dir
 from eaglectl.samples import build_samples
 from eaglectl.serve import ServeOptions, prepare
 
@@ -31,7 +31,8 @@ class DemoResult:
 
 def run_demo(directory: Path | None = None) -> DemoResult:
     root = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="eaglectl-demo-"))
-    _refuse_non_empty(root)
+    refuse_non_empty_dir(root, what="demo writes its samples only into a new or empty directory",
+                         hint="pass a new directory, or none (a temp dir)")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -49,25 +50,3 @@ def run_demo(directory: Path | None = None) -> DemoResult:
                f"exported it to {exported.output} (the checkpoint itself left as it was)",
                "inspected the export", f"built the serve command (draft: {served.draft_model_path})"])
 
-
-def _refuse_non_empty(root: Path) -> None:
-    """The samples' names are common ones (`target`, `specforge`): written into a used directory they would
-    replace what is there."""
-    try:
-        st = root.stat()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise OutputError(f"{root}: cannot access ({exc.strerror or exc})") from exc
-    import stat
-
-    if not stat.S_ISDIR(st.st_mode):
-        raise OutputError(f"{root}: exists and is not a directory", hint="pass a new directory, or none (a temp dir)")
-    try:
-        with os.scandir(root) as it:
-            used = next(it, None) is not None
-    except OSError as exc:
-        raise OutputError(f"{root}: cannot list ({exc.strerror or exc})") from exc
-    if used:
-        raise OutputError(f"{root}: is not empty; demo writes its samples only into a new or empty directory",
-                          hint="pass a new directory, or none (a temp dir)")

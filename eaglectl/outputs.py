@@ -1,12 +1,14 @@
 """Where eaglectl may write: the one set of rules every command that writes (export, token-map, serve, demo) obeys.
 
 eaglectl replaces only what eaglectl wrote, and never writes over, into or around its input:
-- an output is refused when it is, contains, or lies inside one of the source checkpoint's files or directories
-  (paths compared after following symlinks, and as the link itself);
+- an output is refused when it is one of the source checkpoint's files or directories, contains one, or lies
+  inside one of its files (paths compared after following symlinks, and as the link itself); a new directory
+  inside the checkpoint's outer directory is allowed: the default export goes there;
 - an existing output directory is replaced only when it is empty or a previous eaglectl export: its manifest is
   in eaglectl's form and the directory holds nothing but the regular files that manifest lists;
 - an existing single-file output is replaced only when the caller recognises it as its own (a token map is
   recognised by its bytes);
+- a directory that receives several files not written as one export (demo's samples) must be new or empty;
 - anything read from an output is read as a size-capped regular file, never following a symlink (a FIFO there
   would otherwise block the read forever).
 `--force` never relaxes these rules: it only re-writes an export that is up to date.
@@ -186,6 +188,20 @@ def refuse_foreign_dir(out: Path) -> None:
         if not ours or not regular:
             raise OutputError(f"{out}: holds {entry.name!r}, which the eaglectl export there did not write; eaglectl "
                               f"replaces only what it wrote", hint=NEW_DIR_HINT)
+
+
+def refuse_non_empty_dir(root: Path, *, what: str, hint: str) -> None:
+    """`root` must be absent or an empty directory (for writers whose outputs carry no manifest)."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot access ({exc.strerror or exc})") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{root}: exists and is not a directory", hint=hint)
+    if next(iter(_listing(root)), None) is not None:
+        raise OutputError(f"{root}: is not empty; {what}", hint=hint)
 
 
 def refuse_foreign_file(out: Path, is_ours: Callable[[bytes], bool], *, cap: int, what: str) -> None:
