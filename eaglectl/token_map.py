@@ -69,14 +69,18 @@ def is_own_token_map(data: bytes) -> bool:
             records = [i for i in zf.infolist() if i.filename.endswith("/data/0")]
             if len(records) != 1 or records[0].compress_type != zipfile.ZIP_STORED or records[0].file_size % 8:
                 return False
-            raw = zf.read(records[0])
+            size = records[0].file_size
+            if not size or size > 8 * DIM_LIMITS["draft_vocab_size"]:
+                return False
+            raw = bytearray(size)
+            with zf.open(records[0]) as fh:
+                if fh.readinto(raw) != size:
+                    return False
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-        return False
-    if not raw or len(raw) > 8 * DIM_LIMITS["draft_vocab_size"]:
         return False
     import torch
 
-    return token_map_bytes(torch.frombuffer(bytearray(raw), dtype=torch.int64)) == data
+    return token_map_bytes(torch.frombuffer(raw, dtype=torch.int64)) == data
 
 
 def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapReport:
@@ -94,7 +98,6 @@ def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapR
     if out.is_dir():
         out = output_path(out / TOKEN_MAP)
     refuse_source_overlap(out, source_paths(ckpt), hint="pass --output with a new file outside the checkpoint's files")
-    refuse_foreign_file(out, is_own_token_map, cap=MAX_TOKEN_MAP_BYTES, what="token map")
     data = token_map_bytes(plan.selected_ids)
     with locked_output(out):  # as export: the temp files a killed run left beside `out` go, under the lock
         refuse_foreign_file(out, is_own_token_map, cap=MAX_TOKEN_MAP_BYTES, what="token map")
