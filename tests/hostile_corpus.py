@@ -36,7 +36,7 @@ class Evil:
 
 # ------------------------------------------------------------------------------------------------ bases
 def build_bases(root: Path) -> Bases:
-    """Healthy checkpoints, each already exported once (model/) and with a token map, as a user would have."""
+    """Healthy checkpoints, each already exported once (sglang/) and with a token map, as a user would have."""
 
     from eaglectl.demo.samples import (
         TARGET_LAYERS,
@@ -76,7 +76,7 @@ def build_bases(root: Path) -> Bases:
         export_checkpoint(str(bases[key]))
         write_token_map(str(bases[key]))
 
-    # NeMo consolidated (export would write in place: no previous export, a token map in the outer dir).
+    # NeMo consolidated (no previous export in epoch_0_step_100/sglang/, a token map in the outer dir).
     d = root / "consolidated" / "epoch_0_step_100"
     save_json(d / "model" / "config.json", draft_config(**stale))
     save_safetensors(d / "model" / "model.safetensors", eagle3_tensors("model.layers.0.", "model.", seed=14))
@@ -605,7 +605,6 @@ def _(tmp, bases):
 def _(tmp, bases):
     ck = copy_base(bases, "st", tmp)
     (ck / "config.json").unlink()
-    shutil.rmtree(ck / "model")  # else the previous export in model/ is the checkpoint it finds
     return ck
 
 
@@ -729,7 +728,6 @@ def _(tmp, bases):
 @case("model-symlink-loop-beside-weights", "model: symlink loop")
 def _(tmp, bases):
     ck = copy_base(bases, "st", tmp)
-    shutil.rmtree(ck / "model")
     (ck / "model").symlink_to("model")
     return ck
 
@@ -737,8 +735,8 @@ def _(tmp, bases):
 @case("output-is-a-file", "exists and is not a directory", commands=("export",))
 def _(tmp, bases):
     ck = copy_base(bases, "st", tmp)
-    shutil.rmtree(ck / "model")
-    (ck / "model").write_text("my notes, not an export\n")
+    shutil.rmtree(ck / "sglang")
+    (ck / "sglang").write_text("my notes, not an export\n")
     return ck
 
 
@@ -808,7 +806,7 @@ def _(tmp, bases):
 @case("read-only-output-dir", "not writable", commands=("export", "token-map"), unreadable="ckpt")
 def _(tmp, bases):
     ck = copy_base(bases, "st", tmp)
-    shutil.rmtree(ck / "model")
+    shutil.rmtree(ck / "sglang")
     (ck / "speculative_token_map.pt").unlink()
     ck.chmod(0o555)
     return ck

@@ -133,9 +133,18 @@ def export_trial(big: Path, refs: dict, parent: Path, i: int, rng: random.Random
     return state
 
 
+def previous_token_map() -> bytes:
+    """A token map eaglectl wrote for another checkpoint: the kind of file token-map may replace."""
+    import torch
+
+    from eaglectl.export.token_map import token_map_bytes
+
+    return token_map_bytes(torch.arange(7, 40))
+
+
 def token_map_trial(big: Path, refs: dict, parent: Path, i: int, rng: random.Random, run_s: float) -> str:
     out = parent / f"tm{i}.pt"
-    previous = b"previous token map, not this checkpoint's\n"
+    previous = previous_token_map()
     had_previous = rng.random() < 0.5
     if had_previous:
         out.write_bytes(previous)
@@ -216,11 +225,11 @@ def test_a_busy_output_does_not_block_other_outputs(cli, big, references, tmp_pa
 
 def test_token_map_lock_gives_a_clear_message(cli, big, tmp_path):
     out = tmp_path / "tm.pt"
-    out.write_bytes(b"previous")
+    out.write_bytes(previous_token_map())
     with exclusive_lock(out):
         result = cli("token-map", big, "--output", out)
     assert result.exit_code == 1 and "another eaglectl process is writing it" in result.stderr
-    assert out.read_bytes() == b"previous"
+    assert out.read_bytes() == previous_token_map()
 
 
 # ---------------------------------------------------------------------------------------- resource limits
@@ -244,12 +253,12 @@ def test_export_under_a_file_size_limit_fails_cleanly(big, references, tmp_path)
 
 def test_token_map_under_a_file_size_limit_fails_cleanly(big, references, tmp_path):
     out = tmp_path / "tm.pt"
-    out.write_bytes(b"previous")
+    out.write_bytes(previous_token_map())
     proc = subprocess.run(cli_cmd("token-map", big, "--output", out), cwd=ROOT,
                           preexec_fn=_file_size_limit(4096), capture_output=True, text=True)
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
     assert "write failed (File too large)" in proc.stderr and "Traceback" not in proc.stderr
-    assert out.read_bytes() == b"previous" and leftovers(tmp_path) == []
+    assert out.read_bytes() == previous_token_map() and leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------- serve child

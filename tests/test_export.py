@@ -52,27 +52,29 @@ def test_export_every_layout_keeps_every_weight(cli, samples, key):
     assert set(written) - {r["renamed"].get(n, n) for n in source_values} <= set(r["generated"])
 
 
-def test_consolidated_export_in_place_then_unchanged(cli, samples):
+def test_consolidated_export_beside_the_checkpoint_then_unchanged(cli, samples):
     d = samples["nemo-consolidated"]
+    source = tree(d / "model")
     code, doc = run_json(cli, "export", d)
-    assert code == 0 and Path(doc["result"]["output"]) == (d / "model").resolve()
-    cfg = json.loads((d / "model" / "config.json").read_text())
+    assert code == 0 and Path(doc["result"]["output"]) == (d / "sglang").resolve()
+    assert tree(d / "model") == source  # the checkpoint NeMo wrote is left as it was
+    cfg = json.loads((d / "sglang" / "config.json").read_text())
     assert cfg["architectures"] == ["LlamaForCausalLMEagle3"]  # stale LlamaEagle3DraftModel rewritten
     assert cfg["num_hidden_layers"] == 1
     assert cfg["parallel_drafting"] is False  # other keys untouched
-    names = set(read_all(d / "model"))
+    names = set(read_all(d / "sglang"))
     assert "midlayer.self_attn.q_proj.weight" in names and "d2t" in names and "t2d" in names
-    before = tree(d / "model")
+    before = tree(d / "sglang")
     code, doc = run_json(cli, "export", d)
     assert code == 0 and doc["result"]["action"] == "unchanged"
-    assert tree(d / "model") == before  # same bytes, same mtime
+    assert tree(d / "sglang") == before  # same bytes, same mtime
 
 
 def test_d2t_built_from_meta_preserves_selected_order(cli, samples):
     d = samples["nemo-consolidated"]
     meta = torch.load(d / "eagle_meta.pt", weights_only=True)
     run_json(cli, "export", d)
-    t = read_all(d / "model")
+    t = read_all(d / "sglang")
     assert t["d2t"].dtype == torch.int64
     assert torch.equal(t["d2t"] + torch.arange(128), meta["selected_token_ids"])
     assert torch.equal(t["t2d"], meta["selected_token_mask"])
@@ -90,7 +92,7 @@ def test_legacy_eagle_exports_without_token_map_keeping_architecture(cli, sample
     d = samples["nemo-legacy-eagle"]
     code, doc = run_json(cli, "export", d)
     assert code == 0
-    out = d / "model"
+    out = d / "sglang"
     assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLMEagle"]
     assert not (out / "speculative_token_map.pt").exists() and doc["result"]["token_map"] is None
     assert "fc.bias" in read_all(out)
@@ -100,7 +102,7 @@ def test_legacy_32_layer_config_becomes_one_layer(cli, samples):
     d = samples["nemo-legacy-eagle3"]
     assert json.loads((d / "config.json").read_text())["num_hidden_layers"] == 32
     run_json(cli, "export", d)
-    assert json.loads((d / "model" / "config.json").read_text())["num_hidden_layers"] == 1
+    assert json.loads((d / "sglang" / "config.json").read_text())["num_hidden_layers"] == 1
 
 
 def test_dry_run_writes_nothing(cli, samples):
@@ -117,18 +119,18 @@ def test_dry_run_writes_nothing(cli, samples):
 def test_force_rerun_is_byte_identical(cli, samples):
     d = samples["nemo-legacy-eagle3"]
     run_json(cli, "export", d)
-    first = {k: v[0] for k, v in tree(d / "model").items()}
+    first = {k: v[0] for k, v in tree(d / "sglang").items()}
     code, doc = run_json(cli, "export", d, "--force")
     assert code == 0 and doc["result"]["action"] == "written"
-    assert {k: v[0] for k, v in tree(d / "model").items()} == first
+    assert {k: v[0] for k, v in tree(d / "sglang").items()} == first
 
 
 def test_second_export_of_unchanged_source_is_unchanged(cli, samples):
     d = samples["nemo-legacy-eagle3"]
     run_json(cli, "export", d)
-    before = tree(d / "model")
+    before = tree(d / "sglang")
     _code, doc = run_json(cli, "export", d)
-    assert doc["result"]["action"] == "unchanged" and tree(d / "model") == before
+    assert doc["result"]["action"] == "unchanged" and tree(d / "sglang") == before
 
 
 def test_drop_embeddings_is_listed(cli, samples):
@@ -213,7 +215,7 @@ def test_shape_contradicting_config_is_refused(cli, samples):
     save_json(d / "config.json", cfg)
     result = cli("export", d)
     assert result.exit_code == 1 and "shapes contradict the config" in result.stderr
-    assert not (d / "model").exists()
+    assert not (d / "sglang").exists()
 
 
 def test_output_not_writable(cli, samples, tmp_path):
@@ -227,10 +229,10 @@ def test_locked_output_gives_a_clear_message(cli, samples):
     from eaglectl.export.atomic import exclusive_lock
 
     d = samples["nemo-legacy-eagle3"]
-    with exclusive_lock((d / "model").resolve()):
+    with exclusive_lock((d / "sglang").resolve()):
         result = cli("export", d)
     assert result.exit_code == 1 and "another eaglectl process" in result.stderr
-    assert not (d / "model").exists()
+    assert not (d / "sglang").exists()
 
 
 def _export_cmd(*args) -> list[str]:
@@ -306,12 +308,12 @@ def test_exports_of_different_checkpoints_run_in_parallel(samples, tmp_path):
 
 def test_stale_staging_dirs_are_cleaned(cli, samples):
     d = samples["nemo-legacy-eagle3"]
-    leftover = d / ".model.eaglectl-stage-dead"
+    leftover = d / ".sglang.eaglectl-stage-dead"
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"partial")
     code, _ = run_json(cli, "export", d)
     assert code == 0 and not leftover.exists()
-    assert os.path.isdir(d / "model")
+    assert os.path.isdir(d / "sglang")
 
 
 def test_legacy_pickle_with_views_exports_every_value(cli, samples, tmp_path):

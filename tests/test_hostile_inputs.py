@@ -216,17 +216,17 @@ def test_the_hostile_pickles_really_run_code_when_loaded_unsafely(tmp_path):
 
 
 def test_previous_export_survives_a_corrupted_source(cli, bases, tmp_path):
-    """A source that exported fine once, then broke: every re-run fails and the old model/ is untouched."""
+    """A source that exported fine once, then broke: every re-run fails and the old sglang/ is untouched."""
     from tests.hostile_corpus import copy_base
 
     ck = copy_base(bases, "pt", tmp_path)
-    before = snapshot(ck / "model")
-    assert (ck / "model" / "model.safetensors").is_file() and (ck / "speculative_token_map.pt").is_file()
+    before = snapshot(ck / "sglang")
+    assert (ck / "sglang" / "model.safetensors").is_file() and (ck / "speculative_token_map.pt").is_file()
     (ck / "draft_model.pt").write_bytes((ck / "draft_model.pt").read_bytes()[:1000])
     for args in (["export", ck], ["export", ck, "--force"], ["token-map", ck]):
         result = cli(*args)
         assert result.exit_code == 1 and "not a readable torch checkpoint" in result.stderr
-    assert snapshot(ck / "model") == before
+    assert snapshot(ck / "sglang") == before
 
 
 @pytest.mark.parametrize("key", ["st", "pt", "sharded"])

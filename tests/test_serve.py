@@ -105,7 +105,7 @@ def test_print_only_writes_nothing_and_shows_would_be_paths(cli, samples):
     result = cli("serve", "--target", samples["target"], "--draft", d, "--print-only")
     assert result.exit_code == 0
     assert {p: p.stat().st_mtime_ns for p in d.rglob("*")} == before
-    assert "would export" in result.stdout and str((d / "model").resolve()) in result.stdout
+    assert "would export" in result.stdout and str((d / "sglang").resolve()) in result.stdout
     assert result.stdout.splitlines()[0].startswith(sys.executable)
 
 
@@ -127,7 +127,7 @@ def test_eagle_passes_token_map_eagle3_does_not(cli, samples):
     _, doc = print_only(cli, samples, draft="nemo-legacy-eagle")
     argv = doc["result"]["argv"]
     assert argv[argv.index("--speculative-algorithm") + 1] == "EAGLE"
-    assert argv[argv.index("--speculative-token-map") + 1].endswith("model/speculative_token_map.pt")
+    assert argv[argv.index("--speculative-token-map") + 1].endswith("sglang/speculative_token_map.pt")
     _, doc = print_only(cli, samples)
     assert "--speculative-token-map" not in doc["result"]["argv"]
 
@@ -138,7 +138,7 @@ def test_sglang_missing_exits_2_before_export(cli, samples):
     result = cli("serve", "--target", samples["target"], "--draft", d)
     assert result.exit_code == 2
     assert 'pip install "eaglectl[sglang]"' in result.stderr
-    assert sorted(p.name for p in (d / "model").iterdir()) == before
+    assert sorted(p.name for p in (d / "model").iterdir()) == before and not (d / "sglang").exists()
 
 
 def test_p_eagle_refused(cli, samples):
@@ -180,11 +180,14 @@ def test_hub_ids_pass_through(cli):
 def test_exec_mode_exports_then_execs(cli, samples, mocker, fake_python):
     execed = mocker.patch("eaglectl.sglang.launcher.exec_server")
     d = samples["nemo-consolidated"]
+    source = {p.name: p.read_bytes() for p in (d / "model").iterdir()}
     result = cli("serve", "--target", samples["target"], "--draft", d, "--python", fake_python)
     assert result.exit_code == 0, result.stderr
     argv, env = execed.call_args.args
-    assert argv[0] == fake_python and argv[argv.index("--speculative-draft-model-path") + 1] == str(d / "model")
-    assert json.loads((d / "model" / "config.json").read_text())["architectures"] == ["LlamaForCausalLMEagle3"]
+    assert argv[0] == fake_python and argv[argv.index("--speculative-draft-model-path") + 1] == str(d / "sglang")
+    assert json.loads((d / "sglang" / "config.json").read_text())["architectures"] == ["LlamaForCausalLMEagle3"]
+    assert {p.name: p.read_bytes() for p in (d / "model").iterdir()} == source  # the checkpoint is untouched
+    assert f"exported the drafter to {d / 'sglang'}" in result.stderr
     assert env["PATH"] == os.environ["PATH"]
 
 

@@ -100,7 +100,7 @@ def test_nemo_head_serves_with_full_acceptance_and_is_lossless(tmp_path):
     draft = work / "nemo" / "epoch_0_step_100"
     doc, wall = _serve(fixture / "target", draft, fixture / "prompts.json")
     r = doc["result"]
-    assert r["exported"] == "written" and r["draft_model_path"] == str(draft / "model")
+    assert r["exported"] == "written" and r["draft_model_path"] == str(draft / "sglang")
     mean = r["smoke"]["mean_accept_length"]
     report = {"mean_accept_length": mean, "per_prompt": [q["spec_accept_length"] for q in r["smoke"]["requests"]],
               "startup_seconds": r["startup_seconds"], "wall_seconds": round(wall, 1),
@@ -136,7 +136,7 @@ def test_legacy_draft_model_pt_serves_with_full_acceptance(tmp_path):
     shutil.copy(src / "eagle_meta.pt", legacy / "eagle3_meta.pt")
     doc, wall = _serve(fixture / "target", legacy, fixture / "prompts.json")
     r = doc["result"]
-    assert r["exported"] == "written" and r["draft_model_path"] == str(legacy / "model")
+    assert r["exported"] == "written" and r["draft_model_path"] == str(legacy / "sglang")
     report = {"mean_accept_length": r["smoke"]["mean_accept_length"], "wall_seconds": round(wall, 1),
               "lossless": _teacher_forcing(fixture / "target", r["smoke"]["requests"])}
     if os.environ.get("EAGLECTL_GPU_REPORT"):

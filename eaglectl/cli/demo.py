@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 def demo_command(
     directory: Annotated[Path | None, typer.Argument(
-        metavar="[DIR]", help="Where to write the samples (default: a new temp dir).", file_okay=False)] = None,
+        metavar="[DIR]", help="A new or empty directory for the samples (default: a new temp dir).",
+        file_okay=False)] = None,
     json: JsonOpt = False,
 ) -> None:
     """Build tiny sample drafters (NeMo, SpecForge, EAGLE, P-EAGLE) and show what eaglectl does with them."""
@@ -38,7 +39,7 @@ def _render(console: Console, result) -> None:
     render_report(console, result.report)
     console.print(f"\n[bold]$ eaglectl export {safe(result.inspected)}[/]")
     render_export(console, result.export)
-    console.print(f"\n[bold]$ eaglectl inspect {safe(result.inspected)}[/]  (after export: findings only)")
+    console.print(f"\n[bold]$ eaglectl inspect {safe(str(result.export.output))}[/]  (the export: findings only)")
     render_findings(console, result.after_export.findings)
     console.print(f"\n[bold]$ eaglectl serve --target {safe(result.samples['target'])} "
                   f"--draft {safe(result.inspected)} --print-only[/]")

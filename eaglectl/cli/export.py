@@ -1,4 +1,4 @@
-"""`eaglectl export`: write an SGLang-ready `model/` directory from any drafter checkpoint."""
+"""`eaglectl export`: write an SGLang-ready directory from any drafter checkpoint."""
 
 from __future__ import annotations
 
@@ -21,14 +21,17 @@ def export_command(
     path: CheckpointArg,
     output_dir: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="DIR", file_okay=False,
-        help="Where to write (default: model/ inside the checkpoint's outer directory).")] = None,
+        help="Where to write: a new or empty directory, or an earlier eaglectl export (default: a new sglang/ "
+             "directory beside the checkpoint's files).")] = None,
     algorithm: AlgorithmOpt = None,
     dtype: ExportDTypeOpt = ExportDType.keep,
     drop_embeddings: Annotated[bool, typer.Option(
         "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's).")] = False,
     max_shard_size: Annotated[str, typer.Option(
         "--max-shard-size", metavar="SIZE", help="Shard above this size (e.g. 5GB, 500MB).")] = "5GB",
-    force: Annotated[bool, typer.Option("--force", "-f", help="Rewrite even an up-to-date output.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", "-f",
+        help="Rewrite an up-to-date eaglectl export (replaces nothing eaglectl did not write).")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", "-n", help="Show what would be written; write nothing.")] = False,
     json: JsonOpt = False,

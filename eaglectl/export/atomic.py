@@ -2,7 +2,7 @@
 
 A reader (or a crash, or Ctrl-C, or SIGKILL) sees either the previous result or the complete new one,
 never a half-written directory. Leftovers of killed runs are recognisable by name and cleaned up by the
-next run, which holds the same lock.
+next run, which holds the same lock. What may be replaced at all is decided by `eaglectl.export.outputs`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import ctypes
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from eaglectl.errors import OutputError
 
 STAGE_TAG = ".eaglectl-stage-"
 OLD_TAG = ".eaglectl-old-"
+LOCK_TAG = ".eaglectl.lock"
 _RENAME_EXCHANGE = 2
 
 
@@ -122,24 +124,65 @@ def commit_dir(staged: Path, dest: Path) -> None:
     fsync_dir(dest.parent)
 
 
+def _open_lock(lock: Path) -> int:
+    """Open (or create) the lock file itself: never through a symlink (a dangling one would create a file
+    wherever it points), never a FIFO or device (checked on the open descriptor), never a non-empty file (a lock
+    file eaglectl made is empty; anything else is not its to remove)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(lock, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OutputError(f"{lock}: the lock file is a symlink; eaglectl does not follow it",
+                              hint="remove it and run again") from exc
+        if exc.errno == errno.EISDIR:
+            raise OutputError(f"{lock}: exists and is not an eaglectl lock file (an empty regular file)",
+                              hint="remove it and run again") from exc
+        raise OutputError(f"{lock.parent}: not writable ({exc.strerror or exc})") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size:
+        os.close(fd)
+        raise OutputError(f"{lock}: exists and is not an eaglectl lock file (an empty regular file)",
+                          hint="remove it and run again")
+    return fd
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 @contextlib.contextmanager
 def exclusive_lock(dest: Path) -> Iterator[Path]:
-    """Hold `.<dest>.eaglectl.lock` beside `dest`; a second holder fails at once with a clear message."""
+    """Hold `.<dest>.eaglectl.lock` beside `dest`; a second holder fails at once with a clear message.
+
+    The lock file is removed on release, while still locked; a process that opened the old file meanwhile sees
+    that the path no longer names what it locked and opens the path again, so two holders never coexist."""
     import fcntl
 
-    lock = dest.parent / f".{dest.name}.eaglectl.lock"
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise OutputError(f"{dest.parent}: not writable ({exc.strerror or exc})") from exc
-    try:
+    lock = dest.parent / f".{dest.name}{LOCK_TAG}"
+    for _ in range(100):
+        fd = _open_lock(lock)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise OutputError(f"{dest}: another eaglectl process is writing it right now (lock {lock}); "
                               f"try again when it finishes") from None
+        if _same_file(fd, lock):
+            break
+        os.close(fd)  # locked a file its previous holder had already removed
+    else:
+        raise OutputError(f"{dest}: could not take the lock {lock} (it keeps being replaced)")
+    try:
         yield lock
     finally:
+        if _same_file(fd, lock):
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
         os.close(fd)
 
 

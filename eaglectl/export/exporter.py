@@ -19,12 +19,20 @@ from eaglectl.checkpoint.resolve import Checkpoint, resolve
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError
 from eaglectl.export.atomic import commit_dir, locked_output, output_path, stage_dir, write_bytes_atomic
+from eaglectl.export.outputs import (
+    EXPORT_DIR,
+    MANIFEST,
+    earlier_export_notes,
+    read_manifest,
+    refuse_foreign_dir,
+    refuse_source_overlap,
+    source_paths,
+)
 from eaglectl.export.plan import DroppedTensor, ExportPlan, build_plan
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
 from eaglectl.jsonfile import dumps_config
 from eaglectl.sglang.loader import SGLANG_VERSIONS, simulate_load
 
-MANIFEST = "eaglectl_export.json"
 DEFAULT_MAX_SHARD = "5GB"
 
 
@@ -74,12 +82,13 @@ def servable_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
     return not needs_map or (ckpt.model_dir is not None and (ckpt.model_dir / TOKEN_MAP).is_file())
 
 
-def default_output(ckpt: Checkpoint, plan: ExportPlan) -> Path:
-    """`model/` inside the outer directory (NeMo's convention); an SGLang-ready dir is its own output."""
+def default_output(ckpt: Checkpoint, plan: ExportPlan, *, force: bool = False) -> Path:
+    """A new `sglang/` directory beside the checkpoint's files (in the epoch dir for NeMo consolidated, never
+    `model/` in place); an SGLang-ready dir is its own output (left untouched) unless `force` asks for a fresh copy."""
     assert ckpt.root is not None and ckpt.model_dir is not None
-    if ckpt.layout is Layout.nemo_consolidated or servable_as_is(ckpt, plan):
+    if servable_as_is(ckpt, plan) and not force:
         return ckpt.model_dir
-    return ckpt.root / "model"
+    return ckpt.root / EXPORT_DIR
 
 
 def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm: Algorithm | None = None,
@@ -101,22 +110,23 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
                 progress: ProgressFn | None = None, started: float | None = None) -> ExportReport:
     """Write a plan already made (and checked servable) for a resolved local checkpoint: `serve` plans once."""
     t0 = time.monotonic() if started is None else started
-    out = output_path(Path(output) if output else default_output(ckpt, plan))
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a directory (export writes a directory there)",
-                          hint="pass --output DIR")
+    out = output_path(Path(output) if output is not None else default_output(ckpt, plan, force=force))
     max_bytes = _parse_size(max_shard_size)
     report = ExportReport(
         source=ckpt.source, layout=ckpt.layout, algorithm=plan.algorithm, output=out, action="dry-run",
         renamed=plan.renames, dropped=plan.dropped, generated=plan.generated_from, config_changes=plan.config_changes,
         tensors_written=len(plan.tensors), bytes=plan.total_bytes)
+    if output is None:
+        report.notes.extend(earlier_export_notes(ckpt))
     in_place = ckpt.model_dir is not None and out == ckpt.model_dir.resolve()
     if in_place and servable_as_is(ckpt, plan) and not force:
         report.action = "unchanged"
-        report.notes.append("already SGLang-ready: verified and left untouched (use --force to rewrite)")
+        report.notes.insert(0, "already SGLang-ready: verified and left untouched (--force writes a fresh export to "
+                               f"{default_output(ckpt, plan, force=True)})")
         report.verification = verify_output(out, plan)
         report.seconds = time.monotonic() - t0
         return report
+    refuse_unsafe_output(ckpt, out)
     token_map_needed = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
     if dry_run:
         report.warnings = _value_warnings(_scan_values(ckpt, plan))
@@ -132,13 +142,14 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             raise OutputError(f"{out.parent}: cannot create ({exc.strerror or exc})") from exc
     fingerprint = _fingerprint(ckpt, plan)
     with locked_output(out):
-        if not force and not in_place and _existing_matches(out, fingerprint):
+        if not force and _existing_matches(out, fingerprint):
             report.action = "unchanged"
             report.notes.append(f"{out} already holds this export (same source): verified and left untouched")
             report.verification = verify_output(out, plan)
             report.token_map = out / TOKEN_MAP if (out / TOKEN_MAP).is_file() else None
             report.seconds = time.monotonic() - t0
             return report
+        refuse_foreign_dir(out)  # again under the lock: what is there now is what the swap replaces
         staged = stage_dir(out)
         shards = _shards(plan, max_bytes)
         written = _Written()
@@ -151,6 +162,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             failed = [v for v in report.verification if not v.ok]
             if failed:
                 raise CheckFailedError(f"the written export does not verify: {'; '.join(failed[0].problems[:3])}")
+            refuse_foreign_dir(out)  # and just before the swap: a file dropped in meanwhile is not deleted
             commit_dir(staged, out)
         except BaseException as exc:
             import shutil
@@ -315,12 +327,21 @@ def _fingerprint(ckpt: Checkpoint, plan: ExportPlan) -> str:
     return h.hexdigest()
 
 
+def refuse_unsafe_output(ckpt: Checkpoint, out: Path) -> None:
+    """The output rules of `eaglectl.export.outputs` for an export of `ckpt` to `out`: not over, into or around the
+    source; an existing directory only when empty or a previous eaglectl export with nothing else in it."""
+    refuse_source_overlap(out, source_paths(ckpt))
+    refuse_foreign_dir(out)
+
+
+def up_to_date(ckpt: Checkpoint, plan: ExportPlan, out: Path) -> bool:
+    """`out` holds the export of this source as it is now (what a re-export would leave unchanged)."""
+    return _existing_matches(out, _fingerprint(ckpt, plan))
+
+
 def _existing_matches(out: Path, fingerprint: str) -> bool:
-    try:
-        manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("source_fingerprint") == fingerprint
+    manifest = read_manifest(out)
+    return manifest is not None and manifest.get("source_fingerprint") == fingerprint
 
 
 def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[str, list[str]], fingerprint: str,
@@ -368,7 +389,7 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
     if token_map:
         written.append(_write_small(staged / TOKEN_MAP, token_map_bytes(plan.selected_ids)))
     manifest = {"eaglectl_export": 1, "eaglectl_version": __version__, "algorithm": plan.algorithm.value,
-                "source_fingerprint": fingerprint,
+                "source_fingerprint": fingerprint, "files": sorted([Path(w.path).name for w in written] + [MANIFEST]),
                 "renamed": plan.renames, "dropped": {d.name: d.reason for d in plan.dropped},
                 "generated": plan.generated_from}
     written.append(_write_small(staged / MANIFEST, _sorted_json(manifest)))

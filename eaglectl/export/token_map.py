@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.checkpoint.resolve import resolve
+from eaglectl.checkpoint.resolve import DIM_LIMITS, resolve
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, OutputError
 from eaglectl.export.atomic import locked_output, output_path, write_bytes_atomic
+from eaglectl.export.outputs import refuse_foreign_file, refuse_source_overlap, source_paths
 from eaglectl.export.plan import build_plan
 from eaglectl.jsonfile import config_int
 
 TOKEN_MAP = "speculative_token_map.pt"  # the file name SGLang docs and NeMo use
+# The largest token map eaglectl writes (one int64 per draft row) plus torch's zip records.
+MAX_TOKEN_MAP_BYTES = 8 * DIM_LIMITS["draft_vocab_size"] + 64 * 1024
 
 EAGLE3_NOTE = ("SGLang ignores --speculative-token-map for EAGLE3 (it reads the d2t tensor from the draft weights); "
                "this file only matters for EAGLE.")
@@ -50,6 +53,36 @@ def token_map_bytes(ids: Any) -> bytes:
     return buf.getvalue()
 
 
+def is_own_token_map(data: bytes) -> bool:
+    """Whether `data` is exactly what `token_map_bytes` writes for some ids: eaglectl's own token map, and so
+    a file eaglectl may replace. Nothing is unpickled: the ids are read from the zip's one stored data record
+    and serialised again, and the two byte strings must be equal. (A map written by another torch version may
+    differ in its records and is then treated as not eaglectl's.)"""
+    import zipfile
+
+    if not data.startswith(b"PK\x03\x04") or len(data) < 22 or data[-22:-18] != b"PK\x05\x06":
+        return False
+    if int.from_bytes(data[-12:-10], "little") > 16:  # the end record's entry count: torch writes 7
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            records = [i for i in zf.infolist() if i.filename.endswith("/data/0")]
+            if len(records) != 1 or records[0].compress_type != zipfile.ZIP_STORED or records[0].file_size % 8:
+                return False
+            size = records[0].file_size
+            if not size or size > 8 * DIM_LIMITS["draft_vocab_size"]:
+                return False
+            raw = bytearray(size)
+            with zf.open(records[0]) as fh:
+                if fh.readinto(raw) != size:
+                    return False
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return False
+    import torch
+
+    return token_map_bytes(torch.frombuffer(raw, dtype=torch.int64)) == data
+
+
 def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapReport:
     t0 = time.monotonic()
     ckpt = resolve(path)
@@ -61,11 +94,13 @@ def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapR
                               f"nothing to build a token map from")
     vocab = config_int(ckpt.config, "vocab_size")
     assert ckpt.root is not None
-    out = output_path(Path(output) if output else ckpt.root / TOKEN_MAP)
+    out = output_path(Path(output) if output is not None else ckpt.root / TOKEN_MAP)
     if out.is_dir():
-        out = out / TOKEN_MAP
+        out = output_path(out / TOKEN_MAP)
+    refuse_source_overlap(out, source_paths(ckpt), hint="pass --output with a new file outside the checkpoint's files")
     data = token_map_bytes(plan.selected_ids)
     with locked_output(out):  # as export: the temp files a killed run left beside `out` go, under the lock
+        refuse_foreign_file(out, is_own_token_map, cap=MAX_TOKEN_MAP_BYTES, what="token map")
         try:
             write_bytes_atomic(out, data)
         except OSError as exc:

@@ -110,7 +110,17 @@ def prepare(opts: ServeOptions) -> ServeResult:
     """Everything before the launch: resolve, preflight, export (unless print-only), argv."""
     from eaglectl.checkpoint.peagle import reject_p_eagle
     from eaglectl.checkpoint.target import load_target
-    from eaglectl.export.exporter import TOKEN_MAP, default_output, export_plan, require_servable, servable_as_is
+    from eaglectl.export.atomic import output_path
+    from eaglectl.export.exporter import (
+        TOKEN_MAP,
+        default_output,
+        export_plan,
+        refuse_unsafe_output,
+        require_servable,
+        servable_as_is,
+        up_to_date,
+    )
+    from eaglectl.export.outputs import earlier_export_notes
     from eaglectl.export.plan import build_plan
 
     notes: list[str] = []
@@ -142,13 +152,23 @@ def prepare(opts: ServeOptions) -> ServeResult:
         if servable_as_is(ckpt, plan):
             out = ckpt.model_dir
             exported = None
+            notes.extend(earlier_export_notes(ckpt))
         elif opts.print_only:
-            out = default_output(ckpt, plan)
-            exported = "would export"
-            notes.append(f"print-only: nothing written; a real launch exports the drafter to {out}")
+            out = output_path(default_output(ckpt, plan))
+            notes.extend(earlier_export_notes(ckpt))
+            refuse_unsafe_output(ckpt, out)  # what a real launch's export would refuse, refused here too
+            if up_to_date(ckpt, plan, out):
+                exported = "unchanged"
+                notes.append(f"print-only: nothing written; {out} already holds this drafter's export (up to date)")
+            else:
+                exported = "would export"
+                notes.append(f"print-only: nothing written; a real launch exports the drafter to {out}")
         else:
             report = export_plan(ckpt, plan)
             out, exported = report.output, report.action
+            notes.extend(report.notes)
+            if exported == "written":
+                notes.append(f"exported the drafter to {out}")
         assert out is not None
         draft_path = str(out)
         if algorithm is Algorithm.EAGLE and plan.selected_ids is not None:

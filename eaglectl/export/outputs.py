@@ -1,0 +1,239 @@
+"""Where eaglectl may write: the one set of rules every command that writes (export, token-map, serve, demo) obeys.
+
+eaglectl replaces only what eaglectl wrote, and never writes over, into or around its input:
+- an output is refused when it is one of the source checkpoint's files or directories, contains one, or lies
+  inside one of its files (paths compared after following symlinks, and as the link itself); a new directory
+  inside the checkpoint's outer directory is allowed: the default export goes there;
+- an existing output directory is replaced only when it is empty or a previous eaglectl export: its manifest is
+  in eaglectl's form and the directory holds nothing but the regular files that manifest lists;
+- an existing single-file output is replaced only when the caller recognises it as its own (a token map is
+  recognised by its bytes);
+- a directory that receives several files not written as one export (demo's samples) must be new or empty;
+- anything read from an output is read as a size-capped regular file, never following a symlink (a FIFO there
+  would otherwise block the read forever).
+`--force` never relaxes these rules: it only re-writes an export that is up to date.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eaglectl.enums import Layout
+from eaglectl.errors import OutputError
+from eaglectl.export.atomic import LOCK_TAG, OLD_TAG, STAGE_TAG
+
+if TYPE_CHECKING:
+    from eaglectl.checkpoint.resolve import Checkpoint
+
+MANIFEST = "eaglectl_export.json"
+EXPORT_DIR = "sglang"  # the default export: a new directory beside the checkpoint's files
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# What exports of eaglectl versions whose manifest did not list its files wrote: replaced only if nothing else is there.
+LEGACY_EXPORT_FILES = re.compile(
+    r"config\.json|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|speculative_token_map\.pt|"
+    + re.escape(MANIFEST))
+NEW_DIR_HINT = "pass --output with a new or empty directory, or remove this one yourself"
+
+
+@dataclass(frozen=True)
+class SourcePaths:
+    """Every path a checkpoint is read from, each as its real path and as the link itself (parents resolved)."""
+
+    files: frozenset[str]
+    dirs: frozenset[str]
+
+
+def _forms(p: Path) -> set[str]:
+    a = os.path.abspath(p)
+    return {os.path.realpath(a), os.path.join(os.path.realpath(os.path.dirname(a)), os.path.basename(a))}
+
+
+def source_paths(ckpt: Checkpoint) -> SourcePaths:
+    """The files (weights, shard index, config, meta) and directories (model dir, outer dir) of a checkpoint."""
+    files: set[str] = set()
+    ws = ckpt.weights
+    meta = ckpt.meta
+    for f in [*(ws.files if ws else []), ws.index_file if ws else None, ckpt.config_path, meta.path if meta else None]:
+        if f is not None:
+            files |= _forms(Path(f))
+    dirs: set[str] = set()
+    for d in (ckpt.model_dir, ckpt.root):
+        if d is not None:
+            dirs |= _forms(Path(d))
+    return SourcePaths(frozenset(files), frozenset(dirs))
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path != parent and path.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+SOURCE_HINT = "choose an output outside the checkpoint's own files (the default is a new sglang/ directory beside them)"
+
+
+def refuse_source_overlap(out: Path, src: SourcePaths, *, hint: str = SOURCE_HINT) -> None:
+    """Refuse an output that is a source path, contains one, lies inside a source file, or whose staging / lock /
+    backup names beside it are a source path (those are removed by the next run)."""
+    o = os.path.realpath(out)
+    beside = os.path.dirname(o)
+    leftovers = (f".{os.path.basename(o)}{STAGE_TAG}", f".{os.path.basename(o)}{OLD_TAG}",
+                 f".{os.path.basename(o)}{LOCK_TAG}")
+    for s in sorted(src.files | src.dirs):
+        if o == s:
+            kind = "file" if s in src.files else "directory"
+            raise OutputError(f"{out}: is a {kind} of the source checkpoint; eaglectl never writes over its input",
+                              hint=hint)
+        if _inside(s, o):
+            raise OutputError(f"{out}: contains the source checkpoint ({s}); writing there would replace it",
+                              hint=hint)
+        if s in src.files and _inside(o, s):
+            raise OutputError(f"{out}: lies inside the source file {s}", hint=hint)
+        if os.path.dirname(s) == beside and os.path.basename(s).startswith(leftovers):
+            raise OutputError(f"{out}: the source file {s} has the name of eaglectl's temporary files for this "
+                              f"output (they are removed)", hint=hint)
+
+
+def read_regular(path: Path, cap: int) -> bytes | None:
+    """The bytes of `path` when it is a regular file (not a symlink, FIFO, device) of at most `cap` bytes; else None.
+    Opened non-blocking and without following links, checked after opening: nothing to race, nothing to hang on."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > cap:
+            return None
+        chunks, total = [], 0
+        while total <= cap:
+            chunk = os.read(fd, min(1 << 20, cap + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return None if total > cap else b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    """The eaglectl export manifest of `directory`, or None when there is none in eaglectl's form."""
+    data = read_regular(directory / MANIFEST, MAX_MANIFEST_BYTES)
+    if data is None:
+        return None
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):  # ValueError: not JSON, not UTF-8, or an int past Python's digit limit
+        return None
+    if not isinstance(doc, dict) or doc.get("eaglectl_export") != 1:
+        return None
+    if not isinstance(doc.get("source_fingerprint"), str):
+        return None
+    files = doc.get("files")
+    if files is not None and not (isinstance(files, list) and all(_plain_name(f) for f in files)):
+        return None
+    return doc
+
+
+def _plain_name(name: Any) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\0" not in name
+
+
+def _listing(directory: Path) -> Iterable[os.DirEntry]:
+    try:
+        with os.scandir(directory) as it:
+            yield from it
+    except OSError as exc:
+        raise OutputError(f"{directory}: cannot list the existing output ({exc.strerror or exc})") from exc
+
+
+def refuse_foreign_dir(out: Path) -> None:
+    """An existing `out` may be replaced only when it is empty or a previous eaglectl export holding nothing but
+    the files its manifest lists (older manifests, without a list: only the names exports have always had)."""
+    try:
+        st = os.stat(out)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot access ({exc.strerror or exc})") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{out}: exists and is not a directory (export writes a directory there)",
+                          hint="pass --output DIR")
+    manifest: dict[str, Any] | None = None
+    checked = False
+    for entry in _listing(out):
+        if not checked:
+            manifest = read_manifest(out)
+            checked = True
+            if manifest is None:
+                raise OutputError(f"{out}: exists, is not empty and is not an eaglectl export (no {MANIFEST} "
+                                  f"written by eaglectl); eaglectl replaces only directories it wrote",
+                                  hint=NEW_DIR_HINT)
+        listed = manifest.get("files") if manifest else None
+        ours = (entry.name in listed or entry.name == MANIFEST) if listed is not None else bool(
+            LEGACY_EXPORT_FILES.fullmatch(entry.name))
+        try:
+            regular = entry.is_file(follow_symlinks=False)
+        except OSError:
+            regular = False
+        if not ours or not regular:
+            raise OutputError(f"{out}: holds {entry.name!r}, which the eaglectl export there did not write; eaglectl "
+                              f"replaces only what it wrote", hint=NEW_DIR_HINT)
+
+
+def refuse_non_empty_dir(root: Path, *, what: str, hint: str) -> None:
+    """`root` must be absent or an empty directory (for writers whose outputs carry no manifest)."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot access ({exc.strerror or exc})") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{root}: exists and is not a directory", hint=hint)
+    if next(iter(_listing(root)), None) is not None:
+        raise OutputError(f"{root}: is not empty; {what}", hint=hint)
+
+
+def refuse_foreign_file(out: Path, is_ours: Callable[[bytes], bool], *, cap: int, what: str) -> None:
+    """An existing file at `out` is replaced only when `is_ours` recognises its bytes (read capped, no links)."""
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot access ({exc.strerror or exc})") from exc
+    hint = "pass --output with a new file name, or remove this file yourself"
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{out}: exists and is not a regular file", hint=hint)
+    data = read_regular(out, cap)
+    if data is None or not is_ours(data):
+        raise OutputError(f"{out}: exists and is not a {what} eaglectl wrote; eaglectl replaces only files it wrote",
+                          hint=hint)
+
+
+def earlier_export_notes(ckpt: Checkpoint) -> list[str]:
+    """Exports earlier eaglectl versions made where they no longer go: a NeMo consolidated `model/` rewritten in
+    place (NeMo's own files there are gone), or a `model/` export beside a checkpoint's files."""
+    if ckpt.model_dir is None or ckpt.root is None:
+        return []
+    notes = []
+    if ckpt.layout is Layout.nemo_consolidated and read_manifest(ckpt.model_dir) is not None:
+        notes.append(f"{ckpt.model_dir} holds an export an earlier eaglectl wrote in place ({MANIFEST}); the "
+                     f"checkpoint NeMo wrote there was replaced then. eaglectl now leaves model/ alone and exports "
+                     f"to {Path(ckpt.root) / EXPORT_DIR}")
+    old = Path(ckpt.root) / "model"
+    with contextlib.suppress(OSError):
+        if old != ckpt.model_dir and old.is_dir() and read_manifest(old) is not None:
+            notes.append(f"{old} holds an export an earlier eaglectl wrote (the default output was model/ then; "
+                         f"it is now {EXPORT_DIR}/)")
+    return notes
