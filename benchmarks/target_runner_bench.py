@@ -199,7 +199,7 @@ def per_row(runner, ids, mask):
 def run_sglang(model_dir: Path, shapes, vocab: int, iters: int, results: dict, attention_backend: str) -> dict:
     import torch
 
-    from eaglectl.runner.sglang_runner import SGLangTargetRunner
+    from eaglectl.runner.sglang import SGLangTargetRunner
 
     max_tokens = max(b * s for b, s in shapes)
     t0 = time.perf_counter()

@@ -37,16 +37,17 @@ def main() -> int:
     import torch
     from target_runner_bench import LLAMA_1B, build_model, rows
 
-    from eaglectl.runner import sglang_runner as sr
+    from eaglectl.runner.sglang import engine as engine_mod
+    from eaglectl.runner.sglang import runner as runner_mod
 
     model_dir = args.model
     if model_dir is None:
         model_dir = Path(tempfile.mkdtemp(prefix="eaglectl-phases-")) / "llama"
         build_model(model_dir, LLAMA_1B, "cuda")
     shapes = [tuple(int(x) for x in sh.split("x")) for sh in args.shapes.split(",")]
-    runner = sr.SGLangTargetRunner(str(model_dir), dtype="bfloat16", attention_backend="triton",
-                                   sampling_backend="pytorch", disable_cuda_graph=True,
-                                   max_total_tokens=max(b * s for b, s in shapes) + 1024)
+    runner = runner_mod.SGLangTargetRunner(str(model_dir), dtype="bfloat16", attention_backend="triton",
+                                           sampling_backend="pytorch", disable_cuda_graph=True,
+                                           max_total_tokens=max(b * s for b, s in shapes) + 1024)
     runner.set_aux_layers(None)
     engine = runner._engine
     sg, mr = engine._sg, engine.mr
@@ -60,10 +61,12 @@ def main() -> int:
             return out
         return wrapped
 
-    for name in ("row_lengths", "check_token_ids", "token_rows", "plan_extends", "ExtendSink"):
-        setattr(sr, name, mark(name, getattr(sr, name)))
+    # Patched where they are looked up: the runner's row checks, the engine's sink and request building.
+    for module, name in ((runner_mod, "row_lengths"), (runner_mod, "check_token_ids"), (runner_mod, "token_rows"),
+                         (runner_mod, "plan_extends"), (engine_mod, "ExtendSink"), (engine_mod, "make_req")):
+        setattr(module, name, mark(name, getattr(module, name)))
     for obj, name, label in ((engine, "forward", "engine.forward"), (engine, "_extend", "extend"),
-                             (engine, "_make_req", "make_req"), (mr, "forward", "ModelRunner.forward"),
+                             (mr, "forward", "ModelRunner.forward"),
                              (mr.attn_backend, "init_forward_metadata", "attention metadata"),
                              (engine.model, "forward", "model.forward")):
         setattr(obj, name, mark(label, getattr(obj, name)))

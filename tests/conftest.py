@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from eaglectl.cli.app import app
+from tests.fakes.server_args import FakeServerArgs
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +42,6 @@ def cli():
     return invoke
 
 
-def run_json(cli, *args: str) -> tuple[int, dict]:
-    result = cli(*args, "--json")
-    return result.exit_code, json.loads(result.stdout)
-
-
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     """A random Llama target saved with transformers: 8 layers, hidden 64, vocab 512, float32 (no tokenizer)."""
@@ -64,53 +57,7 @@ def tiny_llama(tmp_path_factory) -> Path:
     return path
 
 
-class _AssertingAction(argparse.Action):
-    """Like SGLang's own option actions, which validate with `assert` while parsing."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        assert values.startswith("/"), f"{option_string} takes an absolute path"
-        setattr(namespace, self.dest, values)
-
-
-@dataclasses.dataclass
-class _FakeServerArgs:
-    """A few of SGLang's `launch_server` flags, declared the way 0.5.15's `ServerArgs.add_cli_args` declares them
-    (a dataclass whose fields are the flags' destinations, plus `--config`, which is not a field)."""
-
-    model_path: str = ""
-    tp_size: int = 1
-    dtype: str = "auto"
-    page_size: int = 1
-    mem_fraction_static: float | None = None
-    attention_backend: str | None = None
-    kv_cache_dtype: str = "auto"
-    disable_radix_cache: bool = False
-    cuda_graph_bs_decode: list[int] | None = None
-    enable_metrics: bool = False
-    tokenizer_path: str | None = None
-    log_level: str = "info"
-
-    @staticmethod
-    def add_cli_args(parser) -> None:
-        parser.add_argument("--model-path", "--model", type=str, required=True)
-        parser.add_argument("--tp-size", type=int, default=1)
-        parser.add_argument("--dtype", type=str, default="auto")
-        parser.add_argument("--page-size", type=int, default=1)
-        parser.add_argument("--mem-fraction-static", type=float, default=None)
-        parser.add_argument("--attention-backend", type=str, choices=["triton", "fa3", "torch_native"], default=None)
-        parser.add_argument("--kv-cache-dtype", type=str, default="auto")
-        parser.add_argument("--disable-radix-cache", action="store_true")
-        parser.add_argument("--cuda-graph-bs-decode", "--cuda-graph-bs", dest="cuda_graph_bs_decode", type=int,
-                            nargs="+", default=None)
-        parser.add_argument("--enable-metrics", action=argparse.BooleanOptionalAction, default=False)
-        parser.add_argument("--tokenizer-path", action=_AssertingAction, default=None)
-        parser.add_argument("--config", type=str, default=None)
-        group = parser.add_mutually_exclusive_group(required=True)
-        group.add_argument("--log-level", type=str, default="info")
-        group.add_argument("--quiet-logs", dest="log_level", action="store_const", const="error")
-
-
 @pytest.fixture
 def fake_server_args_cls():
     """SGLang's ServerArgs as far as flag parsing goes (no SGLang on the CPU machines)."""
-    return _FakeServerArgs
+    return FakeServerArgs

@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 from eaglectl.checkpoint.resolve import resolve
 from eaglectl.demo.samples import save_json
-from tests.conftest import run_json
+from tests.helpers import run_json
 
 
 def tree(d: Path) -> dict[str, tuple[str, int]]:

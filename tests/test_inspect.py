@@ -7,7 +7,7 @@ import json
 import pytest
 
 from eaglectl.demo.samples import save_json, save_safetensors
-from tests.conftest import run_json
+from tests.helpers import run_json
 
 
 def codes(doc: dict) -> dict[str, str]:

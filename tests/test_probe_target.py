@@ -232,14 +232,18 @@ def test_missing_transformers_exits_2(cli, tiny_llama, monkeypatch):
 
 def test_sglang_engine_without_sglang_exits_2(cli, tiny_llama, monkeypatch):
     _hide(monkeypatch, "sglang")
-    monkeypatch.delitem(sys.modules, "eaglectl.runner.sglang_runner", raising=False)  # whatever ran before
+    import eaglectl.runner.sglang as sglang_pkg
+
+    if "SGLangTargetRunner" in vars(sglang_pkg):  # served by the package's lazy __getattr__ again
+        monkeypatch.delattr(sglang_pkg, "SGLangTargetRunner")
+    monkeypatch.delitem(sys.modules, "eaglectl.runner.sglang.runner", raising=False)  # whatever ran before
     result = cli("probe-target", tiny_llama, "--engine", "sglang", "--json")
     assert result.exit_code == 2
     error = json.loads(result.stdout)["error"]  # --json: the failure envelope, and nothing else, on stdout
     assert error["type"] == "MissingDependencyError" and error["exit_code"] == 2
     assert error["hint"] == 'pip install "eaglectl[sglang]"'
     assert "sglang is not installed" in result.stderr and 'pip install "eaglectl[sglang]"' in result.stderr
-    assert "eaglectl.runner.sglang_runner" not in sys.modules
+    assert "eaglectl.runner.sglang.runner" not in sys.modules
 
 
 def test_tp_size_needs_sglang(cli, tiny_llama):
@@ -260,7 +264,8 @@ class _Configured(_Scaled):
 def fake_sglang_runner(monkeypatch, fake_server_args_cls):
     """`--engine sglang` through the real `make_engine_runner`, with SGLang replaced at its edges: the flag parser
     gets the fake ServerArgs, and the runner class is the HF runner recording what it was built with."""
-    import eaglectl.runner.sglang_runner as sr
+    import eaglectl.runner.sglang as sglang_pkg
+    from eaglectl.runner.sglang import settings as sglang_settings
 
     built = {}
     real_require = probe.require
@@ -271,8 +276,8 @@ def fake_sglang_runner(monkeypatch, fake_server_args_cls):
                                                        trust_remote_code=trust_remote_code), dict(overrides))
 
     monkeypatch.setattr(probe, "require", lambda name, **k: None if name == "sglang" else real_require(name, **k))
-    monkeypatch.setattr(sr, "load_sglang", lambda: SimpleNamespace(ServerArgs=fake_server_args_cls))
-    monkeypatch.setattr(sr, "SGLangTargetRunner", runner)
+    monkeypatch.setattr(sglang_settings, "load_sglang", lambda: SimpleNamespace(ServerArgs=fake_server_args_cls))
+    monkeypatch.setattr(sglang_pkg, "SGLangTargetRunner", runner)
     return built
 
 

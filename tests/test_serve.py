@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from eaglectl.demo.samples import save_json, target_config
-from tests.conftest import run_json
+from tests.helpers import run_json
 
-FAKE = Path(__file__).with_name("fake_sglang_server.py")
+FAKE = Path(__file__).parent / "fakes" / "sglang_server.py"
 
 
 def free_port() -> int:

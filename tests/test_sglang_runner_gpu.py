@@ -118,7 +118,7 @@ def hf_outputs(path, ids, mask):
 def test_parity_with_hf_one_extend_and_close(kind, tmp_path):
     torch = _skip_without_gpu_stack()
     from eaglectl.runner.contract import Eagle3TargetBackend
-    from eaglectl.runner.sglang_runner import SGLangTargetRunner
+    from eaglectl.runner.sglang import SGLangTargetRunner
 
     path = make_tiny_llama(tmp_path / kind, **MODELS[kind])
     vocab = MODELS[kind]["vocab_size"]
@@ -171,7 +171,7 @@ def test_parity_with_hf_one_extend_and_close(kind, tmp_path):
 
 def test_split_extends_pool_reuse_and_rebuild(tmp_path):
     torch = _skip_without_gpu_stack()
-    from eaglectl.runner.sglang_runner import SGLangTargetRunner
+    from eaglectl.runner.sglang import SGLangTargetRunner
 
     path = make_tiny_llama(tmp_path / "plain", **MODELS["plain"])
     ids, mask = rows([60, 50, 40, 30, 20], 60, 1024, seed=2)

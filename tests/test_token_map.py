@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.conftest import run_json
+from tests.helpers import run_json
 
 
 def test_token_map_from_meta(cli, samples):

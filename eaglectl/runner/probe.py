@@ -120,7 +120,7 @@ def engine_server_args(*, attention_backend: str | None = None, mem_fraction_sta
 def with_server_flags(server_args: dict[str, Any], flags: Sequence[str]) -> dict[str, Any]:
     """`server_args` plus `sglang.launch_server` flags read by SGLang's own parser (SGLang is imported here);
     a setting given both ways is refused."""
-    from eaglectl.runner.sglang_runner import flag_name, server_args_from_flags
+    from eaglectl.runner.sglang.settings import flag_name, server_args_from_flags
 
     from_flags = server_args_from_flags(flags, own_options=OWN_OPTIONS)
     twice = sorted(from_flags.keys() & server_args.keys())
@@ -136,7 +136,7 @@ def make_engine_runner(engine: Engine, target: str, *, dtype: str, tp_size: int,
     ServerArgs overrides (probe-target's SGLang options and flags)."""
     if engine is Engine.sglang:
         require("sglang", extra="sglang", purpose="for --engine sglang")
-        from eaglectl.runner.sglang_runner import SGLangTargetRunner
+        from eaglectl.runner.sglang import SGLangTargetRunner
 
         return SGLangTargetRunner(target, dtype=dtype, tp_size=tp_size, trust_remote_code=trust_remote_code,
                                   **(server_args or {}))
