@@ -21,7 +21,7 @@ from eaglectl.errors import OutputError
 from eaglectl.export.atomic import LOCK_TAG, OLD_TAG, STAGE_TAG, exclusive_lock
 from eaglectl.export.outputs import MANIFEST, read_regular
 from eaglectl.export.token_map import TOKEN_MAP, is_own_token_map, token_map_bytes
-from tests.conftest import run_json
+from tests.helpers import run_json
 from tests.test_hostile_inputs import snapshot
 
 
