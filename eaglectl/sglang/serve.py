@@ -17,6 +17,7 @@ from eaglectl.enums import Algorithm, Layout, ServeDType, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, MissingDependencyError, UnsupportedDraftError, importable
 from eaglectl.output import warn
 from eaglectl.sglang import launcher
+from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
 
 LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
 INSTALL_HINT = 'pip install "eaglectl[sglang]"'
@@ -110,10 +111,18 @@ def prepare(opts: ServeOptions) -> ServeResult:
     """Everything before the launch: resolve, preflight, export (unless print-only), argv."""
     from eaglectl.checkpoint.peagle import reject_p_eagle
     from eaglectl.checkpoint.target import load_target
-    from eaglectl.export.exporter import TOKEN_MAP, default_output, export_plan, require_servable, servable_as_is
+    from eaglectl.export.exporter import (
+        TOKEN_MAP,
+        default_output,
+        export_plan,
+        refuse_failure_modes,
+        require_servable,
+        servable_as_is,
+    )
     from eaglectl.export.plan import build_plan
 
     notes: list[str] = []
+    refuse_overrides(opts.extra_args, owned_flags(opts))
     if not opts.print_only:
         _check_sglang(opts.python)
     num_draft_tokens = opts.num_draft_tokens
@@ -137,6 +146,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     else:
         reject_p_eagle(ckpt)
         plan = build_plan(ckpt, algorithm=algorithm)
+        refuse_failure_modes(ckpt, plan)
         require_servable(plan)  # --print-only must refuse what a real launch (its export) would refuse
         algorithm = plan.algorithm
         if servable_as_is(ckpt, plan):
@@ -169,6 +179,18 @@ def prepare(opts: ServeOptions) -> ServeResult:
         url=f"http://{_url_host(opts.host)}:{opts.port}", notes=notes,
         mode="print-only" if opts.print_only else ("smoke-only" if opts.smoke_only else
                                                    ("wait" if opts.wait or opts.smoke else "exec")))
+
+
+def owned_flags(opts: ServeOptions) -> dict[str, str]:
+    """SGLang flag -> eaglectl option, for every flag `build_argv` writes for these options."""
+    owned = dict(SERVE_OWNED)
+    for flag, given in (("--tp-size", opts.tp_size != 1),
+                        ("--mem-fraction-static", opts.mem_fraction_static is not None),
+                        ("--context-length", opts.context_length is not None),
+                        ("--trust-remote-code", opts.trust_remote_code)):
+        if given:
+            owned[flag] = flag  # the eaglectl option of the same name
+    return owned
 
 
 def _url_host(host: str) -> str:
