@@ -19,7 +19,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "--model-path": ("--model",),
     "--speculative-draft-model-path": ("--speculative-draft-model",),
 }
-# The SGLang flags `serve` always owns, and the eaglectl option that sets each.
+# The SGLang flags `serve` always owns, and the eaglectl option that sets each: what eaglectl checked the head
+# against. (--host / --port / --dtype stay overridable: they change where and how it runs, not what is served.)
 SERVE_OWNED: dict[str, str] = {
     "--model-path": "--target",
     "--speculative-algorithm": "--algorithm",
@@ -28,9 +29,6 @@ SERVE_OWNED: dict[str, str] = {
     "--speculative-eagle-topk": "--topk",
     "--speculative-num-draft-tokens": "--num-draft-tokens",
     "--speculative-token-map": "--draft (eaglectl builds the token map from the checkpoint)",
-    "--host": "--host",
-    "--port": "--port",
-    "--dtype": "--dtype",
 }
 # SGLang flags that are themselves a prefix of an owned flag: given whole, argparse takes them as they are, not as
 # an abbreviation. None in the ServerArgs fields of 0.5.9-0.5.19 (checked against each release's server_args.py);

@@ -182,14 +182,10 @@ def prepare(opts: ServeOptions) -> ServeResult:
 
 
 def owned_flags(opts: ServeOptions) -> dict[str, str]:
-    """SGLang flag -> eaglectl option, for every flag `build_argv` writes for these options."""
+    """SGLang flag -> eaglectl option, for the flags that decide what is served (`build_argv` writes them)."""
     owned = dict(SERVE_OWNED)
-    for flag, given in (("--tp-size", opts.tp_size != 1),
-                        ("--mem-fraction-static", opts.mem_fraction_static is not None),
-                        ("--context-length", opts.context_length is not None),
-                        ("--trust-remote-code", opts.trust_remote_code)):
-        if given:
-            owned[flag] = flag  # the eaglectl option of the same name
+    if opts.context_length is not None:  # checked against the draft's max_position_embeddings in preflight
+        owned["--context-length"] = "--context-length"
     return owned
 
 
