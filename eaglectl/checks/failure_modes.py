@@ -383,8 +383,10 @@ def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: Ta
         msg = (f"aux layer ids {shown} on a {num_layers}-layer {family.value} target "
                f"({target.model_type or '?'}): {ranges} (the layer loop ends at {num_layers - 1}), so fewer hidden "
                f"states reach the draft than its fc expects (shape error at the first request)")
+        ok_from = next((label.split("-")[0].rstrip("+") for label, *_ in aux_ids.RULE_RANGES
+                        if label not in {f for f, _ in failing}), None)
         out.append(Finding("aux-layer-ids", Severity.error if newest_fails else Severity.warning, msg,
-                           _correction(ids, family, num_layers, newest_fails)))
+                           _correction(ids, family, num_layers, ok_from if not newest_fails else None)))
     elif ids and family is aux_ids.Family.plus_one and list(ids) == [2, num_layers // 2, num_layers - 3]:
         fixed = [1, num_layers // 2 - 1, num_layers - 4]
         out.append(Finding("aux-ids-numbering", Severity.warning,
@@ -395,11 +397,11 @@ def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: Ta
     return out
 
 
-def _correction(ids: list[int] | None, family: aux_ids.Family, num_layers: int, newest_fails: bool) -> str | None:
+def _correction(ids: list[int] | None, family: aux_ids.Family, num_layers: int, works_from: str | None) -> str | None:
+    if works_from is not None:
+        return f"serve with SGLang >= {works_from}, whose {family.value} capture rule reaches these layers"
     if not ids:
         return None
-    if not newest_fails:
-        return "serve with SGLang >= 0.5.17 (it captures the final layer boundary for this target family)"
     as_input = aux_ids.ids_for_capture(list(ids), family, num_layers)
     if as_input is not None and as_input != list(ids):
         return (f"if these ids count like vLLM / HF hidden_states (input to layer k), SGLang's ids for the same "
