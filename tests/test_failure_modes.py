@@ -487,8 +487,8 @@ def mla_head(d: Path, **config) -> Path:
         "fc.weight": z(s.H, 3 * s.H), "layers.0.self_attn.q_a_proj.weight": z(32, 2 * s.H),
         "layers.0.self_attn.kv_a_proj_with_mqa.weight": z(24, 2 * s.H), "layers.0.self_attn.o_proj.weight": z(s.H, 32),
         "layers.0.mlp.gate_proj.weight": z(s.INTER, s.H), "layers.0.mlp.up_proj.weight": z(s.INTER, s.H),
-        "layers.0.mlp.down_proj.weight": z(s.H, s.INTER), "norm.weight": z(s.H), "lm_head.weight": z(s.DRAFT_VOCAB, s.H),
-        **s.d2t_t2d()})
+        "layers.0.mlp.down_proj.weight": z(s.H, s.INTER), "norm.weight": z(s.H),
+        "lm_head.weight": z(s.DRAFT_VOCAB, s.H), **s.d2t_t2d()})
     return d
 
 

@@ -4,7 +4,8 @@ Layouts (see `Layout`):
 - nemo-consolidated: `epoch_<E>_step_<S>/model/{config.json, weights}` + `eagle_meta.pt` (or legacy
   `eagle3_meta.pt`) beside `model/`; the user may point at either directory.
 - nemo-legacy: `draft_model.pt` + `config.json` (+ `eagle_meta.pt` / `eagle3_meta.pt` / `eagle1_meta.pt`).
-- hf: SpecForge / EAGLE-research directories, `config.json` + `model.safetensors` / `pytorch_model.bin`.
+- hf: SpecForge / EAGLE-research directories, `config.json` + `model.safetensors` / `pytorch_model.bin`; a
+  speculators-format config (vLLM's trainer) is recognised and flattened on read (`eaglectl.checkpoint.speculators`).
 - sglang-ready: an `hf`-style directory SGLang loads completely as it is (what `eaglectl export` writes).
 - hub: a Hugging Face repo id (`namespace/name`) that reads as no local path (`eaglectl.hub`); passed through,
   never downloaded.

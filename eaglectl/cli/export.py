@@ -28,7 +28,8 @@ def export_command(
     dtype: Annotated[ExportDType, typer.Option(
         "--dtype", help="Cast floating tensors (keep: as stored).", case_sensitive=False)] = ExportDType.keep,
     drop_embeddings: Annotated[bool, typer.Option(
-        "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's).")] = False,
+        "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's; refused for a draft "
+                                  "narrower than its target, whose own embeddings SGLang keeps).")] = False,
     max_shard_size: Annotated[str, typer.Option(
         "--max-shard-size", metavar="SIZE", help="Shard above this size (e.g. 5GB, 500MB).")] = "5GB",
     force: Annotated[bool, typer.Option("--force", "-f", help="Rewrite even an up-to-date output.")] = False,
