@@ -92,8 +92,8 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
         raise CheckpointError(f"{path}: a Hugging Face Hub id is served as it is; export works on local checkpoints")
     reject_p_eagle(ckpt)
     plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
+    require_servable(plan)  # shapes first: a config that contradicts its weights says nothing else reliably
     refuse_failure_modes(ckpt, plan)
-    require_servable(plan)
     return export_plan(ckpt, plan, output=output, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
                        progress=progress, started=t0)
 

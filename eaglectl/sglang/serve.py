@@ -146,8 +146,8 @@ def prepare(opts: ServeOptions) -> ServeResult:
     else:
         reject_p_eagle(ckpt)
         plan = build_plan(ckpt, algorithm=algorithm)
-        refuse_failure_modes(ckpt, plan)
         require_servable(plan)  # --print-only must refuse what a real launch (its export) would refuse
+        refuse_failure_modes(ckpt, plan)
         algorithm = plan.algorithm
         if servable_as_is(ckpt, plan):
             out = ckpt.model_dir
