@@ -202,8 +202,9 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
                                               sim.from_target))
         for name in sim.skipped:
             skipped.setdefault(name, []).append(version)
-    # input_norm.weight: its own finding (norm-before-fc) says which releases load it
-    renamable = {n: v for n, v in skipped.items() if parse_name(n).known and parse_name(n).base != "input_norm.weight"}
+    # input_norm.weight (norm-before-fc) and a tied head's lm_head.weight (tied-lm-head) have their own findings
+    own = {"input_norm.weight", *(["lm_head.weight"] if cfg.get("tie_word_embeddings") is True else [])}
+    renamable = {n: v for n, v in skipped.items() if parse_name(n).known and parse_name(n).base not in own}
     unknown = [n for n in skipped if not parse_name(n).known]
     if renamable:
         listed = ", ".join(f"{n} ({'/'.join(v)})" for n, v in list(renamable.items())[:4])
