@@ -677,6 +677,42 @@ def _(tmp, bases):
     return ck
 
 
+# --- heads SGLang would serve wrong without a message (docs/failure-modes.md): refused, nothing written --------------
+def _st_edit(tmp: Path, bases: Bases, edit: Callable[[dict], None], **config) -> Path:
+    from eaglectl.demo.samples import save_safetensors
+
+    ck = _cfg(tmp, bases, **config)
+    t = load_st(ck / "model.safetensors")
+    edit(t)
+    save_safetensors(ck / "model.safetensors", t)
+    return ck
+
+
+@case("d2t-all-zero", "d2t holds only zeros", inspect_finding=True)
+def _(tmp, bases):
+    return _st_edit(tmp, bases, lambda t: t["d2t"].zero_())
+
+
+@case("norm-before-residual", "norm_before_residual is true", inspect_finding=True, succeeds=("token-map",))
+def _(tmp, bases):
+    return _cfg(tmp, bases, norm_before_residual=True)
+
+
+@case("tied-reduced-vocab-no-lm-head", "tie_word_embeddings is true with a 128-token draft vocab",
+      inspect_finding=True, succeeds=("token-map",))
+def _(tmp, bases):
+    return _st_edit(tmp, bases, lambda t: t.pop("lm_head.weight"), tie_word_embeddings=True)
+
+
+@case("narrow-draft-without-embeddings", "target_hidden_size 128 != hidden_size 64", inspect_finding=True,
+      succeeds=("token-map",))
+def _(tmp, bases):
+    import torch
+
+    return _st_edit(tmp, bases, lambda t: t.update({"model.fc.weight": torch.zeros(64, 384, dtype=torch.bfloat16)}),
+                    target_hidden_size=128)
+
+
 # --- symlinks, special files -------------------------------------------------------------------------
 @case("dir-symlink-loop", "Too many levels of symbolic links")
 def _(tmp, bases):

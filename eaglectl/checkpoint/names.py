@@ -23,7 +23,9 @@ LAYER_SUFFIXES = frozenset(
     + [f"mlp.{p}_proj.weight" for p in ("gate", "up", "down")]
     + ["input_layernorm.weight", "post_attention_layernorm.weight", "hidden_norm.weight"]
 )
-TOP_LEVEL = frozenset(["fc.weight", "fc.bias", "norm.weight", "embed_tokens.weight", "lm_head.weight", "d2t", "t2d"])
+# input_norm.weight: the pre-fc norm of norm_before_fc heads (SGLang 0.5.17+ loads it; never dropped as unused)
+TOP_LEVEL = frozenset(["fc.weight", "fc.bias", "norm.weight", "embed_tokens.weight", "lm_head.weight", "d2t", "t2d",
+                       "input_norm.weight"])
 _FC_NORM = re.compile(r"^(?:fc_norm\.(\d+)|aux_norm_(low|mid|high))\.weight$")
 P_EAGLE_TENSORS = ("mask_hidden", "mask_token", "mask_embedding")
 

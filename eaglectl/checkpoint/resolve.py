@@ -4,7 +4,8 @@ Layouts (see `Layout`):
 - nemo-consolidated: `epoch_<E>_step_<S>/model/{config.json, weights}` + `eagle_meta.pt` (or legacy
   `eagle3_meta.pt`) beside `model/`; the user may point at either directory.
 - nemo-legacy: `draft_model.pt` + `config.json` (+ `eagle_meta.pt` / `eagle3_meta.pt` / `eagle1_meta.pt`).
-- hf: SpecForge / EAGLE-research directories, `config.json` + `model.safetensors` / `pytorch_model.bin`.
+- hf: SpecForge / EAGLE-research directories, `config.json` + `model.safetensors` / `pytorch_model.bin`; a
+  speculators-format config (vLLM's trainer) is recognised and flattened on read (`eaglectl.checkpoint.speculators`).
 - sglang-ready: an `hf`-style directory SGLang loads completely as it is (what `eaglectl export` writes).
 - hub: a Hugging Face repo id (`namespace/name`) that reads as no local path (`eaglectl.hub`); passed through,
   never downloaded.
@@ -69,6 +70,12 @@ class Checkpoint:
     weights: WeightSet | None = field(default=None, repr=False)
     meta: Meta | None = None
     hub_id: str | None = None
+    # The config as written, when it is not SGLang's flat form (speculators): `config` is then the flattened
+    # view every check reads, `config_notes` says what the flattening did, `config_problem` why it is incomplete.
+    config_format: str = "hf"
+    raw_config: dict[str, Any] | None = field(default=None, repr=False)
+    config_notes: list[str] = field(default_factory=list)
+    config_problem: str | None = None
 
     @property
     def is_remote(self) -> bool:
@@ -202,7 +209,14 @@ def _open(ckpt: Checkpoint, *, load_meta: bool) -> None:
     assert ckpt.model_dir is not None and ckpt.config_path is not None
     if not ckpt.config_path.is_file():
         raise CheckpointError(f"{ckpt.model_dir}: missing config.json")
-    ckpt.config = read_json_object(ckpt.config_path)
+    from eaglectl.checkpoint.speculators import normalise
+
+    raw = read_json_object(ckpt.config_path)
+    norm = normalise(raw, str(ckpt.config_path))
+    ckpt.config = norm.config
+    if norm.format != "hf":
+        ckpt.config_format, ckpt.raw_config = norm.format, raw
+        ckpt.config_notes, ckpt.config_problem = norm.notes, norm.problem
     check_config(ckpt.config, ckpt.config_path)
     if ckpt.layout is Layout.nemo_legacy:
         files, index, weight_map = [ckpt.model_dir / LEGACY_WEIGHTS], None, None

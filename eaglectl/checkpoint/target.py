@@ -24,6 +24,7 @@ class TargetInfo:
     dtype: str | None = None
     max_position_embeddings: int | None = None
     model_type: str | None = None
+    architectures: list[str] | None = None  # the top-level class names (a multimodal wrapper's own)
 
     @property
     def local(self) -> bool:
@@ -46,4 +47,9 @@ def load_target(source: str) -> TargetInfo:
         vocab_size=config_int(text, "vocab_size"), num_layers=config_int(text, "num_hidden_layers"),
         dtype=dtype if isinstance(dtype, str) else None,
         max_position_embeddings=config_int(text, "max_position_embeddings"),
-        model_type=text.get("model_type") if isinstance(text.get("model_type"), str) else None)
+        model_type=text.get("model_type") if isinstance(text.get("model_type"), str) else None,
+        architectures=_names(cfg.get("architectures")) or _names(text.get("architectures")))
+
+
+def _names(value: object) -> list[str] | None:
+    return list(value) if isinstance(value, list) and all(isinstance(a, str) for a in value) else None

@@ -11,22 +11,17 @@ from eaglectl.checkpoint.peagle import VLLM_ROUTE
 from eaglectl.checkpoint.resolve import Checkpoint, detect_algorithm, is_p_eagle, resolve
 from eaglectl.checkpoint.target import TargetInfo, load_target
 from eaglectl.checkpoint.weights import FLOAT_DTYPES, WeightSet
+from eaglectl.checks.failure_modes import aux_id_findings, checkpoint_view, head_findings, plan_view
+from eaglectl.checks.findings import Finding
 from eaglectl.enums import Algorithm, Layout, Severity
 from eaglectl.errors import EaglectlError
 from eaglectl.export.config_rewrite import aux_layer_ids_of
 from eaglectl.export.plan import ExportPlan, build_plan
-from eaglectl.runner.contract import aux_layer_problems, default_aux_layer_ids
-from eaglectl.sglang.loader import ARCHITECTURE, SGLANG_VERSIONS, simulate_load
+from eaglectl.runner.contract import aux_layer_problems  # noqa: F401  (the training-side rule, re-exported)
+from eaglectl.sglang.architectures import own_loader
+from eaglectl.sglang.loader import ARCHITECTURE, SGLANG_VERSIONS, DraftDims, simulate_load
 
 SCAN_CHUNK_BYTES = 16 * 1024 * 1024
-
-
-@dataclass
-class Finding:
-    code: str
-    severity: Severity
-    message: str
-    fix: str | None = None
 
 
 @dataclass
@@ -109,10 +104,12 @@ def inspect_checkpoint(path: str, *, target: str | None = None) -> InspectReport
     except EaglectlError as exc:
         add(Finding("unservable", Severity.error, str(exc), exc.hint))
     algo = plan.algorithm if plan else report.algorithm
-    if algo is not None:
+    own = own_loader(ckpt.config)
+    if algo is not None and own is None:
         _as_is_findings(ckpt, algo, plan, report)
-    if plan is not None:
+    if plan is not None and own is None:
         _plan_findings(ckpt, plan, report)
+    _failure_mode_findings(ckpt, algo, plan, report)
     _dtype_findings(ckpt, report)
     _value_findings(ckpt, report)
     if target:
@@ -120,10 +117,22 @@ def inspect_checkpoint(path: str, *, target: str | None = None) -> InspectReport
         _target_findings(ckpt, plan, report.target, report)
     from eaglectl.export.exporter import servable_as_is
 
-    report.sglang_ready = bool(plan and servable_as_is(ckpt, plan) and report.ok)
+    # A head served by a loader eaglectl does not replay is never called ready: nothing verified its names.
+    report.sglang_ready = bool(plan and own is None and servable_as_is(ckpt, plan) and report.ok)
     if report.sglang_ready and ckpt.layout is Layout.hf:
         report.layout = Layout.sglang_ready
     return report
+
+
+def _failure_mode_findings(ckpt: Checkpoint, algo: Algorithm | None, plan: ExportPlan | None,
+                           report: InspectReport) -> None:
+    """The failure modes of the head as stored, then those the export would not fix (refused by export)."""
+    found = head_findings(checkpoint_view(ckpt, algo))
+    if plan is not None:
+        codes = {f.code for f in found}
+        found += [f for f in head_findings(plan_view(ckpt, plan))
+                  if f.severity is Severity.error and f.code not in codes]
+    report.findings.extend(found)
 
 
 def _paths(ckpt: Checkpoint) -> dict[str, str | None]:
@@ -193,7 +202,9 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
                                               sim.from_target))
         for name in sim.skipped:
             skipped.setdefault(name, []).append(version)
-    renamable = {n: v for n, v in skipped.items() if parse_name(n).known}
+    # input_norm.weight (norm-before-fc) and a tied head's lm_head.weight (tied-lm-head) have their own findings
+    own = {"input_norm.weight", *(["lm_head.weight"] if cfg.get("tie_word_embeddings") is True else [])}
+    renamable = {n: v for n, v in skipped.items() if parse_name(n).known and parse_name(n).base not in own}
     unknown = [n for n in skipped if not parse_name(n).known]
     if renamable:
         listed = ", ".join(f"{n} ({'/'.join(v)})" for n, v in list(renamable.items())[:4])
@@ -225,9 +236,14 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
 def _plan_findings(ckpt: Checkpoint, plan: ExportPlan, report: InspectReport) -> None:
     add = report.findings.append
     uninit: set[str] = set()
+    num_aux = DraftDims.from_config(plan.config).num_aux
     for version in SGLANG_VERSIONS:
         sim = simulate_load(plan.config, plan.shapes, plan.algorithm, version)
         for err in sim.shape_errors:
+            if version == "0.5.9" and num_aux != 3 and "fc" in err.split(":")[0]:
+                add(Finding("shape", Severity.warning, f"SGLang 0.5.9-0.5.11 build fc for exactly 3 aux hidden "
+                            f"states, this head has {num_aux}: {err}", "serve with SGLang >= 0.5.12"))
+                continue
             add(Finding("shape", Severity.error, f"SGLang {version}: {err}"))
         for prob in sim.problems:
             add(Finding("layers", Severity.warning if version == "0.5.9" else Severity.error, prob,
@@ -237,7 +253,13 @@ def _plan_findings(ckpt: Checkpoint, plan: ExportPlan, report: InspectReport) ->
         add(Finding("missing-tensors", Severity.error,
                     f"required tensors missing, SGLang would leave them uninitialised: {', '.join(sorted(uninit))}"))
     embed = [t for t in plan.tensors if t.name == "embed_tokens.weight"]
-    if embed:
+    target_hidden = plan.config.get("target_hidden_size")
+    own_width = isinstance(target_hidden, int) and target_hidden != plan.config.get("hidden_size")
+    if embed and plan.algorithm is Algorithm.EAGLE3 and own_width:
+        add(Finding("embeddings", Severity.info,
+                    f"draft embeddings present {list(embed[0].shape)}; SGLang uses them (target_hidden_size "
+                    f"{target_hidden} != hidden_size: the target's cannot be shared), so they must stay"))
+    elif embed:
         add(Finding("embeddings", Severity.info,
                     f"draft embeddings present {list(embed[0].shape)}; SGLang replaces them with the target's",
                     "export --drop-embeddings saves the space"))
@@ -338,10 +360,7 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
     if t.vocab_size and isinstance(cfg.get("vocab_size"), int) and cfg["vocab_size"] != t.vocab_size:
         add(Finding("target-vocab", Severity.error,
                     f"draft vocab_size {cfg['vocab_size']} != target vocab_size {t.vocab_size}"))
-    if algo is Algorithm.EAGLE3 and t.num_layers:
-        ids = aux_layer_ids_of(cfg) or default_aux_layer_ids(t.num_layers)
-        for problem in aux_layer_problems(ids, t.num_layers):
-            add(Finding("aux-layer-ids", Severity.error, problem))
+    report.findings.extend(aux_id_findings(cfg, algo, t))
     draft_dtype = cfg.get("torch_dtype") or cfg.get("dtype")
     if t.dtype and isinstance(draft_dtype, str) and draft_dtype != t.dtype:
         add(Finding("target-dtype", Severity.warning,

@@ -26,7 +26,8 @@ def export_command(
     algorithm: AlgorithmOpt = None,
     dtype: ExportDTypeOpt = ExportDType.keep,
     drop_embeddings: Annotated[bool, typer.Option(
-        "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's).")] = False,
+        "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's; refused for a draft "
+                                  "narrower than its target, whose own embeddings SGLang keeps).")] = False,
     max_shard_size: Annotated[str, typer.Option(
         "--max-shard-size", metavar="SIZE", help="Shard above this size (e.g. 5GB, 500MB).")] = "5GB",
     force: Annotated[bool, typer.Option(

@@ -18,19 +18,28 @@ def rewrite_config(
     target_hidden: int | None = None,
     aux_layer_ids: list[int] | None = None,
     dtype: str | None = None,
+    keep_architecture: bool = False,
+    untie: str | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Return the rewritten config and a human line per change."""
+    """Return the rewritten config and a human line per change. `keep_architecture`: a head SGLang serves with
+    its own (non-Llama) loader keeps its class; `untie`: why tie_word_embeddings must become false."""
     cfg = copy.deepcopy(config)
     changes: list[str] = []
 
-    def put(key: str, value: Any) -> None:
+    def put(key: str, value: Any, why: str = "") -> None:
         if cfg.get(key) != value:
-            changes.append(f"{key}: {cfg.get(key)!r} -> {value!r}")
+            changes.append(f"{key}: {cfg.get(key)!r} -> {value!r}" + (f" ({why})" if why else ""))
             cfg[key] = value
 
-    put("architectures", [ARCHITECTURE[algorithm]])
+    if not keep_architecture:
+        put("architectures", [ARCHITECTURE[algorithm]])
     if num_layers is not None:
         put("num_hidden_layers", num_layers)
+    if untie:
+        put("tie_word_embeddings", False, untie)
+    if "target_hidden_size" in cfg and cfg["target_hidden_size"] is None:
+        del cfg["target_hidden_size"]
+        changes.append("target_hidden_size: None dropped (SGLang would size fc from None)")
     if algorithm is Algorithm.EAGLE3:
         if draft_vocab is not None and cfg.get("draft_vocab_size") is None:
             put("draft_vocab_size", draft_vocab)

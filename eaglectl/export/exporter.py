@@ -31,6 +31,7 @@ from eaglectl.export.outputs import (
 from eaglectl.export.plan import DroppedTensor, ExportPlan, build_plan
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
 from eaglectl.jsonfile import dumps_config
+from eaglectl.sglang.architectures import own_loader
 from eaglectl.sglang.loader import SGLANG_VERSIONS, simulate_load
 
 DEFAULT_MAX_SHARD = "5GB"
@@ -100,7 +101,8 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
         raise CheckpointError(f"{path}: a Hugging Face Hub id is served as it is; export works on local checkpoints")
     reject_p_eagle(ckpt)
     plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
-    require_servable(plan)
+    require_servable(plan)  # shapes first: a config that contradicts its weights says nothing else reliably
+    refuse_failure_modes(ckpt, plan)
     return export_plan(ckpt, plan, output=output, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
                        progress=progress, started=t0)
 
@@ -267,8 +269,17 @@ def _value_warnings(found: list) -> list[str]:
     return warnings
 
 
+def refuse_failure_modes(ckpt: Checkpoint, plan: ExportPlan) -> None:
+    """Refuse a head whose planned output SGLang would still serve differently from how it was trained."""
+    from eaglectl.checks.failure_modes import refuse
+
+    refuse(ckpt, plan)
+
+
 def require_servable(plan: ExportPlan) -> None:
     """Refuse to write a head SGLang would load with parameters left uninitialised."""
+    if own_loader(plan.config) is not None:  # served by its own loader, which eaglectl does not replay
+        return
     sim = simulate_load(plan.config, plan.shapes, plan.algorithm, SGLANG_VERSIONS[-1])
     if sim.uninitialized:
         raise CheckpointError(f"missing required tensors: {', '.join(sim.uninitialized)}")
@@ -406,6 +417,25 @@ def _write_small(path: Path, data: bytes) -> WrittenFile:
     return WrittenFile(str(path), len(data))
 
 
+def _unsupported_by(version: str, plan: ExportPlan) -> str | None:
+    """What a release cannot serve at all (the head is meant for a newer one), so there is nothing to replay.
+    Releases per RULES: one EAGLE-3 layer and 3 aux states through 0.5.11; norm_before_fc from 0.5.17."""
+    from eaglectl.sglang.aux_ids import parse_version
+    from eaglectl.sglang.loader import DraftDims
+
+    if plan.algorithm is not Algorithm.EAGLE3:
+        return None
+    v = parse_version(version)
+    if v < (0, 5, 12) and plan.num_layers != 1:
+        return f"cannot serve {plan.num_layers} layers"
+    num_aux = DraftDims.from_config(plan.config).num_aux
+    if v < (0, 5, 12) and num_aux != 3:  # fc is 3 x target hidden through 0.5.11
+        return f"cannot serve {num_aux} aux hidden states (0.5.12+ can)"
+    if v < (0, 5, 17) and any(t.name == "input_norm.weight" for t in plan.tensors):
+        return "ignores norm_before_fc and its input_norm.weight (0.5.17+ applies them)"
+    return None
+
+
 def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
     """Re-open what was written and replay SGLang's loaders (0.5.9 and 0.5.15) over it."""
     results = []
@@ -426,9 +456,15 @@ def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
         problems.append("config.json differs from the planned config")
     results.append(Verification("read-back", not problems, len(stored), problems))
     shapes = {n: s for n, (_, s) in stored.items()}
+    arch = own_loader(ckpt.config)
     for version in SGLANG_VERSIONS:
-        if version == "0.5.9" and plan.algorithm is Algorithm.EAGLE3 and plan.num_layers != 1:
-            results.append(Verification(version, True, 0, [f"skipped: 0.5.9 cannot serve {plan.num_layers} layers"]))
+        if arch is not None:
+            results.append(Verification(version, True, 0, [f"not replayed: SGLang loads {arch.name} with its own "
+                                                           f"loader ({arch.source})"]))
+            continue
+        unsupported = _unsupported_by(version, plan)
+        if unsupported:
+            results.append(Verification(version, True, 0, [f"skipped: {version} {unsupported}"]))
             continue
         sim = simulate_load(ckpt.config, shapes, plan.algorithm, version)
         issues = ([f"skipped {n}" for n in sim.skipped] + [f"uninitialised {n}" for n in sim.uninitialized]

@@ -15,6 +15,7 @@ from eaglectl.enums import Algorithm, canonical_dtype
 from eaglectl.errors import CheckpointError, UnsupportedDraftError
 from eaglectl.export.config_rewrite import aux_layer_ids_of, rewrite_config
 from eaglectl.jsonfile import config_int
+from eaglectl.sglang.architectures import own_loader
 
 DTYPE_CODE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}  # safetensors codes
 
@@ -104,12 +105,18 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
     algo, reason = choose_algorithm(ckpt, algorithm)
     infos = ckpt.weights.tensors
     cfg = ckpt.config
+    # A non-Llama EAGLE head SGLang loads with its own loader keeps its names and class: only the config fixes
+    # below apply to it.
+    passthrough = own_loader(cfg) is not None
     layers = layer_indices(infos)
-    if not layers:
+    if passthrough:
+        num_layers = config_int(cfg, "num_hidden_layers", 1) or 1
+    elif not layers:
         raise CheckpointError(f"{ckpt.source}: no decoder-layer weights (self_attn / mlp) found")
-    if layers != list(range(len(layers))):
+    elif layers != list(range(len(layers))):
         raise CheckpointError(f"{ckpt.source}: decoder layers {layers} are not numbered 0..{len(layers) - 1}")
-    num_layers = len(layers)
+    else:
+        num_layers = len(layers)
 
     tensors: list[PlannedTensor] = []
     dropped: list[DroppedTensor] = []
@@ -120,7 +127,7 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         if is_p_eagle_tensor(name):
             dropped.append(DroppedTensor(name, "P-EAGLE tensor; SGLang has no parallel-drafting support"))
             continue
-        if not parsed.known:
+        if not parsed.known and not passthrough:
             dropped.append(DroppedTensor(name, "no SGLang Llama EAGLE parameter takes it"))
             continue
         if parsed.base == "embed_tokens.weight" and drop_embeddings:
@@ -129,7 +136,7 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         if algo is Algorithm.EAGLE and parsed.base in ("d2t", "t2d"):
             dropped.append(DroppedTensor(name, "EAGLE reads the hot vocab from --speculative-token-map, not d2t"))
             continue
-        out = canonical_name(parsed, algorithm=algo, num_layers=num_layers)
+        out = name if passthrough else canonical_name(parsed, algorithm=algo, num_layers=num_layers)
         if out in seen:
             raise CheckpointError(f"{ckpt.source}: tensors {seen[out]!r} and {name!r} both map to {out!r}")
         seen[out] = name
@@ -183,11 +190,27 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         if target_hidden == hidden:
             target_hidden = None  # SGLang's default; keep the config minimal
     new_cfg, changes = rewrite_config(
-        cfg, algorithm=algo, num_layers=num_layers, draft_vocab=draft_vocab, target_hidden=target_hidden,
-        aux_layer_ids=aux_ids if algo is Algorithm.EAGLE3 else None, dtype=dtype if dtype != "keep" else None)
+        cfg, algorithm=algo, num_layers=None if passthrough else num_layers, draft_vocab=draft_vocab,
+        target_hidden=target_hidden, aux_layer_ids=aux_ids if algo is Algorithm.EAGLE3 and not passthrough else None,
+        dtype=dtype if dtype != "keep" else None, keep_architecture=passthrough,
+        untie=_untie_reason(cfg, algo, lm_head, vocab, draft_vocab))
     tensors.sort(key=lambda t: t.name)
-    return ExportPlan(algo, reason, new_cfg, changes, num_layers, tensors, dropped, token_map_source,
-                      generated=generated, selected_ids=selected)
+    return ExportPlan(algo, reason, new_cfg, [*ckpt.config_notes, *changes], num_layers, tensors, dropped,
+                      token_map_source, generated=generated, selected_ids=selected)
+
+
+def _untie_reason(cfg: dict[str, Any], algo: Algorithm, lm_head: PlannedTensor | None, vocab: int | None,
+                  draft_vocab: int | None) -> str | None:
+    """Why `tie_word_embeddings: true` must become false for SGLang to serve the head as trained, if it must."""
+    if cfg.get("tie_word_embeddings") is not True:
+        return None
+    if algo is Algorithm.EAGLE:
+        return "SGLang's EAGLE start-up deletes a tied weight twice; the head comes from the target either way"
+    reduced = bool(vocab) and ((lm_head is not None and lm_head.shape[0] < vocab)
+                               or (draft_vocab is not None and draft_vocab < vocab))
+    if lm_head is not None and reduced:
+        return f"the head's own lm_head.weight {list(lm_head.shape)} would be dropped for the tied embeddings"
+    return None
 
 
 def validate_selected_ids(ids: Any, *, vocab: int | None, draft_vocab: int | None, where: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from eaglectl.checkpoint.resolve import DIM_LIMITS, resolve
+from eaglectl.checks.failure_modes import refuse
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, OutputError
 from eaglectl.export.atomic import locked_output, output_path, write_bytes_atomic
@@ -89,6 +90,7 @@ def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapR
     if ckpt.is_remote:
         raise CheckpointError(f"{path}: a Hugging Face Hub id; token-map works on local checkpoints")
     plan = build_plan(ckpt)
+    refuse(ckpt, plan, only=("d2t-all-zero",))  # an unfilled d2t is no token map
     if plan.selected_ids is None:
         raise CheckpointError(f"{ckpt.source}: no selected_token_ids in a meta file and no d2t tensor: "
                               f"nothing to build a token map from")

@@ -17,6 +17,7 @@ from eaglectl.enums import Algorithm, Layout, ServeDType, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, MissingDependencyError, UnsupportedDraftError, importable
 from eaglectl.output import warn
 from eaglectl.sglang import launcher
+from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
 
 LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
 INSTALL_HINT = 'pip install "eaglectl[sglang]"'
@@ -115,6 +116,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
         TOKEN_MAP,
         default_output,
         export_plan,
+        refuse_failure_modes,
         refuse_unsafe_output,
         require_servable,
         servable_as_is,
@@ -124,6 +126,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     from eaglectl.export.plan import build_plan
 
     notes: list[str] = []
+    refuse_overrides(opts.extra_args, owned_flags(opts))
     if not opts.print_only:
         _check_sglang(opts.python)
     num_draft_tokens = opts.num_draft_tokens
@@ -148,6 +151,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
         reject_p_eagle(ckpt)
         plan = build_plan(ckpt, algorithm=algorithm)
         require_servable(plan)  # --print-only must refuse what a real launch (its export) would refuse
+        refuse_failure_modes(ckpt, plan)
         algorithm = plan.algorithm
         if servable_as_is(ckpt, plan):
             out = ckpt.model_dir
@@ -189,6 +193,14 @@ def prepare(opts: ServeOptions) -> ServeResult:
         url=f"http://{_url_host(opts.host)}:{opts.port}", notes=notes,
         mode="print-only" if opts.print_only else ("smoke-only" if opts.smoke_only else
                                                    ("wait" if opts.wait or opts.smoke else "exec")))
+
+
+def owned_flags(opts: ServeOptions) -> dict[str, str]:
+    """SGLang flag -> eaglectl option, for the flags that decide what is served (`build_argv` writes them)."""
+    owned = dict(SERVE_OWNED)
+    if opts.context_length is not None:  # checked against the draft's max_position_embeddings in preflight
+        owned["--context-length"] = "--context-length"
+    return owned
 
 
 def _url_host(host: str) -> str:

@@ -1,0 +1,410 @@
+"""Checks for the ways users' EAGLE heads have been served wrong by SGLang without an error.
+
+Each check reads a `HeadView` (a config, tensor names and shapes, and a way to load the small d2t tensor) and
+returns findings. `inspect` runs them on the checkpoint as stored; `export` and `serve` run them on what the export
+would write (`plan_view`): the mechanical fixes are already applied there, so an error left on the planned output
+is a refusal. docs/failure-modes.md describes every mode, its source thread and what eaglectl does.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from eaglectl.checkpoint.names import parse_name
+from eaglectl.checks.findings import Finding
+from eaglectl.enums import Algorithm, Severity
+from eaglectl.errors import UnsupportedDraftError
+from eaglectl.jsonfile import config_int
+from eaglectl.sglang import aux_ids
+from eaglectl.sglang.architectures import own_loader
+
+if TYPE_CHECKING:
+    from eaglectl.checkpoint.resolve import Checkpoint
+    from eaglectl.checkpoint.target import TargetInfo
+    from eaglectl.export.plan import ExportPlan
+
+MAX_D2T = 2**24  # the draft-vocab bound of check_config: d2t is read whole (int64, <= 128 MiB)
+
+
+@dataclass(frozen=True)
+class FailureMode:
+    """One way a head is served wrong, as documented in docs/failure-modes.md."""
+
+    code: str
+    title: str
+    sglang: str  # what SGLang does, with the file it does it in
+    action: str  # "fixed by export" | "refused" | "warned" | "reported"
+
+
+MODES: dict[str, FailureMode] = {m.code: m for m in (
+    FailureMode("tied-lm-head", "tie_word_embeddings: true on a head with its own reduced lm_head",
+                "llama_eagle3.py: lm_head = embed_tokens when tied; the stored lm_head.weight is dropped",
+                "fixed by export"),
+    FailureMode("tied-reduced-vocab", "tie_word_embeddings: true, a reduced draft vocab and no lm_head",
+                "llama_eagle3.py: the tied [vocab, H] head is indexed through a draft-vocab d2t", "refused"),
+    FailureMode("tied-embeddings", "tie_word_embeddings: true on an EAGLE-1 head",
+                "llama_eagle.py: set_embed_and_head deletes the shared weight twice (AttributeError)",
+                "fixed by export"),
+    FailureMode("d2t-all-zero", "d2t present but all zeros with a reduced draft vocab",
+                "llama_eagle3.py: hot_token_id = d2t + arange: draft id i is proposed as target id i", "refused"),
+    FailureMode("draft-embeddings-missing", "draft narrower than the target without its own embed_tokens",
+                "llama.py set_embed: target_hidden_size != hidden_size keeps the draft's (random) embeddings",
+                "refused"),
+    FailureMode("norm-before-residual", "norm_before_residual: true",
+                "no SGLang release reads the key; the first layer keeps the raw hidden state as residual", "refused"),
+    FailureMode("norm-before-fc", "norm_before_fc with input_norm.weight",
+                "llama_eagle3.py 0.5.17+: input_norm applied; 0.5.9-0.5.16: key ignored, weight skipped",
+                "kept by export, warned"),
+    FailureMode("input-norm-missing", "norm_before_fc set but no input_norm.weight",
+                "llama_eagle3.py 0.5.17+: input_norm keeps its initial weight of ones", "refused"),
+    FailureMode("input-norm-unused", "input_norm.weight stored but norm_before_fc not set",
+                "llama_eagle3.py: no input_norm parameter; the weight is skipped without a word", "refused"),
+    FailureMode("speculators-format", "speculators-format config",
+                "no Eagle3DraftModel class; dimensions missing at the top level; top-level aux ids ignored",
+                "fixed by export"),
+    FailureMode("speculators-aux-ids", "speculators aux ids that cannot be converted",
+                "the target family's capture rule cannot name those layers", "refused"),
+    FailureMode("target-hidden-size-null", "target_hidden_size: null",
+                "llama_eagle3.py: hasattr() is true, fc is sized from None (start-up TypeError)",
+                "fixed by export"),
+    FailureMode("aux-ids-top-level", "aux ids at the top level only",
+                "model_runner.py reads only eagle_config ids; the target captures its default layers",
+                "fixed by export"),
+    FailureMode("aux-layer-ids", "aux ids that SGLang never captures on this target",
+                "set_eagle3_layers_to_capture per target family; a short capture breaks the fc width", "refused"),
+    FailureMode("aux-ids-numbering", "aux ids that look like vLLM / HF hidden_states numbering",
+                "SGLang ids count layer outputs (+1 before capture on Llama-style targets)", "warned"),
+    FailureMode("sliding-window-ignored", "a sliding-window draft",
+                "SGLang ignores the draft config's window; --speculative-draft-window-size sets one", "warned"),
+    FailureMode("sglang-architecture", "a non-Llama EAGLE architecture SGLang serves with its own loader",
+                "qwen2_eagle.py, mistral_eagle.py, kimi_k25_eagle3.py", "reported"),
+    FailureMode("architecture-config", "a non-Llama EAGLE architecture missing a config key it requires",
+                "the model class reads the key without a default (start-up failure)", "refused"),
+    FailureMode("override-flag", "`serve -- FLAG` overriding a flag eaglectl sets",
+                "argparse: the last occurrence of a flag wins (also `--flag=value` and unambiguous prefixes)",
+                "refused"),
+)}
+
+
+@dataclass
+class HeadView:
+    """What the checks read: a config, canonical tensor names -> shapes, and a loader for small tensors."""
+
+    config: dict[str, Any]
+    algorithm: Algorithm | None
+    shapes: dict[str, tuple[int, ...]]
+    load: Callable[[str], Any] | None = field(default=None, repr=False)
+    source: str = ""
+    config_format: str = "hf"
+    config_problem: str | None = None
+    config_notes: list[str] = field(default_factory=list)
+    planned: bool = False  # the export's output rather than the checkpoint as stored
+    embeddings_dropped: bool = False  # the plan leaves them out because of --drop-embeddings
+
+    @property
+    def export_cmd(self) -> str:
+        return f"eaglectl export {shlex.quote(self.source)}"
+
+
+def checkpoint_view(ckpt: Checkpoint, algorithm: Algorithm | None) -> HeadView:
+    assert ckpt.weights is not None
+    ws = ckpt.weights
+    stored = {parse_name(n).base: n for n in ws.tensors}
+    return HeadView(ckpt.config, algorithm, {b: ws.tensors[n].shape for b, n in stored.items()},
+                    load=lambda base: ws.load(stored[base]), source=ckpt.source, config_format=ckpt.config_format,
+                    config_problem=ckpt.config_problem, config_notes=ckpt.config_notes)
+
+
+def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
+    assert ckpt.weights is not None
+    ws = ckpt.weights
+    by_base = {parse_name(t.name).base: t for t in plan.tensors}
+
+    def load(base: str) -> Any:
+        t = by_base[base]
+        return plan.generated[t.name] if t.source is None else ws.load(t.source)
+
+    return HeadView(plan.config, plan.algorithm, {b: t.shape for b, t in by_base.items()}, load=load,
+                    source=ckpt.source, config_problem=ckpt.config_problem, planned=True,
+                    embeddings_dropped=any(d.reason.startswith("--drop-embeddings") for d in plan.dropped))
+
+
+# ------------------------------------------------------------------------------------------------------ checks
+def _tied(v: HeadView) -> list[Finding]:
+    cfg = v.config
+    if cfg.get("tie_word_embeddings") is not True:
+        return []
+    if v.algorithm is Algorithm.EAGLE:
+        return [Finding("tied-embeddings", Severity.error,
+                        "tie_word_embeddings is true on an EAGLE head: SGLang makes lm_head the embedding module and "
+                        "its set_embed_and_head then deletes the shared weight twice, so start-up fails with "
+                        "AttributeError: 'VocabParallelEmbedding' object has no attribute 'weight' (SGLang PR #33964)",
+                        f"run `{v.export_cmd}`: it writes tie_word_embeddings: false (an EAGLE head's lm_head comes "
+                        f"from the target either way)")]
+    if v.algorithm is not Algorithm.EAGLE3:
+        return []
+    vocab = config_int(cfg, "vocab_size")
+    draft_vocab = config_int(cfg, "draft_vocab_size")
+    lm = v.shapes.get("lm_head.weight")
+    d2t = v.shapes.get("d2t")
+    rows = lm[0] if lm else None
+    reduced = bool(vocab) and any(n is not None and n < vocab for n in (rows, draft_vocab, d2t[0] if d2t else None))
+    what = ("SGLang makes lm_head the embedding matrix (the target's, [vocab, hidden]) whenever "
+            "tie_word_embeddings is true (llama_eagle3.py, every release)")
+    if lm and reduced:
+        return [Finding("tied-lm-head", Severity.error,
+                        f"tie_word_embeddings is true but the head carries its own reduced lm_head.weight {list(lm)} "
+                        f"(vocab {vocab}): {what} and drops the stored lm_head without a word, so drafts are "
+                        f"scored over the wrong vocabulary (accept length ~1.0, or CUDA index errors)",
+                        f"run `{v.export_cmd}`: it writes tie_word_embeddings: false and keeps lm_head.weight")]
+    if reduced:
+        return [Finding("tied-reduced-vocab", Severity.error,
+                        f"tie_word_embeddings is true with a {draft_vocab or (d2t[0] if d2t else '?')}-token draft "
+                        f"vocab (vocab {vocab}) and no lm_head.weight: {what}, which d2t then indexes as a "
+                        f"draft-vocab head (garbage drafts or CUDA index errors)",
+                        "re-export the head from training with its lm_head.weight [draft_vocab, hidden] and "
+                        "tie_word_embeddings: false")]
+    if lm:
+        return [Finding("tied-lm-head", Severity.warning,
+                        f"tie_word_embeddings is true and the head stores a full-vocab lm_head.weight {list(lm)}: "
+                        f"{what} and ignores the stored one; right only if the head was trained tied",
+                        f"if it was trained with its own lm_head, set tie_word_embeddings: false and "
+                        f"draft_vocab_size: {vocab} in config.json")]
+    return []
+
+
+def _d2t(v: HeadView) -> list[Finding]:
+    if v.algorithm is not Algorithm.EAGLE3 or "d2t" not in v.shapes or v.load is None:
+        return []
+    shape = v.shapes["d2t"]
+    vocab = config_int(v.config, "vocab_size")
+    if len(shape) != 1 or not vocab or shape[0] >= vocab or shape[0] > MAX_D2T:
+        return []
+    d2t = v.load("d2t")
+    if d2t.numel() == 0 or bool(d2t.any()):
+        return []
+    return [Finding("d2t-all-zero", Severity.error,
+                    f"d2t holds only zeros for a {shape[0]}-token draft vocab (vocab {vocab}): a map that was never "
+                    f"filled (SpecForge and speculators create it with torch.zeros). SGLang computes hot_token_id = "
+                    f"d2t + arange, so draft token i is proposed as target token i: accept length ~1.0, no message",
+                    "rebuild d2t from the token map the head was trained with (the training run's vocab mapping) "
+                    "and save it in the weights; it cannot be recovered from the other tensors")]
+
+
+def _embeddings(v: HeadView) -> list[Finding]:
+    cfg = v.config
+    if v.algorithm is not Algorithm.EAGLE3:
+        return []
+    hidden, target_hidden = config_int(cfg, "hidden_size"), config_int(cfg, "target_hidden_size")
+    if target_hidden is None or target_hidden == hidden or "embed_tokens.weight" in v.shapes:
+        return []
+    why = (f"target_hidden_size {target_hidden} != hidden_size {hidden}: SGLang does not share the target's "
+           f"embeddings with a draft of another width (models/llama.py set_embed returns early) and uses the "
+           f"draft's own embed_tokens")
+    if v.embeddings_dropped:
+        return [Finding("draft-embeddings-missing", Severity.error,
+                        f"{why}; --drop-embeddings would leave them randomly initialised (accept length ~1.0)",
+                        "export without --drop-embeddings")]
+    return [Finding("draft-embeddings-missing", Severity.error,
+                    f"{why}; this checkpoint has no embed_tokens.weight, so they stay randomly initialised (accept "
+                    f"length ~1.0, no message)",
+                    "export the head again with its embed_tokens.weight [vocab, hidden] (SpecForge's to_sglang drops "
+                    "every key containing 'embed': take the training checkpoint instead)")]
+
+
+def _flag(cfg: dict[str, Any], key: str) -> Any:
+    """A flag SGLang >= 0.5.17 reads from eagle_config first, then from the top level."""
+    eagle_cfg = cfg.get("eagle_config")
+    if isinstance(eagle_cfg, dict) and key in eagle_cfg:
+        return eagle_cfg[key]
+    return cfg.get(key)
+
+
+def _norms(v: HeadView) -> list[Finding]:
+    cfg = v.config
+    out = []
+    if _flag(cfg, "norm_before_residual") is True:
+        out.append(Finding("norm-before-residual", Severity.error,
+                           "norm_before_residual is true (the head was trained with the normalised hidden state as "
+                           "its residual, as speculators / vLLM can train): no SGLang release reads this key "
+                           "(0.5.9-0.5.23), and SGLang's first layer keeps the raw hidden state as the residual, so "
+                           "the served head computes something else than the trained one (lower accept length, no "
+                           "message)",
+                           "serve it with vLLM, which honours norm_before_residual, or retrain with "
+                           "norm_before_residual: false"))
+    if v.algorithm is not Algorithm.EAGLE3:
+        return out
+    before_fc = bool(_flag(cfg, "norm_before_fc"))
+    weight = v.shapes.get("input_norm.weight")
+    if before_fc and weight is not None:
+        out.append(Finding("norm-before-fc", Severity.warning,
+                           f"norm_before_fc with input_norm.weight {list(weight)}: SGLang 0.5.17+ applies it "
+                           f"(llama_eagle3.py input_norm); 0.5.9-0.5.16 ignore norm_before_fc and skip "
+                           f"input_norm.weight without a word (low acceptance, SGLang PR #32334)",
+                           "serve with SGLang >= 0.5.17; eaglectl export keeps input_norm.weight and norm_before_fc"))
+        expected = _fc_in(v)
+        if expected and tuple(weight) != (expected,):
+            out.append(Finding("shape", Severity.error,
+                               f"input_norm.weight is {list(weight)} but SGLang builds it as [{expected}] "
+                               f"(aux states x target hidden size)"))
+    elif before_fc:
+        out.append(Finding("input-norm-missing", Severity.error,
+                           "norm_before_fc is set but there is no input_norm.weight: SGLang 0.5.17+ builds the "
+                           "pre-fc RMSNorm and leaves its weight at the initial ones, not the trained values",
+                           "export the head again with its input_norm.weight"))
+    elif weight is not None:
+        out.append(Finding("input-norm-unused", Severity.error,
+                           f"input_norm.weight {list(weight)} is stored but norm_before_fc is not set: SGLang builds "
+                           f"no pre-fc norm and skips the weight without a word, so the trained norm is not applied",
+                           "set norm_before_fc: true in config.json if the head was trained with it (speculators and "
+                           "ModelOpt write both), then serve with SGLang >= 0.5.17"))
+    return out
+
+
+def _fc_in(v: HeadView) -> int | None:
+    fc = v.shapes.get("fc.weight")
+    return fc[1] if fc and len(fc) == 2 else None
+
+
+def _config_shape(v: HeadView) -> list[Finding]:
+    cfg, out = v.config, []
+    if "target_hidden_size" in cfg and cfg["target_hidden_size"] is None:
+        out.append(Finding("target-hidden-size-null", Severity.error,
+                           "target_hidden_size is null: SGLang tests hasattr(config, 'target_hidden_size'), takes "
+                           "None as the width and fails at start-up building fc",
+                           f"run `{v.export_cmd}`: it drops the key (the target width then equals hidden_size)"))
+    if v.config_format == "speculators":
+        notes = "; ".join(v.config_notes)
+        out.append(Finding("speculators-format", Severity.error,
+                           "speculators-format config (dimensions under transformer_layer_config, class "
+                           "Eagle3DraftModel, aux ids at the top level in vLLM numbering): SGLang cannot load it "
+                           "as it is (no such model class, no hidden_size at the top level) and its target capture "
+                           "reads only eagle_config's ids",
+                           f"run `{v.export_cmd}`: {notes}"))
+    if v.config_problem:
+        out.append(Finding("speculators-aux-ids", Severity.error, v.config_problem,
+                           "set eagle_config.eagle_aux_hidden_state_layer_ids by hand in SGLang's numbering (layer "
+                           "outputs; see docs/failure-modes.md)"))
+    eagle_cfg = cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}
+    top = cfg.get("eagle_aux_hidden_state_layer_ids")
+    if (v.algorithm is Algorithm.EAGLE3 and top and v.config_format == "hf" and own_loader(cfg) is None
+            and not eagle_cfg.get("eagle_aux_hidden_state_layer_ids")):
+        out.append(Finding("aux-ids-top-level", Severity.error,
+                           f"eagle_aux_hidden_state_layer_ids {top} sits at the top level: SGLang's target capture "
+                           f"reads only eagle_config.eagle_aux_hidden_state_layer_ids, so it captures its default "
+                           f"layers instead",
+                           f"run `{v.export_cmd}`: it moves the ids into eagle_config"))
+    layer_types = cfg.get("layer_types")
+    sliding = cfg.get("use_sliding_window") is True or (
+        isinstance(layer_types, list) and "sliding_attention" in layer_types)
+    if sliding:
+        window = cfg.get("sliding_window")
+        out.append(Finding("sliding-window-ignored", Severity.warning,
+                           f"the draft was trained with a sliding window ({window!r}); SGLang ignores the config's "
+                           f"window and attends over the whole context unless told",
+                           f"pass `-- --speculative-draft-window-size {window if isinstance(window, int) else 'N'}` "
+                           f"to eaglectl serve (SGLang >= 0.5.12)"))
+    return out
+
+
+def _architecture(v: HeadView) -> list[Finding]:
+    arch = own_loader(v.config)
+    if arch is None:
+        return []
+    out = [Finding("sglang-architecture", Severity.info,
+                   f"{arch.name}: SGLang (since {arch.since}) serves it with its own loader ({arch.source}): "
+                   f"{arch.rules}. eaglectl keeps its names and config as they are and checked the config sizes, "
+                   f"tie_word_embeddings, d2t, embeddings and norm flags; it does not replay this loader, so tensor "
+                   f"names and shapes are not verified and the head is not called sglang-ready")]
+    missing = [k for k in arch.required_keys if v.config.get(k) is None]
+    if missing:
+        out.append(Finding("architecture-config", Severity.error,
+                           f"{arch.name} reads {', '.join(missing)} from the config without a default: SGLang fails "
+                           f"at start-up", "add the keys the head was trained with to config.json"))
+    if arch.single_layer and config_int(v.config, "num_hidden_layers", 1) != 1:
+        out.append(Finding("architecture-config", Severity.error,
+                           f"{arch.name} builds exactly one decoder layer; config says "
+                           f"{v.config.get('num_hidden_layers')}"))
+    return out
+
+
+CHECKS: tuple[Callable[[HeadView], list[Finding]], ...] = (_config_shape, _architecture, _tied, _d2t, _embeddings,
+                                                           _norms)
+
+
+def head_findings(v: HeadView) -> list[Finding]:
+    """Every failure-mode finding for one view of a head (target-independent)."""
+    return [f for check in CHECKS for f in check(v)]
+
+
+def refuse(ckpt: Checkpoint, plan: ExportPlan, *, only: tuple[str, ...] | None = None) -> None:
+    """Raise for a failure mode the export cannot fix: the planned output would still be served wrong."""
+    errors = [f for f in head_findings(plan_view(ckpt, plan))
+              if f.severity is Severity.error and (only is None or f.code in only)]
+    if errors:
+        more = f" (and {len(errors) - 1} more: {', '.join(f.code for f in errors[1:])})" if len(errors) > 1 else ""
+        raise UnsupportedDraftError(f"{ckpt.source}: {errors[0].code}: {errors[0].message}{more}", hint=errors[0].fix)
+
+
+# ------------------------------------------------------------------------------------------------------ aux ids
+def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:
+    """The draft's aux-layer ids against the target's family and depth, for every SGLang rule range."""
+    from eaglectl.export.config_rewrite import aux_layer_ids_of
+
+    num_layers = target.num_layers
+    if algorithm is not Algorithm.EAGLE3 or not num_layers:
+        return []
+    family = aux_ids.family_of(target.model_type, target.architectures)
+    eagle_cfg = cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}
+    ids = eagle_cfg.get("eagle_aux_hidden_state_layer_ids") or aux_layer_ids_of(cfg)
+    if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
+        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids!r:.60} must be a list of integers")]
+    if ids and len(set(ids)) != len(ids):
+        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} are not distinct")]
+    if ids and min(ids) < 0:
+        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} must not be negative")]
+    failing: list[tuple[str, list[int]]] = []
+    for label, start, _end in aux_ids.RULE_RANGES:
+        capture = aux_ids.captured(ids, family, num_layers, start)
+        lost = [c for c in capture if not aux_ids.reachable(c, family, num_layers, start)]
+        if lost:
+            failing.append((label, lost))
+    shown = ids if ids else f"none (default capture {aux_ids.captured(None, family, num_layers)})"
+    out = []
+    if failing:
+        newest_fails = failing[-1][0] == aux_ids.RULE_RANGES[-1][0]
+        if len(failing) == len(aux_ids.RULE_RANGES) and all(lost == failing[0][1] for _, lost in failing):
+            ranges = f"no SGLang release (0.5.9+) captures layer input(s) {failing[0][1]}"
+        else:
+            ranges = ", ".join(f"SGLang {label} never captures layer input(s) {lost}" for label, lost in failing)
+        msg = (f"aux layer ids {shown} on a {num_layers}-layer {family.value} target "
+               f"({target.model_type or '?'}): {ranges} (the layer loop ends at {num_layers - 1}), so fewer hidden "
+               f"states reach the draft than its fc expects (shape error at the first request)")
+        ok_from = next((label.split("-")[0].rstrip("+") for label, *_ in aux_ids.RULE_RANGES
+                        if label not in {f for f, _ in failing}), None)
+        out.append(Finding("aux-layer-ids", Severity.error if newest_fails else Severity.warning, msg,
+                           _correction(ids, family, num_layers, ok_from if not newest_fails else None)))
+    elif ids and family is aux_ids.Family.plus_one and list(ids) == [2, num_layers // 2, num_layers - 3]:
+        fixed = [1, num_layers // 2 - 1, num_layers - 4]
+        out.append(Finding("aux-ids-numbering", Severity.warning,
+                           f"aux layer ids {ids} are vLLM's / speculators' default (input-to-layer numbering, HF "
+                           f"hidden_states[k]); SGLang reads ids as layer outputs and captures one layer later",
+                           f"if the head was trained with vLLM, speculators or HF hidden_states numbering, set "
+                           f"eagle_config.eagle_aux_hidden_state_layer_ids to {fixed}"))
+    return out
+
+
+def _correction(ids: list[int] | None, family: aux_ids.Family, num_layers: int, works_from: str | None) -> str | None:
+    if works_from is not None:
+        return f"serve with SGLang >= {works_from}, whose {family.value} capture rule reaches these layers"
+    if not ids:
+        return None
+    as_input = aux_ids.ids_for_capture(list(ids), family, num_layers)
+    if as_input is not None and as_input != list(ids):
+        return (f"if these ids count like vLLM / HF hidden_states (input to layer k), SGLang's ids for the same "
+                f"layers are {as_input}")
+    top = num_layers - 2 if family is aux_ids.Family.plus_one else num_layers - 1
+    return f"choose ids SGLang captures on this target (at most {top} for a {family.value} target)"
