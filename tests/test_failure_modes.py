@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from eaglectl.demo import samples as s
 from eaglectl.demo.samples import save_json, save_safetensors
-from tests.conftest import run_json
+from tests.helpers import run_json
 from tests.sparse_heads import DATA, build_published, published_heads, write_sparse_safetensors
 
 PUBLISHED = sorted(published_heads())
