@@ -101,6 +101,8 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
                 progress: ProgressFn | None = None, started: float | None = None) -> ExportReport:
     """Write a plan already made (and checked servable) for a resolved local checkpoint: `serve` plans once."""
     t0 = time.monotonic() if started is None else started
+    if ckpt.weights is not None:
+        ckpt.weights.doing = "exporting"  # names what was going on if a source file changes under the reads
     out = output_path(Path(output) if output else default_output(ckpt, plan))
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a directory (export writes a directory there)",

@@ -561,7 +561,7 @@ def _(tmp, bases):
     return ck
 
 
-@case("config-deeply-nested", "config is not valid JSON")
+@case("config-deeply-nested", "config holds 200001 JSON arrays / objects, more than a config has")
 def _(tmp, bases):
     return _cfg(tmp, bases, '{"eagle_config": ' + "[" * 200_000 + "]" * 200_000 + "}")
 
