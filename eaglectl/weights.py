@@ -635,13 +635,17 @@ def _check_safe_open(path: Path) -> None:
 
 def read_index(index_path: Path) -> tuple[list[Path], dict[str, str]]:
     """Shard files named by a `*.index.json`, validated to exist."""
-    from eaglectl.jsonfile import read_json_object
+    from eaglectl.jsonfile import INDEX_LIMITS, read_json_object
 
-    index = read_json_object(index_path, what="weight index")
+    index = read_json_object(index_path, what="weight index", limits=INDEX_LIMITS)
     weight_map = index.get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(f"{index_path}: has no weight_map")
+    if len(weight_map) > MAX_TENSORS:
+        raise CheckpointError(f"{index_path}: lists {len(weight_map)} tensors (at most {MAX_TENSORS})")
     names = sorted(set(map(str, weight_map.values())))
+    if len(names) > MAX_SHARDS:
+        raise CheckpointError(f"{index_path}: names {len(names)} shards (at most {MAX_SHARDS})")
     files = []
     for name in names:
         if os.sep in name or name.startswith(".."):
