@@ -9,7 +9,6 @@ looks at them. Here a hostile file fails fast with one `ConfigError` naming the 
 from __future__ import annotations
 
 import json
-import re
 import stat
 from dataclasses import dataclass
 from itertools import accumulate
@@ -35,7 +34,6 @@ CONFIG_LIMITS = JsonLimits(max_bytes=8 * 1024 * 1024, max_containers=100_000, ma
 # A shard index names every tensor once (~80 bytes each): 100k tensors ~ 8 MB.
 INDEX_LIMITS = JsonLimits(max_bytes=64 * 1024 * 1024, max_containers=1_000, max_values=400_000)
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included (linear, no backtracking)
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b"[]{},:")
 _DEPTH_STEP = [0] * 256
 _DEPTH_STEP[ord("[")] = _DEPTH_STEP[ord("{")] = 1
@@ -50,6 +48,21 @@ def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise _TooLarge(f"an integer with {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
     return int(text)
+
+
+def _structure_outside_strings(raw: bytes, chunk: int = 1 << 20) -> bytes:
+    """The structural bytes (`[]{},:`) of JSON text that lie outside strings, in bounded extra memory: escaped
+    backslashes are dropped first, then escaped quotes (left to right, as JSON reads them); every remaining
+    quote toggles in-string, and the text is split on quotes one chunk at a time (a split of the whole text
+    would build a Python object per string)."""
+    cleaned = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    inside = False
+    parts = []
+    for lo in range(0, len(cleaned), chunk):
+        pieces = cleaned[lo:lo + chunk].split(b'"')
+        parts.append(b"".join(pieces[int(inside)::2]).translate(None, _NOT_STRUCTURE))
+        inside ^= len(pieces) % 2 == 0  # an odd number of quotes in this chunk
+    return b"".join(parts)
 
 
 def check_json_shape(raw: bytes, limits: JsonLimits, *, where: str, what: str) -> None:
@@ -67,7 +80,7 @@ def check_json_shape(raw: bytes, limits: JsonLimits, *, where: str, what: str) -
         over = containers > limits.max_containers or values > limits.max_values or containers > limits.max_depth
         if not over or exact:
             break
-        structure = _STRING.sub(b"", raw).translate(None, _NOT_STRUCTURE)  # brackets inside strings are text
+        structure = _structure_outside_strings(raw)  # brackets inside strings are text
         exact = True
     if containers > limits.max_containers:
         raise ConfigError(f"{where}: {what} holds {containers} JSON arrays / objects, more than a {what} has "
