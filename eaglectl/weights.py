@@ -1,8 +1,10 @@
 """Lazy access to a checkpoint's tensors: names, dtypes, shapes and byte ranges without reading the data.
 
-safetensors: the header is parsed and validated here (it also gives the byte offsets that let export copy
-tensors without decoding them); values are read through `safe_open`. Pickles (`.pt` / `.bin`): always
-`torch.load(weights_only=True, mmap=True)`, so no pickled code runs and tensors stay on disk until touched.
+safetensors: the header is parsed and validated here, within limits (it also gives the byte offsets that let
+export copy tensors without decoding them). Pickles (`.pt` / `.bin`): the zip's declared sizes are checked
+first, then always `torch.load(weights_only=True, mmap=True)`, so no pickled code runs and nothing is read yet.
+Tensor values are then read with `pread` into private buffers, never through a mapping: a file truncated
+meanwhile is a short read (one clear error), where a mapped page past its end would be a SIGBUS.
 """
 
 from __future__ import annotations
@@ -85,7 +87,6 @@ class WeightSet:
     tensors: dict[str, TensorInfo]
     index_file: Path | None = None
     _pickles: dict[Path, dict[str, Any]] = field(default_factory=dict, repr=False, metadata={"internal": True})
-    _handles: dict[Path, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
     _mapped: dict[Path, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
     # (st_dev, st_ino, st_size, st_mtime_ns) of each file when opened: a raw copy refuses a file replaced since
     identity: dict[Path, tuple[int, int, int, int]] = field(default_factory=dict, repr=False,
@@ -139,13 +140,13 @@ class WeightSet:
         import torch
 
         info = self.tensors[name]
-        offset, strides, swap = self._spans.get(name) or (info.data_offset, _contiguous_strides(info.shape), False)
-        if offset is None:
-            raise CheckpointError(f"{info.file}: tensor {name!r} has no readable bytes in the file")
         shape = info.shape if start is None else (stop - start, *info.shape[1:])
         dtype = torch_dtype(info.dtype)
         if math.prod(shape) == 0:
             return torch.empty(shape, dtype=dtype)
+        offset, strides, swap = self._spans.get(name) or (info.data_offset, _contiguous_strides(info.shape), False)
+        if offset is None:
+            raise CheckpointError(f"{info.file}: tensor {name!r} has no readable bytes in the file")
         itemsize = ITEMSIZE[info.dtype]
         first = (start or 0) * strides[0] if shape else 0
         extent = 1 + sum((n - 1) * st for n, st in zip(shape, strides, strict=True))
@@ -181,14 +182,6 @@ class WeightSet:
         finally:
             os.close(fd)
         return buf
-
-    def _handle(self, path: Path):
-        handle = self._handles.get(path)
-        if handle is None:
-            from safetensors import safe_open
-
-            handle = self._handles[path] = safe_open(str(path), framework="pt")
-        return handle
 
 
 # --------------------------------------------------------------------------------------------- safetensors

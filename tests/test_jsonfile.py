@@ -28,7 +28,7 @@ def load(raw: bytes, limits: JsonLimits = SMALL):
     (b'{"a": "\xff"}', "is not UTF-8 text"),
 ])
 def test_limits_refuse_with_one_clear_error(raw, message):
-    with pytest.raises(ConfigError, match="^f.json: config ") as err:
+    with pytest.raises(ConfigError, match=r"^f\.json: config ") as err:
         load(raw)
     assert message in str(err.value)
 
