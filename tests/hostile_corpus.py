@@ -147,6 +147,7 @@ class Case:
     succeeds: tuple[str, ...] = ()  # commands that legitimately succeed on this input
     warning: str | None = None  # a warning inspect (finding) and export (stderr) must give
     unreadable: str | None = None  # relative path made unreadable: the run needs no DAC override
+    target: str | None = None  # relative path of a (hostile) target the case writes: given to inspect and serve
     code: int = 1
 
 
@@ -561,7 +562,7 @@ def _(tmp, bases):
     return ck
 
 
-@case("config-deeply-nested", "config is not valid JSON")
+@case("config-deeply-nested", "config holds 200001 JSON arrays / objects, more than a config has")
 def _(tmp, bases):
     return _cfg(tmp, bases, '{"eagle_config": ' + "[" * 200_000 + "]" * 200_000 + "}")
 
@@ -864,3 +865,356 @@ def _(tmp, bases):
 @case("path-shell-metacharacters", "", succeeds=COMMANDS)
 def _(tmp, bases):
     return copy_base(bases, "sharded", tmp, "it's $HOME; `rm -rf` [x] *")
+
+
+# --- bounded cost: JSON limits -----------------------------------------------------------------------------
+def _config_with_raw(tmp: Path, bases: Bases, raw: str) -> Path:
+    """A config whose last key holds `raw` verbatim (text json.dumps could not write)."""
+    ck = copy_base(bases, "st", tmp)
+    text = (ck / "config.json").read_text().rstrip().removesuffix("}")
+    (ck / "config.json").write_text(text + ', "extra": ' + raw + "}")
+    return ck
+
+
+@case("config-int-5000-digits", "config holds an integer with 5000 digits (at most 40)")
+def _(tmp, bases):
+    return _config_with_raw(tmp, bases, "9" * 5000)  # past Python's int-string limit: a ValueError unbounded
+
+
+@case("config-negative-int-5000-digits", "config holds an integer with 5000 digits")
+def _(tmp, bases):
+    return _config_with_raw(tmp, bases, "-" + "1" * 5000)
+
+
+@case("config-nested-100-deep", "config nests JSON 101 levels deep (at most 32)")
+def _(tmp, bases):
+    return _config_with_raw(tmp, bases, "[" * 100 + "]" * 100)
+
+
+@case("config-nested-objects-in-strings-are-text", "hidden_size must be a positive integer, got '64'")
+def _(tmp, bases):
+    """Brackets inside strings are text, not nesting: the limits must not refuse this config for them."""
+    ck = _config_with_raw(tmp, bases, json.dumps("[" * 5000 + "{" * 5000))
+    edit_json(ck / "config.json", lambda c: c.__setitem__("hidden_size", "64"))
+    return ck
+
+
+@case("config-millions-of-values", "config holds over 3500042 JSON values, more than a config has (at most 2000000)")
+def _(tmp, bases):
+    return _config_with_raw(tmp, bases, "[" + "0," * 3_500_000 + "0]")  # 7 MB: under the size cap
+
+
+@case("config-many-empty-objects", "config holds 150003 JSON arrays / objects, more than a config has (at most 100000)")
+def _(tmp, bases):
+    return _config_with_raw(tmp, bases, "[" + "{}," * 149_999 + "{}]")
+
+
+@case("st-header-int-5000-digits", "safetensors header holds an integer with 5000 digits")
+def _(tmp, bases):
+    ck, f = _st(tmp, bases)
+    header, data = read_st(f)
+    hb = json.dumps(header).encode()[:-1] + b', "x": {"dtype": "U8", "shape": [' + b"7" * 5000 + b'], ' \
+        b'"data_offsets": [0, 0]}}'
+    hb += b" " * (-len(hb) % 8)
+    f.write_bytes(struct.pack("<Q", len(hb)) + hb + data)
+    return ck
+
+
+@case("st-header-deeply-nested", "safetensors header nests JSON 5 levels deep (at most 3)")
+def _(tmp, bases):
+    ck, f = _st(tmp, bases)
+    edit_header(f, lambda h: h["model.fc.weight"].__setitem__("shape", [[[64]], 192]))
+    return ck
+
+
+@case("st-header-200k-entries", "safetensors header holds 600001 JSON arrays / objects")
+def _(tmp, bases):
+    ck, f = _st(tmp, bases)
+    entry = b'{"dtype":"U8","shape":[0],"data_offsets":[0,0]}'
+    hb = b"{" + b",".join(b'"t%d":' % i + entry for i in range(200_000)) + b"}"
+    hb += b" " * (-len(hb) % 8)
+    f.write_bytes(struct.pack("<Q", len(hb)) + hb)
+    return ck
+
+
+@case("index-int-5000-digits", "weight index holds an integer with 5000 digits")
+def _(tmp, bases):
+    ck = _sharded(tmp, bases)
+    text = (ck / INDEX).read_text().rstrip().removesuffix("}")
+    (ck / INDEX).write_text(text + ', "total_size": ' + "1" * 5000 + "}")
+    return ck
+
+
+@case("index-deeply-nested", "weight index nests JSON 501 levels deep (at most 32)")
+def _(tmp, bases):
+    ck = _sharded(tmp, bases)
+    edit_json(ck / INDEX, lambda d: d.__setitem__("metadata", 0))
+    text = (ck / INDEX).read_text().replace('"metadata": 0', '"metadata": ' + "[" * 500 + "]" * 500)
+    (ck / INDEX).write_text(text)
+    return ck
+
+
+@case("index-5000-shards", "names 5002 shards (at most 4096)")
+def _(tmp, bases):
+    ck = _sharded(tmp, bases)
+    edit_json(ck / INDEX, lambda d: d["weight_map"].update(
+        {f"ghost.{i}": f"model-{i:05d}-of-05000.safetensors" for i in range(5000)}))
+    return ck
+
+
+# --- bounded cost: declared counts ---------------------------------------------------------------------------
+@case("config-num-aux-hidden-states-huge", "num_aux_hidden_states 1000000000 is implausibly large (at most 4096)")
+def _(tmp, bases):
+    return _cfg(tmp, bases, num_aux_hidden_states=10**9, fc_norm=True)  # one fc_norm parameter each
+
+
+@case("config-num-aux-hidden-states-bool", "num_aux_hidden_states must be a positive integer, got True")
+def _(tmp, bases):
+    return _cfg(tmp, bases, num_aux_hidden_states=True)
+
+
+@case("config-aux-ids-5000-long", "eagle_aux_hidden_state_layer_ids lists 5000 layers (at most 4096)")
+def _(tmp, bases):
+    return _cfg(tmp, bases, eagle_config={"eagle_aux_hidden_state_layer_ids": list(range(5000))})
+
+
+# --- bounded cost: pickles --------------------------------------------------------------------------------
+def rewrite_zip(path: Path, replace: dict[str, bytes], *, compress: tuple[str, ...] = (),
+                extra: int = 0) -> None:
+    """Rewrite a torch zip: records whose name ends with a key of `replace` get new bytes, those ending with
+    one of `compress` are deflated, and `extra` empty records are added."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        entries = [(i.filename, zf.read(i.filename)) for i in zf.infolist()]
+    prefix = entries[0][0].split("/")[0]
+    tmp = path.with_suffix(".rewrite")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, payload in entries:
+            payload = next((v for k, v in replace.items() if name.endswith(k)), payload)
+            kind = zipfile.ZIP_DEFLATED if name.endswith(compress) else zipfile.ZIP_STORED
+            zf.writestr(zipfile.ZipInfo(name), payload, compress_type=kind)
+        for i in range(extra):
+            zf.writestr(zipfile.ZipInfo(f"{prefix}/pad/{i}"), b"")
+    tmp.replace(path)
+
+
+def pickle_bomb_bytes(size: int) -> bytes:
+    """A valid pickle (protocol 4) of one `size`-byte bytes object: deflates ~1000x."""
+    return b"\x80\x04\x8e" + struct.pack("<Q", size) + b"\x00" * size + b"."
+
+
+@case("pt-pickle-deflated-bomb", "is compressed; torch never compresses its records")
+def _(tmp, bases):
+    ck, f = _pt(tmp, bases)
+    rewrite_zip(f, {"/data.pkl": pickle_bomb_bytes(32 * 1024 * 1024)}, compress=("/data.pkl",))  # ~32 KB
+    return ck
+
+
+@case("meta-pickle-deflated", "eagle3_meta.pt: zip record")
+def _(tmp, bases):
+    ck, _f = _pt(tmp, bases)
+    rewrite_zip(ck / "eagle3_meta.pt", {}, compress=("/data.pkl",))  # even a benign deflated record
+    return ck
+
+
+@case("pt-storage-deflated", "is compressed")
+def _(tmp, bases):
+    ck, f = _pt(tmp, bases)
+    rewrite_zip(f, {}, compress=("/data/0",))
+    return ck
+
+
+@case("meta-pickle-oversized", "eagle3_meta.pt: its pickle")
+def _(tmp, bases):
+    """3 MB of empty-dict opcodes (stored, not compressed): the weights-only unpickler would build ~200 MB of
+    Python dicts from them."""
+    ck, _f = _pt(tmp, bases)
+    payload = b"\x80\x02](" + b"}" * 3_000_000 + b"e."
+    rewrite_zip(ck / "eagle3_meta.pt", {"/data.pkl": payload})
+    return ck
+
+
+@case("pt-zip-150k-records", "its zip declares 150")
+def _(tmp, bases):
+    ck, f = _pt(tmp, bases)
+    rewrite_zip(f, {}, extra=150_000)
+    return ck
+
+
+@case("pt-record-past-eof", "past the end of the file")
+def _(tmp, bases):
+    """A central directory declaring a record larger than the file (sizes patched in place)."""
+    import zipfile
+
+    ck, f = _pt(tmp, bases)
+    raw = bytearray(f.read_bytes())
+    with zipfile.ZipFile(f) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("/data/0"))
+    at = raw.find(b"PK\x01\x02")
+    while at >= 0:  # the central record of `info`: patch its compressed and uncompressed sizes
+        name_len = struct.unpack_from("<H", raw, at + 28)[0]
+        if raw[at + 46:at + 46 + name_len].decode() == info.filename:
+            struct.pack_into("<LL", raw, at + 20, 10**9, 10**9)
+            break
+        at = raw.find(b"PK\x01\x02", at + 4)
+    f.write_bytes(bytes(raw))
+    return ck
+
+
+def _view_case(key: str, make) -> Callable[[Path, Bases], Path]:
+    def build(tmp, bases):
+        ck, f = _pt(tmp, bases)
+        if key == "meta":
+            edit_pt(ck / "eagle3_meta.pt", lambda m: m.__setitem__("selected_token_ids",
+                                                                   make(m["selected_token_ids"])))
+        else:
+            edit_pt(f, lambda s: s.__setitem__("draft_model.fc.weight", make(s["draft_model.fc.weight"])))
+        return ck
+
+    return build
+
+
+def _stride_zero(t):
+    import torch
+
+    return torch.ones(1, dtype=t.dtype).as_strided((10**6, 10**6) if t.dim() == 2 else (10**9,),
+                                                   (0, 0) if t.dim() == 2 else (0,))
+
+
+def _sparse(t):
+    return t.to_sparse()
+
+
+def _meta_device(t):
+    import torch
+
+    return torch.empty(t.shape, dtype=t.dtype, device="meta")
+
+
+for _key, _what in (("weights", "draft_model.pt: tensor 'draft_model.fc.weight'"),
+                    ("meta", "eagle3_meta.pt: tensor 'selected_token_ids'")):
+    CASES.append(Case(f"{_key}-stride-zero-view", _view_case(_key, _stride_zero),
+                      f"{_what} is not a dense tensor: its strides"))
+    CASES.append(Case(f"{_key}-sparse-tensor", _view_case(_key, _sparse),
+                      f"{_what} is a sparse_coo tensor, not a dense tensor"))
+    CASES.append(Case(f"{_key}-meta-device-tensor", _view_case(_key, _meta_device),
+                      f"{_what} is on the meta device (no data), not a dense tensor"))
+
+
+@case("pt-views-repeating-one-storage", "views repeating the same stored bytes are refused")
+def _(tmp, bases):
+    """200 full views of one 24 KB storage: 4.8 MB declared from a ~60 KB file (an export would write it all)."""
+    ck, f = _pt(tmp, bases)
+    edit_pt(f, lambda s: s.update({f"copy.{i}": s["draft_model.fc.weight"][:] for i in range(200)}))
+    return ck
+
+
+# --- values, not just shapes ---------------------------------------------------------------------------------
+@case("meta-aux-ids-bools", "eagle3_meta.pt: eagle_aux_hidden_state_layer_ids must be integer layer indices, "
+      "got [True, False, True]")
+def _(tmp, bases):
+    ck, _f = _pt(tmp, bases)
+    edit_pt(ck / "eagle3_meta.pt", lambda m: m.__setitem__("eagle_aux_hidden_state_layer_ids", [True, False, True]))
+    return ck
+
+
+@case("meta-aux-ids-bool-tensor", "eagle_aux_hidden_state_layer_ids must be a 1-D integer tensor")
+def _(tmp, bases):
+    import torch
+
+    ck, _f = _pt(tmp, bases)
+    edit_pt(ck / "eagle3_meta.pt", lambda m: m.__setitem__("eagle_aux_hidden_state_layer_ids",
+                                                           torch.tensor([True, False, True])))
+    return ck
+
+
+@case("meta-aux-ids-float-tensor", "eagle_aux_hidden_state_layer_ids must be a 1-D integer tensor")
+def _(tmp, bases):
+    import torch
+
+    ck, _f = _pt(tmp, bases)
+    edit_pt(ck / "eagle3_meta.pt", lambda m: m.__setitem__("eagle_aux_hidden_state_layer_ids",
+                                                           torch.tensor([1.5, 3.0, 4.0])))
+    return ck
+
+
+@case("meta-selected-mask-float", "selected_token_mask must be a 1-D bool (or integer) tensor")
+def _(tmp, bases):
+    ck, _f = _pt(tmp, bases)
+    edit_pt(ck / "eagle3_meta.pt", lambda m: m.__setitem__("selected_token_mask",
+                                                           m["selected_token_mask"].float() * 0.5))
+    return ck
+
+
+@case("config-aux-ids-bools", "eagle_config.eagle_aux_hidden_state_layer_ids must be integer layer indices")
+def _(tmp, bases):
+    return _cfg(tmp, bases, eagle_config={"eagle_aux_hidden_state_layer_ids": [True, False, True]})
+
+
+@case("config-aux-ids-negative", "aux_hidden_state_layer_ids must be layer indices in [0, 4096), got [-1, 3, 4]")
+def _(tmp, bases):
+    return _cfg(tmp, bases, aux_hidden_state_layer_ids=[-1, 3, 4])
+
+
+@case("config-aux-ids-a-string", "eagle_aux_hidden_state_layer_ids must be a list of layer indices, got '1,3,4'")
+def _(tmp, bases):
+    return _cfg(tmp, bases, eagle_aux_hidden_state_layer_ids="1,3,4")
+
+
+@case("config-aux-ids-floats", "must be integer layer indices, got [1.0, 3.0, 4.0]")
+def _(tmp, bases):
+    return _cfg(tmp, bases, eagle_config={"eagle_aux_hidden_state_layer_ids": [1.0, 3.0, 4.0]})
+
+
+def _st_tensor_case(name: str, make) -> Callable[[Path, Bases], Path]:
+    def build(tmp, bases):
+        from eaglectl.demo.samples import save_safetensors
+
+        ck, f = _st(tmp, bases)
+        t = load_st(f)
+        t[name] = make(t[name])
+        save_safetensors(f, t)
+        return ck
+
+    return build
+
+
+CASES.append(Case("d2t-float-with-fractions", _st_tensor_case("d2t", lambda t: t.double() + 0.5),
+                  "d2t has dtype F64; a token map holds integer ids (refused rather than truncated)",
+                  inspect_finding=True))
+CASES.append(Case("t2d-float", _st_tensor_case("t2d", lambda t: t.float()),
+                  "t2d has dtype F32; a token map holds integer ids or bools", inspect_finding=True))
+CASES.append(Case("d2t-bool", _st_tensor_case("d2t", lambda t: t != 0), "d2t has dtype BOOL", inspect_finding=True))
+CASES.append(Case("d2t-two-dimensional", _st_tensor_case("d2t", lambda t: t.reshape(2, -1)),
+                  "d2t is a 1-D tensor of integer id offsets", inspect_finding=True))
+CASES.append(Case("int8-weight-matrix", _st_tensor_case("model.fc.weight", lambda t: t.to(__import__("torch").int8)),
+                  "model.fc.weight has dtype I8; SGLang loads it into a floating-point parameter",
+                  inspect_finding=True))
+CASES.append(Case("bool-norm-weight", _st_tensor_case("model.norm.weight", lambda t: t != 0),
+                  "model.norm.weight has dtype BOOL", inspect_finding=True))
+
+
+# --- the target's config (inspect --target, serve --target) -------------------------------------------------
+def _hostile_target(raw_extra: str | None = None, **changes) -> Callable[[Path, Bases], Path]:
+    def build(tmp, bases):
+        from eaglectl.demo.samples import target_config
+
+        ck = copy_base(bases, "st", tmp)
+        cfg = {**target_config(), **changes}
+        text = json.dumps(cfg)
+        if raw_extra is not None:
+            text = text[:-1] + ', "extra": ' + raw_extra + "}"
+        (tmp / "target").mkdir()
+        (tmp / "target" / "config.json").write_text(text)
+        return ck
+
+    return build
+
+
+for _name, _build, _expect in (
+        ("target-int-5000-digits", _hostile_target("9" * 5000), "target config holds an integer with 5000 digits"),
+        ("target-deeply-nested", _hostile_target("[" * 50_000 + "]" * 50_000), "target config nests JSON 50001 "
+                                                                              "levels deep"),
+        ("target-huge", _hostile_target('"' + "x" * (9 * 1024 * 1024) + '"'), "too large to be a target config")):
+    CASES.append(Case(_name, _build, _expect, commands=("inspect", "serve"), target="target"))

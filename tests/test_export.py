@@ -432,3 +432,64 @@ def test_source_replaced_during_export_is_refused(cli, samples, monkeypatch):
     from eaglectl.export.atomic import STAGE_TAG
 
     assert not [p for p in d.iterdir() if STAGE_TAG in p.name]  # the staging directory is gone
+
+
+# Truncates the source on the writer's first converted tensor, then runs the CLI: with mmap'd reads, touching a
+# page past the new end of the file kills the process with SIGBUS (exit -7, no message, staging left behind).
+TRUNCATING_DRIVER = r"""
+import os, sys
+from eaglectl.export import writer as writer
+victim, argv = sys.argv[1], sys.argv[2:]
+real = writer._write_tensor
+def truncate_then_write(t, out, on_bytes):
+    if os.stat(victim).st_size > 4096:
+        os.truncate(victim, 4096)
+    return real(t, out, on_bytes)
+writer._write_tensor = truncate_then_write
+from eaglectl.cli.app import main
+sys.argv = ["eaglectl", *argv]
+main()
+"""
+
+
+@pytest.mark.parametrize(("key", "weights"), [("specforge", "model.safetensors"),
+                                              ("nemo-legacy-eagle3", "draft_model.pt"),
+                                              ("eagle-research", "pytorch_model.bin")])
+def test_source_truncated_during_conversion_is_a_clean_error(samples, tmp_path, key, weights):
+    from eaglectl.export.atomic import STAGE_TAG
+
+    d = samples[key]
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", TRUNCATING_DRIVER, str(d / weights), "export", str(d),
+                           "--dtype", "fp32", "--output", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+    assert (d / weights).stat().st_size == 4096  # the truncation really happened mid-export
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "changed while eaglectl was exporting it" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if STAGE_TAG in p.name]
+
+
+def test_unused_tensors_are_never_read(cli, samples, monkeypatch):
+    """A tensor nothing takes (export drops it) is not scanned for NaN / Inf, however large it is."""
+    from eaglectl.checkpoint.weights import WeightSet
+    from eaglectl.demo.samples import save_safetensors
+
+    d = samples["specforge"]
+    with safe_open(d / "model.safetensors", framework="pt") as fh:
+        tensors = {k: fh.get_tensor(k).clone() for k in fh.keys()}  # noqa: SIM118 (no iteration protocol)
+    save_safetensors(d / "model.safetensors", {**tensors, "optimizer.exp_avg": torch.zeros(512, 64)})
+    read: list[str] = []
+    real = WeightSet._read
+
+    def spy(self, name, start, stop):
+        read.append(name)
+        return real(self, name, start, stop)
+
+    monkeypatch.setattr(WeightSet, "_read", spy)
+    for args in (["inspect", d], ["export", d, "--dtype", "fp32", "--output", d.parent / "out"]):
+        read.clear()
+        result = cli(*args)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert read and "optimizer.exp_avg" not in read

@@ -42,11 +42,13 @@ def target(sample_root) -> Path:
     return sample_root / "target"
 
 
-def argv_for(command: str, path: Path, target: Path) -> list[list[str]]:
-    """The invocations of one command: inspect also in --json mode, serve as --print-only (it must not launch)."""
+def argv_for(command: str, path: Path, target: Path, *, target_checks: bool = False) -> list[list[str]]:
+    """The invocations of one command: inspect also in --json mode (and with --target when the case is about
+    the target), serve as --print-only (it must not launch)."""
     p = str(path)
+    with_target = ["--target", str(target)] if target_checks else []
     return {
-        "inspect": [["inspect", p], ["inspect", p, "--json"]],
+        "inspect": [["inspect", p, *with_target], ["inspect", p, "--json", *with_target]],
         "export": [["export", p]],
         "token-map": [["token-map", p]],
         "serve": [["serve", "--target", str(target), "--draft", p, "--print-only"]],
@@ -177,7 +179,10 @@ def test_hostile_input(case: Case, bases, target, tmp_path):
     work = tmp_path / "case"
     work.mkdir()
     path = case.build(work, bases)
-    invocations = [(command, args) for command in case.commands for args in argv_for(command, path, target)]
+    if case.target:
+        target = work / case.target
+    invocations = [(command, args) for command in case.commands
+                   for args in argv_for(command, path, target, target_checks=bool(case.target))]
     try:
         if case.unreadable:
             before = snapshot(work)

@@ -37,11 +37,16 @@ OWN_NAMES = ("config.json", "model", LEGACY_WEIGHTS, *WEIGHT_FILES, SAFETENSORS_
 # hostile value from turning into a layer loop or a vocab-sized allocation that never ends.
 REQUIRED_DIMS = ("hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
 OPTIONAL_DIMS = ("num_hidden_layers", "num_key_value_heads", "head_dim", "draft_vocab_size", "target_hidden_size",
-                 "max_position_embeddings")
+                 "max_position_embeddings", "num_aux_hidden_states")
 NULLABLE_DIMS = frozenset(("num_key_value_heads", "head_dim", "draft_vocab_size", "target_hidden_size",
-                           "max_position_embeddings"))
-DIM_LIMITS = {"num_hidden_layers": 4096, "vocab_size": 2**24, "draft_vocab_size": 2**24}
+                           "max_position_embeddings", "num_aux_hidden_states"))
+MAX_LAYERS = 4096  # decoder layers of a drafter or of its target (the deepest released models have ~200)
+# Aux hidden states are distinct target layers, so no more of them than layers; SGLang's loader builds one
+# fc_norm per aux state, so an unchecked count is a loop that never ends.
+DIM_LIMITS = {"num_hidden_layers": MAX_LAYERS, "num_aux_hidden_states": MAX_LAYERS, "vocab_size": 2**24,
+              "draft_vocab_size": 2**24}
 MAX_DIM = 2**31 - 1
+AUX_ID_KEYS = ("eagle_aux_hidden_state_layer_ids", "aux_layer_ids", "aux_hidden_state_layer_ids")
 
 
 @dataclass
@@ -253,6 +258,27 @@ def check_config(cfg: dict[str, Any], path: Path) -> None:
     archs = cfg.get("architectures")
     if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
         raise ConfigError(f"{path}: architectures must be a list of strings, got {_short(archs)}")
+    eagle_cfg = cfg.get("eagle_config")
+    for where, holder in (("", cfg), ("eagle_config.", eagle_cfg if isinstance(eagle_cfg, dict) else {})):
+        for key in AUX_ID_KEYS:
+            if holder.get(key) is not None:
+                problem = aux_ids_problem(holder[key])
+                if problem:
+                    raise ConfigError(f"{path}: {where}{key} {problem}")
+
+
+def aux_ids_problem(value: Any) -> str | None:
+    """Why `value` is not a list of aux-layer ids (target layer indices), or None. Booleans are refused: JSON
+    `true` is no layer, and SGLang would capture layer 1 for it."""
+    if not isinstance(value, (list, tuple)):
+        return f"must be a list of layer indices, got {_short(value)}"
+    if len(value) > MAX_LAYERS:
+        return f"lists {len(value)} layers (at most {MAX_LAYERS})"
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return f"must be integer layer indices, got {_short(list(value))}"
+    if any(not 0 <= v < MAX_LAYERS for v in value):
+        return f"must be layer indices in [0, {MAX_LAYERS}), got {_short(list(value))}"
+    return None
 
 
 def _short(value: Any) -> str:
@@ -288,23 +314,34 @@ def read_meta(path: Path) -> Meta:
     meta = Meta(path=path, keys=sorted(map(str, obj)))
     ids = obj.get("selected_token_ids")
     if ids is not None:
-        if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
+        if (not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex()
+                or ids.dtype == torch.bool):
             raise CheckpointError(f"{path}: selected_token_ids must be a 1-D integer tensor")
         meta.selected_token_ids = ids.to(torch.int64)
         meta.draft_vocab = int(ids.numel())
     mask = obj.get("selected_token_mask")
     if mask is not None:
-        if not isinstance(mask, torch.Tensor) or mask.dim() != 1:
-            raise CheckpointError(f"{path}: selected_token_mask must be a 1-D tensor")
+        if (not isinstance(mask, torch.Tensor) or mask.dim() != 1 or mask.is_floating_point()
+                or mask.is_complex()):
+            raise CheckpointError(f"{path}: selected_token_mask must be a 1-D bool (or integer) tensor")
         meta.selected_token_mask = mask.to(torch.bool)
         meta.vocab = int(mask.numel())
-    for key in ("eagle_aux_hidden_state_layer_ids", "aux_layer_ids", "aux_hidden_state_layer_ids"):
+    for key in AUX_ID_KEYS:
         value = obj.get(key)
+        if value is None:
+            continue
         if isinstance(value, torch.Tensor):
+            if value.dim() != 1 or value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+                raise CheckpointError(f"{path}: {key} must be a 1-D integer tensor of layer indices, "
+                                      f"got {value.dtype} {list(value.shape)}")
+            if value.numel() > MAX_LAYERS:
+                raise CheckpointError(f"{path}: {key} lists {value.numel()} layers (at most {MAX_LAYERS})")
             value = value.tolist()
-        if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
-            meta.aux_layer_ids = list(value)
-            break
+        problem = aux_ids_problem(value)
+        if problem:
+            raise CheckpointError(f"{path}: {key} {problem}")
+        meta.aux_layer_ids = list(value)
+        break
     return meta
 
 

@@ -1,28 +1,48 @@
 """Lazy access to a checkpoint's tensors: names, dtypes, shapes and byte ranges without reading the data.
 
-safetensors: the header is parsed and validated here (it also gives the byte offsets that let export copy
-tensors without decoding them); values are read through `safe_open`. Pickles (`.pt` / `.bin`): always
-`torch.load(weights_only=True, mmap=True)`, so no pickled code runs and tensors stay on disk until touched.
+safetensors: the header is parsed and validated here, within limits (it also gives the byte offsets that let
+export copy tensors without decoding them). Pickles (`.pt` / `.bin`): the zip's declared sizes are checked
+first, then always `torch.load(weights_only=True, mmap=True)`, so no pickled code runs and nothing is read yet.
+Tensor values are then read with `pread` into private buffers, never through a mapping: a file truncated
+meanwhile is a short read (one clear error), where a mapped page past its end would be a SIGBUS.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import mmap
 import os
 import stat
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eaglectl.errors import CheckpointError
+from eaglectl.jsonfile import JsonLimits, loads_bounded
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit (its Rust reader refuses larger headers)
+# Tensors in one checkpoint: a drafter has a few layers (tens of tensors); even a 1T-parameter MoE model with
+# hundreds of experts per layer (~70k tensors) fits. Millions of entries are a hostile header, refused before
+# each costs a Python object (~1 KB of bookkeeping each: the cap bounds that to ~100 MB).
+MAX_TENSORS = 100_000
+MAX_SHARDS = 4096  # 2 TB of bf16 weights in 5 GB shards is ~400
+# A safetensors header entry is `"name":{"dtype":..,"shape":[..],"data_offsets":[a,b]}`: 3 containers and
+# about 12 values (18 with an 8-D shape); the depth is 3 (header, entry, shape).
+HEADER_LIMITS = JsonLimits(max_bytes=MAX_HEADER_BYTES, max_containers=3 * MAX_TENSORS + 8,
+                           max_values=24 * MAX_TENSORS + 10_000, max_depth=3)
+# torch.save writes ~130 bytes of pickle per tensor (plus its name); a pickle much larger than its archive's
+# records need is refused unread: the weights-only unpickler builds up to ~70 bytes of Python objects per byte.
+PICKLE_BASE_BYTES = 1024 * 1024
+PICKLE_BYTES_PER_RECORD = 1024
+# Tensors may share storage (tied embeddings: 2x); more than this many times the file's size in declared
+# tensor bytes is views repeating the same bytes, which an export would write out again and again.
+MAX_VIEW_FACTOR = 4
+
 
 # safetensors dtype code -> item size in bytes
 ITEMSIZE = {
@@ -67,12 +87,15 @@ class WeightSet:
     tensors: dict[str, TensorInfo]
     index_file: Path | None = None
     _pickles: dict[Path, dict[str, Any]] = field(default_factory=dict, repr=False, metadata={"internal": True})
-    _handles: dict[Path, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
     _mapped: dict[Path, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
     # (st_dev, st_ino, st_size, st_mtime_ns) of each file when opened: a raw copy refuses a file replaced since
     identity: dict[Path, tuple[int, int, int, int]] = field(default_factory=dict, repr=False,
                                                           metadata={"internal": True})
     _swapped: set[Path] = field(default_factory=set, repr=False, metadata={"internal": True})
+    doing: str = field(default="reading", repr=False, metadata={"internal": True})  # named if a file changes
+    # stored name -> (file offset of element 0, strides in elements, byte-swap needed): how to `pread` a tensor
+    _spans: dict[str, tuple[int, tuple[int, ...], bool]] = field(default_factory=dict, repr=False,
+                                                                 metadata={"internal": True})
 
     def releasable_ranges(self, path: Path) -> tuple[tuple[int, int], ...]:
         """Where `path` is mapped, if its pages may be dropped after use and re-read from the file: not for a
@@ -88,23 +111,21 @@ class WeightSet:
         return sum(t.nbytes for t in self.tensors.values())
 
     def load(self, name: str):
-        """One tensor's values (a torch.Tensor); mmap-backed for pickles, read via safe_open otherwise."""
+        """One tensor's values (a torch.Tensor in private memory), read with `pread` like `load_rows`."""
         info = self.tensors[name]
-        if self.format == "torch":
-            return self._pickles[info.file][name]
-        return self._handle(info.file).get_tensor(name)
+        return self.load_rows(name, 0, info.shape[0]) if info.shape else self._read(name, None, None)
 
     def load_rows(self, name: str, start: int, stop: int):
-        """Rows [start, stop) of a tensor, for bounded-memory streaming of large matrices."""
-        info = self.tensors[name]
-        if self.format == "torch":
-            return self._pickles[info.file][name][start:stop]
-        return self._handle(info.file).get_slice(name)[start:stop]
+        """Rows [start, stop) of a tensor, for bounded-memory streaming of large matrices.
+
+        The bytes are `pread` from the file into a private buffer, never read through a mapping: a source
+        truncated meanwhile gives a short read (one clear error) where a mapped page past the new end of the
+        file would kill the process with SIGBUS. The file's identity is checked on each read too."""
+        return self._read(name, start, stop)
 
     def iter_row_chunks(self, name: str, chunk_bytes: int):
         """A tensor's values as chunks of whole rows (about `chunk_bytes` each), for scans whose memory must
-        stay bounded: safetensors bytes are `pread` into private buffers (no file pages left mapped), pickled
-        tensors are mmap slices whose pages are released once the caller moves on."""
+        stay bounded (each chunk is a private buffer, freed once the caller moves on)."""
         info = self.tensors[name]
         if not info.shape or info.numel == 0:
             yield self.load(name)
@@ -112,36 +133,55 @@ class WeightSet:
         rows = info.shape[0]
         row_bytes = max(1, info.nbytes // rows)
         step = max(1, chunk_bytes // row_bytes)
-        if info.data_offset is None:
-            mapped = self.releasable_ranges(info.file)
-            for start in range(0, rows, step):
-                part = self._pickles[info.file][name][start:start + step]
-                yield part
-                release_pages(part, mapped)
-            return
+        for start in range(0, rows, step):
+            yield self._read(name, start, min(start + step, rows))
+
+    def _read(self, name: str, start: int | None, stop: int | None):
         import torch
 
+        info = self.tensors[name]
+        shape = info.shape if start is None else (stop - start, *info.shape[1:])
         dtype = torch_dtype(info.dtype)
-        with open(info.file, "rb", buffering=0) as fh:
-            for start in range(0, rows, step):
-                stop = min(start + step, rows)
-                buf = bytearray((stop - start) * row_bytes)
-                fh.seek(info.data_offset + start * row_bytes)
-                view, got = memoryview(buf), 0
-                while got < len(buf):
-                    n = fh.readinto(view[got:])
-                    if not n:
-                        raise CheckpointError(f"{info.file}: unexpected end of file in tensor {name!r}")
-                    got += n
-                yield torch.frombuffer(buf, dtype=dtype).reshape(stop - start, *info.shape[1:])
+        if math.prod(shape) == 0:
+            return torch.empty(shape, dtype=dtype)
+        offset, strides, swap = self._spans.get(name) or (info.data_offset, _contiguous_strides(info.shape), False)
+        if offset is None:
+            raise CheckpointError(f"{info.file}: tensor {name!r} has no readable bytes in the file")
+        itemsize = ITEMSIZE[info.dtype]
+        first = (start or 0) * strides[0] if shape else 0
+        extent = 1 + sum((n - 1) * st for n, st in zip(shape, strides, strict=True))
+        raw = torch.frombuffer(self._pread(info.file, offset + first * itemsize, extent * itemsize),
+                               dtype=torch.uint8)
+        if swap and itemsize > 1:  # the file holds the other byte order: torch swapped its own copy in memory
+            raw = raw.view(-1, itemsize).flip(1).reshape(-1)
+        return torch.as_strided(raw.view(dtype), shape, strides)
 
-    def _handle(self, path: Path):
-        handle = self._handles.get(path)
-        if handle is None:
-            from safetensors import safe_open
-
-            handle = self._handles[path] = safe_open(str(path), framework="pt")
-        return handle
+    def _pread(self, path: Path, offset: int, size: int) -> bytearray:
+        """`size` bytes at `offset` of `path`, refusing a file rewritten, replaced or truncated since it was
+        opened (the same error as the raw copy's)."""
+        buf = bytearray(size)
+        view = memoryview(buf)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise changed_error(path, self.doing) from exc
+        try:
+            if path in self.identity and file_identity(fd) != self.identity[path]:
+                raise changed_error(path, self.doing)
+            got = 0
+            while got < size:
+                if hasattr(os, "preadv"):
+                    n = os.preadv(fd, [view[got:]], offset + got)
+                else:  # pragma: no cover - platforms without preadv
+                    chunk = os.pread(fd, size - got, offset + got)
+                    n = len(chunk)
+                    view[got:got + n] = chunk
+                if n <= 0:
+                    raise changed_error(path, self.doing)
+                got += n
+        finally:
+            os.close(fd)
+        return buf
 
 
 # --------------------------------------------------------------------------------------------- safetensors
@@ -161,11 +201,14 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise CheckpointError(f"{path}: safetensors header is not valid JSON ({exc})") from exc
+    header = loads_bounded(raw, HEADER_LIMITS, where=str(path), what="safetensors header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
+    if len(header) - ("__metadata__" in header) > MAX_TENSORS:
+        raise CheckpointError(f"{path}: safetensors header lists {len(header)} tensors (at most {MAX_TENSORS})")
     base = 8 + n
     tensors: dict[str, TensorInfo] = {}
     for name, entry in header.items():
@@ -190,6 +233,21 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
                 f"{path}: tensor {name!r} lies past the end of the file (truncated? {size} bytes)")
         tensors[name] = TensorInfo(name, dtype, tuple(shape), path, base + begin)
     return tensors
+
+
+def changed_error(path: Path, doing: str = "exporting") -> CheckpointError:
+    """A source file that changed under eaglectl: refused, never read half old and half new."""
+    again = "the export" if doing == "exporting" else "eaglectl"
+    return CheckpointError(f"{path}: changed while eaglectl was {doing} it (rewritten, replaced or truncated); "
+                           f"run {again} again once it is stable")
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
 
 
 def regular_file_size(path: Path) -> int:
@@ -251,8 +309,9 @@ def load_pickle(path: Path) -> Any:
             fh.read(1)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    size = check_torch_zip(path)
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
@@ -265,6 +324,117 @@ def load_pickle(path: Path) -> Any:
         # OSError here: mmap of a truncated zip (EINVAL), not an access problem (checked above)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({msg[:200]})") from exc
+    check_loaded_tensors(obj, path, size)
+    return obj
+
+
+def _zip_entry_count(fh: Any, size: int) -> int | None:
+    """The entry count a zip's end-of-central-directory record declares (zip64 too), read from the file's
+    tail without parsing the directory itself; None when there is no such record (torch names that case)."""
+    tail_len = min(size, 65_557)  # the record (22 bytes) plus the longest comment
+    fh.seek(size - tail_len)
+    tail = fh.read(tail_len)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return None
+    count = struct.unpack_from("<H", tail, at + 10)[0]
+    if count != 0xFFFF or at < 20 or tail[at - 20:at - 16] != b"PK\x06\x07":
+        return count
+    (zip64_at,) = struct.unpack_from("<Q", tail, at - 12)
+    if zip64_at + 56 > size:
+        return None
+    fh.seek(zip64_at)
+    record = fh.read(56)
+    if record[:4] != b"PK\x06\x06":
+        return None
+    return struct.unpack_from("<Q", record, 32)[0]
+
+
+def check_torch_zip(path: Path) -> int:
+    """Refuse, before torch reads it, a zip whose declared sizes could cost far more than its bytes: too many
+    entries, a compressed entry (torch writes every record stored; a deflated pickle inflates ~1000x), an
+    entry declared past the end of the file, or a pickle larger than its tensor records need. Returns the
+    file's size. A file that is no zip at all is left to torch.load to name."""
+    import zipfile
+
+    size = regular_file_size(path)
+    try:
+        with path.open("rb") as fh:
+            count = _zip_entry_count(fh, size)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if count is None:
+        return size
+    if count > MAX_TENSORS + 16:
+        raise CheckpointError(f"{path}: its zip declares {count} records (at most {MAX_TENSORS + 16}: one per "
+                              f"tensor storage)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return size
+    pickles = []
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"{path}: zip record {info.filename!r} is compressed; torch never compresses "
+                                  f"its records, and a compressed pickle can inflate without bound")
+        if info.file_size != info.compress_size or info.header_offset + info.file_size > size:
+            raise CheckpointError(f"{path}: zip record {info.filename!r} declares {info.file_size} bytes past "
+                                  f"the end of the file ({size} bytes)")
+        if info.filename.endswith(".pkl"):
+            pickles.append(info)
+    allowed = PICKLE_BASE_BYTES + PICKLE_BYTES_PER_RECORD * len(infos)
+    for info in pickles:
+        if info.file_size > allowed:
+            raise CheckpointError(f"{path}: its pickle {info.filename!r} is {info.file_size} bytes, more than "
+                                  f"{len(infos)} records need (at most {allowed}); refused unread")
+    return size
+
+
+def dense_problem(tensor: Any) -> str | None:
+    """Why a loaded tensor is not plain dense CPU data covering its own elements, or None. Sparse and meta-device
+    tensors have no bytes eaglectl can read or copy; a view whose strides repeat its storage's elements (stride
+    0 over a huge shape) declares far more data than the file holds."""
+    import torch
+
+    if tensor.layout != torch.strided:
+        return f"is a {str(tensor.layout).removeprefix('torch.')} tensor, not a dense tensor"
+    if tensor.device.type != "cpu":
+        return f"is on the {tensor.device.type} device (no data), not a dense tensor"
+    numel = tensor.numel()
+    if numel and tensor.dim():
+        extent = 1 + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride(), strict=True))
+        if extent < numel:
+            return (f"is not a dense tensor: its strides {tuple(tensor.stride())} repeat elements "
+                    f"({numel} elements over {extent} stored)")
+    return None
+
+
+def check_loaded_tensors(obj: Any, path: Path, size: int) -> None:
+    """Every tensor in an unpickled object (dicts, lists and tuples walked) is dense CPU data, and all of them
+    together declare at most `MAX_VIEW_FACTOR` times the file's bytes."""
+    import torch
+
+    total = 0
+    seen: set[int] = set()
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:
+        where, value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, torch.Tensor):
+            problem = dense_problem(value)
+            if problem:
+                raise CheckpointError(f"{path}: tensor {where or '(top level)'!r} {problem}")
+            total += value.numel() * value.element_size()
+        elif isinstance(value, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+    if total > MAX_VIEW_FACTOR * size + PICKLE_BASE_BYTES:
+        raise CheckpointError(f"{path}: its tensors declare {total} bytes but the file holds {size}; views "
+                              f"repeating the same stored bytes are refused")
 
 
 def _unsupported_global(message: str) -> str | None:
@@ -319,19 +489,22 @@ def file_identity(path_or_fd: Path | int) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _stored_in_native_byte_order(path: Path) -> bool:
-    """Whether a torch zip says its storages are in this machine's byte order. torch byte-swaps the others in
-    memory after mapping them, so their file bytes must never be copied or re-read as they are. A zip without
-    the record is treated as foreign (safe: its tensors take the chunked path)."""
-    import sys
+def _stored_byte_order(path: Path) -> str | None:
+    """The byte order a torch zip's storages are stored in: its `byteorder` record, or little-endian when it
+    has none (what torch.load assumes). torch byte-swaps the other order in memory after mapping the file, so
+    such files' bytes are never copied as they are, and are swapped again when `pread`. None when the record
+    cannot be read (then the file's tensors are never raw-copied)."""
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as zf:
             record = next((n for n in zf.namelist() if n.endswith("/byteorder") and n.count("/") == 1), None)
-            return record is not None and zf.read(record).decode("ascii", "replace").strip() == sys.byteorder
+            if record is None:
+                return "little"
+            value = zf.read(record).decode("ascii", "replace").strip()
+            return value if value in ("little", "big") else None
     except (OSError, zipfile.BadZipFile, ValueError):
-        return False
+        return None
 
 
 _libc: Any = None
@@ -390,6 +563,8 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
     """Open every shard lazily and check the index (if any) against what the shards hold."""
     if not files:
         raise CheckpointError("no weight files")
+    if len(files) > MAX_SHARDS:
+        raise CheckpointError(f"{files[0].parent}: {len(files)} weight shards (at most {MAX_SHARDS})")
     fmt = "safetensors" if files[0].suffix == ".safetensors" else "torch"
     ws = WeightSet(format=fmt, files=list(files), tensors={}, index_file=index_file)
     for f in files:
@@ -401,10 +576,12 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
             loaded = tensor_dict(load_pickle(f), f)
             ws._pickles[f] = loaded
             part = {}
-            native = _stored_in_native_byte_order(f)
+            order = _stored_byte_order(f)
+            native = order == sys.byteorder
             if not native:
                 ws._swapped.add(f)
-            mappings = file_mappings(f) if native else ()
+            all_mappings = file_mappings(f)
+            mappings = all_mappings if native else ()
             with open(f, "rb", buffering=0) as fh:
                 for k, v in loaded.items():
                     try:
@@ -412,12 +589,30 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
                                              data_offset=_offset_in_file(v, mappings, fh.fileno()))
                     except CheckpointError:
                         raise CheckpointError(f"{f}: tensor {k!r} has unsupported dtype {v.dtype}") from None
+                    span = _span_in_file(v, all_mappings)
+                    if span is not None:
+                        ws._spans[k] = (span, tuple(v.stride()), not native)
         for name in part:
             if name in ws.tensors:
                 raise CheckpointError(
                     f"tensor {name!r} appears in two shards ({ws.tensors[name].file.name} and {f.name})")
         ws.tensors.update(part)
+        if len(ws.tensors) > MAX_TENSORS:
+            raise CheckpointError(f"{f.parent}: the weights hold over {MAX_TENSORS} tensors (at most {MAX_TENSORS})")
     return ws
+
+
+def _span_in_file(tensor: Any, mappings: tuple[tuple[int, int, int], ...]) -> int | None:
+    """The file offset of a file-mapped tensor's element 0 (its storage is a slice of the mapped zip), so its
+    bytes can be `pread` instead of read through the mapping. None for a tensor with no elements or not
+    backed by the mapping."""
+    if not mappings or tensor.numel() == 0:
+        return None
+    start = tensor.data_ptr()
+    for lo, hi, file_offset in mappings:
+        if lo <= start < hi:
+            return start - lo + file_offset
+    return None
 
 
 def _check_safe_open(path: Path) -> None:
@@ -433,13 +628,17 @@ def _check_safe_open(path: Path) -> None:
 
 def read_index(index_path: Path) -> tuple[list[Path], dict[str, str]]:
     """Shard files named by a `*.index.json`, validated to exist."""
-    from eaglectl.jsonfile import read_json_object
+    from eaglectl.jsonfile import INDEX_LIMITS, read_json_object
 
-    index = read_json_object(index_path, what="weight index")
+    index = read_json_object(index_path, what="weight index", limits=INDEX_LIMITS)
     weight_map = index.get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(f"{index_path}: has no weight_map")
+    if len(weight_map) > MAX_TENSORS:
+        raise CheckpointError(f"{index_path}: lists {len(weight_map)} tensors (at most {MAX_TENSORS})")
     names = sorted(set(map(str, weight_map.values())))
+    if len(names) > MAX_SHARDS:
+        raise CheckpointError(f"{index_path}: names {len(names)} shards (at most {MAX_SHARDS})")
     files = []
     for name in names:
         if os.sep in name or name.startswith(".."):

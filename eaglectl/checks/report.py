@@ -111,7 +111,7 @@ def inspect_checkpoint(path: str, *, target: str | None = None) -> InspectReport
         _plan_findings(ckpt, plan, report)
     _failure_mode_findings(ckpt, algo, plan, report)
     _dtype_findings(ckpt, report)
-    _value_findings(ckpt, report)
+    _value_findings(ckpt, plan, report)
     if target:
         report.target = load_target(target)
         _target_findings(ckpt, plan, report.target, report)
@@ -335,9 +335,15 @@ def non_finite_message(found: list[NonFinite]) -> str:
             f"drafter's proposals are garbage (accept length ~1.0)")
 
 
-def _value_findings(ckpt: Checkpoint, report: InspectReport) -> None:
+def _value_findings(ckpt: Checkpoint, plan: ExportPlan | None, report: InspectReport) -> None:
+    """Scan only what SGLang would load: the planned tensors whose shapes it accepts. A tensor nothing takes
+    (dropped by export) or one of the wrong shape (an error already) is never read, however large."""
     assert ckpt.weights is not None
-    found = scan_non_finite(ckpt.weights, scanned_tensors(ckpt.weights))
+    if plan is None:
+        return
+    sim = simulate_load(plan.config, plan.shapes, plan.algorithm, SGLANG_VERSIONS[-1])
+    taken = [t.source for t in plan.tensors if t.source and t.name in sim.loaded and t.name not in sim.misshapen]
+    found = scan_non_finite(ckpt.weights, scanned_tensors(ckpt.weights, taken))
     if found:
         report.findings.append(Finding("non-finite", Severity.warning, non_finite_message(found),
                                        "re-export from an earlier training checkpoint (the run diverged)"))

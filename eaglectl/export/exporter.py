@@ -112,6 +112,8 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
                 progress: ProgressFn | None = None, started: float | None = None) -> ExportReport:
     """Write a plan already made (and checked servable) for a resolved local checkpoint: `serve` plans once."""
     t0 = time.monotonic() if started is None else started
+    if ckpt.weights is not None:
+        ckpt.weights.doing = "exporting"  # names what was going on if a source file changes under the reads
     out = output_path(Path(output) if output is not None else default_output(ckpt, plan, force=force))
     max_bytes = _parse_size(max_shard_size)
     report = ExportReport(

@@ -18,6 +18,9 @@ from eaglectl.jsonfile import config_int
 from eaglectl.sglang.architectures import own_loader
 
 DTYPE_CODE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}  # safetensors codes
+# d2t (draft -> target id offsets) and t2d (target -> in draft vocab) are indices / flags: never floats.
+INDEX_DTYPES = {"d2t": frozenset(("I8", "I16", "I32", "I64", "U8")),
+                "t2d": frozenset(("I8", "I16", "I32", "I64", "U8", "BOOL"))}
 
 
 @dataclass
@@ -140,7 +143,21 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         if out in seen:
             raise CheckpointError(f"{ckpt.source}: tensors {seen[out]!r} and {name!r} both map to {out!r}")
         seen[out] = name
-        out_dtype = DTYPE_CODE.get(dtype, info.dtype) if info.dtype in FLOAT_DTYPES else info.dtype
+        if parsed.base in ("d2t", "t2d"):
+            if info.dtype not in INDEX_DTYPES[parsed.base]:
+                raise CheckpointError(f"{ckpt.source}: {name} has dtype {info.dtype}; a token map holds integer "
+                                      f"ids{' or bools' if parsed.base == 't2d' else ''} (refused rather than "
+                                      f"truncated)")
+            out_dtype = info.dtype
+        elif info.dtype in FLOAT_DTYPES:
+            out_dtype = DTYPE_CODE.get(dtype, info.dtype)
+        elif dtype in DTYPE_CODE:
+            out_dtype = DTYPE_CODE[dtype]  # asked for: integer values converted to the float type given
+        else:
+            raise UnsupportedDraftError(
+                f"{ckpt.source}: {name} has dtype {info.dtype}; SGLang loads it into a floating-point parameter "
+                f"(an integer matrix is quantised data eaglectl cannot dequantise)",
+                hint="pass --dtype bf16 (or fp16 / fp32) to convert the values as they are")
         tensors.append(PlannedTensor(out, out_dtype, info.shape, source=name))
 
     vocab = config_int(cfg, "vocab_size")
@@ -160,6 +177,10 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         selected = meta.selected_token_ids
         token_map_source = f"selected_token_ids in {meta.path.name}"
     elif d2t_name is not None:
+        d2t_info = infos[d2t_name]
+        if d2t_info.dtype not in INDEX_DTYPES["d2t"] or len(d2t_info.shape) != 1:
+            raise CheckpointError(f"{ckpt.source}: {d2t_name} is {d2t_info.dtype}{list(d2t_info.shape)}; d2t is a "
+                                  f"1-D tensor of integer id offsets (refused rather than truncated)")
         d2t = ckpt.weights.load(d2t_name).to(torch.int64)
         selected = d2t + torch.arange(d2t.numel(), dtype=torch.int64)
         token_map_source = f"d2t in the weights ({d2t_name})"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.checkpoint.weights import file_identity, nbytes, release_pages
+from eaglectl.checkpoint.weights import changed_error, file_identity, nbytes, release_pages
 
 CHUNK_BYTES = 64 * 1024 * 1024  # rows converted in user space per step: bounds memory
 COPY_BYTES = 256 * 1024 * 1024  # one in-kernel copy step: no user memory, fewer writeback kicks
@@ -79,14 +79,11 @@ def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[st
 
 
 def _copy_range(source: RawSource, nbytes: int, out, on_bytes) -> None:
-    from eaglectl.errors import CheckpointError
-
     src = source.file
     out.flush()  # the kernel copy writes at the fd's position: buffered bytes must land first
     with open(src, "rb") as fin:
         if source.identity is not None and file_identity(fin.fileno()) != source.identity:
-            raise CheckpointError(f"{src}: changed while eaglectl was exporting it (rewritten or replaced); "
-                                  f"run the export again once it is stable")
+            raise changed_error(src)
         with contextlib.suppress(AttributeError, OSError):  # as cp does: a larger readahead window (cold files)
             os.posix_fadvise(fin.fileno(), source.offset, nbytes, os.POSIX_FADV_SEQUENTIAL)
         remaining, pos = nbytes, source.offset
@@ -100,8 +97,8 @@ def _copy_range(source: RawSource, nbytes: int, out, on_bytes) -> None:
                 step = min(step, CHUNK_BYTES)  # user memory stays bounded by the chunk size
                 fin.seek(pos)
                 data = fin.read(step)
-                if len(data) != step:
-                    raise OSError(f"{src}: unexpected end of file")
+                if len(data) != step:  # truncated since the plan was made
+                    raise changed_error(src)
                 out.write(data)
                 out.flush()
                 n = step

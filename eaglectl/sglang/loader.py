@@ -82,6 +82,7 @@ class LoadSimulation:
     ignored_by_design: list[str] = field(default_factory=list)  # t2d; lm_head for EAGLE
     uninitialized: list[str] = field(default_factory=list)  # parameters nothing loaded
     shape_errors: list[str] = field(default_factory=list)
+    misshapen: set[str] = field(default_factory=set)  # stored names whose shape SGLang refuses
     from_target: list[str] = field(default_factory=list)  # parameters SGLang takes from the target
     problems: list[str] = field(default_factory=list)  # start-up failures (e.g. layer count)
     hot_token_map: bool = False
@@ -154,6 +155,7 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             want = (rows, *next(iter(want.values()))[1:])
         if got != tuple(want):
             sim.shape_errors.append(f"{stored}: stored {list(got)}, SGLang {version} expects {list(want)}")
+            sim.misshapen.add(stored)
         sim.loaded[stored] = param
         filled.setdefault(param, set()).add(shard if shard is not None else "all")
 
@@ -181,6 +183,7 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
                 want = (d.draft_vocab or d.vocab,)
                 if tuple(shapes[stored]) != want:
                     sim.shape_errors.append(f"{stored}: stored {list(shapes[stored])}, expected {list(want)}")
+                    sim.misshapen.add(stored)
                 continue
             if "t2d" in name:
                 sim.ignored_by_design.append(stored)
