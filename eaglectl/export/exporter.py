@@ -22,7 +22,8 @@ from eaglectl.export.atomic import commit_dir, locked_output, output_path, stage
 from eaglectl.export.plan import DroppedTensor, ExportPlan, build_plan
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
 from eaglectl.jsonfile import dumps_config
-from eaglectl.sglang.loader import SGLANG_VERSIONS, simulate_load
+from eaglectl.sglang import rules
+from eaglectl.sglang.loader import NEWEST_KNOWN, replay_releases, serving_spans, simulate_load
 
 MANIFEST = "eaglectl_export.json"
 DEFAULT_MAX_SHARD = "5GB"
@@ -36,10 +37,11 @@ class WrittenFile:
 
 @dataclass
 class Verification:
-    version: str
+    version: str  # "read-back", or the release replayed (the first of its rule range)
     ok: bool
     loaded: int
     problems: list[str]
+    releases: str | None = None  # the rule range that release stands for, e.g. "0.5.12–0.5.16"
 
 
 @dataclass
@@ -59,6 +61,7 @@ class ExportReport:
     bytes: int = 0
     seconds: float = 0.0
     verification: list[Verification] = field(default_factory=list)
+    sglang_releases: list[str] = field(default_factory=list)  # known release ranges that load the output completely
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # also printed on stderr; never a failure
 
@@ -109,7 +112,8 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
     report = ExportReport(
         source=ckpt.source, layout=ckpt.layout, algorithm=plan.algorithm, output=out, action="dry-run",
         renamed=plan.renames, dropped=plan.dropped, generated=plan.generated_from, config_changes=plan.config_changes,
-        tensors_written=len(plan.tensors), bytes=plan.total_bytes)
+        tensors_written=len(plan.tensors), bytes=plan.total_bytes,
+        sglang_releases=serving_spans(replay_releases(plan.config, plan.shapes, plan.algorithm)))
     in_place = ckpt.model_dir is not None and out == ckpt.model_dir.resolve()
     if in_place and servable_as_is(ckpt, plan) and not force:
         report.action = "unchanged"
@@ -256,8 +260,9 @@ def _value_warnings(found: list) -> list[str]:
 
 
 def require_servable(plan: ExportPlan) -> None:
-    """Refuse to write a head SGLang would load with parameters left uninitialised."""
-    sim = simulate_load(plan.config, plan.shapes, plan.algorithm, SGLANG_VERSIONS[-1])
+    """Refuse to write a head SGLang would load with parameters left uninitialised (by the newest known release,
+    whose loader has every feature: a head it cannot load, no known release can)."""
+    sim = simulate_load(plan.config, plan.shapes, plan.algorithm, NEWEST_KNOWN)
     if sim.uninitialized:
         raise CheckpointError(f"missing required tensors: {', '.join(sim.uninitialized)}")
     if sim.shape_errors:
@@ -386,7 +391,12 @@ def _write_small(path: Path, data: bytes) -> WrittenFile:
 
 
 def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
-    """Re-open what was written and replay SGLang's loaders (0.5.9 and 0.5.15) over it."""
+    """Re-open what was written and replay SGLang's loader of each rule range (one release per range) over it.
+
+    A range whose loader cannot have what the head needs (an older release without a feature it uses) is
+    reported as not applicable, not as a failure: the export's `sglang_releases` says which ranges serve it."""
+    from eaglectl.sglang.loader import minimum_release
+
     results = []
     try:
         ckpt = resolve(directory, load_meta=False)
@@ -405,12 +415,17 @@ def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
         problems.append("config.json differs from the planned config")
     results.append(Verification("read-back", not problems, len(stored), problems))
     shapes = {n: s for n, (_, s) in stored.items()}
-    for version in SGLANG_VERSIONS:
-        if version == "0.5.9" and plan.algorithm is Algorithm.EAGLE3 and plan.num_layers != 1:
-            results.append(Verification(version, True, 0, [f"skipped: 0.5.9 cannot serve {plan.num_layers} layers"]))
+    minimum, needs = minimum_release(ckpt.config, list(shapes), plan.algorithm)
+    loaders = rules.EAGLE3_LOADERS if plan.algorithm is Algorithm.EAGLE3 else rules.EAGLE_LOADERS
+    for rng in loaders:
+        label = f"{rng.first}–{rng.last}"
+        if minimum and rules.release_key(rng.last) < rules.release_key(minimum):
+            results.append(Verification(rng.first, True, 0, [f"not applicable: needs SGLang >= {minimum} "
+                                                             f"({', '.join(needs)})"], label))
             continue
-        sim = simulate_load(ckpt.config, shapes, plan.algorithm, version)
+        sim = simulate_load(ckpt.config, shapes, plan.algorithm, rng.first)
         issues = ([f"skipped {n}" for n in sim.skipped] + [f"uninitialised {n}" for n in sim.uninitialized]
-                  + sim.shape_errors + sim.problems)
-        results.append(Verification(version, sim.ok, len(sim.loaded), issues))
+                  + [f"ignored config {k}" for k in sim.ignored_config]
+                  + [f"loaded twice {n}" for n in sim.overwritten] + sim.shape_errors + sim.problems)
+        results.append(Verification(rng.first, sim.ok, len(sim.loaded), issues, label))
     return results
