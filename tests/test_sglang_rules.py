@@ -147,10 +147,12 @@ def test_eagle_config_norm_before_fc_wins_over_the_top_level_key():
 
 
 def test_norm_before_fc_without_its_weight_is_misloaded_by_newer_releases():
-    cfg, shapes = head(norm_before_fc=True)
+    cfg, shapes = head(norm_before_fc=True)  # the flag, but no input_norm.weight: not trained with it
     v = verdicts(cfg, shapes)
-    assert v["0.5.9"].ignored_config == ["norm_before_fc"] == v["0.5.12"].ignored_config
+    assert v["0.5.9"].ok and v["0.5.12"].ok
     assert v["0.5.17"].uninitialized == ["model.input_norm.weight"]
+    spans = replay_releases(cfg, shapes, E3)
+    assert [(s.label, s.sim.ok) for s in spans] == [("0.5.9–0.5.16", True), ("0.5.17–0.5.23", False)]
 
 
 @pytest.mark.parametrize(("style", "flag"), [("fc_norm", "fc_norm"), ("aux_norm", "use_aux_norm")])
@@ -168,7 +170,7 @@ def test_fc_norm_and_legacy_aux_norm_need_0_5_12(style, flag):
 def test_fc_norm_weights_without_the_flag_are_skipped_everywhere():
     cfg, shapes = head(norms="fc_norm")
     for sim in verdicts(cfg, shapes).values():
-        assert sorted(sim.skipped) == [f"fc_norm.{i}.weight" for i in range(3)]
+        assert sorted(sim.skipped) == [f"fc_norm.{i}.weight" for i in range(3)] and not sim.ignored_config
     assert minimum_release(cfg, list(shapes), E3)[0] == "0.5.12"  # the weights say the head was trained with it
 
 

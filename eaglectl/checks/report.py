@@ -21,6 +21,7 @@ from eaglectl.sglang.loader import (
     ARCHITECTURE,
     ReleaseSpan,
     embeddings_shared,
+    ignored_config,
     minimum_release,
     replay_releases,
     serving_spans,
@@ -211,12 +212,14 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
                     f"an error (accept length ~1.0)", fix))
     shapes = {n: t.shape for n, t in ckpt.weights.tensors.items()}
     skipped: dict[str, list[str]] = {}
+    minimum, _ = minimum_release(plan.config if plan else cfg, [*shapes, *(plan.shapes if plan else ())], algo)
     for span in replay_releases(cfg, shapes, algo):
         sim = span.sim
         report.loader_as_is.append(LoaderView(span.first, span.last, len(sim.loaded), sim.skipped, sim.uninitialized,
                                               sim.from_target, sim.ignored_config, sim.ok))
-        for name in sim.skipped:
-            skipped.setdefault(name, []).append(span.label)
+        if _can_serve(span, minimum):  # an older release lacks a feature the head needs: its own finding says so
+            for name in sim.skipped:
+                skipped.setdefault(name, []).append(span.label)
     renamable = {n: v for n, v in skipped.items() if parse_name(n).known}
     unknown = [n for n in skipped if not parse_name(n).known]
     if renamable:
@@ -250,6 +253,11 @@ def _plan_findings(ckpt: Checkpoint, plan: ExportPlan, report: InspectReport) ->
     add = report.findings.append
     uninit: set[str] = set()
     spans = replay_releases(plan.config, plan.shapes, plan.algorithm)
+    assert ckpt.weights is not None
+    names = [*ckpt.weights.tensors, *plan.shapes]  # stored names too: the plan drops what it cannot place
+    for span in spans:
+        span.sim.ignored_config = ignored_config(plan.config, plan.algorithm, span.first, names)
+    minimum, needs = minimum_release(plan.config, names, plan.algorithm)
     shape_seen: set[str] = set()
     for span in reversed(spans):  # newest first: an error in every release is named with the newest
         for err in span.sim.shape_errors:
@@ -258,9 +266,8 @@ def _plan_findings(ckpt: Checkpoint, plan: ExportPlan, report: InspectReport) ->
                 shape_seen.add(key)
                 add(Finding("shape", Severity.error, err.replace(f"SGLang {span.first} expects",
                                                                  f"SGLang {span.last} expects")))
-        uninit.update(span.sim.uninitialized)
-    stored = [n for n in ckpt.weights.tensors] if ckpt.weights else []
-    minimum, needs = minimum_release(plan.config, [*stored, *plan.shapes], plan.algorithm)
+        if _can_serve(span, minimum):
+            uninit.update(span.sim.uninitialized)
     for span in spans:
         for prob in span.sim.problems:
             older = bool(minimum) and rules.release_key(span.last) < rules.release_key(minimum)
@@ -302,6 +309,11 @@ def release_findings(spans: list[ReleaseSpan], minimum: str, needs: list[str]) -
                 f"SGLang {span.label} would load this head wrong ({'; '.join(_issues(span.sim)[:2])}), though "
                 f"{earlier_ok[-1].label} loads it", f"serve with SGLang {earlier_ok[-1].label}, or fix the config"))
     return found
+
+
+def _can_serve(span: ReleaseSpan, minimum: str) -> bool:
+    """The span reaches the minimum release the head's features need (or no known release has them all)."""
+    return not minimum or rules.release_key(span.last) >= rules.release_key(minimum)
 
 
 def _issues(sim) -> list[str]:

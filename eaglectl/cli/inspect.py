@@ -72,8 +72,11 @@ def render_report(console: Console, report) -> None:
         console.print(t)
     if report.loader_as_is:
         t = Table(title="SGLang loader, as stored", title_justify="left")
-        for col in ("releases", "loaded", "skipped", "uninitialised", "ignored keys", "from target"):
-            t.add_column(col)
+        t.add_column("releases", no_wrap=True, min_width=13)
+        for col in ("loaded", "skipped", "uninit"):
+            t.add_column(col, justify="right")
+        for col in ("ignored keys", "from target"):
+            t.add_column(col, overflow="fold")
         for v in report.loader_as_is:
             span = v.version if v.version == v.last else f"{v.version}–{v.last}"
             t.add_row(cell(span), str(v.loaded), str(len(v.skipped)), str(len(v.uninitialized)),

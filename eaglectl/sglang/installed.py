@@ -106,7 +106,7 @@ def check_release(version: str | None, cfg: dict[str, Any], shapes: dict[str, tu
                   algorithm: Algorithm, stored_names: list[str] | None = None) -> ReleaseCheck:
     """Replay `version`'s loader over the drafter as it will be handed to SGLang (`cfg`, `shapes`); the
     drafter's needs are read from those and from `stored_names` (the checkpoint before any export)."""
-    from eaglectl.sglang.loader import minimum_release, simulate_load
+    from eaglectl.sglang.loader import ignored_config, minimum_release, simulate_load
 
     minimum, needs = minimum_release(cfg, [*(stored_names or []), *shapes], algorithm)
     check = ReleaseCheck(version, None, minimum or None)
@@ -127,11 +127,12 @@ def check_release(version: str | None, cfg: dict[str, Any], shapes: dict[str, tu
                               f"knows; checked with {rules.NEWEST_KNOWN}'s loader rules")
     check.rules = rules.range_label(version)
     sim = simulate_load(cfg, shapes, algorithm, version)
-    check.problems += ([f"ignores config key {k}" for k in sim.ignored_config]
+    sim.ignored_config = ignored_config(cfg, algorithm, version, [*(stored_names or []), *shapes])
+    check.problems += ([p.replace(f"SGLang {version} ", "") for p in sim.problems]  # the most telling first
+                       + [f"ignores config key {k}" for k in sim.ignored_config] + sim.shape_errors
                        + [f"skips {n}" for n in sim.skipped]
                        + [f"leaves {n} uninitialised" for n in sim.uninitialized]
-                       + [f"loads {n} twice (the last one wins)" for n in sim.overwritten]
-                       + sim.shape_errors + sim.problems)
+                       + [f"loads {n} twice (the last one wins)" for n in sim.overwritten])
     if minimum and rules.release_key(version) < rules.release_key(minimum) and not check.problems:
         check.problems.append(f"lacks {', '.join(needs)}")
     return check

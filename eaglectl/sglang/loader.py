@@ -21,6 +21,7 @@ SGLANG_VERSIONS = rules.RELEASES  # every known release; the last is the newest
 NEWEST_KNOWN = rules.NEWEST_KNOWN
 ARCHITECTURE = {Algorithm.EAGLE3: "LlamaForCausalLMEagle3", Algorithm.EAGLE: "LlamaForCausalLMEagle"}
 ALGORITHM_OF_ARCHITECTURE = {v: k for k, v in ARCHITECTURE.items()}
+_FC_NORM_NAME = re.compile(r"(^|\.)(fc_norm\.\d+|aux_norm_(low|mid|high))\.")
 
 
 def _truthy_key(cfg: dict[str, Any], key: str) -> bool:
@@ -180,15 +181,18 @@ def embeddings_shared(cfg: dict[str, Any]) -> bool:
     return not (d.has_target_hidden and d.target_hidden != d.hidden)
 
 
-def ignored_config(cfg: dict[str, Any], algorithm: Algorithm, version: str) -> list[str]:
-    """Config keys the head sets that `version`'s EAGLE-3 loader does not read (the head relies on them)."""
+def ignored_config(cfg: dict[str, Any], algorithm: Algorithm, version: str, names: Any = ()) -> list[str]:
+    """Config keys the head relies on that `version`'s EAGLE-3 loader does not read. A key counts when the
+    head holds what it switches on (`names`: its stored tensors; fc's width for the aux count): a flag set
+    without its weights was not trained with, and a release that ignores it loads the head as it was trained."""
     if algorithm is not Algorithm.EAGLE3:
         return []
     d, r = DraftDims.from_config(cfg), rules.eagle3_loader(version)
+    names = list(names)
     found = []
-    if d.norm_before_fc and not r.norm_before_fc.value:
+    if d.norm_before_fc and not r.norm_before_fc.value and any("input_norm." in n for n in names):
         found.append("norm_before_fc")
-    if d.fc_norm and not r.fc_norm.value:
+    if d.fc_norm and not r.fc_norm.value and any(_FC_NORM_NAME.search(n) for n in names):
         found.append("fc_norm" if cfg.get("fc_norm") else "use_aux_norm")
     if d.num_aux_configured and d.num_aux != 3 and not r.num_aux_from_config.value:
         found.append("num_aux_hidden_states" if config_int(cfg, "num_aux_hidden_states")
@@ -259,7 +263,7 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             sim.problems.append(f"SGLang {version} builds exactly one EAGLE-3 layer; config says {d.num_layers}")
         if d.has_target_hidden and cfg.get("target_hidden_size") is None:
             sim.problems.append("target_hidden_size is null: SGLang sizes fc from it and fails to start")
-        sim.ignored_config = ignored_config(cfg, algorithm, version)
+        sim.ignored_config = ignored_config(cfg, algorithm, version, shapes)
         from_target = {"model.embed_tokens.weight"} if embeddings_shared(cfg) else set()
         if not d.tie_embeddings and d.draft_vocab is None:
             from_target.add("lm_head.weight")
@@ -303,7 +307,7 @@ def needed_features(cfg: dict[str, Any], names: list[str] | set[str], algorithm:
     needs: dict[str, str] = {}
     if d.norm_before_fc or any("input_norm." in n for n in names):
         needs["norm_before_fc"] = "norm_before_fc with input_norm.weight (an RMSNorm over the concatenated aux states)"
-    if d.fc_norm or any(re.search(r"(^|\.)(fc_norm\.\d+|aux_norm_(low|mid|high))\.", n) for n in names):
+    if d.fc_norm or any(_FC_NORM_NAME.search(n) for n in names):
         needs["fc_norm"] = "per-aux fc_norm (fc_norm.N / aux_norm_*)"
     if d.num_layers > 1:
         needs["multi_layer"] = f"{d.num_layers} decoder layers"
