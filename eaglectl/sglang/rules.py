@@ -30,10 +30,7 @@ E3 = "sglang/srt/models/llama_eagle3.py"
 E1 = "sglang/srt/models/llama_eagle.py"
 LLAMA = "sglang/srt/models/llama.py"
 WORKER_V2 = "sglang/srt/speculative/eagle_worker_v2.py"
-# The files whose change can change what a drafter load does: hashed per release in loader_hashes.json.
-LOADER_FILES = (E3, E1, LLAMA, "sglang/srt/models/qwen2_eagle.py", "sglang/srt/models/mistral_eagle.py",
-                "sglang/srt/models/kimi_k25_eagle3.py", WORKER_V2, "sglang/srt/speculative/eagle_worker.py",
-                "sglang/srt/speculative/eagle_utils.py", "sglang/srt/configs/model_config.py")
+HASHES_FILE = "loader_hashes.json"  # beside this module: sha256 per release of the files the rules come from
 
 
 @dataclass(frozen=True)
