@@ -263,10 +263,10 @@ def require_servable(plan: ExportPlan) -> None:
     """Refuse to write a head SGLang would load with parameters left uninitialised (by the newest known release,
     whose loader has every feature: a head it cannot load, no known release can)."""
     sim = simulate_load(plan.config, plan.shapes, plan.algorithm, NEWEST_KNOWN)
+    if sim.shape_errors:  # first: a config that contradicts the weights also changes what SGLang builds
+        raise CheckpointError(f"tensor shapes contradict the config: {sim.shape_errors[0]}")
     if sim.uninitialized:
         raise CheckpointError(f"missing required tensors: {', '.join(sim.uninitialized)}")
-    if sim.shape_errors:
-        raise CheckpointError(f"tensor shapes contradict the config: {sim.shape_errors[0]}")
     if sim.problems:
         raise CheckpointError(sim.problems[0])
 
