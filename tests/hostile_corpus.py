@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from eaglectl.sglang.rules import NEWEST_KNOWN
+
 COMMANDS = ("inspect", "export", "token-map", "serve")
 MARKER = "PWNED"  # a file the hostile pickles would create if their code ever ran
 
@@ -618,7 +620,7 @@ def _(tmp, bases):
 
 
 # --- tensors vs config -------------------------------------------------------------------------------
-@case("shapes-contradict-config", "SGLang 0.5.15 expects", inspect_finding=True, succeeds=("token-map",))
+@case("shapes-contradict-config", f"SGLang {NEWEST_KNOWN} expects", inspect_finding=True, succeeds=("token-map",))
 def _(tmp, bases):
     return _cfg(tmp, bases, hidden_size=128)
 

@@ -493,3 +493,40 @@ def test_unused_tensors_are_never_read(cli, samples, monkeypatch):
         result = cli(*args)
         assert result.exit_code == 0, result.stdout + result.stderr
         assert read and "optimizer.exp_avg" not in read
+
+
+# --- which SGLang releases the export loads in ---------------------------------------------------------------------
+def test_one_layer_export_loads_in_every_known_release(cli, samples):
+    code, doc = run_json(cli, "export", samples["nemo-consolidated"])
+    r = doc["result"]
+    assert code == 0 and r["sglang_releases"] == ["0.5.9–0.5.23"]
+    assert [(v["version"], v["releases"], v["ok"]) for v in r["verification"]] == [
+        ("read-back", None, True), ("0.5.9", "0.5.9–0.5.11", True), ("0.5.12", "0.5.12–0.5.16", True),
+        ("0.5.17", "0.5.17–0.5.23", True)]
+    assert all(not v["problems"] for v in r["verification"])
+    assert any(n.startswith("midlayer.") for n in r["renamed"].values())  # the names 0.5.9 reads too
+
+
+def test_multi_layer_export_says_0_5_12_and_older_ranges_do_not_apply(cli, tmp_path):
+    from tests.synthetic_heads import head, write
+
+    src = write(tmp_path / "two", *head(layers=2, names="layers"))
+    code, doc = run_json(cli, "export", src, "-o", tmp_path / "out")
+    r = doc["result"]
+    assert code == 0 and r["sglang_releases"] == ["0.5.12–0.5.23"]
+    old = next(v for v in r["verification"] if v["version"] == "0.5.9")
+    assert old["ok"] and old["problems"] == ["not applicable: needs SGLang >= 0.5.12 (2 decoder layers)"]
+    result = cli("export", src, "-o", tmp_path / "out", "--force")
+    assert "loads completely in SGLang 0.5.12–0.5.23" in result.stdout
+
+
+def test_verification_fails_a_range_that_would_misload(tmp_path):
+    from eaglectl.export.exporter import verify_output
+    from eaglectl.export.plan import build_plan
+    from tests.synthetic_heads import head, write
+
+    src = write(tmp_path / "flag-only", *head(norm_before_fc=True))
+    plan = build_plan(resolve(src))
+    results = {v.version: v for v in verify_output(src, plan)}
+    assert results["0.5.9"].ok and results["0.5.12"].ok
+    assert not results["0.5.17"].ok and results["0.5.17"].problems == ["uninitialised model.input_norm.weight"]

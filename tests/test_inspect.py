@@ -10,6 +10,13 @@ from eaglectl.demo.samples import save_json, save_safetensors
 from tests.helpers import run_json
 
 
+def view_for(doc: dict, release: str) -> dict:
+    """The "as stored" loader view whose span of releases holds `release`."""
+    from eaglectl.sglang.rules import releases_between
+
+    return next(v for v in doc["result"]["loader_as_is"] if release in releases_between(v["version"], v["last"]))
+
+
 def codes(doc: dict) -> dict[str, str]:
     return {f["code"]: f["severity"] for f in doc["result"]["findings"]}
 
@@ -32,9 +39,10 @@ def test_nemo_consolidated_findings(cli, samples):
     assert found["token-map-ignored"] == "info"
     assert doc["result"]["layout"] == "nemo-consolidated"
     assert doc["result"]["sglang_ready"] is False
-    views = {v["version"]: v for v in doc["result"]["loader_as_is"]}
-    assert views["0.5.9"]["skipped"] and not views["0.5.15"]["skipped"]
-    assert any("layers.1" in p for p in views["0.5.15"]["uninitialized"])  # 8 layers built, 7 never loaded
+    assert [(v["version"], v["last"]) for v in doc["result"]["loader_as_is"]] == [("0.5.9", "0.5.11"),
+                                                                                  ("0.5.12", "0.5.23")]
+    assert view_for(doc, "0.5.9")["skipped"] and not view_for(doc, "0.5.15")["skipped"]
+    assert any("layers.1" in p for p in view_for(doc, "0.5.15")["uninitialized"])  # 8 layers built, 7 never loaded
 
 
 def test_legacy_prefix_is_reported_as_skipped(cli, samples):
@@ -135,3 +143,88 @@ def test_table_output_goes_to_stdout_and_is_not_json(cli, samples):
     assert result.exit_code == 0
     assert "Findings" in result.stdout and "architectures" in result.stdout
     assert result.stderr == ""
+
+
+# --- the verdict per SGLang release ------------------------------------------------------------------------------
+def _finding(doc: dict, code: str) -> dict:
+    return next(f for f in doc["result"]["findings"] if f["code"] == code)
+
+
+def test_norm_before_fc_head_names_the_minimum_release(cli, tmp_path):
+    from tests.synthetic_heads import head, write
+
+    d = write(tmp_path / "nbf", *head(input_norm=True, norm_before_fc=True))
+    _, doc = run_json(cli, "inspect", d)
+    views = doc["result"]["loader_as_is"]
+    assert [(v["version"], v["last"], v["ok"]) for v in views] == [("0.5.9", "0.5.16", False),
+                                                                   ("0.5.17", "0.5.23", True)]
+    assert views[0]["skipped"] == ["input_norm.weight"] and views[0]["ignored_config"] == ["norm_before_fc"]
+    found = _finding(doc, "sglang-minimum")
+    assert found["severity"] == "warning" and "needs SGLang >= 0.5.17" in found["message"]
+    assert "SGLang 0.5.9–0.5.16" in found["message"] and found["fix"] == "serve with SGLang >= 0.5.17"
+    assert doc["result"]["sglang"]["minimum"] == "0.5.17"
+
+
+def test_multi_layer_head_needs_0_5_12_and_is_not_an_error(cli, tmp_path):
+    from tests.synthetic_heads import head, write
+
+    d = write(tmp_path / "two", *head(layers=2))
+    code, doc = run_json(cli, "inspect", d)
+    assert code == 0, doc["result"]["findings"]
+    assert "needs SGLang >= 0.5.12 (2 decoder layers)" in _finding(doc, "sglang-minimum")["message"]
+    layers = _finding(doc, "layers")
+    assert layers["severity"] == "warning" and layers["fix"] == "serve with SGLang >= 0.5.12"
+    assert layers["message"].startswith("SGLang 0.5.9–0.5.11: builds exactly one EAGLE-3 layer")
+    assert doc["result"]["sglang"] == {"serves": ["0.5.12–0.5.23"], "minimum": "0.5.12",
+                                       "needs": ["2 decoder layers"], "newest_known": "0.5.23"}
+
+
+def test_legacy_aux_norm_names_need_0_5_12(cli, tmp_path):
+    from tests.synthetic_heads import head, write
+
+    d = write(tmp_path / "aux", *head(norms="aux_norm", use_aux_norm=True))
+    _, doc = run_json(cli, "inspect", d)
+    assert "needs SGLang >= 0.5.12" in _finding(doc, "sglang-minimum")["message"]
+    assert doc["result"]["sglang"]["serves"] == ["0.5.12–0.5.23"]
+    assert view_for(doc, "0.5.11")["ignored_config"] == ["use_aux_norm"] and view_for(doc, "0.5.12")["ok"]
+
+
+def test_a_head_newer_releases_would_misload_gets_a_finding(cli, tmp_path):
+    from tests.synthetic_heads import head, write
+
+    d = write(tmp_path / "flag-only", *head(norm_before_fc=True))  # the flag without input_norm.weight
+    _, doc = run_json(cli, "inspect", d)
+    found = _finding(doc, "sglang-newer-misloads")
+    assert found["message"].startswith("SGLang 0.5.17–0.5.23 would load this head wrong")
+    assert "model.input_norm.weight" in found["message"] and "0.5.9–0.5.16 loads it" in found["message"]
+    assert doc["result"]["sglang"]["serves"] == ["0.5.9–0.5.16"]
+
+
+def test_a_plain_head_has_no_release_findings(cli, samples):
+    _, doc = run_json(cli, "inspect", samples["specforge"])
+    assert not {"sglang-minimum", "sglang-newer-misloads"} & set(codes(doc))
+    assert [(v["version"], v["last"]) for v in doc["result"]["loader_as_is"]] == [("0.5.9", "0.5.23")]
+    assert doc["result"]["sglang"]["serves"] == ["0.5.9–0.5.23"]
+
+
+def test_aux_capture_that_differs_per_release_on_a_deepseek_target(cli, tmp_path):
+    from eaglectl.demo.samples import target_config
+    from tests.synthetic_heads import head, write
+
+    d = write(tmp_path / "ds", *head(eagle_config={"eagle_aux_hidden_state_layer_ids": [2, 3, 5]}))
+    save_json(tmp_path / "t" / "config.json", dict(target_config(), model_type="deepseek_v3"))
+    _, doc = run_json(cli, "inspect", d, "--target", tmp_path / "t")
+    found = _finding(doc, "aux-capture")
+    assert "SGLang 0.5.9–0.5.12 captures the inputs of layers [3, 4, 6]" in found["message"]
+    assert "SGLang 0.5.13–0.5.23 captures the inputs of layers [2, 3, 5]" in found["message"]
+    save_json(tmp_path / "t" / "config.json", target_config())  # llama: one rule in every release
+    _, doc = run_json(cli, "inspect", d, "--target", tmp_path / "t")
+    assert "aux-capture" not in codes(doc)
+
+
+def test_text_output_shows_release_spans(cli, tmp_path):
+    from tests.synthetic_heads import head, write
+
+    d = write(tmp_path / "nbf", *head(input_norm=True, norm_before_fc=True))
+    out = cli("inspect", d).stdout
+    assert "0.5.9–0.5.16" in out and "0.5.17–0.5.23" in out and "needs >= 0.5.17" in out

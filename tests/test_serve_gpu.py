@@ -101,6 +101,9 @@ def test_nemo_head_serves_with_full_acceptance_and_is_lossless(tmp_path):
     doc, wall = _serve(fixture / "target", draft, fixture / "prompts.json")
     r = doc["result"]
     assert r["exported"] == "written" and r["draft_model_path"] == str(draft / "sglang")
+    from eaglectl.sglang.rules import range_label
+
+    assert r["sglang_version"] and r["sglang_rules"] == range_label(r["sglang_version"])  # checked, then served
     mean = r["smoke"]["mean_accept_length"]
     report = {"mean_accept_length": mean, "per_prompt": [q["spec_accept_length"] for q in r["smoke"]["requests"]],
               "startup_seconds": r["startup_seconds"], "wall_seconds": round(wall, 1),

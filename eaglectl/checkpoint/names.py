@@ -2,7 +2,7 @@
 
 Trainers prefix names (`draft_model.`, `module.`, `_orig_mod.`, `model.`) and spell the decoder layer as
 `layers.N` or `midlayer`. We strip the prefixes, read the layer index, and write the canonical name:
-EAGLE-3 with one layer -> `midlayer.*` (loads in SGLang 0.5.9 and 0.5.15+), deeper EAGLE-3 -> `layers.N.*`,
+EAGLE-3 with one layer -> `midlayer.*` (loads in every known SGLang release), deeper EAGLE-3 -> `layers.N.*`,
 EAGLE -> `layers.N.*` (its loader prepends `model.` itself).
 """
 

@@ -18,8 +18,19 @@ from eaglectl.errors import EaglectlError
 from eaglectl.export.config_rewrite import aux_layer_ids_of
 from eaglectl.export.plan import ExportPlan, build_plan
 from eaglectl.runner.contract import aux_layer_problems  # noqa: F401  (the training-side rule, re-exported)
+from eaglectl.sglang import rules
 from eaglectl.sglang.architectures import own_loader
-from eaglectl.sglang.loader import ARCHITECTURE, SGLANG_VERSIONS, DraftDims, simulate_load
+from eaglectl.sglang.loader import (
+    ARCHITECTURE,
+    NEWEST_KNOWN,
+    ReleaseSpan,
+    embeddings_shared,
+    ignored_config,
+    minimum_release,
+    replay_releases,
+    serving_spans,
+    simulate_load,
+)
 
 SCAN_CHUNK_BYTES = 16 * 1024 * 1024
 
@@ -51,11 +62,26 @@ class ConfigSummary:
 
 @dataclass
 class LoaderView:
-    version: str
+    """One span of releases whose loaders do the same with the stored checkpoint."""
+
+    version: str  # first release of the span
+    last: str  # last release of the span
     loaded: int
     skipped: list[str]
     uninitialized: list[str]
     from_target: list[str]
+    ignored_config: list[str] = field(default_factory=list)
+    ok: bool = False
+
+
+@dataclass
+class SGLangSupport:
+    """Which known SGLang releases serve the head in the form eaglectl hands to SGLang (after export)."""
+
+    serves: list[str]  # release spans that load it completely, e.g. ["0.5.12–0.5.23"]
+    minimum: str | None  # oldest release whose loader has every feature the head needs
+    needs: list[str]  # the features that set `minimum`
+    newest_known: str = rules.NEWEST_KNOWN
 
 
 @dataclass
@@ -72,6 +98,7 @@ class InspectReport:
     total_params: int = 0
     total_bytes: int = 0
     loader_as_is: list[LoaderView] = field(default_factory=list)
+    sglang: SGLangSupport | None = None
     export_preview: dict[str, Any] | None = None
     target: TargetInfo | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -196,12 +223,14 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
                     f"an error (accept length ~1.0)", fix))
     shapes = {n: t.shape for n, t in ckpt.weights.tensors.items()}
     skipped: dict[str, list[str]] = {}
-    for version in SGLANG_VERSIONS:
-        sim = simulate_load(cfg, shapes, algo, version)
-        report.loader_as_is.append(LoaderView(version, len(sim.loaded), sim.skipped, sim.uninitialized,
-                                              sim.from_target))
-        for name in sim.skipped:
-            skipped.setdefault(name, []).append(version)
+    minimum, _ = minimum_release(plan.config if plan else cfg, [*shapes, *(plan.shapes if plan else ())], algo)
+    for span in replay_releases(cfg, shapes, algo):
+        sim = span.sim
+        report.loader_as_is.append(LoaderView(span.first, span.last, len(sim.loaded), sim.skipped, sim.uninitialized,
+                                              sim.from_target, sim.ignored_config, sim.ok))
+        if _can_serve(span, minimum):  # an older release lacks a feature the head needs: its own finding says so
+            for name in sim.skipped:
+                skipped.setdefault(name, []).append(span.label)
     # input_norm.weight (norm-before-fc) and a tied head's lm_head.weight (tied-lm-head) have their own findings
     own = {"input_norm.weight", *(["lm_head.weight"] if cfg.get("tie_word_embeddings") is True else [])}
     renamable = {n: v for n, v in skipped.items() if parse_name(n).known and parse_name(n).base not in own}
@@ -236,33 +265,74 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
 def _plan_findings(ckpt: Checkpoint, plan: ExportPlan, report: InspectReport) -> None:
     add = report.findings.append
     uninit: set[str] = set()
-    num_aux = DraftDims.from_config(plan.config).num_aux
-    for version in SGLANG_VERSIONS:
-        sim = simulate_load(plan.config, plan.shapes, plan.algorithm, version)
-        for err in sim.shape_errors:
-            if version == "0.5.9" and num_aux != 3 and "fc" in err.split(":")[0]:
-                add(Finding("shape", Severity.warning, f"SGLang 0.5.9-0.5.11 build fc for exactly 3 aux hidden "
-                            f"states, this head has {num_aux}: {err}", "serve with SGLang >= 0.5.12"))
-                continue
-            add(Finding("shape", Severity.error, f"SGLang {version}: {err}"))
-        for prob in sim.problems:
-            add(Finding("layers", Severity.warning if version == "0.5.9" else Severity.error, prob,
-                        "serve with SGLang >= 0.5.15" if version == "0.5.9" else None))
-        uninit.update(sim.uninitialized)
+    spans = replay_releases(plan.config, plan.shapes, plan.algorithm)
+    assert ckpt.weights is not None
+    names = [*ckpt.weights.tensors, *plan.shapes]  # stored names too: the plan drops what it cannot place
+    for span in spans:
+        span.sim.ignored_config = ignored_config(plan.config, plan.algorithm, span.first, names)
+    minimum, needs = minimum_release(plan.config, names, plan.algorithm)
+    shape_seen: set[str] = set()
+    for span in reversed(spans):  # newest first: an error in every release is named with the newest
+        for err in span.sim.shape_errors:
+            key = err.replace(f"SGLang {span.first} expects", "SGLang expects")
+            if key not in shape_seen:
+                shape_seen.add(key)
+                add(Finding("shape", Severity.error, err.replace(f"SGLang {span.first} expects",
+                                                                 f"SGLang {span.last} expects")))
+        if _can_serve(span, minimum):
+            uninit.update(span.sim.uninitialized)
+    for span in spans:
+        for prob in span.sim.problems:
+            older = bool(minimum) and rules.release_key(span.last) < rules.release_key(minimum)
+            add(Finding("layers" if "layer" in prob else "config", Severity.warning if older else Severity.error,
+                        f"SGLang {span.label}: {prob.replace(f'SGLang {span.first} ', '')}",
+                        f"serve with SGLang >= {minimum}" if older else None))
     if uninit:
         add(Finding("missing-tensors", Severity.error,
                     f"required tensors missing, SGLang would leave them uninitialised: {', '.join(sorted(uninit))}"))
+    report.findings.extend(release_findings(spans, minimum, needs))
+    report.sglang = SGLangSupport(serving_spans(spans), minimum or None, needs)
     embed = [t for t in plan.tensors if t.name == "embed_tokens.weight"]
-    target_hidden = plan.config.get("target_hidden_size")
-    own_width = isinstance(target_hidden, int) and target_hidden != plan.config.get("hidden_size")
-    if embed and plan.algorithm is Algorithm.EAGLE3 and own_width:
-        add(Finding("embeddings", Severity.info,
-                    f"draft embeddings present {list(embed[0].shape)}; SGLang uses them (target_hidden_size "
-                    f"{target_hidden} != hidden_size: the target's cannot be shared), so they must stay"))
-    elif embed:
+    if embed:
+        shared = plan.algorithm is Algorithm.EAGLE or embeddings_shared(plan.config)
         add(Finding("embeddings", Severity.info,
                     f"draft embeddings present {list(embed[0].shape)}; SGLang replaces them with the target's",
-                    "export --drop-embeddings saves the space"))
+                    "export --drop-embeddings saves the space") if shared else
+            Finding("embeddings", Severity.info,
+                    f"draft embeddings {list(embed[0].shape)} are used: target_hidden_size differs from hidden_size, "
+                    f"so SGLang keeps the draft's own"))
+
+
+def release_findings(spans: list[ReleaseSpan], minimum: str, needs: list[str]) -> list[Finding]:
+    """What depends on the SGLang release: the minimum one a head's features need, and releases newer than
+    one that loads the head but that would mis-load it."""
+    found = []
+    if minimum and needs and minimum != rules.OLDEST_SUPPORTED:
+        older = [s for s in spans if rules.release_key(s.first) < rules.release_key(minimum)]
+        what = "; ".join(_issues(older[0].sim)[:2]).replace(f"SGLang {older[0].first} ", "") if older else ""
+        found.append(Finding(
+            "sglang-minimum", Severity.warning,
+            f"needs SGLang >= {minimum} ({', '.join(needs)})" + (f"; SGLang {older[0].label} {what}" if what else ""),
+            f"serve with SGLang >= {minimum}"))
+    for i, span in enumerate(spans):
+        earlier_ok = [s for s in spans[:i] if s.sim.ok]
+        if not span.sim.ok and earlier_ok:
+            found.append(Finding(
+                "sglang-newer-misloads", Severity.warning,
+                f"SGLang {span.label} would load this head wrong ({'; '.join(_issues(span.sim)[:2])}), though "
+                f"{earlier_ok[-1].label} loads it", f"serve with SGLang {earlier_ok[-1].label}, or fix the config"))
+    return found
+
+
+def _can_serve(span: ReleaseSpan, minimum: str) -> bool:
+    """The span reaches the minimum release the head's features need (or no known release has them all)."""
+    return not minimum or rules.release_key(span.last) >= rules.release_key(minimum)
+
+
+def _issues(sim) -> list[str]:
+    return ([f"ignores config {k}" for k in sim.ignored_config] + [f"skips {n}" for n in sim.skipped]
+            + [f"leaves {n} uninitialised" for n in sim.uninitialized] + [f"loads {n} twice" for n in sim.overwritten]
+            + sim.shape_errors + sim.problems)
 
 
 def _dtype_findings(ckpt: Checkpoint, report: InspectReport) -> None:
@@ -341,7 +411,7 @@ def _value_findings(ckpt: Checkpoint, plan: ExportPlan | None, report: InspectRe
     assert ckpt.weights is not None
     if plan is None:
         return
-    sim = simulate_load(plan.config, plan.shapes, plan.algorithm, SGLANG_VERSIONS[-1])
+    sim = simulate_load(plan.config, plan.shapes, plan.algorithm, NEWEST_KNOWN)
     taken = [t.source for t in plan.tensors if t.source and t.name in sim.loaded and t.name not in sim.misshapen]
     found = scan_non_finite(ckpt.weights, scanned_tensors(ckpt.weights, taken))
     if found:
@@ -377,6 +447,18 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
                     f"target context {t.max_position_embeddings} > draft max_position_embeddings {mpe}: SGLang "
                     f"refuses to start unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1",
                     "pass --context-length, or `eaglectl serve --allow-longer-context`"))
+
+
+def capture_findings(model_type: str | None, ids: list[int], num_layers: int) -> list[Finding]:
+    """A target family whose releases turn the same aux ids into different captured layers: the head was
+    trained on one of them, so the others feed it the wrong hidden states (rules.CAPTURE_RULES)."""
+    seen = [(r, rules.captured_positions(r, ids, num_layers)) for r in rules.capture_rules_for(model_type)]
+    if len({tuple(p) for _, p in seen}) < 2:
+        return []
+    spans = "; ".join(f"SGLang {r.first}–{r.last} captures the inputs of layers {p}" for r, p in seen)
+    return [Finding("aux-capture", Severity.warning,
+                    f"on a {model_type} target the aux ids {ids} mean different layers per SGLang release: {spans}",
+                    "serve with the release range whose capture matches how the head was trained")]
 
 
 def target_findings(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo) -> list[Finding]:

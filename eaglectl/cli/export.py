@@ -74,8 +74,10 @@ def render_export(console: Console, r) -> None:
     for v in r.verification:
         mark = "[green]ok[/]" if v.ok else "[red]FAILED[/]"
         detail = f" ({safe('; '.join(v.problems))})" if v.problems else ""
-        label = "read back" if v.version == "read-back" else f"SGLang {safe(v.version)} loader"
+        label = "read back" if v.version == "read-back" else f"SGLang {safe(v.releases or v.version)} loader"
         console.print(f"  verify   {label}: {mark}{detail}")
+    loads = ", ".join(r.sglang_releases) if r.sglang_releases else "no known release"
+    console.print(f"  sglang   loads completely in SGLang {safe(loads)}")
     if r.token_map:
         console.print(f"  token map {safe(r.token_map)} (EAGLE: pass as --speculative-token-map)")
     for n in r.notes:

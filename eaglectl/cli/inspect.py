@@ -70,12 +70,22 @@ def render_report(console: Console, report) -> None:
         console.print(t)
     if report.loader_as_is:
         t = Table(title="SGLang loader, as stored", title_justify="left")
-        for col in ("version", "loaded", "skipped", "uninitialised", "from target"):
-            t.add_column(col)
+        t.add_column("releases", no_wrap=True, min_width=13)
+        for col in ("loaded", "skipped", "uninit"):
+            t.add_column(col, justify="right")
+        for col in ("ignored keys", "from target"):
+            t.add_column(col, overflow="fold")
         for v in report.loader_as_is:
-            t.add_row(cell(v.version), str(v.loaded), str(len(v.skipped)), str(len(v.uninitialized)),
-                      cell(", ".join(v.from_target) or "-"))
+            span = v.version if v.version == v.last else f"{v.version}–{v.last}"
+            t.add_row(cell(span), str(v.loaded), str(len(v.skipped)), str(len(v.uninitialized)),
+                      cell(", ".join(v.ignored_config) or "-"), cell(", ".join(v.from_target) or "-"))
         console.print(t)
+    if report.sglang:
+        s = report.sglang
+        serves = ", ".join(s.serves) if s.serves else "no known release"
+        console.print(f"SGLang after export: loads completely in {safe(serves)}"
+                      + (f"; needs >= {safe(s.minimum)}" if s.minimum and s.needs else "")
+                      + f" (newest known {safe(s.newest_known)})", soft_wrap=True)
     render_findings(console, report.findings)
 
 

@@ -31,8 +31,9 @@ from eaglectl.export.outputs import (
 from eaglectl.export.plan import DroppedTensor, ExportPlan, build_plan
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
 from eaglectl.jsonfile import dumps_config
+from eaglectl.sglang import rules
 from eaglectl.sglang.architectures import own_loader
-from eaglectl.sglang.loader import SGLANG_VERSIONS, simulate_load
+from eaglectl.sglang.loader import NEWEST_KNOWN, replay_releases, serving_spans, simulate_load
 
 DEFAULT_MAX_SHARD = "5GB"
 
@@ -45,10 +46,11 @@ class WrittenFile:
 
 @dataclass
 class Verification:
-    version: str
+    version: str  # "read-back", or the release replayed (the first of its rule range)
     ok: bool
     loaded: int
     problems: list[str]
+    releases: str | None = None  # the rule range that release stands for, e.g. "0.5.12–0.5.16"
 
 
 @dataclass
@@ -68,6 +70,7 @@ class ExportReport:
     bytes: int = 0
     seconds: float = 0.0
     verification: list[Verification] = field(default_factory=list)
+    sglang_releases: list[str] = field(default_factory=list)  # known release ranges that load the output completely
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # also printed on stderr; never a failure
 
@@ -119,7 +122,8 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
     report = ExportReport(
         source=ckpt.source, layout=ckpt.layout, algorithm=plan.algorithm, output=out, action="dry-run",
         renamed=plan.renames, dropped=plan.dropped, generated=plan.generated_from, config_changes=plan.config_changes,
-        tensors_written=len(plan.tensors), bytes=plan.total_bytes)
+        tensors_written=len(plan.tensors), bytes=plan.total_bytes,
+        sglang_releases=serving_spans(replay_releases(plan.config, plan.shapes, plan.algorithm)))
     if output is None:
         report.notes.extend(earlier_export_notes(ckpt))
     in_place = ckpt.model_dir is not None and out == ckpt.model_dir.resolve()
@@ -279,14 +283,15 @@ def refuse_failure_modes(ckpt: Checkpoint, plan: ExportPlan) -> None:
 
 
 def require_servable(plan: ExportPlan) -> None:
-    """Refuse to write a head SGLang would load with parameters left uninitialised."""
+    """Refuse to write a head SGLang would load with parameters left uninitialised (by the newest known release,
+    whose loader has every feature: a head it cannot load, no known release can)."""
     if own_loader(plan.config) is not None:  # served by its own loader, which eaglectl does not replay
         return
-    sim = simulate_load(plan.config, plan.shapes, plan.algorithm, SGLANG_VERSIONS[-1])
+    sim = simulate_load(plan.config, plan.shapes, plan.algorithm, NEWEST_KNOWN)
+    if sim.shape_errors:  # first: a config that contradicts the weights also changes what SGLang builds
+        raise CheckpointError(f"tensor shapes contradict the config: {sim.shape_errors[0]}")
     if sim.uninitialized:
         raise CheckpointError(f"missing required tensors: {', '.join(sim.uninitialized)}")
-    if sim.shape_errors:
-        raise CheckpointError(f"tensor shapes contradict the config: {sim.shape_errors[0]}")
     if sim.problems:
         raise CheckpointError(sim.problems[0])
 
@@ -419,27 +424,14 @@ def _write_small(path: Path, data: bytes) -> WrittenFile:
     return WrittenFile(str(path), len(data))
 
 
-def _unsupported_by(version: str, plan: ExportPlan) -> str | None:
-    """What a release cannot serve at all (the head is meant for a newer one), so there is nothing to replay.
-    Releases per RULES: one EAGLE-3 layer and 3 aux states through 0.5.11; norm_before_fc from 0.5.17."""
-    from eaglectl.sglang.aux_ids import parse_version
-    from eaglectl.sglang.loader import DraftDims
-
-    if plan.algorithm is not Algorithm.EAGLE3:
-        return None
-    v = parse_version(version)
-    if v < (0, 5, 12) and plan.num_layers != 1:
-        return f"cannot serve {plan.num_layers} layers"
-    num_aux = DraftDims.from_config(plan.config).num_aux
-    if v < (0, 5, 12) and num_aux != 3:  # fc is 3 x target hidden through 0.5.11
-        return f"cannot serve {num_aux} aux hidden states (0.5.12+ can)"
-    if v < (0, 5, 17) and any(t.name == "input_norm.weight" for t in plan.tensors):
-        return "ignores norm_before_fc and its input_norm.weight (0.5.17+ applies them)"
-    return None
-
 
 def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
-    """Re-open what was written and replay SGLang's loaders (0.5.9 and 0.5.15) over it."""
+    """Re-open what was written and replay SGLang's loader of each rule range (one release per range) over it.
+
+    A range whose loader cannot have what the head needs (an older release without a feature it uses) is
+    reported as not applicable, not as a failure: the export's `sglang_releases` says which ranges serve it."""
+    from eaglectl.sglang.loader import minimum_release
+
     results = []
     try:
         ckpt = resolve(directory, load_meta=False)
@@ -459,17 +451,21 @@ def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
     results.append(Verification("read-back", not problems, len(stored), problems))
     shapes = {n: s for n, (_, s) in stored.items()}
     arch = own_loader(ckpt.config)
-    for version in SGLANG_VERSIONS:
-        if arch is not None:
-            results.append(Verification(version, True, 0, [f"not replayed: SGLang loads {arch.name} with its own "
-                                                           f"loader ({arch.source})"]))
+    if arch is not None:
+        results.append(Verification("loader", True, 0, [f"not replayed: SGLang loads {arch.name} with its own "
+                                                        f"loader ({arch.source})"]))
+        return results
+    minimum, needs = minimum_release(ckpt.config, list(shapes), plan.algorithm)
+    loaders = rules.EAGLE3_LOADERS if plan.algorithm is Algorithm.EAGLE3 else rules.EAGLE_LOADERS
+    for rng in loaders:
+        label = f"{rng.first}–{rng.last}"
+        if minimum and rules.release_key(rng.last) < rules.release_key(minimum):
+            results.append(Verification(rng.first, True, 0, [f"not applicable: needs SGLang >= {minimum} "
+                                                             f"({', '.join(needs)})"], label))
             continue
-        unsupported = _unsupported_by(version, plan)
-        if unsupported:
-            results.append(Verification(version, True, 0, [f"skipped: {version} {unsupported}"]))
-            continue
-        sim = simulate_load(ckpt.config, shapes, plan.algorithm, version)
+        sim = simulate_load(ckpt.config, shapes, plan.algorithm, rng.first)
         issues = ([f"skipped {n}" for n in sim.skipped] + [f"uninitialised {n}" for n in sim.uninitialized]
-                  + sim.shape_errors + sim.problems)
-        results.append(Verification(version, sim.ok, len(sim.loaded), issues))
+                  + [f"ignored config {k}" for k in sim.ignored_config]
+                  + [f"loaded twice {n}" for n in sim.overwritten] + sim.shape_errors + sim.problems)
+        results.append(Verification(rng.first, sim.ok, len(sim.loaded), issues, label))
     return results

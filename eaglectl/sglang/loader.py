@@ -1,33 +1,38 @@
-"""A simulation of SGLang's Llama EAGLE / EAGLE-3 weight loaders, read from SGLang's source.
+"""A replay of SGLang's Llama EAGLE / EAGLE-3 weight loaders, driven by the rule tables in `rules.py`.
 
 SGLang skips every weight name it does not recognise without a message and leaves parameters nothing
 loaded at their random initial values. Replaying its name matching against a checkpoint's tensors tells,
-before any GPU is involved, what a real load would consume, skip and leave uninitialised.
-
-Rules per version (python/sglang/srt/models/llama_eagle3.py, llama_eagle.py, llama.py):
-- 0.5.9: one decoder layer as `model.midlayer`; `num_hidden_layers` must be 1.
-- 0.5.15: `model.layers.{i}` for i < num_hidden_layers; names containing `midlayer` are rewritten to
-  `layers.0` first; optional per-aux `fc_norm`; the fc width follows the aux-layer count.
-- EAGLE3: a name is tried bare, then with `model.`; names containing `d2t` become the hot-token map,
-  `t2d` is ignored; q/k/v and gate/up are stacked shards. Draft embeddings are replaced by the target's.
-- EAGLE: every name but `lm_head*` gets `model.` prepended; embeddings and lm_head come from the target.
+before any GPU is involved, what a real load of a given release would consume, skip and leave
+uninitialised, and which config keys that release ignores. Nothing here branches on a version number:
+`simulate_load` asks `rules.eagle3_loader(version)` / `rules.eagle_loader(version)` for the release's table.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from eaglectl.enums import Algorithm
 from eaglectl.jsonfile import config_int
+from eaglectl.sglang import rules
 
-SGLANG_VERSIONS = ("0.5.9", "0.5.15")
+SGLANG_VERSIONS = rules.RELEASES  # every known release; the last is the newest
+NEWEST_KNOWN = rules.NEWEST_KNOWN
 ARCHITECTURE = {Algorithm.EAGLE3: "LlamaForCausalLMEagle3", Algorithm.EAGLE: "LlamaForCausalLMEagle"}
 ALGORITHM_OF_ARCHITECTURE = {v: k for k, v in ARCHITECTURE.items()}
-_STACKED = ((".qkv_proj", ".q_proj", "q"), (".qkv_proj", ".k_proj", "k"), (".qkv_proj", ".v_proj", "v"),
-            (".gate_up_proj", ".gate_proj", 0), (".gate_up_proj", ".up_proj", 1))
-_LEGACY_0_5_15 = {"midlayer": "layers.0", "aux_norm_low": "fc_norm.0", "aux_norm_mid": "fc_norm.1",
-                  "aux_norm_high": "fc_norm.2"}
+_FC_NORM_NAME = re.compile(r"(^|\.)(fc_norm\.\d+|aux_norm_(low|mid|high))\.")
+
+
+def _truthy_key(cfg: dict[str, Any], key: str) -> bool:
+    return bool(cfg.get(key))
+
+
+def norm_before_fc(cfg: dict[str, Any]) -> bool:
+    """The flag as SGLang (0.5.17+) reads it: `eagle_config.norm_before_fc` when that key exists, else the
+    top-level key (rules.EAGLE3.norm_before_fc_keys)."""
+    eagle_cfg = cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}
+    return bool(eagle_cfg["norm_before_fc"] if "norm_before_fc" in eagle_cfg else cfg.get("norm_before_fc"))
 
 
 @dataclass
@@ -48,6 +53,9 @@ class DraftDims:
     fc_bias: bool
     attention_bias: bool
     fc_norm: bool
+    norm_before_fc: bool = False
+    has_target_hidden: bool = False  # the key is present (SGLang tests hasattr, not the value)
+    num_aux_configured: bool = False  # num_aux came from the config, not the default 3
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> DraftDims:
@@ -58,41 +66,58 @@ class DraftDims:
         heads = num("num_attention_heads") or 1
         eagle_cfg = cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}
         aux_ids = eagle_cfg.get("eagle_aux_hidden_state_layer_ids")
-        num_aux = num("num_aux_hidden_states") or (len(aux_ids) if isinstance(aux_ids, list) and aux_ids else 3)
+        configured = num("num_aux_hidden_states") or (len(aux_ids) if isinstance(aux_ids, list) and aux_ids else None)
         return cls(
             hidden=hidden, heads=heads, kv_heads=num("num_key_value_heads") or heads,
             head_dim=num("head_dim") or (hidden // heads if heads else 0),
             intermediate=num("intermediate_size") or 0, vocab=num("vocab_size") or 0,
             draft_vocab=num("draft_vocab_size"), target_hidden=num("target_hidden_size") or hidden,
-            num_layers=num("num_hidden_layers", 1) or 0, num_aux=num_aux,
-            tie_embeddings=bool(cfg.get("tie_word_embeddings", False)), fc_bias=bool(cfg.get("bias", False)),
-            attention_bias=bool(cfg.get("attention_bias", False)),
+            num_layers=num("num_hidden_layers", 1) or 0, num_aux=configured or 3,
+            tie_embeddings=bool(cfg.get("tie_word_embeddings", False)), fc_bias=_truthy_key(cfg, "bias"),
+            attention_bias=any(_truthy_key(cfg, k) for k in rules.EAGLE3.o_proj_bias_keys.value),
             fc_norm=bool(cfg.get("fc_norm") or cfg.get("use_aux_norm")),
+            norm_before_fc=norm_before_fc(cfg), has_target_hidden="target_hidden_size" in cfg,
+            num_aux_configured=configured is not None,
         )
 
 
 @dataclass
 class LoadSimulation:
-    """What one SGLang version's loader would do with a checkpoint."""
+    """What one SGLang release's loader would do with a checkpoint."""
 
     version: str
     algorithm: Algorithm
     loaded: dict[str, str] = field(default_factory=dict)  # stored name -> SGLang parameter
-    skipped: list[str] = field(default_factory=list)  # stored names dropped without a message
+    skipped: list[str] = field(default_factory=list)  # stored names dropped (EAGLE-3: without a message)
     ignored_by_design: list[str] = field(default_factory=list)  # t2d; lm_head for EAGLE
     uninitialized: list[str] = field(default_factory=list)  # parameters nothing loaded
+    unused: list[str] = field(default_factory=list)  # parameters nothing loaded that forward never reads
     shape_errors: list[str] = field(default_factory=list)
     misshapen: set[str] = field(default_factory=set)  # stored names whose shape SGLang refuses
     from_target: list[str] = field(default_factory=list)  # parameters SGLang takes from the target
     problems: list[str] = field(default_factory=list)  # start-up failures (e.g. layer count)
+    ignored_config: list[str] = field(default_factory=list)  # config keys set that this release does not read
+    overwritten: list[str] = field(default_factory=list)  # parameters two stored tensors load into (last wins)
     hot_token_map: bool = False
 
     @property
     def ok(self) -> bool:
-        return not (self.skipped or self.uninitialized or self.shape_errors or self.problems)
+        return not (self.skipped or self.uninitialized or self.shape_errors or self.problems or self.ignored_config
+                    or self.overwritten)
+
+    def verdict(self) -> tuple:
+        """What the load does, without the release number: equal verdicts mean the releases load alike."""
+        strip = re.compile(r"SGLang \S+ expects")
+        same = re.compile(r"model\.midlayer\.")  # one layer under either prefix is the same layer
+        return (sorted((k, same.sub("model.layers.0.", v)) for k, v in self.loaded.items()), self.skipped,
+                self.ignored_by_design, [same.sub("model.layers.0.", u) for u in self.uninitialized], self.unused,
+                [strip.sub("SGLang expects", e) for e in self.shape_errors], self.from_target,
+                [p.replace(self.version, "") for p in self.problems], self.ignored_config, self.overwritten,
+                self.hot_token_map)
 
 
-def _layer_params(prefix: str, d: DraftDims, in_dim: int, *, eagle3: bool, first: bool) -> dict[str, Any]:
+def _layer_params(prefix: str, d: DraftDims, in_dim: int, *, eagle3: bool, input_layernorm: bool,
+                  qkv_bias: bool) -> dict[str, Any]:
     q, kv = d.heads * d.head_dim, d.kv_heads * d.head_dim
     p: dict[str, Any] = {
         f"{prefix}self_attn.qkv_proj.weight": {"q": (q, in_dim), "k": (kv, in_dim), "v": (kv, in_dim)},
@@ -102,11 +127,12 @@ def _layer_params(prefix: str, d: DraftDims, in_dim: int, *, eagle3: bool, first
         f"{prefix}post_attention_layernorm.weight": (d.hidden,),
     }
     if d.attention_bias:
-        p[f"{prefix}self_attn.qkv_proj.bias"] = {"q": (q,), "k": (kv,), "v": (kv,)}
+        if qkv_bias:
+            p[f"{prefix}self_attn.qkv_proj.bias"] = {"q": (q,), "k": (kv,), "v": (kv,)}
         p[f"{prefix}self_attn.o_proj.bias"] = (d.hidden,)
     if eagle3:
         p[f"{prefix}hidden_norm.weight"] = (d.hidden,)
-    if eagle3 or not first:  # SGLang's EAGLE layer 0 has no input_layernorm
+    if input_layernorm:
         p[f"{prefix}input_layernorm.weight"] = (d.hidden,)
     return p
 
@@ -116,31 +142,69 @@ def expected_parameters(cfg: dict[str, Any], algorithm: Algorithm, version: str)
     d = DraftDims.from_config(cfg)
     params: dict[str, Any] = {"model.embed_tokens.weight": (d.vocab, d.hidden)}
     if algorithm is Algorithm.EAGLE3:
-        num_aux = 3 if version == "0.5.9" else d.num_aux
-        params["model.fc.weight"] = (d.hidden, d.target_hidden * num_aux)
+        r = rules.eagle3_loader(version)
+        num_aux = d.num_aux if r.num_aux_from_config.value else 3
+        width = d.target_hidden * num_aux
+        params["model.fc.weight"] = (d.hidden, width)
         if d.fc_bias:
             params["model.fc.bias"] = (d.hidden,)
-        if d.fc_norm and version != "0.5.9":
+        if d.norm_before_fc and r.norm_before_fc.value:
+            params["model.input_norm.weight"] = (width,)
+        if d.fc_norm and r.fc_norm.value:
             for i in range(num_aux):
                 params[f"model.fc_norm.{i}.weight"] = (d.target_hidden,)
-        prefixes = ["model.midlayer."] if version == "0.5.9" else [f"model.layers.{i}." for i in range(d.num_layers)]
+        prefixes = (["model.midlayer."] if r.layer_prefix.value == "midlayer"
+                    else [f"model.layers.{i}." for i in range(d.num_layers)])
         for i, prefix in enumerate(prefixes):
-            params.update(_layer_params(prefix, d, 2 * d.hidden if i == 0 else d.hidden, eagle3=True, first=i == 0))
+            params.update(_layer_params(prefix, d, 2 * d.hidden if i == 0 else d.hidden, eagle3=True,
+                                        input_layernorm=True, qkv_bias=rules.EAGLE3.qkv_bias.value))
         params["model.norm.weight"] = (d.hidden,)
         if not d.tie_embeddings:
             params["lm_head.weight"] = (d.draft_vocab or d.vocab, d.hidden)
     else:
+        e = rules.eagle_loader(version)
         for i in range(d.num_layers):
-            params.update(_layer_params(f"model.layers.{i}.", d, d.hidden, eagle3=False, first=i == 0))
+            params.update(_layer_params(f"model.layers.{i}.", d, d.hidden, eagle3=False,
+                                        input_layernorm=i > 0 or e.layer0_input_layernorm.value, qkv_bias=True))
         params["model.fc.weight"] = (d.hidden, 2 * d.hidden)
-        params["model.fc.bias"] = (d.hidden,)
+        if e.fc_bias.value:
+            params["model.fc.bias"] = (d.hidden,)
+        if e.final_norm.value:
+            params["model.norm.weight"] = (d.hidden,)
         params["lm_head.weight"] = (d.vocab, d.hidden)
     return params
 
 
+def embeddings_shared(cfg: dict[str, Any]) -> bool:
+    """EAGLE-3: SGLang replaces the draft embeddings with the target's unless target_hidden_size is present and
+    differs from hidden_size (rules.EAGLE3.embed_shared)."""
+    d = DraftDims.from_config(cfg)
+    return not (d.has_target_hidden and d.target_hidden != d.hidden)
+
+
+def ignored_config(cfg: dict[str, Any], algorithm: Algorithm, version: str, names: Any = ()) -> list[str]:
+    """Config keys the head relies on that `version`'s EAGLE-3 loader does not read. A key counts when the
+    head holds what it switches on (`names`: its stored tensors; fc's width for the aux count): a flag set
+    without its weights was not trained with, and a release that ignores it loads the head as it was trained."""
+    if algorithm is not Algorithm.EAGLE3:
+        return []
+    d, r = DraftDims.from_config(cfg), rules.eagle3_loader(version)
+    names = list(names)
+    found = []
+    if d.norm_before_fc and not r.norm_before_fc.value and any("input_norm." in n for n in names):
+        found.append("norm_before_fc")
+    if d.fc_norm and not r.fc_norm.value and any(_FC_NORM_NAME.search(n) for n in names):
+        found.append("fc_norm" if cfg.get("fc_norm") else "use_aux_norm")
+    if d.num_aux_configured and d.num_aux != 3 and not r.num_aux_from_config.value:
+        found.append("num_aux_hidden_states" if config_int(cfg, "num_aux_hidden_states")
+                     else "eagle_config.eagle_aux_hidden_state_layer_ids (count)")
+    return found
+
+
 def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algorithm: Algorithm,
                   version: str) -> LoadSimulation:
-    """Replay `load_weights` of `version` over stored tensor names and shapes."""
+    """Replay `load_weights` of `version` (any release from rules.OLDEST_SUPPORTED on; one newer than the newest
+    known gets the newest rules) over stored tensor names and shapes."""
     sim = LoadSimulation(version=version, algorithm=algorithm)
     d = DraftDims.from_config(cfg)
     params = expected_parameters(cfg, algorithm, version)
@@ -157,27 +221,36 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             sim.shape_errors.append(f"{stored}: stored {list(got)}, SGLang {version} expects {list(want)}")
             sim.misshapen.add(stored)
         sim.loaded[stored] = param
-        filled.setdefault(param, set()).add(shard if shard is not None else "all")
+        part = shard if shard is not None else "all"
+        have = filled.setdefault(param, set())
+        if part in have or (part == "all" and have) or (part != "all" and "all" in have):
+            sim.overwritten.append(param if part == "all" else f"{param} (shard {part})")
+        have.add(part)
 
-    def load_stacked_or_plain(stored: str, name: str, lookup: Any) -> None:
+    def load_stacked_or_plain(stored: str, name: str, lookup: Any, stacked: Any) -> None:
         """Both loaders' last step: a q/k/v or gate/up weight goes into its fused parameter as a shard,
         anything else loads whole; `lookup(name)` gives the parameter name (or None: skipped)."""
         shard = None
-        for param_part, weight_part, stacked_shard in _STACKED:
+        for param_part, weight_part, stacked_shard in stacked:
             if weight_part in name:
                 name, shard = name.replace(weight_part, param_part), stacked_shard
                 break
         param = lookup(name)
         take(stored, param, shard) if param is not None else sim.skipped.append(stored)
 
-    for stored in shapes:
-        if algorithm is Algorithm.EAGLE3:
+    if algorithm is Algorithm.EAGLE3:
+        r, common = rules.eagle3_loader(version), rules.EAGLE3
+        renames = r.legacy_renames.value
+
+        def lookup3(n: str) -> str | None:
+            return next((p for p in (f"{pre}{n}" for pre in common.lookup.value) if p in params), None)
+
+        for stored in shapes:
             name = stored
-            if version != "0.5.9":
-                for legacy, new in _LEGACY_0_5_15.items():
-                    if legacy in name:
-                        name = name.replace(legacy, new)
-            if "d2t" in name:
+            for legacy, new in renames:
+                if legacy in name:
+                    name = name.replace(legacy, new)
+            if common.d2t.value in name:
                 sim.hot_token_map = True
                 sim.loaded[stored] = "hot_token_id"
                 want = (d.draft_vocab or d.vocab,)
@@ -185,23 +258,33 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
                     sim.shape_errors.append(f"{stored}: stored {list(shapes[stored])}, expected {list(want)}")
                     sim.misshapen.add(stored)
                 continue
-            if "t2d" in name:
+            if common.t2d.value in name:
                 sim.ignored_by_design.append(stored)
                 continue
-            load_stacked_or_plain(stored, name, lambda n: next((p for p in (n, f"model.{n}") if p in params), None))
-        else:
-            if "lm_head" in stored:
+            load_stacked_or_plain(stored, name, lookup3, common.stacked.value)
+        if not r.multi_layer.value and d.num_layers != 1:
+            sim.problems.append(f"SGLang {version} builds exactly one EAGLE-3 layer; config says {d.num_layers}")
+        if d.has_target_hidden and cfg.get("target_hidden_size") is None:
+            sim.problems.append("target_hidden_size is null: SGLang sizes fc from it and fails to start")
+        sim.ignored_config = ignored_config(cfg, algorithm, version, shapes)
+        from_target = {"model.embed_tokens.weight"} if embeddings_shared(cfg) else set()
+        if not d.tie_embeddings and d.draft_vocab is None:
+            from_target.add("lm_head.weight")
+        unused = [re.compile(p) for p in r.unused_params.value]
+    else:
+        e = rules.eagle_loader(version)
+        for stored in shapes:
+            if e.dropped.value in stored:
                 sim.ignored_by_design.append(stored)
                 continue
-            name = f"model.{stored}"
-            if "rotary_emb.inv_freq" in name:
+            name = f"{e.prepend.value}{stored}"
+            if any(s in name for s in e.skipped.value):
                 sim.skipped.append(stored)
                 continue
-            load_stacked_or_plain(stored, name, lambda n: n if n in params else None)
+            load_stacked_or_plain(stored, name, lambda n: n if n in params else None, rules.STACKED)
+        from_target = {"model.embed_tokens.weight", "lm_head.weight"}
+        unused = []
 
-    from_target = {"model.embed_tokens.weight"}
-    if algorithm is Algorithm.EAGLE or (not d.tie_embeddings and d.draft_vocab is None):
-        from_target.add("lm_head.weight")
     for param, spec in params.items():
         need = set(spec) if isinstance(spec, dict) else {"all"}
         have = filled.get(param, set())
@@ -209,9 +292,79 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             continue
         if param in from_target:
             sim.from_target.append(param)
+        elif not have and any(u.match(param) for u in unused):
+            sim.unused.append(param)
         else:
             missing = sorted(map(str, need - have)) if have else []
             sim.uninitialized.append(param + (f" (shards {', '.join(missing)})" if missing else ""))
-    if algorithm is Algorithm.EAGLE3 and version == "0.5.9" and d.num_layers != 1:
-        sim.problems.append(f"SGLang 0.5.9 builds exactly one EAGLE-3 layer; config says {d.num_layers}")
     return sim
+
+
+# --- what a head needs, and which releases serve it ---------------------------------------------------------
+def needed_features(cfg: dict[str, Any], names: list[str] | set[str], algorithm: Algorithm) -> dict[str, str]:
+    """EAGLE-3 loader features (bool fields of rules.Eagle3Loader) the head relies on -> why, read from its
+    config and its stored tensor names (so a tensor the config forgot to switch on still counts)."""
+    if algorithm is not Algorithm.EAGLE3:
+        return {}
+    d = DraftDims.from_config(cfg)
+    needs: dict[str, str] = {}
+    if d.norm_before_fc or any("input_norm." in n for n in names):
+        needs["norm_before_fc"] = "norm_before_fc with input_norm.weight (an RMSNorm over the concatenated aux states)"
+    if d.fc_norm or any(_FC_NORM_NAME.search(n) for n in names):
+        needs["fc_norm"] = "per-aux fc_norm (fc_norm.N / aux_norm_*)"
+    if d.num_layers > 1:
+        needs["multi_layer"] = f"{d.num_layers} decoder layers"
+    if d.num_aux_configured and d.num_aux != 3:
+        needs["num_aux_from_config"] = f"{d.num_aux} aux hidden states"
+    return needs
+
+
+def minimum_release(cfg: dict[str, Any], names: list[str] | set[str], algorithm: Algorithm) -> tuple[str, list[str]]:
+    """The oldest known SGLang release that serves the head's features (and every later known one does too),
+    with the features that set it; (OLDEST_SUPPORTED, []) when the head needs nothing new. "" when none does."""
+    needs = needed_features(cfg, names, algorithm)
+    first = rules.first_release_with(set(needs))
+    if first is None:
+        return "", list(needs.values())
+    ranges = rules.EAGLE3_LOADERS
+    i = next(i for i, r in enumerate(ranges) if r.first == first)
+    return first, [why for f, why in needs.items() if i and not getattr(ranges[i - 1], f).value]
+
+
+@dataclass
+class ReleaseSpan:
+    """Consecutive known releases whose loaders do the same with a head (`sim` is the replay of `first`)."""
+
+    first: str
+    last: str
+    sim: LoadSimulation
+
+    @property
+    def label(self) -> str:
+        return self.first if self.first == self.last else f"{self.first}–{self.last}"
+
+
+def replay_releases(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algorithm: Algorithm) -> list[ReleaseSpan]:
+    """Replay one release per rule range and merge neighbours with equal verdicts: the oldest supported
+    release, each release where the verdict changes, and (as the last span's end) the newest known."""
+    spans: list[ReleaseSpan] = []
+    for rng in rules.EAGLE3_LOADERS if algorithm is Algorithm.EAGLE3 else rules.EAGLE_LOADERS:
+        sim = simulate_load(cfg, shapes, algorithm, rng.first)
+        if spans and spans[-1].sim.verdict() == sim.verdict():
+            spans[-1].last = rng.last
+        else:
+            spans.append(ReleaseSpan(rng.first, rng.last, sim))
+    return spans
+
+
+def serving_spans(spans: list[ReleaseSpan]) -> list[str]:
+    """The release ranges (adjacent spans joined) whose replay loads the head completely."""
+    out: list[list[str]] = []
+    for i, s in enumerate(spans):
+        if not s.sim.ok:
+            continue
+        if out and spans[i - 1].sim.ok:
+            out[-1][1] = s.last
+        else:
+            out.append([s.first, s.last])
+    return [a if a == b else f"{a}–{b}" for a, b in out]

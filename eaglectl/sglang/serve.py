@@ -14,13 +14,12 @@ from typing import Any
 
 from eaglectl.checkpoint.resolve import resolve
 from eaglectl.enums import Algorithm, Layout, ServeDType, Severity
-from eaglectl.errors import CheckFailedError, ConfigError, MissingDependencyError, UnsupportedDraftError, importable
+from eaglectl.errors import CheckFailedError, ConfigError, UnsupportedDraftError
 from eaglectl.output import warn
 from eaglectl.sglang import launcher
 from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
 
 LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
-INSTALL_HINT = 'pip install "eaglectl[sglang]"'
 
 
 @dataclass
@@ -88,23 +87,8 @@ class ServeResult:
     startup_seconds: float | None = None
     smoke: SmokeResult | None = None
     exit_code: int | None = None
-
-
-def _check_sglang(python: str) -> None:
-    """Exit 2 with the install hint when SGLang cannot be imported by the interpreter that will run it."""
-    import subprocess
-
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        ok = importable("sglang")
-    else:
-        probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('sglang') else 1)"
-        try:
-            ok = subprocess.run([python, "-c", probe], capture_output=True, timeout=120).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-    if not ok:
-        raise MissingDependencyError(f"SGLang is not importable by {python}; `serve` launches "
-                                     f"`{python} -m sglang.launch_server`", hint=INSTALL_HINT)
+    sglang_version: str | None = None  # what --python has installed (None with --print-only)
+    sglang_rules: str | None = None  # the known release range whose loader rules it was checked with
 
 
 def prepare(opts: ServeOptions) -> ServeResult:
@@ -124,11 +108,11 @@ def prepare(opts: ServeOptions) -> ServeResult:
     )
     from eaglectl.export.outputs import earlier_export_notes
     from eaglectl.export.plan import build_plan
+    from eaglectl.sglang.installed import installed_sglang, require_release
 
     notes: list[str] = []
     refuse_overrides(opts.extra_args, owned_flags(opts))
-    if not opts.print_only:
-        _check_sglang(opts.python)
+    installed = None if opts.print_only else installed_sglang(opts.python)  # exit 2 before anything is written
     num_draft_tokens = opts.num_draft_tokens
     if opts.topk == 1 and num_draft_tokens != opts.num_steps + 1:
         num_draft_tokens = opts.num_steps + 1
@@ -142,14 +126,21 @@ def prepare(opts: ServeOptions) -> ServeResult:
     algorithm = opts.algorithm
     token_map: str | None = None
     exported: str | None = None
+    check = None
     if ckpt.is_remote:
         draft_path = ckpt.hub_id or opts.draft
         algorithm = algorithm or Algorithm.EAGLE3
         notes.append(f"draft {draft_path} is a Hub id: passed through to SGLang, not checked")
         load_target(opts.target)  # a mistyped local target fails here too, not only beside a local draft
+        if installed is not None:
+            check = require_release(opts.python, None, None, None, installed=installed)
     else:
         reject_p_eagle(ckpt)
         plan = build_plan(ckpt, algorithm=algorithm)
+        if installed is not None:  # first: a refusal names the release the drafter needs; nothing is written yet
+            assert ckpt.weights is not None
+            check = require_release(opts.python, plan.config, plan.shapes, plan.algorithm, list(ckpt.weights.tensors),
+                                    installed=installed)
         require_servable(plan)  # --print-only must refuse what a real launch (its export) would refuse
         refuse_failure_modes(ckpt, plan)
         algorithm = plan.algorithm
@@ -185,6 +176,8 @@ def prepare(opts: ServeOptions) -> ServeResult:
             notes.append(f"target {opts.target} is not local: preflight against the target skipped")
         else:
             _preflight(ckpt, plan, target, opts, env, notes)
+    for w in check.warnings if check else []:
+        warn(w)
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
                       num_draft_tokens=num_draft_tokens)
     return ServeResult(
@@ -192,7 +185,8 @@ def prepare(opts: ServeOptions) -> ServeResult:
         draft_model_path=draft_path, token_map=token_map, algorithm=algorithm, exported=exported,
         url=f"http://{_url_host(opts.host)}:{opts.port}", notes=notes,
         mode="print-only" if opts.print_only else ("smoke-only" if opts.smoke_only else
-                                                   ("wait" if opts.wait or opts.smoke else "exec")))
+                                                   ("wait" if opts.wait or opts.smoke else "exec")),
+        sglang_version=check.version if check else None, sglang_rules=check.rules if check else None)
 
 
 def owned_flags(opts: ServeOptions) -> dict[str, str]:

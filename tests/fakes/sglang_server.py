@@ -1,7 +1,8 @@
 """Stands in for `python -m sglang.launch_server` in serve tests: /health and /generate on --host/--port.
 
 FAKE_SGLANG_MODE=die exits before serving; FAKE_SGLANG_PIDFILE records the pid; FAKE_SGLANG_ACCEPT sets the
-reported spec_accept_length. `-c ...` (eaglectl's importability probe) exits 0: "SGLang is installed".
+reported spec_accept_length. `-c ...` (eaglectl's probe of the installed SGLang) answers "installed", with the
+version in FAKE_SGLANG_VERSION (default 0.5.15).
 """
 
 import json
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 args = sys.argv[1:]
 if args[:1] == ["-c"]:
+    print(json.dumps({"installed": True, "version": os.environ.get("FAKE_SGLANG_VERSION", "0.5.15")}))
     sys.exit(0)
 if os.environ.get("FAKE_SGLANG_PIDFILE"):
     with open(os.environ["FAKE_SGLANG_PIDFILE"], "w") as fh:

@@ -1,0 +1,350 @@
+"""SGLang's Llama EAGLE / EAGLE-3 rules per release, as data, each with the source it was read from.
+
+Read from the released wheels (`pip download --no-deps sglang==X`) of every release from 0.5.9 to
+`NEWEST_KNOWN`. A rule holds for an inclusive range of releases; post-releases belong to their base release
+(no `.post1` changed a loader). `eaglectl.sglang.loader` replays the loaders from these tables, `inspect` and
+`serve` pick the table of a release, and `loader_hashes.json` beside this file records the sha256 of each
+release's loader files so that `scripts/check_sglang_releases.py` can tell when a new release changed them.
+
+Sources name the wheel path (`sglang/...`; the repository has it under `python/`), the function and the line
+numbers in the named release.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+RELEASES = (
+    "0.5.9", "0.5.10", "0.5.10.post1", "0.5.11", "0.5.12", "0.5.12.post1", "0.5.13", "0.5.13.post1",
+    "0.5.14", "0.5.15", "0.5.15.post1", "0.5.16", "0.5.17", "0.5.18", "0.5.19", "0.5.20", "0.5.21",
+    "0.5.22", "0.5.23",
+)
+OLDEST_SUPPORTED = RELEASES[0]
+NEWEST_KNOWN = RELEASES[-1]
+
+E3 = "sglang/srt/models/llama_eagle3.py"
+E1 = "sglang/srt/models/llama_eagle.py"
+LLAMA = "sglang/srt/models/llama.py"
+WORKER_V2 = "sglang/srt/speculative/eagle_worker_v2.py"
+HASHES_FILE = "loader_hashes.json"  # beside this module: sha256 per release of the files the rules come from
+
+
+@dataclass(frozen=True)
+class Source:
+    release: str
+    file: str
+    where: str  # function, lines
+
+    def __str__(self) -> str:
+        return f"SGLang {self.release} {self.file}: {self.where}"
+
+
+@dataclass(frozen=True)
+class Rule(Generic[T]):
+    value: T
+    source: Source
+
+
+# --- release numbers ---------------------------------------------------------------------------------------
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:\.post(\d+))?(?:(a|b|rc|\.dev)\d*)?(?:\.post(\d+))?(?:\+.*)?$")
+
+
+def release_key(version: str) -> tuple[int, int, int, int] | None:
+    """Sortable key of a release string (`0.5.10.post1` after `0.5.10`; `0.5.17rc1` and `.dev` before
+    `0.5.17`, so a pre-release gets the rules of the release before it); None when not a version."""
+    m = _VERSION.match(version.strip())
+    if not m:
+        return None
+    post = m.group(4) or m.group(6)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3)), -1 if m.group(5) else int(post or 0))
+
+
+def _key(version: str) -> tuple[int, int, int, int]:
+    key = release_key(version)
+    if key is None:
+        raise ValueError(f"not an SGLang release number: {version!r}")
+    return key
+
+
+def is_newer_than_known(version: str) -> bool:
+    return _key(version) > _key(NEWEST_KNOWN) and _key(version)[:3] != _key(NEWEST_KNOWN)[:3]
+
+
+def is_older_than_supported(version: str) -> bool:
+    return _key(version) < _key(OLDEST_SUPPORTED)
+
+
+def _in(version: str, first: str, last: str) -> bool:
+    key = _key(version)
+    return _key(first) <= key and (key[:3] <= _key(last)[:3])
+
+
+def releases_between(first: str, last: str) -> list[str]:
+    return [r for r in RELEASES if _in(r, first, last)]
+
+
+# --- EAGLE-3: LlamaForCausalLMEagle3 -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Eagle3Loader:
+    """`LlamaForCausalLMEagle3` in one range of releases. Every bool is True where the release supports it."""
+
+    first: str
+    last: str
+    layer_prefix: Rule[str]  # "midlayer": one `model.midlayer.`; "layers": `model.layers.{i}.`, i < num_hidden_layers
+    multi_layer: Rule[bool]  # False: num_hidden_layers must be 1 (ValueError otherwise)
+    num_aux_from_config: Rule[bool]  # False: fc takes 3 aux states whatever the config says
+    fc_norm: Rule[bool]  # per-aux RMSNorm `model.fc_norm.{i}` when `fc_norm` / `use_aux_norm` is truthy
+    norm_before_fc: Rule[bool]  # RMSNorm `model.input_norm` over the concatenation when `norm_before_fc` is truthy
+    legacy_renames: Rule[tuple[tuple[str, str], ...]]  # substring replacements on every stored name, in order
+    unused_params: Rule[tuple[str, ...]]  # regexes: parameters built but never read by forward
+
+    def releases(self) -> list[str]:
+        return releases_between(self.first, self.last)
+
+    @property
+    def label(self) -> str:
+        return f"{self.first}–{self.last}"
+
+
+_LEGACY = (("midlayer", "layers.0"), ("aux_norm_low", "fc_norm.0"), ("aux_norm_mid", "fc_norm.1"),
+           ("aux_norm_high", "fc_norm.2"))
+_LATER_INPUT_LAYERNORM = (r"^model\.layers\.([1-9]\d*)\.input_layernorm\.weight$",)
+
+EAGLE3_LOADERS = (
+    Eagle3Loader(
+        first="0.5.9", last="0.5.11",
+        layer_prefix=Rule("midlayer", Source("0.5.9", E3, "LlamaModel.__init__ l.141 (0.5.11 l.144)")),
+        multi_layer=Rule(False, Source("0.5.9", E3, "LlamaForCausalLMEagle3.__init__ l.198-199 (0.5.11 l.212-213)")),
+        num_aux_from_config=Rule(False, Source("0.5.9", E3, "LlamaModel.__init__ l.135-139: fc in = hidden_in * 3")),
+        fc_norm=Rule(False, Source("0.5.9", E3, "LlamaModel.__init__ (no fc_norm)")),
+        norm_before_fc=Rule(False, Source("0.5.9", E3, "LlamaModel.__init__ (no input_norm)")),
+        legacy_renames=Rule((), Source("0.5.9", E3, "load_weights l.229-270 (no renames)")),
+        unused_params=Rule((), Source("0.5.9", E3, "LlamaModel.forward (one layer)")),
+    ),
+    Eagle3Loader(
+        first="0.5.12", last="0.5.16",
+        layer_prefix=Rule("layers", Source("0.5.12", E3, "LlamaModel.__init__ l.180-185")),
+        multi_layer=Rule(True, Source("0.5.12", E3, "LlamaForCausalLMEagle3.__init__ (1-layer check removed)")),
+        num_aux_from_config=Rule(True, Source(
+            "0.5.12", E3, "LlamaModel.__init__ l.153-164: num_aux_hidden_states, else "
+                          "len(eagle_config.eagle_aux_hidden_state_layer_ids), else 3")),
+        fc_norm=Rule(True, Source("0.5.12", E3, "LlamaModel.__init__ l.166-177: fc_norm or use_aux_norm")),
+        norm_before_fc=Rule(False, Source("0.5.16", E3, "LlamaModel.__init__ (no input_norm)")),
+        legacy_renames=Rule(_LEGACY, Source("0.5.12", E3, "load_weights l.306-316: legacy_name_map")),
+        unused_params=Rule(_LATER_INPUT_LAYERNORM, Source(
+            "0.5.12", E3, "LlamaDecoderLayer.forward: layers >= 1 use hidden_norm(h, residual) only")),
+    ),
+    Eagle3Loader(
+        first="0.5.17", last=NEWEST_KNOWN,
+        layer_prefix=Rule("layers", Source("0.5.23", E3, "LlamaModel.__init__ l.198-204")),
+        multi_layer=Rule(True, Source("0.5.23", E3, "LlamaForCausalLMEagle3.__init__")),
+        num_aux_from_config=Rule(True, Source("0.5.23", E3, "LlamaModel.__init__ l.156-161")),
+        fc_norm=Rule(True, Source("0.5.23", E3, "LlamaModel.__init__ l.184-196")),
+        norm_before_fc=Rule(True, Source(
+            "0.5.17", E3, "LlamaModel.__init__ l.163-175: eagle_config.get('norm_before_fc', "
+                          "config.norm_before_fc) (0.5.23 l.169-182)")),
+        legacy_renames=Rule(_LEGACY, Source("0.5.23", E3, "load_weights l.338-348: legacy_name_map")),
+        unused_params=Rule(_LATER_INPUT_LAYERNORM, Source("0.5.23", E3, "LlamaDecoderLayer.forward")),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Eagle3Common:
+    """`LlamaForCausalLMEagle3` rules identical in every known release."""
+
+    stacked: Rule[tuple[tuple[str, str, str | int], ...]]  # (parameter part, stored part, shard)
+    lookup: Rule[tuple[str, ...]]  # prefixes tried in order: bare, then `model.`
+    unknown_name: Rule[str]
+    d2t: Rule[str]  # substring -> hot-token map
+    t2d: Rule[str]  # substring -> ignored
+    qkv_bias: Rule[bool]
+    o_proj_bias_keys: Rule[tuple[str, ...]]  # o_proj.bias exists when any of these config keys is truthy
+    fc_bias_key: Rule[str]
+    embed_shared: Rule[str]
+    lm_head_from_target: Rule[str]
+    norm_before_fc_keys: Rule[str]
+
+
+STACKED = ((".qkv_proj", ".q_proj", "q"), (".qkv_proj", ".k_proj", "k"), (".qkv_proj", ".v_proj", "v"),
+           (".gate_up_proj", ".gate_proj", 0), (".gate_up_proj", ".up_proj", 1))
+
+EAGLE3 = Eagle3Common(
+    stacked=Rule(STACKED, Source("0.5.9", E3, "load_weights l.231-238: stacked_params_mapping")),
+    lookup=Rule(("", "model."), Source("0.5.9", E3, "load_weights l.254, l.264 (0.5.23 l.362, l.372)")),
+    unknown_name=Rule("skipped without a message", Source("0.5.9", E3, "load_weights (no else branch)")),
+    d2t=Rule("d2t", Source("0.5.9", E3, "load_weights l.242-245: hot_token_id = d2t + arange")),
+    t2d=Rule("t2d", Source("0.5.9", E3, "load_weights l.247-248")),
+    qkv_bias=Rule(False, Source("0.5.9", E3, "LlamaDecoderLayer.__init__ l.54-62: QKVParallelLinear(bias=False)")),
+    o_proj_bias_keys=Rule(("attention_bias", "bias"), Source(
+        "0.5.9", LLAMA, "LlamaDecoderLayer.__init__ l.267-282: attention_bias or bias")),
+    fc_bias_key=Rule("bias", Source("0.5.9", E3, "LlamaModel.__init__ l.135-139")),
+    embed_shared=Rule("unless target_hidden_size is present and differs from hidden_size", Source(
+        "0.5.9", LLAMA, "LlamaForCausalLM.set_embed l.763-773 (0.5.23 l.910-916)")),
+    lm_head_from_target=Rule("when not tied and draft_vocab_size is null", Source(
+        "0.5.9", E3, "LlamaForCausalLMEagle3.__init__ l.206-218; " + WORKER_V2 + ": init_lm_head")),
+    norm_before_fc_keys=Rule("eagle_config.norm_before_fc if the key is there, else norm_before_fc", Source(
+        "0.5.17", E3, "LlamaModel.__init__ l.163-175")),
+)
+
+
+# --- EAGLE-1: LlamaForCausalLMEagle (unchanged in every known release) -------------------------------------
+@dataclass(frozen=True)
+class EagleLoader:
+    first: str
+    last: str
+    dropped: Rule[str]  # names containing this are dropped by design
+    prepend: Rule[str]  # prepended to every other name
+    skipped: Rule[tuple[str, ...]]  # substrings LlamaForCausalLM.load_weights skips without a message
+    unknown_name: Rule[str]
+    layer0_input_layernorm: Rule[bool]
+    fc_bias: Rule[bool]
+    attention_bias_keys: Rule[tuple[str, ...]]  # qkv and o bias when any is truthy
+    final_norm: Rule[bool]
+
+
+EAGLE_LOADERS = (
+    EagleLoader(
+        first="0.5.9", last=NEWEST_KNOWN,
+        dropped=Rule("lm_head", Source("0.5.9", E1, "LlamaForCausalLMEagle.load_weights l.142-146")),
+        prepend=Rule("model.", Source("0.5.9", E1, "LlamaForCausalLMEagle.load_weights l.142-146")),
+        skipped=Rule(("rotary_emb.inv_freq", "rotary_emb.cos_cached", "rotary_emb.sin_cached", "projector"),
+                     Source("0.5.9", LLAMA, "LlamaForCausalLM.load_weights l.603-675")),
+        unknown_name=Rule("warning 'Parameter ... not found in params_dict'", Source(
+            "0.5.9", LLAMA, "LlamaForCausalLM.load_weights (else branch); 0.5.17+ ValueError with "
+                            "SGLANG_ENABLE_WEIGHT_LOADER_V2=1")),
+        layer0_input_layernorm=Rule(False, Source("0.5.9", E1, "LlamaDecoderLayer.__init__ l.51-53")),
+        fc_bias=Rule(True, Source("0.5.9", E1, "LlamaModel.__init__ l.82: nn.Linear(2H, H)")),
+        attention_bias_keys=Rule(("attention_bias", "bias"), Source(
+            "0.5.9", LLAMA, "LlamaDecoderLayer.__init__ l.267-282")),
+        final_norm=Rule(False, Source("0.5.9", E1, "LlamaModel (no norm)")),
+    ),
+)
+
+
+# --- which release's table applies -------------------------------------------------------------------------
+def _pick(table, version: str):
+    if is_older_than_supported(version):
+        raise ValueError(f"SGLang {version} is older than {OLDEST_SUPPORTED}, the oldest release eaglectl knows")
+    key = _key(version)
+    return [r for r in table if _key(r.first) <= key][-1]  # a newer or pre-release gets the range before it
+
+
+def eagle3_loader(version: str) -> Eagle3Loader:
+    """The EAGLE-3 table for `version`; a release newer than NEWEST_KNOWN gets the newest table."""
+    return _pick(EAGLE3_LOADERS, version)
+
+
+def eagle_loader(version: str) -> EagleLoader:
+    return _pick(EAGLE_LOADERS, version)
+
+
+def representatives() -> list[str]:
+    """One release per EAGLE-3 loader range (its first): replaying these covers every known release."""
+    return [r.first for r in EAGLE3_LOADERS]
+
+
+def range_label(version: str) -> str:
+    """`first–last` of the loader range holding `version`."""
+    return eagle3_loader(version).label
+
+
+# --- what a head needs: a feature is a bool field of Eagle3Loader --------------------------------------------
+FEATURE_FIELDS = tuple(f.name for f in fields(Eagle3Loader) if f.name in
+                       ("multi_layer", "num_aux_from_config", "fc_norm", "norm_before_fc"))
+
+
+def first_release_with(features: set[str] | list[str]) -> str | None:
+    """The oldest known release whose EAGLE-3 loader supports every feature, provided every later range does
+    too (None: no known release does)."""
+    ok = [all(getattr(r, f).value for f in features) for r in EAGLE3_LOADERS]
+    for i, rng in enumerate(EAGLE3_LOADERS):
+        if all(ok[i:]):
+            return rng.first
+    return None
+
+
+# --- target side: which hidden states the target captures for the draft (EAGLE-3) ---------------------------
+@dataclass(frozen=True)
+class CaptureRule:
+    """How a target family turns `eagle_config.eagle_aux_hidden_state_layer_ids` into captured positions.
+
+    A captured position k is the hidden state entering layer k (the output of layer k-1).
+    convention: "plus_one" (k = id + 1), "plus_one_if_first_is_1" (+1 only when ids[0] == 1, else as given),
+    "as_is_if_max_is_num_layers" (as given when max(ids) == num_layers, else +1)."""
+
+    family: str
+    model_types: tuple[str, ...]
+    first: str
+    last: str
+    convention: str
+    source: Source
+
+
+_PLUS_ONE_TYPES = ("llama", "qwen2", "qwen3", "qwen3_moe", "minimax_m2", "glm4_moe", "llama4", "llama4_text")
+_DEEPSEEK_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2", "kimi_k25", "glm4_moe_lite")
+CAPTURE_RULES = (
+    CaptureRule("llama-like", _PLUS_ONE_TYPES, "0.5.9", NEWEST_KNOWN, "plus_one",
+                Source("0.5.23", LLAMA, "set_eagle3_layers_to_capture l.929-940 (qwen2/qwen3/qwen3_moe/"
+                                        "minimax_m2/glm4_moe: the same body)")),
+    CaptureRule("deepseek", _DEEPSEEK_TYPES, "0.5.9", "0.5.12", "plus_one",
+                Source("0.5.12", "sglang/srt/models/deepseek_v2.py", "set_eagle3_layers_to_capture l.2529")),
+    CaptureRule("deepseek", _DEEPSEEK_TYPES, "0.5.13", NEWEST_KNOWN, "plus_one_if_first_is_1",
+                Source("0.5.13", "sglang/srt/models/deepseek_v2.py", "set_eagle3_layers_to_capture l.2740-2755 "
+                                                                    "(glm4_moe_lite.py l.1022-1037)")),
+    CaptureRule("gpt-oss", ("gpt_oss",), "0.5.9", "0.5.16", "plus_one",
+                Source("0.5.16", "sglang/srt/models/gpt_oss.py", "set_eagle3_layers_to_capture l.1284-1296")),
+    CaptureRule("gpt-oss", ("gpt_oss",), "0.5.17", NEWEST_KNOWN, "as_is_if_max_is_num_layers",
+                Source("0.5.17", "sglang/srt/models/gpt_oss.py", "set_eagle3_layers_to_capture l.1328-1343")),
+)
+CAPTURE_DEFAULT = Rule("[2, L // 2, L - 3] as given (no +1) when the draft has no eagle_config ids",
+                       Source("0.5.9", LLAMA, "set_eagle3_layers_to_capture l.778-790"))
+CAPTURE_ORDER = (
+    Rule("after CUDA-graph capture (graph-replayed batches may capture the default layers; not run on a GPU)",
+         Source("0.5.9", "sglang/srt/model_executor/cuda_graph_runner.py", "l.361-365; model_runner.py l.605-624")),
+    Rule("before CUDA-graph capture",
+         Source("0.5.11", "sglang/srt/model_executor/model_runner.py", "init_aux_hidden_state_capture l.814-823")),
+)
+
+
+def capture_rules_for(model_type: str | None) -> list[CaptureRule]:
+    return [r for r in CAPTURE_RULES if model_type in r.model_types]
+
+
+def captured_positions(rule: CaptureRule, ids: list[int], num_layers: int) -> list[int]:
+    """The positions `rule` captures for the draft's aux ids on a `num_layers`-layer target."""
+    if rule.convention == "plus_one_if_first_is_1" and not (ids and ids[0] == 1):
+        return list(ids)
+    if rule.convention == "as_is_if_max_is_num_layers" and ids and max(ids) == num_layers:
+        return list(ids)
+    return [i + 1 for i in ids]
+
+
+# --- other EAGLE architectures (not replayed: eaglectl writes the Llama ones) --------------------------------
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    algorithm: str
+    first: str
+    replayed: bool
+    source: Source
+
+
+ARCHITECTURES = (
+    Architecture("LlamaForCausalLMEagle3", "EAGLE3", "0.5.9", True, Source("0.5.9", E3, "EntryClass")),
+    Architecture("LlamaForCausalLMEagle", "EAGLE", "0.5.9", True, Source("0.5.9", E1, "EntryClass")),
+    Architecture("Qwen2ForCausalLMEagle", "EAGLE", "0.5.9", False,
+                 Source("0.5.9", "sglang/srt/models/qwen2_eagle.py", "EntryClass")),
+    Architecture("MistralForCausalLMEagle", "EAGLE", "0.5.11", False,
+                 Source("0.5.11", "sglang/srt/models/mistral_eagle.py", "EntryClass")),
+    Architecture("Eagle3DeepseekV2ForCausalLM", "EAGLE3", "0.5.12", False,
+                 Source("0.5.12", "sglang/srt/models/kimi_k25_eagle3.py", "EntryClass (one layer only)")),
+)
+
+
+def architecture(name: str) -> Architecture | None:
+    return next((a for a in ARCHITECTURES if a.name == name), None)
