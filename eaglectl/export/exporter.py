@@ -245,7 +245,7 @@ class _Background:
 def _scan_values(ckpt: Checkpoint, plan: ExportPlan, order: list[str] | None = None, written: _Written | None = None,
                  stop=None) -> list:
     """NaN / Inf in the planned source tensors; with `written`, each one read after the writer copied it."""
-    from eaglectl.checks.report import scan_non_finite, scanned_tensors
+    from eaglectl.checkpoint.values import scan_non_finite, scanned_tensors
 
     assert ckpt.weights is not None
     outputs = order or [t.name for t in plan.tensors]
@@ -266,7 +266,7 @@ def _write_order(shards: dict[str, list[str]]) -> list[str]:
 
 def _value_warnings(found: list) -> list[str]:
     """NaN / Inf in the weights: warned about (the export itself is faithful), never a failure."""
-    from eaglectl.checks.report import non_finite_message
+    from eaglectl.checkpoint.values import non_finite_message
     from eaglectl.output import warn
 
     warnings = [non_finite_message(found)] if found else []
