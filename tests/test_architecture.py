@@ -121,7 +121,8 @@ def test_docs_and_code_never_point_at_an_issue_tracker():
     import re
 
     root = PACKAGE.parent
-    pattern = re.compile(r"\b(issue|ticket)s? #?\d+\b", re.IGNORECASE)
+    # "issue 4", "issues 4/9": this project's own tracker. Upstream threads are cited as "SGLang PR #21272".
+    pattern = re.compile(r"\b(issue|ticket)s? \d+", re.IGNORECASE)
     files = [root / "README.md", *root.glob("docs/*.md"), *root.glob("eaglectl/**/*.py"), *root.glob("scripts/**/*"),
              *root.glob("benchmarks/*.py")]
     hits = [f"{f.relative_to(root)}: {m.group(0)}" for f in files if f.is_file()

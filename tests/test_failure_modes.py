@@ -447,10 +447,13 @@ def test_four_aux_ids_are_accepted(cli, tmp_path, sample_root):
     edit_tensors(d, lambda t: t.update({"fc.weight": torch.zeros(s.H, 4 * s.H, dtype=torch.bfloat16)}))
     code, doc = run_json(cli, "inspect", d, "--target", sample_root / "target")
     assert code == 0, doc["result"]["findings"]
-    assert "aux-layer-ids" not in codes(doc) and codes(doc)["shape"] == "warning"  # 0.5.9-0.5.11 only
+    assert "aux-layer-ids" not in codes(doc) and "shape" not in codes(doc)
+    assert codes(doc)["sglang-minimum"] == "warning"  # 0.5.9-0.5.11 build fc for exactly 3
+    assert doc["result"]["sglang"]["minimum"] == "0.5.12"
     code, doc = run_json(cli, "export", d, "--output", tmp_path / "out")
     assert code == 0, doc
-    assert any("cannot serve 4 aux hidden states" in p for v in doc["result"]["verification"] for p in v["problems"])
+    assert any("needs SGLang >= 0.5.12 (4 aux hidden states)" in p
+               for v in doc["result"]["verification"] for p in v["problems"])
 
 
 # --- non-Llama EAGLE architectures --------------------------------------------------------------------------------

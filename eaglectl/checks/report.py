@@ -271,14 +271,15 @@ def _plan_findings(ckpt: Checkpoint, plan: ExportPlan, report: InspectReport) ->
     minimum, needs = minimum_release(plan.config, names, plan.algorithm)
     shape_seen: set[str] = set()
     for span in reversed(spans):  # newest first: an error in every release is named with the newest
+        if not _can_serve(span, minimum):
+            continue  # a release older than the head needs: the sglang-minimum finding names it
         for err in span.sim.shape_errors:
             key = err.replace(f"SGLang {span.first} expects", "SGLang expects")
             if key not in shape_seen:
                 shape_seen.add(key)
                 add(Finding("shape", Severity.error, err.replace(f"SGLang {span.first} expects",
                                                                  f"SGLang {span.last} expects")))
-        if _can_serve(span, minimum):
-            uninit.update(span.sim.uninitialized)
+        uninit.update(span.sim.uninitialized)
     for span in spans:
         for prob in span.sim.problems:
             older = bool(minimum) and rules.release_key(span.last) < rules.release_key(minimum)
@@ -297,8 +298,9 @@ def _plan_findings(ckpt: Checkpoint, plan: ExportPlan, report: InspectReport) ->
                     f"draft embeddings present {list(embed[0].shape)}; SGLang replaces them with the target's",
                     "export --drop-embeddings saves the space") if shared else
             Finding("embeddings", Severity.info,
-                    f"draft embeddings {list(embed[0].shape)} are used: target_hidden_size differs from hidden_size, "
-                    f"so SGLang keeps the draft's own"))
+                    f"draft embeddings present {list(embed[0].shape)}; SGLang uses them (target_hidden_size "
+                    f"{plan.config.get('target_hidden_size')} != hidden_size: the target's cannot be shared), so "
+                    f"they must stay"))
 
 
 def release_findings(spans: list[ReleaseSpan], minimum: str, needs: list[str]) -> list[Finding]:
@@ -374,6 +376,9 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
         add(Finding("target-vocab", Severity.error,
                     f"draft vocab_size {cfg['vocab_size']} != target vocab_size {t.vocab_size}"))
     report.findings.extend(aux_id_findings(cfg, algo, t))
+    ids = aux_layer_ids_of(cfg)
+    if algo is Algorithm.EAGLE3 and t.num_layers and ids:
+        report.findings.extend(capture_findings(t.model_type, ids, t.num_layers))
     draft_dtype = cfg.get("torch_dtype") or cfg.get("dtype")
     if t.dtype and isinstance(draft_dtype, str) and draft_dtype != t.dtype:
         add(Finding("target-dtype", Severity.warning,

@@ -104,8 +104,7 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm:
         raise CheckpointError(f"{path}: a Hugging Face Hub id is served as it is; export works on local checkpoints")
     reject_p_eagle(ckpt)
     plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
-    require_servable(plan)  # shapes first: a config that contradicts its weights says nothing else reliably
-    refuse_failure_modes(ckpt, plan)
+    require_servable(ckpt, plan)
     return export_plan(ckpt, plan, output=output, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
                        progress=progress, started=t0)
 
@@ -275,24 +274,21 @@ def _value_warnings(found: list) -> list[str]:
     return warnings
 
 
-def refuse_failure_modes(ckpt: Checkpoint, plan: ExportPlan) -> None:
-    """Refuse a head whose planned output SGLang would still serve differently from how it was trained."""
+def require_servable(ckpt: Checkpoint, plan: ExportPlan) -> None:
+    """Refuse to write a head SGLang would serve wrongly: shapes that contradict the config first (they change
+    what SGLang builds), then the known failure modes (their message names the cause), then parameters the
+    newest known release would leave uninitialised (its loader has every feature: what it cannot load, no
+    known release can)."""
     from eaglectl.checks.failure_modes import refuse
 
-    refuse(ckpt, plan)
-
-
-def require_servable(plan: ExportPlan) -> None:
-    """Refuse to write a head SGLang would load with parameters left uninitialised (by the newest known release,
-    whose loader has every feature: a head it cannot load, no known release can)."""
-    if own_loader(plan.config) is not None:  # served by its own loader, which eaglectl does not replay
-        return
-    sim = simulate_load(plan.config, plan.shapes, plan.algorithm, NEWEST_KNOWN)
-    if sim.shape_errors:  # first: a config that contradicts the weights also changes what SGLang builds
+    sim = None if own_loader(plan.config) is not None else simulate_load(  # own loaders are not replayed
+        plan.config, plan.shapes, plan.algorithm, NEWEST_KNOWN)
+    if sim is not None and sim.shape_errors:
         raise CheckpointError(f"tensor shapes contradict the config: {sim.shape_errors[0]}")
-    if sim.uninitialized:
+    refuse(ckpt, plan)
+    if sim is not None and sim.uninitialized:
         raise CheckpointError(f"missing required tensors: {', '.join(sim.uninitialized)}")
-    if sim.problems:
+    if sim is not None and sim.problems:
         raise CheckpointError(sim.problems[0])
 
 

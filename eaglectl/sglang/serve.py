@@ -100,7 +100,6 @@ def prepare(opts: ServeOptions) -> ServeResult:
         TOKEN_MAP,
         default_output,
         export_plan,
-        refuse_failure_modes,
         refuse_unsafe_output,
         require_servable,
         servable_as_is,
@@ -141,8 +140,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
             assert ckpt.weights is not None
             check = require_release(opts.python, plan.config, plan.shapes, plan.algorithm, list(ckpt.weights.tensors),
                                     installed=installed)
-        require_servable(plan)  # --print-only must refuse what a real launch (its export) would refuse
-        refuse_failure_modes(ckpt, plan)
+        require_servable(ckpt, plan)  # --print-only must refuse what a real launch (its export) would refuse
         algorithm = plan.algorithm
         if servable_as_is(ckpt, plan):
             out = ckpt.model_dir
