@@ -128,3 +128,23 @@ def test_docs_and_code_never_point_at_an_issue_tracker():
     hits = [f"{f.relative_to(root)}: {m.group(0)}" for f in files if f.is_file()
             for m in pattern.finditer(f.read_text(errors="replace"))]
     assert hits == []
+
+
+def test_only_the_cli_prints():
+    """Core modules return results that carry their warnings; printing and exit codes belong to eaglectl/cli/."""
+    printing = {"warn", "note", "error", "emit", "emit_failure", "stdout", "stderr"}
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith("cli/") or rel == "output.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "eaglectl.output":
+                offenders += [f"{rel}: {a.name}" for a in node.names if a.name in printing]
+            elif isinstance(node, ast.Attribute) and node.attr in printing and getattr(node.value, "id", "") == "output":
+                offenders.append(f"{rel}: output.{node.attr}")
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "print":
+                offenders.append(f"{rel}: print()")
+            elif isinstance(node, ast.Attribute) and node.attr == "Exit" and getattr(node.value, "id", "") == "typer":
+                offenders.append(f"{rel}: typer.Exit")
+    assert offenders == []

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from eaglectl import output
+from eaglectl.cli.finish import finish
 from eaglectl.cli.options import JsonOpt
 from eaglectl.output import printable, safe
 
@@ -25,7 +25,7 @@ def demo_command(
     from eaglectl.demo.run import run_demo
 
     result = run_demo(directory)
-    output.emit("demo", result, as_json=json, render=lambda c: _render(c, result))
+    finish("demo", result, as_json=json, render=lambda c: _render(c, result), warnings=result.export.warnings)
 
 
 def _render(console: Console, result) -> None:

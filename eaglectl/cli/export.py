@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
+from eaglectl.cli.finish import finish
 from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, ExportDTypeOpt, JsonOpt
 from eaglectl.cli.progress import byte_progress
 from eaglectl.enums import ExportDType
@@ -44,7 +45,7 @@ def export_command(
         report = export_checkpoint(
             path, output=output_dir, algorithm=algorithm, dtype=dtype.value, drop_embeddings=drop_embeddings,
             max_shard_size=max_shard_size, force=force, dry_run=dry_run, progress=progress)
-    output.emit("export", report, as_json=json, render=lambda c: render_export(c, report))
+    finish("export", report, as_json=json, render=lambda c: render_export(c, report), warnings=report.warnings)
 
 
 def render_export(console: Console, r) -> None:

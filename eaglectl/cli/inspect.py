@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import typer
-
 from eaglectl import output
+from eaglectl.cli.finish import finish
 from eaglectl.cli.options import CheckpointArg, JsonOpt, TargetOpt
-from eaglectl.errors import EXIT_FAILED, CheckFailedError
+from eaglectl.errors import CheckFailedError
 from eaglectl.output import cell, safe
 
 if TYPE_CHECKING:
@@ -28,10 +27,8 @@ def inspect_command(path: CheckpointArg, target: TargetOpt = None, json: JsonOpt
         errors = [f.code for f in report.findings if f.severity.value == "error"]
         failure = CheckFailedError(f"{len(errors)} error finding(s): {', '.join(errors)}",
                                    hint=next((f.fix for f in report.findings if f.fix and f.code == errors[0]), None))
-    output.emit("inspect", report, as_json=json, render=lambda c: render_report(c, report), ok=report.ok,
-                error=failure)
-    if failure is not None:
-        raise typer.Exit(EXIT_FAILED)
+    finish("inspect", report, as_json=json, render=lambda c: render_report(c, report), failure=failure,
+           say_error=False)
 
 
 def render_report(console: Console, report) -> None:

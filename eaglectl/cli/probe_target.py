@@ -9,6 +9,7 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli import complete
+from eaglectl.cli.finish import finish
 from eaglectl.cli.options import JsonOpt, choices_metavar, dtype_parser
 from eaglectl.enums import Compare, Engine, ServeDType
 from eaglectl.errors import CheckFailedError
@@ -88,10 +89,7 @@ def probe_target_command(
     if not report.ok:
         more = f" (and {len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
         failure = CheckFailedError(f"probe-target failed: {report.failures[0]}{more}")
-    output.emit("probe-target", report, as_json=json, render=lambda c: _render(c, report), ok=report.ok,
-                error=failure)
-    if failure is not None:
-        raise failure
+    finish("probe-target", report, as_json=json, render=lambda c: _render(c, report), failure=failure)
 
 
 def _num(x: float | None, fmt: str = ".3g") -> str:

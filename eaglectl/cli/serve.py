@@ -11,6 +11,7 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli import complete
+from eaglectl.cli.finish import finish
 from eaglectl.cli.options import AlgorithmOpt, JsonOpt, ServeDTypeOpt
 from eaglectl.enums import ServeDType
 from eaglectl.errors import LaunchError
@@ -79,13 +80,11 @@ def serve_command(
     for n in result.notes:
         output.note(n)
     failure = None
-    if result.exit_code:
+    if result.exit_code:  # SGLang's own log said why; its exit code becomes eaglectl's
         failure = LaunchError(f"SGLang exited with code {result.exit_code}")
         failure.exit_code = result.exit_code
-    output.emit("serve", result, as_json=json, render=lambda c: _render(c, result), ok=failure is None,
-                error=failure)
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+    finish("serve", result, as_json=json, render=lambda c: _render(c, result), warnings=result.warnings,
+           failure=failure, say_error=False)
 
 
 def _render(console: Console, r) -> None:

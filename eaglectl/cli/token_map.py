@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
+from eaglectl.cli.finish import finish
 from eaglectl.cli.options import CheckpointArg, JsonOpt
 from eaglectl.output import safe
 
@@ -26,9 +27,8 @@ def token_map_command(
     from eaglectl.export.token_map import write_token_map
 
     report = write_token_map(path, output=output_file)
-    if not report.sglang_uses_it:  # EAGLE-3: SGLang reads d2t instead
-        output.warn(report.note)
-    output.emit("token-map", report, as_json=json, render=lambda c: _render(c, report))
+    finish("token-map", report, as_json=json, render=lambda c: _render(c, report),
+           warnings=[] if report.sglang_uses_it else [report.note])  # EAGLE-3: SGLang reads d2t instead
 
 
 def _render(console: Console, r) -> None:

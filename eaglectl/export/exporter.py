@@ -264,14 +264,10 @@ def _write_order(shards: dict[str, list[str]]) -> list[str]:
 
 
 def _value_warnings(found: list) -> list[str]:
-    """NaN / Inf in the weights: warned about (the export itself is faithful), never a failure."""
+    """NaN / Inf in the weights: a warning the CLI prints (the export itself is faithful), never a failure."""
     from eaglectl.checkpoint.values import non_finite_message
-    from eaglectl.output import warn
 
-    warnings = [non_finite_message(found)] if found else []
-    for w in warnings:
-        warn(w)  # output.warn escapes: tensor names come from the file, never rich markup
-    return warnings
+    return [non_finite_message(found)] if found else []
 
 
 def require_servable(ckpt: Checkpoint, plan: ExportPlan) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 from eaglectl.checkpoint.resolve import resolve
 from eaglectl.enums import Algorithm, Layout, ServeDType, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, UnsupportedDraftError
-from eaglectl.output import warn
 from eaglectl.sglang import launcher
 from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
 
@@ -83,6 +82,7 @@ class ServeResult:
     exported: str | None  # "written" | "unchanged" | "would export" | None
     url: str
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the CLI prints them on stderr; never a failure
     mode: str = "exec"
     startup_seconds: float | None = None
     smoke: SmokeResult | None = None
@@ -110,6 +110,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     from eaglectl.sglang.installed import installed_sglang, require_release
 
     notes: list[str] = []
+    warnings: list[str] = []
     refuse_overrides(opts.extra_args, owned_flags(opts))
     installed = None if opts.print_only else installed_sglang(opts.python)  # exit 2 before anything is written
     num_draft_tokens = opts.num_draft_tokens
@@ -158,6 +159,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
                 notes.append(f"print-only: nothing written; a real launch exports the drafter to {out}")
         else:
             report = export_plan(ckpt, plan)
+            warnings.extend(report.warnings)
             out, exported = report.output, report.action
             notes.extend(report.notes)
             if exported == "written":
@@ -173,15 +175,14 @@ def prepare(opts: ServeOptions) -> ServeResult:
         if not target.local:
             notes.append(f"target {opts.target} is not local: preflight against the target skipped")
         else:
-            _preflight(ckpt, plan, target, opts, env, notes)
-    for w in check.warnings if check else []:
-        warn(w)
+            _preflight(ckpt, plan, target, opts, env, notes, warnings)
+    warnings.extend(check.warnings if check else [])
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
                       num_draft_tokens=num_draft_tokens)
     return ServeResult(
         argv=argv, command=shlex.join(argv), env=env, target=opts.target, draft=opts.draft, draft_layout=ckpt.layout,
         draft_model_path=draft_path, token_map=token_map, algorithm=algorithm, exported=exported,
-        url=f"http://{_url_host(opts.host)}:{opts.port}", notes=notes,
+        url=f"http://{_url_host(opts.host)}:{opts.port}", notes=notes, warnings=warnings,
         mode="print-only" if opts.print_only else ("smoke-only" if opts.smoke_only else
                                                    ("wait" if opts.wait or opts.smoke else "exec")),
         sglang_version=check.version if check else None, sglang_rules=check.rules if check else None)
@@ -199,7 +200,8 @@ def _url_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
 
 
-def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], notes: list[str]) -> None:
+def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], notes: list[str],
+               warnings: list[str]) -> None:
     from eaglectl.checks.report import target_findings
 
     findings = target_findings(ckpt, plan, target)
@@ -220,8 +222,8 @@ def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], note
                 f"SGLang refuses to start", hint=f"pass --context-length {draft_mpe}, or --allow-longer-context "
                 f"to set {LONG_CONTEXT_ENV}=1 for SGLang")
         env[LONG_CONTEXT_ENV] = "1"
-        warn(f"context length {ctx} > draft max_position_embeddings {draft_mpe}: setting {LONG_CONTEXT_ENV}=1 "
-             f"(the draft runs past the positions it was trained on)")
+        warnings.append(f"context length {ctx} > draft max_position_embeddings {draft_mpe}: setting "
+                        f"{LONG_CONTEXT_ENV}=1 (the draft runs past the positions it was trained on)")
 
 
 def build_argv(opts: ServeOptions, *, algorithm: Algorithm, draft_path: str, token_map: str | None,
