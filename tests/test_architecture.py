@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from eaglectl.cli.app import app
+from eaglectl.cli.options import JsonOpt  # module level: Typer resolves the recipe command's annotations here
 
 PACKAGE = Path(__file__).resolve().parent.parent / "eaglectl"
 COMMANDS = ["inspect", "export", "token-map", "serve", "probe-target", "demo"]
@@ -141,10 +142,57 @@ def test_only_the_cli_prints():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module == "eaglectl.output":
                 offenders += [f"{rel}: {a.name}" for a in node.names if a.name in printing]
-            elif isinstance(node, ast.Attribute) and node.attr in printing and getattr(node.value, "id", "") == "output":
+            elif isinstance(node, ast.Attribute) and node.attr in printing and getattr(node.value, "id", "") in (
+                    "output",):
                 offenders.append(f"{rel}: output.{node.attr}")
             elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "print":
                 offenders.append(f"{rel}: print()")
             elif isinstance(node, ast.Attribute) and node.attr == "Exit" and getattr(node.value, "id", "") == "typer":
                 offenders.append(f"{rel}: typer.Exit")
     assert offenders == []
+
+
+def test_the_add_a_command_recipe(tmp_path):
+    """docs/architecture.md's "Add a command", followed with a tiny command: a core function returning a
+    dataclass with warnings, a command module that ends with finish(), one registration line."""
+    import dataclasses
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from eaglectl.cli.finish import finish
+    from eaglectl.errors import CheckpointError
+
+    @dataclasses.dataclass
+    class CountResult:  # step 1: the core returns a dataclass carrying its warnings
+        path: str
+        entries: int
+        warnings: list[str]
+
+    def count_entries(path: str) -> CountResult:
+        p = tmp_path / path
+        if not p.is_dir():
+            raise CheckpointError(f"{path}: no such directory")
+        entries = len(list(p.iterdir()))
+        return CountResult(path, entries, ["empty directory"] if not entries else [])
+
+    def count_command(path: str, json: JsonOpt = False) -> None:  # step 2: options, one core call, finish()
+        result = count_entries(path)
+        finish("count", result, as_json=json, render=lambda c: c.print(result.entries), warnings=result.warnings)
+
+    before = list(app.registered_commands)
+    app.command("count")(count_command)  # step 3: one registration line
+    try:
+        (tmp_path / "d").mkdir()
+        runner = CliRunner()
+        ok = runner.invoke(app, ["count", "d", "--json"])
+        doc = json.loads(ok.stdout)
+        assert ok.exit_code == 0 and doc["ok"] and doc["result"]["entries"] == 0
+        assert "warning: empty directory" in ok.stderr
+        bad = runner.invoke(app, ["count", "missing", "--json"])
+        assert bad.exit_code == 1 and json.loads(bad.stdout)["error"]["type"] == "CheckpointError"
+        assert bad.stderr.count("error:") == 1 and "Traceback" not in bad.stderr
+    finally:
+        app.registered_commands[:] = before
+    assert typer.main.get_command(app).list_commands(None) == COMMANDS  # nothing left behind
