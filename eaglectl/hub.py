@@ -208,17 +208,17 @@ def drafter_headers(repo_id: str, revision: str | None, *, max_shards: int) -> R
                                       f"most {MAX_META_BYTES})")
             meta = Path(hf_hub_download(repo_id, meta_name, repo_type=REPO_TYPE, revision=pinned))
         st = get_safetensors_metadata(repo_id, repo_type=REPO_TYPE, revision=pinned)
-        headers = {name: {t: {"dtype": ti.dtype, "shape": ti.shape, "data_offsets": ti.data_offsets}
-                          for t, ti in fm.tensors.items()} for name, fm in st.files_metadata.items()}
     except CheckpointError:
         raise
+    except (TypeError, KeyError) as exc:  # a header whose entries the library's parser cannot take
+        raise CheckpointError(f"{repo_id}: malformed safetensors header on the Hub ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from exc
     except Exception as exc:
         if _hub_failure(exc):
             raise hub_error(repo_id, revision, exc) from exc
-        if isinstance(exc, (TypeError, KeyError, ValueError, AttributeError)):  # a header the library cannot parse
-            raise CheckpointError(f"{repo_id}: malformed safetensors header on the Hub ({type(exc).__name__}: "
-                                  f"{str(exc)[:200]})") from exc
         raise
+    headers = {name: {t: {"dtype": ti.dtype, "shape": ti.shape, "data_offsets": ti.data_offsets}
+                      for t, ti in fm.tensors.items()} for name, fm in st.files_metadata.items()}
     return RemoteHeaders(src, config, meta, headers, dict(st.weight_map) if st.sharded else None,
                          "model.safetensors.index.json" if st.sharded else None)
 

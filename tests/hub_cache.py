@@ -24,7 +24,7 @@ def repo_folder(hub_cache: Path, repo_id: str) -> Path:
 def etag(name: str, data: bytes) -> str:
     if name.endswith(LFS_SUFFIXES):
         return hashlib.sha256(data).hexdigest()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324  (git's own blob id)
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def cache_repo(hub_cache: Path, repo_id: str, files: dict[str, bytes], *, commit: str = "c0ffee" * 6 + "0123",
