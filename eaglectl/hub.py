@@ -112,6 +112,9 @@ def hub_error(repo_id: str, revision: str | None, exc: Exception) -> CheckpointE
 
     what = f"{repo_id}" + (f"@{revision}" if revision else "")
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if type(exc).__name__ == "IncompleteSnapshotError":  # huggingface_hub >= 2: files of the listing missing
+        return CheckpointError(f"{what}: the cached snapshot is incomplete and the Hub cannot be asked ({first})",
+                               hint=OFFLINE_HINT.format(repo=repo_id, rev=_rev(revision)))
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)) and offline():
         return CheckpointError(f"{what}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set",
                                hint=OFFLINE_HINT.format(repo=repo_id, rev=_rev(revision)))

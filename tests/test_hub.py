@@ -333,6 +333,9 @@ def test_inspect_reads_headers_without_downloading_weights(cli, hub_cache, sampl
     assert "NaN / Inf values" in found["headers-only"]["message"] and "d2t" in found["headers-only"]["message"]
     assert found["headers-only"]["fix"] == "`eaglectl export org/head --revision v1` downloads the drafter's files " \
                                            "and checks them all"
+    text = cli("inspect", "org/head", "--revision", "v1").stdout
+    squeezed = "".join(c for c in text if not c.isspace() and c != "│")  # the table wraps the cell
+    assert f"org/head@v1(commit{OTHER};headersreadremotely)" in squeezed
 
 
 def test_inspect_downloads_meta_files_but_not_weights(cli, hub_cache, samples, online, monkeypatch):
