@@ -130,8 +130,11 @@ def test_ready_hub_drafter_is_served_from_its_snapshot(cli, cached, tmp_path, mo
     argv = doc["result"]["argv"]
     snapshot = repo_folder(cached, "org/eagle3-ready") / "snapshots" / COMMIT
     assert code == 0 and argv[argv.index("--speculative-draft-model-path") + 1] == str(snapshot)
-    code, doc = run_json(cli, "export", "org/eagle3-ready", "--force")  # a fresh copy: here, not in the cache
+    code, doc = run_json(cli, "export", "org/eagle3-ready")  # an export is a local copy, even of a ready head
     assert code == 0 and doc["result"]["output"] == str(tmp_path / "eagle3-ready-sglang")
+    assert doc["result"]["action"] == "written"
+    code, doc = run_json(cli, "export", "org/eagle3-ready")
+    assert code == 0 and doc["result"]["action"] == "unchanged"
 
 
 @pytest.mark.parametrize("where", ["snapshot", "blobs", "cache"])

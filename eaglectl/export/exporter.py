@@ -89,12 +89,13 @@ def servable_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
 def default_output(ckpt: Checkpoint, plan: ExportPlan, *, force: bool = False) -> Path:
     """A new `sglang/` directory beside the checkpoint's files (in the epoch dir for NeMo consolidated, never
     `model/` in place); an SGLang-ready dir is its own output (left untouched) unless `force` asks for a fresh copy.
-    A Hub drafter's files are in the Hub cache, which is never written into: `./<name>-sglang/` here."""
+    A Hub drafter's files are in the Hub cache, which is never written into: an export of one is a local copy,
+    `./<name>-sglang/` here (`serve` loads a ready one from its cached snapshot instead)."""
     assert ckpt.root is not None and ckpt.model_dir is not None
-    if servable_as_is(ckpt, plan) and not force:
-        return ckpt.model_dir
     if ckpt.hub is not None:
         return Path.cwd() / f"{ckpt.hub.repo_id.split('/')[-1]}-{EXPORT_DIR}"
+    if servable_as_is(ckpt, plan) and not force:
+        return ckpt.model_dir
     return ckpt.root / EXPORT_DIR
 
 
