@@ -128,7 +128,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     token_map: str | None = None
     exported: str | None = None
     check = None
-    if ckpt.hub is not None and ckpt.hub.snapshot is not None:
+    if ckpt.hub is not None:
         notes.append(f"draft {ckpt.hub.repo_id}: commit {ckpt.hub.commit}, from the Hugging Face cache "
                      f"{ckpt.hub.snapshot}")
     reject_p_eagle(ckpt)
