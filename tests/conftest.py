@@ -61,3 +61,20 @@ def tiny_llama(tmp_path_factory) -> Path:
 def fake_server_args_cls():
     """SGLang's ServerArgs as far as flag parsing goes (no SGLang on the CPU machines)."""
     return FakeServerArgs
+
+
+@pytest.fixture(autouse=True)
+def hub_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Every test runs against an empty Hugging Face cache of its own with HF_HUB_OFFLINE set: no test reaches the
+    network or reads the user's cache. huggingface_hub reads these variables once, when it is imported, so its
+    constants are set as a fresh import under this environment would set them. Returns the hub cache folder."""
+    import huggingface_hub.constants as constants
+
+    home = tmp_path_factory.mktemp("hf_home")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return home / "hub"

@@ -65,12 +65,17 @@ def test_sharded_index_is_read(samples):
     assert len(ckpt.weights.files) == 2
 
 
-def test_hub_id_is_passed_through_not_downloaded(monkeypatch):
+def test_hub_id_is_fetched_then_resolved_as_its_directory(monkeypatch, samples, hub_cache):
     import huggingface_hub
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("downloaded"))
+    from tests.hub_cache import cache_dir_of, cache_repo
+
+    snapshot = cache_repo(hub_cache, "nvidia/some-eagle3-head", cache_dir_of(samples["specforge"]), ref=None)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(snapshot))
     ckpt = resolve("nvidia/some-eagle3-head")
-    assert ckpt.layout is Layout.hub and ckpt.hub_id == "nvidia/some-eagle3-head"
+    assert ckpt.layout is Layout.hf and ckpt.hub_id == "nvidia/some-eagle3-head" and ckpt.model_dir == snapshot
+    assert ckpt.hub is not None and ckpt.hub.commit == snapshot.name and ckpt.hub.cache == hub_cache
+    assert ckpt.source == "nvidia/some-eagle3-head" and not ckpt.is_remote
 
 
 def test_header_reading_does_not_load_tensor_data(samples, monkeypatch):

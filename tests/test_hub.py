@@ -78,9 +78,320 @@ def test_commands_refuse_a_mistyped_local_path(cli, here, samples, args):
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
 
 
-def test_hub_ids_still_pass_through_every_command(cli, here):
-    code = cli("inspect", "org/eagle3-head", "--target", "meta-llama/Llama-3.1-8B-Instruct").exit_code
-    assert code == 0
-    result = cli("serve", "--target", "meta-llama/Llama-3.1-8B-Instruct", "--draft", "org/eagle3-head",
-                 "--print-only", "--json")
-    assert result.exit_code == 0 and json.loads(result.stdout)["result"]["draft_model_path"] == "org/eagle3-head"
+# --- Hub drafters: fetched through huggingface_hub, offline from a cache the test lays out as the library does ---
+from tests.helpers import run_json  # noqa: E402
+from tests.hub_cache import cache_dir_of, cache_repo, repo_folder, tree_bytes  # noqa: E402
+
+COMMIT = "c0ffee" * 6 + "0123"
+OTHER = "0badc0de" * 5
+
+
+@pytest.fixture
+def cached(hub_cache, samples):
+    """Drafters and a target in the (offline) Hub cache, laid out by hand exactly as huggingface_hub writes it."""
+    cache_repo(hub_cache, "org/eagle3-legacy", cache_dir_of(samples["nemo-legacy-eagle3"]), commit=COMMIT)
+    cache_repo(hub_cache, "org/eagle3-ready", cache_dir_of(samples["specforge"]), commit=COMMIT)
+    cache_repo(hub_cache, "org/target", cache_dir_of(samples["target"]), commit=COMMIT)
+    return hub_cache
+
+
+def test_cached_drafter_goes_through_inspect_export_and_serve(cli, cached, samples, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = tree_bytes(cached)
+    code, doc = run_json(cli, "inspect", "org/eagle3-legacy", "--target", "org/target")
+    result = doc["result"]
+    assert code == 0 and result["layout"] == "nemo-legacy" and result["source"] == "org/eagle3-legacy"
+    assert result["hub"]["commit"] == COMMIT and not result["hub"]["headers_only"]
+    local = run_json(cli, "inspect", samples["nemo-legacy-eagle3"], "--target", samples["target"])[1]["result"]
+    assert result["loader_as_is"] == local["loader_as_is"] and result["tensors"] == local["tensors"]
+    assert {f["code"] for f in result["findings"]} - {"target-cached"} == {f["code"] for f in local["findings"]}
+
+    code, doc = run_json(cli, "export", "org/eagle3-legacy")
+    out = work / "eagle3-legacy-sglang"
+    assert code == 0 and doc["result"]["action"] == "written" and doc["result"]["output"] == str(out)
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLMEagle3"]
+    expected = run_json(cli, "export", samples["nemo-legacy-eagle3"], "-o", tmp_path / "local")[1]["result"]
+    assert {f["path"].rsplit("/", 1)[1]: f["bytes"] for f in doc["result"]["files"]} == {
+        f["path"].rsplit("/", 1)[1]: f["bytes"] for f in expected["files"]}
+
+    code, doc = run_json(cli, "serve", "--target", "org/target", "--draft", "org/eagle3-legacy", "--print-only")
+    argv = doc["result"]["argv"]
+    assert code == 0 and argv[argv.index("--speculative-draft-model-path") + 1] == str(out)
+    assert argv[argv.index("--model-path") + 1] == "org/target"  # SGLang fetches the target itself
+    assert doc["result"]["exported"] == "unchanged"
+    assert tree_bytes(cached) == before  # the cache, byte for byte and link for link
+
+
+def test_ready_hub_drafter_is_served_from_its_snapshot(cli, cached, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, doc = run_json(cli, "serve", "--target", "org/target", "--draft", "org/eagle3-ready", "--print-only")
+    argv = doc["result"]["argv"]
+    snapshot = repo_folder(cached, "org/eagle3-ready") / "snapshots" / COMMIT
+    assert code == 0 and argv[argv.index("--speculative-draft-model-path") + 1] == str(snapshot)
+    code, doc = run_json(cli, "export", "org/eagle3-ready")  # an export is a local copy, even of a ready head
+    assert code == 0 and doc["result"]["output"] == str(tmp_path / "eagle3-ready-sglang")
+    assert doc["result"]["action"] == "written"
+    code, doc = run_json(cli, "export", "org/eagle3-ready")
+    assert code == 0 and doc["result"]["action"] == "unchanged"
+
+
+@pytest.mark.parametrize("where", ["snapshot", "blobs", "cache"])
+def test_export_never_writes_into_the_hub_cache(cli, cached, where):
+    folder = repo_folder(cached, "org/eagle3-legacy")
+    out = {"snapshot": folder / "snapshots" / COMMIT / "sglang", "blobs": folder / "blobs" / "x",
+           "cache": cached / "exports"}[where]
+    before = tree_bytes(cached)
+    result = cli("export", "org/eagle3-legacy", "-o", out, "--json")
+    error = json.loads(result.stdout)["error"]
+    assert result.exit_code == 1 and error["type"] == "OutputError" and "Hugging Face cache" in error["message"]
+    assert tree_bytes(cached) == before
+
+
+def test_revision_picks_the_cached_commit(cli, cached, samples):
+    cache_repo(cached, "org/eagle3-legacy", cache_dir_of(samples["specforge"]), commit=OTHER, ref="v2")
+    for revision, commit, layout in ((None, COMMIT, "nemo-legacy"), ("v2", OTHER, "sglang-ready"),
+                                     (OTHER, OTHER, "sglang-ready")):
+        args = ("--revision", revision) if revision else ()
+        code, doc = run_json(cli, "inspect", "org/eagle3-legacy", *args)
+        assert code == 0 and doc["result"]["hub"]["commit"] == commit and doc["result"]["layout"] == layout
+        assert doc["result"]["hub"]["revision"] == revision
+
+
+@pytest.mark.parametrize("args", [
+    ("inspect", "org/not-cached"),
+    ("export", "org/not-cached"),
+    ("token-map", "org/not-cached"),
+    ("serve", "--target", "org/target", "--draft", "org/not-cached", "--print-only"),
+    ("inspect", "org/eagle3-legacy", "--revision", "v9"),  # cached, but not at this revision
+])
+def test_offline_and_not_cached_is_one_error(cli, cached, args):
+    result = cli(*args)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    repo = args[args.index("--draft") + 1] if "--draft" in args else args[1]
+    assert lines[0] == f"error: {repo}{'@v9' if 'v9' in args else ''}: not in the local Hugging Face cache, and " \
+                       f"HF_HUB_OFFLINE is set"
+    assert lines[1:] == [f"hint: unset HF_HUB_OFFLINE, or download it first: `hf download {repo}"
+                         f"{' --revision v9' if 'v9' in args else ''}`"]
+
+
+def test_a_snapshot_without_weights_says_so_offline(cli, hub_cache, samples):
+    cache_repo(hub_cache, "org/config-only", {"config.json": (samples["specforge"] / "config.json").read_bytes()})
+    result = cli("export", "org/config-only")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].startswith("error: org/config-only: the cached snapshot ")
+    assert "holds no weights (found config.json), and HF_HUB_OFFLINE is set" in result.stderr
+
+
+def test_revision_is_for_hub_ids_only(cli, samples):
+    result = cli("export", samples["specforge"], "--revision", "main")
+    assert result.exit_code == 1 and "--revision applies to a Hugging Face repo id" in result.stderr
+
+
+def test_hub_target_is_checked_from_the_cache_or_said_unchecked(cli, cached, samples):
+    save = samples["target"] / "config.json"
+    cfg = json.loads(save.read_text())
+    cache_repo(cached, "org/wrong-vocab", {"config.json": json.dumps(dict(cfg, vocab_size=1000)).encode()})
+    code, doc = run_json(cli, "inspect", samples["specforge"], "--target", "org/wrong-vocab")
+    found = {f["code"]: f for f in doc["result"]["findings"]}
+    assert code == 1 and found["target-vocab"]["severity"] == "error"
+    assert "read from the local Hugging Face cache" in found["target-cached"]["message"]
+    code, doc = run_json(cli, "inspect", samples["specforge"], "--target", "org/not-cached")
+    found = {f["code"]: f for f in doc["result"]["findings"]}
+    assert code == 0 and "not in the local Hugging Face cache" in found["target-remote"]["message"]
+    assert "hf download org/not-cached config.json" in found["target-remote"]["message"]
+    code, doc = run_json(cli, "serve", "--target", "org/not-cached", "--draft", samples["specforge"], "--print-only")
+    assert code == 0 and any("checks against the target were skipped" in n for n in doc["result"]["notes"])
+
+
+def test_env_vars_are_honoured_by_a_fresh_process(hub_cache, samples, tmp_path):
+    """HF_HOME and HF_HUB_OFFLINE as a user sets them: read by huggingface_hub itself at import."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    cache_repo(home / "hub", "org/eagle3-legacy", cache_dir_of(samples["nemo-legacy-eagle3"]), commit=COMMIT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONPATH=os.getcwd())
+    run = subprocess.run([sys.executable, "-m", "eaglectl", "export", "org/eagle3-legacy", "--json"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["result"]["output"] == str(tmp_path / "eagle3-legacy-sglang")
+    run = subprocess.run([sys.executable, "-m", "eaglectl", "inspect", "org/other"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and run.stderr.startswith("error: org/other: not in the local Hugging Face cache")
+
+
+# --- the requests eaglectl makes, with the network calls replaced where eaglectl calls them ---------------------
+def test_download_asks_for_the_drafter_files_only(cli, hub_cache, samples, monkeypatch, tmp_path):
+    import huggingface_hub
+
+    from eaglectl.hub import DRAFTER_PATTERNS
+
+    snapshot = cache_repo(hub_cache, "org/eagle3-legacy", cache_dir_of(samples["nemo-legacy-eagle3"]), commit=OTHER,
+                          ref=None)
+    calls = []
+
+    def fake_snapshot_download(*args, **kwargs):
+        calls.append((args, kwargs))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    code, doc = run_json(cli, "export", "org/eagle3-legacy", "--revision", "v1", "-o", tmp_path / "out")
+    assert code == 0 and doc["result"]["action"] == "written"
+    assert calls == [(("org/eagle3-legacy",), {"repo_type": "model", "revision": "v1",
+                                               "allow_patterns": DRAFTER_PATTERNS, "ignore_patterns": ["*/*"]})]
+
+
+def test_the_patterns_keep_exactly_a_drafters_files():
+    from huggingface_hub.utils import filter_repo_objects
+
+    from eaglectl.hub import DRAFTER_PATTERNS, SUBFOLDERS
+
+    repo = ["config.json", "model.safetensors", "model-00001-of-00002.safetensors", "model.safetensors.index.json",
+            "pytorch_model.bin", "pytorch_model-00001-of-00002.bin", "pytorch_model.bin.index.json",
+            "draft_model.pt", "eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt", "speculative_token_map.pt",
+            "README.md", ".gitattributes", "tokenizer.json", "generation_config.json", "optimizer.pt",
+            "training_args.bin", "target/model.safetensors", "epoch_0_step_1/model/config.json", "logs/config.json"]
+    kept = list(filter_repo_objects(repo, allow_patterns=DRAFTER_PATTERNS, ignore_patterns=SUBFOLDERS))
+    assert kept == repo[:12]
+
+
+def _remote_metadata(directory):
+    """What get_safetensors_metadata returns for a repo holding `directory`'s model.safetensors, built with the
+    library's own classes from the file's header."""
+    import struct
+
+    from huggingface_hub.utils import SafetensorsFileMetadata, SafetensorsRepoMetadata, TensorInfo
+
+    raw = (directory / "model.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    fm = SafetensorsFileMetadata(metadata=meta, tensors={k: TensorInfo(**v) for k, v in header.items()})
+    return SafetensorsRepoMetadata(metadata=None, sharded=False, weight_map={k: "model.safetensors" for k in header},
+                                   files_metadata={"model.safetensors": fm})
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """The Hub reachable as far as eaglectl can tell (every network call is replaced by the test)."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+
+
+def _fake_hub(monkeypatch, files: dict, metadata, calls: list, snapshot=None):
+    from types import SimpleNamespace
+
+    import huggingface_hub
+
+    def model_info(self, repo_id, **kwargs):
+        calls.append(("model_info", repo_id, kwargs))
+        siblings = [SimpleNamespace(rfilename=f, size=p.stat().st_size) for f, p in files.items()]
+        return SimpleNamespace(sha=OTHER, siblings=siblings)
+
+    def hf_hub_download(repo_id, filename, **kwargs):
+        calls.append(("hf_hub_download", repo_id, filename, kwargs))
+        return str(files[filename])
+
+    def get_safetensors_metadata(repo_id, **kwargs):
+        calls.append(("get_safetensors_metadata", repo_id, kwargs))
+        return metadata
+
+    def snapshot_download(repo_id, **kwargs):
+        calls.append(("snapshot_download", repo_id, kwargs))
+        assert snapshot is not None, "weights downloaded"
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    for name, fn in (("hf_hub_download", hf_hub_download), ("get_safetensors_metadata", get_safetensors_metadata),
+                     ("snapshot_download", snapshot_download)):
+        monkeypatch.setattr(huggingface_hub, name, fn)
+
+
+def test_inspect_reads_headers_without_downloading_weights(cli, hub_cache, samples, online, monkeypatch):
+    d = samples["specforge"]
+    snapshot = cache_repo(hub_cache, "org/head", {"config.json": (d / "config.json").read_bytes()}, commit=OTHER,
+                          ref=None)  # what hf_hub_download leaves: config.json only
+    files = {"config.json": snapshot / "config.json", "model.safetensors": d / "model.safetensors",
+             "README.md": d / "config.json", "extra/model.safetensors": d / "model.safetensors"}
+    calls: list = []
+    _fake_hub(monkeypatch, files, _remote_metadata(d), calls)
+    code, doc = run_json(cli, "inspect", "org/head", "--revision", "v1")
+    assert code == 0, doc
+    assert calls == [("model_info", "org/head", {"revision": "v1", "files_metadata": True}),
+                     ("hf_hub_download", "org/head", "config.json", {"repo_type": "model", "revision": OTHER}),
+                     ("get_safetensors_metadata", "org/head", {"repo_type": "model", "revision": OTHER})]
+    remote, local = doc["result"], run_json(cli, "inspect", d)[1]["result"]
+    assert remote["layout"] == "hub" and remote["hub"]["headers_only"] and remote["hub"]["commit"] == OTHER
+    for key in ("tensors", "loader_as_is", "sglang", "config", "algorithm", "sglang_ready"):
+        assert remote[key] == local[key], key
+    found = {f["code"]: f for f in remote["findings"]}
+    assert set(found) == {f["code"] for f in local["findings"]} | {"headers-only"}
+    assert "NaN / Inf values" in found["headers-only"]["message"] and "d2t" in found["headers-only"]["message"]
+    assert found["headers-only"]["fix"] == "`eaglectl export org/head --revision v1` downloads the drafter's files " \
+                                           "and checks them all"
+    text = cli("inspect", "org/head", "--revision", "v1").stdout
+    squeezed = "".join(c for c in text if not c.isspace() and c != "│")  # the table wraps the cell
+    assert f"org/head@v1(commit{OTHER};headersreadremotely)" in squeezed
+
+
+def test_inspect_downloads_meta_files_but_not_weights(cli, hub_cache, samples, online, monkeypatch):
+    """A NeMo consolidated model/ published as a repo: its meta beside the weights is fetched (it is small)."""
+    d = samples["nemo-consolidated"]
+    snapshot = cache_repo(hub_cache, "org/head", {"config.json": (d / "model" / "config.json").read_bytes(),
+                                                  "eagle_meta.pt": (d / "eagle_meta.pt").read_bytes()},
+                          commit=OTHER, ref=None)
+    files = {"config.json": snapshot / "config.json", "eagle_meta.pt": snapshot / "eagle_meta.pt",
+             "model.safetensors": d / "model" / "model.safetensors"}
+    calls: list = []
+    _fake_hub(monkeypatch, files, _remote_metadata(d / "model"), calls)
+    code, doc = run_json(cli, "inspect", "org/head")
+    assert [c[0] for c in calls] == ["model_info", "hf_hub_download", "hf_hub_download", "get_safetensors_metadata"]
+    assert calls[2][2] == "eagle_meta.pt"
+    assert doc["result"]["paths"]["meta"] == str(snapshot / "eagle_meta.pt")
+    assert "missing-d2t" in {f["code"] for f in doc["result"]["findings"]}  # d2t is built from the meta on export
+
+
+def test_inspect_of_pickled_weights_downloads_them(cli, hub_cache, samples, online, monkeypatch):
+    d = samples["nemo-legacy-eagle3"]
+    snapshot = cache_repo(hub_cache, "org/legacy", cache_dir_of(d), commit=OTHER, ref=None)
+    calls: list = []
+    _fake_hub(monkeypatch, {n: snapshot / n for n in cache_dir_of(d)}, None, calls, snapshot=snapshot)
+    code, doc = run_json(cli, "inspect", "org/legacy")
+    assert code == 0 and doc["result"]["layout"] == "nemo-legacy" and not doc["result"]["hub"]["headers_only"]
+    assert [c[0] for c in calls] == ["model_info", "snapshot_download"]
+
+
+def test_a_malformed_remote_header_is_one_error(cli, hub_cache, samples, online, monkeypatch):
+    d = samples["specforge"]
+    snapshot = cache_repo(hub_cache, "org/head", {"config.json": (d / "config.json").read_bytes()}, commit=OTHER,
+                          ref=None)
+    metadata = _remote_metadata(d)
+    info = metadata.files_metadata["model.safetensors"].tensors["fc.weight"]
+    info.data_offsets = (0, 3)  # not what its dtype and shape need
+    _fake_hub(monkeypatch, {"config.json": snapshot / "config.json", "model.safetensors": d / "model.safetensors"},
+              metadata, [])
+    result = cli("inspect", "org/head")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: model.safetensors: tensor 'fc.weight' spans 3 bytes but ")
+
+
+def test_hub_errors_are_one_line(cli, online, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.utils import RepositoryNotFoundError
+
+    def model_info(self, repo_id, **kwargs):
+        error = RepositoryNotFoundError.__new__(RepositoryNotFoundError)  # as raised for a 404 (no response here)
+        Exception.__init__(error, "404 Client Error. Repository Not Found for url: https://huggingface.co/x")
+        raise error
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    result = cli("inspect", "org/nope")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[0] == "error: org/nope: no such model repo on the Hub (or it is private)"

@@ -133,9 +133,15 @@ def test_target_matching_passes(cli, samples):
     assert not {"target-hidden", "target-vocab", "aux-layer-ids"} & set(codes(doc))
 
 
-def test_hub_id_inspect(cli):
+def test_hub_id_inspect(cli, samples, hub_cache):
+    from tests.hub_cache import cache_dir_of, cache_repo
+
+    cache_repo(hub_cache, "org/eagle3-head", cache_dir_of(samples["eagle-research"]))
     code, doc = run_json(cli, "inspect", "org/eagle3-head")
-    assert code == 0 and doc["result"]["layout"] == "hub"
+    _, local = run_json(cli, "inspect", samples["eagle-research"])
+    assert code == 0 and doc["result"]["layout"] == local["result"]["layout"] == "sglang-ready"
+    assert doc["result"]["hub"]["repo_id"] == "org/eagle3-head"
+    assert doc["result"]["findings"] == local["result"]["findings"]
 
 
 def test_table_output_goes_to_stdout_and_is_not_json(cli, samples):

@@ -169,12 +169,19 @@ def test_longer_context_needs_the_flag(cli, samples, tmp_path):
     assert code == 0 and doc["result"]["env"] == {}
 
 
-def test_hub_ids_pass_through(cli):
+def test_hub_target_passes_through_a_hub_draft_is_checked(cli, samples, hub_cache, mocker, fake_python):
+    from tests.hub_cache import cache_dir_of, cache_repo
+
+    execed = mocker.patch("eaglectl.sglang.launcher.exec_server")
+    result = cli("serve", "--target", "meta-llama/Llama-3.1-8B-Instruct", "--draft", "org/eagle3-head",
+                 "--python", fake_python)  # offline (tests always are) and not cached: refused before SGLang
+    assert result.exit_code == 1 and "not in the local Hugging Face cache" in result.stderr and not execed.called
+    snapshot = cache_repo(hub_cache, "org/eagle3-head", cache_dir_of(samples["specforge"]))
     code, doc = run_json(cli, "serve", "--target", "meta-llama/Llama-3.1-8B-Instruct", "--draft",
                          "org/eagle3-head", "--print-only")
-    assert code == 0
     argv = doc["result"]["argv"]
-    assert argv[argv.index("--speculative-draft-model-path") + 1] == "org/eagle3-head"
+    assert code == 0 and argv[argv.index("--model-path") + 1] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert argv[argv.index("--speculative-draft-model-path") + 1] == str(snapshot)
 
 
 def test_exec_mode_exports_then_execs(cli, samples, mocker, fake_python):

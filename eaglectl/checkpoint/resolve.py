@@ -7,8 +7,9 @@ Layouts (see `Layout`):
 - hf: SpecForge / EAGLE-research directories, `config.json` + `model.safetensors` / `pytorch_model.bin`; a
   speculators-format config (vLLM's trainer) is recognised and flattened on read (`eaglectl.checkpoint.speculators`).
 - sglang-ready: an `hf`-style directory SGLang loads completely as it is (what `eaglectl export` writes).
-- hub: a Hugging Face repo id (`namespace/name`) that reads as no local path (`eaglectl.hub`); passed through,
-  never downloaded.
+- a Hugging Face repo id (`namespace/name`, one that reads as no local path: `eaglectl.hub`) is fetched into the
+  Hub cache (only a drafter's files) and classified as any directory; `hub` is the layout of one `inspect` reads
+  remotely instead (config.json, meta and safetensors headers; no weight data).
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eaglectl.checkpoint.weights import BIN_INDEX, SAFETENSORS_INDEX, WeightSet, open_weights, read_index
+from eaglectl.checkpoint.weights import (
+    BIN_INDEX,
+    MAX_SHARDS,
+    SAFETENSORS_INDEX,
+    WeightSet,
+    open_weights,
+    read_index,
+)
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckpointError, ConfigError
-from eaglectl.hub import hub_id
+from eaglectl.hub import HubSource, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 
 META_NAMES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")
@@ -75,6 +83,7 @@ class Checkpoint:
     weights: WeightSet | None = field(default=None, repr=False)
     meta: Meta | None = None
     hub_id: str | None = None
+    hub: HubSource | None = None  # where a Hub drafter came from (its cache is a source: never written into)
     # The config as written, when it is not SGLang's flat form (speculators): `config` is then the flattened
     # view every check reads, `config_notes` says what the flattening did, `config_problem` why it is incomplete.
     config_format: str = "hf"
@@ -84,11 +93,15 @@ class Checkpoint:
 
     @property
     def is_remote(self) -> bool:
+        """Read from the Hub as headers: no tensor data here (only `inspect` asks for that)."""
         return self.layout is Layout.hub
 
 
-def resolve(path: str | os.PathLike[str], *, load_meta: bool = True) -> Checkpoint:
-    """Classify `path` and open its config, weight headers and meta file. Never downloads."""
+def resolve(path: str | os.PathLike[str], *, load_meta: bool = True, revision: str | None = None,
+            headers_only: bool = False) -> Checkpoint:
+    """Classify `path` and open its config, weight headers and meta file. A Hub repo id is fetched first (only
+    the files a drafter needs, at `revision`); with `headers_only` a safetensors repo is read remotely instead,
+    when the Hub can be reached."""
     source = os.fspath(path)
     p = Path(source).expanduser()
     try:
@@ -99,7 +112,33 @@ def resolve(path: str | os.PathLike[str], *, load_meta: bool = True) -> Checkpoi
     if not exists:
         if p.is_symlink():
             raise CheckpointError(f"{source}: broken symlink")
-        return Checkpoint(source=source, layout=Layout.hub, hub_id=hub_id(source))
+        return _resolve_hub(source, hub_id(source), revision, load_meta=load_meta, headers_only=headers_only)
+    if revision is not None:
+        raise CheckpointError(f"{source}: --revision applies to a Hugging Face repo id; this is a local path")
+    return _resolve_local(source, p, load_meta=load_meta)
+
+
+def _resolve_hub(source: str, repo_id: str, revision: str | None, *, load_meta: bool,
+                 headers_only: bool) -> Checkpoint:
+    from eaglectl import hub
+    from eaglectl.checkpoint.weights import remote_weights
+
+    remote = hub.drafter_headers(repo_id, revision, max_shards=MAX_SHARDS) if headers_only else None
+    if remote is None:
+        src = hub.fetch_drafter(repo_id, revision)
+        assert src.snapshot is not None
+        ckpt = _resolve_local(source, src.snapshot, load_meta=load_meta)
+        ckpt.hub_id, ckpt.hub = repo_id, src
+        return ckpt
+    ckpt = Checkpoint(source, Layout.hub, config_path=remote.config_path, hub_id=repo_id, hub=remote.source)
+    _read_config(ckpt)
+    ckpt.weights = remote_weights(remote.headers, remote.index_file, remote.weight_map)
+    if remote.meta_path is not None:
+        ckpt.meta = read_meta(remote.meta_path) if load_meta else Meta(path=remote.meta_path)
+    return ckpt
+
+
+def _resolve_local(source: str, p: Path, *, load_meta: bool) -> Checkpoint:
     if p.is_file():
         if p.name in (LEGACY_WEIGHTS, "config.json") or p.name in WEIGHT_FILES or p.suffix == ".safetensors":
             p = p.parent
@@ -214,15 +253,7 @@ def _open(ckpt: Checkpoint, *, load_meta: bool) -> None:
     assert ckpt.model_dir is not None and ckpt.config_path is not None
     if not ckpt.config_path.is_file():
         raise CheckpointError(f"{ckpt.model_dir}: missing config.json")
-    from eaglectl.checkpoint.speculators import normalise
-
-    raw = read_json_object(ckpt.config_path)
-    norm = normalise(raw, str(ckpt.config_path))
-    ckpt.config = norm.config
-    if norm.format != "hf":
-        ckpt.config_format, ckpt.raw_config = norm.format, raw
-        ckpt.config_notes, ckpt.config_problem = norm.notes, norm.problem
-    check_config(ckpt.config, ckpt.config_path)
+    _read_config(ckpt)
     if ckpt.layout is Layout.nemo_legacy:
         files, index, weight_map = [ckpt.model_dir / LEGACY_WEIGHTS], None, None
     else:
@@ -238,6 +269,20 @@ def _open(ckpt: Checkpoint, *, load_meta: bool) -> None:
         ckpt.meta = read_meta(meta_path)
     elif meta_path:
         ckpt.meta = Meta(path=meta_path)
+
+
+def _read_config(ckpt: Checkpoint) -> None:
+    """The config as written, its flat view (speculators configs are flattened) and its sanity checks."""
+    from eaglectl.checkpoint.speculators import normalise
+
+    assert ckpt.config_path is not None
+    raw = read_json_object(ckpt.config_path)
+    norm = normalise(raw, str(ckpt.config_path))
+    ckpt.config = norm.config
+    if norm.format != "hf":
+        ckpt.config_format, ckpt.raw_config = norm.format, raw
+        ckpt.config_notes, ckpt.config_problem = norm.notes, norm.problem
+    check_config(ckpt.config, ckpt.config_path)
 
 
 def check_config(cfg: dict[str, Any], path: Path) -> None:

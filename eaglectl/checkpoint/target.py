@@ -1,4 +1,5 @@
-"""The target model's config, read locally (a model directory or a config.json); Hub ids are not fetched."""
+"""The target model's config, read locally (a model directory or a config.json); a Hub id's config.json only from
+the local Hugging Face cache, never fetched (SGLang downloads the target itself)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eaglectl.errors import ConfigError
-from eaglectl.hub import hub_id
+from eaglectl.hub import cached_target_config, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 from eaglectl.runner.contract import (
     default_aux_layer_ids,  # noqa: F401  (re-exported; defined with the contract)
@@ -25,20 +26,34 @@ class TargetInfo:
     max_position_embeddings: int | None = None
     model_type: str | None = None
     architectures: list[str] | None = None  # the top-level class names (a multimodal wrapper's own)
+    hub_id: str | None = None
+    note: str | None = None  # for a Hub id: where its config came from, or why it could not be checked
 
     @property
     def local(self) -> bool:
+        """Its config was read (a local path, or a Hub id cached locally): the checks against it can run."""
         return self.config_path is not None
 
 
 def load_target(source: str) -> TargetInfo:
-    """Read the target's config; a Hub id (`eaglectl.hub`: no local path) is passed through, nothing read."""
+    """Read the target's config; for a Hub id (`eaglectl.hub`: no local path) from the local Hugging Face cache
+    when it is there, else nothing read (`note` says so)."""
     p = Path(source).expanduser()
     if not p.exists():
-        return TargetInfo(source=hub_id(source), config_path=None)
+        repo = hub_id(source)
+        cached, note = cached_target_config(repo)
+        if cached is None:
+            return TargetInfo(source=repo, config_path=None, hub_id=repo, note=note)
+        info = _read(source, cached)
+        info.hub_id, info.note = repo, note
+        return info
     cfg_path = p / "config.json" if p.is_dir() else p
     if not cfg_path.is_file():
         raise ConfigError(f"{source}: target has no config.json")
+    return _read(source, cfg_path)
+
+
+def _read(source: str, cfg_path: Path) -> TargetInfo:
     cfg = read_json_object(cfg_path, what="target config")
     text = text_config(cfg)  # multimodal wrappers
     dtype = text.get("torch_dtype") or text.get("dtype") or cfg.get("torch_dtype") or cfg.get("dtype")

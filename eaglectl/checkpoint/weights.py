@@ -86,6 +86,7 @@ class WeightSet:
     files: list[Path]
     tensors: dict[str, TensorInfo]
     index_file: Path | None = None
+    remote: bool = False  # headers read from the Hub: names, dtypes and shapes, no data here
     _pickles: dict[Path, dict[str, Any]] = field(default_factory=dict, repr=False, metadata={"internal": True})
     _mapped: dict[Path, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
     # (st_dev, st_ino, st_size, st_mtime_ns) of each file when opened: a raw copy refuses a file replaced since
@@ -140,6 +141,9 @@ class WeightSet:
         import torch
 
         info = self.tensors[name]
+        if self.remote:
+            raise CheckpointError(f"{info.file}: tensor {name!r} was read as a header from the Hub; its data is not "
+                                  f"downloaded")
         shape = info.shape if start is None else (stop - start, *info.shape[1:])
         dtype = torch_dtype(info.dtype)
         if math.prod(shape) == 0:
@@ -209,7 +213,13 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
     if len(header) - ("__metadata__" in header) > MAX_TENSORS:
         raise CheckpointError(f"{path}: safetensors header lists {len(header)} tensors (at most {MAX_TENSORS})")
-    base = 8 + n
+    return header_tensors(header, path, base=8 + n, size=size)
+
+
+def header_tensors(header: dict[str, Any], path: Path, *, base: int | None, size: int | None) -> dict[str, TensorInfo]:
+    """Validate the entries of a parsed safetensors header. `base` (where the data starts) and `size` (of the
+    file) are None for a header read remotely: then the offsets are checked against the shapes only, and the
+    tensors have no readable bytes here."""
     tensors: dict[str, TensorInfo] = {}
     for name, entry in header.items():
         if name == "__metadata__":
@@ -218,20 +228,21 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
             dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
         except (TypeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{path}: malformed header entry for tensor {name!r}") from exc
-        if dtype not in ITEMSIZE:
+        if not isinstance(dtype, str) or dtype not in ITEMSIZE:
             raise CheckpointError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        if not isinstance(shape, (list, tuple)) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
         if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
             raise CheckpointError(f"{path}: tensor {name!r} has invalid data offsets {[begin, end]!r}")
         expected = nbytes(dtype, shape)
         if end - begin != expected:
             raise CheckpointError(
-                f"{path}: tensor {name!r} spans {end - begin} bytes but {dtype}{shape} needs {expected}")
-        if base + end > size:
+                f"{path}: tensor {name!r} spans {end - begin} bytes but {dtype}{list(shape)} needs {expected}")
+        if base is not None and size is not None and base + end > size:
             raise CheckpointError(
                 f"{path}: tensor {name!r} lies past the end of the file (truncated? {size} bytes)")
-        tensors[name] = TensorInfo(name, dtype, tuple(shape), path, base + begin)
+        tensors[name] = TensorInfo(name, dtype, tuple(shape), path, None if base is None else base + begin)
     return tensors
 
 
@@ -599,6 +610,36 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
         ws.tensors.update(part)
         if len(ws.tensors) > MAX_TENSORS:
             raise CheckpointError(f"{f.parent}: the weights hold over {MAX_TENSORS} tensors (at most {MAX_TENSORS})")
+    return ws
+
+
+def remote_weights(headers: dict[str, dict[str, Any]], index_file: str | None = None,
+                   weight_map: dict[str, str] | None = None) -> WeightSet:
+    """A WeightSet from safetensors headers read remotely (shard name -> parsed header), checked as a local
+    one is: the same entry rules and caps, no tensor in two shards, the index agreeing with the shards."""
+    if not headers:
+        raise CheckpointError("no weight files")
+    if len(headers) > MAX_SHARDS:
+        raise CheckpointError(f"{len(headers)} weight shards (at most {MAX_SHARDS})")
+    ws = WeightSet(format="safetensors", files=[Path(n) for n in sorted(headers)], tensors={},
+                   index_file=Path(index_file) if index_file else None, remote=True)
+    for f in ws.files:
+        header = headers[f.name]
+        if len(header) > MAX_TENSORS:
+            raise CheckpointError(f"{f}: safetensors header lists {len(header)} tensors (at most {MAX_TENSORS})")
+        part = header_tensors(header, f, base=None, size=None)
+        for name in part:
+            if name in ws.tensors:
+                raise CheckpointError(
+                    f"tensor {name!r} appears in two shards ({ws.tensors[name].file.name} and {f.name})")
+        ws.tensors.update(part)
+        if len(ws.tensors) > MAX_TENSORS:
+            raise CheckpointError(f"the weights hold over {MAX_TENSORS} tensors (at most {MAX_TENSORS})")
+    for name, shard in (weight_map or {}).items():
+        info = ws.tensors.get(name)
+        if info is None or info.file.name != shard:
+            raise CheckpointError(f"{index_file}: says {name!r} is in {shard}, but "
+                                  + ("no shard holds it" if info is None else f"it is in {info.file.name}"))
     return ws
 
 

@@ -114,8 +114,9 @@ def checkpoint_view(ckpt: Checkpoint, algorithm: Algorithm | None) -> HeadView:
     ws = ckpt.weights
     stored = {parse_name(n).base: n for n in ws.tensors}
     return HeadView(ckpt.config, algorithm, {b: ws.tensors[n].shape for b, n in stored.items()},
-                    load=lambda base: ws.load(stored[base]), source=ckpt.source, config_format=ckpt.config_format,
-                    config_problem=ckpt.config_problem, config_notes=ckpt.config_notes)
+                    load=None if ws.remote else (lambda base: ws.load(stored[base])), source=ckpt.source,
+                    config_format=ckpt.config_format, config_problem=ckpt.config_problem,
+                    config_notes=ckpt.config_notes)
 
 
 def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
@@ -127,7 +128,8 @@ def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
         t = by_base[base]
         return plan.generated[t.name] if t.source is None else ws.load(t.source)
 
-    return HeadView(plan.config, plan.algorithm, {b: t.shape for b, t in by_base.items()}, load=load,
+    return HeadView(plan.config, plan.algorithm, {b: t.shape for b, t in by_base.items()},
+                    load=None if ws.remote else load,
                     source=ckpt.source, config_problem=ckpt.config_problem, planned=True,
                     embeddings_dropped=any(d.reason.startswith("--drop-embeddings") for d in plan.dropped))
 

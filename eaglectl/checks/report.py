@@ -17,6 +17,7 @@ from eaglectl.enums import Algorithm, Layout, Severity
 from eaglectl.errors import EaglectlError
 from eaglectl.export.config_rewrite import aux_layer_ids_of
 from eaglectl.export.plan import ExportPlan, build_plan
+from eaglectl.hub import HubSource
 from eaglectl.runner.contract import aux_layer_problems  # noqa: F401  (the training-side rule, re-exported)
 from eaglectl.sglang import rules
 from eaglectl.sglang.architectures import own_loader
@@ -99,6 +100,7 @@ class InspectReport:
     sglang: SGLangSupport | None = None
     export_preview: dict[str, Any] | None = None
     target: TargetInfo | None = None
+    hub: HubSource | None = None
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -106,13 +108,11 @@ class InspectReport:
         return not any(f.severity is Severity.error for f in self.findings)
 
 
-def inspect_checkpoint(path: str, *, target: str | None = None) -> InspectReport:
-    ckpt = resolve(path)
-    report = InspectReport(source=ckpt.source, layout=ckpt.layout, paths=_paths(ckpt))
+def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | None = None) -> InspectReport:
+    ckpt = resolve(path, revision=revision, headers_only=True)
+    report = InspectReport(source=ckpt.source, layout=ckpt.layout, paths=_paths(ckpt), hub=ckpt.hub)
     if ckpt.is_remote:
-        report.findings.append(Finding("remote", Severity.info,
-                                       f"{ckpt.hub_id} is a Hugging Face Hub id; passed through, not downloaded"))
-        return report
+        report.findings.append(remote_finding(ckpt))
     assert ckpt.weights is not None
     add = report.findings.append
     report.algorithm, report.algorithm_reason = detect_algorithm(ckpt)
@@ -147,6 +147,17 @@ def inspect_checkpoint(path: str, *, target: str | None = None) -> InspectReport
     if report.sglang_ready and ckpt.layout is Layout.hf:
         report.layout = Layout.sglang_ready
     return report
+
+
+def remote_finding(ckpt: Checkpoint) -> Finding:
+    """What an inspect of a Hub drafter read remotely checked, and what it could not without the weight data."""
+    src = ckpt.hub
+    at = f"@{src.commit[:12]}" if src and src.commit else ""
+    return Finding("headers-only", Severity.info,
+                   f"read from the Hub without downloading weights: config.json, the meta file if any, and the "
+                   f"safetensors headers of {ckpt.hub_id}{at}. Not checked without the data: NaN / Inf values, and "
+                   f"the values of d2t (a never-filled all-zero map; ids within the vocab)",
+                   f"{_export_cmd(ckpt).removeprefix('run ')} downloads the drafter's files and checks them all")
 
 
 def _failure_mode_findings(ckpt: Checkpoint, algo: Algorithm | None, plan: ExportPlan | None,
@@ -201,7 +212,8 @@ def _summary(ckpt: Checkpoint) -> ConfigSummary:
 def _export_cmd(ckpt: Checkpoint) -> str:
     import shlex
 
-    return f"run `eaglectl export {shlex.quote(ckpt.source)}`"
+    rev = f" --revision {shlex.quote(ckpt.hub.revision)}" if ckpt.hub and ckpt.hub.revision else ""
+    return f"run `eaglectl export {shlex.quote(ckpt.source)}{rev}`"
 
 
 def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, report: InspectReport) -> None:
@@ -348,7 +360,7 @@ def _value_findings(ckpt: Checkpoint, plan: ExportPlan | None, report: InspectRe
     """Scan only what SGLang would load: the planned tensors whose shapes it accepts. A tensor nothing takes
     (dropped by export) or one of the wrong shape (an error already) is never read, however large."""
     assert ckpt.weights is not None
-    if plan is None:
+    if plan is None or ckpt.weights.remote:  # remote_finding says the values were not read
         return
     sim = simulate_load(plan.config, plan.shapes, plan.algorithm, NEWEST_KNOWN)
     taken = [t.source for t in plan.tensors if t.source and t.name in sim.loaded and t.name not in sim.misshapen]
@@ -361,8 +373,10 @@ def _value_findings(ckpt: Checkpoint, plan: ExportPlan | None, report: InspectRe
 def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, report: InspectReport) -> None:
     add = report.findings.append
     if not t.local:
-        add(Finding("target-remote", Severity.info, f"target {t.source} is not local; target checks skipped"))
+        add(Finding("target-remote", Severity.info, t.note or f"target {t.source} is not local; target checks skipped"))
         return
+    if t.note:  # a Hub target checked from the local cache: which config was read
+        add(Finding("target-cached", Severity.info, t.note))
     cfg = plan.config if plan else ckpt.config
     algo = plan.algorithm if plan else report.algorithm
     th = cfg.get("target_hidden_size") or cfg.get("hidden_size")

@@ -9,7 +9,7 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, ExportDTypeOpt, JsonOpt
+from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, ExportDTypeOpt, JsonOpt, RevisionOpt
 from eaglectl.cli.progress import byte_progress
 from eaglectl.enums import ExportDType
 from eaglectl.output import safe
@@ -23,7 +23,8 @@ def export_command(
     output_dir: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="DIR", file_okay=False,
         help="Where to write: a new or empty directory, or an earlier eaglectl export (default: a new sglang/ "
-             "directory beside the checkpoint's files).")] = None,
+             "directory beside the checkpoint's files; for a Hub repo id, ./<name>-sglang/ here).")] = None,
+    revision: RevisionOpt = None,
     algorithm: AlgorithmOpt = None,
     dtype: ExportDTypeOpt = ExportDType.keep,
     drop_embeddings: Annotated[bool, typer.Option(
@@ -43,8 +44,9 @@ def export_command(
 
     with byte_progress("exporting", enabled=not dry_run) as progress:
         report = export_checkpoint(
-            path, output=output_dir, algorithm=algorithm, dtype=dtype.value, drop_embeddings=drop_embeddings,
-            max_shard_size=max_shard_size, force=force, dry_run=dry_run, progress=progress)
+            path, output=output_dir, revision=revision, algorithm=algorithm, dtype=dtype.value,
+            drop_embeddings=drop_embeddings, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
+            progress=progress)
     finish("export", report, as_json=json, render=lambda c: render_export(c, report), warnings=report.warnings)
 
 

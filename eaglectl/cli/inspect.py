@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from eaglectl import output
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import CheckpointArg, JsonOpt, TargetOpt
+from eaglectl.cli.options import CheckpointArg, JsonOpt, RevisionOpt, TargetOpt
 from eaglectl.errors import CheckFailedError
 from eaglectl.output import cell, safe
 
@@ -17,11 +17,12 @@ if TYPE_CHECKING:
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def inspect_command(path: CheckpointArg, target: TargetOpt = None, json: JsonOpt = False) -> None:
+def inspect_command(path: CheckpointArg, target: TargetOpt = None, revision: RevisionOpt = None,
+                    json: JsonOpt = False) -> None:
     """Classify a drafter checkpoint and list what SGLang would get wrong (exit 1 on an error finding)."""
     from eaglectl.checks.report import inspect_checkpoint
 
-    report = inspect_checkpoint(path, target=target)
+    report = inspect_checkpoint(path, target=target, revision=revision)
     failure = None
     if not report.ok:  # the findings say what; the JSON document also says that the run failed, as any failure does
         errors = [f.code for f in report.findings if f.severity.value == "error"]
@@ -42,6 +43,10 @@ def render_report(console: Console, report) -> None:
     if report.algorithm:
         head.add_row("algorithm", cell(f"{report.algorithm.value} ({report.algorithm_reason})"))
     head.add_row("sglang-ready", "yes" if report.sglang_ready else "no")
+    if report.hub:
+        h = report.hub
+        where = "headers read remotely" if h.headers_only else f"cached at {h.snapshot}"
+        head.add_row("hub", cell(f"{h.repo_id}@{h.revision or 'main'} (commit {h.commit or '?'}; {where})"))
     for key, value in report.paths.items():
         if value:
             head.add_row(key, cell(value))

@@ -42,10 +42,17 @@ CheckpointArg = Annotated[
         show_default=False,
     ),
 ]
+RevisionOpt = Annotated[
+    str | None,
+    typer.Option("--revision", metavar="REV",
+                 help="Branch, tag or commit of a Hugging Face repo id given as the drafter (default: its main "
+                      "branch).", show_default=False),
+]
 TargetOpt = Annotated[
     str | None,
     typer.Option("--target", "-t", metavar="PATH_OR_ID",
-                 help="Target model directory (or its config.json) to check the drafter against.",
+                 help="Target model directory (or its config.json) to check the drafter against; a Hub id is "
+                      "checked from its config.json in the local Hugging Face cache, when it is there.",
                  autocompletion=complete.target_paths),
 ]
 AlgorithmOpt = Annotated[

@@ -12,7 +12,7 @@ import typer
 from eaglectl import output
 from eaglectl.cli import complete
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import AlgorithmOpt, JsonOpt, ServeDTypeOpt
+from eaglectl.cli.options import AlgorithmOpt, JsonOpt, RevisionOpt, ServeDTypeOpt
 from eaglectl.enums import ServeDType
 from eaglectl.errors import LaunchError
 from eaglectl.output import cell, printable, safe
@@ -28,6 +28,7 @@ def serve_command(
     draft: Annotated[str, typer.Option("--draft", "-d", metavar="PATH_OR_ID",
                                        help="Drafter checkpoint (any layout inspect reads) or Hub id.",
                                        autocompletion=complete.checkpoint_paths, show_default=False)],
+    revision: RevisionOpt = None,
     algorithm: AlgorithmOpt = None,
     num_steps: Annotated[int, typer.Option("--num-steps", min=1, help="--speculative-num-steps")] = 3,
     topk: Annotated[int, typer.Option("--topk", min=1, help="--speculative-eagle-topk")] = 1,
@@ -46,7 +47,8 @@ def serve_command(
     python: Annotated[str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.",
                                         show_default="this Python")] = sys.executable,
     print_only: Annotated[bool, typer.Option(
-        "--print-only", help="Print the command; write and launch nothing.")] = False,
+        "--print-only", help="Print the command; export and launch nothing (a Hub drafter is still fetched into "
+                             "the Hugging Face cache, to be checked).")] = False,
     wait: Annotated[bool, typer.Option(
         "--wait", help="Run SGLang as a child and wait until /health answers.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="After /health, send greedy /generate requests.")] = False,
@@ -65,7 +67,7 @@ def serve_command(
     from eaglectl.sglang.serve import ServeOptions, serve
 
     opts = ServeOptions(
-        target=target, draft=draft, algorithm=algorithm, num_steps=num_steps, topk=topk,
+        target=target, draft=draft, revision=revision, algorithm=algorithm, num_steps=num_steps, topk=topk,
         num_draft_tokens=num_draft_tokens, host=host, port=port, tp_size=tp_size, dtype=dtype,
         mem_fraction_static=mem_fraction_static, context_length=context_length, trust_remote_code=trust_remote_code,
         allow_longer_context=allow_longer_context, python=python, print_only=print_only, wait=wait, smoke=smoke,

@@ -88,20 +88,23 @@ def servable_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
 
 def default_output(ckpt: Checkpoint, plan: ExportPlan, *, force: bool = False) -> Path:
     """A new `sglang/` directory beside the checkpoint's files (in the epoch dir for NeMo consolidated, never
-    `model/` in place); an SGLang-ready dir is its own output (left untouched) unless `force` asks for a fresh copy."""
+    `model/` in place); an SGLang-ready dir is its own output (left untouched) unless `force` asks for a fresh copy.
+    A Hub drafter's files are in the Hub cache, which is never written into: an export of one is a local copy,
+    `./<name>-sglang/` here (`serve` loads a ready one from its cached snapshot instead)."""
     assert ckpt.root is not None and ckpt.model_dir is not None
+    if ckpt.hub is not None:
+        return Path.cwd() / f"{ckpt.hub.repo_id.split('/')[-1]}-{EXPORT_DIR}"
     if servable_as_is(ckpt, plan) and not force:
         return ckpt.model_dir
     return ckpt.root / EXPORT_DIR
 
 
-def export_checkpoint(path: str, *, output: str | Path | None = None, algorithm: Algorithm | None = None,
-                      dtype: str = "keep", drop_embeddings: bool = False, max_shard_size: str = DEFAULT_MAX_SHARD,
-                      force: bool = False, dry_run: bool = False, progress: ProgressFn | None = None) -> ExportReport:
+def export_checkpoint(path: str, *, output: str | Path | None = None, revision: str | None = None,
+                      algorithm: Algorithm | None = None, dtype: str = "keep", drop_embeddings: bool = False,
+                      max_shard_size: str = DEFAULT_MAX_SHARD, force: bool = False, dry_run: bool = False,
+                      progress: ProgressFn | None = None) -> ExportReport:
     t0 = time.monotonic()
-    ckpt = resolve(path)
-    if ckpt.is_remote:
-        raise CheckpointError(f"{path}: a Hugging Face Hub id is served as it is; export works on local checkpoints")
+    ckpt = resolve(path, revision=revision)  # a Hub id: its files fetched into the Hub cache, read from there
     reject_p_eagle(ckpt)
     plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
     require_servable(ckpt, plan)

@@ -4,6 +4,8 @@ eaglectl replaces only what eaglectl wrote, and never writes over, into or aroun
 - an output is refused when it is one of the source checkpoint's files or directories, contains one, or lies
   inside one of its files (paths compared after following symlinks, and as the link itself); a new directory
   inside the checkpoint's outer directory is allowed: the default export goes there;
+- a Hub drafter's source is the Hugging Face cache holding it: nothing is written anywhere inside that cache
+  (the library owns its layout: blobs, refs, snapshots of links);
 - an existing output directory is replaced only when it is empty or a previous eaglectl export: its manifest is
   in eaglectl's form and the directory holds nothing but the regular files that manifest lists;
 - an existing single-file output is replaced only when the caller recognises it as its own (a token map is
@@ -49,6 +51,7 @@ class SourcePaths:
 
     files: frozenset[str]
     dirs: frozenset[str]
+    sealed: frozenset[str] = frozenset()  # directories no output may be in (the Hub cache)
 
 
 def _forms(p: Path) -> set[str]:
@@ -68,7 +71,8 @@ def source_paths(ckpt: Checkpoint) -> SourcePaths:
     for d in (ckpt.model_dir, ckpt.root):
         if d is not None:
             dirs |= _forms(Path(d))
-    return SourcePaths(frozenset(files), frozenset(dirs))
+    cache = ckpt.hub.cache if ckpt.hub is not None else None
+    return SourcePaths(frozenset(files), frozenset(dirs), frozenset(_forms(Path(cache)) if cache else ()))
 
 
 def _inside(path: str, parent: str) -> bool:
@@ -85,6 +89,11 @@ def refuse_source_overlap(out: Path, src: SourcePaths, *, hint: str = SOURCE_HIN
     beside = os.path.dirname(o)
     leftovers = (f".{os.path.basename(o)}{STAGE_TAG}", f".{os.path.basename(o)}{OLD_TAG}",
                  f".{os.path.basename(o)}{LOCK_TAG}")
+    for s in sorted(src.sealed):
+        if o == s or _inside(o, s):
+            raise OutputError(f"{out}: lies in the Hugging Face cache {s}, which holds the source drafter; eaglectl "
+                              f"never writes into it", hint="pass --output with a directory outside the cache (the "
+                                                            "default for a Hub drafter is ./<name>-sglang/)")
     for s in sorted(src.files | src.dirs):
         if o == s:
             kind = "file" if s in src.files else "directory"

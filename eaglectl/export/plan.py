@@ -176,7 +176,7 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
     if meta is not None and meta.selected_token_ids is not None:
         selected = meta.selected_token_ids
         token_map_source = f"selected_token_ids in {meta.path.name}"
-    elif d2t_name is not None:
+    elif d2t_name is not None and not ckpt.weights.remote:  # a header read from the Hub has no values here
         d2t_info = infos[d2t_name]
         if d2t_info.dtype not in INDEX_DTYPES["d2t"] or len(d2t_info.shape) != 1:
             raise CheckpointError(f"{ckpt.source}: {d2t_name} is {d2t_info.dtype}{list(d2t_info.shape)}; d2t is a "

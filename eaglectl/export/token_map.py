@@ -87,8 +87,6 @@ def is_own_token_map(data: bytes) -> bool:
 def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapReport:
     t0 = time.monotonic()
     ckpt = resolve(path)
-    if ckpt.is_remote:
-        raise CheckpointError(f"{path}: a Hugging Face Hub id; token-map works on local checkpoints")
     plan = build_plan(ckpt)
     refuse(ckpt, plan, only=("d2t-all-zero",))  # an unfilled d2t is no token map
     if plan.selected_ids is None:
@@ -96,7 +94,8 @@ def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapR
                               f"nothing to build a token map from")
     vocab = config_int(ckpt.config, "vocab_size")
     assert ckpt.root is not None
-    out = output_path(Path(output) if output is not None else ckpt.root / TOKEN_MAP)
+    beside = Path.cwd() if ckpt.hub is not None else ckpt.root  # never into the Hub cache
+    out = output_path(Path(output) if output is not None else beside / TOKEN_MAP)
     if out.is_dir():
         out = output_path(out / TOKEN_MAP)
     refuse_source_overlap(out, source_paths(ckpt), hint="pass --output with a new file outside the checkpoint's files")

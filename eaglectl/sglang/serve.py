@@ -25,6 +25,7 @@ LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
 class ServeOptions:
     target: str
     draft: str
+    revision: str | None = None  # of a Hub drafter
     algorithm: Algorithm | None = None
     num_steps: int = 3
     topk: int = 1
@@ -122,60 +123,57 @@ def prepare(opts: ServeOptions) -> ServeResult:
         notes.append(f"port {opts.port}: SGLang >= 0.5.15 derives its gRPC port as port + 10000 and refuses to start "
                      f"above 65535; use a port below 55536 or set SGLANG_GRPC_PORT")
     env: dict[str, str] = {}
-    ckpt = resolve(opts.draft)
+    target = load_target(opts.target)  # first: a mistyped target fails before a Hub drafter is downloaded
+    ckpt = resolve(opts.draft, revision=opts.revision)  # a Hub id: fetched into the Hub cache, then as any dir
     algorithm = opts.algorithm
     token_map: str | None = None
     exported: str | None = None
     check = None
-    if ckpt.is_remote:
-        draft_path = ckpt.hub_id or opts.draft
-        algorithm = algorithm or Algorithm.EAGLE3
-        notes.append(f"draft {draft_path} is a Hub id: passed through to SGLang, not checked")
-        load_target(opts.target)  # a mistyped local target fails here too, not only beside a local draft
-        if installed is not None:
-            check = require_release(opts.python, None, None, None, installed=installed)
+    if ckpt.hub is not None:
+        notes.append(f"draft {ckpt.hub.repo_id}: commit {ckpt.hub.commit}, from the Hugging Face cache "
+                     f"{ckpt.hub.snapshot}")
+    reject_p_eagle(ckpt)
+    plan = build_plan(ckpt, algorithm=algorithm)
+    if installed is not None:  # first: a refusal names the release the drafter needs; nothing is written yet
+        assert ckpt.weights is not None
+        check = require_release(opts.python, plan.config, plan.shapes, plan.algorithm, list(ckpt.weights.tensors),
+                                installed=installed)
+    require_servable(ckpt, plan)  # --print-only must refuse what a real launch (its export) would refuse
+    algorithm = plan.algorithm
+    if servable_as_is(ckpt, plan):
+        out = ckpt.model_dir
+        exported = None
+        notes.extend(earlier_export_notes(ckpt))
+    elif opts.print_only:
+        out = output_path(default_output(ckpt, plan))
+        notes.extend(earlier_export_notes(ckpt))
+        refuse_unsafe_output(ckpt, out)  # what a real launch's export would refuse, refused here too
+        if up_to_date(ckpt, plan, out):
+            exported = "unchanged"
+            notes.append(f"print-only: nothing written; {out} already holds this drafter's export (up to date)")
+        else:
+            exported = "would export"
+            notes.append(f"print-only: nothing written; a real launch exports the drafter to {out}")
     else:
-        reject_p_eagle(ckpt)
-        plan = build_plan(ckpt, algorithm=algorithm)
-        if installed is not None:  # first: a refusal names the release the drafter needs; nothing is written yet
-            assert ckpt.weights is not None
-            check = require_release(opts.python, plan.config, plan.shapes, plan.algorithm, list(ckpt.weights.tensors),
-                                    installed=installed)
-        require_servable(ckpt, plan)  # --print-only must refuse what a real launch (its export) would refuse
-        algorithm = plan.algorithm
-        if servable_as_is(ckpt, plan):
-            out = ckpt.model_dir
-            exported = None
-            notes.extend(earlier_export_notes(ckpt))
-        elif opts.print_only:
-            out = output_path(default_output(ckpt, plan))
-            notes.extend(earlier_export_notes(ckpt))
-            refuse_unsafe_output(ckpt, out)  # what a real launch's export would refuse, refused here too
-            if up_to_date(ckpt, plan, out):
-                exported = "unchanged"
-                notes.append(f"print-only: nothing written; {out} already holds this drafter's export (up to date)")
-            else:
-                exported = "would export"
-                notes.append(f"print-only: nothing written; a real launch exports the drafter to {out}")
-        else:
-            report = export_plan(ckpt, plan)
-            warnings.extend(report.warnings)
-            out, exported = report.output, report.action
-            notes.extend(report.notes)
-            if exported == "written":
-                notes.append(f"exported the drafter to {out}")
-        assert out is not None
-        draft_path = str(out)
-        if algorithm is Algorithm.EAGLE and plan.selected_ids is not None:
-            token_map = str(Path(out) / TOKEN_MAP)
-        elif algorithm is Algorithm.EAGLE3:
-            notes.append("--speculative-token-map not passed: SGLang ignores it for EAGLE3 and reads d2t from the "
-                         "draft weights")
-        target = load_target(opts.target)
-        if not target.local:
-            notes.append(f"target {opts.target} is not local: preflight against the target skipped")
-        else:
-            _preflight(ckpt, plan, target, opts, env, notes, warnings)
+        report = export_plan(ckpt, plan)
+        warnings.extend(report.warnings)
+        out, exported = report.output, report.action
+        notes.extend(report.notes)
+        if exported == "written":
+            notes.append(f"exported the drafter to {out}")
+    assert out is not None
+    draft_path = str(out)
+    if algorithm is Algorithm.EAGLE and plan.selected_ids is not None:
+        token_map = str(Path(out) / TOKEN_MAP)
+    elif algorithm is Algorithm.EAGLE3:
+        notes.append("--speculative-token-map not passed: SGLang ignores it for EAGLE3 and reads d2t from the "
+                     "draft weights")
+    if not target.local:
+        notes.append(target.note or f"target {opts.target} is not local: preflight against the target skipped")
+    else:
+        if target.note:
+            notes.append(target.note)
+        _preflight(ckpt, plan, target, opts, env, notes, warnings)
     warnings.extend(check.warnings if check else [])
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
                       num_draft_tokens=num_draft_tokens)
