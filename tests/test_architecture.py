@@ -11,7 +11,7 @@ from pathlib import Path
 from eaglectl.cli.app import app
 
 PACKAGE = Path(__file__).resolve().parent.parent / "eaglectl"
-COMMANDS = ["inspect", "export", "token-map", "serve", "probe-target", "demo"]
+COMMANDS = ["inspect", "export", "token-map", "serve", "bench", "probe-target", "demo"]
 
 
 def test_typer_docs_lists_every_command_in_workflow_order():
