@@ -13,7 +13,7 @@ from eaglectl import output
 from eaglectl.cli import complete
 from eaglectl.cli.options import AlgorithmOpt, JsonOpt, ServeDTypeOpt
 from eaglectl.enums import ServeDType
-from eaglectl.errors import EaglectlError
+from eaglectl.errors import CheckFailedError, EaglectlError
 from eaglectl.output import cell, printable, safe
 
 if TYPE_CHECKING:
@@ -104,6 +104,8 @@ def bench_command(
                               + (f", kept in {result.results_file}" if result.results_file else ""),
                               hint="rerun with --resume to continue" if result.results_file else None)
         failure.exit_code = INTERRUPT_EXIT[result.interrupted]
+    elif result.mode == "run" and not result.measurements:
+        failure = CheckFailedError("no configuration could be measured (every server failed; see above)")
     output.emit("bench", result, as_json=json, render=lambda c: _render(c, result), ok=failure is None,
                 error=failure)
     if failure is not None:
