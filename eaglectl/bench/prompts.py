@@ -59,7 +59,8 @@ def _kind(item: Any) -> str | None:
 
 
 def read_file(path: Path) -> list[Any]:
-    """The prompt items of a JSON list or a JSONL file, read within bounds (one ConfigError otherwise)."""
+    """The prompt items of a JSON list or a JSONL file (a `.jsonl` name, or lines that are not one JSON
+document), read within bounds (one ConfigError otherwise)."""
     import stat
 
     try:
@@ -77,7 +78,7 @@ def read_file(path: Path) -> list[Any]:
     stripped = raw.strip()
     if not stripped:
         raise ConfigError(f"{path}: no prompts (empty file)")
-    if stripped[:1] == b"[":
+    if stripped[:1] == b"[" and path.suffix.lower() != ".jsonl":
         try:
             data = loads_bounded(stripped, LIMITS, where=str(path), what="prompts")
         except ConfigError:
@@ -87,9 +88,10 @@ def read_file(path: Path) -> list[Any]:
         if data is not None:
             if not isinstance(data, list):
                 raise ConfigError(f"{path}: expected a JSON list of prompts")
-            if data and _kind(data) == "chat":  # one bare conversation
-                raise ConfigError(f"{path}: a JSON list of messages is one conversation; list conversations: "
-                                  f"[[{{\"role\": ..., \"content\": ...}}], ...]")
+            if data and _kind(data) in ("chat", "ids"):  # one bare prompt
+                raise ConfigError(f"{path}: this JSON list is one prompt; a prompt file lists prompts: "
+                                  f"[[1, 2, ...], ...] or [[{{\"role\": ..., \"content\": ...}}], ...] (or use "
+                                  f"JSONL, one prompt per line, in a .jsonl file)")
             return data
     items = []
     for n, line in enumerate(stripped.split(b"\n"), 1):
