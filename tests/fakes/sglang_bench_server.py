@@ -111,8 +111,9 @@ class Handler(BaseHTTPRequestHandler):
             ids = new if os.environ.get("FAKE_SGLANG_INCREMENTAL") == "1" else out[:done]
             self.wfile.write(b"data: " + json.dumps({"output_ids": ids, "meta_info": meta}).encode() + b"\n\n")
             self.wfile.flush()
-        self.wfile.write(b"data: [DONE]\n\n")
+        # logged before [DONE]: once the client has its answer, the server may be stopped at any moment
         _append("FAKE_SGLANG_REQLOG", json.dumps({"config": label, "n": n, "start": start, "end": time.time()}))
+        self.wfile.write(b"data: [DONE]\n\n")
 
 
 for sig in (signal.SIGINT, signal.SIGTERM):  # exit quietly, as a server does on a forwarded signal
