@@ -12,7 +12,7 @@ from eaglectl.cli.app import app
 from eaglectl.cli.options import JsonOpt  # module level: Typer resolves the recipe command's annotations here
 
 PACKAGE = Path(__file__).resolve().parent.parent / "eaglectl"
-COMMANDS = ["inspect", "export", "token-map", "serve", "probe-target", "demo"]
+COMMANDS = ["inspect", "export", "token-map", "serve", "bench", "probe-target", "demo"]
 
 
 def test_typer_docs_lists_every_command_in_workflow_order():

@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from eaglectl import __version__, output
-from eaglectl.cli import demo, export, inspect, probe_target, serve, token_map
+from eaglectl.cli import bench, demo, export, inspect, probe_target, serve, token_map
 from eaglectl.errors import EaglectlError
 
 
@@ -104,7 +104,7 @@ def _root(
     """Take EAGLE / EAGLE-3 drafters from a training checkpoint to a running SGLang server."""
 
 
-# Every command, in the order of the workflow (inspect -> export -> serve): Typer lists them as registered.
+# Every command, in the order of the workflow (inspect -> export -> serve -> bench): Typer lists them as registered.
 # Command modules declare options and call one core function; they never import this module, and importing
 # them is cheap (no torch / safetensors / transformers / sglang at module level).
 _PASSTHROUGH = {"allow_extra_args": True}  # SGLang flags after `--`
@@ -112,6 +112,7 @@ app.command("inspect")(inspect.inspect_command)
 app.command("export")(export.export_command)
 app.command("token-map")(token_map.token_map_command)
 app.command("serve", context_settings=_PASSTHROUGH)(serve.serve_command)
+app.command("bench", context_settings=_PASSTHROUGH)(bench.bench_command)
 app.command("probe-target", context_settings=_PASSTHROUGH)(probe_target.probe_target_command)
 app.command("demo")(demo.demo_command)
 

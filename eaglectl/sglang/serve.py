@@ -3,6 +3,7 @@ then exec SGLang, or supervise it until healthy and smoke-test it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -224,15 +225,18 @@ def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], note
                         f"{LONG_CONTEXT_ENV}=1 (the draft runs past the positions it was trained on)")
 
 
-def build_argv(opts: ServeOptions, *, algorithm: Algorithm, draft_path: str, token_map: str | None,
+def build_argv(opts: ServeOptions, *, algorithm: Algorithm | None, draft_path: str | None, token_map: str | None,
                num_draft_tokens: int) -> list[str]:
-    argv = [opts.python, "-m", "sglang.launch_server", "--model-path", opts.target,
-            "--speculative-algorithm", algorithm.value, "--speculative-draft-model-path", draft_path]
+    """SGLang's argv. `algorithm` None: the target alone with the same flags (bench's baseline)."""
+    argv = [opts.python, "-m", "sglang.launch_server", "--model-path", opts.target]
+    if algorithm is not None:
+        assert draft_path is not None
+        argv += ["--speculative-algorithm", algorithm.value, "--speculative-draft-model-path", draft_path]
     if token_map:
         argv += ["--speculative-token-map", token_map]
     argv += ["--speculative-num-steps", str(opts.num_steps), "--speculative-eagle-topk", str(opts.topk),
-             "--speculative-num-draft-tokens", str(num_draft_tokens), "--host", opts.host, "--port", str(opts.port),
-             "--dtype", opts.dtype.value]
+                 "--speculative-num-draft-tokens", str(num_draft_tokens)]
+    argv += ["--host", opts.host, "--port", str(opts.port), "--dtype", opts.dtype.value]
     if opts.tp_size != 1:
         argv += ["--tp-size", str(opts.tp_size)]
     if opts.mem_fraction_static is not None:
@@ -242,6 +246,18 @@ def build_argv(opts: ServeOptions, *, algorithm: Algorithm, draft_path: str, tok
     if opts.trust_remote_code:
         argv.append("--trust-remote-code")
     return argv + list(opts.extra_args)
+
+
+def argv_for(opts: ServeOptions, prepared: ServeResult, speculative: tuple[int, int, int] | None) -> list[str]:
+    """The argv of one more launch of what `prepare` resolved: another (steps, topk, draft tokens), or None for
+    the target without speculation. Same drafter path, token map and flags; `opts` may change host / port."""
+    if speculative is None:
+        return build_argv(opts, algorithm=None, draft_path=None, token_map=None, num_draft_tokens=0)
+    steps, topk, draft_tokens = speculative
+    assert prepared.algorithm is not None
+    return build_argv(dataclasses.replace(opts, num_steps=steps, topk=topk), algorithm=prepared.algorithm,
+                      draft_path=prepared.draft_model_path, token_map=prepared.token_map,
+                      num_draft_tokens=draft_tokens)
 
 
 def serve(opts: ServeOptions, *, on_tick: Callable[[float], None] | None = None,

@@ -1,0 +1,1 @@
+"""`eaglectl bench`: which speculative configuration serves fastest, measured against the plain target."""

@@ -1,0 +1,417 @@
+"""`bench`: one SGLang server per configuration (a baseline without speculation, then each speculative
+configuration), every batch size measured against it, results appended as each measurement finishes.
+
+Everything before the launches is `serve`'s (`eaglectl.sglang.serve.prepare`: drafter resolution and export,
+preflight, the installed-release check, passthrough refusals); each configuration's argv comes from
+`serve.argv_for`, so bench launches exactly what `serve` would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eaglectl.bench import client, metrics, results, sweep
+from eaglectl.bench.metrics import Finding, Measurement
+from eaglectl.bench.prompts import PromptSet
+from eaglectl.bench.sweep import Pruned, SpecConfig
+from eaglectl.enums import Algorithm, Layout, ServeDType
+from eaglectl.errors import ConfigError, LaunchError
+from eaglectl.output import warn
+from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
+from eaglectl.sglang.serve import ServeOptions
+
+BASELINE = "baseline"
+# bench picks the port and host of every server it starts and polls them itself.
+BENCH_OWNED = {**SERVE_OWNED, "--port": "--port", "--host": "--host"}
+MAX_BATCH_SIZE = 4096
+MAX_NEW_TOKENS = 1_000_000
+
+
+@dataclass
+class BenchOptions:
+    target: str
+    draft: str
+    algorithm: Algorithm | None = None
+    steps: list[int] = field(default_factory=lambda: [3])
+    topks: list[int] = field(default_factory=lambda: [1])
+    draft_tokens: list[int] | None = None
+    configs: list[SpecConfig] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    prompts: Path | None = None
+    num_prompts: int | None = None
+    results: Path | None = None
+    resume: bool = False
+    print_only: bool = False
+    host: str = "127.0.0.1"
+    port: int = 30000
+    tp_size: int = 1
+    dtype: ServeDType = ServeDType.bfloat16
+    mem_fraction_static: float | None = None
+    context_length: int | None = None
+    trust_remote_code: bool = False
+    allow_longer_context: bool = False
+    python: str = sys.executable
+    timeout: float = 900.0  # per server start
+    request_timeout: float = 600.0
+    extra_args: list[str] = field(default_factory=list)
+
+    def serve_options(self) -> ServeOptions:
+        first = self.configs[0] if self.configs else SpecConfig(self.steps[0], self.topks[0], self.steps[0] + 1)
+        return ServeOptions(
+            target=self.target, draft=self.draft, algorithm=self.algorithm, num_steps=first.steps, topk=first.topk,
+            num_draft_tokens=first.draft_tokens, host=self.host, port=self.port, tp_size=self.tp_size,
+            dtype=self.dtype, mem_fraction_static=self.mem_fraction_static, context_length=self.context_length,
+            trust_remote_code=self.trust_remote_code, allow_longer_context=self.allow_longer_context,
+            python=self.python, print_only=self.print_only, timeout=self.timeout, extra_args=list(self.extra_args))
+
+
+@dataclass
+class ConfigRun:
+    config: str  # "baseline" or "steps,topk,draft_tokens"
+    argv: list[str]
+    command: str
+    steps: int | None = None
+    topk: int | None = None
+    draft_tokens: int | None = None
+    status: str = "planned"  # planned | measured | resumed | failed | not run
+    startup_seconds: float | None = None
+    gpu_memory_gb: dict[str, float] | None = None
+    error: str | None = None
+
+
+@dataclass
+class RequestPlan:
+    endpoint: str
+    streaming: bool
+    prompts: int
+    prompt_source: str
+    prompt_kinds: dict[str, int]
+    synthetic: bool
+    batch_sizes: list[int]
+    max_new_tokens: int
+    temperature: float
+    ignore_eos: bool
+    warm_up: str
+    requests_per_measurement: int
+
+
+@dataclass
+class Recommendation:
+    config: str
+    score: float  # geometric-mean speedup over the batch sizes
+    speedup: dict[int, float | None]
+    argv: list[str]
+    command: str
+    beats_baseline: bool
+
+
+@dataclass
+class BenchResult:
+    mode: str  # "print-only" | "run"
+    target: str
+    draft: str
+    draft_layout: Layout
+    draft_model_path: str
+    algorithm: Algorithm | None
+    exported: str | None
+    sglang_version: str | None
+    sglang_rules: str | None
+    plan: RequestPlan
+    configs: list[ConfigRun]
+    pruned: list[Pruned]
+    measurements: list[Measurement] = field(default_factory=list)
+    best_per_batch_size: dict[int, str] = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
+    recommended: Recommendation | None = None
+    findings: list[Finding] = field(default_factory=list)
+    results_file: str | None = None
+    resumed: int = 0
+    interrupted: str | None = None  # "SIGINT" | "SIGTERM" when the sweep was stopped
+    notes: list[str] = field(default_factory=list)
+
+
+class _Terminated(BaseException):
+    """SIGTERM between servers (while one runs, the launcher forwards it and raises SystemExit)."""
+
+
+def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
+          server_log: Callable[[str], None] | None = None) -> BenchResult:
+    """Plan the sweep (print-only stops there), then run it. `progress` gets one line per step (with an ETA);
+    `server_log` gets SGLang's log lines (default: kept for failure reports only)."""
+    from eaglectl.bench.prompts import load as load_prompts
+    from eaglectl.checkpoint.target import load_target
+    from eaglectl.sglang.serve import argv_for, prepare
+
+    say = progress or (lambda _m: None)
+    _check_load(opts)
+    configs, pruned = sweep.expand(opts.steps, opts.topks, opts.draft_tokens, opts.configs)
+    opts.configs = configs
+    refuse_overrides(opts.extra_args, BENCH_OWNED, command="bench")
+    target = load_target(opts.target)
+    prompt_set = load_prompts(opts.prompts, opts.num_prompts, vocab_size=target.vocab_size, target=opts.target,
+                              trust_remote_code=opts.trust_remote_code,
+                              skip_tokenizer_init="--skip-tokenizer-init" in opts.extra_args)
+    serve_opts = opts.serve_options()
+    prepared = prepare(serve_opts)
+    runs = [ConfigRun(BASELINE, argv := argv_for(serve_opts, prepared, None), shlex.join(argv))]
+    for c in configs:
+        argv = argv_for(serve_opts, prepared, (c.steps, c.topk, c.draft_tokens))
+        runs.append(ConfigRun(c.label, argv, shlex.join(argv), c.steps, c.topk, c.draft_tokens))
+    result = BenchResult(
+        mode="print-only" if opts.print_only else "run", target=opts.target, draft=opts.draft,
+        draft_layout=prepared.draft_layout, draft_model_path=prepared.draft_model_path, algorithm=prepared.algorithm,
+        exported=prepared.exported, sglang_version=prepared.sglang_version, sglang_rules=prepared.sglang_rules,
+        plan=_plan(opts, prompt_set), configs=runs, pruned=pruned, notes=[*prepared.notes, *prompt_set.notes])
+    result.notes = [n for n in result.notes if not n.startswith("topk 1 needs")]  # pruned configs say it
+    if prompt_set.synthetic:
+        from eaglectl.bench.prompts import SYNTHETIC_WARNING
+
+        warn(SYNTHETIC_WARNING)  # before the sweep, not after it
+        result.notes.remove(SYNTHETIC_WARNING)
+    if opts.temperature > 0:
+        result.notes.append(f"temperature {opts.temperature}: outputs are sampled, so agreement with the baseline "
+                            f"is not checked")
+    if max(opts.batch_sizes) > len(prompt_set.prompts):
+        result.notes.append(f"batch size {max(opts.batch_sizes)} > {len(prompt_set.prompts)} prompts: at most "
+                            f"{len(prompt_set.prompts)} requests are in flight")
+    if opts.print_only:
+        return result
+    rf = None
+    if opts.results is not None:
+        rf = results.open_results(opts.results, _fingerprint(opts, prompt_set), _header(opts, prompt_set),
+                                  resume=opts.resume)
+        result.results_file, result.resumed = str(opts.results), rf.resumed
+    elif opts.resume:
+        raise ConfigError("--resume needs --results FILE (the file of the sweep to continue)")
+    _sweep(opts, result, prompt_set, prepared.env, prepared.url, rf, say, server_log)
+    _conclude(opts, result, prompt_set)
+    return result
+
+
+def _check_load(opts: BenchOptions) -> None:
+    if not opts.batch_sizes or max(opts.batch_sizes) > MAX_BATCH_SIZE:
+        raise ConfigError(f"--batch-size: between 1 and {MAX_BATCH_SIZE}")
+    if not 1 <= opts.max_new_tokens <= MAX_NEW_TOKENS:
+        raise ConfigError(f"--max-new-tokens: between 1 and {MAX_NEW_TOKENS}")
+    if not (opts.temperature >= 0 and math.isfinite(opts.temperature)):
+        raise ConfigError("--temperature: a finite number >= 0")
+
+
+def _plan(opts: BenchOptions, ps: PromptSet) -> RequestPlan:
+    kinds: dict[str, int] = {}
+    for p in ps.prompts:
+        kinds[p.kind] = kinds.get(p.kind, 0) + 1
+    return RequestPlan(
+        endpoint="/generate", streaming=True, prompts=len(ps.prompts), prompt_source=ps.source, prompt_kinds=kinds,
+        synthetic=ps.synthetic, batch_sizes=list(opts.batch_sizes), max_new_tokens=opts.max_new_tokens,
+        temperature=opts.temperature, ignore_eos=True, warm_up="one 8-token request after /health, not measured",
+        requests_per_measurement=len(ps.prompts))
+
+
+def _fingerprint(opts: BenchOptions, ps: PromptSet) -> str:
+    """What makes two runs' measurements comparable: not the configurations or batch sizes (a resumed sweep may
+    add some), but the target, drafter, prompts, load and server flags."""
+    doc = {"target": opts.target, "draft": opts.draft, "algorithm": opts.algorithm.value if opts.algorithm else None,
+           "prompts": [p.value for p in ps.prompts], "max_new_tokens": opts.max_new_tokens,
+           "temperature": opts.temperature, "tp_size": opts.tp_size, "dtype": opts.dtype.value,
+           "mem_fraction_static": opts.mem_fraction_static, "context_length": opts.context_length,
+           "extra_args": opts.extra_args}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _header(opts: BenchOptions, ps: PromptSet) -> dict[str, Any]:
+    return {"target": opts.target, "draft": opts.draft, "prompts": ps.source, "num_prompts": len(ps.prompts),
+            "max_new_tokens": opts.max_new_tokens, "temperature": opts.temperature, "extra_args": opts.extra_args,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _record(m: Measurement) -> dict[str, Any]:
+    from eaglectl.output import to_jsonable
+
+    return {"kind": "measurement", **to_jsonable(m), "outputs": m.outputs}
+
+
+def _from_record(rec: dict[str, Any]) -> Measurement | None:
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(Measurement)}
+    try:
+        fields = {k: v for k, v in rec.items() if k in names}
+        fields["agreement"] = None  # recomputed from the outputs
+        fields["speedup"] = None
+        return Measurement(**fields)
+    except TypeError:
+        return None
+
+
+def _sweep(opts: BenchOptions, result: BenchResult, ps: PromptSet, env_extra: dict[str, str], url: str,
+           rf: results.ResultsFile | None, say: Callable[[str], None],
+           server_log: Callable[[str], None] | None) -> None:
+    prompts = [p.value for p in ps.prompts]
+    env = {**os.environ, **env_extra}
+    durations: list[float] = []
+    old_term = None
+    with contextlib.suppress(ValueError):  # not the main thread (a test runner's)
+        old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        todo_runs = []
+        for run in result.configs:
+            done = {bs: rf.done[(run.config, bs)] for bs in opts.batch_sizes if rf and (run.config, bs) in rf.done}
+            for bs in opts.batch_sizes:
+                if bs in done and (m := _from_record(done[bs])) is not None:
+                    _add(result, m)
+            if len(done) == len(opts.batch_sizes):
+                run.status = "resumed"
+            else:
+                todo_runs.append((run, [bs for bs in opts.batch_sizes if bs not in done]))
+        if result.resumed:
+            say(f"resuming {result.results_file}: {result.resumed} measurement(s) already done")
+        for n, (run, sizes) in enumerate(todo_runs, 1):
+            eta = ""
+            if durations:
+                eta = f" (ETA {_duration(sum(durations) / len(durations) * (len(todo_runs) - n + 1))})"
+            say(f"[{n}/{len(todo_runs)}] {run.config}: starting SGLang{eta}")
+            t0 = time.monotonic()
+            try:
+                _run_config(opts, result, run, sizes, prompts, env, url, rf, say, server_log)
+            except (KeyboardInterrupt, _Terminated, SystemExit) as exc:
+                result.interrupted = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+                run.status = "failed" if run.status == "planned" else run.status
+                run.error = run.error or "interrupted"
+                say(f"interrupted: {run.config} stopped; finished measurements are kept")
+                break
+            durations.append(time.monotonic() - t0)
+        for run in result.configs:
+            if run.status == "planned":
+                run.status = "not run"
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise _Terminated
+
+
+def _run_config(opts: BenchOptions, result: BenchResult, run: ConfigRun, sizes: list[int], prompts: list[Any],
+                env: dict[str, str], url: str, rf: results.ResultsFile | None, say: Callable[[str], None],
+                server_log: Callable[[str], None] | None) -> None:
+    from eaglectl.sglang.launcher import ServerProcess
+
+    server = ServerProcess(run.argv, env, log=server_log or (lambda _line: None))
+    try:
+        server.start()
+        try:
+            run.startup_seconds = round(server.wait_healthy(url, timeout=opts.timeout), 2)
+        except LaunchError as exc:
+            _fail(run, rf, str(exc), say)
+            return
+        error = client.warm_up(url, prompts[0], timeout=opts.request_timeout)
+        if error:
+            _fail(run, rf, f"warm-up request failed: {error}; last log lines:\n{server.log_tail()}", say)
+            return
+        run.gpu_memory_gb = client.server_memory(url)
+        say(f"  {run.config}: up after {run.startup_seconds:.1f} s")
+        for bs in sizes:
+            say(f"  {run.config}: measuring batch size {bs} ({len(prompts)} requests x {opts.max_new_tokens} tokens)")
+            records, start, end = client.run_batch(url, prompts, batch_size=bs, max_new_tokens=opts.max_new_tokens,
+                                                   temperature=opts.temperature, timeout=opts.request_timeout)
+            m = metrics.summarise(run.config, bs, records, end - start)
+            if m.errors:
+                tail = server.log_tail() if not server.alive() else ""
+                _fail(run, rf, f"batch size {bs}: {len(m.errors)} request(s) failed, first: {m.errors[0]}"
+                      + (f"; SGLang exited; last log lines:\n{tail}" if tail else ""), say)
+                return
+            _add(result, m)
+            _compare(opts, result, m)
+            if rf is not None:
+                results.append(rf, {**_record(m), "startup_seconds": run.startup_seconds,
+                                    "gpu_memory_gb": run.gpu_memory_gb})
+            run.status = "measured"
+            speed = f", {m.speedup:.2f}x baseline" if m.speedup is not None else ""
+            say(f"  {run.config} @ {bs}: {m.tokens_per_s:.1f} tok/s{speed}"
+                + (f", accept length {m.accept_length_mean:.2f}" if m.accept_length_mean is not None else ""))
+    finally:
+        server.stop()
+
+
+def _fail(run: ConfigRun, rf: results.ResultsFile | None, error: str, say: Callable[[str], None]) -> None:
+    run.status, run.error = "failed", error
+    say(f"  {run.config}: failed: {error.splitlines()[0]}; the sweep goes on")
+    if rf is not None:
+        results.append(rf, {"kind": "failure", "config": run.config, "error": error})
+
+
+def _add(result: BenchResult, m: Measurement) -> None:
+    result.measurements = [x for x in result.measurements if (x.config, x.batch_size) != (m.config, m.batch_size)]
+    result.measurements.append(m)
+
+
+def _compare(opts: BenchOptions, result: BenchResult, m: Measurement) -> None:
+    if m.config == BASELINE:
+        return
+    base = next((x for x in result.measurements if x.config == BASELINE and x.batch_size == m.batch_size), None)
+    if base is None:
+        return
+    m.speedup = round(m.tokens_per_s / base.tokens_per_s, 4) if base.tokens_per_s > 0 else None
+    if opts.temperature == 0:
+        m.agreement = metrics.agreement(m, base)
+
+
+def _conclude(opts: BenchOptions, result: BenchResult, ps: PromptSet) -> None:
+    order = {run.config: i for i, run in enumerate(result.configs)}
+    result.measurements.sort(key=lambda m: (order.get(m.config, len(order)), m.batch_size))
+    for m in result.measurements:
+        _compare(opts, result, m)
+    best, result.best_per_batch_size, result.scores = metrics.recommend(result.measurements)
+    if best is not None:
+        c = sweep.parse_config(best)
+        argv = serve_command(opts, c)
+        speedup = {m.batch_size: m.speedup for m in result.measurements if m.config == best}
+        result.recommended = Recommendation(best, result.scores[best], speedup, argv, shlex.join(argv),
+                                            beats_baseline=result.scores[best] > 1.0)
+    result.findings = metrics.findings(result.measurements, greedy=opts.temperature == 0,
+                                       max_new_tokens=opts.max_new_tokens, synthetic=ps.synthetic)
+
+
+def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:
+    """The `eaglectl serve` command that serves configuration `c` with the flags this sweep ran under."""
+    argv = ["eaglectl", "serve", "--target", opts.target, "--draft", opts.draft]
+    if opts.algorithm is not None:
+        argv += ["--algorithm", opts.algorithm.value]
+    argv += ["--num-steps", str(c.steps), "--topk", str(c.topk), "--num-draft-tokens", str(c.draft_tokens)]
+    if opts.tp_size != 1:
+        argv += ["--tp-size", str(opts.tp_size)]
+    if opts.dtype is not ServeDType.bfloat16:
+        argv += ["--dtype", opts.dtype.value]
+    if opts.mem_fraction_static is not None:
+        argv += ["--mem-fraction-static", str(opts.mem_fraction_static)]
+    if opts.context_length is not None:
+        argv += ["--context-length", str(opts.context_length)]
+    if opts.trust_remote_code:
+        argv.append("--trust-remote-code")
+    if opts.allow_longer_context:
+        argv.append("--allow-longer-context")
+    if os.path.realpath(opts.python) != os.path.realpath(sys.executable):
+        argv += ["--python", opts.python]
+    if opts.extra_args:
+        argv += ["--", *opts.extra_args]
+    return argv
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

@@ -1,0 +1,208 @@
+"""`eaglectl bench`: serve the target without and with the drafter, per configuration and batch size, and say
+which configuration to serve."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from eaglectl import output
+from eaglectl.cli import complete
+from eaglectl.cli.options import AlgorithmOpt, JsonOpt, ServeDTypeOpt
+from eaglectl.enums import ServeDType
+from eaglectl.errors import CheckFailedError, EaglectlError
+from eaglectl.output import cell, printable, safe
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+INTERRUPT_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+BAR_WIDTH = 40
+
+
+class Interrupted(EaglectlError):
+    """The sweep was stopped by a signal; what finished is reported (and kept in --results)."""
+
+
+def bench_command(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option("--target", "-t", metavar="PATH_OR_ID", help="Target model (dir or Hub id).",
+                                        autocompletion=complete.target_paths, show_default=False)],
+    draft: Annotated[str, typer.Option("--draft", "-d", metavar="PATH_OR_ID",
+                                       help="Drafter checkpoint (any layout inspect reads) or Hub id.",
+                                       autocompletion=complete.checkpoint_paths, show_default=False)],
+    algorithm: AlgorithmOpt = None,
+    steps: Annotated[str, typer.Option("--steps", metavar="N,N,...",
+                                       help="--speculative-num-steps values to sweep.")] = "3",
+    topk: Annotated[str, typer.Option("--topk", metavar="K,K,...",
+                                      help="--speculative-eagle-topk values to sweep.")] = "1",
+    draft_tokens: Annotated[str | None, typer.Option(
+        "--draft-tokens", metavar="N,N,...", show_default="steps + 1 for topk 1, the fullest tree up to steps + 9 "
+        "otherwise", help="--speculative-num-draft-tokens values to sweep.")] = None,
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", metavar="STEPS,TOPK,DRAFT_TOKENS",
+        help="An explicit configuration (repeatable); replaces the --steps x --topk x --draft-tokens sweep.")] = None,
+    batch_size: Annotated[str, typer.Option("--batch-size", metavar="B,B,...",
+                                            help="Concurrent requests in flight, one measurement each.")] = "1",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens decoded per request.")] = 128,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0,
+                                               help="0: greedy; outputs checked against the baseline's.")] = 0.0,
+    prompts: Annotated[Path | None, typer.Option(
+        "--prompts", metavar="FILE", dir_okay=False,
+        help="JSON list or JSONL of strings, token-id lists or chat conversations ([{role, content}, ...]).",
+        show_default="seeded synthetic token-id prompts")] = None,
+    num_prompts: Annotated[int | None, typer.Option("--num-prompts", min=1, help="Use the first N prompts.",
+                                                    show_default="all (synthetic: 16)")] = None,
+    results: Annotated[Path | None, typer.Option(
+        "--results", metavar="FILE", dir_okay=False,
+        help="JSONL file: one line per measurement, written as each finishes.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Skip the (config, batch size) measurements already in --results.")] = False,
+    print_only: Annotated[bool, typer.Option(
+        "--print-only", help="Print every configuration's server command and the request plan; run nothing.")] = False,
+    host: Annotated[str, typer.Option("--host", help="Bind address of the servers.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 30000,
+    tp_size: Annotated[int, typer.Option("--tp-size", min=1, help="Tensor-parallel GPUs.")] = 1,
+    dtype: ServeDTypeOpt = ServeDType.bfloat16,
+    mem_fraction_static: Annotated[float | None, typer.Option("--mem-fraction-static", min=0.0, max=1.0)] = None,
+    context_length: Annotated[int | None, typer.Option("--context-length", min=1)] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
+    allow_longer_context: Annotated[bool, typer.Option(
+        "--allow-longer-context", help="As for serve.")] = False,
+    python: Annotated[str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.",
+                                        show_default="this Python")] = sys.executable,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each server's /health.")] = 900.0,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", help="Seconds per request.")] = 600.0,
+    server_log: Annotated[bool, typer.Option(
+        "--server-log", help="Stream SGLang's log to stderr (default: shown only when a server fails).")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Benchmark the drafter: a baseline server without speculation, then one per configuration; tokens/s,
+    speedup, accept length, latency and greedy agreement per batch size. Arguments after `--` go to every server."""
+    from eaglectl.bench.run import BenchOptions, bench
+    from eaglectl.bench.sweep import parse_config, parse_int_list
+
+    opts = BenchOptions(
+        target=target, draft=draft, algorithm=algorithm, steps=parse_int_list(steps, option="--steps"),
+        topks=parse_int_list(topk, option="--topk"),
+        draft_tokens=parse_int_list(draft_tokens, option="--draft-tokens") if draft_tokens is not None else None,
+        configs=[parse_config(c) for c in config or []], batch_sizes=parse_int_list(batch_size, option="--batch-size"),
+        max_new_tokens=max_new_tokens, temperature=temperature, prompts=prompts, num_prompts=num_prompts,
+        results=results, resume=resume, print_only=print_only, host=host, port=port, tp_size=tp_size, dtype=dtype,
+        mem_fraction_static=mem_fraction_static, context_length=context_length, trust_remote_code=trust_remote_code,
+        allow_longer_context=allow_longer_context, python=python, timeout=timeout, request_timeout=request_timeout,
+        extra_args=list(ctx.args))
+    result = bench(opts, progress=output.note, server_log=(lambda line: sys.stderr.write(line)) if server_log else None)
+    for n in result.notes:
+        output.note(n)
+    failure = None
+    if result.interrupted:
+        failure = Interrupted(f"interrupted ({result.interrupted}): {len(result.measurements)} measurement(s) finished"
+                              + (f", kept in {result.results_file}" if result.results_file else ""),
+                              hint="rerun with --resume to continue" if result.results_file else None)
+        failure.exit_code = INTERRUPT_EXIT[result.interrupted]
+    elif result.mode == "run" and not result.measurements:
+        failure = CheckFailedError("no configuration could be measured (every server failed; see above)")
+    output.emit("bench", result, as_json=json, render=lambda c: _render(c, result), ok=failure is None,
+                error=failure)
+    if failure is not None:
+        output.error(str(failure), failure.hint)
+        raise typer.Exit(failure.exit_code)
+
+
+def _render(console: Console, r) -> None:
+    if r.mode == "print-only":
+        _render_plan(console, r)
+        return
+    _render_table(console, r)
+    _render_chart(console, r)
+    for run in r.configs:
+        if run.status == "failed":
+            console.print(f"[red]{safe(run.config)} failed:[/]")
+            for line in (run.error or "").splitlines():
+                console.print("  " + printable(line), markup=False, highlight=False)
+    for f in r.findings:
+        colour = "yellow" if f.severity == "warning" else "cyan"
+        console.print(f"[{colour}]{f.severity}[/] [{safe(f.code)}] {safe(f.message)}")
+        for cause in f.causes:
+            console.print(f"  - {safe(cause)}")
+    if r.recommended:
+        rec = r.recommended
+        verdict = "" if rec.beats_baseline else " [yellow](slower than the baseline: serving without it is faster)[/]"
+        console.print(f"\nRecommended: [bold]{safe(rec.config)}[/] (steps, topk, draft tokens), geometric-mean "
+                      f"speedup {rec.score:.2f}x{verdict}")
+        console.print(printable(rec.command), markup=False, highlight=False, soft_wrap=True)
+    elif r.measurements:
+        console.print("\nNo recommendation: no speculative configuration was measured at every batch size beside the "
+                      "baseline.")
+
+
+def _render_plan(console: Console, r) -> None:
+    from rich.table import Table
+
+    for run in r.configs:
+        console.print(f"[bold]{safe(run.config)}[/]")
+        console.print(printable(run.command), markup=False, highlight=False, soft_wrap=True)
+    for p in r.pruned:
+        console.print(f"[dim]pruned {safe(p.config.label)}: {safe(p.reason)}[/]")
+    plan = r.plan
+    t = Table(show_header=False, title="Request plan", title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    kinds = ", ".join(f"{n} {k}" for k, n in plan.prompt_kinds.items())
+    for key, value in (("endpoint", f"POST {plan.endpoint}, streamed"), ("prompts", f"{plan.prompts} ({kinds})"),
+                       ("source", plan.prompt_source), ("batch sizes", ", ".join(map(str, plan.batch_sizes))),
+                       ("max new tokens", f"{plan.max_new_tokens} (ignore_eos)"),
+                       ("temperature", str(plan.temperature)), ("warm-up", plan.warm_up),
+                       ("per measurement", f"{plan.requests_per_measurement} requests")):
+        t.add_row(key, cell(value))
+    console.print(t)
+
+
+def _fmt(v, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _render_table(console: Console, r) -> None:
+    from rich.table import Table
+
+    runs = {run.config: run for run in r.configs}
+    t = Table(title="Benchmark (best tokens/s per batch size in bold green)", title_justify="left")
+    for col in ("config", "batch", "tok/s", "speedup", "tok/s/req", "TTFT p50/p99 ms", "ITL p50/p99 ms",
+                "accept mean/p50/p90", "agreement", "start s", "GPU GB"):
+        t.add_column(col, justify="left" if col == "config" else "right")
+    for m in r.measurements:
+        run = runs.get(m.config)
+        a = m.agreement
+        agree = "-" if a is None else f"{a.exact}/{a.compared}" + (
+            f" (div@{a.median_first_divergence:g})" if a.median_first_divergence is not None else "")
+        mem = run.gpu_memory_gb if run else None
+        best = r.best_per_batch_size.get(m.batch_size) == m.config
+        t.add_row(cell(m.config), str(m.batch_size), _fmt(m.tokens_per_s), _fmt(m.speedup, ".2f"),
+                  _fmt(m.per_request_tokens_per_s), f"{_fmt(m.ttft_p50_ms)}/{_fmt(m.ttft_p99_ms)}",
+                  f"{_fmt(m.itl_p50_ms, '.2f')}/{_fmt(m.itl_p99_ms, '.2f')}",
+                  f"{_fmt(m.accept_length_mean, '.2f')}/{_fmt(m.accept_length_p50, '.1f')}/"
+                  f"{_fmt(m.accept_length_p90, '.1f')}", agree,
+                  _fmt(run.startup_seconds if run else None), _fmt(sum(mem.values()) if mem else None, ".2f"),
+                  style="bold green" if best else None)
+    console.print(t)
+
+
+def _render_chart(console: Console, r) -> None:
+    rows = [m for m in r.measurements if m.speedup is not None]
+    if not rows:
+        return
+    top = max(max(m.speedup for m in rows), 1.0)
+    console.print("Speedup vs baseline (| marks 1.0x)")
+    width = max(len(m.config) for m in rows)
+    one = round(BAR_WIDTH / top)
+    for bs in sorted({m.batch_size for m in rows}):
+        console.print(f"batch size {bs}")
+        for m in (m for m in rows if m.batch_size == bs):
+            n = round(BAR_WIDTH * m.speedup / top)
+            bar = "".join("|" if i == one - 1 and i >= n else ("█" if i < n else " ") for i in range(max(n, one)))
+            colour = "green" if m.speedup >= 1.0 else "red"
+            console.print(f"  {safe(m.config.ljust(width))} [{colour}]{bar}[/] {m.speedup:.2f}x")

@@ -1,0 +1,84 @@
+"""GPU proof for `bench` (marked gpu): the distilled fixture's NeMo-layout head through a real SGLang sweep.
+
+Needs CUDA, SGLang and the fixture of shared/fixtures/distill_eagle3.py, named by EAGLECTL_DISTILL_FIXTURE. Writes
+what it measured to bench_report.json beside EAGLECTL_GPU_REPORT when set.
+
+Budget (< 9 min on an H200, one SGLang start ~50 s): one `serve --smoke-only` (the reference accept length) and a
+sweep of baseline + 4 configurations = 6 starts, ~5 min; 8 prompts x 64 tokens at batch sizes 1 and 8 add well
+under a minute per configuration. CUDA graphs stay off, as in the serve proof: the accept length is then compared
+with `serve --smoke` under the same flags, and each start skips graph capture (the fixture's 8-layer, hidden-64
+target is launch-bound either way, so its speedup says little about real models; the speedup proof needs a target
+whose forward costs more than the drafter's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_serve_gpu import FIXTURE, SGLANG_FLAGS, _free_port, _requirements, _serve
+
+pytestmark = pytest.mark.gpu
+
+CONFIGS = ["1,1,2", "3,1,4", "5,1,6", "3,4,8"]
+ACCEPT_TOLERANCE = 0.05
+
+
+def test_bench_sweep_on_the_distilled_fixture(tmp_path):
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    fixture = Path(FIXTURE)
+    work = tmp_path / "fixture"
+    shutil.copytree(fixture / "nemo", work / "nemo")
+    draft = work / "nemo" / "epoch_0_step_100"
+    prompts = fixture / "prompts.json"
+    smoke, smoke_wall = _serve(fixture / "target", draft, prompts)
+    smoke_accepts = [q["spec_accept_length"] for q in smoke["result"]["smoke"]["requests"]][:8]
+
+    results = tmp_path / "bench.jsonl"
+    cmd = [sys.executable, "-m", "eaglectl", "bench", "--json", "--target", str(fixture / "target"), "--draft",
+           str(draft), "--port", str(_free_port()), *[a for c in CONFIGS for a in ("--config", c)],
+           "--batch-size", "1,8", "--prompts", str(prompts), "--num-prompts", "8", "--max-new-tokens", "64",
+           "--results", str(results), "--timeout", "300", "--mem-fraction-static", "0.5", "--", *SGLANG_FLAGS]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = json.loads(proc.stdout)["result"]
+    ms = {(m["config"], m["batch_size"]): m for m in r["measurements"]}
+    bench_accepts = ms[("3,1,4", 1)]["per_request_accept_length"]
+    report = {
+        "wall_seconds": round(wall, 1), "smoke_wall_seconds": round(smoke_wall, 1),
+        "smoke_mean_accept_length": round(sum(smoke_accepts) / len(smoke_accepts), 4),
+        "bench_mean_accept_length_3_1_4_bs1": round(sum(bench_accepts) / len(bench_accepts), 4),
+        "sglang_version": r["sglang_version"],
+        "configs": {run["config"]: {k: run[k] for k in ("status", "startup_seconds", "gpu_memory_gb", "error")}
+                    for run in r["configs"]},
+        "measurements": [{k: m[k] for k in ("config", "batch_size", "tokens_per_s", "speedup",
+                                            "per_request_tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms",
+                                            "itl_p99_ms", "accept_length_mean", "accept_length_p50",
+                                            "accept_length_p90", "accept_histogram")}
+                         | {"agreement": m["agreement"] and {k: m["agreement"][k] for k in (
+                             "exact", "compared", "median_first_divergence")}}
+                         for m in r["measurements"]],
+        "recommended": r["recommended"] and {k: r["recommended"][k] for k in ("config", "score", "command")},
+        "findings": [f["code"] for f in r["findings"]],
+        "results_lines": len(results.read_text().splitlines()),
+    }
+    if os.environ.get("EAGLECTL_GPU_REPORT"):
+        Path(os.environ["EAGLECTL_GPU_REPORT"]).with_name("bench_report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    assert [run["status"] for run in r["configs"]] == ["measured"] * 5, report
+    assert set(ms) == {(c, b) for c in ["baseline", *CONFIGS] for b in (1, 8)}, report
+    assert abs(report["bench_mean_accept_length_3_1_4_bs1"] - report["smoke_mean_accept_length"]) <= ACCEPT_TOLERANCE
+    assert all(m["agreement"] is not None for m in r["measurements"] if m["config"] != "baseline"), report
+    assert report["results_lines"] == 1 + 10, report  # the header and one line per measurement
+    assert r["recommended"] is not None and r["recommended"]["command"].startswith("eaglectl serve"), report
