@@ -28,7 +28,6 @@ from eaglectl.bench.prompts import PromptSet
 from eaglectl.bench.sweep import Pruned, SpecConfig
 from eaglectl.enums import Algorithm, Layout, ServeDType
 from eaglectl.errors import ConfigError, LaunchError
-from eaglectl.output import warn
 from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
 from eaglectl.sglang.serve import ServeOptions
 
@@ -142,6 +141,7 @@ class BenchResult:
     resumed: int = 0
     interrupted: str | None = None  # "SIGINT" | "SIGTERM" when the sweep was stopped
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class _Terminated(BaseException):
@@ -149,9 +149,11 @@ class _Terminated(BaseException):
 
 
 def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
-          server_log: Callable[[str], None] | None = None) -> BenchResult:
+          server_log: Callable[[str], None] | None = None,
+          on_warning: Callable[[str], None] | None = None) -> BenchResult:
     """Plan the sweep (print-only stops there), then run it. `progress` gets one line per step (with an ETA);
-    `server_log` gets SGLang's log lines (default: kept for failure reports only)."""
+    `server_log` gets SGLang's log lines (default: kept for failure reports only); `on_warning` gets each
+    warning as it arises, before a sweep that may run for long (they are in `result.warnings` too)."""
     from eaglectl.bench.prompts import load as load_prompts
     from eaglectl.checkpoint.target import load_target
     from eaglectl.sglang.serve import argv_for, prepare
@@ -175,13 +177,16 @@ def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
         mode="print-only" if opts.print_only else "run", target=opts.target, draft=opts.draft,
         draft_layout=prepared.draft_layout, draft_model_path=prepared.draft_model_path, algorithm=prepared.algorithm,
         exported=prepared.exported, sglang_version=prepared.sglang_version, sglang_rules=prepared.sglang_rules,
-        plan=_plan(opts, prompt_set), configs=runs, pruned=pruned, notes=[*prepared.notes, *prompt_set.notes])
+        plan=_plan(opts, prompt_set), configs=runs, pruned=pruned, notes=[*prepared.notes, *prompt_set.notes],
+        warnings=list(prepared.warnings))
     result.notes = [n for n in result.notes if not n.startswith("topk 1 needs")]  # pruned configs say it
     if prompt_set.synthetic:
         from eaglectl.bench.prompts import SYNTHETIC_WARNING
 
-        warn(SYNTHETIC_WARNING)  # before the sweep, not after it
         result.notes.remove(SYNTHETIC_WARNING)
+        result.warnings.append(SYNTHETIC_WARNING)
+    for warning in result.warnings if on_warning else []:
+        on_warning(warning)  # before the sweep, not after it
     if opts.temperature > 0:
         result.notes.append(f"temperature {opts.temperature}: outputs are sampled, so agreement with the baseline "
                             f"is not checked")

@@ -11,6 +11,7 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli import complete
+from eaglectl.cli.finish import finish
 from eaglectl.cli.options import AlgorithmOpt, JsonOpt, ServeDTypeOpt
 from eaglectl.enums import ServeDType
 from eaglectl.errors import CheckFailedError, EaglectlError
@@ -95,7 +96,8 @@ def bench_command(
         mem_fraction_static=mem_fraction_static, context_length=context_length, trust_remote_code=trust_remote_code,
         allow_longer_context=allow_longer_context, python=python, timeout=timeout, request_timeout=request_timeout,
         extra_args=list(ctx.args))
-    result = bench(opts, progress=output.note, server_log=(lambda line: sys.stderr.write(line)) if server_log else None)
+    result = bench(opts, progress=output.note, server_log=(lambda line: sys.stderr.write(line)) if server_log else None,
+                   on_warning=output.warn)
     for n in result.notes:
         output.note(n)
     failure = None
@@ -106,11 +108,7 @@ def bench_command(
         failure.exit_code = INTERRUPT_EXIT[result.interrupted]
     elif result.mode == "run" and not result.measurements:
         failure = CheckFailedError("no configuration could be measured (every server failed; see above)")
-    output.emit("bench", result, as_json=json, render=lambda c: _render(c, result), ok=failure is None,
-                error=failure)
-    if failure is not None:
-        output.error(str(failure), failure.hint)
-        raise typer.Exit(failure.exit_code)
+    finish("bench", result, as_json=json, render=lambda c: _render(c, result), failure=failure)
 
 
 def _render(console: Console, r) -> None:

@@ -232,9 +232,9 @@ def build_argv(opts: ServeOptions, *, algorithm: Algorithm | None, draft_path: s
     if algorithm is not None:
         assert draft_path is not None
         argv += ["--speculative-algorithm", algorithm.value, "--speculative-draft-model-path", draft_path]
-    if token_map:
-        argv += ["--speculative-token-map", token_map]
-    argv += ["--speculative-num-steps", str(opts.num_steps), "--speculative-eagle-topk", str(opts.topk),
+        if token_map:
+            argv += ["--speculative-token-map", token_map]
+        argv += ["--speculative-num-steps", str(opts.num_steps), "--speculative-eagle-topk", str(opts.topk),
                  "--speculative-num-draft-tokens", str(num_draft_tokens)]
     argv += ["--host", opts.host, "--port", str(opts.port), "--dtype", opts.dtype.value]
     if opts.tp_size != 1:
