@@ -100,3 +100,16 @@ def test_percentile_matches_linear_interpolation():
     assert metrics.percentile([], 50) is None
     assert metrics.percentile([3.0], 99) == 3.0
     assert metrics.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 90) == pytest.approx(4.6)
+
+
+def test_request_mean_is_serve_smokes_figure_beside_the_token_weighted_mean():
+    """Two requests: 10 tokens in 2 rounds (SGLang says 5.0) and 90 tokens in 60 rounds (1.5). The token-weighted
+    mean is 100 / 62; the per-request mean, which `serve --smoke` reports, is (5.0 + 1.5) / 2."""
+    from eaglectl.bench.client import RequestRecord
+    from eaglectl.bench.metrics import summarise
+
+    records = [RequestRecord(0, 0.0, 1.0, completion_tokens=10, spec_accept_length=5.0, spec_verify_ct=2),
+               RequestRecord(1, 0.0, 1.0, completion_tokens=90, spec_accept_length=1.5, spec_verify_ct=60)]
+    m = summarise("3,1,4", 1, records, 1.0)
+    assert m.accept_length_mean == round(100 / 62, 4)
+    assert m.accept_length_request_mean == 3.25

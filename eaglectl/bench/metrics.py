@@ -34,6 +34,9 @@ class Measurement:
     itl_p50_ms: float | None
     itl_p99_ms: float | None
     accept_length_mean: float | None  # output tokens / verify rounds, over every request
+    # The mean of SGLang's per-request spec_accept_length: the figure `serve --smoke` reports. Short requests
+    # weigh as much as long ones, so it can differ from the token-weighted mean above.
+    accept_length_request_mean: float | None
     accept_length_p50: float | None
     accept_length_p90: float | None
     accept_length_source: str | None  # "verify steps (histogram)" | "requests"
@@ -73,6 +76,10 @@ def histogram_percentile(hist: list[int], q: float) -> float | None:
     return percentile(values, q)
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def summarise(config: str, batch_size: int, records: list[RequestRecord], wall_s: float) -> Measurement:
     ok = [r for r in records if r.error is None]
     tokens = sum(r.completion_tokens for r in ok)
@@ -104,7 +111,8 @@ def summarise(config: str, batch_size: int, records: list[RequestRecord], wall_s
         per_request_tokens_per_s=round(sum(per_req) / len(per_req), 3) if per_req else 0.0,
         ttft_p50_ms=_ms(percentile(ttfts, 50)), ttft_p99_ms=_ms(percentile(ttfts, 99)),
         itl_p50_ms=_ms(percentile(itls, 50)), itl_p99_ms=_ms(percentile(itls, 99)),
-        accept_length_mean=_r(mean), accept_length_p50=_r(p50), accept_length_p90=_r(p90),
+        accept_length_mean=_r(mean), accept_length_request_mean=_r(_mean([a for a in accepts if a is not None])),
+        accept_length_p50=_r(p50), accept_length_p90=_r(p90),
         accept_length_source=source if mean is not None else None, accept_histogram=hist,
         per_request_accept_length=accepts, errors=[f"prompt {r.index}: {r.error}" for r in records if r.error],
         outputs=[r.output_ids if r.output_ids is not None else r.text for r in records])
