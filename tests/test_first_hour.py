@@ -1,0 +1,31 @@
+"""What a new user meets in the first hour: clean stderr, usage errors, pipes, help at 80 columns, packaging."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = "import sys; sys.argv[0] = 'eaglectl'; from eaglectl.cli.app import main; sys.exit(main())"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """eaglectl in a fresh interpreter (what a shell user runs), at 80 columns unless `env` says otherwise."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("_EAGLECTL_", "_TYPER_COMPLETE", "COMP_"))}
+    return subprocess.run([sys.executable, "-c", ENTRY, *map(str, args)], env={**base, "COLUMNS": "80", **(env or {})},
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_numpy_is_a_base_dependency_and_demo_stderr_has_no_numpy_warning(tmp_path):
+    assert any(d.startswith("numpy") for d in pyproject()["project"]["dependencies"])
+    proc = run_cli("demo", tmp_path / "demo")
+    assert proc.returncode == 0, proc.stderr
+    assert "NumPy" not in proc.stderr and "UserWarning" not in proc.stderr
+    assert "eaglectl export" in proc.stdout
