@@ -1,7 +1,8 @@
 """One exception hierarchy for every user-facing failure, each class carrying its exit code.
 
 The CLI turns these into one line on stderr in a single place (`eaglectl.cli.app.main`); anything else is a
-bug and keeps its traceback. Exit codes: 0 ok, 1 bad input or a failed check, 2 optional dependency missing.
+bug and keeps its traceback. Exit codes: 0 ok, 1 bad input or a failed check, 2 optional dependency missing or a
+command-line usage error (Click's convention).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_MISSING_DEPENDENCY = 2
+EXIT_USAGE = 2
 
 
 class EaglectlError(Exception):
@@ -49,6 +51,13 @@ class LaunchError(EaglectlError):
     """The SGLang server could not be started, died, or never became healthy."""
 
     multiline = True  # SGLang's last log lines
+
+
+class UsageError(EaglectlError):
+    """A command line that cannot mean anything: options that contradict each other, flags SGLang's parser
+    refuses. Exit 2, as Click's own usage errors."""
+
+    exit_code = EXIT_USAGE
 
 
 class MissingDependencyError(EaglectlError):
