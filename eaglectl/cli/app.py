@@ -64,12 +64,25 @@ class EaglectlGroup(TyperGroup):
             if self._json:
                 output.emit_failure(self._command, exc, exit_code=130, message="interrupted")
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, typer.TyperException):
+        except typer.TyperException as exc:
+            self._hint_passthrough(exc)
+            raise
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # a bug: keeps its traceback, but a script reading stdout still gets JSON
             if self._json:
                 output.emit_failure(self._command, exc, exit_code=1)
             raise
+
+    def _hint_passthrough(self, exc: typer.TyperException) -> None:
+        """An unknown option of a command that hands `--` flags to SGLang is most likely an SGLang flag: say where
+        it goes (Click's message, "No such option: --attention-backend-x", alone gives no way forward)."""
+        name = getattr(exc, "option_name", None)
+        command = self.commands.get(self._command or "")
+        if (type(exc).__name__ == "NoSuchOption" and name and command is not None
+                and command.context_settings.get("allow_extra_args")):
+            exc.message = (f"{exc.message} (SGLang's own flags go after `--`: "
+                           f"eaglectl {self._command} ... -- {name} ...)")
 
 
 app = typer.Typer(

@@ -16,7 +16,7 @@ from eaglectl.checkpoint.resolve import resolve
 from eaglectl.enums import Algorithm, Layout, ServeDType, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, UnsupportedDraftError
 from eaglectl.output import warn
-from eaglectl.sglang import launcher
+from eaglectl.sglang import flags, launcher
 from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
 
 LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
@@ -34,8 +34,11 @@ class ServeOptions:
     port: int = 30000
     tp_size: int = 1
     dtype: ServeDType = ServeDType.bfloat16
+    attention_backend: str | None = None
     mem_fraction_static: float | None = None
     context_length: int | None = None
+    disable_cuda_graph: bool = False
+    skip_tokenizer_init: bool = False
     trust_remote_code: bool = False
     allow_longer_context: bool = False
     python: str = sys.executable
@@ -111,6 +114,9 @@ def prepare(opts: ServeOptions) -> ServeResult:
 
     notes: list[str] = []
     refuse_overrides(opts.extra_args, owned_flags(opts))
+    if opts.extra_args or opts.attention_backend is not None:  # typed by SGLang itself, before any export
+        check_flags(build_argv(opts, algorithm=opts.algorithm or Algorithm.EAGLE3, draft_path=opts.draft,
+                               token_map=None, num_draft_tokens=opts.num_draft_tokens), opts.python)
     installed = None if opts.print_only else installed_sglang(opts.python)  # exit 2 before anything is written
     num_draft_tokens = opts.num_draft_tokens
     if opts.topk == 1 and num_draft_tokens != opts.num_steps + 1:
@@ -188,10 +194,17 @@ def prepare(opts: ServeOptions) -> ServeResult:
 
 
 def owned_flags(opts: ServeOptions) -> dict[str, str]:
-    """SGLang flag -> eaglectl option, for the flags that decide what is served (`build_argv` writes them)."""
+    """SGLang flag -> eaglectl option, for the flags that decide what is served (`build_argv` writes them), and
+    the SGLang flags of serve's own options that were given: given twice, SGLang would silently take the last."""
     owned = dict(SERVE_OWNED)
-    if opts.context_length is not None:  # checked against the draft's max_position_embeddings in preflight
-        owned["--context-length"] = "--context-length"
+    for flag, given in (("--context-length", opts.context_length is not None),  # checked in preflight
+                        ("--attention-backend", opts.attention_backend is not None),
+                        ("--mem-fraction-static", opts.mem_fraction_static is not None),
+                        ("--disable-cuda-graph", opts.disable_cuda_graph),
+                        ("--skip-tokenizer-init", opts.skip_tokenizer_init),
+                        ("--trust-remote-code", opts.trust_remote_code)):
+        if given:
+            owned[flag] = flag
     return owned
 
 
@@ -235,13 +248,28 @@ def build_argv(opts: ServeOptions, *, algorithm: Algorithm, draft_path: str, tok
              "--dtype", opts.dtype.value]
     if opts.tp_size != 1:
         argv += ["--tp-size", str(opts.tp_size)]
+    if opts.attention_backend is not None:
+        argv += ["--attention-backend", opts.attention_backend]
     if opts.mem_fraction_static is not None:
         argv += ["--mem-fraction-static", str(opts.mem_fraction_static)]
     if opts.context_length is not None:
         argv += ["--context-length", str(opts.context_length)]
+    if opts.disable_cuda_graph:
+        argv.append("--disable-cuda-graph")
+    if opts.skip_tokenizer_init:
+        argv.append("--skip-tokenizer-init")
     if opts.trust_remote_code:
         argv.append("--trust-remote-code")
     return argv + list(opts.extra_args)
+
+
+def check_flags(argv: list[str], python: str) -> None:
+    """Read SGLang's whole argv (`argv` after `-m sglang.launch_server`) with SGLang's own parser, as
+    launch_server will, when `python` is this interpreter and can import SGLang: a flag it refuses is a usage
+    error before anything is exported or started. Another interpreter's SGLang checks them when it starts."""
+    cls = flags.server_args_class(python)
+    if cls is not None:
+        flags.parse_flags(argv[3:], cls, allow_abbrev=True)
 
 
 def serve(opts: ServeOptions, *, on_tick: Callable[[float], None] | None = None,
@@ -295,7 +323,7 @@ def load_prompts(opts: ServeOptions) -> list[Any]:
                 for p in prompts):
             raise CheckpointError(f"{opts.smoke_prompts}: expected a JSON list of strings or token-id lists")
         return prompts
-    if "--skip-tokenizer-init" in opts.extra_args:
+    if opts.skip_tokenizer_init or "--skip-tokenizer-init" in opts.extra_args:
         return [list(range(3, 19))]
     return [DEFAULT_TEXT_PROMPT]
 
