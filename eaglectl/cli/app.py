@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 
 from eaglectl import __version__, output
 from eaglectl.cli import demo, export, inspect, probe_target, serve, token_map
-from eaglectl.errors import EaglectlError
+from eaglectl.errors import EaglectlError, UsageError
 
 
 class EaglectlGroup(TyperGroup):
@@ -53,6 +53,8 @@ class EaglectlGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except EaglectlError as exc:
+            if isinstance(exc, UsageError) and exc.hint is None:  # as Click's own usage errors
+                exc.hint = f"see `eaglectl {self._command} --help`"
             if output.debug_enabled():
                 traceback.print_exc(file=sys.stderr)
             output.error(str(exc), exc.hint, multiline=exc.multiline)

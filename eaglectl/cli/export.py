@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
-from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, ExportDTypeOpt, JsonOpt
+from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, ExportDTypeOpt, JsonOpt, size_text
 from eaglectl.cli.progress import byte_progress
 from eaglectl.enums import ExportDType
 from eaglectl.output import safe
@@ -29,7 +29,8 @@ def export_command(
         "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's; refused for a draft "
                                   "narrower than its target, whose own embeddings SGLang keeps).")] = False,
     max_shard_size: Annotated[str, typer.Option(
-        "--max-shard-size", metavar="SIZE", help="Shard above this size (e.g. 5GB, 500MB).")] = "5GB",
+        "--max-shard-size", metavar="SIZE", parser=size_text,
+        help="Shard above this size (e.g. 5GB, 500MB).")] = "5GB",
     force: Annotated[bool, typer.Option(
         "--force", "-f",
         help="Rewrite an up-to-date eaglectl export (replaces nothing eaglectl did not write).")] = False,

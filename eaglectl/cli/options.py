@@ -27,6 +27,17 @@ def dtype_parser(choices: type[Enum]) -> Callable[[object], str]:
     return parse
 
 
+def size_text(value: object) -> str:
+    """A size option checked while parsing (a bad one is a usage error, exit 2), passed on as typed."""
+    from eaglectl.sizes import parse_size
+
+    try:
+        parse_size(str(value))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r}: {exc}") from None
+    return str(value)
+
+
 def choices_metavar(choices: type[Enum]) -> str:
     return "[" + "|".join(c.value for c in choices) + "]"
 

@@ -12,12 +12,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eaglectl import __version__
 from eaglectl.checkpoint.peagle import reject_p_eagle
 from eaglectl.checkpoint.resolve import Checkpoint, resolve
 from eaglectl.enums import Algorithm, Layout
-from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError
+from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError, UsageError
 from eaglectl.export.atomic import commit_dir, locked_output, output_path, stage_dir, write_bytes_atomic
 from eaglectl.export.outputs import (
     EXPORT_DIR,
@@ -34,6 +35,10 @@ from eaglectl.jsonfile import dumps_config
 from eaglectl.sglang import rules
 from eaglectl.sglang.architectures import own_loader
 from eaglectl.sglang.loader import NEWEST_KNOWN, replay_releases, serving_spans, simulate_load
+from eaglectl.sizes import parse_size
+
+if TYPE_CHECKING:
+    from huggingface_hub import StateDictSplit
 
 DEFAULT_MAX_SHARD = "5GB"
 
@@ -258,9 +263,9 @@ def _scan_values(ckpt: Checkpoint, plan: ExportPlan, order: list[str] | None = N
     return scan_non_finite(ckpt.weights, names, stop=stop, before=before)
 
 
-def _write_order(shards: dict[str, list[str]]) -> list[str]:
+def _write_order(shards: StateDictSplit) -> list[str]:
     """Output tensor names in the order `_write_all` writes them."""
-    return [name for names in shards.values() for name in names]
+    return [name for names in shards.filename_to_tensors.values() for name in names]
 
 
 def _value_warnings(found: list) -> list[str]:
@@ -293,24 +298,22 @@ def require_servable(ckpt: Checkpoint, plan: ExportPlan) -> None:
 
 
 def _parse_size(text: str) -> int:
-    from huggingface_hub.serialization._base import parse_size_to_int
-
     try:
-        size = parse_size_to_int(text) if not str(text).isdigit() else int(text)
+        return parse_size(text)
     except ValueError as exc:
-        raise CheckpointError(f"--max-shard-size {text!r}: expected a size like 5GB, 500MB or bytes") from exc
-    if size <= 0:
-        raise CheckpointError(f"--max-shard-size {text!r} must be positive")
-    return size
+        raise UsageError(f"--max-shard-size {text!r}: {exc}") from None
 
 
-def _shards(plan: ExportPlan, max_bytes: int) -> dict[str, list[str]]:
+def _shards(plan: ExportPlan, max_bytes: int) -> StateDictSplit:
+    """huggingface_hub's split of the planned tensors into shard files (the same split `save_torch_state_dict`
+    makes), each file's names sorted: the writer's order."""
     from huggingface_hub import split_state_dict_into_shards_factory
 
     sizes = {t.name: t.nbytes for t in plan.tensors}
     split = split_state_dict_into_shards_factory(
         sizes, get_storage_size=lambda n: n, filename_pattern="model{suffix}.safetensors", max_shard_size=max_bytes)
-    return {fname: sorted(names) for fname, names in split.filename_to_tensors.items()}
+    split.filename_to_tensors = {fname: sorted(names) for fname, names in split.filename_to_tensors.items()}
+    return split
 
 
 def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool) -> list[tuple[str, int]]:
@@ -318,7 +321,7 @@ def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool) -> list[tu
 
     files = []
     shapes = {t.name: t for t in plan.tensors}
-    for fname, names in _shards(plan, max_bytes).items():
+    for fname, names in _shards(plan, max_bytes).filename_to_tensors.items():
         outs = [OutTensor(n, shapes[n].dtype, shapes[n].shape, lambda a, b: None) for n in names]
         files.append((fname, len(header_bytes(outs)) + sum(o.nbytes for o in outs)))
     files.append(("config.json", len(dumps_config(plan.config))))
@@ -358,7 +361,7 @@ def _existing_matches(out: Path, fingerprint: str) -> bool:
     return manifest is not None and manifest.get("source_fingerprint") == fingerprint
 
 
-def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[str, list[str]], fingerprint: str,
+def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDictSplit, fingerprint: str,
                token_map: bool, progress: ProgressFn | None, *,
                on_tensor: Callable[[str], None] | None = None) -> list[WrittenFile]:
     from eaglectl.export.writer import OutTensor, RawSource, write_safetensors
@@ -377,7 +380,7 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
     mapped = {f: ws.releasable_ranges(f) for f in ws.files} if ws.format == "torch" else {}
     by_name = {t.name: t for t in plan.tensors}
     written: list[WrittenFile] = []
-    for fname, names in shards.items():
+    for fname, names in shards.filename_to_tensors.items():
         outs = []
         for name in names:
             t = by_name[name]
@@ -395,9 +398,8 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
                                       mapped=mapped.get(info.file, ())))
         size = write_safetensors(staged / fname, outs, on_bytes=on_bytes, on_tensor=on_tensor)
         written.append(WrittenFile(str(staged / fname), size))
-    if len(shards) > 1:
-        index = {"metadata": {"total_size": total},
-                 "weight_map": {n: f for f, names in shards.items() for n in names}}
+    if shards.is_sharded:
+        index = {"metadata": shards.metadata, "weight_map": shards.tensor_to_filename}
         written.append(_write_small(staged / "model.safetensors.index.json", _sorted_json(index)))
     written.append(_write_small(staged / "config.json", dumps_config(plan.config)))
     if token_map:
