@@ -369,3 +369,13 @@ def test_text_output_shows_a_hostile_target_path_escaped(cli, tiny_llama, tmp_pa
     assert result.exit_code == 0, result.stderr
     assert "Traceback" not in result.stderr and "\x1b" not in result.stdout + result.stderr
     assert "t[/]x[bold]\\x1b[31m\\r" in result.stdout.replace("\n", "").replace("│", "").replace(" ", "")
+
+
+def test_the_demo_target_probes_with_hf_without_progress_bars(cli, sample_root):
+    """The README quick start: `eaglectl probe-target DEMO/target --engine hf` on the demo's own target."""
+    pytest.importorskip("transformers")
+    result = cli("probe-target", sample_root / "target", "--engine", "hf")
+    assert result.exit_code == 0, result.stderr
+    assert "Loading weights" not in result.stderr and "it/s" not in result.stderr  # transformers' bars
+    assert "engine (hf)" in result.stdout and "reference (hf)" in result.stdout  # Runs rows by role
+    assert "The engine honours the EAGLE-3 target contract" in result.stdout

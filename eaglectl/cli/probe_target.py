@@ -131,13 +131,13 @@ def _render(console: Console, r) -> None:
     perf = Table(title="Runs", title_justify="left")
     for col, justify in (("run", "left"), ("device", "left"), ("dtype", "left"), ("load s", "right"),
                          ("forward s", "right"), ("tokens/s", "right"), ("peak GPU mem", "right")):
-        perf.add_column(col, justify=justify)
-    for run in (r.engine_run, r.reference_run):
+        perf.add_column(col, justify=justify, no_wrap=col == "run")
+    for label, run in (("engine", r.engine_run), ("reference", r.reference_run)):
         if run is None:
             continue
         mem = output.human_bytes(run.peak_gpu_memory_bytes) if run.peak_gpu_memory_bytes is not None else "-"
-        perf.add_row(cell(run.engine), cell(run.device), cell(run.dtype), f"{run.load_s:.2f}", f"{run.forward_s:.4f}",
-                     _num(run.tokens_per_s, ".0f"), mem)
+        perf.add_row(cell(f"{label} ({run.engine})"), cell(run.device), cell(run.dtype), f"{run.load_s:.2f}",
+                     f"{run.forward_s:.4f}", _num(run.tokens_per_s, ".0f"), mem)
     console.print(perf)
     for n in r.notes:
         console.print(f"[dim]note: {safe(n)}[/]", soft_wrap=True)
