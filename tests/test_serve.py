@@ -326,3 +326,13 @@ def test_signals_reach_the_child_and_leave_no_orphan(samples, fake_python, tmp_p
     assert code != 0
     assert b"Traceback" not in proc.stderr.read()
     _assert_gone(child)
+
+
+@pytest.mark.parametrize("name", ["specforge", "nemo-consolidated", "nemo-legacy-eagle3", "eagle-research"])
+def test_serve_export_and_inspect_name_the_layout_alike(cli, samples, name):
+    _, inspected = run_json(cli, "inspect", samples[name])
+    _, served = print_only(cli, samples, draft=name)
+    _, exported = run_json(cli, "export", samples[name], "--dry-run")
+    assert served["result"]["draft_layout"] == exported["result"]["layout"] == inspected["result"]["layout"]
+    if name == "specforge":
+        assert inspected["result"]["layout"] == "sglang-ready"

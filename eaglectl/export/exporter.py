@@ -91,6 +91,14 @@ def servable_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
     return not needs_map or (ckpt.model_dir is not None and (ckpt.model_dir / TOKEN_MAP).is_file())
 
 
+def layout_name(ckpt: Checkpoint, plan: ExportPlan) -> Layout:
+    """The layout as `inspect` names it: an `hf` dir SGLang loads as it is (and whose names eaglectl replayed) is
+    `sglang-ready`. `serve` and `export` report the same name."""
+    if ckpt.layout is Layout.hf and own_loader(ckpt.config) is None and servable_as_is(ckpt, plan):
+        return Layout.sglang_ready
+    return ckpt.layout
+
+
 def default_output(ckpt: Checkpoint, plan: ExportPlan, *, force: bool = False) -> Path:
     """A new `sglang/` directory beside the checkpoint's files (in the epoch dir for NeMo consolidated, never
     `model/` in place); an SGLang-ready dir is its own output (left untouched) unless `force` asks for a fresh copy."""
@@ -124,7 +132,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
     out = output_path(Path(output) if output is not None else default_output(ckpt, plan, force=force))
     max_bytes = _parse_size(max_shard_size)
     report = ExportReport(
-        source=ckpt.source, layout=ckpt.layout, algorithm=plan.algorithm, output=out, action="dry-run",
+        source=ckpt.source, layout=layout_name(ckpt, plan), algorithm=plan.algorithm, output=out, action="dry-run",
         renamed=plan.renames, dropped=plan.dropped, generated=plan.generated_from, config_changes=plan.config_changes,
         tensors_written=len(plan.tensors), bytes=plan.total_bytes,
         sglang_releases=serving_spans(replay_releases(plan.config, plan.shapes, plan.algorithm)))

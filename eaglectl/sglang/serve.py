@@ -103,6 +103,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
         TOKEN_MAP,
         default_output,
         export_plan,
+        layout_name,
         refuse_unsafe_output,
         require_servable,
         servable_as_is,
@@ -132,6 +133,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     token_map: str | None = None
     exported: str | None = None
     check = None
+    layout = ckpt.layout
     if ckpt.is_remote:
         draft_path = ckpt.hub_id or opts.draft
         algorithm = algorithm or Algorithm.EAGLE3
@@ -148,6 +150,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
                                     installed=installed)
         require_servable(ckpt, plan)  # --print-only must refuse what a real launch (its export) would refuse
         algorithm = plan.algorithm
+        layout = layout_name(ckpt, plan)  # as inspect names it
         if servable_as_is(ckpt, plan):
             out = ckpt.model_dir
             exported = None
@@ -185,7 +188,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
                       num_draft_tokens=num_draft_tokens)
     return ServeResult(
-        argv=argv, command=shlex.join(argv), env=env, target=opts.target, draft=opts.draft, draft_layout=ckpt.layout,
+        argv=argv, command=shlex.join(argv), env=env, target=opts.target, draft=opts.draft, draft_layout=layout,
         draft_model_path=draft_path, token_map=token_map, algorithm=algorithm, exported=exported,
         url=f"http://{_url_host(opts.host)}:{opts.port}", notes=notes,
         mode="print-only" if opts.print_only else ("smoke-only" if opts.smoke_only else
