@@ -60,7 +60,9 @@ def render_export(console: Console, r) -> None:
         t.add_row(output.cell(f.path), output.human_bytes(f.bytes))
     if r.files:
         console.print(t)
-    console.print(f"tensors: {r.tensors_written} written, {len(r.renamed)} renamed, {len(r.dropped)} dropped, "
+    count = {"written": f"{r.tensors_written} written", "dry-run": f"{r.tensors_written} would be written",
+             "unchanged": f"{r.tensors_written} up to date (nothing written)"}[r.action]
+    console.print(f"tensors: {count}, {len(r.renamed)} renamed, {len(r.dropped)} dropped, "
                   f"{len(r.generated)} generated; {output.human_bytes(r.bytes)} in {r.seconds:.2f} s")
     for src, dst in list(r.renamed.items())[:6]:
         console.print(f"  renamed  {safe(src)} -> {safe(dst)}")
