@@ -31,3 +31,27 @@ def test_numpy_is_a_base_dependency_and_demo_stderr_has_no_numpy_warning(tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert "NumPy" not in proc.stderr and "UserWarning" not in proc.stderr
     assert "eaglectl export" in proc.stdout
+
+
+def _commands():
+    import typer.main
+
+    from eaglectl.cli.app import app
+
+    group = typer.main.get_command(app)
+    return group, [(name, group.commands[name]) for name in group.commands]
+
+
+def test_help_at_80_columns_shows_every_option_in_full_and_each_has_help(cli):
+    group, commands = _commands()
+    for name, command in [("", group), *commands]:
+        result = cli(*([name] if name else []), "--help", env={"COLUMNS": "80"})
+        assert result.exit_code == 0
+        assert "…" not in result.stdout, f"{name} --help truncates at 80 columns:\n{result.stdout}"
+        assert max(len(line) for line in result.stdout.splitlines()) <= 80
+        for param in command.params:
+            if param.param_type_name != "option" or param.hidden:
+                continue
+            for opt in param.opts:
+                assert opt in result.stdout, f"{name} --help lacks {opt}"
+            assert param.help, f"{name} {param.opts[0]} has no help"

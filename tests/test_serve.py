@@ -173,8 +173,36 @@ def test_print_only_writes_nothing_and_shows_would_be_paths(cli, samples):
     result = cli("serve", "--target", samples["target"], "--draft", d, "--print-only")
     assert result.exit_code == 0
     assert {p: p.stat().st_mtime_ns for p in d.rglob("*")} == before
-    assert "would export" in result.stdout and str((d / "sglang").resolve()) in result.stdout
+    assert "would export" in result.stderr and str((d / "sglang").resolve()) in result.stdout  # in the command
+    assert f"the draft path {(d / 'sglang').resolve()} does not exist yet" in result.stderr
     assert result.stdout.splitlines()[0].startswith(sys.executable)
+
+
+def test_print_only_stdout_is_the_command_alone_with_absolute_paths(cli, samples, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(samples["target"].parent)
+    result = cli("serve", "--target", "target", "--draft", "nemo-consolidated", "--print-only")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    _, doc = print_only(cli, {"target": "target", "nemo-consolidated": "nemo-consolidated"}, draft="nemo-consolidated")
+    argv = shlex.split(result.stdout)
+    assert argv == doc["result"]["argv"] and argv[argv.index("--model-path") + 1] == str(samples["target"])
+    assert all(os.path.isabs(argv[argv.index(flag) + 1])
+               for flag in ("--model-path", "--speculative-draft-model-path"))
+    assert "draft model path" in result.stderr and "layout" in result.stderr  # what was resolved: on stderr
+
+
+def test_print_only_prefixes_the_variables_sglang_needs(cli, samples):
+    import shlex
+
+    target = samples["target"]
+    save_json(target / "config.json", {**target_config(), "max_position_embeddings": 1 << 20})
+    result = cli("serve", "--target", target, "--draft", samples["specforge"], "--print-only",
+                 "--allow-longer-context")
+    assert result.exit_code == 0, result.stderr
+    _, doc = print_only(cli, samples, "--allow-longer-context")
+    assert shlex.split(result.stdout) == ["env", "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1", *doc["result"]["argv"]]
 
 
 def test_print_only_command_is_shell_safe(cli, samples, tmp_path):

@@ -54,10 +54,11 @@ def render_export(console: Console, r) -> None:
     verb = {"written": "Exported", "unchanged": "Up to date", "dry-run": "Would export"}[r.action]
     console.print(f"[bold green]{verb}[/] {r.algorithm.value} drafter ({r.layout.value}) -> [bold]{safe(r.output)}[/]")
     t = Table(show_header=True, title_justify="left")
-    t.add_column("file", overflow="fold")
+    t.add_column("file (in the output directory)", no_wrap=True)  # names, not paths: never folded mid-name
     t.add_column("bytes", justify="right")
     for f in r.files:
-        t.add_row(output.cell(f.path), output.human_bytes(f.bytes))
+        name = Path(f.path).name if Path(f.path).parent == Path(r.output) else f.path
+        t.add_row(output.cell(name), output.human_bytes(f.bytes))
     if r.files:
         console.print(t)
     count = {"written": f"{r.tensors_written} written", "dry-run": f"{r.tensors_written} would be written",

@@ -39,16 +39,16 @@ def render_report(console: Console, report) -> None:
 
     head = Table(title="Checkpoint", show_header=False, title_justify="left")
     head.add_column(style="bold")
-    head.add_column(overflow="fold")
-    head.add_row("source", cell(report.source))
+    head.add_column()
     head.add_row("layout", report.layout.value)
     if report.algorithm:
         head.add_row("algorithm", cell(f"{report.algorithm.value} ({report.algorithm_reason})"))
     head.add_row("sglang-ready", "yes" if report.sglang_ready else "no")
-    for key, value in report.paths.items():
-        if value:
-            head.add_row(key, cell(value))
     console.print(head)
+    # Paths on lines of their own, never folded inside a table cell: a copied path is the path.
+    for key, value in [("source", report.source), *report.paths.items()]:
+        if value:
+            console.print(f"  [bold]{safe(key):<12}[/] {safe(value)}", soft_wrap=True)
     if report.config:
         cfg = Table(title="Config", show_header=False, title_justify="left")
         cfg.add_column(style="bold")

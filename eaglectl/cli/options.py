@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -36,6 +36,19 @@ def size_text(value: object) -> str:
     except ValueError as exc:
         raise typer.BadParameter(f"{value!r}: {exc}") from None
     return str(value)
+
+
+def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
+    """A bounds check as a callback (a usage error, exit 2, as Click's `min=` / `max=`), for options whose help
+    must fit 80 columns: Click's ranges print as `[1<=x<=65535]` beside the name and push it out of view."""
+
+    def check(value: Any) -> Any:
+        if value is not None and (value < low or (high is not None and value > high)):
+            bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise typer.BadParameter(f"{value} is not {bounds}")
+        return value
+
+    return check
 
 
 def choices_metavar(choices: type[Enum]) -> str:
@@ -72,6 +85,7 @@ ExportDTypeOpt = Annotated[
 ]
 ServeDTypeOpt = Annotated[
     ServeDType,
-    typer.Option("--dtype", parser=dtype_parser(ServeDType), metavar=choices_metavar(ServeDType),
-                 help="Model dtype for SGLang (auto: the target config's).", autocompletion=complete.serve_dtypes),
+    typer.Option("--dtype", parser=dtype_parser(ServeDType), metavar="DTYPE",
+                 help=f"Model dtype for SGLang: {', '.join(c.value for c in ServeDType)} (auto: the target config's).",
+                 autocompletion=complete.serve_dtypes),
 ]

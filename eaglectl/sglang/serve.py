@@ -164,7 +164,9 @@ def prepare(opts: ServeOptions) -> ServeResult:
                 notes.append(f"print-only: nothing written; {out} already holds this drafter's export (up to date)")
             else:
                 exported = "would export"
-                notes.append(f"print-only: nothing written; a real launch exports the drafter to {out}")
+                state = "holds an older export" if out.exists() else "does not exist yet"
+                notes.append(f"print-only: nothing written; the draft path {out} {state}: a real launch exports the "
+                             f"drafter there first")
         else:
             report = export_plan(ckpt, plan)
             out, exported = report.output, report.action
@@ -188,7 +190,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
                       num_draft_tokens=num_draft_tokens)
     return ServeResult(
-        argv=argv, command=shlex.join(argv), env=env, target=opts.target, draft=opts.draft, draft_layout=layout,
+        argv=argv, command=shell_command(argv, env), env=env, target=opts.target, draft=opts.draft, draft_layout=layout,
         draft_model_path=draft_path, token_map=token_map, algorithm=algorithm, exported=exported,
         url=f"http://{_url_host(opts.host)}:{opts.port}", notes=notes,
         mode="print-only" if opts.print_only else ("smoke-only" if opts.smoke_only else
@@ -240,9 +242,22 @@ def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], note
              f"(the draft runs past the positions it was trained on)")
 
 
+def shell_command(argv: list[str], env: dict[str, str]) -> str:
+    """One shell-ready line: `env K=V` first when SGLang needs variables (an assignment prefix would not survive
+    `$(eaglectl serve ... --print-only)`), then the argv, quoted."""
+    return shlex.join([*(["env", *(f"{k}={v}" for k, v in env.items())] if env else []), *argv])
+
+
+def model_path(target: str) -> str:
+    """`--model-path`: an existing local target as an absolute path (the draft paths are absolute too, and the
+    command may run from another directory); a Hub id as given."""
+    p = Path(target).expanduser()
+    return os.path.abspath(p) if p.exists() else target
+
+
 def build_argv(opts: ServeOptions, *, algorithm: Algorithm, draft_path: str, token_map: str | None,
                num_draft_tokens: int) -> list[str]:
-    argv = [opts.python, "-m", "sglang.launch_server", "--model-path", opts.target,
+    argv = [opts.python, "-m", "sglang.launch_server", "--model-path", model_path(opts.target),
             "--speculative-algorithm", algorithm.value, "--speculative-draft-model-path", draft_path]
     if token_map:
         argv += ["--speculative-token-map", token_map]
