@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,3 +56,46 @@ def test_help_at_80_columns_shows_every_option_in_full_and_each_has_help(cli):
             for opt in param.opts:
                 assert opt in result.stdout, f"{name} --help lacks {opt}"
             assert param.help, f"{name} {param.opts[0]} has no help"
+
+
+def test_short_version_flag(cli):
+    from eaglectl import __version__
+
+    assert cli("-V").stdout.strip() == f"eaglectl {__version__}"
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_a_reader_that_stops_early_ends_the_run_quietly(sample_root, json_mode):
+    """`eaglectl inspect X | head -1`: exit 1 as hf and pip do, nothing on stderr (stdout is closed before
+    eaglectl writes its first byte, so every write meets the closed pipe)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("_EAGLECTL_", "_TYPER_COMPLETE", "COMP_"))}
+    args = ["inspect", str(sample_root / "nemo-sharded"), *(["--json"] if json_mode else [])]
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=base)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert stderr == ""
+
+
+def test_demo_without_a_directory_reuses_one_fixed_directory(cli, tmp_path, monkeypatch):
+    fixed = tmp_path / "eaglectl-demo-me"
+    monkeypatch.setattr("eaglectl.demo.run.default_directory", lambda: fixed)
+    first = cli("demo", "--json")
+    assert first.exit_code == 0, first.stderr
+    doc = json.loads(first.stdout)["result"]
+    assert doc["directory"] == str(fixed) and doc["reused"] is False and doc["export"]["action"] == "written"
+    second = cli("demo")
+    assert second.exit_code == 0 and "(reused: an earlier demo's)" in second.stdout
+    assert "Up to date EAGLE3 drafter" in second.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eaglectl-demo-me"]  # no new directory per run
+
+
+def test_demo_does_not_reuse_a_directory_it_did_not_make(cli, tmp_path, monkeypatch):
+    fixed = tmp_path / "eaglectl-demo-me"
+    fixed.mkdir()
+    (fixed / "notes.txt").write_text("mine")
+    monkeypatch.setattr("eaglectl.demo.run.default_directory", lambda: fixed)
+    result = cli("demo")
+    assert result.exit_code == 1 and "is not empty" in result.stderr
+    assert [p.name for p in fixed.iterdir()] == ["notes.txt"]

@@ -113,7 +113,7 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        False, "--version", "-V", callback=_version_callback, is_eager=True, help="Show the version and exit."
     ),
 ) -> None:
     """Take EAGLE / EAGLE-3 drafters from a training checkpoint to a running SGLang server."""
@@ -132,4 +132,25 @@ app.command("demo")(demo.demo_command)
 
 
 def main() -> None:
-    app()
+    """The `eaglectl` entry point. Output piped into a reader that stops early (`eaglectl inspect X | head -1`)
+    ends quietly with exit code 1, as `hf` and `pip` end (Python's documented handling of a closed pipe): no
+    traceback, no "Exception ignored" line when the interpreter flushes stdout on its way out."""
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(1)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit finds nothing to complain about."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout (an embedding program)
+        pass

@@ -167,6 +167,17 @@ def d2t_t2d() -> dict[str, Any]:
     return {"d2t": _selected_ids() - torch.arange(DRAFT_VOCAB), "t2d": _selected_mask()}
 
 
+SAMPLE_DIRS = {"nemo-consolidated": "nemo-consolidated/epoch_0_step_100", "nemo-legacy-eagle3": "nemo-legacy-eagle3",
+               "nemo-legacy-eagle": "nemo-legacy-eagle", "specforge": "specforge", "eagle-research": "eagle-research",
+               "nemo-sharded": "nemo-sharded/epoch_1_step_200", "p-eagle": "p-eagle/epoch_0_step_10",
+               "target": "target"}
+
+
+def sample_paths(root: Path) -> dict[str, Path]:
+    """Where `build_samples(root)` puts each sample."""
+    return {name: Path(root) / sub for name, sub in SAMPLE_DIRS.items()}
+
+
 def build_samples(root: Path) -> SampleSet:
     """Write one sample per layout under `root` and return their paths."""
     import torch
@@ -232,4 +243,5 @@ def build_samples(root: Path) -> SampleSet:
     save_json(root / "target" / "config.json", target_config())
     save_safetensors(root / "target" / "model.safetensors", target_tensors())
     paths["target"] = root / "target"
+    assert paths == sample_paths(root)
     return SampleSet(root=root, paths=paths)
