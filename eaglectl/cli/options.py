@@ -12,14 +12,14 @@ from eaglectl.cli import complete
 from eaglectl.enums import Algorithm, ExportDType, ServeDType
 
 
-def dtype_parser(choices: type[Enum]) -> Callable[[object], str]:
+def dtype_parser(choices: type[Enum]) -> Callable[[object], Enum]:
     """One dtype vocabulary: shown as torch spells it, `bf16` / `fp16` / `fp32` (any case) accepted too."""
 
-    def parse(value: object) -> str:  # the canonical value: Typer turns it into the enum member
+    def parse(value: object) -> Enum:  # the member itself: Typer >= 0.29 passes a parser's value on unconverted
         if isinstance(value, choices):
-            return str(value.value)
+            return value
         try:
-            return str(choices(str(value).lower()).value)
+            return choices(str(value).lower())
         except ValueError:
             names = ", ".join(c.value for c in choices)
             raise typer.BadParameter(f"{value!r} is not one of {names} (bf16, fp16, fp32 work too)") from None
