@@ -43,8 +43,9 @@ def export_command(
 
     with byte_progress("exporting", enabled=not dry_run) as progress:
         report = export_checkpoint(
-            path, output=output_dir, algorithm=algorithm, dtype=dtype.value, drop_embeddings=drop_embeddings,
-            max_shard_size=max_shard_size, force=force, dry_run=dry_run, progress=progress)
+            path, output=output_dir, algorithm=algorithm, dtype=ExportDType(dtype).value,
+            drop_embeddings=drop_embeddings, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
+            progress=progress)
     output.emit("export", report, as_json=json, render=lambda c: render_export(c, report))
 
 

@@ -12,14 +12,17 @@ from eaglectl.cli import complete
 from eaglectl.enums import Algorithm, ExportDType, ServeDType
 
 
-def dtype_parser(choices: type[Enum]) -> Callable[[object], Enum]:
-    """One dtype vocabulary: shown as torch spells it, `bf16` / `fp16` / `fp32` (any case) accepted too."""
+def dtype_parser(choices: type[Enum]) -> Callable[[object], str]:
+    """One dtype vocabulary: shown as torch spells it, `bf16` / `fp16` / `fp32` (any case) accepted too.
 
-    def parse(value: object) -> Enum:  # the member itself: Typer >= 0.29 passes a parser's value on unconverted
+    Returns the canonical value: Typer 0.27 turns it into the enum member, 0.29 passes it on as it is, so
+    commands take `ExportDType(dtype)` / `ServeDType(dtype)` (a member stays itself)."""
+
+    def parse(value: object) -> str:
         if isinstance(value, choices):
-            return value
+            return str(value.value)
         try:
-            return choices(str(value).lower())
+            return str(choices(str(value).lower()).value)
         except ValueError:
             names = ", ".join(c.value for c in choices)
             raise typer.BadParameter(f"{value!r} is not one of {names} (bf16, fp16, fp32 work too)") from None

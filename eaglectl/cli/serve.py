@@ -87,7 +87,7 @@ def serve_command(
 
     opts = ServeOptions(
         target=target, draft=draft, algorithm=algorithm, num_steps=num_steps, topk=topk,
-        num_draft_tokens=num_draft_tokens, host=host, port=port, tp_size=tp_size, dtype=dtype,
+        num_draft_tokens=num_draft_tokens, host=host, port=port, tp_size=tp_size, dtype=ServeDType(dtype),
         attention_backend=attention_backend, mem_fraction_static=mem_fraction_static, context_length=context_length,
         disable_cuda_graph=disable_cuda_graph, skip_tokenizer_init=skip_tokenizer_init,
         trust_remote_code=trust_remote_code,
