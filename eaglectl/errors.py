@@ -76,10 +76,20 @@ def importable(module: str) -> bool:
         return False
 
 
+# The optional extras of pyproject.toml, as requirements: an install hint names the package itself, a command
+# that works however eaglectl was installed (from a checkout, `pip install -e ".[sglang]"` does the same; the
+# name eaglectl on the public package index is not this project).
+EXTRAS = {"sglang": "sglang>=0.5.9", "hf": "transformers>=4.45"}
+
+
+def install_hint(extra: str) -> str:
+    return f'pip install "{EXTRAS[extra]}"'
+
+
 def require(module: str, *, extra: str, purpose: str) -> None:
     """Fail with exit code 2 and an install hint when an optional module cannot be imported."""
     if not importable(module):
         raise MissingDependencyError(
             f"{module} is not installed; it is needed {purpose}.",
-            hint=f'pip install "eaglectl[{extra}]"',
+            hint=install_hint(extra),
         )

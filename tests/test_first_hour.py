@@ -99,3 +99,35 @@ def test_demo_does_not_reuse_a_directory_it_did_not_make(cli, tmp_path, monkeypa
     result = cli("demo")
     assert result.exit_code == 1 and "is not empty" in result.stderr
     assert [p.name for p in fixed.iterdir()] == ["notes.txt"]
+
+
+def test_install_hints_name_the_extras_requirements():
+    """Hints say `pip install "sglang>=0.5.9"`, which works however eaglectl was installed (the name eaglectl on
+    the public index is another project's); the requirements are pyproject's extras."""
+    from eaglectl.errors import EXTRAS, install_hint
+
+    extras = pyproject()["project"]["optional-dependencies"]
+    for extra, requirement in EXTRAS.items():
+        assert extras[extra] == [requirement]
+        assert install_hint(extra) == f'pip install "{requirement}"'
+    sources = [p.read_text() for p in (ROOT / "eaglectl").rglob("*.py")] + [(ROOT / "README.md").read_text()]
+    assert not any('install "eaglectl[' in text or "install 'eaglectl[" in text for text in sources)
+
+
+def test_package_metadata_and_typing_marker():
+    project = pyproject()["project"]
+    assert project["license"] == "Apache-2.0" and "Apache License" in (ROOT / "LICENSE").read_text()
+    assert project["keywords"] and any(c == "Typing :: Typed" for c in project["classifiers"])
+    assert (ROOT / "eaglectl" / "py.typed").is_file()  # hatch ships every file of the eaglectl package
+    extras = project["optional-dependencies"]
+    assert not any(r.startswith("ruff") for r in extras["test"])
+    assert any(r.startswith("ruff") for r in extras["dev"]) and any(r.startswith("mypy") for r in extras["dev"])
+    assert (ROOT / "CHANGELOG.md").is_file()
+
+
+def test_ci_runs_the_readme_test_command_then_ruff_and_mypy():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    command = ci[ci.index("# README.md test command:") + 1]
+    assert f"```bash\n{command}\n```" in readme
+    assert "ruff check ." in ci and "mypy" in ci

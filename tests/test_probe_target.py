@@ -227,7 +227,7 @@ def test_missing_transformers_exits_2(cli, tiny_llama, monkeypatch):
     result = cli("probe-target", tiny_llama, *SMALL)
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert "transformers is not installed" in result.stderr and 'pip install "eaglectl[hf]"' in result.stderr
+    assert "transformers is not installed" in result.stderr and 'pip install "transformers>=4.45"' in result.stderr
 
 
 def test_sglang_engine_without_sglang_exits_2(cli, tiny_llama, monkeypatch):
@@ -241,8 +241,8 @@ def test_sglang_engine_without_sglang_exits_2(cli, tiny_llama, monkeypatch):
     assert result.exit_code == 2
     error = json.loads(result.stdout)["error"]  # --json: the failure envelope, and nothing else, on stdout
     assert error["type"] == "MissingDependencyError" and error["exit_code"] == 2
-    assert error["hint"] == 'pip install "eaglectl[sglang]"'
-    assert "sglang is not installed" in result.stderr and 'pip install "eaglectl[sglang]"' in result.stderr
+    assert error["hint"] == 'pip install "sglang>=0.5.9"'
+    assert "sglang is not installed" in result.stderr and 'pip install "sglang>=0.5.9"' in result.stderr
     assert "eaglectl.runner.sglang.runner" not in sys.modules
 
 

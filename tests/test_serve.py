@@ -233,7 +233,7 @@ def test_sglang_missing_exits_2_before_export(cli, samples):
     before = sorted(p.name for p in (d / "model").iterdir())
     result = cli("serve", "--target", samples["target"], "--draft", d)
     assert result.exit_code == 2
-    assert 'pip install "eaglectl[sglang]"' in result.stderr
+    assert 'pip install "sglang>=0.5.9"' in result.stderr
     assert sorted(p.name for p in (d / "model").iterdir()) == before and not (d / "sglang").exists()
 
 

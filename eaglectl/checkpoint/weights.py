@@ -140,7 +140,7 @@ class WeightSet:
         import torch
 
         info = self.tensors[name]
-        shape = info.shape if start is None else (stop - start, *info.shape[1:])
+        shape = info.shape if start is None or stop is None else (stop - start, *info.shape[1:])
         dtype = torch_dtype(info.dtype)
         if math.prod(shape) == 0:
             return torch.empty(shape, dtype=dtype)

@@ -24,16 +24,17 @@ class EaglectlGroup(TyperGroup):
     _command: str | None = None
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         output.reset()
         self._json = wants_json(argv)
         self._command = next((a for a in argv if a in self.commands), None)
         if not self._json:
-            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+            return super().main(argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
         # Typer would print a usage error as a box and exit before any command runs: take it back here.
         try:
-            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(argv, prog_name, complete_var, False, windows_expand_args, **extra)
             code = rv if isinstance(rv, int) else 0
         except typer.TyperException as exc:  # Click's usage errors (exit 2) and its other ClickExceptions
             code = exc.exit_code

@@ -12,7 +12,7 @@ from eaglectl.errors import EXIT_FAILED, CheckFailedError
 from eaglectl.output import cell, safe
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, JustifyMethod
 
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -59,8 +59,9 @@ def render_report(console: Console, report) -> None:
         console.print(cfg)
     if report.tensors:
         t = Table(title="Tensors", title_justify="left")
-        for col, justify in (("group", "left"), ("count", "right"), ("params", "right"), ("bytes", "right"),
-                             ("dtypes", "left")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("group", "left"), ("count", "right"), ("params", "right"), ("bytes", "right"), ("dtypes", "left"))
+        for col, justify in columns:
             t.add_column(col, justify=justify)
         for g in report.tensors:
             t.add_row(cell(g.group), str(g.count), output.human_count(g.params), output.human_bytes(g.bytes),

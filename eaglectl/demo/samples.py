@@ -111,11 +111,10 @@ def draft_config(*, architectures: list[str], num_layers: int, eagle3: bool = Tr
 
 def save_safetensors(path: Path, tensors: dict[str, Any]) -> None:
     from eaglectl.checkpoint.weights import torch_dtype_code
-    from eaglectl.export.writer import OutTensor, write_safetensors
+    from eaglectl.export.writer import OutTensor, rows_of, write_safetensors
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    outs = [OutTensor(n, torch_dtype_code(v.dtype), tuple(v.shape), (lambda a, b, v=v: v if a is None else v[a:b]))
-            for n, v in sorted(tensors.items())]
+    outs = [OutTensor(n, torch_dtype_code(v.dtype), tuple(v.shape), rows_of(v)) for n, v in sorted(tensors.items())]
     write_safetensors(path, outs)
 
 

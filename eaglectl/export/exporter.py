@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eaglectl import __version__
 from eaglectl.checkpoint.peagle import reject_p_eagle
@@ -39,6 +39,8 @@ from eaglectl.sizes import parse_size
 
 if TYPE_CHECKING:
     from huggingface_hub import StateDictSplit
+
+    from eaglectl.checkpoint.weights import WeightSet
 
 DEFAULT_MAX_SHARD = "5GB"
 
@@ -372,7 +374,7 @@ def _existing_matches(out: Path, fingerprint: str) -> bool:
 def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDictSplit, fingerprint: str,
                token_map: bool, progress: ProgressFn | None, *,
                on_tensor: Callable[[str], None] | None = None) -> list[WrittenFile]:
-    from eaglectl.export.writer import OutTensor, RawSource, write_safetensors
+    from eaglectl.export.writer import OutTensor, RawSource, rows_of, write_safetensors
 
     ws = ckpt.weights
     assert ws is not None
@@ -394,15 +396,14 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDi
             t = by_name[name]
             if t.source is None:
                 data = plan.generated[name]
-                outs.append(OutTensor(name, t.dtype, t.shape, (lambda a, b, d=data: d if a is None else d[a:b])))
+                outs.append(OutTensor(name, t.dtype, t.shape, rows_of(data)))
                 continue
             info = ws.tensors[t.source]
             if info.data_offset is not None and info.dtype == t.dtype:
                 outs.append(OutTensor(name, t.dtype, t.shape,
                                       RawSource(info.file, info.data_offset, ws.identity.get(info.file))))
             else:
-                outs.append(OutTensor(name, t.dtype, t.shape,
-                                      (lambda a, b, s=t.source: ws.load(s) if a is None else ws.load_rows(s, a, b)),
+                outs.append(OutTensor(name, t.dtype, t.shape, _loaded_rows(ws, t.source),
                                       mapped=mapped.get(info.file, ())))
         size = write_safetensors(staged / fname, outs, on_bytes=on_bytes, on_tensor=on_tensor)
         written.append(WrittenFile(str(staged / fname), size))
@@ -418,6 +419,11 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDi
                 "generated": plan.generated_from}
     written.append(_write_small(staged / MANIFEST, _sorted_json(manifest)))
     return written
+
+
+def _loaded_rows(ws: WeightSet, source: str) -> Callable[[int | None, int | None], Any]:
+    """A row reader over a source tensor that needs converting (loaded whole, or a range of rows)."""
+    return lambda start, stop: ws.load(source) if start is None or stop is None else ws.load_rows(source, start, stop)
 
 
 def _sorted_json(obj: dict) -> bytes:
@@ -465,7 +471,7 @@ def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
     loaders = rules.EAGLE3_LOADERS if plan.algorithm is Algorithm.EAGLE3 else rules.EAGLE_LOADERS
     for rng in loaders:
         label = f"{rng.first}–{rng.last}"
-        if minimum and rules.release_key(rng.last) < rules.release_key(minimum):
+        if minimum and rules.older(rng.last, minimum):
             results.append(Verification(rng.first, True, 0, [f"not applicable: needs SGLang >= {minimum} "
                                                              f"({', '.join(needs)})"], label))
             continue

@@ -73,10 +73,10 @@ def is_own_token_map(data: bytes) -> bool:
             size = records[0].file_size
             if not size or size > 8 * DIM_LIMITS["draft_vocab_size"]:
                 return False
-            raw = bytearray(size)
             with zf.open(records[0]) as fh:
-                if fh.readinto(raw) != size:
-                    return False
+                raw = bytearray(fh.read(size))  # size is capped above
+            if len(raw) != size:
+                return False
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
         return False
     import torch

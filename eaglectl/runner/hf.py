@@ -118,7 +118,8 @@ class HFTargetRunner:
         kwargs = {_dtype_kwarg(): getattr(torch, self.dtype), "trust_remote_code": trust_remote_code}
         try:
             with _no_progress_bars():
-                model = AutoModelForCausalLM.from_pretrained(self.model_path, config=config, **kwargs)
+                # Any: transformers types `.to` through a decorator that mypy reads as taking the model itself.
+                model: Any = AutoModelForCausalLM.from_pretrained(self.model_path, config=config, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{model_path}: transformers cannot load the target ({exc})") from exc
         model.requires_grad_(False)
