@@ -1,7 +1,8 @@
 """One exception hierarchy for every user-facing failure, each class carrying its exit code.
 
 The CLI turns these into one line on stderr in a single place (`eaglectl.cli.app.main`); anything else is a
-bug and keeps its traceback. Exit codes: 0 ok, 1 bad input or a failed check, 2 optional dependency missing.
+bug and keeps its traceback. Exit codes: 0 ok, 1 bad input or a failed check, 2 optional dependency missing or a
+command-line usage error (Click's convention).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_MISSING_DEPENDENCY = 2
+EXIT_USAGE = 2
 
 
 class EaglectlError(Exception):
@@ -51,6 +53,13 @@ class LaunchError(EaglectlError):
     multiline = True  # SGLang's last log lines
 
 
+class UsageError(EaglectlError):
+    """A command line that cannot mean anything: options that contradict each other, flags SGLang's parser
+    refuses. Exit 2, as Click's own usage errors."""
+
+    exit_code = EXIT_USAGE
+
+
 class MissingDependencyError(EaglectlError):
     """An optional extra (sglang, transformers) is not importable."""
 
@@ -67,10 +76,20 @@ def importable(module: str) -> bool:
         return False
 
 
+# The optional extras of pyproject.toml, as requirements: an install hint names the package itself, a command
+# that works however eaglectl was installed (from a checkout, `pip install -e ".[sglang]"` does the same; the
+# name eaglectl on the public package index is not this project).
+EXTRAS = {"sglang": "sglang>=0.5.9", "hf": "transformers>=4.45"}
+
+
+def install_hint(extra: str) -> str:
+    return f'pip install "{EXTRAS[extra]}"'
+
+
 def require(module: str, *, extra: str, purpose: str) -> None:
     """Fail with exit code 2 and an install hint when an optional module cannot be imported."""
     if not importable(module):
         raise MissingDependencyError(
             f"{module} is not installed; it is needed {purpose}.",
-            hint=f'pip install "eaglectl[{extra}]"',
+            hint=install_hint(extra),
         )

@@ -135,6 +135,11 @@ def dumps_config(config: dict[str, Any]) -> bytes:
     return (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+def as_object(value: Any) -> dict[str, Any]:
+    """A config value that should be an object (`eagle_config`): the object, or {} for anything else."""
+    return value if isinstance(value, dict) else {}
+
+
 def config_int(cfg: dict[str, Any], key: str, default: int | None = None) -> int | None:
     """`cfg[key]` when it is an int (not a bool: JSON `true` is no size), else `default`."""
     value = cfg.get(key)

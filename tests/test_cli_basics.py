@@ -85,7 +85,8 @@ def _failure(result, code: int, error_type: str, command: str | None) -> dict:
     (("inspect", "./nope"), 1, "CheckpointError", "inspect"),
     (("inspect", "--tagret", "x", "p"), 2, "NoSuchOption", "inspect"),
     (("export", "SAMPLE", "--dtype", "int3"), 2, "BadParameter", "export"),
-    (("export", "SAMPLE", "--max-shard-size", "lots"), 1, "CheckpointError", "export"),
+    (("export", "SAMPLE", "--max-shard-size", "lots"), 2, "BadParameter", "export"),
+    (("export", "SAMPLE", "--max-shard-size", "5XB"), 2, "BadParameter", "export"),
     (("token-map", "./nope"), 1, "CheckpointError", "token-map"),
     (("token-map",), 2, "MissingParameter", "token-map"),
     (("serve", "--target", "TARGET"), 2, "MissingParameter", "serve"),
@@ -95,6 +96,8 @@ def _failure(result, code: int, error_type: str, command: str | None) -> dict:
      "MissingDependencyError", "serve"),
     (("probe-target", "./nope", "--engine", "hf", "--compare", "none"), 1, "CheckpointError", "probe-target"),
     (("probe-target", "TARGET", "--batch", "0"), 2, "BadParameter", "probe-target"),
+    (("probe-target", "TARGET", "--engine", "hf", "--json", "--", "--page-size", "16"), 2, "UsageError",
+     "probe-target"),
     (("demo", "FILE"), 2, "BadParameter", "demo"),
     (("no-such-command",), 2, "UsageError", None),
 ])

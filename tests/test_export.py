@@ -530,3 +530,14 @@ def test_verification_fails_a_range_that_would_misload(tmp_path):
     results = {v.version: v for v in verify_output(src, plan)}
     assert results["0.5.9"].ok and results["0.5.12"].ok
     assert not results["0.5.17"].ok and results["0.5.17"].problems == ["uninitialised model.input_norm.weight"]
+
+
+def test_text_summaries_say_what_happened(cli, samples):
+    d = samples["nemo-legacy-eagle3"]
+    dry = cli("export", d, "--dry-run").stdout
+    assert "tensors: 15 would be written," in dry and "nothing was written" in dry
+    first = cli("export", d).stdout
+    assert "tensors: 15 written," in first
+    again = cli("export", d).stdout
+    assert "tensors: 15 up to date (nothing written)," in again and "left untouched" in again
+

@@ -121,7 +121,7 @@ def test_missing_transformers_is_exit_2(monkeypatch, tiny_llama):
     with pytest.raises(MissingDependencyError) as info:
         HFTargetRunner(str(tiny_llama))
     assert info.value.exit_code == 2
-    assert info.value.hint == 'pip install "eaglectl[hf]"'
+    assert info.value.hint == 'pip install "transformers>=4.45"'
 
 
 @pytest.mark.parametrize(("requested", "recorded", "expected"), [

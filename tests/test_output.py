@@ -111,9 +111,11 @@ def test_token_map_shows_hostile_path_escaped(cli, hostile, tmp_path):
 
 def test_serve_print_only_shows_hostile_paths_escaped(cli, hostile, tmp_path):
     ckpt, target = hostile
-    out = _clean(cli("serve", "--target", target, "--draft", ckpt, "--print-only"))
-    assert f"--model-path '{tmp_path}/{EVIL_DIR_SHOWN}-target'" in out  # the command line
-    assert "Resolved" in out and "\\x1b" in out.split("Resolved", 1)[1]  # and the table after it
+    result = cli("serve", "--target", target, "--draft", ckpt, "--print-only")
+    out = _clean(result)
+    assert f"--model-path '{tmp_path}/{EVIL_DIR_SHOWN}-target'" in out  # the command line, alone on stdout
+    resolved = result.stderr.split("target ", 1)[1]  # what was resolved: on stderr
+    assert "draft model path" in resolved and "\\x1b" in resolved
 
 
 def test_demo_shows_a_hostile_directory_escaped(cli, tmp_path):

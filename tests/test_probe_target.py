@@ -227,7 +227,7 @@ def test_missing_transformers_exits_2(cli, tiny_llama, monkeypatch):
     result = cli("probe-target", tiny_llama, *SMALL)
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert "transformers is not installed" in result.stderr and 'pip install "eaglectl[hf]"' in result.stderr
+    assert "transformers is not installed" in result.stderr and 'pip install "transformers>=4.45"' in result.stderr
 
 
 def test_sglang_engine_without_sglang_exits_2(cli, tiny_llama, monkeypatch):
@@ -241,14 +241,14 @@ def test_sglang_engine_without_sglang_exits_2(cli, tiny_llama, monkeypatch):
     assert result.exit_code == 2
     error = json.loads(result.stdout)["error"]  # --json: the failure envelope, and nothing else, on stdout
     assert error["type"] == "MissingDependencyError" and error["exit_code"] == 2
-    assert error["hint"] == 'pip install "eaglectl[sglang]"'
-    assert "sglang is not installed" in result.stderr and 'pip install "eaglectl[sglang]"' in result.stderr
+    assert error["hint"] == 'pip install "sglang>=0.5.9"'
+    assert "sglang is not installed" in result.stderr and 'pip install "sglang>=0.5.9"' in result.stderr
     assert "eaglectl.runner.sglang.runner" not in sys.modules
 
 
 def test_tp_size_needs_sglang(cli, tiny_llama):
     result = cli("probe-target", tiny_llama, "--engine", "hf", "--tp-size", "2")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error
     assert "--tp-size > 1 needs --engine sglang" in result.stderr
 
 
@@ -313,14 +313,14 @@ def test_sglang_options_and_flags_reach_the_runner_and_the_report(cli, tiny_llam
 ])
 def test_bad_sglang_flags_are_one_error_before_loading(cli, tiny_llama, fake_sglang_runner, flags, message):
     result = cli("probe-target", tiny_llama, *SGLANG_SMALL, "--attention-backend", "fa3", "--", *flags)
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code == 2 and result.stdout == ""  # usage errors
     assert message in result.stderr and "Traceback" not in result.stderr
     assert fake_sglang_runner == {}  # nothing was built
 
 
 def test_flags_are_checked_before_the_target_is_read(cli, tmp_path, fake_sglang_runner):
     result = cli("probe-target", tmp_path / "missing", *SGLANG_SMALL, "--", "--page-size", "x")
-    assert result.exit_code == 1 and "argument --page-size: invalid int value: 'x'" in result.stderr
+    assert result.exit_code == 2 and "argument --page-size: invalid int value: 'x'" in result.stderr
 
 
 def test_a_misspelt_option_is_a_usage_error_not_an_sglang_flag(cli, tiny_llama, fake_sglang_runner):
@@ -334,22 +334,22 @@ def test_a_misspelt_option_is_a_usage_error_not_an_sglang_flag(cli, tiny_llama, 
 def test_sglang_options_need_the_sglang_engine(cli, tiny_llama, monkeypatch, extra):
     monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
     result = cli("probe-target", tiny_llama, "--engine", "hf", *extra)
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code == 2 and result.stdout == ""  # a usage error, as Click's own
     assert "need --engine sglang" in result.stderr
 
 
 def test_mem_fraction_static_must_be_above_zero(cli, tiny_llama):
     result = cli("probe-target", tiny_llama, *SGLANG_SMALL, "--mem-fraction-static", "0")
-    assert result.exit_code == 1 and "--mem-fraction-static must be in (0, 1], got 0.0" in result.stderr
+    assert result.exit_code == 2 and "--mem-fraction-static must be in (0, 1], got 0.0" in result.stderr
 
 
 def test_engine_server_args_check_their_ranges():
     assert probe.engine_server_args() == {}
     assert probe.engine_server_args(attention_backend=" fa3 ", mem_fraction_static=1) == {
         "attention_backend": "fa3", "mem_fraction_static": 1.0}
-    with pytest.raises(probe.EaglectlError, match=r"must be in \(0, 1\]"):
+    with pytest.raises(probe.UsageError, match=r"must be in \(0, 1\]"):
         probe.engine_server_args(mem_fraction_static=0.0)
-    with pytest.raises(probe.EaglectlError, match="needs a backend name"):
+    with pytest.raises(probe.UsageError, match="needs a backend name"):
         probe.engine_server_args(attention_backend=" ")
 
 
@@ -369,3 +369,13 @@ def test_text_output_shows_a_hostile_target_path_escaped(cli, tiny_llama, tmp_pa
     assert result.exit_code == 0, result.stderr
     assert "Traceback" not in result.stderr and "\x1b" not in result.stdout + result.stderr
     assert "t[/]x[bold]\\x1b[31m\\r" in result.stdout.replace("\n", "").replace("│", "").replace(" ", "")
+
+
+def test_the_demo_target_probes_with_hf_without_progress_bars(cli, sample_root):
+    """The README quick start: `eaglectl probe-target DEMO/target --engine hf` on the demo's own target."""
+    pytest.importorskip("transformers")
+    result = cli("probe-target", sample_root / "target", "--engine", "hf")
+    assert result.exit_code == 0, result.stderr
+    assert "Loading weights" not in result.stderr and "it/s" not in result.stderr  # transformers' bars
+    assert "engine (hf)" in result.stdout and "reference (hf)" in result.stdout  # Runs rows by role
+    assert "The engine honours the EAGLE-3 target contract" in result.stdout

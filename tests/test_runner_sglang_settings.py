@@ -81,7 +81,7 @@ def test_missing_sglang_is_exit_code_2():
         pytest.skip("sglang is installed here")
     with pytest.raises(MissingDependencyError, match="sglang is not installed") as info:
         runner_mod.SGLangTargetRunner("/nowhere", dtype="bf16")
-    assert info.value.exit_code == 2 and "eaglectl[sglang]" in info.value.hint
+    assert info.value.exit_code == 2 and 'pip install "sglang>=0.5.9"' in info.value.hint
 
 
 def test_settings_sglang_refuses_are_one_clear_error(monkeypatch):

@@ -81,6 +81,74 @@ def test_a_misspelt_option_is_a_usage_error_not_an_sglang_flag(cli, samples):
     assert result.exit_code == 2 and "No such option: --smoek" in result.stderr and result.stdout == ""
 
 
+@pytest.mark.parametrize(("options", "expected_tail"), [
+    (["--attention-backend", "fa3"], ["--attention-backend", "fa3"]),
+    (["--disable-cuda-graph"], ["--disable-cuda-graph"]),
+    (["--skip-tokenizer-init"], ["--skip-tokenizer-init"]),
+    (["--attention-backend", "fa3", "--mem-fraction-static", "0.8", "--context-length", "512",
+      "--disable-cuda-graph", "--skip-tokenizer-init", "--", "--page-size", "16"],
+     ["--attention-backend", "fa3", "--mem-fraction-static", "0.8", "--context-length", "512",
+      "--disable-cuda-graph", "--skip-tokenizer-init", "--page-size", "16"]),
+])
+def test_first_class_sglang_options_in_argv(cli, samples, options, expected_tail):
+    code, doc = print_only(cli, samples, *options)
+    assert code == 0, doc
+    argv = doc["result"]["argv"]
+    assert argv[len(argv) - len(expected_tail):] == expected_tail
+
+
+@pytest.mark.parametrize(("option", "again"), [
+    (["--attention-backend", "fa3"], ["--attention-backend", "triton"]),
+    (["--mem-fraction-static", "0.8"], ["--mem-fraction-static=0.9"]),
+    (["--context-length", "512"], ["--context-len", "1024"]),  # an argparse abbreviation
+    (["--disable-cuda-graph"], ["--disable-cuda-graph"]),
+    (["--skip-tokenizer-init"], ["--skip-tokenizer-init"]),
+])
+def test_a_first_class_option_given_again_after_double_dash_is_refused(cli, samples, option, again):
+    code, doc = print_only(cli, samples, *option, "--", *again)
+    assert code == 1
+    assert f"use eaglectl serve {option[0]} instead" == doc["error"]["hint"]
+
+
+def test_first_class_options_left_unset_stay_passable_after_double_dash(cli, samples):
+    code, doc = print_only(cli, samples, "--", "--attention-backend", "triton", "--disable-cuda-graph")
+    assert code == 0 and doc["result"]["argv"][-3:] == ["--attention-backend", "triton", "--disable-cuda-graph"]
+
+
+def test_an_sglang_flag_before_double_dash_gets_a_hint(cli, samples):
+    result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
+                 "--page-size", "16")
+    assert result.exit_code == 2 and result.stdout == "" and "No such option: --page-size" in result.stderr
+    code, doc = print_only(cli, samples, "--page-size", "16")
+    assert code == 2 and doc["error"]["message"].startswith(
+        "No such option: --page-size (SGLang's own flags go after `--`: eaglectl serve ... -- --page-size ...)")
+
+
+@pytest.fixture
+def sglang_parser(monkeypatch, fake_server_args_cls):
+    """SGLang importable by --python: its parser (a fake ServerArgs here) reads the flags."""
+    monkeypatch.setattr("eaglectl.sglang.flags.server_args_class", lambda python: fake_server_args_cls)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--", "--page-size", "x"], "argument --page-size: invalid int value: 'x'"),
+    (["--", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--attention-backend", "nope"], "argument --attention-backend: invalid choice: 'nope'"),
+    (["--", "--tokenizer-path", "relative"], "AssertionError: --tokenizer-path takes an absolute path"),
+])
+def test_sglang_refused_flags_are_a_usage_error_before_any_export(cli, samples, sglang_parser, extra, message):
+    before = sorted(p.name for p in samples["nemo-consolidated"].iterdir())
+    result = cli("serve", "--target", samples["target"], "--draft", samples["nemo-consolidated"], *extra)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert sorted(p.name for p in samples["nemo-consolidated"].iterdir()) == before  # no sglang/ export
+
+
+def test_flags_sglang_accepts_pass(cli, samples, sglang_parser):
+    code, doc = print_only(cli, samples, "--attention-backend", "fa3", "--", "--page-size", "16", "--page", "4")
+    assert code == 0  # `--page`: launch_server's argparse takes a prefix, so the check does too
+    assert doc["result"]["argv"][-6:] == ["--attention-backend", "fa3", "--page-size", "16", "--page", "4"]
+
+
 def test_host_port_steps(cli, samples):
     _, doc = print_only(cli, samples, "--host", "0.0.0.0", "--port", "8000", "--num-steps", "5", "--topk", "4",
                         "--num-draft-tokens", "8")
@@ -105,8 +173,36 @@ def test_print_only_writes_nothing_and_shows_would_be_paths(cli, samples):
     result = cli("serve", "--target", samples["target"], "--draft", d, "--print-only")
     assert result.exit_code == 0
     assert {p: p.stat().st_mtime_ns for p in d.rglob("*")} == before
-    assert "would export" in result.stdout and str((d / "sglang").resolve()) in result.stdout
+    assert "would export" in result.stderr and str((d / "sglang").resolve()) in result.stdout  # in the command
+    assert f"the draft path {(d / 'sglang').resolve()} does not exist yet" in result.stderr
     assert result.stdout.splitlines()[0].startswith(sys.executable)
+
+
+def test_print_only_stdout_is_the_command_alone_with_absolute_paths(cli, samples, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(samples["target"].parent)
+    result = cli("serve", "--target", "target", "--draft", "nemo-consolidated", "--print-only")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    _, doc = print_only(cli, {"target": "target", "nemo-consolidated": "nemo-consolidated"}, draft="nemo-consolidated")
+    argv = shlex.split(result.stdout)
+    assert argv == doc["result"]["argv"] and argv[argv.index("--model-path") + 1] == str(samples["target"])
+    assert all(os.path.isabs(argv[argv.index(flag) + 1])
+               for flag in ("--model-path", "--speculative-draft-model-path"))
+    assert "draft model path" in result.stderr and "layout" in result.stderr  # what was resolved: on stderr
+
+
+def test_print_only_prefixes_the_variables_sglang_needs(cli, samples):
+    import shlex
+
+    target = samples["target"]
+    save_json(target / "config.json", {**target_config(), "max_position_embeddings": 1 << 20})
+    result = cli("serve", "--target", target, "--draft", samples["specforge"], "--print-only",
+                 "--allow-longer-context")
+    assert result.exit_code == 0, result.stderr
+    _, doc = print_only(cli, samples, "--allow-longer-context")
+    assert shlex.split(result.stdout) == ["env", "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1", *doc["result"]["argv"]]
 
 
 def test_print_only_command_is_shell_safe(cli, samples, tmp_path):
@@ -137,7 +233,7 @@ def test_sglang_missing_exits_2_before_export(cli, samples):
     before = sorted(p.name for p in (d / "model").iterdir())
     result = cli("serve", "--target", samples["target"], "--draft", d)
     assert result.exit_code == 2
-    assert 'pip install "eaglectl[sglang]"' in result.stderr
+    assert 'pip install "sglang>=0.5.9"' in result.stderr
     assert sorted(p.name for p in (d / "model").iterdir()) == before and not (d / "sglang").exists()
 
 
@@ -265,3 +361,13 @@ def test_signals_reach_the_child_and_leave_no_orphan(samples, fake_python, tmp_p
     assert code != 0
     assert b"Traceback" not in proc.stderr.read()
     _assert_gone(child)
+
+
+@pytest.mark.parametrize("name", ["specforge", "nemo-consolidated", "nemo-legacy-eagle3", "eagle-research"])
+def test_serve_export_and_inspect_name_the_layout_alike(cli, samples, name):
+    _, inspected = run_json(cli, "inspect", samples[name])
+    _, served = print_only(cli, samples, draft=name)
+    _, exported = run_json(cli, "export", samples[name], "--dry-run")
+    assert served["result"]["draft_layout"] == exported["result"]["layout"] == inspected["result"]["layout"]
+    if name == "specforge":
+        assert inspected["result"]["layout"] == "sglang-ready"

@@ -65,7 +65,7 @@ def test_the_probe_reads_the_version_without_importing_sglang(tmp_path, metadata
 def test_no_sglang_is_exit_2_with_the_install_hint(cli, samples, tmp_path):
     python = fake_interpreter(tmp_path, json.dumps({"installed": False, "version": None}))
     result = serve(cli, samples["target"], samples["specforge"], python)
-    assert result.exit_code == 2 and 'pip install "eaglectl[sglang]"' in result.stderr
+    assert result.exit_code == 2 and 'pip install "sglang>=0.5.9"' in result.stderr
 
 
 # --- serve: refuse what the installed release would load wrong --------------------------------------------------

@@ -40,6 +40,22 @@ def test_nothing_to_build_from(cli, samples):
     assert result.exit_code == 1 and "nothing to build a token map from" in result.stderr
 
 
+def test_a_full_vocabulary_eagle_head_is_told_it_needs_no_token_map(cli, samples):
+    code, doc = run_json(cli, "token-map", samples["nemo-legacy-eagle"])
+    assert code == 1
+    assert "drafts over the whole vocabulary" in doc["error"]["message"]
+    assert "SGLang serves it without --speculative-token-map" in doc["error"]["message"]
+    assert "reduced draft vocabulary" in doc["error"]["hint"]
+    assert not (samples["nemo-legacy-eagle"] / "speculative_token_map.pt").exists()
+
+
+def test_eagle3_note_is_printed_once_on_stderr(cli, samples, tmp_path):
+    result = cli("token-map", samples["specforge"], "--output", tmp_path / "tm.pt")
+    assert result.exit_code == 0
+    assert result.stderr.count("SGLang ignores --speculative-token-map") == 1
+    assert "SGLang ignores" not in result.stdout and "Wrote" in result.stdout
+
+
 def test_invalid_ids_leave_previous_file(cli, samples):
     d = samples["nemo-consolidated"]
     assert cli("token-map", d).exit_code == 0

@@ -79,7 +79,8 @@ def stream_generate(base_url: str, index: int, body: dict[str, Any], *, timeout:
                     continue
                 if "error" in chunk:
                     raise ValueError(f"server error: {str(chunk['error'])[:300]}")
-                meta = chunk.get("meta_info") if isinstance(chunk.get("meta_info"), dict) else {}
+                info = chunk.get("meta_info")
+                meta: dict[str, Any] = info if isinstance(info, dict) else {}
                 count = meta.get("completion_tokens")
                 chunk_ids = chunk.get("output_ids")
                 if isinstance(chunk_ids, list):

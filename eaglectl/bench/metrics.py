@@ -100,7 +100,8 @@ def summarise(config: str, batch_size: int, records: list[RequestRecord], wall_s
         for h in hists:
             for n, count in enumerate(h):
                 hist[n] += count
-        p50, p90, source = histogram_percentile(hist, 50), histogram_percentile(hist, 90), "verify rounds"
+        source: str | None = "verify rounds"
+        p50, p90 = histogram_percentile(hist, 50), histogram_percentile(hist, 90)
     else:
         vals = [a for a in accepts if a is not None]
         p50, p90, source = percentile(vals, 50), percentile(vals, 90), "requests" if vals else None
@@ -222,8 +223,8 @@ def recommend(measurements: list[Measurement]) -> tuple[str | None, dict[int, st
     sizes = {m.batch_size for m in measurements if m.config == "baseline"}
     scores: dict[str, Any] = {}
     for config in dict.fromkeys(m.config for m in measurements if m.config != "baseline"):
-        ms = {m.batch_size: m for m in measurements if m.config == config and m.speedup and not m.errors}
-        if sizes and set(ms) >= sizes:
-            scores[config] = round(math.exp(sum(math.log(ms[b].speedup or 1.0) for b in sizes) / len(sizes)), 4)
+        by_size = {m.batch_size: m for m in measurements if m.config == config and m.speedup and not m.errors}
+        if sizes and set(by_size) >= sizes:
+            scores[config] = round(math.exp(sum(math.log(by_size[b].speedup or 1.0) for b in sizes) / len(sizes)), 4)
     best = max(scores, key=lambda c: scores[c]) if scores else None
     return best, best_per_bs, scores

@@ -93,7 +93,7 @@ document), read within bounds (one ConfigError otherwise)."""
                                   f"[[1, 2, ...], ...] or [[{{\"role\": ..., \"content\": ...}}], ...] (or use "
                                   f"JSONL, one prompt per line, in a .jsonl file)")
             return data
-    items = []
+    items: list[Any] = []
     for n, line in enumerate(stripped.split(b"\n"), 1):
         if not line.strip():
             continue
@@ -171,6 +171,6 @@ def render_chats(conversations: list[list[dict[str, Any]]], target: str, trust_r
         except Exception as exc:  # a template error (jinja) on this conversation
             raise ConfigError(f"chat prompt {i}: the chat template failed ({exc})") from exc
         if hasattr(ids, "get") and "input_ids" in ids:  # newer transformers return a BatchEncoding
-            ids = ids["input_ids"]
-        out.append([int(t) for t in ids])
+            ids = ids["input_ids"]  # type: ignore[call-overload, index]
+        out.append([int(t) for t in ids])  # type: ignore[arg-type]
     return out

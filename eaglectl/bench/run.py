@@ -185,8 +185,9 @@ def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
 
         result.notes.remove(SYNTHETIC_WARNING)
         result.warnings.append(SYNTHETIC_WARNING)
-    for warning in result.warnings if on_warning else []:
-        on_warning(warning)  # before the sweep, not after it
+    for warning in result.warnings:
+        if on_warning is not None:
+            on_warning(warning)  # before the sweep, not after it
     if opts.temperature > 0:
         result.notes.append(f"temperature {opts.temperature}: outputs are sampled, so agreement with the baseline "
                             f"is not checked")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eaglectl.errors import ConfigError
+from eaglectl.jsonfile import as_object
 from eaglectl.sglang.aux_ids import Family, family_of, from_input_numbering
 
 ARCHITECTURE = {"eagle3": "LlamaForCausalLMEagle3", "eagle": "LlamaForCausalLMEagle"}
@@ -84,7 +85,7 @@ def normalise(raw: dict[str, Any], where: str) -> NormalisedConfig:
     if converted is None:
         result.problem = _unconvertible(ids, family)
         return result
-    cfg["eagle_config"] = {**(cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}),
+    cfg["eagle_config"] = {**as_object(cfg.get("eagle_config")),
                            "eagle_aux_hidden_state_layer_ids": converted}
     notes.append(f"eagle_aux_hidden_state_layer_ids {ids} (vLLM numbering, {family.value} target "
                  f"{'/'.join(verifier or [])}) -> eagle_config.eagle_aux_hidden_state_layer_ids {converted}")

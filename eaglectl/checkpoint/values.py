@@ -43,7 +43,7 @@ def scan_non_finite(ws: WeightSet, names: Iterable[str], *, stop: Any = None,
     """
     import torch
 
-    found = []
+    found: list[NonFinite] = []
     for name in names:
         info = ws.tensors[name]
         if info.numel == 0:

@@ -144,7 +144,7 @@ class WeightSet:
         if self.remote:
             raise CheckpointError(f"{info.file}: tensor {name!r} was read as a header from the Hub; its data is not "
                                   f"downloaded")
-        shape = info.shape if start is None else (stop - start, *info.shape[1:])
+        shape = info.shape if start is None or stop is None else (stop - start, *info.shape[1:])
         dtype = torch_dtype(info.dtype)
         if math.prod(shape) == 0:
             return torch.empty(shape, dtype=dtype)

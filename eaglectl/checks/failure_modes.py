@@ -17,7 +17,7 @@ from eaglectl.checkpoint.names import parse_name
 from eaglectl.checks.findings import Finding
 from eaglectl.enums import Algorithm, Severity
 from eaglectl.errors import UnsupportedDraftError
-from eaglectl.jsonfile import config_int
+from eaglectl.jsonfile import as_object, config_int
 from eaglectl.sglang import aux_ids
 from eaglectl.sglang.architectures import own_loader
 
@@ -153,7 +153,8 @@ def _tied(v: HeadView) -> list[Finding]:
     lm = v.shapes.get("lm_head.weight")
     d2t = v.shapes.get("d2t")
     rows = lm[0] if lm else None
-    reduced = bool(vocab) and any(n is not None and n < vocab for n in (rows, draft_vocab, d2t[0] if d2t else None))
+    reduced = vocab is not None and vocab != 0 and any(n is not None and n < vocab
+                                                       for n in (rows, draft_vocab, d2t[0] if d2t else None))
     what = ("SGLang makes lm_head the embedding matrix (the target's, [vocab, hidden]) whenever "
             "tie_word_embeddings is true (llama_eagle3.py, every release)")
     if lm and reduced:
@@ -290,7 +291,7 @@ def _config_shape(v: HeadView) -> list[Finding]:
         out.append(Finding("speculators-aux-ids", Severity.error, v.config_problem,
                            "set eagle_config.eagle_aux_hidden_state_layer_ids by hand in SGLang's numbering (layer "
                            "outputs; see docs/failure-modes.md)"))
-    eagle_cfg = cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}
+    eagle_cfg = as_object(cfg.get("eagle_config"))
     top = cfg.get("eagle_aux_hidden_state_layer_ids")
     if (v.algorithm is Algorithm.EAGLE3 and top and v.config_format == "hf" and own_loader(cfg) is None
             and not eagle_cfg.get("eagle_aux_hidden_state_layer_ids")):
@@ -360,7 +361,7 @@ def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: Ta
     if algorithm is not Algorithm.EAGLE3 or not num_layers:
         return []
     family = aux_ids.family_of(target.model_type, target.architectures)
-    eagle_cfg = cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}
+    eagle_cfg = as_object(cfg.get("eagle_config"))
     ids = eagle_cfg.get("eagle_aux_hidden_state_layer_ids") or aux_layer_ids_of(cfg)
     if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
         return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids!r:.60} must be a list of integers")]

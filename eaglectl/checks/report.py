@@ -294,7 +294,7 @@ def _plan_findings(ckpt: Checkpoint, plan: ExportPlan, report: InspectReport) ->
         uninit.update(span.sim.uninitialized)
     for span in spans:
         for prob in span.sim.problems:
-            older = bool(minimum) and rules.release_key(span.last) < rules.release_key(minimum)
+            older = bool(minimum) and rules.older(span.last, minimum)
             add(Finding("layers" if "layer" in prob else "config", Severity.warning if older else Severity.error,
                         f"SGLang {span.label}: {prob.replace(f'SGLang {span.first} ', '')}",
                         f"serve with SGLang >= {minimum}" if older else None))
@@ -320,7 +320,7 @@ def release_findings(spans: list[ReleaseSpan], minimum: str, needs: list[str]) -
     one that loads the head but that would mis-load it."""
     found = []
     if minimum and needs and minimum != rules.OLDEST_SUPPORTED:
-        older = [s for s in spans if rules.release_key(s.first) < rules.release_key(minimum)]
+        older = [s for s in spans if rules.older(s.first, minimum)]
         what = "; ".join(_issues(older[0].sim)[:2]).replace(f"SGLang {older[0].first} ", "") if older else ""
         found.append(Finding(
             "sglang-minimum", Severity.warning,
@@ -338,7 +338,7 @@ def release_findings(spans: list[ReleaseSpan], minimum: str, needs: list[str]) -
 
 def _can_serve(span: ReleaseSpan, minimum: str) -> bool:
     """The span reaches the minimum release the head's features need (or no known release has them all)."""
-    return not minimum or rules.release_key(span.last) >= rules.release_key(minimum)
+    return not minimum or not rules.older(span.last, minimum)
 
 
 def _issues(sim) -> list[str]:

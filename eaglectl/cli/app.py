@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 
 from eaglectl import __version__, output
 from eaglectl.cli import bench, demo, export, inspect, probe_target, serve, token_map
-from eaglectl.errors import EaglectlError
+from eaglectl.errors import EaglectlError, UsageError
 
 
 class EaglectlGroup(TyperGroup):
@@ -24,16 +24,17 @@ class EaglectlGroup(TyperGroup):
     _command: str | None = None
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         output.reset()
         self._json = wants_json(argv)
         self._command = next((a for a in argv if a in self.commands), None)
         if not self._json:
-            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+            return super().main(argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
         # Typer would print a usage error as a box and exit before any command runs: take it back here.
         try:
-            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(argv, prog_name, complete_var, False, windows_expand_args, **extra)
             code = rv if isinstance(rv, int) else 0
         except typer.TyperException as exc:  # Click's usage errors (exit 2) and its other ClickExceptions
             code = exc.exit_code
@@ -53,6 +54,8 @@ class EaglectlGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except EaglectlError as exc:
+            if isinstance(exc, UsageError) and exc.hint is None:  # as Click's own usage errors
+                exc.hint = f"see `eaglectl {self._command} --help`"
             if output.debug_enabled():
                 traceback.print_exc(file=sys.stderr)
             output.error(str(exc), exc.hint, multiline=exc.multiline)
@@ -64,12 +67,25 @@ class EaglectlGroup(TyperGroup):
             if self._json:
                 output.emit_failure(self._command, exc, exit_code=130, message="interrupted")
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, typer.TyperException):
+        except typer.TyperException as exc:
+            self._hint_passthrough(exc)
+            raise
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # a bug: keeps its traceback, but a script reading stdout still gets JSON
             if self._json:
                 output.emit_failure(self._command, exc, exit_code=1)
             raise
+
+    def _hint_passthrough(self, exc: typer.TyperException) -> None:
+        """An unknown option of a command that hands `--` flags to SGLang is most likely an SGLang flag: say where
+        it goes (Click's message, "No such option: --attention-backend-x", alone gives no way forward)."""
+        name = getattr(exc, "option_name", None)
+        command = self.commands.get(self._command or "")
+        if (type(exc).__name__ == "NoSuchOption" and name and command is not None
+                and command.context_settings.get("allow_extra_args")):
+            exc.message = (f"{exc.message} (SGLang's own flags go after `--`: "
+                           f"eaglectl {self._command} ... -- {name} ...)")
 
 
 app = typer.Typer(
@@ -98,7 +114,7 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        False, "--version", "-V", callback=_version_callback, is_eager=True, help="Show the version and exit."
     ),
 ) -> None:
     """Take EAGLE / EAGLE-3 drafters from a training checkpoint to a running SGLang server."""
@@ -118,4 +134,25 @@ app.command("demo")(demo.demo_command)
 
 
 def main() -> None:
-    app()
+    """The `eaglectl` entry point. Output piped into a reader that stops early (`eaglectl inspect X | head -1`)
+    ends quietly with exit code 1, as `hf` and `pip` end (Python's documented handling of a closed pipe): no
+    traceback, no "Exception ignored" line when the interpreter flushes stdout on its way out."""
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(1)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit finds nothing to complain about."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout (an embedding program)
+        pass

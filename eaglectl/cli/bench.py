@@ -92,15 +92,18 @@ def bench_command(
         draft_tokens=parse_int_list(draft_tokens, option="--draft-tokens") if draft_tokens is not None else None,
         configs=[parse_config(c) for c in config or []], batch_sizes=parse_int_list(batch_size, option="--batch-size"),
         max_new_tokens=max_new_tokens, temperature=temperature, prompts=prompts, num_prompts=num_prompts,
-        results=results, resume=resume, print_only=print_only, host=host, port=port, tp_size=tp_size, dtype=dtype,
+        results=results, resume=resume, print_only=print_only, host=host, port=port, tp_size=tp_size,
+        dtype=ServeDType(dtype),
         mem_fraction_static=mem_fraction_static, context_length=context_length, trust_remote_code=trust_remote_code,
         allow_longer_context=allow_longer_context, python=python, timeout=timeout, request_timeout=request_timeout,
         extra_args=list(ctx.args))
-    result = bench(opts, progress=output.note, server_log=(lambda line: sys.stderr.write(line)) if server_log else None,
-                   on_warning=output.warn)
+    def log(line: str) -> None:
+        sys.stderr.write(line)
+
+    result = bench(opts, progress=output.note, server_log=log if server_log else None, on_warning=output.warn)
     for n in result.notes:
         output.note(n)
-    failure = None
+    failure: EaglectlError | None = None
     if result.interrupted:
         failure = Interrupted(f"interrupted ({result.interrupted}): {len(result.measurements)} measurement(s) finished"
                               + (f", kept in {result.results_file}" if result.results_file else ""),

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 def demo_command(
     directory: Annotated[Path | None, typer.Argument(
-        metavar="[DIR]", help="A new or empty directory for the samples (default: a new temp dir).",
+        metavar="[DIR]", show_default=False,
+        help="A new or empty directory for the samples, or an earlier demo's (reused) (default: eaglectl-demo-USER "
+             "in the temp dir, reused by every run).",
         file_okay=False)] = None,
     json: JsonOpt = False,
 ) -> None:
@@ -32,7 +34,8 @@ def _render(console: Console, result) -> None:
     from eaglectl.cli.export import render_export
     from eaglectl.cli.inspect import render_findings, render_report
 
-    console.print(f"[bold]Samples in {safe(result.directory)}[/]")
+    reused = " (reused: an earlier demo's)" if result.reused else ""
+    console.print(f"[bold]Samples in {safe(result.directory)}[/]{reused}")
     for name, path in result.samples.items():
         console.print(f"  {safe(name):<20} {safe(path)}")
     console.print(f"\n[bold]$ eaglectl inspect {safe(result.inspected)} --target {safe(result.samples['target'])}[/]")

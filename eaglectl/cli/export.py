@@ -9,7 +9,7 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, ExportDTypeOpt, JsonOpt, RevisionOpt
+from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, ExportDTypeOpt, JsonOpt, RevisionOpt, size_text
 from eaglectl.cli.progress import byte_progress
 from eaglectl.enums import ExportDType
 from eaglectl.output import safe
@@ -31,7 +31,8 @@ def export_command(
         "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's; refused for a draft "
                                   "narrower than its target, whose own embeddings SGLang keeps).")] = False,
     max_shard_size: Annotated[str, typer.Option(
-        "--max-shard-size", metavar="SIZE", help="Shard above this size (e.g. 5GB, 500MB).")] = "5GB",
+        "--max-shard-size", metavar="SIZE", parser=size_text,
+        help="Shard above this size (e.g. 5GB, 500MB).")] = "5GB",
     force: Annotated[bool, typer.Option(
         "--force", "-f",
         help="Rewrite an up-to-date eaglectl export (replaces nothing eaglectl did not write).")] = False,
@@ -44,7 +45,7 @@ def export_command(
 
     with byte_progress("exporting", enabled=not dry_run) as progress:
         report = export_checkpoint(
-            path, output=output_dir, revision=revision, algorithm=algorithm, dtype=dtype.value,
+            path, output=output_dir, revision=revision, algorithm=algorithm, dtype=ExportDType(dtype).value,
             drop_embeddings=drop_embeddings, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
             progress=progress)
     finish("export", report, as_json=json, render=lambda c: render_export(c, report), warnings=report.warnings)
@@ -56,13 +57,16 @@ def render_export(console: Console, r) -> None:
     verb = {"written": "Exported", "unchanged": "Up to date", "dry-run": "Would export"}[r.action]
     console.print(f"[bold green]{verb}[/] {r.algorithm.value} drafter ({r.layout.value}) -> [bold]{safe(r.output)}[/]")
     t = Table(show_header=True, title_justify="left")
-    t.add_column("file", overflow="fold")
+    t.add_column("file (in the output directory)", no_wrap=True)  # names, not paths: never folded mid-name
     t.add_column("bytes", justify="right")
     for f in r.files:
-        t.add_row(output.cell(f.path), output.human_bytes(f.bytes))
+        name = Path(f.path).name if Path(f.path).parent == Path(r.output) else f.path
+        t.add_row(output.cell(name), output.human_bytes(f.bytes))
     if r.files:
         console.print(t)
-    console.print(f"tensors: {r.tensors_written} written, {len(r.renamed)} renamed, {len(r.dropped)} dropped, "
+    count = {"written": f"{r.tensors_written} written", "dry-run": f"{r.tensors_written} would be written",
+             "unchanged": f"{r.tensors_written} up to date (nothing written)"}[r.action]
+    console.print(f"tensors: {count}, {len(r.renamed)} renamed, {len(r.dropped)} dropped, "
                   f"{len(r.generated)} generated; {output.human_bytes(r.bytes)} in {r.seconds:.2f} s")
     for src, dst in list(r.renamed.items())[:6]:
         console.print(f"  renamed  {safe(src)} -> {safe(dst)}")

@@ -11,7 +11,7 @@ from eaglectl.errors import CheckFailedError
 from eaglectl.output import cell, safe
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, JustifyMethod
 
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -37,8 +37,7 @@ def render_report(console: Console, report) -> None:
 
     head = Table(title="Checkpoint", show_header=False, title_justify="left")
     head.add_column(style="bold")
-    head.add_column(overflow="fold")
-    head.add_row("source", cell(report.source))
+    head.add_column()
     head.add_row("layout", report.layout.value)
     if report.algorithm:
         head.add_row("algorithm", cell(f"{report.algorithm.value} ({report.algorithm_reason})"))
@@ -47,10 +46,11 @@ def render_report(console: Console, report) -> None:
         h = report.hub
         where = "headers read remotely" if h.headers_only else f"cached at {h.snapshot}"
         head.add_row("hub", cell(f"{h.repo_id}@{h.revision or 'main'} (commit {h.commit or '?'}; {where})"))
-    for key, value in report.paths.items():
-        if value:
-            head.add_row(key, cell(value))
     console.print(head)
+    # Paths on lines of their own, never folded inside a table cell: a copied path is the path.
+    for key, value in [("source", report.source), *report.paths.items()]:
+        if value:
+            console.print(f"  [bold]{safe(key):<12}[/] {safe(value)}", soft_wrap=True)
     if report.config:
         cfg = Table(title="Config", show_header=False, title_justify="left")
         cfg.add_column(style="bold")
@@ -61,8 +61,9 @@ def render_report(console: Console, report) -> None:
         console.print(cfg)
     if report.tensors:
         t = Table(title="Tensors", title_justify="left")
-        for col, justify in (("group", "left"), ("count", "right"), ("params", "right"), ("bytes", "right"),
-                             ("dtypes", "left")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("group", "left"), ("count", "right"), ("params", "right"), ("bytes", "right"), ("dtypes", "left"))
+        for col, justify in columns:
             t.add_column(col, justify=justify)
         for g in report.tensors:
             t.add_row(cell(g.group), str(g.count), output.human_count(g.params), output.human_bytes(g.bytes),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,9 +13,12 @@ from eaglectl.enums import Algorithm, ExportDType, ServeDType
 
 
 def dtype_parser(choices: type[Enum]) -> Callable[[object], str]:
-    """One dtype vocabulary: shown as torch spells it, `bf16` / `fp16` / `fp32` (any case) accepted too."""
+    """One dtype vocabulary: shown as torch spells it, `bf16` / `fp16` / `fp32` (any case) accepted too.
 
-    def parse(value: object) -> str:  # the canonical value: Typer turns it into the enum member
+    Returns the canonical value: Typer 0.27 turns it into the enum member, 0.29 passes it on as it is, so
+    commands take `ExportDType(dtype)` / `ServeDType(dtype)` (a member stays itself)."""
+
+    def parse(value: object) -> str:
         if isinstance(value, choices):
             return str(value.value)
         try:
@@ -25,6 +28,30 @@ def dtype_parser(choices: type[Enum]) -> Callable[[object], str]:
             raise typer.BadParameter(f"{value!r} is not one of {names} (bf16, fp16, fp32 work too)") from None
 
     return parse
+
+
+def size_text(value: object) -> str:
+    """A size option checked while parsing (a bad one is a usage error, exit 2), passed on as typed."""
+    from eaglectl.sizes import parse_size
+
+    try:
+        parse_size(str(value))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r}: {exc}") from None
+    return str(value)
+
+
+def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
+    """A bounds check as a callback (a usage error, exit 2, as Click's `min=` / `max=`), for options whose help
+    must fit 80 columns: Click's ranges print as `[1<=x<=65535]` beside the name and push it out of view."""
+
+    def check(value: Any) -> Any:
+        if value is not None and (value < low or (high is not None and value > high)):
+            bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise typer.BadParameter(f"{value} is not {bounds}")
+        return value
+
+    return check
 
 
 def choices_metavar(choices: type[Enum]) -> str:
@@ -68,6 +95,7 @@ ExportDTypeOpt = Annotated[
 ]
 ServeDTypeOpt = Annotated[
     ServeDType,
-    typer.Option("--dtype", parser=dtype_parser(ServeDType), metavar=choices_metavar(ServeDType),
-                 help="Model dtype for SGLang (auto: the target config's).", autocompletion=complete.serve_dtypes),
+    typer.Option("--dtype", parser=dtype_parser(ServeDType), metavar="DTYPE",
+                 help=f"Model dtype for SGLang: {', '.join(c.value for c in ServeDType)} (auto: the target config's).",
+                 autocompletion=complete.serve_dtypes),
 ]

@@ -17,7 +17,7 @@ from eaglectl.output import cell, safe
 from eaglectl.runner.probe import DEFAULT_BATCH, DEFAULT_MIN_TOP1, DEFAULT_SEQ_LEN, DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, JustifyMethod
 
 
 def _per_dtype(table: dict[str, float]) -> str:
@@ -81,7 +81,7 @@ def probe_target_command(
     from eaglectl.runner.probe import run_probe
 
     report = run_probe(target, engine=engine, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None,
-                       batch=batch, seq_len=seq_len, prompts=prompts, dtype=dtype.value, tp_size=tp_size,
+                       batch=batch, seq_len=seq_len, prompts=prompts, dtype=ServeDType(dtype).value, tp_size=tp_size,
                        compare=compare, tolerance=tolerance, min_top1_agreement=min_top1, seed=seed,
                        warmup=warmup, trust_remote_code=trust_remote_code, attention_backend=attention_backend,
                        mem_fraction_static=mem_fraction_static, sglang_flags=list(ctx.args))
@@ -117,8 +117,10 @@ def _render(console: Console, r) -> None:
     console.print(head)
     if r.diffs:
         t = Table(title=f"Differences vs HF (tolerance {r.tolerance:g}, {r.tolerance_source})", title_justify="left")
-        for col, justify in (("tensor", "left"), ("compared", "left"), ("max abs", "right"), ("mean abs", "right"),
-                             ("rel mean", "right"), ("", "left")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("tensor", "left"), ("compared", "left"), ("max abs", "right"), ("mean abs", "right"),
+            ("rel mean", "right"), ("", "left"))
+        for col, justify in columns:
             t.add_column(col, justify=justify)
         for d in r.diffs:
             t.add_row(cell(d.name), cell(d.shape), _num(d.max_abs), _num(d.mean_abs), _num(d.rel_mean),
@@ -127,15 +129,17 @@ def _render(console: Console, r) -> None:
     if r.top1_agreement is not None:
         console.print(f"top-1 agreement: {r.top1_agreement:.4f} (minimum {r.min_top1_agreement:g})")
     perf = Table(title="Runs", title_justify="left")
-    for col, justify in (("run", "left"), ("device", "left"), ("dtype", "left"), ("load s", "right"),
-                         ("forward s", "right"), ("tokens/s", "right"), ("peak GPU mem", "right")):
-        perf.add_column(col, justify=justify)
-    for run in (r.engine_run, r.reference_run):
+    run_columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("run", "left"), ("device", "left"), ("dtype", "left"), ("load s", "right"), ("forward s", "right"),
+        ("tokens/s", "right"), ("peak GPU mem", "right"))
+    for col, justify in run_columns:
+        perf.add_column(col, justify=justify, no_wrap=col == "run")
+    for label, run in (("engine", r.engine_run), ("reference", r.reference_run)):
         if run is None:
             continue
         mem = output.human_bytes(run.peak_gpu_memory_bytes) if run.peak_gpu_memory_bytes is not None else "-"
-        perf.add_row(cell(run.engine), cell(run.device), cell(run.dtype), f"{run.load_s:.2f}", f"{run.forward_s:.4f}",
-                     _num(run.tokens_per_s, ".0f"), mem)
+        perf.add_row(cell(f"{label} ({run.engine})"), cell(run.device), cell(run.dtype), f"{run.load_s:.2f}",
+                     f"{run.forward_s:.4f}", _num(run.tokens_per_s, ".0f"), mem)
     console.print(perf)
     for n in r.notes:
         console.print(f"[dim]note: {safe(n)}[/]", soft_wrap=True)

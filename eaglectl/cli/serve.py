@@ -12,7 +12,7 @@ import typer
 from eaglectl import output
 from eaglectl.cli import complete
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import AlgorithmOpt, JsonOpt, RevisionOpt, ServeDTypeOpt
+from eaglectl.cli.options import AlgorithmOpt, JsonOpt, RevisionOpt, ServeDTypeOpt, in_range
 from eaglectl.enums import ServeDType
 from eaglectl.errors import LaunchError
 from eaglectl.output import cell, printable, safe
@@ -30,20 +30,39 @@ def serve_command(
                                        autocompletion=complete.checkpoint_paths, show_default=False)],
     revision: RevisionOpt = None,
     algorithm: AlgorithmOpt = None,
-    num_steps: Annotated[int, typer.Option("--num-steps", min=1, help="--speculative-num-steps")] = 3,
-    topk: Annotated[int, typer.Option("--topk", min=1, help="--speculative-eagle-topk")] = 1,
-    num_draft_tokens: Annotated[int, typer.Option("--num-draft-tokens", min=1,
-                                                  help="--speculative-num-draft-tokens")] = 4,
-    host: Annotated[str, typer.Option("--host", help="Bind address (0.0.0.0 only when you ask for it).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 30000,
-    tp_size: Annotated[int, typer.Option("--tp-size", min=1, help="Tensor-parallel GPUs.")] = 1,
+    num_steps: Annotated[int, typer.Option(
+        "--num-steps", callback=in_range(1), metavar="N",
+        help="Draft steps per round (SGLang's speculative num steps).")] = 3,
+    topk: Annotated[int, typer.Option(
+        "--topk", callback=in_range(1), metavar="K", help="Branches per draft step (SGLang's eagle topk).")] = 1,
+    num_draft_tokens: Annotated[int, typer.Option(
+        "--num-draft-tokens", callback=in_range(1), metavar="N",
+        help="Draft tokens verified per round (SGLang's num draft tokens).")] = 4,
+    host: Annotated[str, typer.Option(
+        "--host", metavar="ADDR", help="Bind address (0.0.0.0 only when you ask for it).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", callback=in_range(1, 65535), metavar="PORT", help="HTTP port.")
+                    ] = 30000,
+    tp_size: Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N", help="Tensor-parallel GPUs.")
+                       ] = 1,
     dtype: ServeDTypeOpt = ServeDType.bfloat16,
-    mem_fraction_static: Annotated[float | None, typer.Option("--mem-fraction-static", min=0.0, max=1.0)] = None,
-    context_length: Annotated[int | None, typer.Option("--context-length", min=1)] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
+    attention_backend: Annotated[str | None, typer.Option(
+        "--attention-backend", metavar="NAME", autocompletion=complete.attention_backends, show_default=False,
+        help="SGLang attention backend, e.g. fa3 (default: SGLang's choice).")] = None,
+    mem_fraction_static: Annotated[float | None, typer.Option(
+        "--mem-fraction-static", callback=in_range(0.0, 1.0), metavar="F", show_default=False,
+        help="Share of GPU memory for weights and KV cache (default: SGLang's).")] = None,
+    context_length: Annotated[int | None, typer.Option(
+        "--context-length", callback=in_range(1), metavar="N", show_default=False,
+        help="Context length (default: the target's; checked against the draft's).")] = None,
+    disable_cuda_graph: Annotated[bool, typer.Option(
+        "--disable-cuda-graph", help="Run without CUDA graphs (faster start, slower decode).")] = False,
+    skip_tokenizer_init: Annotated[bool, typer.Option(
+        "--skip-tokenizer-init", help="Token ids in and out (a target without a tokenizer).")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Let SGLang run the target's own modelling code.")] = False,
     allow_longer_context: Annotated[bool, typer.Option(
         "--allow-longer-context", help="Let the target's context exceed the draft's max_position_embeddings "
-                                       "(sets SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1 for SGLang).")] = False,
+                                       "(sets SGLang's override variable).")] = False,
     python: Annotated[str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.",
                                         show_default="this Python")] = sys.executable,
     print_only: Annotated[bool, typer.Option(
@@ -57,10 +76,13 @@ def serve_command(
     smoke_prompts: Annotated[Path | None, typer.Option(
         "--smoke-prompts", metavar="FILE", dir_okay=False,
         help="JSON list of prompts (strings, or token-id lists with --skip-tokenizer-init).")] = None,
-    smoke_max_new_tokens: Annotated[int, typer.Option("--smoke-max-new-tokens", min=1)] = 32,
+    smoke_max_new_tokens: Annotated[int, typer.Option("--smoke-max-new-tokens", callback=in_range(1), metavar="N",
+                                                      help="Tokens per smoke request.")] = 32,
     min_accept_length: Annotated[float | None, typer.Option(
-        "--min-accept-length", help="Fail the smoke test when the mean spec_accept_length is below this.")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for /health.")] = 900.0,
+        "--min-accept-length", metavar="X", show_default=False,
+        help="Fail the smoke test when the mean spec_accept_length is below this.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for /health.")
+                       ] = 900.0,
     json: JsonOpt = False,
 ) -> None:
     """Launch `python -m sglang.launch_server` with the drafter; arguments after `--` go to SGLang verbatim."""
@@ -68,8 +90,10 @@ def serve_command(
 
     opts = ServeOptions(
         target=target, draft=draft, revision=revision, algorithm=algorithm, num_steps=num_steps, topk=topk,
-        num_draft_tokens=num_draft_tokens, host=host, port=port, tp_size=tp_size, dtype=dtype,
-        mem_fraction_static=mem_fraction_static, context_length=context_length, trust_remote_code=trust_remote_code,
+        num_draft_tokens=num_draft_tokens, host=host, port=port, tp_size=tp_size, dtype=ServeDType(dtype),
+        attention_backend=attention_backend, mem_fraction_static=mem_fraction_static, context_length=context_length,
+        disable_cuda_graph=disable_cuda_graph, skip_tokenizer_init=skip_tokenizer_init,
+        trust_remote_code=trust_remote_code,
         allow_longer_context=allow_longer_context, python=python, print_only=print_only, wait=wait, smoke=smoke,
         smoke_only=smoke_only, smoke_prompts=smoke_prompts, smoke_max_new_tokens=smoke_max_new_tokens,
         min_accept_length=min_accept_length, timeout=timeout, extra_args=list(ctx.args))
@@ -92,20 +116,15 @@ def serve_command(
 def _render(console: Console, r) -> None:
     from rich.table import Table
 
-    if r.mode == "print-only":
+    if r.mode == "print-only":  # stdout: the command alone, ready for $(...) or eval; what was resolved: stderr
         console.print(printable(r.command), markup=False, highlight=False, soft_wrap=True)
-        t = Table(show_header=False, title="Resolved", title_justify="left")
-        t.add_column(style="bold")
-        t.add_column(overflow="fold")
         for key, value in (("target", r.target), ("draft", r.draft), ("layout", r.draft_layout.value),
                            ("algorithm", r.algorithm.value if r.algorithm else None),
                            ("draft model path", r.draft_model_path), ("export", r.exported),
-                           ("token map", r.token_map), ("url", r.url)):
+                           ("token map", r.token_map), ("url", r.url),
+                           *(("env", f"{k}={v}") for k, v in r.env.items())):
             if value:
-                t.add_row(key, cell(value))
-        for key, value in r.env.items():
-            t.add_row("env", cell(f"{key}={value}"))
-        console.print(t)
+                output.note(f"{key:<17} {value}")
         return
     algorithm = r.algorithm.value if r.algorithm else ""
     console.print(f"SGLang at {safe(r.url)} ({algorithm}, draft {safe(r.draft_model_path)})")

@@ -35,4 +35,5 @@ def _render(console: Console, r) -> None:
     size = output.human_bytes(r.bytes)
     console.print(f"[bold green]Wrote[/] {safe(r.output)} ({r.draft_vocab} ids from {safe(r.ids_from)}; {size})")
     console.print(f"  first ids: {safe(r.first_ids)}")
-    console.print(f"  {safe(r.note)}")
+    if r.sglang_uses_it:  # otherwise the note is the warning already on stderr: said once
+        console.print(f"  {safe(r.note)}")

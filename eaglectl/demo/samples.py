@@ -82,6 +82,25 @@ def eagle1_tensors(*, seed: int = 1) -> dict[str, Any]:
     }
 
 
+def target_tensors(*, seed: int = 8) -> dict[str, Any]:
+    """A random Llama target of `target_config()`'s shape, named as transformers' LlamaForCausalLM saves it."""
+    import torch
+
+    w = _random_weights(seed)
+    q, kv = HEADS * HEAD_DIM, KV * HEAD_DIM
+    t = {"model.embed_tokens.weight": w(VOCAB, H), "model.norm.weight": torch.ones(H, dtype=torch.bfloat16),
+         "lm_head.weight": w(VOCAB, H)}
+    for i in range(TARGET_LAYERS):
+        p = f"model.layers.{i}."
+        t.update({f"{p}self_attn.q_proj.weight": w(q, H), f"{p}self_attn.k_proj.weight": w(kv, H),
+                  f"{p}self_attn.v_proj.weight": w(kv, H), f"{p}self_attn.o_proj.weight": w(H, q),
+                  f"{p}mlp.gate_proj.weight": w(INTER, H), f"{p}mlp.up_proj.weight": w(INTER, H),
+                  f"{p}mlp.down_proj.weight": w(H, INTER),
+                  f"{p}input_layernorm.weight": torch.ones(H, dtype=torch.bfloat16),
+                  f"{p}post_attention_layernorm.weight": torch.ones(H, dtype=torch.bfloat16)})
+    return t
+
+
 def draft_config(*, architectures: list[str], num_layers: int, eagle3: bool = True, **extra: Any) -> dict[str, Any]:
     cfg = dict(target_config(), architectures=architectures, num_hidden_layers=num_layers)
     if eagle3:
@@ -92,11 +111,10 @@ def draft_config(*, architectures: list[str], num_layers: int, eagle3: bool = Tr
 
 def save_safetensors(path: Path, tensors: dict[str, Any]) -> None:
     from eaglectl.checkpoint.weights import torch_dtype_code
-    from eaglectl.export.writer import OutTensor, write_safetensors
+    from eaglectl.export.writer import OutTensor, rows_of, write_safetensors
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    outs = [OutTensor(n, torch_dtype_code(v.dtype), tuple(v.shape), (lambda a, b, v=v: v if a is None else v[a:b]))
-            for n, v in sorted(tensors.items())]
+    outs = [OutTensor(n, torch_dtype_code(v.dtype), tuple(v.shape), rows_of(v)) for n, v in sorted(tensors.items())]
     write_safetensors(path, outs)
 
 
@@ -146,6 +164,17 @@ def d2t_t2d() -> dict[str, Any]:
     import torch
 
     return {"d2t": _selected_ids() - torch.arange(DRAFT_VOCAB), "t2d": _selected_mask()}
+
+
+SAMPLE_DIRS = {"nemo-consolidated": "nemo-consolidated/epoch_0_step_100", "nemo-legacy-eagle3": "nemo-legacy-eagle3",
+               "nemo-legacy-eagle": "nemo-legacy-eagle", "specforge": "specforge", "eagle-research": "eagle-research",
+               "nemo-sharded": "nemo-sharded/epoch_1_step_200", "p-eagle": "p-eagle/epoch_0_step_10",
+               "target": "target"}
+
+
+def sample_paths(root: Path) -> dict[str, Path]:
+    """Where `build_samples(root)` puts each sample."""
+    return {name: Path(root) / sub for name, sub in SAMPLE_DIRS.items()}
 
 
 def build_samples(root: Path) -> SampleSet:
@@ -208,7 +237,10 @@ def build_samples(root: Path) -> SampleSet:
     save_meta(d / "eagle_meta.pt")
     paths["p-eagle"] = d
 
-    # The target's config (enough for --target checks and serve preflight).
+    # The target: its config (what --target checks and serve's preflight read) and random weights, so that
+    # `probe-target --engine hf` runs on it (transformers loads it; no tokenizer: probe-target feeds token ids).
     save_json(root / "target" / "config.json", target_config())
+    save_safetensors(root / "target" / "model.safetensors", target_tensors())
     paths["target"] = root / "target"
+    assert paths == sample_paths(root)
     return SampleSet(root=root, paths=paths)

@@ -72,7 +72,7 @@ def stage_dir(dest: Path) -> Path:
 
 def cleanup_leftovers(dest: Path) -> list[Path]:
     """Remove staging dirs of killed runs; restore `dest` from a backup a killed swap left behind."""
-    removed = []
+    removed: list[Path] = []
     parent = dest.parent
     if not parent.is_dir():
         return removed

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from eaglectl.enums import DTYPES, Algorithm
+from eaglectl.jsonfile import as_object
 from eaglectl.sglang.loader import ARCHITECTURE
 
 
@@ -46,7 +47,7 @@ def rewrite_config(
         if target_hidden is not None and cfg.get("target_hidden_size") is None:
             put("target_hidden_size", target_hidden)
         if aux_layer_ids is not None:
-            eagle_cfg = cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}
+            eagle_cfg = as_object(cfg.get("eagle_config"))
             if eagle_cfg.get("eagle_aux_hidden_state_layer_ids") != aux_layer_ids:
                 changes.append(f"eagle_config.eagle_aux_hidden_state_layer_ids: "
                                f"{eagle_cfg.get('eagle_aux_hidden_state_layer_ids')!r} -> {aux_layer_ids!r}")

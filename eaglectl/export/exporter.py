@@ -12,12 +12,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from eaglectl import __version__
 from eaglectl.checkpoint.peagle import reject_p_eagle
 from eaglectl.checkpoint.resolve import Checkpoint, resolve
 from eaglectl.enums import Algorithm, Layout
-from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError
+from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError, UsageError
 from eaglectl.export.atomic import commit_dir, locked_output, output_path, stage_dir, write_bytes_atomic
 from eaglectl.export.outputs import (
     EXPORT_DIR,
@@ -34,6 +35,12 @@ from eaglectl.jsonfile import dumps_config
 from eaglectl.sglang import rules
 from eaglectl.sglang.architectures import own_loader
 from eaglectl.sglang.loader import NEWEST_KNOWN, replay_releases, serving_spans, simulate_load
+from eaglectl.sizes import parse_size
+
+if TYPE_CHECKING:
+    from huggingface_hub import StateDictSplit
+
+    from eaglectl.checkpoint.weights import WeightSet
 
 DEFAULT_MAX_SHARD = "5GB"
 
@@ -86,6 +93,14 @@ def servable_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
     return not needs_map or (ckpt.model_dir is not None and (ckpt.model_dir / TOKEN_MAP).is_file())
 
 
+def layout_name(ckpt: Checkpoint, plan: ExportPlan) -> Layout:
+    """The layout as `inspect` names it: an `hf` dir SGLang loads as it is (and whose names eaglectl replayed) is
+    `sglang-ready`. `serve` and `export` report the same name."""
+    if ckpt.layout is Layout.hf and own_loader(ckpt.config) is None and servable_as_is(ckpt, plan):
+        return Layout.sglang_ready
+    return ckpt.layout
+
+
 def default_output(ckpt: Checkpoint, plan: ExportPlan, *, force: bool = False) -> Path:
     """A new `sglang/` directory beside the checkpoint's files (in the epoch dir for NeMo consolidated, never
     `model/` in place); an SGLang-ready dir is its own output (left untouched) unless `force` asks for a fresh copy.
@@ -122,7 +137,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
     out = output_path(Path(output) if output is not None else default_output(ckpt, plan, force=force))
     max_bytes = _parse_size(max_shard_size)
     report = ExportReport(
-        source=ckpt.source, layout=ckpt.layout, algorithm=plan.algorithm, output=out, action="dry-run",
+        source=ckpt.source, layout=layout_name(ckpt, plan), algorithm=plan.algorithm, output=out, action="dry-run",
         renamed=plan.renames, dropped=plan.dropped, generated=plan.generated_from, config_changes=plan.config_changes,
         tensors_written=len(plan.tensors), bytes=plan.total_bytes,
         sglang_releases=serving_spans(replay_releases(plan.config, plan.shapes, plan.algorithm)))
@@ -261,9 +276,9 @@ def _scan_values(ckpt: Checkpoint, plan: ExportPlan, order: list[str] | None = N
     return scan_non_finite(ckpt.weights, names, stop=stop, before=before)
 
 
-def _write_order(shards: dict[str, list[str]]) -> list[str]:
+def _write_order(shards: StateDictSplit) -> list[str]:
     """Output tensor names in the order `_write_all` writes them."""
-    return [name for names in shards.values() for name in names]
+    return [name for names in shards.filename_to_tensors.values() for name in names]
 
 
 def _value_warnings(found: list) -> list[str]:
@@ -292,24 +307,22 @@ def require_servable(ckpt: Checkpoint, plan: ExportPlan) -> None:
 
 
 def _parse_size(text: str) -> int:
-    from huggingface_hub.serialization._base import parse_size_to_int
-
     try:
-        size = parse_size_to_int(text) if not str(text).isdigit() else int(text)
+        return parse_size(text)
     except ValueError as exc:
-        raise CheckpointError(f"--max-shard-size {text!r}: expected a size like 5GB, 500MB or bytes") from exc
-    if size <= 0:
-        raise CheckpointError(f"--max-shard-size {text!r} must be positive")
-    return size
+        raise UsageError(f"--max-shard-size {text!r}: {exc}") from None
 
 
-def _shards(plan: ExportPlan, max_bytes: int) -> dict[str, list[str]]:
+def _shards(plan: ExportPlan, max_bytes: int) -> StateDictSplit:
+    """huggingface_hub's split of the planned tensors into shard files (the same split `save_torch_state_dict`
+    makes), each file's names sorted: the writer's order."""
     from huggingface_hub import split_state_dict_into_shards_factory
 
     sizes = {t.name: t.nbytes for t in plan.tensors}
     split = split_state_dict_into_shards_factory(
         sizes, get_storage_size=lambda n: n, filename_pattern="model{suffix}.safetensors", max_shard_size=max_bytes)
-    return {fname: sorted(names) for fname, names in split.filename_to_tensors.items()}
+    split.filename_to_tensors = {fname: sorted(names) for fname, names in split.filename_to_tensors.items()}
+    return split
 
 
 def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool) -> list[tuple[str, int]]:
@@ -317,7 +330,7 @@ def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool) -> list[tu
 
     files = []
     shapes = {t.name: t for t in plan.tensors}
-    for fname, names in _shards(plan, max_bytes).items():
+    for fname, names in _shards(plan, max_bytes).filename_to_tensors.items():
         outs = [OutTensor(n, shapes[n].dtype, shapes[n].shape, lambda a, b: None) for n in names]
         files.append((fname, len(header_bytes(outs)) + sum(o.nbytes for o in outs)))
     files.append(("config.json", len(dumps_config(plan.config))))
@@ -357,10 +370,10 @@ def _existing_matches(out: Path, fingerprint: str) -> bool:
     return manifest is not None and manifest.get("source_fingerprint") == fingerprint
 
 
-def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[str, list[str]], fingerprint: str,
+def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDictSplit, fingerprint: str,
                token_map: bool, progress: ProgressFn | None, *,
                on_tensor: Callable[[str], None] | None = None) -> list[WrittenFile]:
-    from eaglectl.export.writer import OutTensor, RawSource, write_safetensors
+    from eaglectl.export.writer import OutTensor, RawSource, rows_of, write_safetensors
 
     ws = ckpt.weights
     assert ws is not None
@@ -376,27 +389,25 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
     mapped = {f: ws.releasable_ranges(f) for f in ws.files} if ws.format == "torch" else {}
     by_name = {t.name: t for t in plan.tensors}
     written: list[WrittenFile] = []
-    for fname, names in shards.items():
+    for fname, names in shards.filename_to_tensors.items():
         outs = []
         for name in names:
             t = by_name[name]
             if t.source is None:
                 data = plan.generated[name]
-                outs.append(OutTensor(name, t.dtype, t.shape, (lambda a, b, d=data: d if a is None else d[a:b])))
+                outs.append(OutTensor(name, t.dtype, t.shape, rows_of(data)))
                 continue
             info = ws.tensors[t.source]
             if info.data_offset is not None and info.dtype == t.dtype:
                 outs.append(OutTensor(name, t.dtype, t.shape,
                                       RawSource(info.file, info.data_offset, ws.identity.get(info.file))))
             else:
-                outs.append(OutTensor(name, t.dtype, t.shape,
-                                      (lambda a, b, s=t.source: ws.load(s) if a is None else ws.load_rows(s, a, b)),
+                outs.append(OutTensor(name, t.dtype, t.shape, _loaded_rows(ws, t.source),
                                       mapped=mapped.get(info.file, ())))
         size = write_safetensors(staged / fname, outs, on_bytes=on_bytes, on_tensor=on_tensor)
         written.append(WrittenFile(str(staged / fname), size))
-    if len(shards) > 1:
-        index = {"metadata": {"total_size": total},
-                 "weight_map": {n: f for f, names in shards.items() for n in names}}
+    if shards.is_sharded:
+        index = {"metadata": shards.metadata, "weight_map": shards.tensor_to_filename}
         written.append(_write_small(staged / "model.safetensors.index.json", _sorted_json(index)))
     written.append(_write_small(staged / "config.json", dumps_config(plan.config)))
     if token_map:
@@ -407,6 +418,11 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: dict[st
                 "generated": plan.generated_from}
     written.append(_write_small(staged / MANIFEST, _sorted_json(manifest)))
     return written
+
+
+def _loaded_rows(ws: WeightSet, source: str) -> Callable[[int | None, int | None], Any]:
+    """A row reader over a source tensor that needs converting (loaded whole, or a range of rows)."""
+    return lambda start, stop: ws.load(source) if start is None or stop is None else ws.load_rows(source, start, stop)
 
 
 def _sorted_json(obj: dict) -> bytes:
@@ -454,7 +470,7 @@ def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
     loaders = rules.EAGLE3_LOADERS if plan.algorithm is Algorithm.EAGLE3 else rules.EAGLE_LOADERS
     for rng in loaders:
         label = f"{rng.first}–{rng.last}"
-        if minimum and rules.release_key(rng.last) < rules.release_key(minimum):
+        if minimum and rules.older(rng.last, minimum):
             results.append(Verification(rng.first, True, 0, [f"not applicable: needs SGLang >= {minimum} "
                                                              f"({', '.join(needs)})"], label))
             continue

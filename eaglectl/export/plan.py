@@ -227,8 +227,8 @@ def _untie_reason(cfg: dict[str, Any], algo: Algorithm, lm_head: PlannedTensor |
         return None
     if algo is Algorithm.EAGLE:
         return "SGLang's EAGLE start-up deletes a tied weight twice; the head comes from the target either way"
-    reduced = bool(vocab) and ((lm_head is not None and lm_head.shape[0] < vocab)
-                               or (draft_vocab is not None and draft_vocab < vocab))
+    reduced = vocab is not None and vocab != 0 and ((lm_head is not None and lm_head.shape[0] < vocab)
+                                                    or (draft_vocab is not None and draft_vocab < vocab))
     if lm_head is not None and reduced:
         return f"the head's own lm_head.weight {list(lm_head.shape)} would be dropped for the tied embeddings"
     return None

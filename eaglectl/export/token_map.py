@@ -73,10 +73,10 @@ def is_own_token_map(data: bytes) -> bool:
             size = records[0].file_size
             if not size or size > 8 * DIM_LIMITS["draft_vocab_size"]:
                 return False
-            raw = bytearray(size)
             with zf.open(records[0]) as fh:
-                if fh.readinto(raw) != size:
-                    return False
+                raw = bytearray(fh.read(size))  # size is capped above
+            if len(raw) != size:
+                return False
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
         return False
     import torch
@@ -89,9 +89,17 @@ def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapR
     ckpt = resolve(path)
     plan = build_plan(ckpt)
     refuse(ckpt, plan, only=("d2t-all-zero",))  # an unfilled d2t is no token map
+    if plan.selected_ids is None and plan.algorithm is Algorithm.EAGLE:
+        raise CheckpointError(
+            f"{ckpt.source}: this EAGLE head drafts over the whole vocabulary (no selected_token_ids in a meta file, "
+            f"no d2t tensor): nothing to build a token map from, and SGLang serves it without "
+            f"--speculative-token-map",
+            hint="a token map comes only with a head trained on a reduced draft vocabulary (selected_token_ids in "
+                 "eagle_meta.pt); `eaglectl serve` passes none for this one")
     if plan.selected_ids is None:
         raise CheckpointError(f"{ckpt.source}: no selected_token_ids in a meta file and no d2t tensor: "
-                              f"nothing to build a token map from")
+                              f"nothing to build a token map from",
+                              hint="an EAGLE-3 head needs its d2t tensor, or the eagle3_meta.pt it was trained with")
     vocab = config_int(ckpt.config, "vocab_size")
     assert ckpt.root is not None
     beside = Path.cwd() if ckpt.hub is not None else ckpt.root  # never into the Hub cache

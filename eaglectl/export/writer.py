@@ -34,6 +34,11 @@ class RawSource:
     identity: tuple[int, int, int, int] | None = None  # (dev, inode, size, mtime_ns) when the plan was made
 
 
+def rows_of(tensor: Any) -> Callable[[int | None, int | None], Any]:
+    """A row reader over a tensor in memory (`OutTensor.source`)."""
+    return lambda start, stop: tensor if start is None else tensor[start:stop]
+
+
 @dataclass
 class OutTensor:
     name: str
@@ -116,7 +121,7 @@ def _write_tensor(t: OutTensor, out, on_bytes) -> None:
     from eaglectl.checkpoint.weights import torch_dtype
 
     want = torch_dtype(t.dtype)
-    read = t.source  # type: ignore[assignment]
+    read = t.source
     if not t.shape or t.shape[0] == 0:
         _write_contiguous(read(None, None).to(want).contiguous(), out, on_bytes)  # type: ignore[operator]
         return
@@ -133,14 +138,15 @@ def _write_tensor(t: OutTensor, out, on_bytes) -> None:
         release_pages(part, t.mapped)
 
 
-_sync_file_range = None
+_sync_file_range: Callable[[int, int, int, int], int] | None = None  # libc's, once looked up
+_sync_file_range_missing = False
 
 
 def _start_writeback(fd: int) -> None:
     """Start writing dirty pages back now (Linux `sync_file_range`, asynchronous), so the closing fsync
     overlaps with the copy instead of following it. Best effort: a no-op where unavailable."""
-    global _sync_file_range
-    if _sync_file_range is False:
+    global _sync_file_range, _sync_file_range_missing
+    if _sync_file_range_missing:
         return
     try:
         if _sync_file_range is None:
@@ -149,7 +155,7 @@ def _start_writeback(fd: int) -> None:
             _sync_file_range = fn
         _sync_file_range(fd, 0, 0, 2)  # whole file, SYNC_FILE_RANGE_WRITE
     except (OSError, AttributeError):
-        _sync_file_range = False
+        _sync_file_range_missing = True
 
 
 def _write_contiguous(tensor, out, on_bytes) -> None:

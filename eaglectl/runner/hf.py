@@ -7,7 +7,8 @@ output alive), logits cover the full vocab, and the dtype is always explicit ("a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from eaglectl.errors import CheckpointError, ConfigError, EaglectlError, require
@@ -83,6 +84,21 @@ def _decoder_layers(model: Any, num_layers: int) -> Any:
     return None
 
 
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' own "Loading weights" bars off while it loads (eaglectl reports load time itself), then
+    back as they were."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 class HFTargetRunner:
     """`TargetRunner` over a transformers causal LM, the reference every other engine is compared with."""
 
@@ -101,7 +117,9 @@ class HFTargetRunner:
         self.device = resolve_device(device)
         kwargs = {_dtype_kwarg(): getattr(torch, self.dtype), "trust_remote_code": trust_remote_code}
         try:
-            model = AutoModelForCausalLM.from_pretrained(self.model_path, config=config, **kwargs)
+            with _no_progress_bars():
+                # Any: transformers types `.to` through a decorator that mypy reads as taking the model itself.
+                model: Any = AutoModelForCausalLM.from_pretrained(self.model_path, config=config, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{model_path}: transformers cannot load the target ({exc})") from exc
         model.requires_grad_(False)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from eaglectl.checkpoint.target import load_target
 from eaglectl.enums import Compare, Engine
-from eaglectl.errors import ConfigError, EaglectlError, require
+from eaglectl.errors import ConfigError, UsageError, require
 from eaglectl.runner.contract import TargetRunner, model_dims, output_problems, resolve_aux_layer_ids, row_lengths
 
 if TYPE_CHECKING:
@@ -108,11 +108,11 @@ def engine_server_args(*, attention_backend: str | None = None, mem_fraction_sta
     out: dict[str, Any] = {}
     if attention_backend is not None:
         if not attention_backend.strip():
-            raise EaglectlError("--attention-backend needs a backend name (for example triton or fa3)")
+            raise UsageError("--attention-backend needs a backend name (for example triton or fa3)")
         out["attention_backend"] = attention_backend.strip()
     if mem_fraction_static is not None:
         if not 0 < mem_fraction_static <= 1:
-            raise EaglectlError(f"--mem-fraction-static must be in (0, 1], got {mem_fraction_static}")
+            raise UsageError(f"--mem-fraction-static must be in (0, 1], got {mem_fraction_static}")
         out["mem_fraction_static"] = float(mem_fraction_static)
     return out
 
@@ -120,12 +120,13 @@ def engine_server_args(*, attention_backend: str | None = None, mem_fraction_sta
 def with_server_flags(server_args: dict[str, Any], flags: Sequence[str]) -> dict[str, Any]:
     """`server_args` plus `sglang.launch_server` flags read by SGLang's own parser (SGLang is imported here);
     a setting given both ways is refused."""
-    from eaglectl.runner.sglang.settings import flag_name, server_args_from_flags
+    from eaglectl.runner.sglang.settings import server_args_from_flags
+    from eaglectl.sglang.flags import flag_name
 
     from_flags = server_args_from_flags(flags, own_options=OWN_OPTIONS)
     twice = sorted(from_flags.keys() & server_args.keys())
     if twice:
-        raise EaglectlError(f"{flag_name(twice[0])} is given both as a probe-target option and after --; give it "
+        raise UsageError(f"{flag_name(twice[0])} is given both as a probe-target option and after --; give it "
                             f"once")
     return {**from_flags, **server_args}
 
@@ -183,7 +184,7 @@ def run_probe(
     sglang_flags = list(sglang_flags)
     if (server_args or sglang_flags) and engine is not Engine.sglang:
         extra = f" (got {' '.join(sglang_flags)})" if sglang_flags else ""
-        raise EaglectlError(f"--attention-backend, --mem-fraction-static and SGLang flags after -- configure SGLang: "
+        raise UsageError(f"--attention-backend, --mem-fraction-static and SGLang flags after -- configure SGLang: "
                             f"they need --engine sglang{extra}")
     # Fail on a missing extra before loading anything (an SGLang start takes minutes).
     if engine is Engine.sglang:
@@ -254,19 +255,19 @@ def run_probe(
 def _check_args(engine: Engine, *, batch: int | None, seq_len: int | None, tp_size: int, tolerance: float | None,
                 min_top1_agreement: float | None, warmup: int) -> None:
     if batch is not None and batch < 1:
-        raise EaglectlError(f"--batch must be at least 1, got {batch}")
+        raise UsageError(f"--batch must be at least 1, got {batch}")
     if seq_len is not None and seq_len < 2:
-        raise EaglectlError(f"--seq-len must be at least 2, got {seq_len}")
+        raise UsageError(f"--seq-len must be at least 2, got {seq_len}")
     if tp_size < 1:
-        raise EaglectlError(f"--tp-size must be at least 1, got {tp_size}")
+        raise UsageError(f"--tp-size must be at least 1, got {tp_size}")
     if tp_size > 1 and engine is not Engine.sglang:
-        raise EaglectlError("--tp-size > 1 needs --engine sglang (the HF runner runs on one device)")
+        raise UsageError("--tp-size > 1 needs --engine sglang (the HF runner runs on one device)")
     if tolerance is not None and not tolerance >= 0:
-        raise EaglectlError(f"--tolerance must be >= 0, got {tolerance}")
+        raise UsageError(f"--tolerance must be >= 0, got {tolerance}")
     if min_top1_agreement is not None and not 0 <= min_top1_agreement <= 1:
-        raise EaglectlError(f"--min-top1-agreement must be in [0, 1], got {min_top1_agreement}")
+        raise UsageError(f"--min-top1-agreement must be in [0, 1], got {min_top1_agreement}")
     if warmup < 0:
-        raise EaglectlError(f"--warmup must be >= 0, got {warmup}")
+        raise UsageError(f"--warmup must be >= 0, got {warmup}")
 
 
 def _run(factory, label: str, prepare, state: dict[str, Any], *, warmup: int, keep_embedding: bool) -> _Outputs:

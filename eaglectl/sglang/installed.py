@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eaglectl.enums import Algorithm
-from eaglectl.errors import MissingDependencyError, UnsupportedDraftError
+from eaglectl.errors import MissingDependencyError, UnsupportedDraftError, install_hint
 from eaglectl.sglang import rules
 
-INSTALL_HINT = 'pip install "eaglectl[sglang]"'
+INSTALL_HINT = install_hint("sglang")
 PROBE_TIMEOUT_S = 120
 PROBE_MAX_OUTPUT = 64 * 1024
 
@@ -133,7 +133,7 @@ def check_release(version: str | None, cfg: dict[str, Any], shapes: dict[str, tu
                        + [f"skips {n}" for n in sim.skipped]
                        + [f"leaves {n} uninitialised" for n in sim.uninitialized]
                        + [f"loads {n} twice (the last one wins)" for n in sim.overwritten])
-    if minimum and rules.release_key(version) < rules.release_key(minimum) and not check.problems:
+    if minimum and rules.older(version, minimum) and not check.problems:
         check.problems.append(f"lacks {', '.join(needs)}")
     return check
 

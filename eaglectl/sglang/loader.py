@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eaglectl.enums import Algorithm
-from eaglectl.jsonfile import config_int
+from eaglectl.jsonfile import as_object, config_int
 from eaglectl.sglang import rules
 
 SGLANG_VERSIONS = rules.RELEASES  # every known release; the last is the newest
@@ -31,7 +31,7 @@ def _truthy_key(cfg: dict[str, Any], key: str) -> bool:
 def norm_before_fc(cfg: dict[str, Any]) -> bool:
     """The flag as SGLang (0.5.17+) reads it: `eagle_config.norm_before_fc` when that key exists, else the
     top-level key (rules.EAGLE3.norm_before_fc_keys)."""
-    eagle_cfg = cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}
+    eagle_cfg = as_object(cfg.get("eagle_config"))
     return bool(eagle_cfg["norm_before_fc"] if "norm_before_fc" in eagle_cfg else cfg.get("norm_before_fc"))
 
 
@@ -64,7 +64,7 @@ class DraftDims:
 
         hidden = num("hidden_size") or 0
         heads = num("num_attention_heads") or 1
-        eagle_cfg = cfg.get("eagle_config") if isinstance(cfg.get("eagle_config"), dict) else {}
+        eagle_cfg = as_object(cfg.get("eagle_config"))
         aux_ids = eagle_cfg.get("eagle_aux_hidden_state_layer_ids")
         configured = num("num_aux_hidden_states") or (len(aux_ids) if isinstance(aux_ids, list) and aux_ids else None)
         return cls(

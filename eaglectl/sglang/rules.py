@@ -70,6 +70,11 @@ def _key(version: str) -> tuple[int, int, int, int]:
     return key
 
 
+def older(version: str, than: str) -> bool:
+    """`version` is an earlier release than `than` (both release numbers: ValueError otherwise)."""
+    return _key(version) < _key(than)
+
+
 def is_newer_than_known(version: str) -> bool:
     return _key(version) > _key(NEWEST_KNOWN) and _key(version)[:3] != _key(NEWEST_KNOWN)[:3]
 

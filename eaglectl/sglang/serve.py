@@ -16,7 +16,7 @@ from typing import Any
 from eaglectl.checkpoint.resolve import resolve
 from eaglectl.enums import Algorithm, Layout, ServeDType, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, UnsupportedDraftError
-from eaglectl.sglang import launcher
+from eaglectl.sglang import flags, launcher
 from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
 
 LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
@@ -35,8 +35,11 @@ class ServeOptions:
     port: int = 30000
     tp_size: int = 1
     dtype: ServeDType = ServeDType.bfloat16
+    attention_backend: str | None = None
     mem_fraction_static: float | None = None
     context_length: int | None = None
+    disable_cuda_graph: bool = False
+    skip_tokenizer_init: bool = False
     trust_remote_code: bool = False
     allow_longer_context: bool = False
     python: str = sys.executable
@@ -102,6 +105,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
         TOKEN_MAP,
         default_output,
         export_plan,
+        layout_name,
         refuse_unsafe_output,
         require_servable,
         servable_as_is,
@@ -114,6 +118,9 @@ def prepare(opts: ServeOptions) -> ServeResult:
     notes: list[str] = []
     warnings: list[str] = []
     refuse_overrides(opts.extra_args, owned_flags(opts))
+    if opts.extra_args or opts.attention_backend is not None:  # typed by SGLang itself, before any export
+        check_flags(build_argv(opts, algorithm=opts.algorithm or Algorithm.EAGLE3, draft_path=opts.draft,
+                               token_map=None, num_draft_tokens=opts.num_draft_tokens), opts.python)
     installed = None if opts.print_only else installed_sglang(opts.python)  # exit 2 before anything is written
     num_draft_tokens = opts.num_draft_tokens
     if opts.topk == 1 and num_draft_tokens != opts.num_steps + 1:
@@ -141,6 +148,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
                                 installed=installed)
     require_servable(ckpt, plan)  # --print-only must refuse what a real launch (its export) would refuse
     algorithm = plan.algorithm
+    layout = layout_name(ckpt, plan)  # as inspect names it
     if servable_as_is(ckpt, plan):
         out = ckpt.model_dir
         exported = None
@@ -154,7 +162,9 @@ def prepare(opts: ServeOptions) -> ServeResult:
             notes.append(f"print-only: nothing written; {out} already holds this drafter's export (up to date)")
         else:
             exported = "would export"
-            notes.append(f"print-only: nothing written; a real launch exports the drafter to {out}")
+            state = "holds an older export" if out.exists() else "does not exist yet"
+            notes.append(f"print-only: nothing written; the draft path {out} {state}: a real launch exports the "
+                         f"drafter there first")
     else:
         report = export_plan(ckpt, plan)
         warnings.extend(report.warnings)
@@ -179,7 +189,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
                       num_draft_tokens=num_draft_tokens)
     return ServeResult(
-        argv=argv, command=shlex.join(argv), env=env, target=opts.target, draft=opts.draft, draft_layout=ckpt.layout,
+        argv=argv, command=shell_command(argv, env), env=env, target=opts.target, draft=opts.draft, draft_layout=layout,
         draft_model_path=draft_path, token_map=token_map, algorithm=algorithm, exported=exported,
         url=f"http://{_url_host(opts.host)}:{opts.port}", notes=notes, warnings=warnings,
         mode="print-only" if opts.print_only else ("smoke-only" if opts.smoke_only else
@@ -188,10 +198,17 @@ def prepare(opts: ServeOptions) -> ServeResult:
 
 
 def owned_flags(opts: ServeOptions) -> dict[str, str]:
-    """SGLang flag -> eaglectl option, for the flags that decide what is served (`build_argv` writes them)."""
+    """SGLang flag -> eaglectl option, for the flags that decide what is served (`build_argv` writes them), and
+    the SGLang flags of serve's own options that were given: given twice, SGLang would silently take the last."""
     owned = dict(SERVE_OWNED)
-    if opts.context_length is not None:  # checked against the draft's max_position_embeddings in preflight
-        owned["--context-length"] = "--context-length"
+    for flag, given in (("--context-length", opts.context_length is not None),  # checked in preflight
+                        ("--attention-backend", opts.attention_backend is not None),
+                        ("--mem-fraction-static", opts.mem_fraction_static is not None),
+                        ("--disable-cuda-graph", opts.disable_cuda_graph),
+                        ("--skip-tokenizer-init", opts.skip_tokenizer_init),
+                        ("--trust-remote-code", opts.trust_remote_code)):
+        if given:
+            owned[flag] = flag
     return owned
 
 
@@ -225,10 +242,23 @@ def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], note
                         f"{LONG_CONTEXT_ENV}=1 (the draft runs past the positions it was trained on)")
 
 
+def shell_command(argv: list[str], env: dict[str, str]) -> str:
+    """One shell-ready line: `env K=V` first when SGLang needs variables (an assignment prefix would not survive
+    `$(eaglectl serve ... --print-only)`), then the argv, quoted."""
+    return shlex.join([*(["env", *(f"{k}={v}" for k, v in env.items())] if env else []), *argv])
+
+
+def model_path(target: str) -> str:
+    """`--model-path`: an existing local target as an absolute path (the draft paths are absolute too, and the
+    command may run from another directory); a Hub id as given."""
+    p = Path(target).expanduser()
+    return os.path.abspath(p) if p.exists() else target
+
+
 def build_argv(opts: ServeOptions, *, algorithm: Algorithm | None, draft_path: str | None, token_map: str | None,
                num_draft_tokens: int) -> list[str]:
     """SGLang's argv. `algorithm` None: the target alone with the same flags (bench's baseline)."""
-    argv = [opts.python, "-m", "sglang.launch_server", "--model-path", opts.target]
+    argv = [opts.python, "-m", "sglang.launch_server", "--model-path", model_path(opts.target)]
     if algorithm is not None:
         assert draft_path is not None
         argv += ["--speculative-algorithm", algorithm.value, "--speculative-draft-model-path", draft_path]
@@ -239,10 +269,16 @@ def build_argv(opts: ServeOptions, *, algorithm: Algorithm | None, draft_path: s
     argv += ["--host", opts.host, "--port", str(opts.port), "--dtype", opts.dtype.value]
     if opts.tp_size != 1:
         argv += ["--tp-size", str(opts.tp_size)]
+    if opts.attention_backend is not None:
+        argv += ["--attention-backend", opts.attention_backend]
     if opts.mem_fraction_static is not None:
         argv += ["--mem-fraction-static", str(opts.mem_fraction_static)]
     if opts.context_length is not None:
         argv += ["--context-length", str(opts.context_length)]
+    if opts.disable_cuda_graph:
+        argv.append("--disable-cuda-graph")
+    if opts.skip_tokenizer_init:
+        argv.append("--skip-tokenizer-init")
     if opts.trust_remote_code:
         argv.append("--trust-remote-code")
     return argv + list(opts.extra_args)
@@ -258,6 +294,15 @@ def argv_for(opts: ServeOptions, prepared: ServeResult, speculative: tuple[int, 
     return build_argv(dataclasses.replace(opts, num_steps=steps, topk=topk), algorithm=prepared.algorithm,
                       draft_path=prepared.draft_model_path, token_map=prepared.token_map,
                       num_draft_tokens=draft_tokens)
+
+
+def check_flags(argv: list[str], python: str) -> None:
+    """Read SGLang's whole argv (`argv` after `-m sglang.launch_server`) with SGLang's own parser, as
+    launch_server will, when `python` is this interpreter and can import SGLang: a flag it refuses is a usage
+    error before anything is exported or started. Another interpreter's SGLang checks them when it starts."""
+    cls = flags.server_args_class(python)
+    if cls is not None:
+        flags.parse_flags(argv[3:], cls, allow_abbrev=True)
 
 
 def serve(opts: ServeOptions, *, on_tick: Callable[[float], None] | None = None,
@@ -311,7 +356,7 @@ def load_prompts(opts: ServeOptions) -> list[Any]:
                 for p in prompts):
             raise CheckpointError(f"{opts.smoke_prompts}: expected a JSON list of strings or token-id lists")
         return prompts
-    if "--skip-tokenizer-init" in opts.extra_args:
+    if opts.skip_tokenizer_init or "--skip-tokenizer-init" in opts.extra_args:
         return [list(range(3, 19))]
     return [DEFAULT_TEXT_PROMPT]
 

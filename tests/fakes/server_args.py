@@ -32,6 +32,19 @@ class FakeServerArgs:
     enable_metrics: bool = False
     tokenizer_path: str | None = None
     log_level: str = "info"
+    # What `serve` writes itself (its argv is read whole).
+    speculative_algorithm: str | None = None
+    speculative_draft_model_path: str | None = None
+    speculative_num_steps: int | None = None
+    speculative_eagle_topk: int | None = None
+    speculative_num_draft_tokens: int | None = None
+    speculative_token_map: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 30000
+    context_length: int | None = None
+    disable_cuda_graph: bool = False
+    skip_tokenizer_init: bool = False
+    trust_remote_code: bool = False
 
     @staticmethod
     def add_cli_args(parser) -> None:
@@ -48,6 +61,18 @@ class FakeServerArgs:
         parser.add_argument("--enable-metrics", action=argparse.BooleanOptionalAction, default=False)
         parser.add_argument("--tokenizer-path", action=_AssertingAction, default=None)
         parser.add_argument("--config", type=str, default=None)
+        parser.add_argument("--speculative-algorithm", type=str, choices=["EAGLE", "EAGLE3", "NEXTN"])
+        parser.add_argument("--speculative-draft-model-path", "--speculative-draft-model", type=str)
+        parser.add_argument("--speculative-num-steps", type=int)
+        parser.add_argument("--speculative-eagle-topk", type=int)
+        parser.add_argument("--speculative-num-draft-tokens", type=int)
+        parser.add_argument("--speculative-token-map", type=str)
+        parser.add_argument("--host", type=str, default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=30000)
+        parser.add_argument("--context-length", type=int, default=None)
+        parser.add_argument("--disable-cuda-graph", action="store_true")
+        parser.add_argument("--skip-tokenizer-init", action="store_true")
+        parser.add_argument("--trust-remote-code", action="store_true")
         group = parser.add_mutually_exclusive_group(required=True)
         group.add_argument("--log-level", type=str, default="info")
         group.add_argument("--quiet-logs", dest="log_level", action="store_const", const="error")

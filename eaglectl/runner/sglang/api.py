@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from eaglectl.errors import EaglectlError, require
+from eaglectl.errors import EaglectlError, install_hint, require
 
 
 class SGLangApiError(EaglectlError):
@@ -82,7 +82,7 @@ def detect_api(*, model_runner: Any, req: Any, schedule_batch: Any, forward_batc
         raise SGLangApiError(
             f"unsupported SGLang internals (sglang {version}): " + "; ".join(problems),
             hint="eaglectl drives the SGLang 0.5.9/0.5.12 and 0.5.15+ internals; install one of those "
-                 '(pip install "eaglectl[sglang]") or use --engine hf')
+                 f'({install_hint("sglang")}) or use --engine hf')
     return SGLangApi(staged_init=bool(staged), extend_range=extend_range,
                      worker_batch=callable(getattr(schedule_batch, "get_model_worker_batch", None)),
                      forward_batch_extra=tuple(extra), version=version)
@@ -163,7 +163,7 @@ def sglang_errors(what: str, hint: str, keep: tuple[type[BaseException], ...] = 
     eaglectl's own errors and `keep` pass through with their tracebacks."""
     try:
         yield
-    except (EaglectlError, *keep):
-        raise
     except Exception as exc:
+        if isinstance(exc, (EaglectlError, *keep)):
+            raise
         raise EaglectlError(f"{what}: {sglang_failure(exc)}", hint=hint) from exc

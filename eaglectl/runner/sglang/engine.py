@@ -108,8 +108,8 @@ class SGLangRankEngine:
                                                              {"temperature": 0, "max_new_tokens": 1}))
         # Fixed once the pools exist: read here, not on every extend.
         self.page_size = int(getattr(sa, "page_size", 1) or 1)
-        self._tree_cache = NoPrefixCache(self.mr.req_to_token_pool, self.mr.token_to_kv_pool_allocator,
-                                         self.page_size, self.mr.device)
+        self._tree_cache: NoPrefixCache | None = NoPrefixCache(
+            self.mr.req_to_token_pool, self.mr.token_to_kv_pool_allocator, self.page_size, self.mr.device)
         self._forward_batch_extra = dict(sg.api.forward_batch_extra)
 
     def limits(self) -> ExtendLimits:
@@ -152,6 +152,7 @@ class SGLangRankEngine:
                                   aux_order=self.aux_order, gather=self.gather)
                 self._extend([rows[i] for i in group], sink)
             if self.rank == 0:
+                assert logits is not None and aux is not None  # rank 0 made them above
                 for i, n in enumerate(lengths):  # padded positions are unspecified; zeros keep masked sums finite
                     if n < seq_len:
                         logits[i, n:].zero_()

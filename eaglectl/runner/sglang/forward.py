@@ -132,7 +132,7 @@ def write_logits(lp: Any, hidden: torch.Tensor, lm_head: Any, out: torch.Tensor 
 
     if direct is None:
         direct = direct_matmul_possible(lp, lm_head, out, hidden)
-    if direct and out.is_contiguous():
+    if direct and out is not None and out.is_contiguous():
         torch.matmul(hidden, lm_head.weight.t(), out=out)
         _apply_scale_and_cap(lp, out)
         return

@@ -26,6 +26,8 @@ from eaglectl.runner.sglang.settings import (
 if TYPE_CHECKING:
     import torch
 
+    from eaglectl.runner.sglang.tp import RankGroup
+
 
 def _free_port() -> int:
     import socket
@@ -53,7 +55,7 @@ class SGLangTargetRunner:
                                           trust_remote_code=trust_remote_code, overrides=server_args)
         self.model_path = str(model_path)
         self.tp_size = int(tp_size)
-        self._group = None
+        self._group: RankGroup | None = None
         sg = load_sglang()
         import torch
 
@@ -131,21 +133,23 @@ class SGLangTargetRunner:
         """Extends the last `forward_eagle3` ran (1 unless the batch exceeded the KV pool or request table)."""
         return self._engine.extends
 
-    def _check_open(self) -> None:
+    def _check_open(self) -> RankGroup:
+        """The rank group, while the runner is open."""
         if self._group is None or self._group.closed:
             raise RuntimeError("SGLangTargetRunner is closed")
+        return self._group
 
     def set_aux_layers(self, ids: Sequence[int] | None) -> None:
         """Capture the outputs of these decoder layers (None: SGLang's defaults for this depth)."""
-        self._check_open()
+        group = self._check_open()
         layers = resolve_aux_layer_ids(ids, self._engine.num_layers)
-        self._group.call("set_aux_layers", layers)
+        group.call("set_aux_layers", layers)
         self.aux_layer_ids = layers
 
     def forward_eagle3(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """Unshifted (logits [B, S, V], aux [B, S, 3H]) on the GPU, from one extend over all rows."""
-        self._check_open()
+        group = self._check_open()
         if input_ids.dim() != 2 or tuple(attention_mask.shape) != tuple(input_ids.shape):
             raise ValueError(f"input_ids {list(input_ids.shape)} and attention_mask {list(attention_mask.shape)} "
                              f"must both be [batch, seq_len]")
@@ -156,12 +160,11 @@ class SGLangTargetRunner:
         check_token_ids(ids, lengths, self._engine.vocab_size)
         rows = token_rows(ids, lengths)
         plan = plan_extends(lengths, self._limits)
-        return self._group.call("forward", rows, int(input_ids.shape[1]), plan)
+        return group.call("forward", rows, int(input_ids.shape[1]), plan)
 
     def input_embedding_weight(self) -> torch.Tensor:
         """The target's input embedding [V, H] (gathered over the TP ranks)."""
-        self._check_open()
-        return self._group.call("embedding_weight")
+        return self._check_open().call("embedding_weight")
 
     def pool_state(self) -> tuple[int, int]:
         """(free request slots, free KV slots) of rank 0: unchanged from one call to the next."""

@@ -3,14 +3,14 @@ SGLang's own parser, the dtype spellings SGLang compares against, and the fields
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from eaglectl.errors import EaglectlError
+from eaglectl.errors import EaglectlError, UsageError
 from eaglectl.runner.contract import DTYPES, canonical_dtype
-from eaglectl.runner.sglang.api import load_sglang, sglang_failure
+from eaglectl.runner.sglang.api import load_sglang
+from eaglectl.sglang.flags import flag_name, parse_flags
 
 SUPPORTED_DTYPES = ("auto", *DTYPES)  # the ServerArgs.dtype spellings eaglectl hands to SGLang
 
@@ -80,11 +80,6 @@ def build_server_args_kwargs(model_path: str, *, dtype: Any = None, tp_size: int
     return kwargs
 
 
-def flag_name(field_name: str) -> str:
-    """The `launch_server` flag that sets a ServerArgs field."""
-    return "--" + field_name.replace("_", "-")
-
-
 def server_args_from_flags(flags: Sequence[str], server_args_cls: Any = None,
                            own_options: dict[str, str] | None = None) -> dict[str, Any]:
     """`sglang.launch_server` flags (`--page-size 16 --kv-cache-dtype fp8_e5m2`) as ServerArgs overrides: typed,
@@ -92,31 +87,14 @@ def server_args_from_flags(flags: Sequence[str], server_args_cls: Any = None,
     given are returned. `own_options` names the caller's option for a field it sets itself (refused), and flags
     that are not ServerArgs fields (`--config`, which `launch_server` expands itself) are refused too."""
     cls = server_args_cls if server_args_cls is not None else load_sglang().ServerArgs
-    parser = _FlagParser(prog="SGLang server flags", add_help=False, allow_abbrev=False)
-    cls.add_cli_args(parser)
-    for action in parser._actions:  # report only what was given; nothing is required here
-        action.default = argparse.SUPPRESS
-        action.required = False
-    for group in parser._mutually_exclusive_groups:
-        group.required = False
-    try:
-        given = vars(parser.parse_args(list(flags)))
-    except (ValueError, TypeError, AssertionError) as exc:  # raised by SGLang's own option actions
-        raise EaglectlError(f"SGLang server flags: {sglang_failure(exc)}", hint=_FLAGS_HINT) from exc
+    given = parse_flags(flags, cls, allow_abbrev=False, hint=_FLAGS_HINT)
     owned = {**RUNNER_ARGUMENTS, **(own_options or {})}
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
     for key in given:
         flag = flag_name(key)
         if key in owned:
-            raise EaglectlError(f"{flag} cannot be passed to SGLang here: set it with {owned[key]}")
+            raise UsageError(f"{flag} cannot be passed to SGLang here: set it with {owned[key]}")
         if fields is not None and key not in fields:
-            raise EaglectlError(f"{flag} is not a ServerArgs setting ({key}); pass the settings themselves",
-                                hint=_FLAGS_HINT)
+            raise UsageError(f"{flag} is not a ServerArgs setting ({key}); pass the settings themselves",
+                             hint=_FLAGS_HINT)
     return given
-
-
-class _FlagParser(argparse.ArgumentParser):
-    """argparse, with errors raised as EaglectlError instead of printing usage and exiting."""
-
-    def error(self, message: str) -> Any:
-        raise EaglectlError(f"SGLang server flags: {message}", hint=_FLAGS_HINT)

@@ -1,0 +1,133 @@
+"""What a new user meets in the first hour: clean stderr, usage errors, pipes, help at 80 columns, packaging."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = "import sys; sys.argv[0] = 'eaglectl'; from eaglectl.cli.app import main; sys.exit(main())"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """eaglectl in a fresh interpreter (what a shell user runs), at 80 columns unless `env` says otherwise."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("_EAGLECTL_", "_TYPER_COMPLETE", "COMP_"))}
+    return subprocess.run([sys.executable, "-c", ENTRY, *map(str, args)], env={**base, "COLUMNS": "80", **(env or {})},
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_numpy_is_a_base_dependency_and_demo_stderr_has_no_numpy_warning(tmp_path):
+    assert any(d.startswith("numpy") for d in pyproject()["project"]["dependencies"])
+    proc = run_cli("demo", tmp_path / "demo")
+    assert proc.returncode == 0, proc.stderr
+    assert "NumPy" not in proc.stderr and "UserWarning" not in proc.stderr
+    assert "eaglectl export" in proc.stdout
+
+
+def _commands():
+    import typer.main
+
+    from eaglectl.cli.app import app
+
+    group = typer.main.get_command(app)
+    return group, [(name, group.commands[name]) for name in group.commands]
+
+
+def test_help_at_80_columns_shows_every_option_in_full_and_each_has_help(cli):
+    group, commands = _commands()
+    for name, command in [("", group), *commands]:
+        result = cli(*([name] if name else []), "--help", env={"COLUMNS": "80"})
+        assert result.exit_code == 0
+        assert "…" not in result.stdout, f"{name} --help truncates at 80 columns:\n{result.stdout}"
+        assert max(len(line) for line in result.stdout.splitlines()) <= 80
+        for param in command.params:
+            if param.param_type_name != "option" or param.hidden:
+                continue
+            for opt in param.opts:
+                assert opt in result.stdout, f"{name} --help lacks {opt}"
+            assert param.help, f"{name} {param.opts[0]} has no help"
+
+
+def test_short_version_flag(cli):
+    from eaglectl import __version__
+
+    assert cli("-V").stdout.strip() == f"eaglectl {__version__}"
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_a_reader_that_stops_early_ends_the_run_quietly(sample_root, json_mode):
+    """`eaglectl inspect X | head -1`: exit 1 as hf and pip do, nothing on stderr (stdout is closed before
+    eaglectl writes its first byte, so every write meets the closed pipe)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("_EAGLECTL_", "_TYPER_COMPLETE", "COMP_"))}
+    args = ["inspect", str(sample_root / "nemo-sharded"), *(["--json"] if json_mode else [])]
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=base)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert stderr == ""
+
+
+def test_demo_without_a_directory_reuses_one_fixed_directory(cli, tmp_path, monkeypatch):
+    fixed = tmp_path / "eaglectl-demo-me"
+    monkeypatch.setattr("eaglectl.demo.run.default_directory", lambda: fixed)
+    first = cli("demo", "--json")
+    assert first.exit_code == 0, first.stderr
+    doc = json.loads(first.stdout)["result"]
+    assert doc["directory"] == str(fixed) and doc["reused"] is False and doc["export"]["action"] == "written"
+    second = cli("demo")
+    assert second.exit_code == 0 and "(reused: an earlier demo's)" in second.stdout
+    assert "Up to date EAGLE3 drafter" in second.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eaglectl-demo-me"]  # no new directory per run
+
+
+def test_demo_does_not_reuse_a_directory_it_did_not_make(cli, tmp_path, monkeypatch):
+    fixed = tmp_path / "eaglectl-demo-me"
+    fixed.mkdir()
+    (fixed / "notes.txt").write_text("mine")
+    monkeypatch.setattr("eaglectl.demo.run.default_directory", lambda: fixed)
+    result = cli("demo")
+    assert result.exit_code == 1 and "is not empty" in result.stderr
+    assert [p.name for p in fixed.iterdir()] == ["notes.txt"]
+
+
+def test_install_hints_name_the_extras_requirements():
+    """Hints say `pip install "sglang>=0.5.9"`, which works however eaglectl was installed (the name eaglectl on
+    the public index is another project's); the requirements are pyproject's extras."""
+    from eaglectl.errors import EXTRAS, install_hint
+
+    extras = pyproject()["project"]["optional-dependencies"]
+    for extra, requirement in EXTRAS.items():
+        assert extras[extra] == [requirement]
+        assert install_hint(extra) == f'pip install "{requirement}"'
+    sources = [p.read_text() for p in (ROOT / "eaglectl").rglob("*.py")] + [(ROOT / "README.md").read_text()]
+    assert not any('install "eaglectl[' in text or "install 'eaglectl[" in text for text in sources)
+
+
+def test_package_metadata_and_typing_marker():
+    project = pyproject()["project"]
+    assert project["license"] == "Apache-2.0" and "Apache License" in (ROOT / "LICENSE").read_text()
+    assert project["keywords"] and any(c == "Typing :: Typed" for c in project["classifiers"])
+    assert (ROOT / "eaglectl" / "py.typed").is_file()  # hatch ships every file of the eaglectl package
+    extras = project["optional-dependencies"]
+    assert not any(r.startswith("ruff") for r in extras["test"])
+    assert any(r.startswith("ruff") for r in extras["dev"]) and any(r.startswith("mypy") for r in extras["dev"])
+    assert (ROOT / "CHANGELOG.md").is_file()
+
+
+def test_ci_runs_the_readme_test_command_then_ruff_and_mypy():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    command = ci[ci.index("# README.md test command:") + 1]
+    assert f"```bash\n{command}\n```" in readme
+    assert "ruff check ." in ci and "mypy" in ci
