@@ -330,4 +330,4 @@ def test_prompt_file_of_ids_and_text(cli, samples, fake, tmp_path):
 def test_sglang_missing_exits_2(cli, samples, tmp_path):
     result = cli("bench", "--target", samples["target"], "--draft", samples["specforge"], "--python",
                  sys.executable)
-    assert result.exit_code == 2 and 'pip install "eaglectl[sglang]"' in result.stderr
+    assert result.exit_code == 2 and 'pip install "sglang>=0.5.9"' in result.stderr

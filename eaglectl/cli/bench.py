@@ -12,7 +12,7 @@ import typer
 from eaglectl import output
 from eaglectl.cli import complete
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import AlgorithmOpt, JsonOpt, ServeDTypeOpt
+from eaglectl.cli.options import AlgorithmOpt, JsonOpt, ServeDTypeOpt, in_range
 from eaglectl.enums import ServeDType
 from eaglectl.errors import CheckFailedError, EaglectlError
 from eaglectl.output import cell, printable, safe
@@ -37,25 +37,27 @@ def bench_command(
                                        autocompletion=complete.checkpoint_paths, show_default=False)],
     algorithm: AlgorithmOpt = None,
     steps: Annotated[str, typer.Option("--steps", metavar="N,N,...",
-                                       help="--speculative-num-steps values to sweep.")] = "3",
+                                       help="Draft steps to sweep.")] = "3",
     topk: Annotated[str, typer.Option("--topk", metavar="K,K,...",
-                                      help="--speculative-eagle-topk values to sweep.")] = "1",
+                                      help="Topk values to sweep.")] = "1",
     draft_tokens: Annotated[str | None, typer.Option(
         "--draft-tokens", metavar="N,N,...", show_default="steps + 1 for topk 1, the fullest tree up to steps + 9 "
-        "otherwise", help="--speculative-num-draft-tokens values to sweep.")] = None,
+        "otherwise", help="Draft-token counts to sweep.")] = None,
     config: Annotated[list[str] | None, typer.Option(
-        "--config", metavar="STEPS,TOPK,DRAFT_TOKENS",
+        "--config", metavar="S,K,N",
         help="An explicit configuration (repeatable); replaces the --steps x --topk x --draft-tokens sweep.")] = None,
     batch_size: Annotated[str, typer.Option("--batch-size", metavar="B,B,...",
                                             help="Concurrent requests in flight, one measurement each.")] = "1",
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens decoded per request.")] = 128,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", callback=in_range(1), metavar="N",
+                                                help="Tokens decoded per request.")] = 128,
+    temperature: Annotated[float, typer.Option("--temperature", callback=in_range(0.0), metavar="T",
                                                help="0: greedy; outputs checked against the baseline's.")] = 0.0,
     prompts: Annotated[Path | None, typer.Option(
         "--prompts", metavar="FILE", dir_okay=False,
         help="JSON list or JSONL of strings, token-id lists or chat conversations ([{role, content}, ...]).",
         show_default="seeded synthetic token-id prompts")] = None,
-    num_prompts: Annotated[int | None, typer.Option("--num-prompts", min=1, help="Use the first N prompts.",
+    num_prompts: Annotated[int | None, typer.Option("--num-prompts", callback=in_range(1), metavar="N",
+                                                    help="Use the first N prompts.",
                                                     show_default="all (synthetic: 16)")] = None,
     results: Annotated[Path | None, typer.Option(
         "--results", metavar="FILE", dir_okay=False,
@@ -65,18 +67,27 @@ def bench_command(
     print_only: Annotated[bool, typer.Option(
         "--print-only", help="Print every configuration's server command and the request plan; run nothing.")] = False,
     host: Annotated[str, typer.Option("--host", help="Bind address of the servers.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 30000,
-    tp_size: Annotated[int, typer.Option("--tp-size", min=1, help="Tensor-parallel GPUs.")] = 1,
+    port: Annotated[int, typer.Option("--port", callback=in_range(1, 65535), metavar="PORT",
+                                      help="HTTP port of the servers (one at a time).")] = 30000,
+    tp_size: Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N",
+                                         help="Tensor-parallel GPUs.")] = 1,
     dtype: ServeDTypeOpt = ServeDType.bfloat16,
-    mem_fraction_static: Annotated[float | None, typer.Option("--mem-fraction-static", min=0.0, max=1.0)] = None,
-    context_length: Annotated[int | None, typer.Option("--context-length", min=1)] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
+    mem_fraction_static: Annotated[float | None, typer.Option(
+        "--mem-fraction-static", callback=in_range(0.0, 1.0), metavar="F", show_default=False,
+        help="GPU memory share for weights and KV cache (SGLang's default when unset).")] = None,
+    context_length: Annotated[int | None, typer.Option(
+        "--context-length", callback=in_range(1), metavar="N", show_default=False,
+        help="Context length for SGLang (default: the target's).")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Let SGLang run the target's own model code.")] = False,
     allow_longer_context: Annotated[bool, typer.Option(
-        "--allow-longer-context", help="As for serve.")] = False,
+        "--allow-longer-context", help="Let the target's context exceed the draft's (as for serve).")] = False,
     python: Annotated[str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.",
                                         show_default="this Python")] = sys.executable,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each server's /health.")] = 900.0,
-    request_timeout: Annotated[float, typer.Option("--request-timeout", help="Seconds per request.")] = 600.0,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="S",
+                                           help="Seconds to wait for each server's /health.")] = 900.0,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", metavar="S",
+                                                   help="Seconds per request.")] = 600.0,
     server_log: Annotated[bool, typer.Option(
         "--server-log", help="Stream SGLang's log to stderr (default: shown only when a server fails).")] = False,
     json: JsonOpt = False,
