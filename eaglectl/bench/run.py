@@ -28,8 +28,8 @@ from eaglectl.bench.prompts import PromptSet
 from eaglectl.bench.sweep import Pruned, SpecConfig
 from eaglectl.enums import Algorithm, Layout, ServeDType
 from eaglectl.errors import ConfigError, LaunchError
+from eaglectl.sglang.options import ServeOptions
 from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
-from eaglectl.sglang.serve import ServeOptions
 
 BASELINE = "baseline"
 # bench picks the port and host of every server it starts and polls them itself.

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eaglectl.checkpoint import EPOCH_DIR
 from eaglectl.checkpoint.weights import (
     BIN_INDEX,
     MAX_SHARDS,
@@ -37,7 +37,6 @@ from eaglectl.jsonfile import config_int, read_json_object
 
 META_NAMES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")
 LEGACY_WEIGHTS = "draft_model.pt"
-EPOCH_DIR = re.compile(r"^epoch_(\d+)_step_(\d+)$")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt")
 OWN_NAMES = ("config.json", "model", LEGACY_WEIGHTS, *WEIGHT_FILES, SAFETENSORS_INDEX, BIN_INDEX, *META_NAMES)
 

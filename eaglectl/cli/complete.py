@@ -10,13 +10,12 @@ file completion.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from enum import Enum
 
+from eaglectl.checkpoint import EPOCH_DIR
 from eaglectl.enums import Algorithm, Engine, ExportDType, ServeDType
 
-_EPOCH = re.compile(r"^epoch_\d+_step_\d+$")
 _FILE_MARKERS = ("config.json", "draft_model.pt")
 _DIR_MARKERS = ("model",)
 # Entries looked at per candidate directory: a TAB must stay instant beside a data dir of 10^5 files.
@@ -46,7 +45,7 @@ def _scan(d: str) -> tuple[set[str], set[str], bool]:
 def _is_checkpoint(files: set[str], dirs: set[str]) -> bool:
     """The layouts `eaglectl.checkpoint.resolve.resolve` knows, judged by names only (no file is opened)."""
     return bool(files.intersection(_FILE_MARKERS) or dirs.intersection(_DIR_MARKERS)
-                or any(_EPOCH.match(n) for n in dirs))
+                or any(EPOCH_DIR.match(n) for n in dirs))
 
 
 def _is_model_dir(files: set[str], dirs: set[str]) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +15,7 @@ from eaglectl.cli.options import AlgorithmOpt, JsonOpt, RevisionOpt, ServeDTypeO
 from eaglectl.enums import ServeDType
 from eaglectl.errors import LaunchError
 from eaglectl.output import cell, printable, safe
+from eaglectl.sglang.options import ServeOptions
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,19 +32,20 @@ def serve_command(
     algorithm: AlgorithmOpt = None,
     num_steps: Annotated[int, typer.Option(
         "--num-steps", callback=in_range(1), metavar="N",
-        help="Draft steps per round (SGLang's speculative num steps).")] = 3,
+        help="Draft steps per round (SGLang's speculative num steps).")] = ServeOptions.num_steps,
     topk: Annotated[int, typer.Option(
-        "--topk", callback=in_range(1), metavar="K", help="Branches per draft step (SGLang's eagle topk).")] = 1,
+        "--topk", callback=in_range(1), metavar="K", help="Branches per draft step (SGLang's eagle topk).")
+        ] = ServeOptions.topk,
     num_draft_tokens: Annotated[int, typer.Option(
         "--num-draft-tokens", callback=in_range(1), metavar="N",
-        help="Draft tokens verified per round (SGLang's num draft tokens).")] = 4,
+        help="Draft tokens verified per round (SGLang's num draft tokens).")] = ServeOptions.num_draft_tokens,
     host: Annotated[str, typer.Option(
-        "--host", metavar="ADDR", help="Bind address (0.0.0.0 only when you ask for it).")] = "127.0.0.1",
+        "--host", metavar="ADDR", help="Bind address (0.0.0.0 only when you ask for it).")] = ServeOptions.host,
     port: Annotated[int, typer.Option("--port", callback=in_range(1, 65535), metavar="PORT", help="HTTP port.")
-                    ] = 30000,
+                    ] = ServeOptions.port,
     tp_size: Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N", help="Tensor-parallel GPUs.")
-                       ] = 1,
-    dtype: ServeDTypeOpt = ServeDType.bfloat16,
+                       ] = ServeOptions.tp_size,
+    dtype: ServeDTypeOpt = ServeOptions.dtype,
     attention_backend: Annotated[str | None, typer.Option(
         "--attention-backend", metavar="NAME", autocompletion=complete.attention_backends, show_default=False,
         help="SGLang attention backend, e.g. fa3 (default: SGLang's choice).")] = None,
@@ -55,38 +56,43 @@ def serve_command(
         "--context-length", callback=in_range(1), metavar="N", show_default=False,
         help="Context length (default: the target's; checked against the draft's).")] = None,
     disable_cuda_graph: Annotated[bool, typer.Option(
-        "--disable-cuda-graph", help="Run without CUDA graphs (faster start, slower decode).")] = False,
+        "--disable-cuda-graph", help="Run without CUDA graphs (faster start, slower decode).")
+        ] = ServeOptions.disable_cuda_graph,
     skip_tokenizer_init: Annotated[bool, typer.Option(
-        "--skip-tokenizer-init", help="Token ids in and out (a target without a tokenizer).")] = False,
+        "--skip-tokenizer-init", help="Token ids in and out (a target without a tokenizer).")
+        ] = ServeOptions.skip_tokenizer_init,
     trust_remote_code: Annotated[bool, typer.Option(
-        "--trust-remote-code", help="Let SGLang run the target's own modelling code.")] = False,
+        "--trust-remote-code", help="Let SGLang run the target's own modelling code.")
+        ] = ServeOptions.trust_remote_code,
     allow_longer_context: Annotated[bool, typer.Option(
         "--allow-longer-context", help="Let the target's context exceed the draft's max_position_embeddings "
-                                       "(sets SGLang's override variable).")] = False,
+                                       "(sets SGLang's override variable).")] = ServeOptions.allow_longer_context,
     python: Annotated[str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.",
-                                        show_default="this Python")] = sys.executable,
+                                        show_default="this Python")] = ServeOptions.python,
     print_only: Annotated[bool, typer.Option(
         "--print-only", help="Print the command; export and launch nothing (a Hub drafter is still fetched into "
-                             "the Hugging Face cache, to be checked).")] = False,
+                             "the Hugging Face cache, to be checked).")] = ServeOptions.print_only,
     wait: Annotated[bool, typer.Option(
-        "--wait", help="Run SGLang as a child and wait until /health answers.")] = False,
-    smoke: Annotated[bool, typer.Option("--smoke", help="After /health, send greedy /generate requests.")] = False,
+        "--wait", help="Run SGLang as a child and wait until /health answers.")] = ServeOptions.wait,
+    smoke: Annotated[bool, typer.Option("--smoke", help="After /health, send greedy /generate requests.")
+    ] = ServeOptions.smoke,
     smoke_only: Annotated[bool, typer.Option(
-        "--smoke-only", help="Smoke test, then stop the server; exit 0/1.")] = False,
+        "--smoke-only", help="Smoke test, then stop the server; exit 0/1.")] = ServeOptions.smoke_only,
     smoke_prompts: Annotated[Path | None, typer.Option(
         "--smoke-prompts", metavar="FILE", dir_okay=False,
         help="JSON list of prompts (strings, or token-id lists with --skip-tokenizer-init).")] = None,
     smoke_max_new_tokens: Annotated[int, typer.Option("--smoke-max-new-tokens", callback=in_range(1), metavar="N",
-                                                      help="Tokens per smoke request.")] = 32,
+                                                      help="Tokens per smoke request.")
+                                                      ] = ServeOptions.smoke_max_new_tokens,
     min_accept_length: Annotated[float | None, typer.Option(
         "--min-accept-length", metavar="X", show_default=False,
         help="Fail the smoke test when the mean spec_accept_length is below this.")] = None,
     timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for /health.")
-                       ] = 900.0,
+                       ] = ServeOptions.timeout,
     json: JsonOpt = False,
 ) -> None:
     """Launch `python -m sglang.launch_server` with the drafter; arguments after `--` go to SGLang verbatim."""
-    from eaglectl.sglang.serve import ServeOptions, serve
+    from eaglectl.sglang.serve import serve
 
     opts = ServeOptions(
         target=target, draft=draft, revision=revision, algorithm=algorithm, num_steps=num_steps, topk=topk,

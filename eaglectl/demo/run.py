@@ -19,7 +19,8 @@ from eaglectl.errors import OutputError
 from eaglectl.export.atomic import write_bytes_atomic
 from eaglectl.export.exporter import ExportReport, export_checkpoint
 from eaglectl.export.outputs import refuse_non_empty_dir
-from eaglectl.sglang.serve import ServeOptions, prepare
+from eaglectl.sglang.options import ServeOptions
+from eaglectl.sglang.serve import prepare
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,44 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from eaglectl.checkpoint.resolve import resolve
-from eaglectl.enums import Algorithm, Layout, ServeDType, Severity
+from eaglectl.enums import Algorithm, Layout, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, UnsupportedDraftError
 from eaglectl.sglang import flags, launcher
+from eaglectl.sglang.options import ServeOptions
 from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
 
 LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
-
-
-@dataclass
-class ServeOptions:
-    target: str
-    draft: str
-    revision: str | None = None  # of a Hub drafter
-    algorithm: Algorithm | None = None
-    num_steps: int = 3
-    topk: int = 1
-    num_draft_tokens: int = 4
-    host: str = "127.0.0.1"
-    port: int = 30000
-    tp_size: int = 1
-    dtype: ServeDType = ServeDType.bfloat16
-    attention_backend: str | None = None
-    mem_fraction_static: float | None = None
-    context_length: int | None = None
-    disable_cuda_graph: bool = False
-    skip_tokenizer_init: bool = False
-    trust_remote_code: bool = False
-    allow_longer_context: bool = False
-    python: str = sys.executable
-    print_only: bool = False
-    wait: bool = False
-    smoke: bool = False
-    smoke_only: bool = False
-    smoke_prompts: Path | None = None
-    smoke_max_new_tokens: int = 32
-    min_accept_length: float | None = None
-    timeout: float = 900.0
-    extra_args: list[str] = field(default_factory=list)
 
 
 @dataclass
