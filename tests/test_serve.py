@@ -371,3 +371,30 @@ def test_serve_export_and_inspect_name_the_layout_alike(cli, samples, name):
     assert served["result"]["draft_layout"] == exported["result"]["layout"] == inspected["result"]["layout"]
     if name == "specforge":
         assert inspected["result"]["layout"] == "sglang-ready"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"[" * 100_000 + b"]" * 100_000, "prompt file"),  # nesting past the JSON limits, not a RecursionError
+    (b"[" + b"9" * 5000 + b"]", "prompt file"),  # past Python's int-string limit, not a ValueError
+    (b'{"a": 1}', "expected a JSON list"),
+])
+def test_smoke_prompt_files_are_parsed_within_limits(tmp_path, content, message):
+    from eaglectl.errors import CheckpointError
+    from eaglectl.sglang.options import ServeOptions
+    from eaglectl.sglang.serve import load_prompts
+
+    path = tmp_path / "prompts.json"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_prompts(ServeOptions(target="t", draft="d", smoke_prompts=path))
+
+
+def test_a_smoke_prompt_fifo_is_refused_unread(tmp_path):
+    from eaglectl.errors import CheckpointError
+    from eaglectl.sglang.options import ServeOptions
+    from eaglectl.sglang.serve import load_prompts
+
+    fifo = tmp_path / "prompts.json"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_prompts(ServeOptions(target="t", draft="d", smoke_prompts=fifo))

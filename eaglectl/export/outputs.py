@@ -19,7 +19,6 @@ eaglectl replaces only what eaglectl wrote, and never writes over, into or aroun
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import stat
@@ -29,8 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eaglectl.enums import Layout
-from eaglectl.errors import OutputError
+from eaglectl.errors import ConfigError, OutputError
 from eaglectl.export.atomic import LOCK_TAG, OLD_TAG, STAGE_TAG
+from eaglectl.jsonfile import CONFIG_LIMITS, loads_bounded
 
 if TYPE_CHECKING:
     from eaglectl.checkpoint.resolve import Checkpoint
@@ -140,8 +140,8 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     if data is None:
         return None
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):  # ValueError: not JSON, not UTF-8, or an int past Python's digit limit
+        doc = loads_bounded(data, CONFIG_LIMITS, where=str(directory / MANIFEST), what="manifest")
+    except ConfigError:  # not JSON, not UTF-8, or past the limits: not a manifest eaglectl wrote
         return None
     if not isinstance(doc, dict) or doc.get("eaglectl_export") != 1:
         return None

@@ -310,15 +310,21 @@ DEFAULT_TEXT_PROMPT = "The capital of France is"
 def load_prompts(opts: ServeOptions) -> list[Any]:
     """Smoke prompts: a JSON list of strings or token-id lists; by default one prompt (ids when SGLang
     runs without a tokenizer)."""
-    import json
-
     if opts.smoke_prompts is not None:
-        from eaglectl.errors import CheckpointError
+        import stat
 
-        try:
-            prompts = json.loads(Path(opts.smoke_prompts).read_text())
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{opts.smoke_prompts}: not a readable JSON list of prompts ({exc})") from exc
+        from eaglectl.errors import CheckpointError
+        from eaglectl.jsonfile import CONFIG_LIMITS, loads_bounded
+
+        path = Path(opts.smoke_prompts)
+        try:  # a regular file within the config limits: a FIFO or a huge file is refused before it is read
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode) or st.st_size > CONFIG_LIMITS.max_bytes:
+                raise CheckpointError(f"{path}: not a regular file of at most {CONFIG_LIMITS.max_bytes} bytes")
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise CheckpointError(f"{path}: not a readable JSON list of prompts ({exc.strerror or exc})") from exc
+        prompts = loads_bounded(raw, CONFIG_LIMITS, where=str(path), what="prompt file")
         if not isinstance(prompts, list) or not prompts or not all(
                 isinstance(p, str) or (isinstance(p, list) and p and all(isinstance(i, int) for i in p))
                 for p in prompts):
