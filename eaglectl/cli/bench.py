@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
-from eaglectl.cli import complete
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import AlgorithmOpt, JsonOpt, ServeDTypeOpt, in_range
+from eaglectl.cli.options import AlgorithmOpt, DraftOpt, JsonOpt, ServedTargetOpt, ServeDTypeOpt, in_range
 from eaglectl.enums import ServeDType
 from eaglectl.errors import CheckFailedError, EaglectlError
 from eaglectl.output import cell, printable, safe
@@ -30,11 +29,8 @@ class Interrupted(EaglectlError):
 
 def bench_command(
     ctx: typer.Context,
-    target: Annotated[str, typer.Option("--target", "-t", metavar="PATH_OR_ID", help="Target model (dir or Hub id).",
-                                        autocompletion=complete.target_paths, show_default=False)],
-    draft: Annotated[str, typer.Option("--draft", "-d", metavar="PATH_OR_ID",
-                                       help="Drafter checkpoint (any layout inspect reads) or Hub id.",
-                                       autocompletion=complete.checkpoint_paths, show_default=False)],
+    target: ServedTargetOpt,
+    draft: DraftOpt,
     algorithm: AlgorithmOpt = None,
     steps: Annotated[str, typer.Option("--steps", metavar="N,N,...",
                                        help="Draft steps to sweep.")] = "3",

@@ -99,3 +99,12 @@ ServeDTypeOpt = Annotated[
                  help=f"Model dtype for SGLang: {', '.join(c.value for c in ServeDType)} (auto: the target config's).",
                  autocompletion=complete.serve_dtypes),
 ]
+ServedTargetOpt = Annotated[  # serve and bench: the model SGLang serves
+    str, typer.Option("--target", "-t", metavar="PATH_OR_ID", help="Target model (dir or Hub id).",
+                      autocompletion=complete.target_paths, show_default=False),
+]
+DraftOpt = Annotated[
+    str, typer.Option("--draft", "-d", metavar="PATH_OR_ID",
+                      help="Drafter checkpoint (any layout inspect reads) or Hub id.",
+                      autocompletion=complete.checkpoint_paths, show_default=False),
+]

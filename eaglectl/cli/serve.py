@@ -11,7 +11,7 @@ import typer
 from eaglectl import output
 from eaglectl.cli import complete
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import AlgorithmOpt, JsonOpt, RevisionOpt, ServeDTypeOpt, in_range
+from eaglectl.cli.options import AlgorithmOpt, DraftOpt, JsonOpt, RevisionOpt, ServedTargetOpt, ServeDTypeOpt, in_range
 from eaglectl.enums import ServeDType
 from eaglectl.errors import LaunchError
 from eaglectl.output import cell, printable, safe
@@ -23,11 +23,8 @@ if TYPE_CHECKING:
 
 def serve_command(
     ctx: typer.Context,
-    target: Annotated[str, typer.Option("--target", "-t", metavar="PATH_OR_ID", help="Target model (dir or Hub id).",
-                                        autocompletion=complete.target_paths, show_default=False)],
-    draft: Annotated[str, typer.Option("--draft", "-d", metavar="PATH_OR_ID",
-                                       help="Drafter checkpoint (any layout inspect reads) or Hub id.",
-                                       autocompletion=complete.checkpoint_paths, show_default=False)],
+    target: ServedTargetOpt,
+    draft: DraftOpt,
     revision: RevisionOpt = None,
     algorithm: AlgorithmOpt = None,
     num_steps: Annotated[int, typer.Option(
