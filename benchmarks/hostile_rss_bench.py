@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.hostile_corpus import (  # noqa: E402
+from tests.hostile import (  # noqa: E402
     CASES,
     copy_base,
     edit_json,
@@ -126,7 +126,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from benchmarks.hostile_rss_bench import builders
-from tests.hostile_corpus import build_bases
+from tests.hostile import build_bases
 root, name = Path(sys.argv[2]), sys.argv[3]
 if name == "--bases":
     build_bases(root / "bases")

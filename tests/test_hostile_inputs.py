@@ -1,4 +1,4 @@
-"""Every hostile checkpoint of `tests/hostile_corpus.py` through every command that reads checkpoints.
+"""Every hostile checkpoint of `tests/hostile/` through every command that reads checkpoints.
 
 For each case and command: the documented exit code, exactly one specific `error:` line on stderr (inspect may
 instead report an error finding, exit 1), no traceback, and nothing written: the whole case directory —
@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from eaglectl.cli.app import app
 from eaglectl.output import printable
-from tests.hostile_corpus import CASES, COMMANDS, MARKER, Case, Evil, build_bases
+from tests.hostile import CASES, COMMANDS, MARKER, Case, Evil, build_bases
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -222,7 +222,7 @@ def test_the_hostile_pickles_really_run_code_when_loaded_unsafely(tmp_path):
 
 def test_previous_export_survives_a_corrupted_source(cli, bases, tmp_path):
     """A source that exported fine once, then broke: every re-run fails and the old sglang/ is untouched."""
-    from tests.hostile_corpus import copy_base
+    from tests.hostile import copy_base
 
     ck = copy_base(bases, "pt", tmp_path)
     before = snapshot(ck / "sglang")
@@ -242,7 +242,7 @@ def test_bases_are_healthy(cli, bases, key):
 
 
 def test_non_finite_finding_names_the_tensors(cli, bases, tmp_path):
-    from tests.hostile_corpus import CASES as ALL
+    from tests.hostile import CASES as ALL
 
     build = next(c for c in ALL if c.name == "nan-and-inf-weights").build
     ck = build(tmp_path, bases)
@@ -262,7 +262,7 @@ def test_commands_cover_every_checkpoint_reader():
 
 @pytest.mark.parametrize("command", ["export", "token-map"])
 def test_output_that_is_a_symlink_loop_is_refused(cli, bases, tmp_path, command):
-    from tests.hostile_corpus import copy_base
+    from tests.hostile import copy_base
 
     ck = copy_base(bases, "st", tmp_path)
     loop = tmp_path / "out"
@@ -276,7 +276,7 @@ def test_output_that_is_a_symlink_loop_is_refused(cli, bases, tmp_path, command)
 
 def test_output_symlink_to_a_directory_is_written_through(cli, bases, tmp_path):
     """`model -> /big/disk/model`: the export lands in the link's target; the link stays a link."""
-    from tests.hostile_corpus import copy_base
+    from tests.hostile import copy_base
 
     ck = copy_base(bases, "st", tmp_path)
     real = tmp_path / "big disk" / "model"

@@ -1,0 +1,91 @@
+"""Drafter configs that are not JSON objects, too big, or hold wrong-typed fields."""
+
+from __future__ import annotations
+
+import os
+
+from tests.hostile.core import _DELETE, _cfg, case, copy_base
+
+
+# --- configs ---------------------------------------------------------------------------------------------
+@case("config-not-json", "config is not valid JSON")
+def _(tmp, bases):
+    return _cfg(tmp, bases, '{"hidden_size": 64,')
+
+
+@case("config-a-list", "config is a JSON list, not an object")
+def _(tmp, bases):
+    return _cfg(tmp, bases, "[64, 4, 2]")
+
+
+@case("config-empty", "config is not valid JSON")
+def _(tmp, bases):
+    return _cfg(tmp, bases, "")
+
+
+@case("config-not-utf8", "config is not UTF-8 text")
+def _(tmp, bases):
+    return _cfg(tmp, bases, b'{"model_type": "\xff\xfe"}')
+
+
+@case("config-huge", "too large to be a config")
+def _(tmp, bases):
+    ck = _cfg(tmp, bases)
+    with open(ck / "config.json", "r+b") as fh:  # sparse: costs no disk
+        fh.truncate(65 * 1024 * 1024)
+    return ck
+
+
+@case("config-deeply-nested", "config holds 200001 JSON arrays / objects, more than a config has")
+def _(tmp, bases):
+    return _cfg(tmp, bases, '{"eagle_config": ' + "[" * 200_000 + "]" * 200_000 + "}")
+
+
+@case("config-hidden-size-string", "hidden_size must be a positive integer, got '64'")
+def _(tmp, bases):
+    return _cfg(tmp, bases, hidden_size="64")
+
+
+@case("config-hidden-size-bool", "hidden_size must be a positive integer, got True")
+def _(tmp, bases):
+    return _cfg(tmp, bases, hidden_size=True)
+
+
+@case("config-num-layers-null", "num_hidden_layers must be a positive integer, got None")
+def _(tmp, bases):
+    return _cfg(tmp, bases, num_hidden_layers=None)
+
+
+@case("config-num-layers-huge", "num_hidden_layers 1000000000 is implausibly large")
+def _(tmp, bases):
+    return _cfg(tmp, bases, num_hidden_layers=10**9)
+
+
+@case("config-vocab-huge", "vocab_size 1000000000000000 is implausibly large")
+def _(tmp, bases):
+    return _cfg(tmp, bases, vocab_size=10**15)
+
+
+@case("config-architectures-not-a-list", "architectures must be a list of strings, got 'LlamaForCausalLMEagle3'")
+def _(tmp, bases):
+    return _cfg(tmp, bases, architectures="LlamaForCausalLMEagle3")
+
+
+@case("config-missing-hidden-size", "config.json: missing hidden_size")
+def _(tmp, bases):
+    return _cfg(tmp, bases, hidden_size=_DELETE)
+
+
+@case("config-missing-file", "weights but no config.json")
+def _(tmp, bases):
+    ck = copy_base(bases, "st", tmp)
+    (ck / "config.json").unlink()
+    return ck
+
+
+@case("config-fifo", "config.json: not a regular file")
+def _(tmp, bases):
+    ck = copy_base(bases, "st", tmp)
+    (ck / "config.json").unlink()
+    os.mkfifo(ck / "config.json")
+    return ck

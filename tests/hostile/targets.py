@@ -1,0 +1,34 @@
+"""The target's config (inspect --target, serve --target)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.hostile.core import CASES, Bases, Case, copy_base
+
+
+# --- the target's config (inspect --target, serve --target) -------------------------------------------------
+def _hostile_target(raw_extra: str | None = None, **changes) -> Callable[[Path, Bases], Path]:
+    def build(tmp, bases):
+        from eaglectl.demo.samples import target_config
+
+        ck = copy_base(bases, "st", tmp)
+        cfg = {**target_config(), **changes}
+        text = json.dumps(cfg)
+        if raw_extra is not None:
+            text = text[:-1] + ', "extra": ' + raw_extra + "}"
+        (tmp / "target").mkdir()
+        (tmp / "target" / "config.json").write_text(text)
+        return ck
+
+    return build
+
+
+for _name, _build, _expect in (
+        ("target-int-5000-digits", _hostile_target("9" * 5000), "target config holds an integer with 5000 digits"),
+        ("target-deeply-nested", _hostile_target("[" * 50_000 + "]" * 50_000), "target config nests JSON 50001 "
+                                                                              "levels deep"),
+        ("target-huge", _hostile_target('"' + "x" * (9 * 1024 * 1024) + '"'), "too large to be a target config")):
+    CASES.append(Case(_name, _build, _expect, commands=("inspect", "serve"), target="target"))
