@@ -331,3 +331,18 @@ def test_sglang_missing_exits_2(cli, samples, tmp_path):
     result = cli("bench", "--target", samples["target"], "--draft", samples["specforge"], "--python",
                  sys.executable)
     assert result.exit_code == 2 and 'pip install "sglang>=0.5.9"' in result.stderr
+
+
+def test_serves_first_class_sglang_options_reach_every_server_and_the_recommended_command(cli, samples, fake):
+    result, doc = run(cli, samples, fake, "--print-only", "--config", "3,1,4", "--attention-backend", "triton",
+                      "--disable-cuda-graph", "--skip-tokenizer-init")
+    assert result.exit_code == 0, result.stderr
+    for c in doc["result"]["configs"]:  # the baseline too: same flags, so the speedup compares like with like
+        argv = c["argv"]
+        assert argv[argv.index("--attention-backend") + 1] == "triton"
+        assert "--disable-cuda-graph" in argv and "--skip-tokenizer-init" in argv
+    from eaglectl.bench.run import BenchOptions, SpecConfig, serve_command
+
+    opts = BenchOptions(target="t", draft="d", attention_backend="triton", disable_cuda_graph=True)
+    cmd = serve_command(opts, SpecConfig(3, 1, 4))
+    assert cmd[cmd.index("--attention-backend") + 1] == "triton" and "--disable-cuda-graph" in cmd

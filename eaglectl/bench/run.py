@@ -42,6 +42,7 @@ MAX_NEW_TOKENS = 1_000_000
 class BenchOptions:
     target: str
     draft: str
+    revision: str | None = None  # of a Hub drafter
     algorithm: Algorithm | None = None
     steps: list[int] = field(default_factory=lambda: [3])
     topks: list[int] = field(default_factory=lambda: [1])
@@ -59,8 +60,11 @@ class BenchOptions:
     port: int = 30000
     tp_size: int = 1
     dtype: ServeDType = ServeDType.bfloat16
+    attention_backend: str | None = None
     mem_fraction_static: float | None = None
     context_length: int | None = None
+    disable_cuda_graph: bool = False
+    skip_tokenizer_init: bool = False
     trust_remote_code: bool = False
     allow_longer_context: bool = False
     python: str = sys.executable
@@ -71,9 +75,11 @@ class BenchOptions:
     def serve_options(self) -> ServeOptions:
         first = self.configs[0] if self.configs else SpecConfig(self.steps[0], self.topks[0], self.steps[0] + 1)
         return ServeOptions(
-            target=self.target, draft=self.draft, algorithm=self.algorithm, num_steps=first.steps, topk=first.topk,
-            num_draft_tokens=first.draft_tokens, host=self.host, port=self.port, tp_size=self.tp_size,
-            dtype=self.dtype, mem_fraction_static=self.mem_fraction_static, context_length=self.context_length,
+            target=self.target, draft=self.draft, revision=self.revision, algorithm=self.algorithm,
+            num_steps=first.steps, topk=first.topk, num_draft_tokens=first.draft_tokens, host=self.host,
+            port=self.port, tp_size=self.tp_size, dtype=self.dtype, attention_backend=self.attention_backend,
+            mem_fraction_static=self.mem_fraction_static, context_length=self.context_length,
+            disable_cuda_graph=self.disable_cuda_graph, skip_tokenizer_init=self.skip_tokenizer_init,
             trust_remote_code=self.trust_remote_code, allow_longer_context=self.allow_longer_context,
             python=self.python, print_only=self.print_only, timeout=self.timeout, extra_args=list(self.extra_args))
 
@@ -397,6 +403,8 @@ def _conclude(opts: BenchOptions, result: BenchResult, ps: PromptSet) -> None:
 def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:
     """The `eaglectl serve` command that serves configuration `c` with the flags this sweep ran under."""
     argv = ["eaglectl", "serve", "--target", opts.target, "--draft", opts.draft]
+    if opts.revision is not None:
+        argv += ["--revision", opts.revision]
     if opts.algorithm is not None:
         argv += ["--algorithm", opts.algorithm.value]
     argv += ["--num-steps", str(c.steps), "--topk", str(c.topk), "--num-draft-tokens", str(c.draft_tokens)]
@@ -404,12 +412,17 @@ def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:
         argv += ["--tp-size", str(opts.tp_size)]
     if opts.dtype is not ServeDType.bfloat16:
         argv += ["--dtype", opts.dtype.value]
+    if opts.attention_backend is not None:
+        argv += ["--attention-backend", opts.attention_backend]
     if opts.mem_fraction_static is not None:
         argv += ["--mem-fraction-static", str(opts.mem_fraction_static)]
     if opts.context_length is not None:
         argv += ["--context-length", str(opts.context_length)]
-    if opts.trust_remote_code:
-        argv.append("--trust-remote-code")
+    for flag, on in (("--disable-cuda-graph", opts.disable_cuda_graph),
+                     ("--skip-tokenizer-init", opts.skip_tokenizer_init),
+                     ("--trust-remote-code", opts.trust_remote_code)):
+        if on:
+            argv.append(flag)
     if opts.allow_longer_context:
         argv.append("--allow-longer-context")
     if os.path.realpath(opts.python) != os.path.realpath(sys.executable):

@@ -11,7 +11,18 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import AlgorithmOpt, DraftOpt, JsonOpt, ServedTargetOpt, ServeDTypeOpt, in_range
+from eaglectl.cli.options import (
+    AlgorithmOpt,
+    AttentionBackendOpt,
+    DisableCudaGraphOpt,
+    DraftOpt,
+    JsonOpt,
+    RevisionOpt,
+    ServedTargetOpt,
+    ServeDTypeOpt,
+    SkipTokenizerInitOpt,
+    in_range,
+)
 from eaglectl.enums import ServeDType
 from eaglectl.errors import CheckFailedError, EaglectlError
 from eaglectl.output import cell, printable, safe
@@ -31,6 +42,7 @@ def bench_command(
     ctx: typer.Context,
     target: ServedTargetOpt,
     draft: DraftOpt,
+    revision: RevisionOpt = None,
     algorithm: AlgorithmOpt = None,
     steps: Annotated[str, typer.Option("--steps", metavar="N,N,...",
                                        help="Draft steps to sweep.")] = "3",
@@ -68,6 +80,9 @@ def bench_command(
     tp_size: Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N",
                                          help="Tensor-parallel GPUs.")] = 1,
     dtype: ServeDTypeOpt = ServeDType.bfloat16,
+    attention_backend: AttentionBackendOpt = None,
+    disable_cuda_graph: DisableCudaGraphOpt = False,
+    skip_tokenizer_init: SkipTokenizerInitOpt = False,
     mem_fraction_static: Annotated[float | None, typer.Option(
         "--mem-fraction-static", callback=in_range(0.0, 1.0), metavar="F", show_default=False,
         help="GPU memory share for weights and KV cache (SGLang's default when unset).")] = None,
@@ -94,13 +109,15 @@ def bench_command(
     from eaglectl.bench.sweep import parse_config, parse_int_list
 
     opts = BenchOptions(
-        target=target, draft=draft, algorithm=algorithm, steps=parse_int_list(steps, option="--steps"),
+        target=target, draft=draft, revision=revision, algorithm=algorithm,
+        steps=parse_int_list(steps, option="--steps"),
         topks=parse_int_list(topk, option="--topk"),
         draft_tokens=parse_int_list(draft_tokens, option="--draft-tokens") if draft_tokens is not None else None,
         configs=[parse_config(c) for c in config or []], batch_sizes=parse_int_list(batch_size, option="--batch-size"),
         max_new_tokens=max_new_tokens, temperature=temperature, prompts=prompts, num_prompts=num_prompts,
         results=results, resume=resume, print_only=print_only, host=host, port=port, tp_size=tp_size,
-        dtype=ServeDType(dtype),
+        dtype=ServeDType(dtype), attention_backend=attention_backend, disable_cuda_graph=disable_cuda_graph,
+        skip_tokenizer_init=skip_tokenizer_init,
         mem_fraction_static=mem_fraction_static, context_length=context_length, trust_remote_code=trust_remote_code,
         allow_longer_context=allow_longer_context, python=python, timeout=timeout, request_timeout=request_timeout,
         extra_args=list(ctx.args))

@@ -108,3 +108,13 @@ DraftOpt = Annotated[
                       help="Drafter checkpoint (any layout inspect reads) or Hub id.",
                       autocompletion=complete.checkpoint_paths, show_default=False),
 ]
+AttentionBackendOpt = Annotated[
+    str | None, typer.Option("--attention-backend", metavar="NAME", autocompletion=complete.attention_backends,
+                             show_default=False, help="SGLang attention backend, e.g. fa3 (default: SGLang's choice)."),
+]
+DisableCudaGraphOpt = Annotated[
+    bool, typer.Option("--disable-cuda-graph", help="Run without CUDA graphs (faster start, slower decode)."),
+]
+SkipTokenizerInitOpt = Annotated[
+    bool, typer.Option("--skip-tokenizer-init", help="Token ids in and out (a target without a tokenizer)."),
+]

@@ -9,9 +9,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
-from eaglectl.cli import complete
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import AlgorithmOpt, DraftOpt, JsonOpt, RevisionOpt, ServedTargetOpt, ServeDTypeOpt, in_range
+from eaglectl.cli.options import (
+    AlgorithmOpt,
+    AttentionBackendOpt,
+    DisableCudaGraphOpt,
+    DraftOpt,
+    JsonOpt,
+    RevisionOpt,
+    ServedTargetOpt,
+    ServeDTypeOpt,
+    SkipTokenizerInitOpt,
+    in_range,
+)
 from eaglectl.enums import ServeDType
 from eaglectl.errors import LaunchError
 from eaglectl.output import cell, printable, safe
@@ -43,21 +53,15 @@ def serve_command(
     tp_size: Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N", help="Tensor-parallel GPUs.")
                        ] = ServeOptions.tp_size,
     dtype: ServeDTypeOpt = ServeOptions.dtype,
-    attention_backend: Annotated[str | None, typer.Option(
-        "--attention-backend", metavar="NAME", autocompletion=complete.attention_backends, show_default=False,
-        help="SGLang attention backend, e.g. fa3 (default: SGLang's choice).")] = None,
+    attention_backend: AttentionBackendOpt = None,
     mem_fraction_static: Annotated[float | None, typer.Option(
         "--mem-fraction-static", callback=in_range(0.0, 1.0), metavar="F", show_default=False,
         help="Share of GPU memory for weights and KV cache (default: SGLang's).")] = None,
     context_length: Annotated[int | None, typer.Option(
         "--context-length", callback=in_range(1), metavar="N", show_default=False,
         help="Context length (default: the target's; checked against the draft's).")] = None,
-    disable_cuda_graph: Annotated[bool, typer.Option(
-        "--disable-cuda-graph", help="Run without CUDA graphs (faster start, slower decode).")
-        ] = ServeOptions.disable_cuda_graph,
-    skip_tokenizer_init: Annotated[bool, typer.Option(
-        "--skip-tokenizer-init", help="Token ids in and out (a target without a tokenizer).")
-        ] = ServeOptions.skip_tokenizer_init,
+    disable_cuda_graph: DisableCudaGraphOpt = ServeOptions.disable_cuda_graph,
+    skip_tokenizer_init: SkipTokenizerInitOpt = ServeOptions.skip_tokenizer_init,
     trust_remote_code: Annotated[bool, typer.Option(
         "--trust-remote-code", help="Let SGLang run the target's own modelling code.")
         ] = ServeOptions.trust_remote_code,
