@@ -243,9 +243,38 @@ def test_eagle1_bias_goes_to_qkv_and_o():
     ("llama", [1, 15, 28], 32, {(2, 16, 29)}),
     ("deepseek_v3", [1, 30, 57], 61, {(2, 31, 58)}),  # first id 1: +1 in every release
     ("deepseek_v3", [2, 30, 57], 61, {(3, 31, 58), (2, 30, 57)}),  # 0.5.13 keeps them as given
+    ("deepseek_v32", [2, 30, 57], 61, {(3, 31, 58), (2, 30, 57)}),  # DeepseekV32ForCausalLM: deepseek_v2.py
     ("gpt_oss", [1, 12, 24], 24, {(2, 13, 25), (1, 12, 24)}),  # 0.5.17: max == L means as given
     ("gpt_oss", [1, 12, 20], 24, {(2, 13, 21)}),
 ])
 def test_capture_rules_per_family(model_type, ids, layers, expected):
     got = {tuple(rules.captured_positions(r, ids, layers)) for r in rules.capture_rules_for(model_type)}
     assert got == expected
+
+
+def test_capture_families_cover_every_rule_and_every_release():
+    """Each family of CAPTURE_FAMILIES has one rule for every known release, and its rules name its model types."""
+    for fam in rules.CAPTURE_FAMILIES:
+        held = [r for r in rules.CAPTURE_RULES if r.family == fam.name]
+        assert held and all(r.model_types == fam.model_types for r in held)
+        covered = [rel for r in held for rel in rules.releases_between(r.first, r.last)]
+        assert sorted(covered, key=rules.release_key) == list(rules.RELEASES)
+    assert {r.family for r in rules.CAPTURE_RULES} == {f.name for f in rules.CAPTURE_FAMILIES}
+
+
+@pytest.mark.parametrize(("version", "position", "reached"), [
+    ("0.5.16", 23, True), ("0.5.16", 24, False), ("0.5.17", 24, True), ("0.5.17", 25, False), ("0.5.17", -1, False),
+])
+def test_gpt_oss_loop_reaches_the_final_boundary_from_0_5_17(version, position, reached):
+    assert rules.position_reached(rules.capture_rule("gpt-oss", version), position, 24) is reached
+
+
+def test_aux_ids_ranges_come_from_the_capture_rules():
+    from eaglectl.sglang import aux_ids
+
+    assert [label for label, *_ in aux_ids.RULE_RANGES] == ["0.5.9-0.5.12", "0.5.13-0.5.16", "0.5.17+"]
+    assert aux_ids.family_of("deepseek_v32", None) is aux_ids.Family.deepseek
+    assert aux_ids.family_of("llama", ["DeepseekV3ForCausalLM"]) is aux_ids.Family.deepseek
+    assert aux_ids.family_of("mistral", None) is aux_ids.Family.plus_one
+    assert aux_ids.captured([2, 30, 57], aux_ids.Family.deepseek, 61, "0.5.12.post1") == [3, 31, 58]
+    assert aux_ids.captured([2, 30, 57], aux_ids.Family.deepseek, 61, "0.5.13") == [2, 30, 57]

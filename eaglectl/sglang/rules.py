@@ -274,13 +274,46 @@ def first_release_with(features: set[str] | list[str]) -> str | None:
 
 
 # --- target side: which hidden states the target captures for the draft (EAGLE-3) ---------------------------
+DEEPSEEK_V2 = "sglang/srt/models/deepseek_v2.py"
+GPT_OSS = "sglang/srt/models/gpt_oss.py"
+
+
+@dataclass(frozen=True)
+class CaptureFamily:
+    """Targets whose SGLang model class shares one `set_eagle3_layers_to_capture`. SGLang picks the class by
+    `architectures`; `model_type` names the same targets for configs that only give that."""
+
+    name: str
+    model_types: tuple[str, ...]
+    architectures: tuple[str, ...]
+    source: Source
+
+
+CAPTURE_FAMILIES = (
+    CaptureFamily("llama-like", ("llama", "qwen2", "qwen3", "qwen3_moe", "minimax_m2", "glm4_moe", "llama4",
+                                 "llama4_text"), (),
+                  Source("0.5.23", LLAMA, "set_eagle3_layers_to_capture l.929-940 (qwen2/qwen3/qwen3_moe/minimax_m2/"
+                                          "glm4_moe: the same body; mllama4 delegates)")),
+    CaptureFamily("deepseek", ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "kimi_k25", "glm4_moe_lite"),
+                  ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "DeepseekV32ForCausalLM",
+                   "KimiK25ForConditionalGeneration", "Glm4MoeLiteForCausalLM"),
+                  Source("0.5.23", DEEPSEEK_V2, "EntryClass l.3595; kimi_k25.py set_eagle3_layers_to_capture l.928 "
+                                                "(delegates to language_model); glm4_moe_lite.py EntryClass l.1084")),
+    CaptureFamily("gpt-oss", ("gpt_oss",), ("GptOssForCausalLM",),
+                  Source("0.5.23", GPT_OSS, "EntryClass l.1446")),
+)
+CAPTURE_FALLBACK_FAMILY = "llama-like"  # any other target: llama.py's rule, the one most model classes copy
+
+
 @dataclass(frozen=True)
 class CaptureRule:
     """How a target family turns `eagle_config.eagle_aux_hidden_state_layer_ids` into captured positions.
 
     A captured position k is the hidden state entering layer k (the output of layer k-1).
     convention: "plus_one" (k = id + 1), "plus_one_if_first_is_1" (+1 only when ids[0] == 1, else as given),
-    "as_is_if_max_is_num_layers" (as given when max(ids) == num_layers, else +1)."""
+    "as_is_if_max_is_num_layers" (as given when max(ids) == num_layers, else +1).
+    captures_final: the layer loop also records position num_layers (the last layer's output, before the final
+    norm); otherwise only positions 0 .. num_layers-1 are ever recorded."""
 
     family: str
     model_types: tuple[str, ...]
@@ -288,23 +321,28 @@ class CaptureRule:
     last: str
     convention: str
     source: Source
+    captures_final: Rule[bool] | None = None  # None: False, the loop stops at num_layers - 1
 
 
-_PLUS_ONE_TYPES = ("llama", "qwen2", "qwen3", "qwen3_moe", "minimax_m2", "glm4_moe", "llama4", "llama4_text")
-_DEEPSEEK_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2", "kimi_k25", "glm4_moe_lite")
+def _types(family: str) -> tuple[str, ...]:
+    return next(f.model_types for f in CAPTURE_FAMILIES if f.name == family)
+
+
 CAPTURE_RULES = (
-    CaptureRule("llama-like", _PLUS_ONE_TYPES, "0.5.9", NEWEST_KNOWN, "plus_one",
+    CaptureRule("llama-like", _types("llama-like"), "0.5.9", NEWEST_KNOWN, "plus_one",
                 Source("0.5.23", LLAMA, "set_eagle3_layers_to_capture l.929-940 (qwen2/qwen3/qwen3_moe/"
                                         "minimax_m2/glm4_moe: the same body)")),
-    CaptureRule("deepseek", _DEEPSEEK_TYPES, "0.5.9", "0.5.12", "plus_one",
-                Source("0.5.12", "sglang/srt/models/deepseek_v2.py", "set_eagle3_layers_to_capture l.2529")),
-    CaptureRule("deepseek", _DEEPSEEK_TYPES, "0.5.13", NEWEST_KNOWN, "plus_one_if_first_is_1",
-                Source("0.5.13", "sglang/srt/models/deepseek_v2.py", "set_eagle3_layers_to_capture l.2740-2755 "
-                                                                    "(glm4_moe_lite.py l.1022-1037)")),
-    CaptureRule("gpt-oss", ("gpt_oss",), "0.5.9", "0.5.16", "plus_one",
-                Source("0.5.16", "sglang/srt/models/gpt_oss.py", "set_eagle3_layers_to_capture l.1284-1296")),
-    CaptureRule("gpt-oss", ("gpt_oss",), "0.5.17", NEWEST_KNOWN, "as_is_if_max_is_num_layers",
-                Source("0.5.17", "sglang/srt/models/gpt_oss.py", "set_eagle3_layers_to_capture l.1328-1343")),
+    CaptureRule("deepseek", _types("deepseek"), "0.5.9", "0.5.12", "plus_one",
+                Source("0.5.12", DEEPSEEK_V2, "set_eagle3_layers_to_capture l.2529")),
+    CaptureRule("deepseek", _types("deepseek"), "0.5.13", NEWEST_KNOWN, "plus_one_if_first_is_1",
+                Source("0.5.13", DEEPSEEK_V2, "set_eagle3_layers_to_capture l.2740-2755 "
+                                              "(glm4_moe_lite.py l.1022-1037)")),
+    CaptureRule("gpt-oss", _types("gpt-oss"), "0.5.9", "0.5.16", "plus_one",
+                Source("0.5.16", GPT_OSS, "set_eagle3_layers_to_capture l.1284-1296")),
+    CaptureRule("gpt-oss", _types("gpt-oss"), "0.5.17", NEWEST_KNOWN, "as_is_if_max_is_num_layers",
+                Source("0.5.17", GPT_OSS, "set_eagle3_layers_to_capture l.1328-1343"),
+                captures_final=Rule(True, Source("0.5.17", GPT_OSS, "GptOssModel.forward l.723-741: "
+                                                                    "`if i + 1 in self.layers_to_capture`"))),
 )
 CAPTURE_DEFAULT = Rule("[2, L // 2, L - 3] as given (no +1) when the draft has no eagle_config ids",
                        Source("0.5.9", LLAMA, "set_eagle3_layers_to_capture l.778-790"))
@@ -320,6 +358,30 @@ def capture_rules_for(model_type: str | None) -> list[CaptureRule]:
     return [r for r in CAPTURE_RULES if model_type in r.model_types]
 
 
+def capture_family(model_type: str | None, architectures: list[str] | tuple[str, ...] | None) -> str:
+    """The CAPTURE_FAMILIES name of a target, from its (text) config's `model_type` and `architectures`."""
+    archs = set(architectures or ())
+    for fam in CAPTURE_FAMILIES:
+        if fam.name != CAPTURE_FALLBACK_FAMILY and (model_type in fam.model_types or archs & set(fam.architectures)):
+            return fam.name
+    return CAPTURE_FALLBACK_FAMILY
+
+
+def capture_rule(family: str, version: str = NEWEST_KNOWN) -> CaptureRule:
+    """The rule `family` follows in `version` (a newer or pre-release gets the range before it)."""
+    return _pick([r for r in CAPTURE_RULES if r.family == family], version)
+
+
+def capture_starts() -> list[str]:
+    """Every release where some family's capture rule changes, oldest first."""
+    return sorted({r.first for r in CAPTURE_RULES}, key=_key)
+
+
+def default_positions(num_layers: int) -> list[int]:
+    """CAPTURE_DEFAULT: the positions captured when the draft gives no ids."""
+    return [2, num_layers // 2, num_layers - 3]
+
+
 def captured_positions(rule: CaptureRule, ids: list[int], num_layers: int) -> list[int]:
     """The positions `rule` captures for the draft's aux ids on a `num_layers`-layer target."""
     if rule.convention == "plus_one_if_first_is_1" and not (ids and ids[0] == 1):
@@ -327,6 +389,12 @@ def captured_positions(rule: CaptureRule, ids: list[int], num_layers: int) -> li
     if rule.convention == "as_is_if_max_is_num_layers" and ids and max(ids) == num_layers:
         return list(ids)
     return [i + 1 for i in ids]
+
+
+def position_reached(rule: CaptureRule, position: int, num_layers: int) -> bool:
+    """Whether the layer loop under `rule` ever records `position`."""
+    top = num_layers if rule.captures_final and rule.captures_final.value else num_layers - 1
+    return 0 <= position <= top
 
 
 # --- other EAGLE architectures (not replayed: eaglectl writes the Llama ones) --------------------------------
