@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 
@@ -23,3 +28,33 @@ class LazyModule:
         if attr.startswith("_"):  # pytest's collection probes must not import it
             raise AttributeError(attr)
         return getattr(importlib.import_module(self._name), attr)
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_python(tmp_path: Path, script: Path) -> Path:
+    """An executable `tmp_path/fakepy` that runs `script` under this interpreter, for eaglectl's `--python`."""
+    exe = tmp_path / "fakepy"
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    exe.chmod(0o755)
+    return exe
+
+
+def survivor(pids: list[int], timeout: float) -> int | None:
+    """The first of `pids` still running after `timeout` seconds (one deadline for all); None once all are gone."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            if time.monotonic() > deadline:
+                return pid
+            time.sleep(0.05)
+    return None
