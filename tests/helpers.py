@@ -34,6 +34,17 @@ class LazyModule:
         return getattr(importlib.import_module(self._name), attr)
 
 
+def read_all(d: Path) -> dict[str, Any]:
+    """Every tensor of every `*.safetensors` file in `d`, by name (torch tensors, cloned off the mapping)."""
+    from safetensors import safe_open
+
+    out = {}
+    for f in sorted(d.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as fh:
+            out.update({k: fh.get_tensor(k).clone() for k in fh.keys()})  # noqa: SIM118
+    return out
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1 now (the OS picks it)."""
     with socket.socket() as s:
