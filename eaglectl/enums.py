@@ -26,7 +26,17 @@ def canonical_dtype(name: object) -> str | None:
     return DTYPE_ALIASES.get(text)
 
 
-class ExportDType(str, Enum):
+class _DTypeChoice(str, Enum):
+    """A `str, Enum` of dtypes (no members of its own) that also takes every alias `canonical_dtype` knows:
+    `ExportDType("bf16")` is `ExportDType.bfloat16`."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> _DTypeChoice | None:
+        name = canonical_dtype(value)
+        return cls(name) if name else None
+
+
+class ExportDType(_DTypeChoice):
     """`export --dtype`: keep the stored dtypes, or cast floating tensors."""
 
     keep = "keep"
@@ -34,24 +44,14 @@ class ExportDType(str, Enum):
     float16 = "float16"
     float32 = "float32"
 
-    @classmethod
-    def _missing_(cls, value: object) -> ExportDType | None:
-        name = canonical_dtype(value)
-        return cls(name) if name else None
 
-
-class ServeDType(str, Enum):
+class ServeDType(_DTypeChoice):
     """`serve` / `probe-target --dtype`: SGLang's `--dtype` (auto: the target config's)."""
 
     auto = "auto"
     bfloat16 = "bfloat16"
     float16 = "float16"
     float32 = "float32"
-
-    @classmethod
-    def _missing_(cls, value: object) -> ServeDType | None:
-        name = canonical_dtype(value)
-        return cls(name) if name else None
 
 
 class Engine(str, Enum):

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 
 def run_json(cli, *args: str) -> tuple[int, dict]:
@@ -23,3 +32,101 @@ class LazyModule:
         if attr.startswith("_"):  # pytest's collection probes must not import it
             raise AttributeError(attr)
         return getattr(importlib.import_module(self._name), attr)
+
+
+def read_all(d: Path) -> dict[str, Any]:
+    """Every tensor of every `*.safetensors` file in `d`, by name (torch tensors, cloned off the mapping)."""
+    from safetensors import safe_open
+
+    out = {}
+    for f in sorted(d.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as fh:
+            out.update({k: fh.get_tensor(k).clone() for k in fh.keys()})  # noqa: SIM118
+    return out
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_python(tmp_path: Path, script: Path) -> Path:
+    """An executable `tmp_path/fakepy` that runs `script` under this interpreter, for eaglectl's `--python`."""
+    exe = tmp_path / "fakepy"
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    exe.chmod(0o755)
+    return exe
+
+
+def survivor(pids: list[int], timeout: float) -> int | None:
+    """The first of `pids` still running after `timeout` seconds (one deadline for all); None once all are gone."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            if time.monotonic() > deadline:
+                return pid
+            time.sleep(0.05)
+    return None
+
+
+# The GPU proofs (tests/test_*_gpu.py): the distilled fixture of shared/fixtures/distill_eagle3.py, named by
+# EAGLECTL_DISTILL_FIXTURE (the directory holding target/, nemo/, prompts.json), served by real SGLang.
+DISTILL_FIXTURE = os.environ.get("EAGLECTL_DISTILL_FIXTURE")
+SGLANG_FLAGS = ["--attention-backend", "triton", "--sampling-backend", "pytorch", "--skip-tokenizer-init",
+                "--disable-cuda-graph", "--max-running-requests", "16"]
+
+
+def gpu_requirements() -> str | None:
+    import importlib.util
+
+    if not DISTILL_FIXTURE or not Path(DISTILL_FIXTURE, "nemo").is_dir():
+        return "EAGLECTL_DISTILL_FIXTURE not set to a distill_eagle3.py output"
+    if importlib.util.find_spec("sglang") is None:
+        return "SGLang not installed"
+    import torch
+
+    return None if torch.cuda.is_available() else "no CUDA"
+
+
+def sglang_port() -> int:
+    """A free port below 50000: SGLang 0.5.15 derives further ports from it (its gRPC port must stay < 65536)."""
+    import random
+
+    for port in random.sample(range(20000, 50000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def serve_smoke(target: Path, draft: Path, prompts: Path, *extra: str) -> tuple[dict, float]:
+    cmd = [sys.executable, "-m", "eaglectl", "serve", "--json", "--target", str(target), "--draft", str(draft),
+           "--port", str(sglang_port()), "--smoke-only", "--smoke-prompts", str(prompts),
+           "--smoke-max-new-tokens", "64", "--timeout", "480", "--mem-fraction-static", "0.5", *extra, "--",
+           *SGLANG_FLAGS]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=560)
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout), wall
+
+
+def distilled_nemo_head(tmp_path: Path) -> tuple[Path, Path]:
+    """Skips unless CUDA, SGLang and the distilled fixture are there; else the fixture and a copy of its NeMo
+    head under `tmp_path` (export writes beside the head)."""
+    reason = gpu_requirements()
+    if reason:
+        pytest.skip(reason)
+    fixture = Path(DISTILL_FIXTURE)
+    work = tmp_path / "fixture"
+    shutil.copytree(fixture / "nemo", work / "nemo")
+    return fixture, work / "nemo" / "epoch_0_step_100"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,21 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import fake_python, free_port, survivor
+
 FAKE = Path(__file__).parent / "fakes" / "sglang_bench_server.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
     """The fake interpreter, and its logs: pids, argvs, requests."""
-    exe = tmp_path / "fakepy"
-    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-    exe.chmod(0o755)
+    exe = fake_python(tmp_path, FAKE)
     logs = {name: tmp_path / f"{name}.log" for name in ("pids", "argvs", "reqlog")}
     monkeypatch.setenv("FAKE_SGLANG_PIDS", str(logs["pids"]))
     monkeypatch.setenv("FAKE_SGLANG_ARGVS", str(logs["argvs"]))
@@ -44,16 +37,9 @@ def lines(path: Path) -> list[str]:
 def assert_all_gone(pids_file: Path, timeout: float = 10.0) -> None:
     pids = [int(p) for p in lines(pids_file)]
     assert pids, "the fake server never started"
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"server {pid} still running")
-            time.sleep(0.05)
+    pid = survivor(pids, timeout)
+    if pid is not None:
+        pytest.fail(f"server {pid} still running")
 
 
 def bench_args(samples, fake, *extra):

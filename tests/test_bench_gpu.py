@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_serve_gpu import FIXTURE, SGLANG_FLAGS, _free_port, _requirements, _serve
+from tests.helpers import SGLANG_FLAGS, distilled_nemo_head, serve_smoke, sglang_port
 
 pytestmark = pytest.mark.gpu
 
@@ -34,23 +33,17 @@ ACCEPT_TOLERANCE = 0.05
 
 
 def test_bench_sweep_on_the_distilled_fixture(tmp_path):
-    reason = _requirements()
-    if reason:
-        pytest.skip(reason)
-    fixture = Path(FIXTURE)
-    work = tmp_path / "fixture"
-    shutil.copytree(fixture / "nemo", work / "nemo")
-    draft = work / "nemo" / "epoch_0_step_100"
+    fixture, draft = distilled_nemo_head(tmp_path)
     prompts = fixture / "prompts.json"
     if os.environ.get("EAGLECTL_SMOKE_ACCEPT"):
         smoke_accepts, smoke_wall = [float(os.environ["EAGLECTL_SMOKE_ACCEPT"])], 0.0
     else:
-        smoke, smoke_wall = _serve(fixture / "target", draft, prompts)
+        smoke, smoke_wall = serve_smoke(fixture / "target", draft, prompts)
         smoke_accepts = [q["spec_accept_length"] for q in smoke["result"]["smoke"]["requests"]][:8]
 
     results = tmp_path / "bench.jsonl"
     cmd = [sys.executable, "-m", "eaglectl", "bench", "--json", "--target", str(fixture / "target"), "--draft",
-           str(draft), "--port", str(_free_port()), *[a for c in CONFIGS for a in ("--config", c)],
+           str(draft), "--port", str(sglang_port()), *[a for c in CONFIGS for a in ("--config", c)],
            "--batch-size", "1,8", "--prompts", str(prompts), "--num-prompts", "8", "--max-new-tokens", "64",
            "--results", str(results), "--timeout", "300", "--mem-fraction-static", "0.5", "--", *SGLANG_FLAGS]
     t0 = time.monotonic()

@@ -26,6 +26,7 @@ from unittest import mock
 import pytest
 
 from eaglectl.export.atomic import OLD_TAG, STAGE_TAG, cleanup_leftovers, exclusive_lock
+from tests.helpers import fake_python, free_port, survivor
 
 ROOT = Path(__file__).resolve().parent.parent
 FORCE_FALLBACK = "import eaglectl.export.atomic as a; a._exchange = lambda x, y: False; "
@@ -303,38 +304,20 @@ ThreadingHTTPServer((host, port), H).serve_forever()
 def fake_sglang(tmp_path, monkeypatch) -> tuple[str, Path]:
     script = tmp_path / "fake_server.py"
     script.write_text(FAKE_SERVER)
-    exe = tmp_path / "fakepy"
-    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
-    exe.chmod(0o755)
+    exe = fake_python(tmp_path, script)
     pids = tmp_path / "pids.json"
     monkeypatch.setenv("FAKE_PIDS", str(pids))
     return str(exe), pids
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _all_gone(pids_file: Path, timeout: float = 15.0) -> None:
-    pids = json.loads(pids_file.read_text())
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            assert time.monotonic() < deadline, f"process {pid} outlived eaglectl"
-            time.sleep(0.05)
+    pid = survivor(json.loads(pids_file.read_text()), timeout)
+    assert pid is None, f"process {pid} outlived eaglectl"
 
 
 def _serve_args(samples, exe: str, *extra) -> list[str]:
     return ["serve", "--target", samples["target"], "--draft", samples["specforge"], "--python", exe,
-            "--port", str(_free_port()), *extra]
+            "--port", str(free_port()), *extra]
 
 
 def test_serve_normal_exit_stops_child_and_grandchild(cli, samples, fake_sglang):

@@ -15,21 +15,13 @@ from safetensors import safe_open
 
 from eaglectl.checkpoint.resolve import resolve
 from eaglectl.demo.samples import save_json
-from tests.helpers import run_json
+from tests.helpers import read_all, run_json
 
 
 def tree(d: Path) -> dict[str, tuple[str, int]]:
     """name -> (sha256, mtime_ns) of every file in a directory."""
     return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
             for p in sorted(d.iterdir()) if p.is_file()}
-
-
-def read_all(d: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(d.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as fh:
-            out.update({k: fh.get_tensor(k).clone() for k in fh.keys()})  # noqa: SIM118
-    return out
 
 
 @pytest.mark.parametrize("key", ["nemo-consolidated", "nemo-sharded", "nemo-legacy-eagle3", "nemo-legacy-eagle"])

@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from eaglectl.demo import samples as s
 from eaglectl.demo.samples import save_json, save_safetensors
-from tests.helpers import run_json
+from tests.helpers import read_all, run_json
 from tests.sparse_heads import DATA, build_published, published_heads, write_sparse_safetensors
 
 PUBLISHED = sorted(published_heads())
@@ -26,14 +26,6 @@ def codes(doc: dict) -> dict[str, str]:
 
 def finding(doc: dict, code: str) -> dict:
     return next(f for f in doc["result"]["findings"] if f["code"] == code)
-
-
-def read_all(d: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(d.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as fh:
-            out.update({k: fh.get_tensor(k).clone() for k in fh.keys()})  # noqa: SIM118
-    return out
 
 
 def specforge_head(d: Path, *, seed: int = 3, embeddings: bool = False, **config) -> Path:

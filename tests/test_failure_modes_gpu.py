@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_serve_gpu import FIXTURE, SGLANG_FLAGS, _free_port, _requirements, _serve
+from tests.helpers import DISTILL_FIXTURE, SGLANG_FLAGS, gpu_requirements, serve_smoke, sglang_port
 
 pytestmark = pytest.mark.gpu
 
@@ -26,7 +26,7 @@ def _serve_raw(target: Path, draft: Path, prompts: Path) -> float | None:
     from eaglectl.sglang import launcher
     from eaglectl.sglang.serve import smoke_test
 
-    port = _free_port()
+    port = sglang_port()
     argv = [sys.executable, "-m", "sglang.launch_server", "--model-path", str(target), "--speculative-algorithm",
             "EAGLE3", "--speculative-draft-model-path", str(draft), "--speculative-num-steps", "3",
             "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", "4", "--dtype", "bfloat16",
@@ -42,10 +42,10 @@ def _serve_raw(target: Path, draft: Path, prompts: Path) -> float | None:
 
 
 def test_tied_lm_head_collapses_as_is_and_serves_after_eaglectl(tmp_path):
-    reason = _requirements()
+    reason = gpu_requirements()
     if reason:
         pytest.skip(reason)
-    fixture = Path(FIXTURE)
+    fixture = Path(DISTILL_FIXTURE)
     prompts = fixture / "prompts.json"
     tied = tmp_path / "tied"
     shutil.copytree(fixture / "specforge", tied)
@@ -55,7 +55,7 @@ def test_tied_lm_head_collapses_as_is_and_serves_after_eaglectl(tmp_path):
 
     reference = _serve_raw(fixture / "target", fixture / "specforge", prompts)
     as_is = _serve_raw(fixture / "target", tied, prompts)
-    doc, _ = _serve(fixture / "target", tied, prompts)
+    doc, _ = serve_smoke(fixture / "target", tied, prompts)
     fixed = doc["result"]["smoke"]["mean_accept_length"]
     exported = Path(doc["result"]["draft_model_path"])
     report = {"reference_untied": reference, "tied_as_is": as_is, "tied_after_eaglectl": fixed,

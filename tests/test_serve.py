@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,23 +13,15 @@ from pathlib import Path
 import pytest
 
 from eaglectl.demo.samples import save_json, target_config
-from tests.helpers import run_json
+from tests import helpers
+from tests.helpers import free_port, run_json
 
 FAKE = Path(__file__).parent / "fakes" / "sglang_server.py"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def fake_python(tmp_path) -> str:
-    exe = tmp_path / "fakepy"
-    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-    exe.chmod(0o755)
-    return str(exe)
+    return str(helpers.fake_python(tmp_path, FAKE))
 
 
 def print_only(cli, samples, *extra, draft="specforge"):

@@ -10,58 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import DISTILL_FIXTURE, distilled_nemo_head, gpu_requirements, serve_smoke
+
 pytestmark = pytest.mark.gpu
 
-FIXTURE = os.environ.get("EAGLECTL_DISTILL_FIXTURE")
-SGLANG_FLAGS = ["--attention-backend", "triton", "--sampling-backend", "pytorch", "--skip-tokenizer-init",
-                "--disable-cuda-graph", "--max-running-requests", "16"]
 BF16_NOISE = 0.15  # logit gap (float32 target) below which a token is a bf16 near-tie, not an error
-
-
-def _requirements() -> str | None:
-    import importlib.util
-
-    if not FIXTURE or not Path(FIXTURE, "nemo").is_dir():
-        return "EAGLECTL_DISTILL_FIXTURE not set to a distill_eagle3.py output"
-    if importlib.util.find_spec("sglang") is None:
-        return "SGLang not installed"
-    import torch
-
-    return None if torch.cuda.is_available() else "no CUDA"
-
-
-def _free_port() -> int:
-    """A free port below 50000: SGLang 0.5.15 derives further ports from it (its gRPC port must stay < 65536)."""
-    import random
-
-    for port in random.sample(range(20000, 50000), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
-
-
-def _serve(target: Path, draft: Path, prompts: Path, *extra: str) -> tuple[dict, float]:
-    cmd = [sys.executable, "-m", "eaglectl", "serve", "--json", "--target", str(target), "--draft", str(draft),
-           "--port", str(_free_port()), "--smoke-only", "--smoke-prompts", str(prompts),
-           "--smoke-max-new-tokens", "64", "--timeout", "480", "--mem-fraction-static", "0.5", *extra, "--",
-           *SGLANG_FLAGS]
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=560)
-    wall = time.monotonic() - t0
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout), wall
 
 
 def _teacher_forcing(target_dir: Path, requests: list[dict]) -> dict:
@@ -91,14 +48,8 @@ def _teacher_forcing(target_dir: Path, requests: list[dict]) -> dict:
 
 
 def test_nemo_head_serves_with_full_acceptance_and_is_lossless(tmp_path):
-    reason = _requirements()
-    if reason:
-        pytest.skip(reason)
-    fixture = Path(FIXTURE)
-    work = tmp_path / "fixture"
-    shutil.copytree(fixture / "nemo", work / "nemo")
-    draft = work / "nemo" / "epoch_0_step_100"
-    doc, wall = _serve(fixture / "target", draft, fixture / "prompts.json")
+    fixture, draft = distilled_nemo_head(tmp_path)
+    doc, wall = serve_smoke(fixture / "target", draft, fixture / "prompts.json")
     r = doc["result"]
     assert r["exported"] == "written" and r["draft_model_path"] == str(draft / "sglang")
     from eaglectl.sglang.rules import range_label
@@ -120,13 +71,13 @@ def test_legacy_draft_model_pt_serves_with_full_acceptance(tmp_path):
     """The same distilled head re-saved in NeMo's legacy layout (`draft_model.pt`, `draft_model.` prefix, stale
     32-layer config, `eagle3_meta.pt`): the export kernel-copies the pickled storages out of the zip, and the
     acceptance length proves every weight arrived intact."""
-    reason = _requirements()
+    reason = gpu_requirements()
     if reason:
         pytest.skip(reason)
     import torch
     from safetensors.torch import load_file
 
-    fixture = Path(FIXTURE)
+    fixture = Path(DISTILL_FIXTURE)
     src = fixture / "nemo" / "epoch_0_step_100"
     legacy = tmp_path / "legacy"
     legacy.mkdir()
@@ -137,7 +88,7 @@ def test_legacy_draft_model_pt_serves_with_full_acceptance(tmp_path):
     config["num_hidden_layers"] = 32  # stale, as NeMo's legacy helper left it
     (legacy / "config.json").write_text(json.dumps(config))
     shutil.copy(src / "eagle_meta.pt", legacy / "eagle3_meta.pt")
-    doc, wall = _serve(fixture / "target", legacy, fixture / "prompts.json")
+    doc, wall = serve_smoke(fixture / "target", legacy, fixture / "prompts.json")
     r = doc["result"]
     assert r["exported"] == "written" and r["draft_model_path"] == str(legacy / "sglang")
     report = {"mean_accept_length": r["smoke"]["mean_accept_length"], "wall_seconds": round(wall, 1),
@@ -152,19 +103,19 @@ def test_legacy_draft_model_pt_serves_with_full_acceptance(tmp_path):
 
 def test_tp2_serves_losslessly_like_tp1(tmp_path):
     """`serve --tp-size 2`: same head, two GPUs; greedy output scored against the target and compared with tp 1."""
-    reason = _requirements()
+    reason = gpu_requirements()
     if reason:
         pytest.skip(reason)
     import torch
 
     if torch.cuda.device_count() < 2:
         pytest.skip("needs 2 GPUs")
-    fixture = Path(FIXTURE)
+    fixture = Path(DISTILL_FIXTURE)
     runs = {}
     for tp in (1, 2):
         work = tmp_path / f"tp{tp}"
         shutil.copytree(fixture / "nemo", work / "nemo")
-        doc, wall = _serve(fixture / "target", work / "nemo" / "epoch_0_step_100", fixture / "prompts.json",
+        doc, wall = serve_smoke(fixture / "target", work / "nemo" / "epoch_0_step_100", fixture / "prompts.json",
                            "--tp-size", str(tp))
         runs[tp] = (doc["result"], wall)
     outs = {tp: [q["output_ids"] for q in r["smoke"]["requests"]] for tp, (r, _) in runs.items()}

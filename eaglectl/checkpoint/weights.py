@@ -603,14 +603,20 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
                     span = _span_in_file(v, all_mappings)
                     if span is not None:
                         ws._spans[k] = (span, tuple(v.stride()), not native)
-        for name in part:
-            if name in ws.tensors:
-                raise CheckpointError(
-                    f"tensor {name!r} appears in two shards ({ws.tensors[name].file.name} and {f.name})")
-        ws.tensors.update(part)
-        if len(ws.tensors) > MAX_TENSORS:
-            raise CheckpointError(f"{f.parent}: the weights hold over {MAX_TENSORS} tensors (at most {MAX_TENSORS})")
+        _add_shard(ws, part, f, where=f"{f.parent}: ")
     return ws
+
+
+def _add_shard(ws: WeightSet, part: dict[str, TensorInfo], f: Path, *, where: str = "") -> None:
+    """Adds shard `f`'s tensors to `ws`, refusing a name two shards hold and a total over MAX_TENSORS (`where`
+    prefixes that message: the local directory; remote weights have none)."""
+    for name in part:
+        if name in ws.tensors:
+            raise CheckpointError(
+                f"tensor {name!r} appears in two shards ({ws.tensors[name].file.name} and {f.name})")
+    ws.tensors.update(part)
+    if len(ws.tensors) > MAX_TENSORS:
+        raise CheckpointError(f"{where}the weights hold over {MAX_TENSORS} tensors (at most {MAX_TENSORS})")
 
 
 def remote_weights(headers: dict[str, dict[str, Any]], index_file: str | None = None,
@@ -628,13 +634,7 @@ def remote_weights(headers: dict[str, dict[str, Any]], index_file: str | None = 
         if len(header) > MAX_TENSORS:
             raise CheckpointError(f"{f}: safetensors header lists {len(header)} tensors (at most {MAX_TENSORS})")
         part = header_tensors(header, f, base=None, size=None)
-        for name in part:
-            if name in ws.tensors:
-                raise CheckpointError(
-                    f"tensor {name!r} appears in two shards ({ws.tensors[name].file.name} and {f.name})")
-        ws.tensors.update(part)
-        if len(ws.tensors) > MAX_TENSORS:
-            raise CheckpointError(f"the weights hold over {MAX_TENSORS} tensors (at most {MAX_TENSORS})")
+        _add_shard(ws, part, f)
     for name, shard in (weight_map or {}).items():
         info = ws.tensors.get(name)
         if info is None or info.file.name != shard:

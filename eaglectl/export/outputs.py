@@ -165,15 +165,22 @@ def _listing(directory: Path) -> Iterable[os.DirEntry]:
         raise OutputError(f"{directory}: cannot list the existing output ({exc.strerror or exc})") from exc
 
 
+def _existing(path: Path, *, follow_symlinks: bool = True) -> os.stat_result | None:
+    """`path`'s stat, or None when nothing is there; any other failure to look is the user's error line."""
+    try:
+        return os.stat(path, follow_symlinks=follow_symlinks)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot access ({exc.strerror or exc})") from exc
+
+
 def refuse_foreign_dir(out: Path) -> None:
     """An existing `out` may be replaced only when it is empty or a previous eaglectl export holding nothing but
     the files its manifest lists (older manifests, without a list: only the names exports have always had)."""
-    try:
-        st = os.stat(out)
-    except FileNotFoundError:
+    st = _existing(out)
+    if st is None:
         return
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot access ({exc.strerror or exc})") from exc
     if not stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{out}: exists and is not a directory (export writes a directory there)",
                           hint="pass --output DIR")
@@ -201,12 +208,9 @@ def refuse_foreign_dir(out: Path) -> None:
 
 def refuse_non_empty_dir(root: Path, *, what: str, hint: str) -> None:
     """`root` must be absent or an empty directory (for writers whose outputs carry no manifest)."""
-    try:
-        st = os.stat(root)
-    except FileNotFoundError:
+    st = _existing(root)
+    if st is None:
         return
-    except OSError as exc:
-        raise OutputError(f"{root}: cannot access ({exc.strerror or exc})") from exc
     if not stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{root}: exists and is not a directory", hint=hint)
     if next(iter(_listing(root)), None) is not None:
@@ -215,12 +219,9 @@ def refuse_non_empty_dir(root: Path, *, what: str, hint: str) -> None:
 
 def refuse_foreign_file(out: Path, is_ours: Callable[[bytes], bool], *, cap: int, what: str) -> None:
     """An existing file at `out` is replaced only when `is_ours` recognises its bytes (read capped, no links)."""
-    try:
-        st = os.lstat(out)
-    except FileNotFoundError:
+    st = _existing(out, follow_symlinks=False)
+    if st is None:
         return
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot access ({exc.strerror or exc})") from exc
     hint = "pass --output with a new file name, or remove this file yourself"
     if not stat.S_ISREG(st.st_mode):
         raise OutputError(f"{out}: exists and is not a regular file", hint=hint)

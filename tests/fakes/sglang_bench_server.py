@@ -14,16 +14,14 @@ Logs: FAKE_SGLANG_PIDS (one pid per line), FAKE_SGLANG_ARGVS (one JSON argv per 
 
 import json
 import os
-import signal
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from server_common import JSONHandler, answer_probe, serve
 
 args = sys.argv[1:]
-if args[:1] == ["-c"]:
-    print(json.dumps({"installed": True, "version": os.environ.get("FAKE_SGLANG_VERSION", "0.5.15")}))
-    sys.exit(0)
+answer_probe(args)
 
 
 def _append(var, line):
@@ -57,18 +55,7 @@ def outputs(prompt, n):
     return [(seed + i * 7) % 97 + 3 + (50 if diverge and i >= 2 else 0) for i in range(n)]
 
 
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def _send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Handler(JSONHandler):
     def do_GET(self):
         if self.path == "/health":
             self._send(200, {})
@@ -116,6 +103,4 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: [DONE]\n\n")
 
 
-for sig in (signal.SIGINT, signal.SIGTERM):  # exit quietly, as a server does on a forwarded signal
-    signal.signal(sig, lambda *_: os._exit(0))
-ThreadingHTTPServer((host, port), Handler).serve_forever()
+serve(host, port, Handler)

@@ -7,14 +7,12 @@ version in FAKE_SGLANG_VERSION (default 0.5.15).
 
 import json
 import os
-import signal
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from server_common import JSONHandler, answer_probe, serve
 
 args = sys.argv[1:]
-if args[:1] == ["-c"]:
-    print(json.dumps({"installed": True, "version": os.environ.get("FAKE_SGLANG_VERSION", "0.5.15")}))
-    sys.exit(0)
+answer_probe(args)
 if os.environ.get("FAKE_SGLANG_PIDFILE"):
     with open(os.environ["FAKE_SGLANG_PIDFILE"], "w") as fh:
         fh.write(str(os.getpid()))
@@ -28,18 +26,7 @@ host, port = args[args.index("--host") + 1], int(args[args.index("--port") + 1])
 accept = float(os.environ.get("FAKE_SGLANG_ACCEPT", "2.0"))
 
 
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def _send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Handler(JSONHandler):
     def do_GET(self):
         self._send(200 if self.path == "/health" else 404, {})
 
@@ -52,6 +39,4 @@ class Handler(BaseHTTPRequestHandler):
                                        "spec_verify_ct": max(1, round(n / accept))}})
 
 
-for sig in (signal.SIGINT, signal.SIGTERM):  # exit quietly, as a server does on a forwarded signal
-    signal.signal(sig, lambda *_: os._exit(0))
-ThreadingHTTPServer((host, port), Handler).serve_forever()
+serve(host, port, Handler)
