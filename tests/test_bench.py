@@ -332,3 +332,12 @@ def test_serves_first_class_sglang_options_reach_every_server_and_the_recommende
     opts = BenchOptions(target="t", draft="d", attention_backend="triton", disable_cuda_graph=True)
     cmd = serve_command(opts, SpecConfig(3, 1, 4))
     assert cmd[cmd.index("--attention-backend") + 1] == "triton" and "--disable-cuda-graph" in cmd
+
+
+def test_first_class_skip_tokenizer_init_refuses_text_prompts_as_the_flag_after_dashes_does(cli, samples, fake,
+                                                                                           tmp_path):
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps(["hello there", "and more"]))
+    for extra in (["--skip-tokenizer-init"], ["--", "--skip-tokenizer-init"]):
+        result, doc = run(cli, samples, fake, "--print-only", "--prompts", prompts, *extra)
+        assert result.exit_code == 1 and "tokenizer" in doc["error"]["message"], doc

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.errors import CheckpointError, ConfigError, require
+from eaglectl.errors import CheckpointError, ConfigError
 from eaglectl.jsonfile import JsonLimits, loads_bounded
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -153,14 +153,10 @@ def synthetic_prompts(n: int, vocab_size: int | None) -> list[Prompt]:
 
 
 def render_chats(conversations: list[list[dict[str, Any]]], target: str, trust_remote_code: bool) -> list[list[int]]:
-    require("transformers", extra="hf", purpose="to render chat prompts with the target's chat template")
-    from transformers import AutoTokenizer
+    from eaglectl.checkpoint.target import load_tokenizer
 
-    try:
-        tok = AutoTokenizer.from_pretrained(target, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{target}: no tokenizer to render chat prompts ({exc})",
-                          hint="give strings or token-id lists instead") from exc
+    tok = load_tokenizer(target, trust_remote_code=trust_remote_code, purpose="render chat prompts",
+                         hint="give strings or token-id lists instead")
     if not getattr(tok, "chat_template", None):
         raise ConfigError(f"{target}: the tokenizer has no chat template to render chat prompts",
                           hint="give strings or token-id lists instead")
@@ -171,6 +167,6 @@ def render_chats(conversations: list[list[dict[str, Any]]], target: str, trust_r
         except Exception as exc:  # a template error (jinja) on this conversation
             raise ConfigError(f"chat prompt {i}: the chat template failed ({exc})") from exc
         if hasattr(ids, "get") and "input_ids" in ids:  # newer transformers return a BatchEncoding
-            ids = ids["input_ids"]  # type: ignore[call-overload, index]
-        out.append([int(t) for t in ids])  # type: ignore[arg-type]
+            ids = ids["input_ids"]
+        out.append([int(t) for t in ids])
     return out

@@ -172,7 +172,8 @@ def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
     target = load_target(opts.target)
     prompt_set = load_prompts(opts.prompts, opts.num_prompts, vocab_size=target.vocab_size, target=opts.target,
                               trust_remote_code=opts.trust_remote_code,
-                              skip_tokenizer_init="--skip-tokenizer-init" in opts.extra_args)
+                              skip_tokenizer_init=(opts.skip_tokenizer_init
+                                                   or "--skip-tokenizer-init" in opts.extra_args))
     serve_opts = opts.serve_options()
     prepared = prepare(serve_opts)
     runs = [ConfigRun(BASELINE, argv := argv_for(serve_opts, prepared, None), shlex.join(argv))]

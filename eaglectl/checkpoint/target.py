@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from eaglectl.errors import ConfigError
+from eaglectl.errors import ConfigError, require
 from eaglectl.hub import cached_target_config, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 from eaglectl.runner.contract import (
@@ -68,3 +69,15 @@ def _read(source: str, cfg_path: Path) -> TargetInfo:
 
 def _names(value: object) -> list[str] | None:
     return list(value) if isinstance(value, list) and all(isinstance(a, str) for a in value) else None
+
+
+def load_tokenizer(target: str, *, trust_remote_code: bool, purpose: str, hint: str) -> Any:
+    """The target's own tokenizer (transformers), for prompts given as text or chats; a target without one is
+    one ConfigError naming `purpose`, with `hint` (what to pass instead)."""
+    require("transformers", extra="hf", purpose=f"to {purpose}")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(target, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{target}: no tokenizer to {purpose} ({exc})", hint=hint) from exc

@@ -410,14 +410,10 @@ def _read_prompts(path: Path) -> list[list[int]] | list[str]:
 
 
 def _tokenize(texts: list[str], target: str, trust_remote_code: bool) -> list[list[int]]:
-    require("transformers", extra="hf", purpose="to tokenize text prompts")
-    from transformers import AutoTokenizer
+    from eaglectl.checkpoint.target import load_tokenizer
 
-    try:
-        tok = AutoTokenizer.from_pretrained(target, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{target}: no tokenizer to tokenize text prompts ({exc})",
-                          hint="pass token ids instead: a JSON list of token-id lists") from exc
+    tok = load_tokenizer(target, trust_remote_code=trust_remote_code, purpose="tokenize text prompts",
+                         hint="pass token ids instead: a JSON list of token-id lists")
     rows = [list(tok(t)["input_ids"]) for t in texts]
     for i, row in enumerate(rows):
         if not row:
