@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,11 @@ MAX_NEW_TOKENS = 1_000_000
 
 
 @dataclass
-class BenchOptions:
-    target: str
-    draft: str
-    revision: str | None = None  # of a Hub drafter
-    algorithm: Algorithm | None = None
+class BenchOptions(ServeOptions):
+    """What a sweep is asked to do. The launch settings (target, drafter, SGLang options, `--python`, the
+    `/health` timeout, flags after `--`) are `ServeOptions`' own, defined once there; the speculative triple of
+    serve's fields is set per configuration by the sweep, and serve's wait / smoke fields are not read."""
+
     steps: list[int] = field(default_factory=lambda: [3])
     topks: list[int] = field(default_factory=lambda: [1])
     draft_tokens: list[int] | None = None
@@ -55,33 +55,14 @@ class BenchOptions:
     num_prompts: int | None = None
     results: Path | None = None
     resume: bool = False
-    print_only: bool = False
-    host: str = "127.0.0.1"
-    port: int = 30000
-    tp_size: int = 1
-    dtype: ServeDType = ServeDType.bfloat16
-    attention_backend: str | None = None
-    mem_fraction_static: float | None = None
-    context_length: int | None = None
-    disable_cuda_graph: bool = False
-    skip_tokenizer_init: bool = False
-    trust_remote_code: bool = False
-    allow_longer_context: bool = False
-    python: str = sys.executable
-    timeout: float = 900.0  # per server start
     request_timeout: float = 600.0
-    extra_args: list[str] = field(default_factory=list)
 
     def serve_options(self) -> ServeOptions:
+        """The launch settings as serve takes them, with the sweep's first configuration (what `prepare` checks)."""
         first = self.configs[0] if self.configs else SpecConfig(self.steps[0], self.topks[0], self.steps[0] + 1)
-        return ServeOptions(
-            target=self.target, draft=self.draft, revision=self.revision, algorithm=self.algorithm,
-            num_steps=first.steps, topk=first.topk, num_draft_tokens=first.draft_tokens, host=self.host,
-            port=self.port, tp_size=self.tp_size, dtype=self.dtype, attention_backend=self.attention_backend,
-            mem_fraction_static=self.mem_fraction_static, context_length=self.context_length,
-            disable_cuda_graph=self.disable_cuda_graph, skip_tokenizer_init=self.skip_tokenizer_init,
-            trust_remote_code=self.trust_remote_code, allow_longer_context=self.allow_longer_context,
-            python=self.python, print_only=self.print_only, timeout=self.timeout, extra_args=list(self.extra_args))
+        launch = {f.name: getattr(self, f.name) for f in fields(ServeOptions)}
+        return ServeOptions(**{**launch, "num_steps": first.steps, "topk": first.topk,
+                               "num_draft_tokens": first.draft_tokens, "extra_args": list(self.extra_args)})
 
 
 @dataclass
