@@ -13,19 +13,26 @@ from eaglectl import output
 from eaglectl.cli.finish import finish
 from eaglectl.cli.options import (
     AlgorithmOpt,
+    AllowLongerContextOpt,
     AttentionBackendOpt,
+    ContextLengthOpt,
     DisableCudaGraphOpt,
     DraftOpt,
     JsonOpt,
+    MemFractionOpt,
+    PythonOpt,
     RevisionOpt,
     ServedTargetOpt,
     ServeDTypeOpt,
     SkipTokenizerInitOpt,
+    TpSizeOpt,
+    TrustRemoteCodeOpt,
     in_range,
 )
 from eaglectl.enums import ServeDType
 from eaglectl.errors import CheckFailedError, EaglectlError
 from eaglectl.output import cell, printable, safe
+from eaglectl.sglang.options import ServeOptions
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -77,24 +84,16 @@ def bench_command(
     host: Annotated[str, typer.Option("--host", help="Bind address of the servers.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", callback=in_range(1, 65535), metavar="PORT",
                                       help="HTTP port of the servers (one at a time).")] = 30000,
-    tp_size: Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N",
-                                         help="Tensor-parallel GPUs.")] = 1,
-    dtype: ServeDTypeOpt = ServeDType.bfloat16,
+    tp_size: TpSizeOpt = ServeOptions.tp_size,
+    dtype: ServeDTypeOpt = ServeOptions.dtype,
     attention_backend: AttentionBackendOpt = None,
     disable_cuda_graph: DisableCudaGraphOpt = False,
     skip_tokenizer_init: SkipTokenizerInitOpt = False,
-    mem_fraction_static: Annotated[float | None, typer.Option(
-        "--mem-fraction-static", callback=in_range(0.0, 1.0), metavar="F", show_default=False,
-        help="GPU memory share for weights and KV cache (SGLang's default when unset).")] = None,
-    context_length: Annotated[int | None, typer.Option(
-        "--context-length", callback=in_range(1), metavar="N", show_default=False,
-        help="Context length for SGLang (default: the target's).")] = None,
-    trust_remote_code: Annotated[bool, typer.Option(
-        "--trust-remote-code", help="Let SGLang run the target's own model code.")] = False,
-    allow_longer_context: Annotated[bool, typer.Option(
-        "--allow-longer-context", help="Let the target's context exceed the draft's (as for serve).")] = False,
-    python: Annotated[str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.",
-                                        show_default="this Python")] = sys.executable,
+    mem_fraction_static: MemFractionOpt = None,
+    context_length: ContextLengthOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = ServeOptions.trust_remote_code,
+    allow_longer_context: AllowLongerContextOpt = ServeOptions.allow_longer_context,
+    python: PythonOpt = ServeOptions.python,
     timeout: Annotated[float, typer.Option("--timeout", metavar="S",
                                            help="Seconds to wait for each server's /health.")] = 900.0,
     request_timeout: Annotated[float, typer.Option("--request-timeout", metavar="S",

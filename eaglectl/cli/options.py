@@ -118,3 +118,22 @@ DisableCudaGraphOpt = Annotated[
 SkipTokenizerInitOpt = Annotated[
     bool, typer.Option("--skip-tokenizer-init", help="Token ids in and out (a target without a tokenizer)."),
 ]
+TpSizeOpt = Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N", help="Tensor-parallel GPUs.")]
+MemFractionOpt = Annotated[
+    float | None, typer.Option("--mem-fraction-static", callback=in_range(0.0, 1.0), metavar="F", show_default=False,
+                               help="Share of GPU memory for weights and KV cache (default: SGLang's)."),
+]
+ContextLengthOpt = Annotated[
+    int | None, typer.Option("--context-length", callback=in_range(1), metavar="N", show_default=False,
+                             help="Context length (default: the target's; checked against the draft's)."),
+]
+TrustRemoteCodeOpt = Annotated[
+    bool, typer.Option("--trust-remote-code", help="Let SGLang run the target's own modelling code."),
+]
+AllowLongerContextOpt = Annotated[
+    bool, typer.Option("--allow-longer-context", help="Let the target's context exceed the draft's "
+                       "max_position_embeddings (sets SGLang's override variable)."),
+]
+PythonOpt = Annotated[
+    str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.", show_default="this Python"),
+]

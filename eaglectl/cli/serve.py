@@ -12,14 +12,20 @@ from eaglectl import output
 from eaglectl.cli.finish import finish
 from eaglectl.cli.options import (
     AlgorithmOpt,
+    AllowLongerContextOpt,
     AttentionBackendOpt,
+    ContextLengthOpt,
     DisableCudaGraphOpt,
     DraftOpt,
     JsonOpt,
+    MemFractionOpt,
+    PythonOpt,
     RevisionOpt,
     ServedTargetOpt,
     ServeDTypeOpt,
     SkipTokenizerInitOpt,
+    TpSizeOpt,
+    TrustRemoteCodeOpt,
     in_range,
 )
 from eaglectl.enums import ServeDType
@@ -50,26 +56,16 @@ def serve_command(
         "--host", metavar="ADDR", help="Bind address (0.0.0.0 only when you ask for it).")] = ServeOptions.host,
     port: Annotated[int, typer.Option("--port", callback=in_range(1, 65535), metavar="PORT", help="HTTP port.")
                     ] = ServeOptions.port,
-    tp_size: Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N", help="Tensor-parallel GPUs.")
-                       ] = ServeOptions.tp_size,
+    tp_size: TpSizeOpt = ServeOptions.tp_size,
     dtype: ServeDTypeOpt = ServeOptions.dtype,
     attention_backend: AttentionBackendOpt = None,
-    mem_fraction_static: Annotated[float | None, typer.Option(
-        "--mem-fraction-static", callback=in_range(0.0, 1.0), metavar="F", show_default=False,
-        help="Share of GPU memory for weights and KV cache (default: SGLang's).")] = None,
-    context_length: Annotated[int | None, typer.Option(
-        "--context-length", callback=in_range(1), metavar="N", show_default=False,
-        help="Context length (default: the target's; checked against the draft's).")] = None,
+    mem_fraction_static: MemFractionOpt = None,
+    context_length: ContextLengthOpt = None,
     disable_cuda_graph: DisableCudaGraphOpt = ServeOptions.disable_cuda_graph,
     skip_tokenizer_init: SkipTokenizerInitOpt = ServeOptions.skip_tokenizer_init,
-    trust_remote_code: Annotated[bool, typer.Option(
-        "--trust-remote-code", help="Let SGLang run the target's own modelling code.")
-        ] = ServeOptions.trust_remote_code,
-    allow_longer_context: Annotated[bool, typer.Option(
-        "--allow-longer-context", help="Let the target's context exceed the draft's max_position_embeddings "
-                                       "(sets SGLang's override variable).")] = ServeOptions.allow_longer_context,
-    python: Annotated[str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.",
-                                        show_default="this Python")] = ServeOptions.python,
+    trust_remote_code: TrustRemoteCodeOpt = ServeOptions.trust_remote_code,
+    allow_longer_context: AllowLongerContextOpt = ServeOptions.allow_longer_context,
+    python: PythonOpt = ServeOptions.python,
     print_only: Annotated[bool, typer.Option(
         "--print-only", help="Print the command; export and launch nothing (a Hub drafter is still fetched into "
                              "the Hugging Face cache, to be checked).")] = ServeOptions.print_only,
