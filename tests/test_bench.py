@@ -341,3 +341,18 @@ def test_first_class_skip_tokenizer_init_refuses_text_prompts_as_the_flag_after_
     for extra in (["--skip-tokenizer-init"], ["--", "--skip-tokenizer-init"]):
         result, doc = run(cli, samples, fake, "--print-only", "--prompts", prompts, *extra)
         assert result.exit_code == 1 and "tokenizer" in doc["error"]["message"], doc
+
+
+@pytest.mark.parametrize(("version", "spelling"), [
+    ("0.5.13", ["--disable-cuda-graph"]), ("0.5.15", ["--disable-decode-cuda-graph", "--disable-prefill-cuda-graph"]),
+])
+def test_every_server_gets_the_installed_releases_spelling_of_disable_cuda_graph(cli, samples, fake, monkeypatch,
+                                                                                version, spelling):
+    monkeypatch.setenv("FAKE_SGLANG_VERSION", version)
+    result, doc = run(cli, samples, fake, "--config", "3,1,4", "--max-new-tokens", "4", "--num-prompts", "1",
+                      "--disable-cuda-graph")
+    assert result.exit_code == 0, result.stderr
+    argvs = [json.loads(line) for line in lines(fake["argvs"])]
+    assert len(argvs) == 2  # the baseline and (3,1,4): both without graphs, so the speedup compares like with like
+    assert all([a for a in argv if "cuda-graph" in a] == spelling for argv in argvs)
+    assert doc["result"]["sglang_version"] == version

@@ -93,6 +93,8 @@ def test_first_class_sglang_options_in_argv(cli, samples, options, expected_tail
     (["--mem-fraction-static", "0.8"], ["--mem-fraction-static=0.9"]),
     (["--context-length", "512"], ["--context-len", "1024"]),  # an argparse abbreviation
     (["--disable-cuda-graph"], ["--disable-cuda-graph"]),
+    (["--disable-cuda-graph"], ["--disable-decode-cuda-graph"]),  # a newer release's spelling of the same
+    (["--disable-cuda-graph"], ["--cuda-graph-backend-prefill=full"]),
     (["--skip-tokenizer-init"], ["--skip-tokenizer-init"]),
 ])
 def test_a_first_class_option_given_again_after_double_dash_is_refused(cli, samples, option, again):

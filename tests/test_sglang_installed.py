@@ -134,3 +134,26 @@ def test_check_release_is_one_function_for_serve_and_bench():
     assert "ignores config key fc_norm" in old.problems
     new = check_release("0.5.13.post1", cfg, shapes, Algorithm.EAGLE3)
     assert new.rules == "0.5.12–0.5.16" and new.problems == [] and new.warnings == []
+
+
+# --- flags spelled as the installed release spells them ---------------------------------------------------------
+@pytest.mark.parametrize(("version", "spelling"), [
+    ("0.5.13.post1", ["--disable-cuda-graph"]),
+    ("0.5.14", ["--disable-decode-cuda-graph", "--disable-prefill-cuda-graph"]),
+    ("0.5.23", ["--disable-decode-cuda-graph", "--disable-prefill-cuda-graph"]),
+])
+def test_disable_cuda_graph_is_spelt_as_the_installed_release_spells_it(cli, samples, tmp_path, exec_server,
+                                                                       version, spelling):
+    result = serve(cli, samples["target"], samples["specforge"], with_version(tmp_path, version),
+                   "--disable-cuda-graph")
+    assert result.exit_code == 0, result.stderr
+    argv = json.loads(result.stdout)["result"]["argv"]
+    assert [a for a in argv if "cuda-graph" in a] == spelling
+    assert exec_server.call_args.args[0] == argv  # what is launched, not only what is shown
+
+
+def test_print_only_spells_disable_cuda_graph_as_every_release_accepts_it(cli, samples):
+    result = cli("serve", "--json", "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
+                 "--disable-cuda-graph")
+    assert result.exit_code == 0, result.stderr
+    assert [a for a in json.loads(result.stdout)["result"]["argv"] if "cuda-graph" in a] == ["--disable-cuda-graph"]

@@ -37,7 +37,7 @@ def test_ranges_cover_every_known_release_once_and_in_order():
 def test_every_rule_names_its_source_release_and_file():
     from dataclasses import fields
 
-    for table in (*rules.EAGLE3_LOADERS, rules.EAGLE3, *rules.EAGLE_LOADERS):
+    for table in (*rules.EAGLE3_LOADERS, rules.EAGLE3, *rules.EAGLE_LOADERS, *rules.LAUNCH_FLAGS):
         for f in fields(table):
             value = getattr(table, f.name)
             if isinstance(value, rules.Rule):
@@ -54,6 +54,25 @@ def test_every_rule_names_its_source_release_and_file():
 ])
 def test_a_release_gets_its_range(version, label):
     assert rules.range_label(version) == label
+
+
+def test_launch_flag_ranges_cover_every_known_release_once_and_in_order():
+    spans = [(r.first, r.last) for r in rules.LAUNCH_FLAGS]
+    covered = [v for first, last in spans for v in rules.releases_between(first, last)]
+    assert covered == list(rules.RELEASES)
+
+
+@pytest.mark.parametrize(("version", "spelling"), [
+    ("0.5.9", ("--disable-cuda-graph",)), ("0.5.13.post1", ("--disable-cuda-graph",)),
+    ("0.5.14rc1", ("--disable-cuda-graph",)),  # a pre-release: the release before it
+    ("0.5.14", ("--disable-decode-cuda-graph", "--disable-prefill-cuda-graph")),
+    ("0.5.23", ("--disable-decode-cuda-graph", "--disable-prefill-cuda-graph")),
+    ("0.6.0", ("--disable-decode-cuda-graph", "--disable-prefill-cuda-graph")),
+    (None, ("--disable-cuda-graph",)), ("nightly", ("--disable-cuda-graph",)),  # unknown: what every release takes
+    ("0.4.0", ("--disable-cuda-graph",)),
+])
+def test_disable_cuda_graph_spelling_per_release(version, spelling):
+    assert rules.launch_flags(version).no_cuda_graph.value == spelling
 
 
 def test_release_order_and_bounds():

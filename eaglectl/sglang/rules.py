@@ -30,6 +30,7 @@ E3 = "sglang/srt/models/llama_eagle3.py"
 E1 = "sglang/srt/models/llama_eagle.py"
 LLAMA = "sglang/srt/models/llama.py"
 WORKER_V2 = "sglang/srt/speculative/eagle_worker_v2.py"
+SERVER_ARGS = "sglang/srt/server_args.py"
 HASHES_FILE = "loader_hashes.json"  # beside this module: sha256 per release of the files the rules come from
 
 
@@ -229,6 +230,43 @@ EAGLE_LOADERS = (
         final_norm=Rule(False, Source("0.5.9", E1, "LlamaModel (no norm)")),
     ),
 )
+
+
+# --- launch flags whose spelling changed ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class LaunchFlags:
+    first: str
+    last: str
+    no_cuda_graph: Rule[tuple[str, ...]]  # what serve's --disable-cuda-graph becomes on SGLang's command line
+
+
+LAUNCH_FLAGS = (
+    LaunchFlags(
+        first="0.5.9", last="0.5.13.post1",
+        no_cuda_graph=Rule(("--disable-cuda-graph",), Source(
+            "0.5.9", SERVER_ARGS, "ServerArgs.add_cli_args l.4490 (0.5.13: l.6519)")),
+    ),
+    LaunchFlags(  # --disable-cuda-graph stays as a DeprecatedStoreTrueAction that warns, through NEWEST_KNOWN
+        first="0.5.14", last=NEWEST_KNOWN,
+        no_cuda_graph=Rule(("--disable-decode-cuda-graph", "--disable-prefill-cuda-graph"), Source(
+            "0.5.14", SERVER_ARGS, "ServerArgs.disable_{prefill,decode}_cuda_graph l.1959-1966; --disable-cuda-graph "
+                                   "deprecated l.6375-6380 (0.5.20+: arg_groups/fields/exec_.py)")),
+    ),
+)
+
+
+def launch_flags(version: str | None) -> LaunchFlags:
+    """The spelling `version` takes. Unknown or unorderable: the oldest, which every known release accepts
+    (with a deprecation warning from 0.5.14)."""
+    if version is None or release_key(version) is None or is_older_than_supported(version):
+        return LAUNCH_FLAGS[0]
+    return _pick(LAUNCH_FLAGS, version)
+
+
+def no_cuda_graph_flags() -> set[str]:
+    """Every spelling of "no CUDA graphs" in any known release (they all set what serve's option sets)."""
+    return {f for r in LAUNCH_FLAGS for f in r.no_cuda_graph.value} | {"--cuda-graph-backend-decode",
+                                                                        "--cuda-graph-backend-prefill"}
 
 
 # --- which release's table applies -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from eaglectl.checkpoint.resolve import resolve
 from eaglectl.enums import Algorithm, Layout, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, UnsupportedDraftError
-from eaglectl.sglang import flags, launcher
+from eaglectl.sglang import flags, launcher, rules
 from eaglectl.sglang.options import ServeOptions
 from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
 
@@ -155,7 +155,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
         _preflight(ckpt, plan, target, opts, env, notes, warnings)
     warnings.extend(check.warnings if check else [])
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
-                      num_draft_tokens=num_draft_tokens)
+                      num_draft_tokens=num_draft_tokens, sglang_version=check.version if check else None)
     return ServeResult(
         argv=argv, command=shell_command(argv, env), env=env, target=opts.target, draft=opts.draft, draft_layout=layout,
         draft_model_path=draft_path, token_map=token_map, algorithm=algorithm, exported=exported,
@@ -172,11 +172,12 @@ def owned_flags(opts: ServeOptions) -> dict[str, str]:
     for flag, given in (("--context-length", opts.context_length is not None),  # checked in preflight
                         ("--attention-backend", opts.attention_backend is not None),
                         ("--mem-fraction-static", opts.mem_fraction_static is not None),
-                        ("--disable-cuda-graph", opts.disable_cuda_graph),
                         ("--skip-tokenizer-init", opts.skip_tokenizer_init),
                         ("--trust-remote-code", opts.trust_remote_code)):
         if given:
             owned[flag] = flag
+    if opts.disable_cuda_graph:  # any release's spelling, and the backends it sets
+        owned.update(dict.fromkeys(sorted(rules.no_cuda_graph_flags()), "--disable-cuda-graph"))
     return owned
 
 
@@ -224,8 +225,10 @@ def model_path(target: str) -> str:
 
 
 def build_argv(opts: ServeOptions, *, algorithm: Algorithm | None, draft_path: str | None, token_map: str | None,
-               num_draft_tokens: int) -> list[str]:
-    """SGLang's argv. `algorithm` None: the target alone with the same flags (bench's baseline)."""
+               num_draft_tokens: int, sglang_version: str | None = None) -> list[str]:
+    """SGLang's argv. `algorithm` None: the target alone with the same flags (bench's baseline). Flags whose
+    spelling changed between releases are written as `sglang_version` spells them (None: as every release
+    accepts them)."""
     argv = [opts.python, "-m", "sglang.launch_server", "--model-path", model_path(opts.target)]
     if algorithm is not None:
         assert draft_path is not None
@@ -244,7 +247,7 @@ def build_argv(opts: ServeOptions, *, algorithm: Algorithm | None, draft_path: s
     if opts.context_length is not None:
         argv += ["--context-length", str(opts.context_length)]
     if opts.disable_cuda_graph:
-        argv.append("--disable-cuda-graph")
+        argv += rules.launch_flags(sglang_version).no_cuda_graph.value
     if opts.skip_tokenizer_init:
         argv.append("--skip-tokenizer-init")
     if opts.trust_remote_code:
@@ -256,12 +259,13 @@ def argv_for(opts: ServeOptions, prepared: ServeResult, speculative: tuple[int, 
     """The argv of one more launch of what `prepare` resolved: another (steps, topk, draft tokens), or None for
     the target without speculation. Same drafter path, token map and flags; `opts` may change host / port."""
     if speculative is None:
-        return build_argv(opts, algorithm=None, draft_path=None, token_map=None, num_draft_tokens=0)
+        return build_argv(opts, algorithm=None, draft_path=None, token_map=None, num_draft_tokens=0,
+                          sglang_version=prepared.sglang_version)
     steps, topk, draft_tokens = speculative
     assert prepared.algorithm is not None
     return build_argv(dataclasses.replace(opts, num_steps=steps, topk=topk), algorithm=prepared.algorithm,
                       draft_path=prepared.draft_model_path, token_map=prepared.token_map,
-                      num_draft_tokens=draft_tokens)
+                      num_draft_tokens=draft_tokens, sglang_version=prepared.sglang_version)
 
 
 def check_flags(argv: list[str], python: str) -> None:
