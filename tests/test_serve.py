@@ -391,3 +391,22 @@ def test_a_smoke_prompt_fifo_is_refused_unread(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(CheckpointError, match="not a regular file"):
         load_prompts(ServeOptions(target="t", draft="d", smoke_prompts=fifo))
+
+
+@pytest.mark.parametrize(("version", "parsed"), [("0.5.15", "--disable-decode-cuda-graph"),
+                                                 (None, "--disable-cuda-graph")])
+def test_sglangs_parser_reads_the_flags_as_its_release_spells_them(cli, samples, monkeypatch, fake_server_args_cls,
+                                                                   version, parsed):
+    """Checking the argv with a 0.5.15 parser must not make it print its deprecation warning into eaglectl's
+    output; a parser whose version cannot be read gets the spelling every release accepts."""
+    seen: list[list[str]] = []
+    monkeypatch.setattr("eaglectl.sglang.flags.server_args_class", lambda python: fake_server_args_cls)
+    monkeypatch.setattr("eaglectl.sglang.installed.probe", lambda: {"installed": True, "version": version})
+    real = __import__("eaglectl.sglang.flags", fromlist=["parse_flags"]).parse_flags
+    monkeypatch.setattr("eaglectl.sglang.flags.parse_flags", lambda argv, *a, **k: (seen.append(argv),
+                                                                                     real(argv, *a, **k))[1])
+    result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
+                 "--attention-backend", "triton", "--disable-cuda-graph")
+    assert result.exit_code == 0, result.stderr
+    assert len(seen) == 1 and parsed in seen[0]
+    assert ("deprecated" in result.stderr) is (version is None)

@@ -87,8 +87,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     warnings: list[str] = []
     refuse_overrides(opts.extra_args, owned_flags(opts))
     if opts.extra_args or opts.attention_backend is not None:  # typed by SGLang itself, before any export
-        check_flags(build_argv(opts, algorithm=opts.algorithm or Algorithm.EAGLE3, draft_path=opts.draft,
-                               token_map=None, num_draft_tokens=opts.num_draft_tokens), opts.python)
+        check_flags(opts)
     installed = None if opts.print_only else installed_sglang(opts.python)  # exit 2 before anything is written
     num_draft_tokens = opts.num_draft_tokens
     if opts.topk == 1 and num_draft_tokens != opts.num_steps + 1:
@@ -268,13 +267,21 @@ def argv_for(opts: ServeOptions, prepared: ServeResult, speculative: tuple[int, 
                       num_draft_tokens=draft_tokens, sglang_version=prepared.sglang_version)
 
 
-def check_flags(argv: list[str], python: str) -> None:
-    """Read SGLang's whole argv (`argv` after `-m sglang.launch_server`) with SGLang's own parser, as
-    launch_server will, when `python` is this interpreter and can import SGLang: a flag it refuses is a usage
-    error before anything is exported or started. Another interpreter's SGLang checks them when it starts."""
-    cls = flags.server_args_class(python)
-    if cls is not None:
-        flags.parse_flags(argv[3:], cls, allow_abbrev=True)
+def check_flags(opts: ServeOptions) -> None:
+    """Read SGLang's whole argv with SGLang's own parser, as launch_server will, when `opts.python` is this
+    interpreter and can import SGLang: a flag it refuses is a usage error before anything is exported or started.
+    The argv is spelt as that SGLang spells it (a deprecated spelling would make its parser print a warning).
+    Another interpreter's SGLang checks the flags when it starts."""
+    from eaglectl.sglang.installed import probe
+
+    cls = flags.server_args_class(opts.python)
+    if cls is None:
+        return
+    version = probe().get("version")
+    argv = build_argv(opts, algorithm=opts.algorithm or Algorithm.EAGLE3, draft_path=opts.draft, token_map=None,
+                      num_draft_tokens=opts.num_draft_tokens, sglang_version=version if isinstance(version, str)
+                      else None)
+    flags.parse_flags(argv[3:], cls, allow_abbrev=True)
 
 
 def serve(opts: ServeOptions, *, on_tick: Callable[[float], None] | None = None,

@@ -5,6 +5,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+
+
+class _DeprecatedStoreTrue(argparse.Action):
+    """SGLang 0.5.14+'s DeprecatedStoreTrueAction: sets the flag and prints a warning naming the new spelling."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"'{option_string}' is deprecated and will be removed in a future release.", file=sys.stderr)
+        setattr(namespace, self.dest, True)
 
 
 class _AssertingAction(argparse.Action):
@@ -43,6 +55,8 @@ class FakeServerArgs:
     port: int = 30000
     context_length: int | None = None
     disable_cuda_graph: bool = False
+    disable_decode_cuda_graph: bool = False
+    disable_prefill_cuda_graph: bool = False
     skip_tokenizer_init: bool = False
     trust_remote_code: bool = False
 
@@ -70,7 +84,9 @@ class FakeServerArgs:
         parser.add_argument("--host", type=str, default="127.0.0.1")
         parser.add_argument("--port", type=int, default=30000)
         parser.add_argument("--context-length", type=int, default=None)
-        parser.add_argument("--disable-cuda-graph", action="store_true")
+        parser.add_argument("--disable-cuda-graph", action=_DeprecatedStoreTrue)
+        parser.add_argument("--disable-decode-cuda-graph", action="store_true")
+        parser.add_argument("--disable-prefill-cuda-graph", action="store_true")
         parser.add_argument("--skip-tokenizer-init", action="store_true")
         parser.add_argument("--trust-remote-code", action="store_true")
         group = parser.add_mutually_exclusive_group(required=True)
