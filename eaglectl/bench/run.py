@@ -389,6 +389,8 @@ def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:
         argv += ["--revision", opts.revision]
     if opts.algorithm is not None:
         argv += ["--algorithm", opts.algorithm.value]
+    if opts.aux_layer_ids is not None:
+        argv += ["--aux-layer-ids", *map(str, opts.aux_layer_ids)]
     argv += ["--num-steps", str(c.steps), "--topk", str(c.topk), "--num-draft-tokens", str(c.draft_tokens)]
     if opts.tp_size != 1:
         argv += ["--tp-size", str(opts.tp_size)]

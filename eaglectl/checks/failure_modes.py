@@ -77,6 +77,9 @@ MODES: dict[str, FailureMode] = {m.code: m for m in (
                 "set_eagle3_layers_to_capture per target family; a short capture breaks the fc width", "refused"),
     FailureMode("aux-ids-numbering", "aux ids that look like vLLM / HF hidden_states numbering",
                 "SGLang ids count layer outputs (+1 before capture on Llama-style targets)", "warned"),
+    FailureMode("aux-ids-unpinned", "no aux ids recorded, a config copied from a target of another depth",
+                "eagle_utils / model_runner: no ids -> the default capture of the served target's layer count",
+                "warned; --aux-layer-ids pins them"),
     FailureMode("sliding-window-ignored", "a sliding-window draft",
                 "SGLang ignores the draft config's window; --speculative-draft-window-size sets one", "warned"),
     FailureMode("sglang-architecture", "a non-Llama EAGLE architecture SGLang serves with its own loader",
@@ -353,6 +356,35 @@ def refuse(ckpt: Checkpoint, plan: ExportPlan, *, only: tuple[str, ...] | None =
 
 
 # ------------------------------------------------------------------------------------------------------ aux ids
+def unpinned_aux_findings(stored_cfg: dict[str, Any], cfg: dict[str, Any], layers_in_weights: int | None,
+                          algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:
+    """A head that records no aux ids gets SGLang's default capture for the target it is served with. A config
+    copied from the model the head was trained on (NeMo's: `num_hidden_layers` stale, fewer layers in the weights)
+    names that model's depth; on a target of another depth the defaults capture other layers than training did,
+    and acceptance drops without an error. `cfg`: the config as SGLang gets it (ids pinned by export count)."""
+    from eaglectl.export.config_rewrite import aux_layer_ids_of
+
+    served_depth = target.num_layers
+    if algorithm is not Algorithm.EAGLE3 or not served_depth or not layers_in_weights or aux_layer_ids_of(cfg):
+        return []
+    trained_depth = config_int(stored_cfg, "num_hidden_layers")
+    if not trained_depth or trained_depth in (layers_in_weights, served_depth):
+        return []
+    family = aux_ids.family_of(target.model_type, target.architectures)
+    served = aux_ids.captured(None, family, served_depth)
+    trained = aux_ids.captured(None, family, trained_depth)
+    ids = aux_ids.ids_for_capture(trained, family, served_depth)
+    fix = (f"if the head was trained with that model's default capture, pin it: "
+           f"--aux-layer-ids {' '.join(map(str, ids))} (export, serve and bench take it)" if ids else
+           f"serve with the target the head was trained on ({trained_depth} layers)")
+    return [Finding("aux-ids-unpinned", Severity.warning,
+                    f"the head records no aux layer ids, so SGLang captures its default for this {served_depth}-layer "
+                    f"target (the inputs of layers {served}); the head's config comes from a model with "
+                    f"{trained_depth} layers (num_hidden_layers {trained_depth}, {layers_in_weights} layer(s) in the "
+                    f"weights), whose default capture is layers {trained}: a head trained there gets other hidden "
+                    f"states here (lower acceptance, no error)", fix)]
+
+
 def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:
     """The draft's aux-layer ids against the target's family and depth, for every SGLang rule range."""
     from eaglectl.export.config_rewrite import aux_layer_ids_of

@@ -11,7 +11,13 @@ from eaglectl.checkpoint.resolve import Checkpoint, detect_algorithm, is_p_eagle
 from eaglectl.checkpoint.target import TargetInfo, load_target
 from eaglectl.checkpoint.values import non_finite_message, scan_non_finite, scanned_tensors
 from eaglectl.checkpoint.weights import FLOAT_DTYPES
-from eaglectl.checks.failure_modes import aux_id_findings, checkpoint_view, head_findings, plan_view
+from eaglectl.checks.failure_modes import (
+    aux_id_findings,
+    checkpoint_view,
+    head_findings,
+    plan_view,
+    unpinned_aux_findings,
+)
 from eaglectl.checks.findings import Finding
 from eaglectl.enums import Algorithm, Layout, Severity
 from eaglectl.errors import EaglectlError
@@ -390,6 +396,7 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
         add(Finding("target-vocab", Severity.error,
                     f"draft vocab_size {cfg['vocab_size']} != target vocab_size {t.vocab_size}"))
     report.findings.extend(aux_id_findings(cfg, algo, t))
+    report.findings.extend(unpinned_aux_findings(ckpt.config, cfg, plan.num_layers if plan else None, algo, t))
     ids = aux_layer_ids_of(cfg)
     if algo is Algorithm.EAGLE3 and t.num_layers and ids:
         report.findings.extend(capture_findings(t.model_type, ids, t.num_layers))

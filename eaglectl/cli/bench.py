@@ -15,6 +15,7 @@ from eaglectl.cli.options import (
     AlgorithmOpt,
     AllowLongerContextOpt,
     AttentionBackendOpt,
+    AuxLayerIdsOpt,
     ContextLengthOpt,
     DisableCudaGraphOpt,
     DraftOpt,
@@ -51,6 +52,7 @@ def bench_command(
     draft: DraftOpt,
     revision: RevisionOpt = None,
     algorithm: AlgorithmOpt = None,
+    aux_layer_ids: AuxLayerIdsOpt = None,
     steps: Annotated[str, typer.Option("--steps", metavar="N,N,...",
                                        help="Draft steps to sweep.")] = "3",
     topk: Annotated[str, typer.Option("--topk", metavar="K,K,...",
@@ -108,7 +110,7 @@ def bench_command(
     from eaglectl.bench.sweep import parse_config, parse_int_list
 
     opts = BenchOptions(
-        target=target, draft=draft, revision=revision, algorithm=algorithm,
+        target=target, draft=draft, revision=revision, algorithm=algorithm, aux_layer_ids=aux_layer_ids,
         steps=parse_int_list(steps, option="--steps"),
         topks=parse_int_list(topk, option="--topk"),
         draft_tokens=parse_int_list(draft_tokens, option="--draft-tokens") if draft_tokens is not None else None,

@@ -9,7 +9,15 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import AlgorithmOpt, CheckpointArg, ExportDTypeOpt, JsonOpt, RevisionOpt, size_text
+from eaglectl.cli.options import (
+    AlgorithmOpt,
+    AuxLayerIdsOpt,
+    CheckpointArg,
+    ExportDTypeOpt,
+    JsonOpt,
+    RevisionOpt,
+    size_text,
+)
 from eaglectl.cli.progress import byte_progress
 from eaglectl.enums import ExportDType
 from eaglectl.output import safe
@@ -26,6 +34,7 @@ def export_command(
              "directory beside the checkpoint's files; for a Hub repo id, ./<name>-sglang/ here).")] = None,
     revision: RevisionOpt = None,
     algorithm: AlgorithmOpt = None,
+    aux_layer_ids: AuxLayerIdsOpt = None,
     dtype: ExportDTypeOpt = ExportDType.keep,
     drop_embeddings: Annotated[bool, typer.Option(
         "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's; refused for a draft "
@@ -47,7 +56,7 @@ def export_command(
         report = export_checkpoint(
             path, output=output_dir, revision=revision, algorithm=algorithm, dtype=ExportDType(dtype).value,
             drop_embeddings=drop_embeddings, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
-            progress=progress)
+            progress=progress, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None)
     finish("export", report, as_json=json, render=lambda c: render_export(c, report), warnings=report.warnings)
 
 

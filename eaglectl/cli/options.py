@@ -88,6 +88,9 @@ AlgorithmOpt = Annotated[
                  help="EAGLE3 or EAGLE; detected from the weights when omitted.",
                  autocompletion=complete.algorithms),
 ]
+AuxLayerIdsOpt = Annotated[tuple[int, int, int] | None, typer.Option(
+    "--aux-layer-ids", metavar="A B C", show_default=False,
+    help="EAGLE-3 aux layer ids the head was trained with, if it records none.")]
 ExportDTypeOpt = Annotated[
     ExportDType,
     typer.Option("--dtype", parser=dtype_parser(ExportDType), metavar=choices_metavar(ExportDType),

@@ -14,6 +14,7 @@ from eaglectl.cli.options import (
     AlgorithmOpt,
     AllowLongerContextOpt,
     AttentionBackendOpt,
+    AuxLayerIdsOpt,
     ContextLengthOpt,
     DisableCudaGraphOpt,
     DraftOpt,
@@ -43,6 +44,7 @@ def serve_command(
     draft: DraftOpt,
     revision: RevisionOpt = None,
     algorithm: AlgorithmOpt = None,
+    aux_layer_ids: AuxLayerIdsOpt = None,
     num_steps: Annotated[int, typer.Option(
         "--num-steps", callback=in_range(1), metavar="N",
         help="Draft steps per round (SGLang's speculative num steps).")] = ServeOptions.num_steps,
@@ -92,7 +94,8 @@ def serve_command(
     from eaglectl.sglang.serve import serve
 
     opts = ServeOptions(
-        target=target, draft=draft, revision=revision, algorithm=algorithm, num_steps=num_steps, topk=topk,
+        target=target, draft=draft, revision=revision, algorithm=algorithm, aux_layer_ids=aux_layer_ids,
+        num_steps=num_steps, topk=topk,
         num_draft_tokens=num_draft_tokens, host=host, port=port, tp_size=tp_size, dtype=ServeDType(dtype),
         attention_backend=attention_backend, mem_fraction_static=mem_fraction_static, context_length=context_length,
         disable_cuda_graph=disable_cuda_graph, skip_tokenizer_init=skip_tokenizer_init,

@@ -117,11 +117,12 @@ def default_output(ckpt: Checkpoint, plan: ExportPlan, *, force: bool = False) -
 def export_checkpoint(path: str, *, output: str | Path | None = None, revision: str | None = None,
                       algorithm: Algorithm | None = None, dtype: str = "keep", drop_embeddings: bool = False,
                       max_shard_size: str = DEFAULT_MAX_SHARD, force: bool = False, dry_run: bool = False,
-                      progress: ProgressFn | None = None) -> ExportReport:
+                      progress: ProgressFn | None = None, aux_layer_ids: list[int] | None = None) -> ExportReport:
     t0 = time.monotonic()
     ckpt = resolve(path, revision=revision)  # a Hub id: its files fetched into the Hub cache, read from there
     reject_p_eagle(ckpt)
-    plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
+    plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings,
+                      aux_layer_ids=aux_layer_ids)
     require_servable(ckpt, plan)
     return export_plan(ckpt, plan, output=output, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
                        progress=progress, started=t0)

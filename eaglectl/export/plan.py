@@ -12,7 +12,7 @@ from eaglectl.checkpoint.names import canonical_name, is_p_eagle_tensor, layer_i
 from eaglectl.checkpoint.resolve import Checkpoint, detect_algorithm
 from eaglectl.checkpoint.weights import FLOAT_DTYPES, nbytes
 from eaglectl.enums import Algorithm, canonical_dtype
-from eaglectl.errors import CheckpointError, UnsupportedDraftError
+from eaglectl.errors import CheckpointError, ConfigError, UnsupportedDraftError
 from eaglectl.export.config_rewrite import aux_layer_ids_of, rewrite_config
 from eaglectl.jsonfile import config_int
 from eaglectl.sglang.architectures import own_loader
@@ -98,8 +98,10 @@ def choose_algorithm(ckpt: Checkpoint, requested: Algorithm | None) -> tuple[Alg
 
 
 def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: str = "keep",
-               drop_embeddings: bool = False) -> ExportPlan:
-    """Plan the SGLang-ready form of `ckpt`. Raises when the weights cannot make a servable head."""
+               drop_embeddings: bool = False, aux_layer_ids: list[int] | None = None) -> ExportPlan:
+    """Plan the SGLang-ready form of `ckpt`. Raises when the weights cannot make a servable head.
+    `aux_layer_ids`: the ids to write for an EAGLE-3 head that records none (without them SGLang derives the
+    capture from whichever target it serves, not the one the head was trained on)."""
     import torch
 
     dtype = canonical_dtype(dtype) or "keep"  # any spelling of eaglectl's dtype vocabulary
@@ -203,6 +205,8 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
 
     fc = next((t for t in tensors if t.name == "fc.weight"), None)
     aux_ids = aux_layer_ids_of(cfg) or (meta.aux_layer_ids if meta else None)
+    if aux_layer_ids is not None:
+        aux_ids = pinned_aux_ids(aux_ids, list(aux_layer_ids), algo, passthrough)
     n_aux = len(aux_ids) if aux_ids else 3
     hidden = config_int(cfg, "hidden_size")
     target_hidden = None
@@ -218,6 +222,20 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
     tensors.sort(key=lambda t: t.name)
     return ExportPlan(algo, reason, new_cfg, [*ckpt.config_notes, *changes], num_layers, tensors, dropped,
                       token_map_source, generated=generated, selected_ids=selected)
+
+
+def pinned_aux_ids(recorded: list[int] | None, given: list[int], algo: Algorithm, passthrough: bool) -> list[int]:
+    """The ids `--aux-layer-ids` pins, checked: they name what the head was trained on, so they may add ids to a
+    head that records none but never change recorded ones."""
+    if algo is not Algorithm.EAGLE3 or passthrough:
+        raise ConfigError(f"--aux-layer-ids is for Llama-style EAGLE-3 heads; this head is "
+                          f"{'served by its own SGLang loader' if passthrough else algo.value}")
+    if len(set(given)) != len(given) or min(given) < 0:
+        raise ConfigError(f"--aux-layer-ids {given}: the ids must be distinct and not negative")
+    if recorded is not None and list(recorded) != given:
+        raise ConfigError(f"the head records aux layer ids {list(recorded)}; --aux-layer-ids {given} would feed it "
+                          f"other target layers than it was trained on", hint="drop --aux-layer-ids")
+    return given
 
 
 def _untie_reason(cfg: dict[str, Any], algo: Algorithm, lm_head: PlannedTensor | None, vocab: int | None,

@@ -16,6 +16,7 @@ class ServeOptions:
     draft: str
     revision: str | None = None  # of a Hub drafter
     algorithm: Algorithm | None = None
+    aux_layer_ids: tuple[int, ...] | None = None  # pinned on export for an EAGLE-3 head that records none
     num_steps: int = 3
     topk: int = 1
     num_draft_tokens: int = 4

@@ -108,7 +108,8 @@ def prepare(opts: ServeOptions) -> ServeResult:
         notes.append(f"draft {ckpt.hub.repo_id}: commit {ckpt.hub.commit}, from the Hugging Face cache "
                      f"{ckpt.hub.snapshot}")
     reject_p_eagle(ckpt)
-    plan = build_plan(ckpt, algorithm=algorithm)
+    plan = build_plan(ckpt, algorithm=algorithm,
+                      aux_layer_ids=list(opts.aux_layer_ids) if opts.aux_layer_ids is not None else None)
     if installed is not None:  # first: a refusal names the release the drafter needs; nothing is written yet
         assert ckpt.weights is not None
         check = require_release(opts.python, plan.config, plan.shapes, plan.algorithm, list(ckpt.weights.tensors),
@@ -195,7 +196,9 @@ def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], note
                                     (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
                                     hint=errors[0].fix)
     for f in findings:
-        if f.severity is Severity.warning and f.code != "context-length":
+        if f.severity is Severity.warning and f.code == "aux-ids-unpinned":  # costs acceptance: a warning, with fix
+            warnings.append(f"{f.message}; {f.fix}")
+        elif f.severity is Severity.warning and f.code != "context-length":
             notes.append(f"preflight: {f.message}")
     draft_mpe = plan.config.get("max_position_embeddings")
     ctx = opts.context_length or target.max_position_embeddings

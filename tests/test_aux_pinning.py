@@ -1,0 +1,128 @@
+"""A head that records no aux-layer ids (NeMo's consolidated checkpoints) gets SGLang's default capture for the target
+it is served with. Served on a target of another depth than the one its config was copied from, it gets other
+hidden states than it was trained on: `aux-ids-unpinned`, and `--aux-layer-ids` on export / serve / bench to pin
+the ids the head was trained with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eaglectl.demo import samples as s
+from eaglectl.demo.samples import save_json
+from tests.helpers import run_json
+
+NEMO = "nemo-consolidated"  # config num_hidden_layers 8 (the training target's), 1 layer in the weights, no ids
+
+
+def target_dir(d: Path, layers: int, **cfg) -> Path:
+    base = {"hidden_size": s.H, "vocab_size": s.VOCAB, "num_hidden_layers": layers, "model_type": "llama",
+            "architectures": ["LlamaForCausalLM"]}
+    save_json(d / "config.json", {**base, **cfg})
+    return d
+
+
+def file_bytes(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def finding(doc: dict, code: str) -> dict | None:
+    return next((f for f in doc["result"]["findings"] if f["code"] == code), None)
+
+
+def test_a_deeper_target_than_the_config_names_is_a_warning_with_the_ids_to_pin(cli, samples, tmp_path):
+    code, doc = run_json(cli, "inspect", samples[NEMO], "--target", target_dir(tmp_path / "t", 16))
+    f = finding(doc, "aux-ids-unpinned")
+    assert f is not None and f["severity"] == "warning", doc["result"]["findings"]
+    assert "16-layer target (the inputs of layers [2, 8, 13])" in f["message"]
+    assert "model with 8 layers" in f["message"] and "default capture is layers [2, 4, 5]" in f["message"]
+    assert "--aux-layer-ids 1 3 4" in f["fix"]
+
+
+def test_the_depth_the_config_names_is_no_finding(cli, samples):
+    code, doc = run_json(cli, "inspect", samples[NEMO], "--target", samples["target"])  # 8 layers, as trained
+    assert finding(doc, "aux-ids-unpinned") is None
+
+
+def test_a_head_that_records_its_ids_is_no_finding(cli, samples, tmp_path):
+    code, doc = run_json(cli, "inspect", samples["specforge"], "--target", target_dir(tmp_path / "t", 16))
+    assert finding(doc, "aux-ids-unpinned") is None
+
+
+def test_a_shallower_target_that_cannot_capture_the_trained_layers_says_so(cli, samples, tmp_path):
+    cfg_path = samples[NEMO] / "model" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg_path.write_text(json.dumps({**cfg, "num_hidden_layers": 32}))  # trained on 32: capture [2, 16, 29]
+    code, doc = run_json(cli, "inspect", samples[NEMO], "--target", target_dir(tmp_path / "t", 16))
+    f = finding(doc, "aux-ids-unpinned")
+    assert f is not None and "[2, 16, 29]" in f["message"] and "--aux-layer-ids" not in f["fix"]
+    assert f["fix"] == "serve with the target the head was trained on (32 layers)"
+
+
+@pytest.mark.parametrize(("model_type", "architectures", "layers"), [
+    ("llama", ["LlamaForCausalLM"], 16), ("deepseek_v3", ["DeepseekV3ForCausalLM"], 61),
+    ("gpt_oss", ["GptOssForCausalLM"], 36),
+])
+def test_the_fix_ids_make_sglang_capture_the_trained_layers_on_every_family(model_type, architectures, layers):
+    from eaglectl.checkpoint.target import TargetInfo
+    from eaglectl.checks.failure_modes import unpinned_aux_findings
+    from eaglectl.enums import Algorithm
+    from eaglectl.sglang import aux_ids, rules
+
+    target = TargetInfo(source="t", config_path=Path("t/config.json"), num_layers=layers, model_type=model_type,
+                        architectures=architectures)
+    [f] = unpinned_aux_findings({"num_hidden_layers": 8}, {}, 1, Algorithm.EAGLE3, target)
+    ids = [int(i) for i in f.fix.split("--aux-layer-ids ")[1].split(" (")[0].split()]
+    family = aux_ids.family_of(model_type, architectures)
+    assert aux_ids.captured(ids, family, layers) == rules.default_positions(8) == [2, 4, 5]
+
+
+def test_export_pins_the_ids_and_the_pinned_export_is_clean(cli, samples, tmp_path):
+    out = tmp_path / "out"
+    code, doc = run_json(cli, "export", samples[NEMO], "--output", out, "--aux-layer-ids", "1", "3", "4")
+    assert code == 0, doc
+    assert json.loads((out / "config.json").read_text())["eagle_config"] == {
+        "eagle_aux_hidden_state_layer_ids": [1, 3, 4]}
+    assert any("eagle_aux_hidden_state_layer_ids: None -> [1, 3, 4]" in c for c in doc["result"]["config_changes"])
+    code, doc = run_json(cli, "inspect", out, "--target", target_dir(tmp_path / "t", 16))
+    assert finding(doc, "aux-ids-unpinned") is None and finding(doc, "aux-layer-ids") is None
+
+
+@pytest.mark.parametrize(("draft", "ids", "message"), [
+    ("specforge", ["1", "3", "5"], "the head records aux layer ids"),  # never changes what the head was trained on
+    ("nemo-legacy-eagle", ["1", "3", "4"], "--aux-layer-ids is for Llama-style EAGLE-3 heads; this head is EAGLE"),
+    (NEMO, ["1", "1", "4"], "must be distinct"),
+])
+def test_ids_the_head_cannot_take_are_refused_and_nothing_is_written(cli, samples, tmp_path, draft, ids, message):
+    before = file_bytes(samples[draft])
+    out = tmp_path / "out"
+    result = cli("export", samples[draft], "--output", out, "--aux-layer-ids", *ids)
+    assert result.exit_code == 1 and message in result.stderr, result.stderr
+    assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
+    assert not out.exists() and file_bytes(samples[draft]) == before
+
+
+def test_the_ids_a_head_records_can_be_given_again(cli, samples, tmp_path):
+    ids = [str(i) for i in s.AUX_IDS]
+    code, doc = run_json(cli, "export", samples["specforge"], "--output", tmp_path / "out", "--aux-layer-ids", *ids)
+    assert code == 0, doc
+
+
+def test_serve_warns_with_the_fix_and_pins_on_request(cli, samples, tmp_path):
+    deep = target_dir(tmp_path / "t", 16)
+    code, doc = run_json(cli, "serve", "--target", deep, "--draft", samples[NEMO], "--print-only")
+    assert code == 0, doc
+    [w] = [w for w in doc["result"]["warnings"] if "records no aux layer ids" in w]
+    assert "--aux-layer-ids 1 3 4" in w
+    code, doc = run_json(cli, "serve", "--target", deep, "--draft", samples[NEMO], "--print-only",
+                         "--aux-layer-ids", "1", "3", "4")
+    assert code == 0 and not [w for w in doc["result"]["warnings"] if "aux layer ids" in w], doc["result"]
+
+
+def test_bench_hands_the_pinned_ids_on_to_the_recommended_serve_command():
+    from eaglectl.bench.run import BenchOptions, SpecConfig, serve_command
+
+    cmd = serve_command(BenchOptions(target="t", draft="d", aux_layer_ids=(1, 3, 4)), SpecConfig(3, 1, 4))
+    assert cmd[cmd.index("--aux-layer-ids"):cmd.index("--aux-layer-ids") + 4] == ["--aux-layer-ids", "1", "3", "4"]
