@@ -271,8 +271,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 args = sys.argv[1:]
 if args[:1] == ["-c"]:
     sys.exit(0)
-# Its stderr goes nowhere: on SIGINT Python prints a KeyboardInterrupt traceback, which the signal tests would
-# otherwise read as eaglectl's.
+# On SIGINT Python prints a KeyboardInterrupt traceback, which eaglectl relays as the server's log and the signal
+# tests would read as eaglectl's own: the server exits quietly, and its child's stderr goes nowhere.
+import signal
+signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stderr=subprocess.DEVNULL)
 with open(os.environ["FAKE_PIDS"] + ".tmp", "w") as fh:
     json.dump([os.getpid(), grandchild.pid], fh)
