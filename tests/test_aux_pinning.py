@@ -37,7 +37,7 @@ def test_a_deeper_target_than_the_config_names_is_a_warning_with_the_ids_to_pin(
     f = finding(doc, "aux-ids-unpinned")
     assert f is not None and f["severity"] == "warning", doc["result"]["findings"]
     assert "16-layer target (the inputs of layers [2, 8, 13])" in f["message"]
-    assert "model with 8 layers" in f["message"] and "default capture is layers [2, 4, 5]" in f["message"]
+    assert "its config names 8 layers" in f["message"] and "trained on layers [2, 4, 5]" in f["message"]
     assert "--aux-layer-ids 1 3 4" in f["fix"]
 
 
@@ -73,10 +73,37 @@ def test_the_fix_ids_make_sglang_capture_the_trained_layers_on_every_family(mode
 
     target = TargetInfo(source="t", config_path=Path("t/config.json"), num_layers=layers, model_type=model_type,
                         architectures=architectures)
-    [f] = unpinned_aux_findings({"num_hidden_layers": 8}, {}, 1, Algorithm.EAGLE3, target)
+    [f] = unpinned_aux_findings(8, {}, 1, Algorithm.EAGLE3, target)
     ids = [int(i) for i in f.fix.split("--aux-layer-ids ")[1].split(" (")[0].split()]
     family = aux_ids.family_of(model_type, architectures)
-    assert aux_ids.captured(ids, family, layers) == rules.default_positions(8) == [2, 4, 5]
+    for release in rules.RELEASES:  # the same layers whichever release serves the head
+        assert aux_ids.captured(ids, family, layers, release) == rules.default_positions(8) == [2, 4, 5], release
+
+
+@pytest.mark.parametrize(("named", "in_weights", "served", "expected"), [
+    (16, 2, 16, None),  # the target the config names: the default is what training used
+    (1, 2, 16, None),  # a config naming fewer layers than the weights hold says nothing about training
+    (4, 1, 16, "serve with the target the head was trained on (4 layers)"),  # [2, 2, 1] repeats: no distinct ids
+])
+def test_when_the_finding_stays_quiet_or_cannot_name_ids(named, in_weights, served, expected):
+    from eaglectl.checkpoint.target import TargetInfo
+    from eaglectl.checks.failure_modes import unpinned_aux_findings
+    from eaglectl.enums import Algorithm
+
+    target = TargetInfo(source="t", config_path=Path("t/config.json"), num_layers=served, model_type="llama")
+    found = unpinned_aux_findings(named, {}, in_weights, Algorithm.EAGLE3, target)
+    assert [f.fix for f in found] == ([expected] if expected else [])
+
+
+def test_an_unpinned_export_keeps_the_depth_its_source_named(cli, samples, tmp_path):
+    """The export's config says the one layer it holds; its manifest keeps the 8 the NeMo config named."""
+    out = tmp_path / "out"
+    code, doc = run_json(cli, "export", samples[NEMO], "--output", out)
+    assert code == 0, doc
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
+    code, doc = run_json(cli, "inspect", out, "--target", target_dir(tmp_path / "t", 16))
+    f = finding(doc, "aux-ids-unpinned")
+    assert f is not None and "--aux-layer-ids 1 3 4" in f["fix"]
 
 
 def test_export_pins_the_ids_and_the_pinned_export_is_clean(cli, samples, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from eaglectl.demo import samples as s
 from tests.helpers import fake_python, free_port, survivor
 
 FAKE = Path(__file__).parent / "fakes" / "sglang_bench_server.py"
@@ -219,6 +220,10 @@ def test_resume_refuses_foreign_files_and_other_benchmarks(cli, samples, fake, t
     before = results.read_bytes()
     result = cli(*bench_args(samples, fake, "--max-new-tokens", "9", "--num-prompts", "2", "--results", results,
                              "--resume"))
+    assert result.exit_code == 1 and "holds another benchmark" in result.stderr and results.read_bytes() == before
+    # pinned aux ids feed the head other layers: their measurements are another benchmark's
+    result = cli(*bench_args(samples, fake, "--max-new-tokens", "8", "--num-prompts", "2", "--results", results,
+                             "--resume", "--aux-layer-ids", *map(str, s.AUX_IDS)))
     assert result.exit_code == 1 and "holds another benchmark" in result.stderr and results.read_bytes() == before
 
 

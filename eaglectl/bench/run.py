@@ -220,6 +220,7 @@ def _fingerprint(opts: BenchOptions, ps: PromptSet) -> str:
     """What makes two runs' measurements comparable: not the configurations or batch sizes (a resumed sweep may
     add some), but the target, drafter, prompts, load and server flags."""
     doc = {"target": opts.target, "draft": opts.draft, "algorithm": opts.algorithm.value if opts.algorithm else None,
+           **({"aux_layer_ids": list(opts.aux_layer_ids)} if opts.aux_layer_ids is not None else {}),
            "prompts": [p.value for p in ps.prompts], "max_new_tokens": opts.max_new_tokens,
            "temperature": opts.temperature, "tp_size": opts.tp_size, "dtype": opts.dtype.value,
            "mem_fraction_static": opts.mem_fraction_static, "context_length": opts.context_length,

@@ -356,33 +356,45 @@ def refuse(ckpt: Checkpoint, plan: ExportPlan, *, only: tuple[str, ...] | None =
 
 
 # ------------------------------------------------------------------------------------------------------ aux ids
-def unpinned_aux_findings(stored_cfg: dict[str, Any], cfg: dict[str, Any], layers_in_weights: int | None,
+def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers_in_weights: int | None,
                           algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:
     """A head that records no aux ids gets SGLang's default capture for the target it is served with. A config
-    copied from the model the head was trained on (NeMo's: `num_hidden_layers` stale, fewer layers in the weights)
-    names that model's depth; on a target of another depth the defaults capture other layers than training did,
-    and acceptance drops without an error. `cfg`: the config as SGLang gets it (ids pinned by export count)."""
+    copied from the model the head was trained on (NeMo AutoModel's: `num_hidden_layers` stale, more than the
+    layers in the weights) names that model's depth, `trained_depth`; on a target of another depth the defaults
+    capture other layers than training did, and acceptance drops without an error. `cfg`: the config as SGLang
+    gets it (ids pinned by export count)."""
     from eaglectl.export.config_rewrite import aux_layer_ids_of
 
     served_depth = target.num_layers
-    if algorithm is not Algorithm.EAGLE3 or not served_depth or not layers_in_weights or aux_layer_ids_of(cfg):
-        return []
-    trained_depth = config_int(stored_cfg, "num_hidden_layers")
-    if not trained_depth or trained_depth in (layers_in_weights, served_depth):
+    if (algorithm is not Algorithm.EAGLE3 or not served_depth or not layers_in_weights or not trained_depth
+            or aux_layer_ids_of(cfg) or trained_depth <= layers_in_weights or trained_depth == served_depth):
         return []
     family = aux_ids.family_of(target.model_type, target.architectures)
     served = aux_ids.captured(None, family, served_depth)
     trained = aux_ids.captured(None, family, trained_depth)
-    ids = aux_ids.ids_for_capture(trained, family, served_depth)
-    fix = (f"if the head was trained with that model's default capture, pin it: "
+    ids = _ids_capturing(trained, family, served_depth)
+    fix = (f"if the head was trained on that model's default layers, pin them: "
            f"--aux-layer-ids {' '.join(map(str, ids))} (export, serve and bench take it)" if ids else
            f"serve with the target the head was trained on ({trained_depth} layers)")
     return [Finding("aux-ids-unpinned", Severity.warning,
                     f"the head records no aux layer ids, so SGLang captures its default for this {served_depth}-layer "
-                    f"target (the inputs of layers {served}); the head's config comes from a model with "
-                    f"{trained_depth} layers (num_hidden_layers {trained_depth}, {layers_in_weights} layer(s) in the "
-                    f"weights), whose default capture is layers {trained}: a head trained there gets other hidden "
-                    f"states here (lower acceptance, no error)", fix)]
+                    f"target (the inputs of layers {served}); its config names {trained_depth} layers "
+                    f"(num_hidden_layers, {layers_in_weights} in the weights). A config copied from the training "
+                    f"target, as NeMo AutoModel's are, means the head was trained on layers {trained}: it gets other "
+                    f"hidden states here (lower acceptance, no error)", fix)]
+
+
+def _ids_capturing(capture: list[int], family: aux_ids.Family, num_layers: int) -> list[int] | None:
+    """Distinct ids that make every known SGLang release capture exactly `capture` on this target (None: none do,
+    e.g. a capture that repeats a layer or lies past the target's last one)."""
+    if len(set(capture)) != len(capture):
+        return None
+    for candidate in (list(capture), [c - 1 for c in capture]):
+        if min(candidate) >= 0 and all(aux_ids.captured(candidate, family, num_layers, start) == capture
+                                       and all(aux_ids.reachable(c, family, num_layers, start) for c in capture)
+                                       for _, start, _ in aux_ids.RULE_RANGES):
+            return candidate
+    return None
 
 
 def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:

@@ -27,6 +27,7 @@ from eaglectl.export.outputs import (
     read_manifest,
     refuse_foreign_dir,
     refuse_source_overlap,
+    source_layer_count,
     source_paths,
 )
 from eaglectl.export.plan import DroppedTensor, ExportPlan, build_plan
@@ -416,7 +417,9 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDi
     manifest = {"eaglectl_export": 1, "eaglectl_version": __version__, "algorithm": plan.algorithm.value,
                 "source_fingerprint": fingerprint, "files": sorted([Path(w.path).name for w in written] + [MANIFEST]),
                 "renamed": plan.renames, "dropped": {d.name: d.reason for d in plan.dropped},
-                "generated": plan.generated_from}
+                "generated": plan.generated_from,
+                # the source config's layer count: NeMo's names the training target (aux-ids-unpinned reads it)
+                "source_num_hidden_layers": source_layer_count(ckpt)}
     written.append(_write_small(staged / MANIFEST, _sorted_json(manifest)))
     return written
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from eaglectl.enums import Layout
 from eaglectl.errors import ConfigError, OutputError
 from eaglectl.export.atomic import LOCK_TAG, OLD_TAG, STAGE_TAG
-from eaglectl.jsonfile import CONFIG_LIMITS, loads_bounded
+from eaglectl.jsonfile import CONFIG_LIMITS, config_int, loads_bounded
 
 if TYPE_CHECKING:
     from eaglectl.checkpoint.resolve import Checkpoint
@@ -151,6 +151,16 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     if files is not None and not (isinstance(files, list) and all(_plain_name(f) for f in files)):
         return None
     return doc
+
+
+def source_layer_count(ckpt: Checkpoint) -> int | None:
+    """The layer count the drafter's config names: its own, or for an eaglectl export (whose config says the
+    layers it holds) its source's, kept in the manifest. NeMo AutoModel's configs name the training target's."""
+    manifest = read_manifest(ckpt.model_dir) if ckpt.model_dir is not None else None
+    if manifest is not None and "source_num_hidden_layers" in manifest:
+        value = manifest["source_num_hidden_layers"]
+        return value if type(value) is int and value > 0 else None
+    return config_int(ckpt.config, "num_hidden_layers")
 
 
 def _plain_name(name: Any) -> bool:
