@@ -153,3 +153,16 @@ def test_bench_hands_the_pinned_ids_on_to_the_recommended_serve_command():
 
     cmd = serve_command(BenchOptions(target="t", draft="d", aux_layer_ids=(1, 3, 4)), SpecConfig(3, 1, 4))
     assert cmd[cmd.index("--aux-layer-ids"):cmd.index("--aux-layer-ids") + 4] == ["--aux-layer-ids", "1", "3", "4"]
+
+
+def test_replacing_a_pinned_export_without_the_ids_says_so(cli, samples):
+    nemo = samples[NEMO]
+    code, doc = run_json(cli, "export", nemo, "--aux-layer-ids", "1", "3", "4")
+    assert code == 0 and doc["result"]["action"] == "written", doc
+    result = cli("export", nemo)  # the same default output, now without the ids
+    assert result.exit_code == 0, result.stderr
+    assert "aux layer ids [1, 3, 4] pinned; this one records none" in result.stderr
+    assert "--aux-layer-ids 1 3 4 keeps them" in result.stderr
+    assert "eagle_config" not in json.loads((nemo / "sglang" / "config.json").read_text())
+    result = cli("export", nemo)  # an unpinned export replaced by the same: nothing to say
+    assert result.exit_code == 0 and "pinned" not in result.stderr

@@ -24,6 +24,7 @@ from eaglectl.export.outputs import (
     EXPORT_DIR,
     MANIFEST,
     earlier_export_notes,
+    pinned_ids_dropped,
     read_manifest,
     refuse_foreign_dir,
     refuse_source_overlap,
@@ -177,6 +178,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             report.seconds = time.monotonic() - t0
             return report
         refuse_foreign_dir(out)  # again under the lock: what is there now is what the swap replaces
+        unpinned = pinned_ids_dropped(out, plan.config)
         staged = stage_dir(out)
         shards = _shards(plan, max_bytes)
         written = _Written()
@@ -185,6 +187,11 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             report.files = _write_all(ckpt, plan, staged, shards, fingerprint, token_map_needed, progress,
                                       on_tensor=written.add)
             report.warnings = _value_warnings(scan.result())
+            if unpinned:
+                report.warnings.append(
+                    f"{out} held an export with aux layer ids {unpinned} pinned; this one records none, so SGLang "
+                    f"captures the default layers of whichever target serves it (--aux-layer-ids "
+                    f"{' '.join(map(str, unpinned))} keeps them)")
             report.verification = verify_output(staged, plan)
             failed = [v for v in report.verification if not v.ok]
             if failed:

@@ -163,6 +163,21 @@ def source_layer_count(ckpt: Checkpoint) -> int | None:
     return config_int(ckpt.config, "num_hidden_layers")
 
 
+def pinned_ids_dropped(out: Path, new_config: dict[str, Any]) -> list[int] | None:
+    """The aux layer ids an eaglectl export at `out` records that the config about to replace it does not: a later
+    export without --aux-layer-ids would otherwise un-pin them without a word."""
+    from eaglectl.export.config_rewrite import aux_layer_ids_of
+
+    if read_manifest(out) is None or aux_layer_ids_of(new_config):
+        return None
+    data = read_regular(out / "config.json", MAX_MANIFEST_BYTES)
+    try:
+        old = loads_bounded(data, CONFIG_LIMITS, where=str(out / "config.json"), what="config") if data else None
+    except ConfigError:
+        return None
+    return aux_layer_ids_of(old) if isinstance(old, dict) else None
+
+
 def _plain_name(name: Any) -> bool:
     return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\0" not in name
 
