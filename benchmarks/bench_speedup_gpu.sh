@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Device-side driver for bench's speedup proof: the distilled fixture's NeMo head on a deeper copy of its target
-# (scripts/gpu/deepen_target.py: same function, LAYERS layers), baseline and speculative configs at batch size 1.
-# Needs .sglang-bundle and .gpu/fixture carried to the device machine (see serve_proof.sh).
-# usage: bash scripts/gpu/deep_bench.sh LAYERS DRAFT [--config S,K,N ...] [more bench options]
+# (benchmarks/deepen_target.py: same function, LAYERS layers), baseline and speculative configs at batch size 1.
+# Needs .sglang-bundle and .gpu/fixture carried to the device machine (see scripts/gpu/serve_proof.sh).
+# usage: bash benchmarks/bench_speedup_gpu.sh LAYERS DRAFT [--config S,K,N ...] [more bench options]
 #   DRAFT: the head inside the fixture, e.g. specforge (aux ids recorded) or nemo/epoch_0_step_100 (none recorded:
 #   SGLang then derives the capture from the deeper target's depth, not the depth the head was trained on)
 set -u
@@ -11,7 +11,7 @@ export PYTHONPATH=$PWD:$PYTHONPATH PYTHONUNBUFFERED=1
 layers=$1; draft=$2; shift 2
 work=$(mktemp -d)
 cp -r .gpu/fixture "$work/fx"
-python scripts/gpu/deepen_target.py "$work/fx/target" "$work/fx/deep" "$layers"
+python benchmarks/deepen_target.py "$work/fx/target" "$work/fx/deep" "$layers"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt"
 python -m eaglectl --version > "$OUT/version.txt"
 python -m eaglectl bench --json --target "$work/fx/deep" --draft "$work/fx/$draft" \

@@ -4,7 +4,7 @@ with zero `o_proj` and `down_proj`, so each adds nothing to the residual stream.
 original serves it with the same acceptance, while every target forward costs as much as the deeper model's:
 a stand-in for "the target costs far more than the drafter" when no larger target with a trained head exists.
 
-usage: python scripts/gpu/deepen_target.py TARGET_DIR OUT_DIR LAYERS
+usage: python benchmarks/deepen_target.py TARGET_DIR OUT_DIR LAYERS
 """
 
 from __future__ import annotations
