@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device-side driver for bench's speedup proof: the distilled fixture's NeMo head on a deeper copy of its target
+# Device-side driver for bench's speedup proof: a head of the distilled fixture on a deeper copy of its target
 # (benchmarks/deepen_target.py: same function, LAYERS layers), baseline and speculative configs at batch size 1.
 # Needs .sglang-bundle and .gpu/fixture carried to the device machine (see scripts/gpu/serve_proof.sh).
 # usage: bash benchmarks/bench_speedup_gpu.sh LAYERS DRAFT [--config S,K,N ...] [more bench options]

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DISTILL_FIXTURE, SGLANG_FLAGS, gpu_requirements, serve_smoke, sglang_port
+from tests.helpers import (
+    DISTILL_FIXTURE,
+    SGLANG_FLAGS,
+    distilled_nemo_head,
+    gpu_requirements,
+    serve_smoke,
+    sglang_port,
+)
 
 pytestmark = pytest.mark.gpu
 
@@ -69,3 +76,25 @@ def test_tied_lm_head_collapses_as_is_and_serves_after_eaglectl(tmp_path):
     assert reference is not None and fixed is not None, report
     assert abs(fixed - reference) <= 0.05, report
     assert as_is is None or as_is < reference - 0.5, report
+
+
+def test_unpinned_nemo_head_on_a_deeper_target_and_pinned_by_eaglectl(tmp_path):
+    """aux-ids-unpinned on real SGLang: the NeMo head (no aux ids recorded) on a 32-layer copy of its 8-layer target
+    that computes the same function. Unpinned, SGLang captures that target's default layers and acceptance drops;
+    with `--aux-layer-ids 1 3 4` it is the fixture's again."""
+    import subprocess
+
+    fixture, nemo = distilled_nemo_head(tmp_path)
+    deep = tmp_path / "deep"
+    subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "benchmarks" / "deepen_target.py"),
+                    str(fixture / "target"), str(deep), "32"], check=True, capture_output=True)
+    prompts = fixture / "prompts.json"
+    unpinned, _ = serve_smoke(deep, nemo, prompts)
+    pinned, _ = serve_smoke(deep, nemo, prompts, "--aux-layer-ids", "1", "3", "4")
+    reference, _ = serve_smoke(fixture / "target", nemo, prompts)
+    accept = {name: doc["result"]["smoke"]["mean_accept_length"]
+              for name, doc in (("unpinned", unpinned), ("pinned", pinned), ("reference", reference))}
+    print(json.dumps(accept, indent=2))
+    assert any("records no aux layer ids" in w for w in unpinned["result"]["warnings"]), unpinned["result"]
+    assert abs(accept["pinned"] - accept["reference"]) <= 0.05, accept
+    assert accept["unpinned"] < accept["reference"] - 0.2, accept
