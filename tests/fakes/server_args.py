@@ -12,7 +12,8 @@ class _DeprecatedStoreTrue(argparse.Action):
     """SGLang 0.5.14+'s DeprecatedStoreTrueAction: sets the flag and prints a warning naming the new spelling."""
 
     def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=False)
+        kwargs.setdefault("default", False)
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
         print(f"'{option_string}' is deprecated and will be removed in a future release.", file=sys.stderr)
