@@ -361,3 +361,15 @@ def test_every_server_gets_the_installed_releases_spelling_of_disable_cuda_graph
     assert len(argvs) == 2  # the baseline and (3,1,4): both without graphs, so the speedup compares like with like
     assert all([a for a in argv if "cuda-graph" in a] == spelling for argv in argvs)
     assert doc["result"]["sglang_version"] == version
+
+
+@pytest.mark.parametrize(("typed", "ours"), [("--num-steps", "--steps"), ("--num-draft-tokens", "--draft-tokens")])
+def test_serves_option_names_typed_to_bench_name_benchs(cli, samples, fake, typed, ours):
+    result = cli(*bench_args(samples, fake, typed, "3"))
+    assert result.exit_code == 2 and f"No such option: {typed} (eaglectl bench calls it {ours})" in result.stderr
+    assert "after `--`" not in result.stderr
+
+
+def test_a_stray_word_before_double_dash_is_a_usage_error(cli, samples, fake):
+    result = cli(*bench_args(samples, fake, "--print-only", "8"))
+    assert result.exit_code == 2 and "unexpected argument '8'" in result.stderr and not lines(fake["argvs"])

@@ -410,3 +410,19 @@ def test_sglangs_parser_reads_the_flags_as_its_release_spells_them(cli, samples,
     assert result.exit_code == 0, result.stderr
     assert len(seen) == 1 and parsed in seen[0]
     assert ("deprecated" in result.stderr) is (version is None)
+
+
+@pytest.mark.parametrize("typed", [
+    ["--aux-layer-ids", "1", "3", "4", "5"],  # one id too many
+    ["5", "--", "--page-size", "16"],  # a stray word before `--`
+])
+def test_a_stray_word_before_double_dash_is_a_usage_error_not_an_sglang_argument(cli, samples, typed):
+    result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only", *typed)
+    assert result.exit_code == 2 and result.stdout == "", result.stdout
+    assert "unexpected argument '5' (SGLang's own arguments go after `--`" in result.stderr
+    assert result.stderr.count("error:") == 1
+
+
+def test_words_after_double_dash_stay_sglangs_even_when_they_repeat_a_stray_one(cli, samples):
+    code, doc = print_only(cli, samples, "--", "5", "--page-size", "16")
+    assert code == 0 and doc["result"]["argv"][-3:] == ["5", "--page-size", "16"]

@@ -22,11 +22,13 @@ class EaglectlGroup(TyperGroup):
 
     _json = False
     _command: str | None = None
+    argv: list[str] | None = None  # as typed: `passthrough_args` tells what came after `--` from a stray word before it
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
              **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        self.argv = argv
         output.reset()
         self._json = wants_json(argv)
         self._command = next((a for a in argv if a in self.commands), None)
@@ -82,8 +84,15 @@ class EaglectlGroup(TyperGroup):
         it goes (Click's message, "No such option: --attention-backend-x", alone gives no way forward)."""
         name = getattr(exc, "option_name", None)
         command = self.commands.get(self._command or "")
-        if (type(exc).__name__ == "NoSuchOption" and name and command is not None
+        if not (type(exc).__name__ == "NoSuchOption" and name and command is not None
                 and command.context_settings.get("allow_extra_args")):
+            return
+        # serve's `--num-steps` typed to bench (`--steps`): this command's own name for it, not SGLang's
+        ours = [p for p in getattr(exc, "possibilities", None) or [] if name.endswith("-" + p.lstrip("-"))]
+        if ours:
+            exc.message = f"No such option: {name} (eaglectl {self._command} calls it {ours[0]})"
+            exc.possibilities = []  # type: ignore[attr-defined]  # NoSuchOption's
+        else:
             exc.message = (f"{exc.message} (SGLang's own flags go after `--`: "
                            f"eaglectl {self._command} ... -- {name} ...)")
 

@@ -29,6 +29,7 @@ from eaglectl.cli.options import (
     TpSizeOpt,
     TrustRemoteCodeOpt,
     in_range,
+    passthrough_args,
 )
 from eaglectl.enums import ServeDType
 from eaglectl.errors import CheckFailedError, EaglectlError
@@ -121,7 +122,7 @@ def bench_command(
         skip_tokenizer_init=skip_tokenizer_init,
         mem_fraction_static=mem_fraction_static, context_length=context_length, trust_remote_code=trust_remote_code,
         allow_longer_context=allow_longer_context, python=python, timeout=timeout, request_timeout=request_timeout,
-        extra_args=list(ctx.args))
+        extra_args=passthrough_args(ctx))
     def log(line: str) -> None:
         sys.stderr.write(line)
 

@@ -140,3 +140,20 @@ AllowLongerContextOpt = Annotated[
 PythonOpt = Annotated[
     str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.", show_default="this Python"),
 ]
+
+
+def passthrough_args(ctx: typer.Context) -> list[str]:
+    """The arguments after `--`, SGLang's. Click also collects stray words typed before `--` into `ctx.args`
+    (`--aux-layer-ids 1 3 4 5`): those are a usage error, as an unknown option is, not flags for SGLang."""
+    from eaglectl.errors import UsageError
+
+    typed = getattr(ctx.find_root().command, "argv", None)
+    args = list(ctx.args)
+    if not isinstance(typed, list):
+        return args
+    after = typed[typed.index("--") + 1:] if "--" in typed else []
+    stray = args[:len(args) - len(after)] if args[len(args) - len(after):] == after else args
+    if stray:
+        raise UsageError(f"unexpected argument {stray[0]!r} (SGLang's own arguments go after `--`: "
+                         f"eaglectl {ctx.info_name} ... -- ...)")
+    return args

@@ -10,7 +10,7 @@ import typer
 from eaglectl import output
 from eaglectl.cli import complete
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import JsonOpt, choices_metavar, dtype_parser
+from eaglectl.cli.options import JsonOpt, choices_metavar, dtype_parser, passthrough_args
 from eaglectl.enums import Compare, Engine, ServeDType
 from eaglectl.errors import CheckFailedError
 from eaglectl.output import cell, safe
@@ -84,7 +84,7 @@ def probe_target_command(
                        batch=batch, seq_len=seq_len, prompts=prompts, dtype=ServeDType(dtype).value, tp_size=tp_size,
                        compare=compare, tolerance=tolerance, min_top1_agreement=min_top1, seed=seed,
                        warmup=warmup, trust_remote_code=trust_remote_code, attention_backend=attention_backend,
-                       mem_fraction_static=mem_fraction_static, sglang_flags=list(ctx.args))
+                       mem_fraction_static=mem_fraction_static, sglang_flags=passthrough_args(ctx))
     failure = None
     if not report.ok:
         more = f" (and {len(report.failures) - 1} more)" if len(report.failures) > 1 else ""

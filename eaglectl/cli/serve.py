@@ -28,6 +28,7 @@ from eaglectl.cli.options import (
     TpSizeOpt,
     TrustRemoteCodeOpt,
     in_range,
+    passthrough_args,
 )
 from eaglectl.enums import ServeDType
 from eaglectl.errors import LaunchError
@@ -102,7 +103,7 @@ def serve_command(
         trust_remote_code=trust_remote_code,
         allow_longer_context=allow_longer_context, python=python, print_only=print_only, wait=wait, smoke=smoke,
         smoke_only=smoke_only, smoke_prompts=smoke_prompts, smoke_max_new_tokens=smoke_max_new_tokens,
-        min_accept_length=min_accept_length, timeout=timeout, extra_args=list(ctx.args))
+        min_accept_length=min_accept_length, timeout=timeout, extra_args=passthrough_args(ctx))
     supervised = wait or smoke or smoke_only
     with output.stderr.status("starting SGLang ...", spinner="dots") if supervised else nullcontext() as st:
         result = serve(
