@@ -28,6 +28,15 @@ def file_bytes(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
+def pinned_ids(fix: str) -> list[int]:
+    """The ids a fix tells to pass with --aux-layer-ids."""
+    import re
+
+    found = re.search(r"--aux-layer-ids ((?:\d+ )*\d+)", fix)
+    assert found, fix
+    return [int(w) for w in found.group(1).split()]
+
+
 def finding(doc: dict, code: str) -> dict | None:
     return next((f for f in doc["result"]["findings"] if f["code"] == code), None)
 
@@ -38,7 +47,8 @@ def test_a_deeper_target_than_the_config_names_is_a_warning_with_the_ids_to_pin(
     assert f is not None and f["severity"] == "warning", doc["result"]["findings"]
     assert "16-layer target (the inputs of layers [2, 8, 13])" in f["message"]
     assert "its config names 8 layers" in f["message"] and "trained on layers [2, 4, 5]" in f["message"]
-    assert "--aux-layer-ids 1 3 4" in f["fix"]
+    assert pinned_ids(f["fix"]) == [1, 3, 4] and "on every serve / bench of this checkpoint" in f["fix"]
+    assert "SGLang's ids count layer outputs, so 1, 3, 4 capture the inputs of layers 2, 4, 5" in f["fix"]
 
 
 def test_the_depth_the_config_names_is_no_finding(cli, samples):
@@ -74,7 +84,7 @@ def test_the_fix_ids_make_sglang_capture_the_trained_layers_on_every_family(mode
     target = TargetInfo(source="t", config_path=Path("t/config.json"), num_layers=layers, model_type=model_type,
                         architectures=architectures)
     [f] = unpinned_aux_findings(8, {}, 1, Algorithm.EAGLE3, target)
-    ids = [int(i) for i in f.fix.split("--aux-layer-ids ")[1].split(" (")[0].split()]
+    ids = pinned_ids(f.fix)
     family = aux_ids.family_of(model_type, architectures)
     for release in rules.RELEASES:  # the same layers whichever release serves the head
         assert aux_ids.captured(ids, family, layers, release) == rules.default_positions(8) == [2, 4, 5], release
@@ -103,7 +113,8 @@ def test_an_unpinned_export_keeps_the_depth_its_source_named(cli, samples, tmp_p
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
     code, doc = run_json(cli, "inspect", out, "--target", target_dir(tmp_path / "t", 16))
     f = finding(doc, "aux-ids-unpinned")
-    assert f is not None and "--aux-layer-ids 1 3 4" in f["fix"]
+    assert f is not None and pinned_ids(f["fix"]) == [1, 3, 4]
+    assert "export the checkpoint this export came from again" in f["fix"]  # not the export itself
 
 
 def test_export_pins_the_ids_and_the_pinned_export_is_clean(cli, samples, tmp_path):
@@ -159,6 +170,10 @@ def test_replacing_a_pinned_export_without_the_ids_says_so(cli, samples):
     nemo = samples[NEMO]
     code, doc = run_json(cli, "export", nemo, "--aux-layer-ids", "1", "3", "4")
     assert code == 0 and doc["result"]["action"] == "written", doc
+    result = cli("export", nemo, "--dry-run")  # said before anything is written
+    assert result.exit_code == 0 and "aux layer ids [1, 3, 4] pinned; this one records none" in result.stderr
+    code, doc = run_json(cli, "serve", "--target", samples["target"], "--draft", nemo, "--print-only")
+    assert code == 0 and any("[1, 3, 4] pinned" in w for w in doc["result"]["warnings"]), doc["result"]
     result = cli("export", nemo)  # the same default output, now without the ids
     assert result.exit_code == 0, result.stderr
     assert "aux layer ids [1, 3, 4] pinned; this one records none" in result.stderr

@@ -357,12 +357,13 @@ def refuse(ckpt: Checkpoint, plan: ExportPlan, *, only: tuple[str, ...] | None =
 
 # ------------------------------------------------------------------------------------------------------ aux ids
 def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers_in_weights: int | None,
-                          algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:
+                          algorithm: Algorithm | None, target: TargetInfo, *, exported: bool = False
+                          ) -> list[Finding]:
     """A head that records no aux ids gets SGLang's default capture for the target it is served with. A config
     copied from the model the head was trained on (NeMo AutoModel's: `num_hidden_layers` stale, more than the
     layers in the weights) names that model's depth, `trained_depth`; on a target of another depth the defaults
     capture other layers than training did, and acceptance drops without an error. `cfg`: the config as SGLang
-    gets it (ids pinned by export count)."""
+    gets it (ids pinned by export count); `exported`: the head is an eaglectl export (the fix is on its source)."""
     from eaglectl.export.config_rewrite import aux_layer_ids_of
 
     served_depth = target.num_layers
@@ -373,9 +374,18 @@ def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers
     served = aux_ids.captured(None, family, served_depth)
     trained = aux_ids.captured(None, family, trained_depth)
     ids = _ids_capturing(trained, family, served_depth)
-    fix = (f"if the head was trained on that model's default layers, pin them: "
-           f"--aux-layer-ids {' '.join(map(str, ids))} (export, serve and bench take it)" if ids else
-           f"serve with the target the head was trained on ({trained_depth} layers)")
+    if ids and exported:
+        fix = (f"if the head was trained on that model's default layers, export the checkpoint this export came "
+               f"from again with --aux-layer-ids {' '.join(map(str, ids))}")
+    elif ids:
+        fix = (f"if the head was trained on that model's default layers, pin them: --aux-layer-ids "
+               f"{' '.join(map(str, ids))} on export, or on every serve / bench of this checkpoint (each exports it "
+               f"again)")
+    else:
+        fix = f"serve with the target the head was trained on ({trained_depth} layers)"
+    if ids:
+        fix += (f"; SGLang's ids count layer outputs, so {', '.join(map(str, ids))} capture the inputs of layers "
+                f"{', '.join(map(str, trained))}")
     return [Finding("aux-ids-unpinned", Severity.warning,
                     f"the head records no aux layer ids, so SGLang captures its default for this {served_depth}-layer "
                     f"target (the inputs of layers {served}); its config names {trained_depth} layers "

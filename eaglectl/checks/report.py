@@ -22,7 +22,7 @@ from eaglectl.checks.findings import Finding
 from eaglectl.enums import Algorithm, Layout, Severity
 from eaglectl.errors import EaglectlError
 from eaglectl.export.config_rewrite import aux_layer_ids_of
-from eaglectl.export.outputs import source_layer_count
+from eaglectl.export.outputs import read_manifest, source_layer_count
 from eaglectl.export.plan import ExportPlan, build_plan
 from eaglectl.hub import HubSource
 from eaglectl.runner.contract import aux_layer_problems  # noqa: F401  (the training-side rule, re-exported)
@@ -397,8 +397,9 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
         add(Finding("target-vocab", Severity.error,
                     f"draft vocab_size {cfg['vocab_size']} != target vocab_size {t.vocab_size}"))
     report.findings.extend(aux_id_findings(cfg, algo, t))
+    exported = ckpt.model_dir is not None and read_manifest(ckpt.model_dir) is not None
     report.findings.extend(unpinned_aux_findings(source_layer_count(ckpt), cfg, plan.num_layers if plan else None, algo,
-                                                 t))
+                                                 t, exported=exported))
     ids = aux_layer_ids_of(cfg)
     if algo is Algorithm.EAGLE3 and t.num_layers and ids:
         report.findings.extend(capture_findings(t.model_type, ids, t.num_layers))

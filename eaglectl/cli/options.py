@@ -90,7 +90,8 @@ AlgorithmOpt = Annotated[
 ]
 AuxLayerIdsOpt = Annotated[tuple[int, int, int] | None, typer.Option(
     "--aux-layer-ids", metavar="A B C", show_default=False,
-    help="EAGLE-3 aux layer ids the head was trained with, if it records none.")]
+    help="EAGLE-3 aux layer ids the head was trained with, if it records none (SGLang's numbering: layer "
+         "outputs, so 1 captures the input of layer 2).")]
 ExportDTypeOpt = Annotated[
     ExportDType,
     typer.Option("--dtype", parser=dtype_parser(ExportDType), metavar=choices_metavar(ExportDType),

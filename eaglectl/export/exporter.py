@@ -24,12 +24,12 @@ from eaglectl.export.outputs import (
     EXPORT_DIR,
     MANIFEST,
     earlier_export_notes,
-    pinned_ids_dropped,
     read_manifest,
     refuse_foreign_dir,
     refuse_source_overlap,
     source_layer_count,
     source_paths,
+    unpin_warning,
 )
 from eaglectl.export.plan import DroppedTensor, ExportPlan, build_plan
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
@@ -158,6 +158,8 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
     token_map_needed = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
     if dry_run:
         report.warnings = _value_warnings(_scan_values(ckpt, plan))
+        if (unpinned := unpin_warning(out, plan.config)) is not None:
+            report.warnings.append(unpinned)
         report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed)]
         report.token_map = out / TOKEN_MAP if token_map_needed else None
         report.notes.append("dry run: nothing was written")
@@ -178,7 +180,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             report.seconds = time.monotonic() - t0
             return report
         refuse_foreign_dir(out)  # again under the lock: what is there now is what the swap replaces
-        unpinned = pinned_ids_dropped(out, plan.config)
+        unpinned = unpin_warning(out, plan.config)
         staged = stage_dir(out)
         shards = _shards(plan, max_bytes)
         written = _Written()
@@ -188,10 +190,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
                                       on_tensor=written.add)
             report.warnings = _value_warnings(scan.result())
             if unpinned:
-                report.warnings.append(
-                    f"{out} held an export with aux layer ids {unpinned} pinned; this one records none, so SGLang "
-                    f"captures the default layers of whichever target serves it (--aux-layer-ids "
-                    f"{' '.join(map(str, unpinned))} keeps them)")
+                report.warnings.append(unpinned)
             report.verification = verify_output(staged, plan)
             failed = [v for v in report.verification if not v.ok]
             if failed:

@@ -178,6 +178,15 @@ def pinned_ids_dropped(out: Path, new_config: dict[str, Any]) -> list[int] | Non
     return aux_layer_ids_of(old) if isinstance(old, dict) else None
 
 
+def unpin_warning(out: Path, new_config: dict[str, Any]) -> str | None:
+    """What replacing the export at `out` with `new_config` would un-pin, said as a warning (None: nothing)."""
+    ids = pinned_ids_dropped(out, new_config)
+    if not ids:
+        return None
+    return (f"{out} holds an export with aux layer ids {ids} pinned; this one records none, so SGLang captures the "
+            f"default layers of whichever target serves it (--aux-layer-ids {' '.join(map(str, ids))} keeps them)")
+
+
 def _plain_name(name: Any) -> bool:
     return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\0" not in name
 

@@ -79,7 +79,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
         servable_as_is,
         up_to_date,
     )
-    from eaglectl.export.outputs import earlier_export_notes
+    from eaglectl.export.outputs import earlier_export_notes, unpin_warning
     from eaglectl.export.plan import build_plan
     from eaglectl.sglang.installed import installed_sglang, require_release
 
@@ -130,7 +130,9 @@ def prepare(opts: ServeOptions) -> ServeResult:
             notes.append(f"print-only: nothing written; {out} already holds this drafter's export (up to date)")
         else:
             exported = "would export"
-            state = "holds an older export" if out.exists() else "does not exist yet"
+            state = "holds an export of other settings" if out.exists() else "does not exist yet"
+            if (unpinned := unpin_warning(out, plan.config)) is not None:
+                warnings.append(unpinned)
             notes.append(f"print-only: nothing written; the draft path {out} {state}: a real launch exports the "
                          f"drafter there first")
     else:
