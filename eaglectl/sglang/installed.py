@@ -65,7 +65,7 @@ def installed_sglang(python: str) -> InstalledSGLang:
     here = os.path.realpath(python) == os.path.realpath(sys.executable)
     found = probe() if here else _run_probe(python)
     if not found.get("installed"):
-        raise MissingDependencyError(f"SGLang is not importable by {python}; `serve` launches "
+        raise MissingDependencyError(f"SGLang is not importable by {python}; eaglectl launches "
                                      f"`{python} -m sglang.launch_server`", hint=INSTALL_HINT)
     version = found.get("version")
     return InstalledSGLang(python, version if isinstance(version, str) and version else None)
