@@ -229,7 +229,9 @@ def _fingerprint(opts: BenchOptions, ps: PromptSet) -> str:
 
 
 def _header(opts: BenchOptions, ps: PromptSet) -> dict[str, Any]:
-    return {"target": opts.target, "draft": opts.draft, "prompts": ps.source, "num_prompts": len(ps.prompts),
+    return {"target": opts.target, "draft": opts.draft,
+            "aux_layer_ids": list(opts.aux_layer_ids) if opts.aux_layer_ids is not None else None,
+            "prompts": ps.source, "num_prompts": len(ps.prompts),
             "max_new_tokens": opts.max_new_tokens, "temperature": opts.temperature, "extra_args": opts.extra_args,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
