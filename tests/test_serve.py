@@ -231,8 +231,10 @@ def test_sglang_missing_exits_2_before_export(cli, samples):
 
 
 def test_p_eagle_refused(cli, samples):
-    result = cli("serve", "--target", samples["target"], "--draft", samples["p-eagle"], "--print-only")
+    result = cli("serve", "--json", "--target", samples["target"], "--draft", samples["p-eagle"], "--print-only")
     assert result.exit_code == 1 and "vLLM >= 0.16" in result.stderr
+    hint = json.loads(result.stdout)["error"]["hint"]
+    assert hint.startswith("serve it with vLLM") and f"vllm serve {samples['target']} --speculative-config" in hint
 
 
 def test_algorithm_mismatch_refused(cli, samples):

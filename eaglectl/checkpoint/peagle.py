@@ -17,8 +17,13 @@ def p_eagle_message(ckpt: Checkpoint, reason: str) -> str:
             f"mask_token_id and would mis-serve it as a plain EAGLE-3 head")
 
 
-def reject_p_eagle(ckpt: Checkpoint) -> None:
+def reject_p_eagle(ckpt: Checkpoint, target: str | None = None) -> None:
+    """Refuse a P-EAGLE head, with the vLLM command that serves it (the target filled in when known)."""
     reason = is_p_eagle(ckpt)
     if reason:
         hint = VLLM_ROUTE.replace("DRAFT", str(ckpt.model_dir or ckpt.source))
+        if target:
+            import shlex
+
+            hint = hint.replace("vllm serve TARGET", f"vllm serve {shlex.quote(target)}")
         raise UnsupportedDraftError(p_eagle_message(ckpt, reason), hint=hint)

@@ -107,7 +107,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     if ckpt.hub is not None:
         notes.append(f"draft {ckpt.hub.repo_id}: commit {ckpt.hub.commit}, from the Hugging Face cache "
                      f"{ckpt.hub.snapshot}")
-    reject_p_eagle(ckpt)
+    reject_p_eagle(ckpt, opts.target)
     plan = build_plan(ckpt, algorithm=algorithm,
                       aux_layer_ids=list(opts.aux_layer_ids) if opts.aux_layer_ids is not None else None)
     if installed is not None:  # first: a refusal names the release the drafter needs; nothing is written yet
