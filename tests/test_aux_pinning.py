@@ -181,3 +181,15 @@ def test_replacing_a_pinned_export_without_the_ids_says_so(cli, samples):
     assert "eagle_config" not in json.loads((nemo / "sglang" / "config.json").read_text())
     result = cli("export", nemo)  # an unpinned export replaced by the same: nothing to say
     assert result.exit_code == 0 and "pinned" not in result.stderr
+
+
+def test_ids_are_written_in_layer_order_as_sglang_captures_them(cli, samples, tmp_path):
+    out = tmp_path / "out"
+    code, doc = run_json(cli, "export", samples[NEMO], "--output", out, "--aux-layer-ids", "4", "1", "3")
+    assert code == 0, doc
+    assert json.loads((out / "config.json").read_text())["eagle_config"]["eagle_aux_hidden_state_layer_ids"] == [
+        1, 3, 4]
+    recorded = [str(i) for i in reversed(s.AUX_IDS)]  # the head's own ids in another order: the same layers
+    code, doc = run_json(cli, "export", samples["specforge"], "--output", tmp_path / "o2", "--aux-layer-ids",
+                         *recorded)
+    assert code == 0, doc

@@ -48,8 +48,20 @@ def test_nemo_consolidated_findings(cli, samples):
 def test_legacy_prefix_is_reported_as_skipped(cli, samples):
     _, doc = run_json(cli, "inspect", samples["nemo-legacy-eagle3"])
     finding = next(f for f in doc["result"]["findings"] if f["code"] == "skipped-tensors")
-    assert "draft_model.fc.weight" in finding["message"]
+    assert "draft_model.fc.weight (0.5.9–0.5.23)" in finding["message"]  # neighbouring release spans merged
     assert codes(doc)["missing-d2t"] == "warning"  # buildable from eagle3_meta.pt
+
+
+def test_findings_are_shown_worst_first(cli, samples, tmp_path):
+    target = tmp_path / "deep"
+    target.mkdir()
+    config = json.loads((samples["target"] / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 16}))
+    result = cli("inspect", samples["nemo-legacy-eagle3"], "--target", target)
+    shown = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ") and
+             line.split()[0] in ("error", "warning", "info")]
+    assert "info" in shown and "warning" in shown
+    assert shown == sorted(shown, key=["error", "warning", "info"].index), shown
 
 
 def test_specforge_is_sglang_ready(cli, samples):

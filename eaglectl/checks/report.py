@@ -239,7 +239,7 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
                     f"layer(s); SGLang builds the config's count and leaves the extra layers uninitialised without "
                     f"an error (accept length ~1.0)", fix))
     shapes = {n: t.shape for n, t in ckpt.weights.tensors.items()}
-    skipped: dict[str, list[str]] = {}
+    skipped: dict[str, list[tuple[str, str]]] = {}
     minimum, _ = minimum_release(plan.config if plan else cfg, [*shapes, *(plan.shapes if plan else ())], algo)
     for span in replay_releases(cfg, shapes, algo):
         sim = span.sim
@@ -247,13 +247,13 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
                                               sim.from_target, sim.ignored_config, sim.ok))
         if _can_serve(span, minimum):  # an older release lacks a feature the head needs: its own finding says so
             for name in sim.skipped:
-                skipped.setdefault(name, []).append(span.label)
+                skipped.setdefault(name, []).append((span.first, span.last))
     # input_norm.weight (norm-before-fc) and a tied head's lm_head.weight (tied-lm-head) have their own findings
     own = {"input_norm.weight", *(["lm_head.weight"] if cfg.get("tie_word_embeddings") is True else [])}
     renamable = {n: v for n, v in skipped.items() if parse_name(n).known and parse_name(n).base not in own}
     unknown = [n for n in skipped if not parse_name(n).known]
     if renamable:
-        listed = ", ".join(f"{n} ({'/'.join(v)})" for n, v in list(renamable.items())[:4])
+        listed = ", ".join(f"{n} ({_spans_text(v)})" for n, v in list(renamable.items())[:4])
         more = f" and {len(renamable) - 4} more" if len(renamable) > 4 else ""
         add(Finding("skipped-tensors", Severity.warning,
                     f"SGLang's loader would skip {len(renamable)} tensor(s) without a word: {listed}{more}",
@@ -413,6 +413,17 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
                     f"target context {t.max_position_embeddings} > draft max_position_embeddings {mpe}: SGLang "
                     f"refuses to start unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1",
                     "pass --context-length, or `eaglectl serve --allow-longer-context`"))
+
+
+def _spans_text(spans: list[tuple[str, str]]) -> str:
+    """Release spans as text, neighbouring ones merged: `0.5.9–0.5.23`, or `0.5.9–0.5.11, 0.5.17–0.5.23`."""
+    merged: list[list[str]] = []
+    for first, last in spans:
+        if merged and rules.RELEASES.index(first) == rules.RELEASES.index(merged[-1][1]) + 1:
+            merged[-1][1] = last
+        else:
+            merged.append([first, last])
+    return ", ".join(f"{a}–{b}" if a != b else a for a, b in merged)
 
 
 def capture_findings(model_type: str | None, ids: list[int], num_layers: int) -> list[Finding]:

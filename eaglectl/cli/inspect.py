@@ -98,7 +98,8 @@ def render_findings(console: Console, findings) -> None:
         console.print("[green]No findings: SGLang loads this drafter as it is.[/]")
         return
     console.print("[bold]Findings[/]")
-    for f in findings:
+    rank = {"error": 0, "warning": 1, "info": 2}
+    for f in sorted(findings, key=lambda f: rank.get(f.severity.value, 3)):  # the worst first, else as found
         sev = f.severity.value
         console.print(f"  [{SEVERITY_STYLE[sev]}]{sev:<7}[/] [bold]{safe(f.code)}[/]: {safe(f.message)}",
                       soft_wrap=True)

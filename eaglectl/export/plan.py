@@ -232,10 +232,11 @@ def pinned_aux_ids(recorded: list[int] | None, given: list[int], algo: Algorithm
                           f"{'served by its own SGLang loader' if passthrough else algo.value}")
     if len(set(given)) != len(given) or min(given) < 0:
         raise ConfigError(f"--aux-layer-ids {given}: the ids must be distinct and not negative")
-    if recorded is not None and list(recorded) != given:
+    given = sorted(given)  # SGLang captures in layer order whatever the order of the ids
+    if recorded is not None and sorted(recorded) != given:
         raise ConfigError(f"the head records aux layer ids {list(recorded)}; --aux-layer-ids {given} would feed it "
                           f"other target layers than it was trained on", hint="drop --aux-layer-ids")
-    return given
+    return list(recorded) if recorded is not None else given
 
 
 def _untie_reason(cfg: dict[str, Any], algo: Algorithm, lm_head: PlannedTensor | None, vocab: int | None,
