@@ -157,3 +157,13 @@ def test_print_only_spells_disable_cuda_graph_as_every_release_accepts_it(cli, s
                  "--disable-cuda-graph")
     assert result.exit_code == 0, result.stderr
     assert [a for a in json.loads(result.stdout)["result"]["argv"] if "cuda-graph" in a] == ["--disable-cuda-graph"]
+
+
+def test_print_only_spells_flags_as_this_interpreters_sglang_does(cli, samples, monkeypatch):
+    """`--python` is this interpreter: its SGLang release is read from its metadata (no import, no process)."""
+    monkeypatch.setattr("eaglectl.sglang.installed.probe", lambda: {"installed": True, "version": "0.5.15"})
+    result = cli("serve", "--json", "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
+                 "--disable-cuda-graph")
+    assert result.exit_code == 0, result.stderr
+    argv = json.loads(result.stdout)["result"]["argv"]
+    assert [a for a in argv if "cuda-graph" in a] == ["--disable-decode-cuda-graph", "--disable-prefill-cuda-graph"]

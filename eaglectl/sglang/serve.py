@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,7 +158,8 @@ def prepare(opts: ServeOptions) -> ServeResult:
         _preflight(ckpt, plan, target, opts, env, notes, warnings)
     warnings.extend(check.warnings if check else [])
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
-                      num_draft_tokens=num_draft_tokens, sglang_version=check.version if check else None)
+                      num_draft_tokens=num_draft_tokens,
+                      sglang_version=check.version if check else _local_version(opts.python))
     return ServeResult(
         argv=argv, command=shell_command(argv, env), env=env, target=opts.target, draft=opts.draft, draft_layout=layout,
         draft_model_path=draft_path, token_map=token_map, algorithm=algorithm, exported=exported,
@@ -165,6 +167,17 @@ def prepare(opts: ServeOptions) -> ServeResult:
         mode="print-only" if opts.print_only else ("smoke-only" if opts.smoke_only else
                                                    ("wait" if opts.wait or opts.smoke else "exec")),
         sglang_version=check.version if check else None, sglang_rules=check.rules if check else None)
+
+
+def _local_version(python: str) -> str | None:
+    """The SGLang release of `python` when it is this interpreter (read without importing SGLang or starting a
+    process, so `--print-only` stays free of both): flags are then spelt as that release spells them."""
+    from eaglectl.sglang.installed import probe
+
+    if os.path.realpath(python) != os.path.realpath(sys.executable):
+        return None
+    version = probe().get("version")
+    return version if isinstance(version, str) else None
 
 
 def owned_flags(opts: ServeOptions) -> dict[str, str]:
@@ -264,12 +277,13 @@ def argv_for(opts: ServeOptions, prepared: ServeResult, speculative: tuple[int, 
     the target without speculation. Same drafter path, token map and flags; `opts` may change host / port."""
     if speculative is None:
         return build_argv(opts, algorithm=None, draft_path=None, token_map=None, num_draft_tokens=0,
-                          sglang_version=prepared.sglang_version)
+                          sglang_version=prepared.sglang_version or _local_version(opts.python))
     steps, topk, draft_tokens = speculative
     assert prepared.algorithm is not None
     return build_argv(dataclasses.replace(opts, num_steps=steps, topk=topk), algorithm=prepared.algorithm,
                       draft_path=prepared.draft_model_path, token_map=prepared.token_map,
-                      num_draft_tokens=draft_tokens, sglang_version=prepared.sglang_version)
+                      num_draft_tokens=draft_tokens,
+                      sglang_version=prepared.sglang_version or _local_version(opts.python))
 
 
 def check_flags(opts: ServeOptions) -> None:
