@@ -387,6 +387,8 @@ def _conclude(opts: BenchOptions, result: BenchResult, ps: PromptSet) -> None:
 
 def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:
     """The `eaglectl serve` command that serves configuration `c` with the flags this sweep ran under."""
+    from eaglectl.sglang.serve import same_named_flags
+
     argv = ["eaglectl", "serve", "--target", opts.target, "--draft", opts.draft]
     if opts.revision is not None:
         argv += ["--revision", opts.revision]
@@ -399,12 +401,7 @@ def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:
         argv += ["--tp-size", str(opts.tp_size)]
     if opts.dtype is not ServeDType.bfloat16:
         argv += ["--dtype", opts.dtype.value]
-    if opts.attention_backend is not None:
-        argv += ["--attention-backend", opts.attention_backend]
-    if opts.mem_fraction_static is not None:
-        argv += ["--mem-fraction-static", str(opts.mem_fraction_static)]
-    if opts.context_length is not None:
-        argv += ["--context-length", str(opts.context_length)]
+    argv += same_named_flags(opts)
     for flag, on in (("--disable-cuda-graph", opts.disable_cuda_graph),
                      ("--skip-tokenizer-init", opts.skip_tokenizer_init),
                      ("--trust-remote-code", opts.trust_remote_code)):

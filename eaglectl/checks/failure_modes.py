@@ -373,7 +373,7 @@ def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers
     family = aux_ids.family_of(target.model_type, target.architectures)
     served = aux_ids.captured(None, family, served_depth)
     trained = aux_ids.captured(None, family, trained_depth)
-    ids = _ids_capturing(trained, family, served_depth)
+    ids = aux_ids.ids_for_capture_in_every_release(trained, family, served_depth)
     if ids and exported:
         fix = (f"if the head was trained on that model's default layers, export the checkpoint this export came "
                f"from again with --aux-layer-ids {' '.join(map(str, ids))}")
@@ -392,19 +392,6 @@ def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers
                     f"(num_hidden_layers, {layers_in_weights} in the weights). A config copied from the training "
                     f"target, as NeMo AutoModel's are, means the head was trained on layers {trained}: it gets other "
                     f"hidden states here (lower acceptance, no error)", fix)]
-
-
-def _ids_capturing(capture: list[int], family: aux_ids.Family, num_layers: int) -> list[int] | None:
-    """Distinct ids that make every known SGLang release capture exactly `capture` on this target (None: none do,
-    e.g. a capture that repeats a layer or lies past the target's last one)."""
-    if len(set(capture)) != len(capture):
-        return None
-    for candidate in (list(capture), [c - 1 for c in capture]):
-        if min(candidate) >= 0 and all(aux_ids.captured(candidate, family, num_layers, start) == capture
-                                       and all(aux_ids.reachable(c, family, num_layers, start) for c in capture)
-                                       for _, start, _ in aux_ids.RULE_RANGES):
-            return candidate
-    return None
 
 
 def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:

@@ -397,9 +397,10 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
         add(Finding("target-vocab", Severity.error,
                     f"draft vocab_size {cfg['vocab_size']} != target vocab_size {t.vocab_size}"))
     report.findings.extend(aux_id_findings(cfg, algo, t))
-    exported = ckpt.model_dir is not None and read_manifest(ckpt.model_dir) is not None
-    report.findings.extend(unpinned_aux_findings(source_layer_count(ckpt), cfg, plan.num_layers if plan else None, algo,
-                                                 t, exported=exported))
+    manifest = read_manifest(ckpt.model_dir) if ckpt.model_dir is not None else None
+    report.findings.extend(unpinned_aux_findings(source_layer_count(ckpt.config, manifest), cfg,
+                                                 plan.num_layers if plan else None, algo, t,
+                                                 exported=manifest is not None))
     ids = aux_layer_ids_of(cfg)
     if algo is Algorithm.EAGLE3 and t.num_layers and ids:
         report.findings.extend(capture_findings(t.model_type, ids, t.num_layers))

@@ -425,7 +425,8 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDi
                 "renamed": plan.renames, "dropped": {d.name: d.reason for d in plan.dropped},
                 "generated": plan.generated_from,
                 # the source config's layer count: NeMo's names the training target (aux-ids-unpinned reads it)
-                "source_num_hidden_layers": source_layer_count(ckpt)}
+                "source_num_hidden_layers": source_layer_count(
+                    ckpt.config, read_manifest(ckpt.model_dir) if ckpt.model_dir is not None else None)}
     written.append(_write_small(staged / MANIFEST, _sorted_json(manifest)))
     return written
 

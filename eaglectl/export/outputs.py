@@ -153,19 +153,18 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     return doc
 
 
-def source_layer_count(ckpt: Checkpoint) -> int | None:
-    """The layer count the drafter's config names: its own, or for an eaglectl export (whose config says the
-    layers it holds) its source's, kept in the manifest. NeMo AutoModel's configs name the training target's."""
-    manifest = read_manifest(ckpt.model_dir) if ckpt.model_dir is not None else None
+def source_layer_count(config: dict[str, Any], manifest: dict[str, Any] | None) -> int | None:
+    """The layer count a drafter's config names: its own, or for an eaglectl export (`manifest`: its manifest;
+    its config says the layers it holds) its source's. NeMo AutoModel's configs name the training target's."""
     if manifest is not None and "source_num_hidden_layers" in manifest:
         value = manifest["source_num_hidden_layers"]
         return value if type(value) is int and value > 0 else None
-    return config_int(ckpt.config, "num_hidden_layers")
+    return config_int(config, "num_hidden_layers")
 
 
-def pinned_ids_dropped(out: Path, new_config: dict[str, Any]) -> list[int] | None:
-    """The aux layer ids an eaglectl export at `out` records that the config about to replace it does not: a later
-    export without --aux-layer-ids would otherwise un-pin them without a word."""
+def unpin_warning(out: Path, new_config: dict[str, Any]) -> str | None:
+    """What replacing the eaglectl export at `out` with `new_config` would un-pin, as a warning (None: nothing):
+    a later export without --aux-layer-ids would otherwise drop the pinned ids without a word."""
     from eaglectl.export.config_rewrite import aux_layer_ids_of
 
     if read_manifest(out) is None or aux_layer_ids_of(new_config):
@@ -175,12 +174,7 @@ def pinned_ids_dropped(out: Path, new_config: dict[str, Any]) -> list[int] | Non
         old = loads_bounded(data, CONFIG_LIMITS, where=str(out / "config.json"), what="config") if data else None
     except ConfigError:
         return None
-    return aux_layer_ids_of(old) if isinstance(old, dict) else None
-
-
-def unpin_warning(out: Path, new_config: dict[str, Any]) -> str | None:
-    """What replacing the export at `out` with `new_config` would un-pin, said as a warning (None: nothing)."""
-    ids = pinned_ids_dropped(out, new_config)
+    ids = aux_layer_ids_of(old) if isinstance(old, dict) else None
     if not ids:
         return None
     return (f"{out} holds an export with aux layer ids {ids} pinned; this one records none, so SGLang captures the "

@@ -83,6 +83,20 @@ def ids_for_capture(capture: Sequence[int], family: Family, num_layers: int,
     return None
 
 
+def ids_for_capture_in_every_release(capture: Sequence[int], family: Family, num_layers: int) -> list[int] | None:
+    """Distinct draft ids that make every known release capture exactly `capture` (None: no id list does, e.g. a
+    capture that repeats a layer or lies past the target's last one): ids to pin whatever SGLang serves them."""
+    capture = list(capture)
+    if not capture or len(set(capture)) != len(capture):
+        return None
+    for candidate in (capture, [c - 1 for c in capture]):
+        if min(candidate) >= 0 and all(captured(candidate, family, num_layers, start) == capture
+                                       and all(reachable(c, family, num_layers, start) for c in capture)
+                                       for _, start, _ in RULE_RANGES):
+            return candidate
+    return None
+
+
 def from_input_numbering(ids: Sequence[int], family: Family, version: str = NEWEST) -> list[int] | None:
     """Convert vLLM / speculators / HF-`hidden_states` ids (k = input to layer k) into SGLang ids (None: no SGLang
     id list captures them). Shifting by one is right for every rule but "plus_one_if_first_is_1", which takes a

@@ -62,6 +62,7 @@ class ServeResult:
     smoke: SmokeResult | None = None
     exit_code: int | None = None
     sglang_version: str | None = None  # what --python has installed (None with --print-only)
+    spelt_for: str | None = None  # the release whose flag spellings the argv uses (None: what every release takes)
     sglang_rules: str | None = None  # the known release range whose loader rules it was checked with
 
 
@@ -87,9 +88,11 @@ def prepare(opts: ServeOptions) -> ServeResult:
     notes: list[str] = []
     warnings: list[str] = []
     refuse_overrides(opts.extra_args, owned_flags(opts))
+    local = _local_version(opts.python)  # this interpreter's SGLang, from its metadata; None for another one
     if opts.extra_args or opts.attention_backend is not None:  # typed by SGLang itself, before any export
-        check_flags(opts)
+        check_flags(opts, local)
     installed = None if opts.print_only else installed_sglang(opts.python)  # exit 2 before anything is written
+    spelt_for = installed.version if installed else local
     num_draft_tokens = opts.num_draft_tokens
     if opts.topk == 1 and num_draft_tokens != opts.num_steps + 1:
         num_draft_tokens = opts.num_steps + 1
@@ -158,15 +161,15 @@ def prepare(opts: ServeOptions) -> ServeResult:
         _preflight(ckpt, plan, target, opts, env, notes, warnings)
     warnings.extend(check.warnings if check else [])
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
-                      num_draft_tokens=num_draft_tokens,
-                      sglang_version=check.version if check else _local_version(opts.python))
+                      num_draft_tokens=num_draft_tokens, sglang_version=spelt_for)
     return ServeResult(
         argv=argv, command=shell_command(argv, env), env=env, target=opts.target, draft=opts.draft, draft_layout=layout,
         draft_model_path=draft_path, token_map=token_map, algorithm=algorithm, exported=exported,
         url=f"http://{_url_host(opts.host)}:{opts.port}", notes=notes, warnings=warnings,
         mode="print-only" if opts.print_only else ("smoke-only" if opts.smoke_only else
                                                    ("wait" if opts.wait or opts.smoke else "exec")),
-        sglang_version=check.version if check else None, sglang_rules=check.rules if check else None)
+        sglang_version=check.version if check else None, sglang_rules=check.rules if check else None,
+        spelt_for=spelt_for)
 
 
 def _local_version(python: str) -> str | None:
@@ -257,12 +260,7 @@ def build_argv(opts: ServeOptions, *, algorithm: Algorithm | None, draft_path: s
     argv += ["--host", opts.host, "--port", str(opts.port), "--dtype", opts.dtype.value]
     if opts.tp_size != 1:
         argv += ["--tp-size", str(opts.tp_size)]
-    if opts.attention_backend is not None:
-        argv += ["--attention-backend", opts.attention_backend]
-    if opts.mem_fraction_static is not None:
-        argv += ["--mem-fraction-static", str(opts.mem_fraction_static)]
-    if opts.context_length is not None:
-        argv += ["--context-length", str(opts.context_length)]
+    argv += same_named_flags(opts)
     if opts.disable_cuda_graph:
         argv += rules.launch_flags(sglang_version).no_cuda_graph.value
     if opts.skip_tokenizer_init:
@@ -272,34 +270,42 @@ def build_argv(opts: ServeOptions, *, algorithm: Algorithm | None, draft_path: s
     return argv + list(opts.extra_args)
 
 
+def same_named_flags(opts: ServeOptions) -> list[str]:
+    """The options serve names as SGLang names them, with their values: for SGLang's argv and for an `eaglectl
+    serve` command line alike (bench's recommendation)."""
+    argv: list[str] = []
+    for flag, value in (("--attention-backend", opts.attention_backend),
+                        ("--mem-fraction-static", opts.mem_fraction_static),
+                        ("--context-length", opts.context_length)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
 def argv_for(opts: ServeOptions, prepared: ServeResult, speculative: tuple[int, int, int] | None) -> list[str]:
     """The argv of one more launch of what `prepare` resolved: another (steps, topk, draft tokens), or None for
     the target without speculation. Same drafter path, token map and flags; `opts` may change host / port."""
     if speculative is None:
         return build_argv(opts, algorithm=None, draft_path=None, token_map=None, num_draft_tokens=0,
-                          sglang_version=prepared.sglang_version or _local_version(opts.python))
+                          sglang_version=prepared.spelt_for)
     steps, topk, draft_tokens = speculative
     assert prepared.algorithm is not None
     return build_argv(dataclasses.replace(opts, num_steps=steps, topk=topk), algorithm=prepared.algorithm,
                       draft_path=prepared.draft_model_path, token_map=prepared.token_map,
                       num_draft_tokens=draft_tokens,
-                      sglang_version=prepared.sglang_version or _local_version(opts.python))
+                      sglang_version=prepared.spelt_for)
 
 
-def check_flags(opts: ServeOptions) -> None:
+def check_flags(opts: ServeOptions, spelt_for: str | None) -> None:
     """Read SGLang's whole argv with SGLang's own parser, as launch_server will, when `opts.python` is this
     interpreter and can import SGLang: a flag it refuses is a usage error before anything is exported or started.
-    The argv is spelt as that SGLang spells it (a deprecated spelling would make its parser print a warning).
-    Another interpreter's SGLang checks the flags when it starts."""
-    from eaglectl.sglang.installed import probe
-
+    The argv is spelt as that SGLang (`spelt_for`) spells it: a deprecated spelling would make its parser print a
+    warning. Another interpreter's SGLang checks the flags when it starts."""
     cls = flags.server_args_class(opts.python)
     if cls is None:
         return
-    version = probe().get("version")
     argv = build_argv(opts, algorithm=opts.algorithm or Algorithm.EAGLE3, draft_path=opts.draft, token_map=None,
-                      num_draft_tokens=opts.num_draft_tokens, sglang_version=version if isinstance(version, str)
-                      else None)
+                      num_draft_tokens=opts.num_draft_tokens, sglang_version=spelt_for)
     flags.parse_flags(argv[3:], cls, allow_abbrev=True)
 
 
