@@ -4,9 +4,9 @@
     python scripts/check_sglang_releases.py                  # ask the package index (pip), download, compare
     python scripts/check_sglang_releases.py --wheel-dir DIR  # offline: compare the sglang-*.whl already in DIR
 
-Lists the releases on the index newer than `eaglectl.sglang.rules.NEWEST_KNOWN`, downloads each wheel
+Lists the releases on the index newer than `eaglectl.engines.sglang.rules.NEWEST_KNOWN`, downloads each wheel
 (`pip download --no-deps`), and compares the sha256 of every file recorded in
-`eaglectl/sglang/loader_hashes.json` (for the newest known release) with the wheel's copy. It also names EAGLE
+`eaglectl/engines/sglang/loader_hashes.json` (for the newest known release) with the wheel's copy. It also names EAGLE
 model files (`sglang/srt/models/*eagle*.py`) the record does not have. A wheel of a known release is compared
 with that release's own record. Exit 0: no newer release, or newer ones with the same loader files (add them to
 `rules.RELEASES` and the record); 1: a loader file changed (read the diff, update the rules); 2: the index or a
@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eaglectl.sglang import rules
+from eaglectl.engines.sglang import rules
 
 HASHES = Path(rules.__file__).with_name(rules.HASHES_FILE)
 EAGLE_MODEL = re.compile(r"^sglang/srt/models/[^/]*eagle[^/]*\.py$")

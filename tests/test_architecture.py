@@ -110,6 +110,61 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+# The house, ground floor first. A module may import its own floor's package or a lower floor's, never a higher
+# one (function-level and TYPE_CHECKING imports count): engine knowledge sits low, orchestration high.
+FLOORS = [
+    ("base", ("eaglectl", "eaglectl.errors", "eaglectl.enums", "eaglectl.sizes", "eaglectl.jsonfile",
+              "eaglectl.output", "eaglectl.hub")),
+    ("engines", ("eaglectl.engines",)),  # what each engine loads, skips, captures, spells: data + pure functions
+    ("checkpoint", ("eaglectl.checkpoint",)),  # reading drafters and targets
+    ("checks", ("eaglectl.checks",)),  # failure-mode rules over a head's config, names and shapes
+    ("export", ("eaglectl.export",)),  # plan, write, verify, swap
+    ("inspection", ("eaglectl.inspection",)),  # inspect's report, assembled from the floors below
+    ("serving", ("eaglectl.serving",)),  # installed release, flag parser, argv, launch, supervise
+    ("runner", ("eaglectl.runner",)),  # the target runner and probe-target
+    ("bench", ("eaglectl.bench",)),
+    ("demo", ("eaglectl.demo",)),
+    ("cli", ("eaglectl.cli", "eaglectl.__main__")),
+]
+
+
+def floor_of(module: str) -> int:
+    """The floor of a module: its longest matching package prefix."""
+    best, floor = -1, -1
+    for i, (_, prefixes) in enumerate(FLOORS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best:
+                best, floor = len(p), i
+    return floor
+
+
+def upward_imports(edges: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {t}" for m, targets in edges.items() for t in targets if floor_of(t) > floor_of(m))
+
+
+def test_every_module_has_a_floor():
+    assert [m for m in _module_graph() if floor_of(m) < 0] == []
+
+
+def test_the_floor_check_finds_an_upward_import():
+    assert upward_imports({"eaglectl.checkpoint.x": {"eaglectl.export.y", "eaglectl.errors"}}) == [
+        "eaglectl.checkpoint.x -> eaglectl.export.y"]
+
+
+def test_imports_only_point_down():
+    assert upward_imports(_module_graph()) == []
+
+
+def test_docs_show_the_same_floors():
+    """docs/architecture.md's floor table lists the same packages, in the same order."""
+    import re
+
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", text, flags=re.MULTILINE)
+    assert sorted((int(n), tuple(m.strip("` ") for m in mods.split(","))) for n, mods in rows) == [
+        (i, prefixes) for i, (_, prefixes) in enumerate(FLOORS)]
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

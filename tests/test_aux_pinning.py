@@ -78,8 +78,8 @@ def test_a_shallower_target_that_cannot_capture_the_trained_layers_says_so(cli, 
 def test_the_fix_ids_make_sglang_capture_the_trained_layers_on_every_family(model_type, architectures, layers):
     from eaglectl.checkpoint.target import TargetInfo
     from eaglectl.checks.failure_modes import unpinned_aux_findings
+    from eaglectl.engines.sglang import aux_ids, rules
     from eaglectl.enums import Algorithm
-    from eaglectl.sglang import aux_ids, rules
 
     target = TargetInfo(source="t", config_path=Path("t/config.json"), num_layers=layers, model_type=model_type,
                         architectures=architectures)

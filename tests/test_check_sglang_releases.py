@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from eaglectl.sglang import rules
+from eaglectl.engines.sglang import rules
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_sglang_releases.py"
 E3, LLAMA = "sglang/srt/models/llama_eagle3.py", "sglang/srt/models/llama.py"

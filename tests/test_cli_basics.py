@@ -135,13 +135,13 @@ def test_json_inspect_error_finding_has_report_and_error(cli, samples):
 
 
 def test_json_keyboard_interrupt_exits_130_with_envelope(cli, samples, mocker):
-    mocker.patch("eaglectl.checks.report.inspect_checkpoint", side_effect=KeyboardInterrupt)
+    mocker.patch("eaglectl.inspection.report.inspect_checkpoint", side_effect=KeyboardInterrupt)
     doc = _failure(cli("inspect", samples["specforge"], "--json"), 130, "KeyboardInterrupt", "inspect")
     assert doc["error"]["message"] == "interrupted"
 
 
 def test_json_unexpected_exception_still_prints_envelope_and_keeps_traceback(cli, samples, mocker):
-    mocker.patch("eaglectl.checks.report.inspect_checkpoint", side_effect=RuntimeError("a bug"))
+    mocker.patch("eaglectl.inspection.report.inspect_checkpoint", side_effect=RuntimeError("a bug"))
     result = cli("inspect", samples["specforge"], "--json")
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)  # a bug stays a bug
     doc = json.loads(result.stdout)

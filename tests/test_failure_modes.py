@@ -272,7 +272,7 @@ def speculators_head(d: Path, cfg: dict) -> Path:
 @pytest.fixture
 def no_value_scan(monkeypatch):
     """Full-size sparse heads: the NaN / Inf scan would read gigabytes of holes; it is tested elsewhere."""
-    monkeypatch.setattr("eaglectl.checks.report.scan_non_finite", lambda *a, **k: [])
+    monkeypatch.setattr("eaglectl.inspection.report.scan_non_finite", lambda *a, **k: [])
 
 
 def test_speculators_head_as_published_is_refused_for_norm_before_residual(cli, tmp_path, no_value_scan):
@@ -384,7 +384,7 @@ def test_context_length_is_owned_only_when_eaglectl_sets_it(cli, samples):
 
 
 def test_overridden_flag_rules():
-    from eaglectl.sglang.passthrough import SERVE_OWNED, overridden_flag
+    from eaglectl.serving.passthrough import SERVE_OWNED, overridden_flag
 
     assert overridden_flag("--speculative-draft=x", SERVE_OWNED) == "--speculative-draft-model-path"
     assert overridden_flag("--speculative-draft-model-revision", SERVE_OWNED) is None

@@ -30,8 +30,8 @@ pytestmark = pytest.mark.gpu
 
 def _serve_raw(target: Path, draft: Path, prompts: Path) -> float | None:
     """SGLang launched directly (no eaglectl in between): the accept length it gives the head as it is."""
-    from eaglectl.sglang import launcher
-    from eaglectl.sglang.serve import smoke_test
+    from eaglectl.serving import launcher
+    from eaglectl.serving.serve import smoke_test
 
     port = sglang_port()
     argv = [sys.executable, "-m", "sglang.launch_server", "--model-path", str(target), "--speculative-algorithm",

@@ -12,7 +12,7 @@ from tests.helpers import run_json
 
 def view_for(doc: dict, release: str) -> dict:
     """The "as stored" loader view whose span of releases holds `release`."""
-    from eaglectl.sglang.rules import releases_between
+    from eaglectl.engines.sglang.rules import releases_between
 
     return next(v for v in doc["result"]["loader_as_is"] if release in releases_between(v["version"], v["last"]))
 

@@ -120,7 +120,7 @@ def test_an_sglang_flag_before_double_dash_gets_a_hint(cli, samples):
 @pytest.fixture
 def sglang_parser(monkeypatch, fake_server_args_cls):
     """SGLang importable by --python: its parser (a fake ServerArgs here) reads the flags."""
-    monkeypatch.setattr("eaglectl.sglang.flags.server_args_class", lambda python: fake_server_args_cls)
+    monkeypatch.setattr("eaglectl.serving.flags.server_args_class", lambda python: fake_server_args_cls)
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -263,7 +263,7 @@ def test_longer_context_needs_the_flag(cli, samples, tmp_path):
 def test_hub_target_passes_through_a_hub_draft_is_checked(cli, samples, hub_cache, mocker, fake_python):
     from tests.hub_cache import cache_dir_of, cache_repo
 
-    execed = mocker.patch("eaglectl.sglang.launcher.exec_server")
+    execed = mocker.patch("eaglectl.serving.launcher.exec_server")
     result = cli("serve", "--target", "meta-llama/Llama-3.1-8B-Instruct", "--draft", "org/eagle3-head",
                  "--python", fake_python)  # offline (tests always are) and not cached: refused before SGLang
     assert result.exit_code == 1 and "not in the local Hugging Face cache" in result.stderr and not execed.called
@@ -276,7 +276,7 @@ def test_hub_target_passes_through_a_hub_draft_is_checked(cli, samples, hub_cach
 
 
 def test_exec_mode_exports_then_execs(cli, samples, mocker, fake_python):
-    execed = mocker.patch("eaglectl.sglang.launcher.exec_server")
+    execed = mocker.patch("eaglectl.serving.launcher.exec_server")
     d = samples["nemo-consolidated"]
     source = {p.name: p.read_bytes() for p in (d / "model").iterdir()}
     result = cli("serve", "--target", samples["target"], "--draft", d, "--python", fake_python)
@@ -344,7 +344,7 @@ def test_signals_reach_the_child_and_leave_no_orphan(samples, fake_python, tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "eaglectl", "serve", "--target", str(samples["target"]),
                              "--draft", str(samples["specforge"]), "--python", fake_python, "--port", str(port),
                              "--wait"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    from eaglectl.sglang.launcher import health_ok
+    from eaglectl.serving.launcher import health_ok
 
     deadline = time.monotonic() + 60
     while not health_ok(f"http://127.0.0.1:{port}"):
@@ -375,8 +375,8 @@ def test_serve_export_and_inspect_name_the_layout_alike(cli, samples, name):
 ])
 def test_smoke_prompt_files_are_parsed_within_limits(tmp_path, content, message):
     from eaglectl.errors import CheckpointError
-    from eaglectl.sglang.options import ServeOptions
-    from eaglectl.sglang.serve import load_prompts
+    from eaglectl.serving.options import ServeOptions
+    from eaglectl.serving.serve import load_prompts
 
     path = tmp_path / "prompts.json"
     path.write_bytes(content)
@@ -386,8 +386,8 @@ def test_smoke_prompt_files_are_parsed_within_limits(tmp_path, content, message)
 
 def test_a_smoke_prompt_fifo_is_refused_unread(tmp_path):
     from eaglectl.errors import CheckpointError
-    from eaglectl.sglang.options import ServeOptions
-    from eaglectl.sglang.serve import load_prompts
+    from eaglectl.serving.options import ServeOptions
+    from eaglectl.serving.serve import load_prompts
 
     fifo = tmp_path / "prompts.json"
     os.mkfifo(fifo)
@@ -402,10 +402,10 @@ def test_sglangs_parser_reads_the_flags_as_its_release_spells_them(cli, samples,
     """Checking the argv with a 0.5.15 parser must not make it print its deprecation warning into eaglectl's
     output; a parser whose version cannot be read gets the spelling every release accepts."""
     seen: list[list[str]] = []
-    monkeypatch.setattr("eaglectl.sglang.flags.server_args_class", lambda python: fake_server_args_cls)
-    monkeypatch.setattr("eaglectl.sglang.installed.probe", lambda: {"installed": True, "version": version})
-    real = __import__("eaglectl.sglang.flags", fromlist=["parse_flags"]).parse_flags
-    monkeypatch.setattr("eaglectl.sglang.flags.parse_flags", lambda argv, *a, **k: (seen.append(argv),
+    monkeypatch.setattr("eaglectl.serving.flags.server_args_class", lambda python: fake_server_args_cls)
+    monkeypatch.setattr("eaglectl.serving.installed.probe", lambda: {"installed": True, "version": version})
+    real = __import__("eaglectl.serving.flags", fromlist=["parse_flags"]).parse_flags
+    monkeypatch.setattr("eaglectl.serving.flags.parse_flags", lambda argv, *a, **k: (seen.append(argv),
                                                                                      real(argv, *a, **k))[1])
     result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
                  "--attention-backend", "triton", "--disable-cuda-graph")

@@ -52,7 +52,7 @@ def test_nemo_head_serves_with_full_acceptance_and_is_lossless(tmp_path):
     doc, wall = serve_smoke(fixture / "target", draft, fixture / "prompts.json")
     r = doc["result"]
     assert r["exported"] == "written" and r["draft_model_path"] == str(draft / "sglang")
-    from eaglectl.sglang.rules import range_label
+    from eaglectl.engines.sglang.rules import range_label
 
     assert r["sglang_version"] and r["sglang_rules"] == range_label(r["sglang_version"])  # checked, then served
     mean = r["smoke"]["mean_accept_length"]

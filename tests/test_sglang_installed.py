@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from eaglectl.enums import Algorithm
-from eaglectl.sglang.installed import check_release, installed_sglang
+from eaglectl.serving.installed import check_release, installed_sglang
 from tests.synthetic_heads import head, write
 
 
@@ -32,7 +32,7 @@ def serve(cli, target, draft, python, *extra):
 
 @pytest.fixture
 def exec_server(mocker):
-    return mocker.patch("eaglectl.sglang.launcher.exec_server")
+    return mocker.patch("eaglectl.serving.launcher.exec_server")
 
 
 # --- the probe ---------------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_print_only_spells_disable_cuda_graph_as_every_release_accepts_it(cli, s
 
 def test_print_only_spells_flags_as_this_interpreters_sglang_does(cli, samples, monkeypatch):
     """`--python` is this interpreter: its SGLang release is read from its metadata (no import, no process)."""
-    monkeypatch.setattr("eaglectl.sglang.installed.probe", lambda: {"installed": True, "version": "0.5.15"})
+    monkeypatch.setattr("eaglectl.serving.installed.probe", lambda: {"installed": True, "version": "0.5.15"})
     result = cli("serve", "--json", "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
                  "--disable-cuda-graph")
     assert result.exit_code == 0, result.stderr

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from eaglectl.sglang import rules
+from eaglectl.engines.sglang import rules
 from tests.synthetic_heads import head, write
 
 pytestmark = pytest.mark.gpu
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.gpu
 def real_sglang() -> str:
     if importlib.util.find_spec("sglang") is None:
         pytest.skip("SGLang not installed")
-    from eaglectl.sglang.installed import installed_sglang
+    from eaglectl.serving.installed import installed_sglang
 
     version = installed_sglang(sys.executable).version
     assert version is not None and rules.release_key(version) is not None
@@ -48,7 +48,7 @@ def test_norm_before_fc_head_is_refused_by_an_older_real_sglang(real_sglang, sam
 def test_a_plain_head_passes_the_real_release_check(real_sglang, samples):
     from eaglectl.checkpoint.resolve import resolve
     from eaglectl.export.plan import build_plan
-    from eaglectl.sglang.installed import require_release
+    from eaglectl.serving.installed import require_release
 
     ckpt = resolve(samples["nemo-consolidated"])
     plan = build_plan(ckpt)

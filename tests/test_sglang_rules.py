@@ -1,14 +1,14 @@
-"""SGLang's loader rules per release range (eaglectl.sglang.rules) and their replay (eaglectl.sglang.loader),
-asserted on synthetic heads for every range: 0.5.9–0.5.11, 0.5.12–0.5.16, 0.5.17–0.5.23."""
+"""SGLang's loader rules per release range (eaglectl.engines.sglang.rules) and their replay
+(eaglectl.engines.sglang.loader), asserted on synthetic heads for every range: 0.5.9–0.5.11, 0.5.12–0.5.16,
+0.5.17–0.5.23."""
 
 from __future__ import annotations
 
 import pytest
 
 from eaglectl.demo.samples import H
-from eaglectl.enums import Algorithm
-from eaglectl.sglang import rules
-from eaglectl.sglang.loader import (
+from eaglectl.engines.sglang import rules
+from eaglectl.engines.sglang.loader import (
     SGLANG_VERSIONS,
     expected_parameters,
     minimum_release,
@@ -16,6 +16,7 @@ from eaglectl.sglang.loader import (
     serving_spans,
     simulate_load,
 )
+from eaglectl.enums import Algorithm
 from tests.synthetic_heads import head
 
 E3 = Algorithm.EAGLE3
@@ -289,7 +290,7 @@ def test_gpt_oss_loop_reaches_the_final_boundary_from_0_5_17(version, position, 
 
 
 def test_aux_ids_ranges_come_from_the_capture_rules():
-    from eaglectl.sglang import aux_ids
+    from eaglectl.engines.sglang import aux_ids
 
     assert [label for label, *_ in aux_ids.RULE_RANGES] == ["0.5.9-0.5.12", "0.5.13-0.5.16", "0.5.17+"]
     assert aux_ids.family_of("deepseek_v32", None) is aux_ids.Family.deepseek

@@ -1,7 +1,7 @@
 """`bench`: one SGLang server per configuration (a baseline without speculation, then each speculative
 configuration), every batch size measured against it, results appended as each measurement finishes.
 
-Everything before the launches is `serve`'s (`eaglectl.sglang.serve.prepare`: drafter resolution and export,
+Everything before the launches is `serve`'s (`eaglectl.serving.serve.prepare`: drafter resolution and export,
 preflight, the installed-release check, passthrough refusals); each configuration's argv comes from
 `serve.argv_for`, so bench launches exactly what `serve` would.
 """
@@ -28,8 +28,8 @@ from eaglectl.bench.prompts import PromptSet
 from eaglectl.bench.sweep import Pruned, SpecConfig
 from eaglectl.enums import Algorithm, Layout, ServeDType
 from eaglectl.errors import ConfigError, LaunchError
-from eaglectl.sglang.options import ServeOptions
-from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
+from eaglectl.serving.options import ServeOptions
+from eaglectl.serving.passthrough import SERVE_OWNED, refuse_overrides
 
 BASELINE = "baseline"
 # bench picks the port and host of every server it starts and polls them itself.
@@ -143,7 +143,7 @@ def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
     warning as it arises, before a sweep that may run for long (they are in `result.warnings` too)."""
     from eaglectl.bench.prompts import load as load_prompts
     from eaglectl.checkpoint.target import load_target
-    from eaglectl.sglang.serve import argv_for, prepare
+    from eaglectl.serving.serve import argv_for, prepare
 
     say = progress or (lambda _m: None)
     _check_load(opts)
@@ -307,7 +307,7 @@ def _raise_terminated(_signum: int, _frame: Any) -> None:
 def _run_config(opts: BenchOptions, result: BenchResult, run: ConfigRun, sizes: list[int], prompts: list[Any],
                 env: dict[str, str], url: str, rf: results.ResultsFile | None, say: Callable[[str], None],
                 server_log: Callable[[str], None] | None) -> None:
-    from eaglectl.sglang.launcher import ServerProcess
+    from eaglectl.serving.launcher import ServerProcess
 
     server = ServerProcess(run.argv, env, log=server_log or (lambda _line: None))
     try:
@@ -387,7 +387,7 @@ def _conclude(opts: BenchOptions, result: BenchResult, ps: PromptSet) -> None:
 
 def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:
     """The `eaglectl serve` command that serves configuration `c` with the flags this sweep ran under."""
-    from eaglectl.sglang.serve import same_named_flags
+    from eaglectl.serving.serve import same_named_flags
 
     argv = ["eaglectl", "serve", "--target", opts.target, "--draft", opts.draft]
     if opts.revision is not None:

@@ -325,6 +325,17 @@ def aux_ids_problem(value: Any) -> str | None:
     return None
 
 
+def aux_layer_ids_of(config: dict[str, Any]) -> list[int] | None:
+    """Aux layer ids recorded in a config, wherever a trainer put them."""
+    eagle_cfg = config.get("eagle_config")
+    candidates = [eagle_cfg.get("eagle_aux_hidden_state_layer_ids") if isinstance(eagle_cfg, dict) else None,
+                  config.get("eagle_aux_hidden_state_layer_ids"), config.get("aux_hidden_state_layer_ids")]
+    for value in candidates:
+        if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return list(value)
+    return None
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -15,9 +15,9 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from eaglectl.engines.sglang.aux_ids import Family, family_of, from_input_numbering
 from eaglectl.errors import ConfigError
 from eaglectl.jsonfile import as_object
-from eaglectl.sglang.aux_ids import Family, family_of, from_input_numbering
 
 ARCHITECTURE = {"eagle3": "LlamaForCausalLMEagle3", "eagle": "LlamaForCausalLMEagle"}
 # Trainer bookkeeping SGLang never reads; dropped from the served config.

@@ -10,10 +10,25 @@ from typing import Any
 from eaglectl.errors import ConfigError, require
 from eaglectl.hub import cached_target_config, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
-from eaglectl.runner.contract import (
-    default_aux_layer_ids,  # noqa: F401  (re-exported; defined with the contract)
-    text_config,
-)
+
+
+def text_config(config: Any) -> Any:
+    """The language-model part of a (possibly multimodal) transformers config, or of a config dict."""
+    if isinstance(config, dict):
+        return config["text_config"] if isinstance(config.get("text_config"), dict) else config
+    getter = getattr(config, "get_text_config", None)
+    if callable(getter):
+        try:
+            return getter()
+        except TypeError:
+            pass
+    sub = getattr(config, "text_config", None)
+    return sub if sub is not None else config
+
+
+def default_aux_layer_ids(num_layers: int) -> list[int]:
+    """SGLang's default EAGLE-3 capture layers, in eaglectl's convention (output of layer k)."""
+    return [1, num_layers // 2 - 1, num_layers - 4]
 
 
 @dataclass

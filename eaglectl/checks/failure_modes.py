@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eaglectl.checkpoint.names import parse_name
+from eaglectl.checkpoint.resolve import aux_layer_ids_of
 from eaglectl.checks.findings import Finding
+from eaglectl.engines.sglang import aux_ids
+from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.enums import Algorithm, Severity
-from eaglectl.errors import UnsupportedDraftError
 from eaglectl.jsonfile import as_object, config_int
-from eaglectl.sglang import aux_ids
-from eaglectl.sglang.architectures import own_loader
 
 if TYPE_CHECKING:
     from eaglectl.checkpoint.resolve import Checkpoint
     from eaglectl.checkpoint.target import TargetInfo
-    from eaglectl.export.plan import ExportPlan
 
 MAX_D2T = 2**24  # the draft-vocab bound of check_config: d2t is read whole (int64, <= 128 MiB)
 
@@ -120,21 +119,6 @@ def checkpoint_view(ckpt: Checkpoint, algorithm: Algorithm | None) -> HeadView:
                     load=None if ws.remote else (lambda base: ws.load(stored[base])), source=ckpt.source,
                     config_format=ckpt.config_format, config_problem=ckpt.config_problem,
                     config_notes=ckpt.config_notes)
-
-
-def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
-    assert ckpt.weights is not None
-    ws = ckpt.weights
-    by_base = {parse_name(t.name).base: t for t in plan.tensors}
-
-    def load(base: str) -> Any:
-        t = by_base[base]
-        return plan.generated[t.name] if t.source is None else ws.load(t.source)
-
-    return HeadView(plan.config, plan.algorithm, {b: t.shape for b, t in by_base.items()},
-                    load=None if ws.remote else load,
-                    source=ckpt.source, config_problem=ckpt.config_problem, planned=True,
-                    embeddings_dropped=any(d.reason.startswith("--drop-embeddings") for d in plan.dropped))
 
 
 # ------------------------------------------------------------------------------------------------------ checks
@@ -346,15 +330,6 @@ def head_findings(v: HeadView) -> list[Finding]:
     return [f for check in CHECKS for f in check(v)]
 
 
-def refuse(ckpt: Checkpoint, plan: ExportPlan, *, only: tuple[str, ...] | None = None) -> None:
-    """Raise for a failure mode the export cannot fix: the planned output would still be served wrong."""
-    errors = [f for f in head_findings(plan_view(ckpt, plan))
-              if f.severity is Severity.error and (only is None or f.code in only)]
-    if errors:
-        more = f" (and {len(errors) - 1} more: {', '.join(f.code for f in errors[1:])})" if len(errors) > 1 else ""
-        raise UnsupportedDraftError(f"{ckpt.source}: {errors[0].code}: {errors[0].message}{more}", hint=errors[0].fix)
-
-
 # ------------------------------------------------------------------------------------------------------ aux ids
 def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers_in_weights: int | None,
                           algorithm: Algorithm | None, target: TargetInfo, *, exported: bool = False
@@ -364,8 +339,6 @@ def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers
     layers in the weights) names that model's depth, `trained_depth`; on a target of another depth the defaults
     capture other layers than training did, and acceptance drops without an error. `cfg`: the config as SGLang
     gets it (ids pinned by export count); `exported`: the head is an eaglectl export (the fix is on its source)."""
-    from eaglectl.export.config_rewrite import aux_layer_ids_of
-
     served_depth = target.num_layers
     if (algorithm is not Algorithm.EAGLE3 or not served_depth or not layers_in_weights or not trained_depth
             or aux_layer_ids_of(cfg) or trained_depth <= layers_in_weights or trained_depth == served_depth):
@@ -396,8 +369,6 @@ def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers
 
 def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:
     """The draft's aux-layer ids against the target's family and depth, for every SGLang rule range."""
-    from eaglectl.export.config_rewrite import aux_layer_ids_of
-
     num_layers = target.num_layers
     if algorithm is not Algorithm.EAGLE3 or not num_layers:
         return []

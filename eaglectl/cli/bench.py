@@ -34,7 +34,7 @@ from eaglectl.cli.options import (
 from eaglectl.enums import ServeDType
 from eaglectl.errors import CheckFailedError, EaglectlError
 from eaglectl.output import cell, printable, safe
-from eaglectl.sglang.options import ServeOptions
+from eaglectl.serving.options import ServeOptions
 
 if TYPE_CHECKING:
     from rich.console import Console

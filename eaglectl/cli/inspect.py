@@ -20,7 +20,7 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 def inspect_command(path: CheckpointArg, target: TargetOpt = None, revision: RevisionOpt = None,
                     json: JsonOpt = False) -> None:
     """Classify a drafter checkpoint and list what SGLang would get wrong (exit 1 on an error finding)."""
-    from eaglectl.checks.report import inspect_checkpoint
+    from eaglectl.inspection.report import inspect_checkpoint
 
     report = inspect_checkpoint(path, target=target, revision=revision)
     failure = None

@@ -33,7 +33,7 @@ from eaglectl.cli.options import (
 from eaglectl.enums import ServeDType
 from eaglectl.errors import LaunchError
 from eaglectl.output import cell, printable, safe
-from eaglectl.sglang.options import ServeOptions
+from eaglectl.serving.options import ServeOptions
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -92,7 +92,7 @@ def serve_command(
     json: JsonOpt = False,
 ) -> None:
     """Launch `python -m sglang.launch_server` with the drafter; arguments after `--` go to SGLang verbatim."""
-    from eaglectl.sglang.serve import serve
+    from eaglectl.serving.serve import serve
 
     opts = ServeOptions(
         target=target, draft=draft, revision=revision, algorithm=algorithm, aux_layer_ids=aux_layer_ids,

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eaglectl import __version__
-from eaglectl.checks.report import InspectReport, inspect_checkpoint
 from eaglectl.demo.samples import SampleSet, build_samples, sample_paths
 from eaglectl.errors import OutputError
 from eaglectl.export.atomic import write_bytes_atomic
 from eaglectl.export.exporter import ExportReport, export_checkpoint
 from eaglectl.export.outputs import refuse_non_empty_dir
-from eaglectl.sglang.options import ServeOptions
-from eaglectl.sglang.serve import prepare
+from eaglectl.inspection.report import InspectReport, inspect_checkpoint
+from eaglectl.serving.options import ServeOptions
+from eaglectl.serving.serve import prepare
 
 
 @dataclass

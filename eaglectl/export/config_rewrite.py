@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from eaglectl.engines.sglang.loader import ARCHITECTURE
 from eaglectl.enums import DTYPES, Algorithm
 from eaglectl.jsonfile import as_object
-from eaglectl.sglang.loader import ARCHITECTURE
 
 
 def rewrite_config(
@@ -58,13 +58,3 @@ def rewrite_config(
             put("dtype", dtype)
     return cfg, changes
 
-
-def aux_layer_ids_of(config: dict[str, Any]) -> list[int] | None:
-    """Aux layer ids recorded in a config, wherever a trainer put them."""
-    eagle_cfg = config.get("eagle_config")
-    candidates = [eagle_cfg.get("eagle_aux_hidden_state_layer_ids") if isinstance(eagle_cfg, dict) else None,
-                  config.get("eagle_aux_hidden_state_layer_ids"), config.get("aux_hidden_state_layer_ids")]
-    for value in candidates:
-        if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return list(value)
-    return None

@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 from eaglectl import __version__
 from eaglectl.checkpoint.peagle import reject_p_eagle
 from eaglectl.checkpoint.resolve import Checkpoint, resolve
+from eaglectl.engines.sglang import rules
+from eaglectl.engines.sglang.architectures import own_loader
+from eaglectl.engines.sglang.loader import replay_releases, serving_spans, simulate_load
 from eaglectl.enums import Algorithm, Layout
-from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError, UsageError
+from eaglectl.errors import CheckFailedError, EaglectlError, OutputError, UsageError
 from eaglectl.export.atomic import commit_dir, locked_output, output_path, stage_dir, write_bytes_atomic
 from eaglectl.export.outputs import (
     EXPORT_DIR,
@@ -32,11 +35,9 @@ from eaglectl.export.outputs import (
     unpin_warning,
 )
 from eaglectl.export.plan import DroppedTensor, ExportPlan, build_plan
+from eaglectl.export.servable import require_servable
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
 from eaglectl.jsonfile import dumps_config
-from eaglectl.sglang import rules
-from eaglectl.sglang.architectures import own_loader
-from eaglectl.sglang.loader import NEWEST_KNOWN, replay_releases, serving_spans, simulate_load
 from eaglectl.sizes import parse_size
 
 if TYPE_CHECKING:
@@ -296,24 +297,6 @@ def _value_warnings(found: list) -> list[str]:
     return [non_finite_message(found)] if found else []
 
 
-def require_servable(ckpt: Checkpoint, plan: ExportPlan) -> None:
-    """Refuse to write a head SGLang would serve wrongly: shapes that contradict the config first (they change
-    what SGLang builds), then the known failure modes (their message names the cause), then parameters the
-    newest known release would leave uninitialised (its loader has every feature: what it cannot load, no
-    known release can)."""
-    from eaglectl.checks.failure_modes import refuse
-
-    sim = None if own_loader(plan.config) is not None else simulate_load(  # own loaders are not replayed
-        plan.config, plan.shapes, plan.algorithm, NEWEST_KNOWN)
-    if sim is not None and sim.shape_errors:
-        raise CheckpointError(f"tensor shapes contradict the config: {sim.shape_errors[0]}")
-    refuse(ckpt, plan)
-    if sim is not None and sim.uninitialized:
-        raise CheckpointError(f"missing required tensors: {', '.join(sim.uninitialized)}")
-    if sim is not None and sim.problems:
-        raise CheckpointError(sim.problems[0])
-
-
 def _parse_size(text: str) -> int:
     try:
         return parse_size(text)
@@ -452,7 +435,7 @@ def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
 
     A range whose loader cannot have what the head needs (an older release without a feature it uses) is
     reported as not applicable, not as a failure: the export's `sglang_releases` says which ranges serve it."""
-    from eaglectl.sglang.loader import minimum_release
+    from eaglectl.engines.sglang.loader import minimum_release
 
     results = []
     try:

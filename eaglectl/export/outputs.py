@@ -165,7 +165,7 @@ def source_layer_count(config: dict[str, Any], manifest: dict[str, Any] | None) 
 def unpin_warning(out: Path, new_config: dict[str, Any]) -> str | None:
     """What replacing the eaglectl export at `out` with `new_config` would un-pin, as a warning (None: nothing):
     a later export without --aux-layer-ids would otherwise drop the pinned ids without a word."""
-    from eaglectl.export.config_rewrite import aux_layer_ids_of
+    from eaglectl.checkpoint.resolve import aux_layer_ids_of
 
     if read_manifest(out) is None or aux_layer_ids_of(new_config):
         return None

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eaglectl.checkpoint.names import canonical_name, is_p_eagle_tensor, layer_indices, parse_name
-from eaglectl.checkpoint.resolve import Checkpoint, detect_algorithm
+from eaglectl.checkpoint.resolve import Checkpoint, aux_layer_ids_of, detect_algorithm
 from eaglectl.checkpoint.weights import FLOAT_DTYPES, nbytes
+from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.enums import Algorithm, canonical_dtype
 from eaglectl.errors import CheckpointError, ConfigError, UnsupportedDraftError
-from eaglectl.export.config_rewrite import aux_layer_ids_of, rewrite_config
+from eaglectl.export.config_rewrite import rewrite_config
 from eaglectl.jsonfile import config_int
-from eaglectl.sglang.architectures import own_loader
 
 DTYPE_CODE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}  # safetensors codes
 # d2t (draft -> target id offsets) and t2d (target -> in draft vocab) are indices / flags: never floats.

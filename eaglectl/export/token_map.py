@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from eaglectl.checkpoint.resolve import DIM_LIMITS, resolve
-from eaglectl.checks.failure_modes import refuse
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, OutputError
 from eaglectl.export.atomic import locked_output, output_path, write_bytes_atomic
 from eaglectl.export.outputs import refuse_foreign_file, refuse_source_overlap, source_paths
 from eaglectl.export.plan import build_plan
+from eaglectl.export.servable import refuse
 from eaglectl.jsonfile import config_int
 
 TOKEN_MAP = "speculative_token_map.pt"  # the file name SGLang docs and NeMo use

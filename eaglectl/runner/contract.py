@@ -21,10 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from eaglectl.checkpoint.target import default_aux_layer_ids, text_config
 from eaglectl.enums import DTYPES, canonical_dtype
 from eaglectl.errors import CheckFailedError, ConfigError
 
-__all__ = ["DTYPES", "canonical_dtype"]  # the runners' dtype vocabulary is eaglectl's one (eaglectl.enums)
+# The runners' dtype vocabulary is eaglectl's one (eaglectl.enums); the config helpers are the target reader's.
+__all__ = ["DTYPES", "canonical_dtype", "default_aux_layer_ids", "text_config"]
 
 if TYPE_CHECKING:
     import torch
@@ -71,20 +73,6 @@ class Eagle3TargetBatch:
     target_logits: torch.Tensor  # [B, S, V], shifted left by one, zero tail
 
 
-def text_config(config: Any) -> Any:
-    """The language-model part of a (possibly multimodal) transformers config, or of a config dict."""
-    if isinstance(config, dict):
-        return config["text_config"] if isinstance(config.get("text_config"), dict) else config
-    getter = getattr(config, "get_text_config", None)
-    if callable(getter):
-        try:
-            return getter()
-        except TypeError:
-            pass
-    sub = getattr(config, "text_config", None)
-    return sub if sub is not None else config
-
-
 def model_dims(model: Any) -> tuple[int, int, int]:
     """(num_hidden_layers, hidden_size, vocab_size) from a runner's `model.config`."""
     cfg = text_config(model.config)
@@ -92,11 +80,6 @@ def model_dims(model: Any) -> tuple[int, int, int]:
         return int(cfg.num_hidden_layers), int(cfg.hidden_size), int(cfg.vocab_size)
     except (AttributeError, TypeError, ValueError) as exc:
         raise ConfigError(f"target config lacks num_hidden_layers / hidden_size / vocab_size ({exc})") from exc
-
-
-def default_aux_layer_ids(num_layers: int) -> list[int]:
-    """SGLang's default EAGLE-3 capture layers, in eaglectl's convention (output of layer k)."""
-    return [1, num_layers // 2 - 1, num_layers - 4]
 
 
 def aux_layer_problems(ids: Sequence[Any], num_layers: int) -> list[str]:

@@ -121,7 +121,7 @@ def with_server_flags(server_args: dict[str, Any], flags: Sequence[str]) -> dict
     """`server_args` plus `sglang.launch_server` flags read by SGLang's own parser (SGLang is imported here);
     a setting given both ways is refused."""
     from eaglectl.runner.sglang.settings import server_args_from_flags
-    from eaglectl.sglang.flags import flag_name
+    from eaglectl.serving.flags import flag_name
 
     from_flags = server_args_from_flags(flags, own_options=OWN_OPTIONS)
     twice = sorted(from_flags.keys() & server_args.keys())

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from eaglectl.sglang.rules import NEWEST_KNOWN
+from eaglectl.engines.sglang.rules import NEWEST_KNOWN
 from tests.hostile.core import COMMANDS, Bases, _cfg, _pt, case, copy_base, edit_pt, load_st
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from eaglectl.errors import EaglectlError, UsageError
 from eaglectl.runner.contract import DTYPES, canonical_dtype
 from eaglectl.runner.sglang.api import load_sglang
-from eaglectl.sglang.flags import flag_name, parse_flags
+from eaglectl.serving.flags import flag_name, parse_flags
 
 SUPPORTED_DTYPES = ("auto", *DTYPES)  # the ServerArgs.dtype spellings eaglectl hands to SGLang
 

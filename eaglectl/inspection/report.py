@@ -7,7 +7,7 @@ from typing import Any
 
 from eaglectl.checkpoint.names import layer_indices, parse_name
 from eaglectl.checkpoint.peagle import VLLM_ROUTE
-from eaglectl.checkpoint.resolve import Checkpoint, detect_algorithm, is_p_eagle, resolve
+from eaglectl.checkpoint.resolve import Checkpoint, aux_layer_ids_of, detect_algorithm, is_p_eagle, resolve
 from eaglectl.checkpoint.target import TargetInfo, load_target
 from eaglectl.checkpoint.values import non_finite_message, scan_non_finite, scanned_tensors
 from eaglectl.checkpoint.weights import FLOAT_DTYPES
@@ -15,20 +15,12 @@ from eaglectl.checks.failure_modes import (
     aux_id_findings,
     checkpoint_view,
     head_findings,
-    plan_view,
     unpinned_aux_findings,
 )
 from eaglectl.checks.findings import Finding
-from eaglectl.enums import Algorithm, Layout, Severity
-from eaglectl.errors import EaglectlError
-from eaglectl.export.config_rewrite import aux_layer_ids_of
-from eaglectl.export.outputs import read_manifest, source_layer_count
-from eaglectl.export.plan import ExportPlan, build_plan
-from eaglectl.hub import HubSource
-from eaglectl.runner.contract import aux_layer_problems  # noqa: F401  (the training-side rule, re-exported)
-from eaglectl.sglang import rules
-from eaglectl.sglang.architectures import own_loader
-from eaglectl.sglang.loader import (
+from eaglectl.engines.sglang import rules
+from eaglectl.engines.sglang.architectures import own_loader
+from eaglectl.engines.sglang.loader import (
     ARCHITECTURE,
     NEWEST_KNOWN,
     ReleaseSpan,
@@ -39,6 +31,12 @@ from eaglectl.sglang.loader import (
     serving_spans,
     simulate_load,
 )
+from eaglectl.enums import Algorithm, Layout, Severity
+from eaglectl.errors import EaglectlError
+from eaglectl.export.outputs import read_manifest, source_layer_count
+from eaglectl.export.plan import ExportPlan, build_plan
+from eaglectl.export.servable import plan_view
+from eaglectl.hub import HubSource
 
 
 @dataclass

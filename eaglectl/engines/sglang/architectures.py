@@ -1,8 +1,8 @@
 """The EAGLE draft architectures SGLang registers (EntryClass), and how far eaglectl can check each one.
 
-eaglectl replays SGLang's Llama EAGLE / EAGLE-3 loaders (`eaglectl.sglang.loader`); the other heads are served by
-their own loaders, so eaglectl recognises them, keeps their names and config as they are, runs the checks that do
-not depend on the loader, and says which it could not run. Sources: each release's python/sglang/srt/models/.
+eaglectl replays SGLang's Llama EAGLE / EAGLE-3 loaders (`eaglectl.engines.sglang.loader`); the other heads are
+served by their own loaders, so eaglectl recognises them, keeps their names and config as they are, runs the checks
+that do not depend on the loader, and says which it could not run. Sources: each release's python/sglang/srt/models/.
 """
 
 from __future__ import annotations

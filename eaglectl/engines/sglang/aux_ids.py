@@ -3,7 +3,7 @@
 A *capture* index c means the hidden state (h + residual) entering target layer c, i.e. the output of layer c-1
 (Hugging Face `output_hidden_states[c]`; vLLM's and speculators' id numbering). SGLang ids number layer *outputs*
 for most families and are shifted by one before capture; some families take some lists as they are. The families,
-their rules per release and the sources they were read from are `eaglectl.sglang.rules` (CAPTURE_FAMILIES,
+their rules per release and the sources they were read from are `eaglectl.engines.sglang.rules` (CAPTURE_FAMILIES,
 CAPTURE_RULES); this module answers questions about them with the names the checks use. A capture index the layer
 loop never reaches means SGLang returns fewer states than the draft's fc expects.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import Enum
 
-from eaglectl.sglang import rules
+from eaglectl.engines.sglang import rules
 
 
 class Family(str, Enum):

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from eaglectl.engines.sglang import rules
 from eaglectl.enums import Algorithm
 from eaglectl.jsonfile import as_object, config_int
-from eaglectl.sglang import rules
 
 SGLANG_VERSIONS = rules.RELEASES  # every known release; the last is the newest
 NEWEST_KNOWN = rules.NEWEST_KNOWN

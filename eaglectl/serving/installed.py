@@ -14,9 +14,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from eaglectl.engines.sglang import rules
 from eaglectl.enums import Algorithm
 from eaglectl.errors import MissingDependencyError, UnsupportedDraftError, install_hint
-from eaglectl.sglang import rules
 
 INSTALL_HINT = install_hint("sglang")
 PROBE_TIMEOUT_S = 120
@@ -106,7 +106,7 @@ def check_release(version: str | None, cfg: dict[str, Any], shapes: dict[str, tu
                   algorithm: Algorithm, stored_names: list[str] | None = None) -> ReleaseCheck:
     """Replay `version`'s loader over the drafter as it will be handed to SGLang (`cfg`, `shapes`); the
     drafter's needs are read from those and from `stored_names` (the checkpoint before any export)."""
-    from eaglectl.sglang.loader import ignored_config, minimum_release, simulate_load
+    from eaglectl.engines.sglang.loader import ignored_config, minimum_release, simulate_load
 
     minimum, needs = minimum_release(cfg, [*(stored_names or []), *shapes], algorithm)
     check = ReleaseCheck(version, None, minimum or None)

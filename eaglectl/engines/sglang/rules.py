@@ -2,7 +2,7 @@
 
 Read from the released wheels (`pip download --no-deps sglang==X`) of every release from 0.5.9 to
 `NEWEST_KNOWN`. A rule holds for an inclusive range of releases; post-releases belong to their base release
-(no `.post1` changed a loader). `eaglectl.sglang.loader` replays the loaders from these tables, `inspect` and
+(no `.post1` changed a loader). `eaglectl.engines.sglang.loader` replays the loaders from these tables, `inspect` and
 `serve` pick the table of a release, and `loader_hashes.json` beside this file records the sha256 of each
 release's loader files so that `scripts/check_sglang_releases.py` can tell when a new release changed them.
 

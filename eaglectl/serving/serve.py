@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from eaglectl.checkpoint.resolve import resolve
+from eaglectl.engines.sglang import rules
 from eaglectl.enums import Algorithm, Layout, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, UnsupportedDraftError
-from eaglectl.sglang import flags, launcher, rules
-from eaglectl.sglang.options import ServeOptions
-from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
+from eaglectl.serving import flags, launcher
+from eaglectl.serving.options import ServeOptions
+from eaglectl.serving.passthrough import SERVE_OWNED, refuse_overrides
 
 LONG_CONTEXT_ENV = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN"
 
@@ -77,13 +78,13 @@ def prepare(opts: ServeOptions) -> ServeResult:
         export_plan,
         layout_name,
         refuse_unsafe_output,
-        require_servable,
         servable_as_is,
         up_to_date,
     )
     from eaglectl.export.outputs import earlier_export_notes, unpin_warning
     from eaglectl.export.plan import build_plan
-    from eaglectl.sglang.installed import installed_sglang, require_release
+    from eaglectl.export.servable import require_servable
+    from eaglectl.serving.installed import installed_sglang, require_release
 
     notes: list[str] = []
     warnings: list[str] = []
@@ -175,7 +176,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
 def _local_version(python: str) -> str | None:
     """The SGLang release of `python` when it is this interpreter (read without importing SGLang or starting a
     process, so `--print-only` stays free of both): flags are then spelt as that release spells them."""
-    from eaglectl.sglang.installed import probe
+    from eaglectl.serving.installed import probe
 
     if os.path.realpath(python) != os.path.realpath(sys.executable):
         return None
@@ -205,7 +206,7 @@ def _url_host(host: str) -> str:
 
 def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], notes: list[str],
                warnings: list[str]) -> None:
-    from eaglectl.checks.report import target_findings
+    from eaglectl.inspection.report import target_findings
 
     findings = target_findings(ckpt, plan, target)
     errors = [f for f in findings if f.severity is Severity.error]

@@ -1,0 +1,55 @@
+"""Whether a planned export would be served right: the failure-mode checks over the plan's output (not the
+checkpoint as stored) and SGLang's newest loader replayed over the planned names and shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eaglectl.checkpoint.names import parse_name
+from eaglectl.checkpoint.resolve import Checkpoint
+from eaglectl.checks.failure_modes import HeadView, head_findings
+from eaglectl.engines.sglang.architectures import own_loader
+from eaglectl.engines.sglang.loader import NEWEST_KNOWN, simulate_load
+from eaglectl.enums import Severity
+from eaglectl.errors import CheckpointError, UnsupportedDraftError
+from eaglectl.export.plan import ExportPlan
+
+
+def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
+    assert ckpt.weights is not None
+    ws = ckpt.weights
+    by_base = {parse_name(t.name).base: t for t in plan.tensors}
+
+    def load(base: str) -> Any:
+        t = by_base[base]
+        return plan.generated[t.name] if t.source is None else ws.load(t.source)
+
+    return HeadView(plan.config, plan.algorithm, {b: t.shape for b, t in by_base.items()},
+                    load=None if ws.remote else load,
+                    source=ckpt.source, config_problem=ckpt.config_problem, planned=True,
+                    embeddings_dropped=any(d.reason.startswith("--drop-embeddings") for d in plan.dropped))
+
+
+def refuse(ckpt: Checkpoint, plan: ExportPlan, *, only: tuple[str, ...] | None = None) -> None:
+    """Raise for a failure mode the export cannot fix: the planned output would still be served wrong."""
+    errors = [f for f in head_findings(plan_view(ckpt, plan))
+              if f.severity is Severity.error and (only is None or f.code in only)]
+    if errors:
+        more = f" (and {len(errors) - 1} more: {', '.join(f.code for f in errors[1:])})" if len(errors) > 1 else ""
+        raise UnsupportedDraftError(f"{ckpt.source}: {errors[0].code}: {errors[0].message}{more}", hint=errors[0].fix)
+
+
+def require_servable(ckpt: Checkpoint, plan: ExportPlan) -> None:
+    """Refuse to write a head SGLang would serve wrongly: shapes that contradict the config first (they change
+    what SGLang builds), then the known failure modes (their message names the cause), then parameters the
+    newest known release would leave uninitialised (its loader has every feature: what it cannot load, no
+    known release can)."""
+    sim = None if own_loader(plan.config) is not None else simulate_load(  # own loaders are not replayed
+        plan.config, plan.shapes, plan.algorithm, NEWEST_KNOWN)
+    if sim is not None and sim.shape_errors:
+        raise CheckpointError(f"tensor shapes contradict the config: {sim.shape_errors[0]}")
+    refuse(ckpt, plan)
+    if sim is not None and sim.uninitialized:
+        raise CheckpointError(f"missing required tensors: {', '.join(sim.uninitialized)}")
+    if sim is not None and sim.problems:
+        raise CheckpointError(sim.problems[0])

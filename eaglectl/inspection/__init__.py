@@ -1,0 +1,1 @@
+"""`inspect`: a checkpoint's layout, tensors, every release's loader verdict and the findings, assembled."""

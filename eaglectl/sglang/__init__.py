@@ -1,1 +1,0 @@
-"""What eaglectl knows about SGLang: loader rules per release, their replay, the server argv, launch, supervision."""
