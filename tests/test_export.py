@@ -433,10 +433,10 @@ import os, sys
 from eaglectl.export import writer as writer
 victim, argv = sys.argv[1], sys.argv[2:]
 real = writer._write_tensor
-def truncate_then_write(t, out, on_bytes):
+def truncate_then_write(t, *args):
     if os.stat(victim).st_size > 4096:
         os.truncate(victim, 4096)
-    return real(t, out, on_bytes)
+    return real(t, *args)
 writer._write_tensor = truncate_then_write
 from eaglectl.cli.app import main
 sys.argv = ["eaglectl", *argv]

@@ -67,6 +67,7 @@ class Meta:
     vocab: int | None = None
     keys: list[str] = field(default_factory=list)
     aux_layer_ids: list[int] | None = None
+    loaded: bool = True  # False: only found (resolve(load_meta=False)); `load_meta` reads it
 
 
 @dataclass
@@ -133,7 +134,7 @@ def _resolve_hub(source: str, repo_id: str, revision: str | None, *, load_meta: 
     _read_config(ckpt)
     ckpt.weights = remote_weights(remote.headers, remote.index_file, remote.weight_map)
     if remote.meta_path is not None:
-        ckpt.meta = read_meta(remote.meta_path) if load_meta else Meta(path=remote.meta_path)
+        ckpt.meta = read_meta(remote.meta_path) if load_meta else Meta(path=remote.meta_path, loaded=False)
     return ckpt
 
 
@@ -267,7 +268,13 @@ def _open(ckpt: Checkpoint, *, load_meta: bool) -> None:
     if meta_path and load_meta:
         ckpt.meta = read_meta(meta_path)
     elif meta_path:
-        ckpt.meta = Meta(path=meta_path)
+        ckpt.meta = Meta(path=meta_path, loaded=False)
+
+
+def load_meta(ckpt: Checkpoint) -> None:
+    """Read a meta file `resolve(load_meta=False)` only found (a torch pickle: this imports torch)."""
+    if ckpt.meta is not None and not ckpt.meta.loaded:
+        ckpt.meta = read_meta(ckpt.meta.path)
 
 
 def _read_config(ckpt: Checkpoint) -> None:

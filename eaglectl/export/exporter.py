@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from eaglectl import __version__
 from eaglectl.checkpoint.peagle import reject_p_eagle
-from eaglectl.checkpoint.resolve import Checkpoint, resolve
+from eaglectl.checkpoint.resolve import Checkpoint, load_meta, resolve
 from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import replay_releases, serving_spans, simulate_load
@@ -34,7 +34,7 @@ from eaglectl.export.outputs import (
     source_paths,
     unpin_warning,
 )
-from eaglectl.export.plan import DroppedTensor, ExportPlan, build_plan
+from eaglectl.export.plan import DroppedTensor, ExportPlan, PlannedTensor, build_plan, predict_tensors
 from eaglectl.export.servable import require_servable
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
 from eaglectl.jsonfile import dumps_config
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from huggingface_hub import StateDictSplit
 
     from eaglectl.checkpoint.weights import WeightSet
+    from eaglectl.export.writer import OutTensor, SafetensorsFile
 
 DEFAULT_MAX_SHARD = "5GB"
 
@@ -121,20 +122,47 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, revision: 
                       algorithm: Algorithm | None = None, dtype: str = "keep", drop_embeddings: bool = False,
                       max_shard_size: str = DEFAULT_MAX_SHARD, force: bool = False, dry_run: bool = False,
                       progress: ProgressFn | None = None, aux_layer_ids: list[int] | None = None) -> ExportReport:
+    """resolve -> plan (checked against SGLang's rules) -> write -> verify -> swap. A safetensors source with a
+    meta file starts its kernel copy before the meta is read: reading it imports torch (about a second), which
+    then runs beside the copy instead of before it."""
     t0 = time.monotonic()
-    ckpt = resolve(path, revision=revision)  # a Hub id: its files fetched into the Hub cache, read from there
+    # A Hub id: its files fetched into the Hub cache, read from there. The meta is found, not read yet.
+    ckpt = resolve(path, revision=revision, load_meta=False)
     reject_p_eagle(ckpt)
-    plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings,
-                      aux_layer_ids=aux_layer_ids)
-    require_servable(ckpt, plan)
+    early = None if dry_run else EarlyCopy.start(ckpt, output=output, algorithm=algorithm, dtype=dtype,
+                                                 drop_embeddings=drop_embeddings, max_shard_size=max_shard_size,
+                                                 progress=progress)
+    try:
+        load_meta(ckpt)
+        plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings,
+                          aux_layer_ids=aux_layer_ids)
+        require_servable(ckpt, plan)
+    except BaseException:
+        if early is not None:
+            early.abandon()
+        raise
     return export_plan(ckpt, plan, output=output, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
-                       progress=progress, started=t0)
+                       progress=progress, started=t0, early=early)
 
 
 def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None = None,
                 max_shard_size: str = DEFAULT_MAX_SHARD, force: bool = False, dry_run: bool = False,
-                progress: ProgressFn | None = None, started: float | None = None) -> ExportReport:
-    """Write a plan already made (and checked servable) for a resolved local checkpoint: `serve` plans once."""
+                progress: ProgressFn | None = None, started: float | None = None,
+                early: EarlyCopy | None = None) -> ExportReport:
+    """Write a plan already made (and checked servable) for a resolved local checkpoint: `serve` plans once.
+    `early`: the copy `EarlyCopy.start` began before the plan was complete; used when the plan turned out as it
+    predicted (same output, same tensors), abandoned otherwise."""
+    try:
+        return _export_plan(ckpt, plan, output=output, max_shard_size=max_shard_size, force=force,
+                            dry_run=dry_run, progress=progress, started=started, early=early)
+    finally:
+        if early is not None:
+            early.abandon()  # a no-op once its staging dir was swapped into place
+
+
+def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None, max_shard_size: str,
+                 force: bool, dry_run: bool, progress: ProgressFn | None, started: float | None,
+                 early: EarlyCopy | None) -> ExportReport:
     t0 = time.monotonic() if started is None else started
     if ckpt.weights is not None:
         ckpt.weights.doing = "exporting"  # names what was going on if a source file changes under the reads
@@ -172,7 +200,11 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
         except OSError as exc:
             raise OutputError(f"{out.parent}: cannot create ({exc.strerror or exc})") from exc
     fingerprint = _fingerprint(ckpt, plan)
-    with locked_output(out):
+    shards = _shards(plan, max_bytes)
+    if early is not None and not early.matches(out, plan, shards):
+        early.abandon()
+        early = None
+    with early.held() if early is not None else locked_output(out):
         if not force and _existing_matches(out, fingerprint):
             report.action = "unchanged"
             report.notes.append(f"{out} already holds this export (same source): verified and left untouched")
@@ -182,13 +214,12 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             return report
         refuse_foreign_dir(out)  # again under the lock: what is there now is what the swap replaces
         unpinned = unpin_warning(out, plan.config)
-        staged = stage_dir(out)
-        shards = _shards(plan, max_bytes)
-        written = _Written()
+        staged = early.staged if early is not None else stage_dir(out)
+        written = early.written if early is not None else _Written()
         scan = _Background(_scan_values, ckpt, plan, _write_order(shards), written)
         try:
-            report.files = _write_all(ckpt, plan, staged, shards, fingerprint, token_map_needed, progress,
-                                      on_tensor=written.add)
+            report.files = _write_all(ckpt, plan, staged, shards, fingerprint, token_map_needed,
+                                      progress, on_tensor=written.add, early=early)
             report.warnings = _value_warnings(scan.result())
             if unpinned:
                 report.warnings.append(unpinned)
@@ -198,10 +229,14 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
                 raise CheckFailedError(f"the written export does not verify: {'; '.join(failed[0].problems[:3])}")
             refuse_foreign_dir(out)  # and just before the swap: a file dropped in meanwhile is not deleted
             commit_dir(staged, out)
+            if early is not None:
+                early.committed()
         except BaseException as exc:
             import shutil
 
             scan.cancel()
+            if early is not None:
+                early.stop_copy()
             shutil.rmtree(staged, ignore_errors=True)
             if isinstance(exc, OSError) and not isinstance(exc, EaglectlError):
                 raise OutputError(f"{out}: write failed ({exc.strerror or exc}); previous output left intact") from exc
@@ -211,6 +246,158 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
     report.action = "written"
     report.seconds = time.monotonic() - t0
     return report
+
+
+EARLY_COPY_MIN_BYTES = 64 * 1024 * 1024  # below this the copy is shorter than waiting for it is worth
+
+
+class _ByteCounter:
+    """Bytes written so far, from any thread, reported to the progress callback."""
+
+    def __init__(self, total: int, progress: ProgressFn | None) -> None:
+        import threading
+
+        self.total, self.progress, self.done = total, progress, 0
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+            done = self.done
+        if self.progress:
+            self.progress(done, self.total)
+
+
+class EarlyCopy:
+    """The kernel copy of a safetensors source's stored tensors, started before its meta file is read.
+
+    Reading the meta is a `torch.load`, and importing torch takes about as long as copying a 2 GB head; the
+    copy runs in a thread (`copy_file_range` releases the GIL) while the main thread imports torch, reads the
+    meta and finishes the plan. It writes into the staging dir and holds the output lock, as the export would;
+    the tensors built from the meta (d2t, t2d) are left as holes of the sizes the config gives. The export uses
+    it only if the finished plan is the predicted one (same output, same tensors, same shards): otherwise, or
+    on any failure, it stops the copy and removes the staging dir."""
+
+    def __init__(self, out: Path, tensors: list[PlannedTensor], shards: StateDictSplit, staged: Path,
+                 files: dict[str, SafetensorsFile], stacks: tuple[Any, Any], counter: _ByteCounter) -> None:
+        import threading
+
+        self.out, self.tensors, self.shards, self.staged, self.files = out, tensors, shards, staged, files
+        self.progress_bytes = counter
+        self.written = _Written()
+        self._lock, self._cleanup = stacks  # the output lock; closing the files and removing the staging dir
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._copy, daemon=True, name="eaglectl-early-copy")
+        self._thread.start()
+
+    @classmethod
+    def start(cls, ckpt: Checkpoint, *, output: str | Path | None, algorithm: Algorithm | None, dtype: str,
+              drop_embeddings: bool, max_shard_size: str, progress: ProgressFn | None) -> EarlyCopy | None:
+        """Start the copy when it can be predicted and is worth it; None otherwise (the export then plans
+        first and copies after, as it always can)."""
+        import contextlib
+
+        ws = ckpt.weights
+        if ws is None or ws.format != "safetensors" or ws.remote or ckpt.meta is None or ckpt.meta.loaded:
+            return None
+        try:
+            tensors = predict_tensors(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
+            if tensors is None:
+                return None
+            outs = _out_tensors(ws, tensors, None)
+            from eaglectl.export.writer import RawSource, SafetensorsFile
+
+            if sum(o.nbytes for o in outs if isinstance(o.source, RawSource)) < EARLY_COPY_MIN_BYTES:
+                return None
+            if output is None:  # the default output, when the plan cannot make the source its own output
+                if ckpt.hub is not None or ckpt.root is None or all(t.source == t.name for t in tensors):
+                    return None
+                out = output_path(ckpt.root / EXPORT_DIR)
+            else:
+                out = output_path(Path(output))
+            refuse_unsafe_output(ckpt, out)
+            if not out.parent.is_dir() or read_manifest(out) is not None:
+                return None  # an earlier export there: the finished plan decides whether it is unchanged
+            shards = _split(tensors, parse_size(max_shard_size))
+        except (EaglectlError, ValueError):
+            return None  # the export says it, in its own order, once the plan is complete
+        lock, cleanup = contextlib.ExitStack(), contextlib.ExitStack()
+        try:
+            lock.enter_context(locked_output(out))
+            refuse_foreign_dir(out)
+            staged = stage_dir(out)
+            cleanup.callback(_remove_tree, staged)
+            by_name = {o.name: o for o in outs}
+            files = {}
+            for fname, names in shards.filename_to_tensors.items():
+                files[fname] = SafetensorsFile(staged / fname, [by_name[n] for n in names])
+                cleanup.callback(files[fname].close)
+        except BaseException as exc:
+            cleanup.close()
+            lock.close()
+            if isinstance(exc, EaglectlError | OSError):
+                return None
+            raise
+        return cls(out, tensors, shards, staged, files, (lock, cleanup),
+                   _ByteCounter(sum(o.nbytes for o in outs), progress))
+
+    def _copy(self) -> None:
+        from eaglectl.export.writer import RawSource
+
+        try:
+            for file in self.files.values():
+                file.write(lambda o: isinstance(o.source, RawSource), on_bytes=self.progress_bytes,
+                           on_tensor=self.written.add, stop=self._stop)
+        except BaseException as exc:
+            self._error = exc
+
+    def matches(self, out: Path, plan: ExportPlan, shards: StateDictSplit) -> bool:
+        """The finished plan is the one the copy was started for."""
+        def key(ts: list[PlannedTensor]) -> list[tuple]:
+            return [(t.name, t.dtype, t.shape, t.source) for t in ts]
+
+        return (out == self.out and key(plan.tensors) == key(self.tensors)
+                and shards.filename_to_tensors == self.shards.filename_to_tensors)
+
+    def held(self) -> Any:
+        """The output lock, taken when the copy started; released when the export leaves it."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def lock():
+            try:
+                yield self.out
+            finally:
+                self.abandon()
+        return lock()
+
+    def wait_copied(self) -> None:
+        """Until every raw tensor is copied; the copy's error, if it had one."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def stop_copy(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def committed(self) -> None:
+        """The staging dir is the output now: nothing of it is removed (the lock is released on leaving)."""
+        self._cleanup.pop_all()
+
+    def abandon(self) -> None:
+        """Stop the copy, close the files, remove the staging dir (unless swapped in), then release the lock.
+        Idempotent."""
+        self.stop_copy()
+        self._cleanup.close()
+        self._lock.close()
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class _Written:
@@ -305,11 +492,15 @@ def _parse_size(text: str) -> int:
 
 
 def _shards(plan: ExportPlan, max_bytes: int) -> StateDictSplit:
+    return _split(plan.tensors, max_bytes)
+
+
+def _split(tensors: list[PlannedTensor], max_bytes: int) -> StateDictSplit:
     """huggingface_hub's split of the planned tensors into shard files (the same split `save_torch_state_dict`
     makes), each file's names sorted: the writer's order."""
     from huggingface_hub import split_state_dict_into_shards_factory
 
-    sizes = {t.name: t.nbytes for t in plan.tensors}
+    sizes = {t.name: t.nbytes for t in tensors}
     split = split_state_dict_into_shards_factory(
         sizes, get_storage_size=lambda n: n, filename_pattern="model{suffix}.safetensors", max_shard_size=max_bytes)
     split.filename_to_tensors = {fname: sorted(names) for fname, names in split.filename_to_tensors.items()}
@@ -361,41 +552,49 @@ def _existing_matches(out: Path, fingerprint: str) -> bool:
     return manifest is not None and manifest.get("source_fingerprint") == fingerprint
 
 
+def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[str, Any] | None) -> list[OutTensor]:
+    """What the writer writes for each planned tensor, in order: a stored tensor whose dtype is kept is a byte
+    range of its file (copied in the kernel); a converted one is read a chunk of rows at a time; a generated one
+    is in memory (`generated` None: not built yet, a placeholder the early copy leaves as a hole)."""
+    from eaglectl.export.writer import OutTensor, RawSource, rows_of
+
+    mapped = {f: ws.releasable_ranges(f) for f in ws.files} if ws.format == "torch" else {}
+    outs = []
+    for t in tensors:
+        if t.source is None:
+            outs.append(OutTensor(t.name, t.dtype, t.shape, rows_of(generated[t.name] if generated else None)))
+            continue
+        info = ws.tensors[t.source]
+        if info.data_offset is not None and info.dtype == t.dtype:
+            outs.append(OutTensor(t.name, t.dtype, t.shape,
+                                  RawSource(info.file, info.data_offset, ws.identity.get(info.file))))
+        else:
+            outs.append(OutTensor(t.name, t.dtype, t.shape, _loaded_rows(ws, t.source),
+                                  mapped=mapped.get(info.file, ())))
+    return outs
+
+
 def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDictSplit, fingerprint: str,
                token_map: bool, progress: ProgressFn | None, *,
-               on_tensor: Callable[[str], None] | None = None) -> list[WrittenFile]:
-    from eaglectl.export.writer import OutTensor, RawSource, rows_of, write_safetensors
+               on_tensor: Callable[[str], None] | None = None, early: EarlyCopy | None = None) -> list[WrittenFile]:
+    from eaglectl.export.writer import RawSource, write_safetensors
 
     ws = ckpt.weights
     assert ws is not None
-    total = plan.total_bytes
-    done = 0
-
-    def on_bytes(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(done, total)
-
-    mapped = {f: ws.releasable_ranges(f) for f in ws.files} if ws.format == "torch" else {}
+    on_bytes = _ByteCounter(plan.total_bytes, progress)
     by_name = {t.name: t for t in plan.tensors}
     written: list[WrittenFile] = []
     for fname, names in shards.filename_to_tensors.items():
-        outs = []
-        for name in names:
-            t = by_name[name]
-            if t.source is None:
-                data = plan.generated[name]
-                outs.append(OutTensor(name, t.dtype, t.shape, rows_of(data)))
-                continue
-            info = ws.tensors[t.source]
-            if info.data_offset is not None and info.dtype == t.dtype:
-                outs.append(OutTensor(name, t.dtype, t.shape,
-                                      RawSource(info.file, info.data_offset, ws.identity.get(info.file))))
-            else:
-                outs.append(OutTensor(name, t.dtype, t.shape, _loaded_rows(ws, t.source),
-                                      mapped=mapped.get(info.file, ())))
-        size = write_safetensors(staged / fname, outs, on_bytes=on_bytes, on_tensor=on_tensor)
+        outs = _out_tensors(ws, [by_name[n] for n in names], plan.generated)
+        if early is None:
+            size = write_safetensors(staged / fname, outs, on_bytes=on_bytes, on_tensor=on_tensor)
+        else:  # the raw copies are the early copy's; the rest lands in its holes
+            file = early.files[fname]
+            file.tensors = outs
+            file.write(lambda o: not isinstance(o.source, RawSource), on_bytes=early.progress_bytes,
+                       on_tensor=on_tensor)
+            early.wait_copied()
+            size = file.finish()
         written.append(WrittenFile(str(staged / fname), size))
     if shards.is_sharded:
         index = {"metadata": shards.metadata, "weight_map": shards.tensor_to_filename}

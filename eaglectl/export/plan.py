@@ -97,15 +97,23 @@ def choose_algorithm(ckpt: Checkpoint, requested: Algorithm | None) -> tuple[Alg
     return requested, reason if detected else "given with --algorithm"
 
 
-def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: str = "keep",
-               drop_embeddings: bool = False, aux_layer_ids: list[int] | None = None) -> ExportPlan:
-    """Plan the SGLang-ready form of `ckpt`. Raises when the weights cannot make a servable head.
-    `aux_layer_ids`: the ids to write for an EAGLE-3 head that records none (without them SGLang derives the
-    capture from whichever target it serves, not the one the head was trained on)."""
-    import torch
+@dataclass
+class StoredTensors:
+    """The stored tensors' part of a plan: what each becomes (name, dtype, shape) or why it is dropped. Read from
+    names, headers and the config alone: no tensor data, no torch."""
 
+    algorithm: Algorithm
+    algorithm_reason: str
+    passthrough: bool  # a non-Llama head SGLang loads with its own loader: names and class kept
+    num_layers: int
+    tensors: list[PlannedTensor]
+    dropped: list[DroppedTensor]
+
+
+def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: str = "keep",
+                        drop_embeddings: bool = False) -> StoredTensors:
+    """Name, dtype and shape of every stored tensor in the output (or why it is dropped)."""
     dtype = canonical_dtype(dtype) or "keep"  # any spelling of eaglectl's dtype vocabulary
-
     assert ckpt.weights is not None
     algo, reason = choose_algorithm(ckpt, algorithm)
     infos = ckpt.weights.tensors
@@ -125,7 +133,6 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
 
     tensors: list[PlannedTensor] = []
     dropped: list[DroppedTensor] = []
-    generated: dict[str, Any] = {}
     seen: dict[str, str] = {}
     for name, info in infos.items():
         parsed = parse_name(name)
@@ -161,12 +168,69 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
                 f"(an integer matrix is quantised data eaglectl cannot dequantise)",
                 hint="pass --dtype bf16 (or fp16 / fp32) to convert the values as they are")
         tensors.append(PlannedTensor(out, out_dtype, info.shape, source=name))
+    return StoredTensors(algo, reason, passthrough, num_layers, tensors, dropped)
 
+
+def _draft_vocab(cfg: dict[str, Any], tensors: list[PlannedTensor]) -> int | None:
+    """The draft vocab the config or the stored lm_head says, before any meta file is read."""
     vocab = config_int(cfg, "vocab_size")
     lm_head = next((t for t in tensors if t.name == "lm_head.weight"), None)
     draft_vocab = config_int(cfg, "draft_vocab_size")
     if draft_vocab is None and lm_head is not None and vocab and lm_head.shape[0] < vocab:
         draft_vocab = lm_head.shape[0]
+    return draft_vocab
+
+
+def predict_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: str = "keep",
+                    drop_embeddings: bool = False) -> list[PlannedTensor] | None:
+    """The plan's tensor list as `build_plan` will make it, from names, headers and the config alone, while the
+    meta file is still unread (an export starts copying with it): `d2t` / `t2d` built from a meta take the
+    sizes the config gives, which the meta must match or the plan is refused. None when the sizes depend on the
+    meta's contents (no draft vocab in the config or the weights)."""
+    if ckpt.weights is None or ckpt.weights.remote:
+        return None
+    stored = plan_stored_tensors(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
+    tensors = list(stored.tensors)
+    names = {t.name for t in tensors}
+    meta = ckpt.meta
+    if stored.algorithm is Algorithm.EAGLE3 and meta is not None:
+        if meta.loaded and meta.selected_token_ids is None:
+            pass  # the meta holds no ids: nothing is generated from it
+        else:
+            draft_vocab = _draft_vocab(ckpt.config, tensors)
+            if draft_vocab is None and meta.loaded:
+                draft_vocab = meta.draft_vocab
+            if draft_vocab is None:
+                return None
+            vocab = config_int(ckpt.config, "vocab_size")
+            if "d2t" not in names:
+                tensors.append(PlannedTensor("d2t", "I64", (draft_vocab,), generated="meta"))
+            if "t2d" not in names and vocab:
+                tensors.append(PlannedTensor("t2d", "BOOL", (vocab,), generated="meta"))
+    tensors.sort(key=lambda t: t.name)
+    return tensors
+
+
+def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: str = "keep",
+               drop_embeddings: bool = False, aux_layer_ids: list[int] | None = None) -> ExportPlan:
+    """Plan the SGLang-ready form of `ckpt`. Raises when the weights cannot make a servable head.
+    `aux_layer_ids`: the ids to write for an EAGLE-3 head that records none (without them SGLang derives the
+    capture from whichever target it serves, not the one the head was trained on)."""
+    import torch
+
+    dtype = canonical_dtype(dtype) or "keep"  # any spelling of eaglectl's dtype vocabulary
+    assert ckpt.weights is not None
+    stored = plan_stored_tensors(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
+    algo, reason, passthrough, num_layers = stored.algorithm, stored.algorithm_reason, stored.passthrough, \
+        stored.num_layers
+    tensors, dropped = list(stored.tensors), list(stored.dropped)
+    generated: dict[str, Any] = {}
+    infos = ckpt.weights.tensors
+    cfg = ckpt.config
+
+    vocab = config_int(cfg, "vocab_size")
+    lm_head = next((t for t in tensors if t.name == "lm_head.weight"), None)
+    draft_vocab = _draft_vocab(cfg, tensors)
     meta = ckpt.meta
     if draft_vocab is None and meta is not None and meta.draft_vocab is not None and algo is Algorithm.EAGLE3:
         draft_vocab = meta.draft_vocab

@@ -63,29 +63,82 @@ def header_bytes(tensors: list[OutTensor], metadata: dict[str, str] | None = Non
     return len(raw).to_bytes(8, "little") + raw
 
 
+class SafetensorsFile:
+    """One safetensors file being written: the header and the file's full size first, then each tensor's bytes
+    at its own offset, in any order and from any thread (an export copies the stored tensors while it is still
+    reading the meta file, and writes the tensors built from it afterwards). `finish` fsyncs and closes."""
+
+    def __init__(self, path: Path, tensors: list[OutTensor], metadata: dict[str, str] | None = None) -> None:
+        header = header_bytes(tensors, metadata)
+        self.path = path
+        self.tensors = tensors
+        self.offsets: dict[str, int] = {}
+        offset = len(header)
+        for t in tensors:
+            self.offsets[t.name] = offset
+            offset += t.nbytes
+        self.size = offset
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            _pwrite_all(self.fd, header, 0)
+            os.ftruncate(self.fd, self.size)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def write(self, which: Callable[[OutTensor], bool] = lambda t: True, *, on_bytes: Callable[[int], None] | None
+              = None, on_tensor: Callable[[str], None] | None = None, stop: Any = None) -> None:
+        """Write the tensors `which` picks, in file order; `on_tensor(name)` once each one's bytes are written.
+        `stop` (an Event): give up between copy steps."""
+        for t in self.tensors:
+            if not which(t):
+                continue
+            if stop is not None and stop.is_set():
+                return
+            if isinstance(t.source, RawSource):
+                _copy_range(t.source, t.nbytes, self.fd, self.offsets[t.name], on_bytes, stop)
+            else:
+                _write_tensor(t, self.fd, self.offsets[t.name], on_bytes)
+            if on_tensor:
+                on_tensor(t.name)
+
+    def finish(self) -> int:
+        """fsync and close; the file's size."""
+        try:
+            os.fsync(self.fd)
+        finally:
+            self.close()
+        return self.size
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[str, str] | None = None,
                       on_bytes: Callable[[int], None] | None = None,
                       on_tensor: Callable[[str], None] | None = None) -> int:
     """Write `tensors` (in the given order) to `path`, fsync it, and return the file size. `on_tensor(name)` is
     called once each tensor's bytes are written."""
-    with open(path, "wb") as out:
-        out.write(header_bytes(tensors, metadata))
-        out.flush()
-        for t in tensors:
-            if isinstance(t.source, RawSource):
-                _copy_range(t.source, t.nbytes, out, on_bytes)
-            else:
-                _write_tensor(t, out, on_bytes)
-            if on_tensor:
-                on_tensor(t.name)
-        out.flush()
-        os.fsync(out.fileno())
-        return out.tell()
+    out = SafetensorsFile(path, tensors, metadata)
+    try:
+        out.write(on_bytes=on_bytes, on_tensor=on_tensor)
+    except BaseException:
+        out.close()
+        raise
+    return out.finish()
 
 
-def _copy_range(source: RawSource, nbytes: int, out, on_bytes) -> None:
+def _pwrite_all(fd: int, data: Any, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _copy_range(source: RawSource, nbytes: int, fd: int, dst: int, on_bytes, stop=None) -> None:
     src = source.file
-    out.flush()  # the kernel copy writes at the fd's position: buffered bytes must land first
     with open(src, "rb") as fin:
         if source.identity is not None and file_identity(fin.fileno()) != source.identity:
             raise changed_error(src)
@@ -93,29 +146,29 @@ def _copy_range(source: RawSource, nbytes: int, out, on_bytes) -> None:
             os.posix_fadvise(fin.fileno(), source.offset, nbytes, os.POSIX_FADV_SEQUENTIAL)
         remaining, pos = nbytes, source.offset
         while remaining:
+            if stop is not None and stop.is_set():
+                return
             step = min(remaining, COPY_BYTES)
             try:
-                n = os.copy_file_range(fin.fileno(), out.fileno(), step, pos)
+                n = os.copy_file_range(fin.fileno(), fd, step, pos, dst)
             except (AttributeError, OSError):
                 n = 0
             if n <= 0:  # no kernel copy here (other OS, cross-device quirks): fall back to read/write
                 step = min(step, CHUNK_BYTES)  # user memory stays bounded by the chunk size
-                fin.seek(pos)
-                data = fin.read(step)
+                data = os.pread(fin.fileno(), step, pos)
                 if len(data) != step:  # truncated since the plan was made
                     raise changed_error(src)
-                out.write(data)
-                out.flush()
+                _pwrite_all(fd, data, dst)
                 n = step
-            _start_writeback(out.fileno())
+            _start_writeback(fd)
             pos += n
+            dst += n
             remaining -= n
             if on_bytes:
                 on_bytes(n)
-        out.seek(0, os.SEEK_END)
 
 
-def _write_tensor(t: OutTensor, out, on_bytes) -> None:
+def _write_tensor(t: OutTensor, fd: int, offset: int, on_bytes) -> None:
     """Write a tensor given as a row reader `source(start, stop)` (`source(None, None)` = whole tensor),
     converting to the output dtype one chunk of rows at a time."""
     from eaglectl.checkpoint.weights import torch_dtype
@@ -123,7 +176,7 @@ def _write_tensor(t: OutTensor, out, on_bytes) -> None:
     want = torch_dtype(t.dtype)
     read = t.source
     if not t.shape or t.shape[0] == 0:
-        _write_contiguous(read(None, None).to(want).contiguous(), out, on_bytes)  # type: ignore[operator]
+        _write_contiguous(read(None, None).to(want).contiguous(), fd, offset, on_bytes)  # type: ignore[operator]
         return
     row_bytes = max(1, t.nbytes // t.shape[0])
     rows = max(1, CHUNK_BYTES // row_bytes)
@@ -133,7 +186,7 @@ def _write_tensor(t: OutTensor, out, on_bytes) -> None:
         if tuple(part.shape) != (stop - start, *t.shape[1:]):
             raise ValueError(f"{t.name}: rows {start}:{stop} have shape {tuple(part.shape)}, planned {t.shape}")
         converted = part.to(want).contiguous()
-        _write_contiguous(converted, out, on_bytes)
+        offset += _write_contiguous(converted, fd, offset, on_bytes)
         del converted
         release_pages(part, t.mapped)
 
@@ -158,14 +211,15 @@ def _start_writeback(fd: int) -> None:
         _sync_file_range_missing = True
 
 
-def _write_contiguous(tensor, out, on_bytes) -> None:
+def _write_contiguous(tensor, fd: int, offset: int, on_bytes) -> int:
+    """Write a contiguous tensor's bytes at `offset`; the number of bytes."""
     n = tensor.numel() * tensor.element_size()
     if n == 0:
-        return
+        return 0
     view = memoryview((ctypes.c_ubyte * n).from_address(tensor.data_ptr())).cast("B")
-    out.write(view)
+    _pwrite_all(fd, view, offset)
     if n >= CHUNK_BYTES // 4:
-        out.flush()
-        _start_writeback(out.fileno())
+        _start_writeback(fd)
     if on_bytes:
         on_bytes(n)
+    return n
