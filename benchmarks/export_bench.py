@@ -2,15 +2,19 @@
 
 Builds the head (hidden 4096, intermediate 14336, 32/8 heads, 1 layer, draft vocab 32000, vocab 128256:
 ~425 M params + ~525 M embeddings, bf16) in the legacy `draft_model.pt` layout and in the NeMo consolidated
-layout, then times, each in a fresh process (median of --runs, peak RSS from wait4):
-  cp         `cp` of the same weight bytes
-  eaglectl   `python -m eaglectl export SRC --output DST --force`
-  naive      full `torch.load` + rename + `safetensors.torch.save_file`
-Targets: export <= 1.5x cp, peak RSS <= 0.5 GB.
+layout, then times, each in a fresh process, the cases interleaved run by run (paired runs: each run of every
+case sees the same machine state; median of --runs after one uncounted warm-up run; peak RSS from wait4):
+  cp -r + sync   `cp -r` of the checkpoint directory, then `sync -f` of the copy (durable, as export is)
+  eaglectl       `python -m eaglectl export SRC --output DST --force`
+  specforge      `specforge export --to sglang` where the `specforge` command is installed
+  naive          full `torch.load` + rename + `safetensors.torch.save_file` (--naive)
+Targets: export <= 1.5x cp -r + sync, peak RSS <= 0.5 GB.
 
-usage: python benchmarks/export_bench.py [--dir DIR] [--runs 3] [--json] [--cold]
+usage: python benchmarks/export_bench.py [--dir DIR] [--runs 5] [--json] [--cold] [--naive] [--phases]
 
 --cold evicts the source from the page cache before every run (each case then reads it from disk).
+--phases prints, for one export of each layout, where its wall time goes (main thread; the early copy's thread
+is shown as the time the main thread waited for it).
 """
 
 from __future__ import annotations
@@ -98,6 +102,13 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024 / 1024
 
 
+def _python_start() -> float:
+    """Seconds a bare interpreter takes to start and exit (added to the phases' import time)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - t0
+
+
 def evict(paths: list[Path]) -> None:
     """Drop these files' pages from the page cache (`--cold`): written back first, then POSIX_FADV_DONTNEED,
     which needs no privileges for clean pages."""
@@ -110,6 +121,42 @@ def evict(paths: list[Path]) -> None:
             os.close(fd)
 
 
+# One export with timers around each step (main thread), in a fresh process: interpreter start and imports are
+# what the process spent before the first step.
+PHASES = r"""
+import json, sys, time
+t_start = time.monotonic()
+from eaglectl.export import exporter, writer
+from eaglectl.checkpoint import weights
+spent = {}
+def timed(mod, name, label):
+    real = getattr(mod, name)
+    def wrapper(*a, **k):
+        t = time.monotonic()
+        try:
+            return real(*a, **k)
+        finally:
+            spent[label] = spent.get(label, 0.0) + time.monotonic() - t
+    setattr(mod, name, wrapper)
+timed(exporter, "resolve", "resolve (config, headers)")
+timed(exporter, "load_meta", "read meta (import torch + torch.load)")
+timed(exporter, "build_plan", "plan")
+timed(exporter, "require_servable", "checks + loader replay")
+timed(exporter, "verify_output", "verify (read-back + replay)")
+timed(exporter, "commit_dir", "swap")
+timed(exporter.EarlyCopy, "wait_copied", "wait for the early copy")
+timed(exporter, "_write_all", "write (copy, generated tensors, fsync)")
+timed(exporter._Background, "result", "wait for the NaN / Inf scan")
+t0 = time.monotonic()
+exporter.export_checkpoint(sys.argv[1], output=sys.argv[2], force=True)
+total = time.monotonic() - t0
+spent = {"python start + imports": t0 - t_start + float(sys.argv[3]), **spent}
+spent["other"] = total - sum(v for k, v in spent.items() if k not in ("python start + imports",
+                                                                       "wait for the early copy"))
+print(json.dumps(spent))
+"""
+
+
 def weight_files(src: Path) -> list[Path]:
     return [src / "draft_model.pt"] if (src / "draft_model.pt").exists() else [src / "model" / "model.safetensors"]
 
@@ -117,7 +164,9 @@ def weight_files(src: Path) -> list[Path]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=None)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--naive", action="store_true", help="also time a full torch.load + save_file")
+    ap.add_argument("--phases", action="store_true", help="where one export's time goes, per layout")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the built checkpoints")
     ap.add_argument("--cold", action="store_true",
@@ -134,43 +183,64 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--dir", str(root), "--build-only"], check=True)
     paths = {"legacy draft_model.pt": root / "src" / "legacy",
              "consolidated safetensors": root / "src" / "consolidated" / "epoch_0_step_1000"}
+    specforge = shutil.which("specforge")
     rows = []
     for name, src in paths.items():
         size = sum(f.stat().st_size for f in weight_files(src))
         cases = {
-            "cp": lambda d, src=src: ["cp", *map(str, weight_files(src)), str(d)],
-            "cp + sync (durable, as export is)": lambda d, src=src: [
-                "sh", "-c", f'cp {" ".join(map(str, weight_files(src)))} {d} && sync -f {d}/*'],
+            "cp -r + sync": lambda d, src=src: ["sh", "-c", f"cp -r {src} {d} && sync -f {d}"],
             "eaglectl export": lambda d, src=src: [sys.executable, "-m", "eaglectl", "export", str(src), "--output",
                                                    str(d), "--force"],
-            "naive torch.load + save_file": lambda d, src=src: [sys.executable, "-c", NAIVE, str(src), str(d)],
         }
-        results = {}
-        for case, make in cases.items():
-            walls, rss = [], []
-            for i in range(args.runs + 1):  # the first run warms the page cache (and is not counted)
+        if specforge:
+            cases["specforge export --to sglang"] = lambda d, src=src: [specforge, "export", str(src), "--to",
+                                                                        "sglang", "--output", str(d)]
+        if args.naive:
+            cases["naive torch.load + save_file"] = lambda d, src=src: [sys.executable, "-c", NAIVE, str(src), str(d)]
+        walls: dict[str, list[float]] = {c: [] for c in cases}
+        rss: dict[str, list[float]] = {c: [] for c in cases}
+        for i in range(args.runs + 1):  # the first run warms the page cache (and is not counted)
+            for case, make in cases.items():
                 dst = root / "out" / f"{case.split()[0]}-{i}"
                 shutil.rmtree(dst, ignore_errors=True)
-                dst.mkdir(parents=True) if case.startswith("cp") else None
+                dst.parent.mkdir(parents=True, exist_ok=True)
                 if args.cold:
                     evict([f for f in src.rglob("*") if f.is_file()])
                 wall, peak = timed(make(dst))
                 shutil.rmtree(dst, ignore_errors=True)
                 if i:
-                    walls.append(wall)
-                    rss.append(peak)
-            results[case] = {"seconds": statistics.median(walls), "peak_rss_gb": max(rss)}
-        cp = results["cp"]["seconds"]
-        for case, r in results.items():
-            rows.append({"layout": name, "bytes": size, "case": case, "cache": "cold" if args.cold else "warm", **r,
-                         "vs_cp": r["seconds"] / cp})
+                    walls[case].append(wall)
+                    rss[case].append(peak)
+        ref = statistics.median(walls["cp -r + sync"])
+        for case in cases:
+            med = statistics.median(walls[case])
+            rows.append({"layout": name, "bytes": size, "case": case, "cache": "cold" if args.cold else "warm",
+                         "runs": len(walls[case]), "seconds": med, "min": min(walls[case]), "max": max(walls[case]),
+                         "peak_rss_gb": max(rss[case]), "vs_cp_sync": med / ref,
+                         "paired_ratios": [w / r for w, r in zip(walls[case], walls["cp -r + sync"], strict=True)]})
+        if args.phases:
+            start = _python_start()
+            dst = root / "out" / "phases"
+            out = subprocess.run([sys.executable, "-c", PHASES, str(src), str(dst), str(start)], check=True,
+                                 capture_output=True, text=True).stdout
+            shutil.rmtree(dst, ignore_errors=True)
+            rows.append({"layout": name, "case": "phases", "phases": json.loads(out.splitlines()[-1])})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print("| layout | case | seconds | × cp | peak RSS |\n|---|---|---:|---:|---:|")
+        print("| layout | case | median s (min–max) | × cp -r + sync (median of paired) | peak RSS |")
+        print("|---|---|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['layout']} ({r['bytes'] / 1e9:.2f} GB) | {r['case']} | {r['seconds']:.2f} | "
-                  f"{r['vs_cp']:.2f} | {r['peak_rss_gb']:.2f} GB |")
+            if r["case"] == "phases":
+                continue
+            print(f"| {r['layout']} ({r['bytes'] / 1e9:.2f} GB) | {r['case']} | {r['seconds']:.2f} "
+                  f"({r['min']:.2f}–{r['max']:.2f}) | {r['vs_cp_sync']:.2f} "
+                  f"({statistics.median(r['paired_ratios']):.2f}) | {r['peak_rss_gb']:.2f} GB |")
+        for r in rows:
+            if r["case"] == "phases":
+                print(f"\nwhere one export of {r['layout']} goes:")
+                for k, v in r["phases"].items():
+                    print(f"  {k:45} {v:6.2f} s")
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 
