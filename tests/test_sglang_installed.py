@@ -99,7 +99,7 @@ def test_plain_head_serves_with_0_5_15_as_before(cli, samples, tmp_path, exec_se
     result = serve(cli, samples["target"], samples["specforge"], with_version(tmp_path, "0.5.15"))
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)["result"]
-    assert (doc["sglang_version"], doc["sglang_rules"]) == ("0.5.15", "0.5.12–0.5.16")
+    assert (doc["sglang_version"], doc["sglang_rules"]) == ("0.5.15", "0.5.15–0.5.16")
     assert "newer than" not in result.stderr
 
 
@@ -130,10 +130,18 @@ def test_print_only_asks_no_interpreter(cli, samples, tmp_path):
 def test_check_release_is_one_function_for_serve_and_bench():
     cfg, shapes = head(norms="fc_norm", fc_norm=True)
     old = check_release("0.5.10.post1", cfg, shapes, Algorithm.EAGLE3)
-    assert old.minimum == "0.5.12" and old.rules == "0.5.9–0.5.11"
+    assert old.minimum == "0.5.12" and old.rules == "0.5.10–0.5.11"
     assert "ignores config key fc_norm" in old.problems
     new = check_release("0.5.13.post1", cfg, shapes, Algorithm.EAGLE3)
-    assert new.rules == "0.5.12–0.5.16" and new.problems == [] and new.warnings == []
+    assert new.rules == "0.5.12–0.5.14" and new.problems == [] and new.warnings == []
+
+
+def test_four_aux_states_on_0_5_14_need_cuda_graphs_off():
+    cfg, shapes = head(n_aux=4, num_aux_hidden_states=4)
+    on = check_release("0.5.14", cfg, shapes, Algorithm.EAGLE3)
+    assert on.minimum == "0.5.15" and any("CUDA graphs" in p for p in on.problems)
+    off = check_release("0.5.14", cfg, shapes, Algorithm.EAGLE3, cuda_graph=False)
+    assert off.minimum == "0.5.12" and off.problems == []
 
 
 # --- flags spelled as the installed release spells them ---------------------------------------------------------

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from eaglectl.checkpoint.names import parse_name
 from eaglectl.checkpoint.resolve import aux_layer_ids_of
 from eaglectl.checks.findings import Finding
-from eaglectl.engines.sglang import aux_ids
+from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
+from eaglectl.engines.sglang.loader import rope_only_in_parameters
 from eaglectl.enums import Algorithm, Severity
 from eaglectl.jsonfile import as_object, config_int
 
@@ -164,6 +165,47 @@ def _tied(v: HeadView) -> list[Finding]:
                         f"if it was trained with its own lm_head, set tie_word_embeddings: false and "
                         f"draft_vocab_size: {vocab} in config.json")]
     return []
+
+
+def _draft_vocab_size(v: HeadView) -> list[Finding]:
+    """SGLang reads draft_vocab_size without a default, and with null replaces the head's own lm_head."""
+    cfg = v.config
+    if v.algorithm is not Algorithm.EAGLE3 or own_loader(cfg) is not None:
+        return []
+    vocab = config_int(cfg, "vocab_size")
+    lm = v.shapes.get("lm_head.weight")
+    if "draft_vocab_size" not in cfg:
+        return [Finding("draft-vocab-size-missing", Severity.error,
+                        f"config.json has no draft_vocab_size: SGLang reads it without a default and start-up fails "
+                        f"with AttributeError, on every release ({rules.EAGLE3.draft_vocab_size_read.source})",
+                        f"run `{v.export_cmd}`: it writes draft_vocab_size (the stored lm_head's rows, or null for "
+                        f"a head without one)")]
+    if cfg["draft_vocab_size"] is None and lm and cfg.get("tie_word_embeddings") is not True:
+        if vocab and lm[0] != vocab:
+            return [Finding("draft-vocab-size-null", Severity.error,
+                            f"draft_vocab_size is null but lm_head.weight is {list(lm)}: SGLang then builds lm_head "
+                            f"with vocab_size ({vocab}) rows and start-up fails in its weight loader "
+                            f"(AssertionError, layers/vocab_parallel_embedding.py)",
+                            f"run `{v.export_cmd}`: it writes draft_vocab_size: {lm[0]}")]
+        return [Finding("lm-head-replaced", Severity.warning,
+                        f"draft_vocab_size is null: SGLang loads the stored lm_head.weight {list(lm)} and then "
+                        f"replaces it (and the embeddings) with the target's "
+                        f"({rules.EAGLE3.lm_head_from_target.source}): the head's trained lm_head is not used",
+                        f"run `{v.export_cmd}`: it writes draft_vocab_size: {lm[0]} so SGLang keeps the trained "
+                        f"lm_head")]
+    return []
+
+
+def _rope(v: HeadView) -> list[Finding]:
+    why = rope_only_in_parameters(v.config)
+    if why is None:
+        return []
+    return [Finding("rope-parameters-only", Severity.warning,
+                    f"{why} (a config saved by transformers 5): SGLang 0.5.9, which pins transformers 4.57.1, reads "
+                    f"only the top-level rope_theta / rope_scaling and runs the head with base "
+                    f"{rules.EAGLE3.rope_default_base.value} (llama.py LlamaDecoderLayer, no error); 0.5.10+ read "
+                    f"rope_parameters",
+                    f"run `{v.export_cmd}`: it writes rope_theta (and rope_scaling) beside rope_parameters")]
 
 
 def _d2t(v: HeadView) -> list[Finding]:
@@ -321,8 +363,8 @@ def _architecture(v: HeadView) -> list[Finding]:
     return out
 
 
-CHECKS: tuple[Callable[[HeadView], list[Finding]], ...] = (_config_shape, _architecture, _tied, _d2t, _embeddings,
-                                                           _norms)
+CHECKS: tuple[Callable[[HeadView], list[Finding]], ...] = (_config_shape, _architecture, _draft_vocab_size, _rope,
+                                                           _tied, _d2t, _embeddings, _norms)
 
 
 def head_findings(v: HeadView) -> list[Finding]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from eaglectl.engines.sglang.loader import ARCHITECTURE
+from eaglectl.engines.sglang.loader import ARCHITECTURE, rope_only_in_parameters
 from eaglectl.enums import DTYPES, Algorithm
 from eaglectl.jsonfile import as_object
 
@@ -21,9 +21,11 @@ def rewrite_config(
     dtype: str | None = None,
     keep_architecture: bool = False,
     untie: str | None = None,
+    draft_vocab_why: str = "",
 ) -> tuple[dict[str, Any], list[str]]:
     """Return the rewritten config and a human line per change. `keep_architecture`: a head SGLang serves with
-    its own (non-Llama) loader keeps its class; `untie`: why tie_word_embeddings must become false."""
+    its own (non-Llama) loader keeps its class; `untie`: why tie_word_embeddings must become false;
+    `draft_vocab_why`: why `draft_vocab` is the value written."""
     cfg = copy.deepcopy(config)
     changes: list[str] = []
 
@@ -43,7 +45,11 @@ def rewrite_config(
         changes.append("target_hidden_size: None dropped (SGLang would size fc from None)")
     if algorithm is Algorithm.EAGLE3:
         if draft_vocab is not None and cfg.get("draft_vocab_size") is None:
-            put("draft_vocab_size", draft_vocab)
+            put("draft_vocab_size", draft_vocab, draft_vocab_why)
+        elif "draft_vocab_size" not in cfg and not keep_architecture:
+            cfg["draft_vocab_size"] = None
+            changes.append("draft_vocab_size: absent -> None (SGLang reads the key without a default and fails to "
+                           "start without it; null: it serves the target's lm_head)")
         if target_hidden is not None and cfg.get("target_hidden_size") is None:
             put("target_hidden_size", target_hidden)
         if aux_layer_ids is not None:
@@ -52,6 +58,13 @@ def rewrite_config(
                 changes.append(f"eagle_config.eagle_aux_hidden_state_layer_ids: "
                                f"{eagle_cfg.get('eagle_aux_hidden_state_layer_ids')!r} -> {aux_layer_ids!r}")
                 cfg["eagle_config"] = {**eagle_cfg, "eagle_aux_hidden_state_layer_ids": list(aux_layer_ids)}
+    if (lost := rope_only_in_parameters(cfg)) is not None:
+        params = cfg["rope_parameters"]
+        why = f"{lost}; SGLang 0.5.9 (transformers 4) reads only the top-level keys"
+        if "rope_theta" in params and "rope_theta" not in cfg:
+            put("rope_theta", params["rope_theta"], why)
+        if params.get("rope_type", params.get("type", "default")) != "default" and cfg.get("rope_scaling") is None:
+            put("rope_scaling", dict(params), why)
     if dtype in DTYPES:
         put("torch_dtype", dtype)
         if "dtype" in cfg:

@@ -662,7 +662,7 @@ def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
     minimum, needs = minimum_release(ckpt.config, list(shapes), plan.algorithm)
     loaders = rules.EAGLE3_LOADERS if plan.algorithm is Algorithm.EAGLE3 else rules.EAGLE_LOADERS
     for rng in loaders:
-        label = f"{rng.first}–{rng.last}"
+        label = rng.label
         if minimum and rules.older(rng.last, minimum):
             results.append(Verification(rng.first, True, 0, [f"not applicable: needs SGLang >= {minimum} "
                                                              f"({', '.join(needs)})"], label))

@@ -278,8 +278,17 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         target_hidden = fc.shape[1] // n_aux
         if target_hidden == hidden:
             target_hidden = None  # SGLang's default; keep the config minimal
+    written_vocab, vocab_why = draft_vocab, ""
+    if written_vocab is None and algo is Algorithm.EAGLE3 and not passthrough:
+        if lm_head is not None and cfg.get("tie_word_embeddings") is not True:
+            written_vocab = lm_head.shape[0]
+            vocab_why = ("the stored lm_head's rows: with draft_vocab_size null SGLang replaces the trained lm_head "
+                         "with the target's")
+        elif cfg.get("tie_word_embeddings") is True and vocab:
+            written_vocab, vocab_why = vocab, "tied: SGLang sizes the draft's vocab from it"
     new_cfg, changes = rewrite_config(
-        cfg, algorithm=algo, num_layers=None if passthrough else num_layers, draft_vocab=draft_vocab,
+        cfg, algorithm=algo, num_layers=None if passthrough else num_layers, draft_vocab=written_vocab,
+        draft_vocab_why=vocab_why,
         target_hidden=target_hidden, aux_layer_ids=aux_ids if algo is Algorithm.EAGLE3 and not passthrough else None,
         dtype=dtype if dtype != "keep" else None, keep_architecture=passthrough,
         untie=_untie_reason(cfg, algo, lm_head, vocab, draft_vocab))

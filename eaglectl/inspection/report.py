@@ -382,6 +382,11 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
         return
     if t.note:  # a Hub target checked from the local cache: which config was read
         add(Finding("target-cached", Severity.info, t.note))
+    if t.rope_only_in_parameters:
+        add(Finding("target-rope-parameters-only", Severity.warning,
+                    f"target: {t.rope_only_in_parameters} (a transformers 5 config): SGLang 0.5.9 (transformers "
+                    f"4.57.1) runs the target itself with RoPE base 10000 and no scaling, without an error",
+                    "serve with SGLang >= 0.5.10, or add rope_theta (and rope_scaling) to the target's config.json"))
     cfg = plan.config if plan else ckpt.config
     algo = plan.algorithm if plan else report.algorithm
     th = cfg.get("target_hidden_size") or cfg.get("hidden_size")

@@ -103,12 +103,14 @@ class ReleaseCheck:
 
 
 def check_release(version: str | None, cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]],
-                  algorithm: Algorithm, stored_names: list[str] | None = None) -> ReleaseCheck:
+                  algorithm: Algorithm, stored_names: list[str] | None = None, *,
+                  cuda_graph: bool = True) -> ReleaseCheck:
     """Replay `version`'s loader over the drafter as it will be handed to SGLang (`cfg`, `shapes`); the
-    drafter's needs are read from those and from `stored_names` (the checkpoint before any export)."""
+    drafter's needs are read from those and from `stored_names` (the checkpoint before any export).
+    `cuda_graph`: the server will capture CUDA graphs (not started with --disable-cuda-graph)."""
     from eaglectl.engines.sglang.loader import ignored_config, minimum_release, simulate_load
 
-    minimum, needs = minimum_release(cfg, [*(stored_names or []), *shapes], algorithm)
+    minimum, needs = minimum_release(cfg, [*(stored_names or []), *shapes], algorithm, cuda_graph=cuda_graph)
     check = ReleaseCheck(version, None, minimum or None)
     if version is None:
         check.warnings.append(f"could not read the installed SGLang version; checked against the newest known "
@@ -140,7 +142,7 @@ def check_release(version: str | None, cfg: dict[str, Any], shapes: dict[str, tu
 
 def require_release(python: str, cfg: dict[str, Any] | None, shapes: dict[str, tuple[int, ...]] | None,
                     algorithm: Algorithm | None, stored_names: list[str] | None = None, *,
-                    installed: InstalledSGLang | None = None) -> ReleaseCheck:
+                    installed: InstalledSGLang | None = None, cuda_graph: bool = True) -> ReleaseCheck:
     """What `serve` and `bench` run before launching: the installed release of `python`, checked against the
     drafter (none given: only the version is read). Raises (exit 1, hint naming the minimum release) when that
     release would skip or ignore a weight or config key the drafter relies on; warnings are left to the caller.
@@ -153,7 +155,7 @@ def require_release(python: str, cfg: dict[str, Any] | None, shapes: dict[str, t
             check.warnings.append(f"SGLang {v} is newer than {rules.NEWEST_KNOWN}, the newest release eaglectl "
                                   f"knows")
         return check
-    check = check_release(installed.version, cfg, shapes, algorithm, stored_names)
+    check = check_release(installed.version, cfg, shapes, algorithm, stored_names, cuda_graph=cuda_graph)
     if check.problems:
         shown = "; ".join(check.problems[:3]) + (f" and {len(check.problems) - 3} more"
                                                  if len(check.problems) > 3 else "")

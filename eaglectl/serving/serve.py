@@ -117,8 +117,9 @@ def prepare(opts: ServeOptions) -> ServeResult:
                       aux_layer_ids=list(opts.aux_layer_ids) if opts.aux_layer_ids is not None else None)
     if installed is not None:  # first: a refusal names the release the drafter needs; nothing is written yet
         assert ckpt.weights is not None
+        graphs_off = opts.disable_cuda_graph or bool(rules.no_cuda_graph_flags() & set(opts.extra_args))
         check = require_release(opts.python, plan.config, plan.shapes, plan.algorithm, list(ckpt.weights.tensors),
-                                installed=installed)
+                                installed=installed, cuda_graph=not graphs_off)
     require_servable(ckpt, plan)  # --print-only must refuse what a real launch (its export) would refuse
     algorithm = plan.algorithm
     layout = layout_name(ckpt, plan)  # as inspect names it

@@ -56,6 +56,8 @@ class DraftDims:
     norm_before_fc: bool = False
     has_target_hidden: bool = False  # the key is present (SGLang tests hasattr, not the value)
     num_aux_configured: bool = False  # num_aux came from the config, not the default 3
+    has_draft_vocab: bool = True  # the key is present (null counts: SGLang reads it without a default)
+    aux_ids: tuple[int, ...] = ()  # eagle_config's, as listed
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> DraftDims:
@@ -77,8 +79,50 @@ class DraftDims:
             attention_bias=any(_truthy_key(cfg, k) for k in rules.EAGLE3.o_proj_bias_keys.value),
             fc_norm=bool(cfg.get("fc_norm") or cfg.get("use_aux_norm")),
             norm_before_fc=norm_before_fc(cfg), has_target_hidden="target_hidden_size" in cfg,
-            num_aux_configured=configured is not None,
+            num_aux_configured=configured is not None, has_draft_vocab="draft_vocab_size" in cfg,
+            aux_ids=tuple(i for i in aux_ids if type(i) is int) if isinstance(aux_ids, list) else (),
         )
+
+
+def rope_only_in_parameters(cfg: dict[str, Any]) -> str | None:
+    """Why a config's RoPE settings are lost on a release that reads only the top-level `rope_theta` /
+    `rope_scaling` (transformers 4 configs; rules.Eagle3Loader.rope_parameters False), or None. A config saved by
+    transformers 5 carries only `rope_parameters`: such a release runs with base 10000 and no scaling."""
+    params = cfg.get("rope_parameters")
+    if not isinstance(params, dict):
+        return None
+    lost = []
+    theta = params.get("rope_theta")
+    if theta is not None and "rope_theta" not in cfg and theta != rules.EAGLE3.rope_default_base.value:
+        lost.append(f"base {theta} (read as {rules.EAGLE3.rope_default_base.value})")
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind not in (None, "default") and cfg.get("rope_scaling") is None:
+        lost.append(f"{kind} scaling (read as none)")
+    return f"RoPE {' and '.join(lost)}: only rope_parameters holds them" if lost else None
+
+
+def fc_bypassed(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """Why SGLang would skip fc (and fc_norm / input_norm): it runs them only when the aux width differs from the
+    draft's hidden size (rules.EAGLE3.fc_skipped_when_widths_equal), or None."""
+    d = DraftDims.from_config(cfg)
+    fc = shapes.get("fc.weight") or shapes.get("model.fc.weight")
+    width = fc[1] if fc and len(fc) == 2 else d.target_hidden * d.num_aux
+    if d.hidden and width == d.hidden:
+        return (f"the aux width ({width}: aux states x target hidden) equals the draft's hidden size, so SGLang "
+                f"skips fc, fc_norm and input_norm ({rules.EAGLE3.fc_skipped_when_widths_equal.source}): the head "
+                f"runs without the layers it was trained with")
+    return None
+
+
+def unsorted_aux_ids(cfg: dict[str, Any]) -> str | None:
+    """Why the head would get its aux states in another order than trained: the target concatenates them in
+    ascending layer order whatever order the ids are listed in (rules.EAGLE3.aux_ascending), or None."""
+    ids = list(DraftDims.from_config(cfg).aux_ids)
+    if len(ids) > 1 and ids != sorted(ids):
+        return (f"eagle_config.eagle_aux_hidden_state_layer_ids {ids} are not in ascending order: the target "
+                f"concatenates the aux states in layer order ({sorted(ids)}), so fc's input blocks arrive permuted "
+                f"({rules.EAGLE3.aux_ascending.source})")
+    return None
 
 
 @dataclass
@@ -266,6 +310,13 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             sim.problems.append(f"SGLang {version} builds exactly one EAGLE-3 layer; config says {d.num_layers}")
         if d.has_target_hidden and cfg.get("target_hidden_size") is None:
             sim.problems.append("target_hidden_size is null: SGLang sizes fc from it and fails to start")
+        if not d.has_draft_vocab:
+            sim.problems.append(f"config.json has no draft_vocab_size: SGLang reads "
+                                f"{common.draft_vocab_size_read.value} without a default and fails to start with "
+                                f"AttributeError ({common.draft_vocab_size_read.source})")
+        for why in (fc_bypassed(cfg, shapes), unsorted_aux_ids(cfg)):
+            if why:
+                sim.problems.append(why)
         sim.ignored_config = ignored_config(cfg, algorithm, version, shapes)
         from_target = {"model.embed_tokens.weight"} if embeddings_shared(cfg) else set()
         if not d.tie_embeddings and d.draft_vocab is None:
@@ -301,9 +352,11 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
 
 
 # --- what a head needs, and which releases serve it ---------------------------------------------------------
-def needed_features(cfg: dict[str, Any], names: list[str] | set[str], algorithm: Algorithm) -> dict[str, str]:
+def needed_features(cfg: dict[str, Any], names: list[str] | set[str], algorithm: Algorithm, *,
+                    cuda_graph: bool = True) -> dict[str, str]:
     """EAGLE-3 loader features (bool fields of rules.Eagle3Loader) the head relies on -> why, read from its
-    config and its stored tensor names (so a tensor the config forgot to switch on still counts)."""
+    config and its stored tensor names (so a tensor the config forgot to switch on still counts). `cuda_graph`:
+    the server captures CUDA graphs (SGLang's default), which some releases cannot for some heads."""
     if algorithm is not Algorithm.EAGLE3:
         return {}
     d = DraftDims.from_config(cfg)
@@ -316,13 +369,21 @@ def needed_features(cfg: dict[str, Any], names: list[str] | set[str], algorithm:
         needs["multi_layer"] = f"{d.num_layers} decoder layers"
     if d.num_aux_configured and d.num_aux != 3:
         needs["num_aux_from_config"] = f"{d.num_aux} aux hidden states"
+        if cuda_graph:
+            needs["aux_count_with_cuda_graph"] = f"{d.num_aux} aux hidden states with CUDA graphs on"
+    if (why := rope_only_in_parameters(cfg)) is not None:
+        needs["rope_parameters"] = why
+    if cfg.get("norm_output"):
+        needs["norm_output"] = "norm_output (the normed hidden state carried to the next draft step)"
     return needs
 
 
-def minimum_release(cfg: dict[str, Any], names: list[str] | set[str], algorithm: Algorithm) -> tuple[str, list[str]]:
+def minimum_release(cfg: dict[str, Any], names: list[str] | set[str], algorithm: Algorithm, *,
+                    cuda_graph: bool = True) -> tuple[str, list[str]]:
     """The oldest known SGLang release that serves the head's features (and every later known one does too),
-    with the features that set it; (OLDEST_SUPPORTED, []) when the head needs nothing new. "" when none does."""
-    needs = needed_features(cfg, names, algorithm)
+    with the features that set it; (OLDEST_SUPPORTED, []) when the head needs nothing new. "" when none does.
+    `cuda_graph`: as `needed_features`."""
+    needs = needed_features(cfg, names, algorithm, cuda_graph=cuda_graph)
     first = rules.first_release_with(set(needs))
     if first is None:
         return "", list(needs.values())

@@ -107,22 +107,32 @@ class Eagle3Loader:
     norm_before_fc: Rule[bool]  # RMSNorm `model.input_norm` over the concatenation when `norm_before_fc` is truthy
     legacy_renames: Rule[tuple[tuple[str, str], ...]]  # substring replacements on every stored name, in order
     unused_params: Rule[tuple[str, ...]]  # regexes: parameters built but never read by forward
+    # True: the RoPE base and scaling come from `rope_parameters` (transformers 5 configs); False: from the
+    # top-level `rope_theta` (default 10000) and `rope_scaling` only, as transformers 4 configs carry them
+    rope_parameters: Rule[bool]
+    norm_output: Rule[bool]  # `norm_output: true` hands the normed hidden state to the next draft step
+    # False: an aux count other than 3 fails at CUDA-graph capture (draft-extend buffers sized 3 x target hidden)
+    aux_count_with_cuda_graph: Rule[bool]
 
     def releases(self) -> list[str]:
         return releases_between(self.first, self.last)
 
     @property
     def label(self) -> str:
-        return f"{self.first}–{self.last}"
+        return f"{self.first}–{self.last}" if self.first != self.last else self.first
 
 
 _LEGACY = (("midlayer", "layers.0"), ("aux_norm_low", "fc_norm.0"), ("aux_norm_mid", "fc_norm.1"),
            ("aux_norm_high", "fc_norm.2"))
 _LATER_INPUT_LAYERNORM = (r"^model\.layers\.([1-9]\d*)\.input_layernorm\.weight$",)
+EAGLE_INFO = "sglang/srt/speculative/eagle_info.py"
+EAGLE_UTILS = "sglang/srt/speculative/eagle_utils.py"
 
-EAGLE3_LOADERS = (
-    Eagle3Loader(
-        first="0.5.9", last="0.5.11",
+
+def _one_layer(first: str, last: str, rope_parameters: Rule[bool]) -> Eagle3Loader:
+    """0.5.9–0.5.11: one `midlayer`, three aux states, no norms before fc."""
+    return Eagle3Loader(
+        first=first, last=last,
         layer_prefix=Rule("midlayer", Source("0.5.9", E3, "LlamaModel.__init__ l.141 (0.5.11 l.144)")),
         multi_layer=Rule(False, Source("0.5.9", E3, "LlamaForCausalLMEagle3.__init__ l.198-199 (0.5.11 l.212-213)")),
         num_aux_from_config=Rule(False, Source("0.5.9", E3, "LlamaModel.__init__ l.135-139: fc in = hidden_in * 3")),
@@ -130,32 +140,56 @@ EAGLE3_LOADERS = (
         norm_before_fc=Rule(False, Source("0.5.9", E3, "LlamaModel.__init__ (no input_norm)")),
         legacy_renames=Rule((), Source("0.5.9", E3, "load_weights l.229-270 (no renames)")),
         unused_params=Rule((), Source("0.5.9", E3, "LlamaModel.forward (one layer)")),
-    ),
-    Eagle3Loader(
-        first="0.5.12", last="0.5.16",
-        layer_prefix=Rule("layers", Source("0.5.12", E3, "LlamaModel.__init__ l.180-185")),
-        multi_layer=Rule(True, Source("0.5.12", E3, "LlamaForCausalLMEagle3.__init__ (1-layer check removed)")),
+        rope_parameters=rope_parameters,
+        norm_output=Rule(False, Source("0.5.9", E3, "LlamaModel.forward l.178-183: always the pre-norm sum")),
+        aux_count_with_cuda_graph=Rule(True, Source("0.5.9", E3, "fc takes 3 aux states: no other count runs")),
+    )
+
+
+_ROPE_THETA_ONLY = Rule(False, Source(
+    "0.5.9", LLAMA, "LlamaDecoderLayer.__init__ l.255-256: getattr(config, 'rope_theta', 10000); the pinned "
+                    "transformers 4.57.1 LlamaConfig has no rope_parameters"))
+_ROPE_PARAMETERS = Rule(True, Source(
+    "0.5.10", LLAMA, "LlamaDecoderLayer.__init__ l.255-261: rope_parameters first, else rope_theta "
+                     "(0.5.23 l.322-328)"))
+
+
+def _layers(first: str, last: str, *, norm_before_fc: Rule[bool], aux_graph: Rule[bool],
+            where: str) -> Eagle3Loader:
+    """0.5.12 on: `layers.N`, the aux count from the config, per-aux norms, legacy names."""
+    return Eagle3Loader(
+        first=first, last=last,
+        layer_prefix=Rule("layers", Source(where, E3, "LlamaModel.__init__: model.layers.{i} (0.5.12 l.180-185)")),
+        multi_layer=Rule(True, Source(where, E3, "LlamaForCausalLMEagle3.__init__ (1-layer check removed)")),
         num_aux_from_config=Rule(True, Source(
             "0.5.12", E3, "LlamaModel.__init__ l.153-164: num_aux_hidden_states, else "
-                          "len(eagle_config.eagle_aux_hidden_state_layer_ids), else 3")),
+                          "len(eagle_config.eagle_aux_hidden_state_layer_ids), else 3 (0.5.23 l.156-161)")),
         fc_norm=Rule(True, Source("0.5.12", E3, "LlamaModel.__init__ l.166-177: fc_norm or use_aux_norm")),
-        norm_before_fc=Rule(False, Source("0.5.16", E3, "LlamaModel.__init__ (no input_norm)")),
+        norm_before_fc=norm_before_fc,
         legacy_renames=Rule(_LEGACY, Source("0.5.12", E3, "load_weights l.306-316: legacy_name_map")),
         unused_params=Rule(_LATER_INPUT_LAYERNORM, Source(
             "0.5.12", E3, "LlamaDecoderLayer.forward: layers >= 1 use hidden_norm(h, residual) only")),
-    ),
-    Eagle3Loader(
-        first="0.5.17", last=NEWEST_KNOWN,
-        layer_prefix=Rule("layers", Source("0.5.23", E3, "LlamaModel.__init__ l.198-204")),
-        multi_layer=Rule(True, Source("0.5.23", E3, "LlamaForCausalLMEagle3.__init__")),
-        num_aux_from_config=Rule(True, Source("0.5.23", E3, "LlamaModel.__init__ l.156-161")),
-        fc_norm=Rule(True, Source("0.5.23", E3, "LlamaModel.__init__ l.184-196")),
-        norm_before_fc=Rule(True, Source(
-            "0.5.17", E3, "LlamaModel.__init__ l.163-175: eagle_config.get('norm_before_fc', "
-                          "config.norm_before_fc) (0.5.23 l.169-182)")),
-        legacy_renames=Rule(_LEGACY, Source("0.5.23", E3, "load_weights l.338-348: legacy_name_map")),
-        unused_params=Rule(_LATER_INPUT_LAYERNORM, Source("0.5.23", E3, "LlamaDecoderLayer.forward")),
-    ),
+        rope_parameters=_ROPE_PARAMETERS,
+        norm_output=Rule(True, Source("0.5.12", E3, "LlamaModel.__init__ l.188, forward l.245-246 "
+                                                    "(0.5.23 l.207, l.268)")),
+        aux_count_with_cuda_graph=aux_graph,
+    )
+
+
+_NO_INPUT_NORM = Rule(False, Source("0.5.16", E3, "LlamaModel.__init__ (no input_norm)"))
+_AUX_GRAPH_3 = Rule(False, Source(
+    "0.5.12", EAGLE_INFO, "draft-extend buffer sized 3 x target hidden from the target config (l.891; 0.5.14 "
+                          "l.370): another aux count fails at CUDA-graph capture"))
+_AUX_GRAPH_ANY = Rule(True, Source("0.5.15", EAGLE_UTILS, "l.407: sized from the draft's aux count"))
+
+EAGLE3_LOADERS = (
+    _one_layer("0.5.9", "0.5.9", _ROPE_THETA_ONLY),
+    _one_layer("0.5.10", "0.5.11", _ROPE_PARAMETERS),
+    _layers("0.5.12", "0.5.14", norm_before_fc=_NO_INPUT_NORM, aux_graph=_AUX_GRAPH_3, where="0.5.12"),
+    _layers("0.5.15", "0.5.16", norm_before_fc=_NO_INPUT_NORM, aux_graph=_AUX_GRAPH_ANY, where="0.5.15"),
+    _layers("0.5.17", NEWEST_KNOWN, norm_before_fc=Rule(True, Source(
+        "0.5.17", E3, "LlamaModel.__init__ l.163-175: eagle_config.get('norm_before_fc', config.norm_before_fc) "
+                      "(0.5.23 l.169-182)")), aux_graph=_AUX_GRAPH_ANY, where="0.5.23"),
 )
 
 
@@ -174,6 +208,10 @@ class Eagle3Common:
     embed_shared: Rule[str]
     lm_head_from_target: Rule[str]
     norm_before_fc_keys: Rule[str]
+    draft_vocab_size_read: Rule[str]  # the key is read without a default: absent = AttributeError at start-up
+    fc_skipped_when_widths_equal: Rule[str]  # fc (and its norms) run only when aux width != draft width
+    aux_ascending: Rule[str]  # the target concatenates aux states in ascending layer order
+    rope_default_base: Rule[int]  # the base a config without any RoPE setting gets
 
 
 STACKED = ((".qkv_proj", ".q_proj", "q"), (".qkv_proj", ".k_proj", "k"), (".qkv_proj", ".v_proj", "v"),
@@ -195,6 +233,15 @@ EAGLE3 = Eagle3Common(
         "0.5.9", E3, "LlamaForCausalLMEagle3.__init__ l.206-218; " + WORKER_V2 + ": init_lm_head")),
     norm_before_fc_keys=Rule("eagle_config.norm_before_fc if the key is there, else norm_before_fc", Source(
         "0.5.17", E3, "LlamaModel.__init__ l.163-175")),
+    draft_vocab_size_read=Rule("config.draft_vocab_size (tied: config_.draft_vocab_size)", Source(
+        "0.5.9", E3, "LlamaForCausalLMEagle3.__init__ l.210, l.222 (0.5.23 l.306, l.318); transformers' "
+                     "PretrainedConfig has no default for it (AttributeError)")),
+    fc_skipped_when_widths_equal=Rule("if hidden_states.shape[-1] != embeds.shape[-1]", Source(
+        "0.5.9", E3, "LlamaModel.forward l.162 (0.5.23 l.238): fc, fc_norm and input_norm run only then")),
+    aux_ascending=Rule("layers_to_capture in layer order", Source(
+        "0.5.9", LLAMA, "LlamaModel.forward l.381-383: aux_hidden_states appended as the layer loop reaches them")),
+    rope_default_base=Rule(10000, Source("0.5.9", LLAMA, "LlamaDecoderLayer.__init__ l.255: "
+                                                         "getattr(config, 'rope_theta', 10000)")),
 )
 
 
@@ -211,6 +258,10 @@ class EagleLoader:
     fc_bias: Rule[bool]
     attention_bias_keys: Rule[tuple[str, ...]]  # qkv and o bias when any is truthy
     final_norm: Rule[bool]
+
+    @property
+    def label(self) -> str:
+        return f"{self.first}–{self.last}" if self.first != self.last else self.first
 
 
 EAGLE_LOADERS = (
@@ -298,7 +349,8 @@ def range_label(version: str) -> str:
 
 # --- what a head needs: a feature is a bool field of Eagle3Loader --------------------------------------------
 FEATURE_FIELDS = tuple(f.name for f in fields(Eagle3Loader) if f.name in
-                       ("multi_layer", "num_aux_from_config", "fc_norm", "norm_before_fc"))
+                       ("multi_layer", "num_aux_from_config", "fc_norm", "norm_before_fc", "rope_parameters",
+                        "norm_output", "aux_count_with_cuda_graph"))
 
 
 def first_release_with(features: set[str] | list[str]) -> str | None:

@@ -1,0 +1,186 @@
+"""SGLang's rules about the draft config (engines/sglang): draft_vocab_size read without a default, null
+replacing the trained lm_head, RoPE read from rope_parameters only from 0.5.10, fc skipped when the aux width
+equals the draft width, aux states concatenated in layer order, norm_output and aux counts with CUDA graphs per
+release; and what inspect and export do with each."""
+
+from __future__ import annotations
+
+import json
+
+from eaglectl.demo.samples import DRAFT_VOCAB, VOCAB, H
+from eaglectl.engines.sglang import rules
+from eaglectl.engines.sglang.loader import (
+    fc_bypassed,
+    minimum_release,
+    replay_releases,
+    rope_only_in_parameters,
+    serving_spans,
+    simulate_load,
+    unsorted_aux_ids,
+)
+from eaglectl.enums import Algorithm
+from tests.helpers import run_json
+from tests.synthetic_heads import head, write
+
+E3 = Algorithm.EAGLE3
+ROPE5 = {"rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}
+
+
+def codes(doc: dict) -> dict[str, str]:
+    return {f["code"]: f["severity"] for f in doc["result"]["findings"]}
+
+
+def test_loader_ranges_split_where_a_config_rule_changes():
+    assert [r.label for r in rules.EAGLE3_LOADERS] == ["0.5.9", "0.5.10–0.5.11", "0.5.12–0.5.14", "0.5.15–0.5.16",
+                                                       "0.5.17–0.5.23"]
+    assert [r.rope_parameters.value for r in rules.EAGLE3_LOADERS] == [False, True, True, True, True]
+    assert [r.norm_output.value for r in rules.EAGLE3_LOADERS] == [False, False, True, True, True]
+    assert [r.aux_count_with_cuda_graph.value for r in rules.EAGLE3_LOADERS] == [True, True, False, True, True]
+
+
+# --- draft_vocab_size -----------------------------------------------------------------------------------------
+def test_absent_draft_vocab_size_fails_to_start_on_every_release():
+    cfg, shapes = head()
+    del cfg["draft_vocab_size"]
+    for rng in rules.EAGLE3_LOADERS:
+        sim = simulate_load(cfg, shapes, E3, rng.first)
+        assert not sim.ok and any("no draft_vocab_size" in p and "AttributeError" in p for p in sim.problems)
+    assert serving_spans(replay_releases(cfg, shapes, E3)) == []
+    cfg["draft_vocab_size"] = None  # present and null: no start-up failure from the key itself
+    assert not any("no draft_vocab_size" in p for p in simulate_load(cfg, shapes, E3, "0.5.23").problems)
+
+
+def test_export_always_writes_draft_vocab_size(cli, tmp_path):
+    # A full-vocab head without the key: export keeps its trained lm_head by writing its rows.
+    cfg, shapes = head()
+    del cfg["draft_vocab_size"]
+    shapes["lm_head.weight"] = (VOCAB, H)
+    del shapes["d2t"], shapes["t2d"]
+    src = write(tmp_path / "full", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src)
+    assert code == 1 and codes(doc)["draft-vocab-size-missing"] == "error"
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0, doc
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["draft_vocab_size"] == VOCAB
+    code, doc = run_json(cli, "inspect", tmp_path / "out")
+    assert "draft-vocab-size-missing" not in codes(doc) and doc["result"]["layout"] == "sglang-ready"
+
+
+def test_export_writes_null_for_a_head_without_lm_head(cli, tmp_path):
+    cfg, shapes = head()
+    del cfg["draft_vocab_size"], shapes["lm_head.weight"], shapes["d2t"], shapes["t2d"]
+    code, doc = run_json(cli, "export", write(tmp_path / "h", cfg, shapes), "--output", tmp_path / "out")
+    assert code == 0, doc
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert "draft_vocab_size" in written and written["draft_vocab_size"] is None
+    assert any(c.startswith("draft_vocab_size: absent -> None") for c in doc["result"]["config_changes"])
+
+
+def test_null_draft_vocab_size_with_a_full_lm_head_is_replaced_and_export_keeps_it(cli, tmp_path):
+    cfg, shapes = head(draft_vocab_size=None)
+    shapes["lm_head.weight"] = (VOCAB, H)
+    del shapes["d2t"], shapes["t2d"]
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src)
+    assert codes(doc)["lm-head-replaced"] == "warning"
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0 and json.loads((tmp_path / "out" / "config.json").read_text())["draft_vocab_size"] == VOCAB
+
+
+def test_null_draft_vocab_size_with_a_pruned_lm_head_fails_to_start_and_export_fixes_it(cli, tmp_path):
+    cfg, shapes = head(draft_vocab_size=None)
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src)
+    assert code == 1 and codes(doc)["draft-vocab-size-null"] == "error"
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0 and json.loads((tmp_path / "out" / "config.json").read_text())["draft_vocab_size"] == DRAFT_VOCAB
+
+
+# --- RoPE -------------------------------------------------------------------------------------------------------
+def test_rope_only_in_rope_parameters_is_lost_on_0_5_9():
+    cfg, shapes = head(**ROPE5)
+    cfg.pop("rope_theta", None)
+    assert "base 500000.0" in rope_only_in_parameters(cfg)
+    minimum, needs = minimum_release(cfg, list(shapes), E3)
+    assert minimum == "0.5.10" and any("rope_parameters" in n for n in needs)
+    cfg["rope_theta"] = 500000.0  # mirrored at the top level: every release reads the same base
+    assert rope_only_in_parameters(cfg) is None
+    assert minimum_release(cfg, list(shapes), E3)[0] == "0.5.9"
+
+
+def test_rope_scaling_only_in_rope_parameters_is_lost_too():
+    cfg = {"rope_parameters": {"rope_theta": 10000.0, "rope_type": "llama3", "factor": 8.0}}
+    assert "llama3 scaling" in rope_only_in_parameters(cfg)
+    assert rope_only_in_parameters({"rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"}}) is None
+
+
+def test_export_mirrors_rope_and_inspect_warns(cli, tmp_path):
+    cfg, shapes = head(**ROPE5)
+    cfg.pop("rope_theta", None)
+    cfg["rope_parameters"] = {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0,
+                              "original_max_position_embeddings": 8192}
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src)
+    assert codes(doc)["rope-parameters-only"] == "warning"
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0, doc
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert written["rope_theta"] == 500000.0 and written["rope_scaling"]["rope_type"] == "llama3"
+    assert written["rope_parameters"] == cfg["rope_parameters"]
+    assert doc["result"]["sglang_releases"] == ["0.5.9–0.5.23"]
+
+
+def test_a_target_with_rope_only_in_rope_parameters_is_flagged(cli, tmp_path, sample_root):
+    target = tmp_path / "target"
+    target.mkdir()
+    tcfg = json.loads((sample_root / "target" / "config.json").read_text())
+    tcfg.pop("rope_theta", None)
+    tcfg["rope_parameters"] = {"rope_theta": 500000.0, "rope_type": "default"}
+    (target / "config.json").write_text(json.dumps(tcfg))
+    cfg, shapes = head()
+    code, doc = run_json(cli, "inspect", write(tmp_path / "h", cfg, shapes), "--target", target)
+    assert codes(doc)["target-rope-parameters-only"] == "warning"
+
+
+# --- fc skipped, aux order ----------------------------------------------------------------------------------------
+def test_fc_is_skipped_when_the_aux_width_equals_the_draft_width():
+    cfg, shapes = head(target_hidden_size=H // 3 + 1)  # not a width that equals H
+    assert fc_bypassed(cfg, shapes) is None
+    cfg, shapes = head(n_aux=1, eagle_config={"eagle_aux_hidden_state_layer_ids": [3]}, num_aux_hidden_states=1)
+    assert "skips fc" in fc_bypassed(cfg, shapes)
+    sim = simulate_load(cfg, shapes, E3, "0.5.23")
+    assert not sim.ok and any("skips fc" in p for p in sim.problems)
+
+
+def test_unsorted_aux_ids_arrive_in_layer_order():
+    cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [5, 1, 3]})
+    assert "[1, 3, 5]" in unsorted_aux_ids(cfg)
+    assert not simulate_load(cfg, shapes, E3, "0.5.15").ok
+    cfg, _ = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [1, 3, 5]})
+    assert unsorted_aux_ids(cfg) is None
+
+
+def test_export_refuses_unsorted_aux_ids(cli, tmp_path):
+    cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [5, 1, 3]})
+    result = cli("export", write(tmp_path / "h", cfg, shapes), "--output", tmp_path / "out")
+    assert result.exit_code == 1 and "ascending order" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# --- norm_output, aux counts with CUDA graphs ---------------------------------------------------------------------
+def test_norm_output_needs_0_5_12():
+    cfg, shapes = head(norm_output=True)
+    assert minimum_release(cfg, list(shapes), E3)[0] == "0.5.12"
+
+
+def test_four_aux_states_need_0_5_15_with_cuda_graphs():
+    cfg, shapes = head(n_aux=4, num_aux_hidden_states=4)
+    minimum, needs = minimum_release(cfg, list(shapes), E3)
+    assert minimum == "0.5.15" and any("CUDA graphs" in n for n in needs)
+
+
+def test_a_clean_head_has_none_of_these_findings(cli, tmp_path):
+    cfg, shapes = head()
+    code, doc = run_json(cli, "inspect", write(tmp_path / "h", cfg, shapes))
+    assert code == 0 and not {"draft-vocab-size-missing", "draft-vocab-size-null", "lm-head-replaced",
+                              "rope-parameters-only", "sglang-minimum", "config"} & set(codes(doc))
