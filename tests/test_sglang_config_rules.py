@@ -184,3 +184,34 @@ def test_a_clean_head_has_none_of_these_findings(cli, tmp_path):
     code, doc = run_json(cli, "inspect", write(tmp_path / "h", cfg, shapes))
     assert code == 0 and not {"draft-vocab-size-missing", "draft-vocab-size-null", "lm-head-replaced",
                               "rope-parameters-only", "sglang-minimum", "config"} & set(codes(doc))
+
+
+# --- biases, ModelOpt switches, aux ids named twice, aux capture off ---------------------------------------------
+def test_bias_true_with_only_an_fc_bias_exports(cli, tmp_path):
+    cfg, shapes = head(fc_bias=True, bias=True)  # o_proj.bias starts at zero in SGLang: nothing is missing
+    code, doc = run_json(cli, "export", write(tmp_path / "h", cfg, shapes), "--output", tmp_path / "out")
+    assert code == 0, doc
+
+
+def test_modelopt_switches_sglang_does_not_read_are_warned(cli, tmp_path):
+    cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [1, 3, 4], "use_last_layernorm": False,
+                                     "use_input_layernorm_in_first_layer": True, "parallel_draft_step": 1})
+    code, doc = run_json(cli, "inspect", write(tmp_path / "h", cfg, shapes))
+    found = next(f for f in doc["result"]["findings"] if f["code"] == "eagle-config-unread")
+    assert "use_last_layernorm: False" in found["message"] and "parallel_draft_step" not in found["message"]
+
+
+def test_aux_ids_named_twice_must_agree_in_their_numberings(cli, tmp_path):
+    cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [1, 3, 4]},
+                       eagle_aux_hidden_state_layer_ids=[1, 3, 4])
+    code, doc = run_json(cli, "inspect", write(tmp_path / "a", cfg, shapes))
+    assert codes(doc)["aux-ids-disagree"] == "warning"
+    cfg["eagle_aux_hidden_state_layer_ids"] = [2, 4, 5]  # vLLM's numbering of the same layers
+    code, doc = run_json(cli, "inspect", write(tmp_path / "b", cfg, shapes))
+    assert "aux-ids-disagree" not in codes(doc)
+
+
+def test_aux_capture_switched_off_is_a_problem_on_every_release():
+    cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [1, 3, 4], "use_aux_hidden_state": False})
+    assert all(any("use_aux_hidden_state is false" in p for p in simulate_load(cfg, shapes, E3, r.first).problems)
+               for r in rules.EAGLE3_LOADERS)

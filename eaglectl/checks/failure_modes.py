@@ -329,6 +329,29 @@ def _config_shape(v: HeadView) -> list[Finding]:
                            f"reads only eagle_config.eagle_aux_hidden_state_layer_ids, so it captures its default "
                            f"layers instead",
                            f"run `{v.export_cmd}`: it moves the ids into eagle_config"))
+    eagle_ids = eagle_cfg.get("eagle_aux_hidden_state_layer_ids")
+    if (v.algorithm is Algorithm.EAGLE3 and isinstance(top, list) and isinstance(eagle_ids, list) and eagle_ids
+            and all(type(i) is int for i in (*top, *eagle_ids)) and sorted(top) != sorted(i + 1 for i in eagle_ids)):
+        out.append(Finding("aux-ids-disagree", Severity.warning,
+                           f"the config names aux layers twice and the two disagree: eagle_config's {eagle_ids} "
+                           f"(SGLang's numbering: layer outputs; SGLang reads only these) and the top-level "
+                           f"eagle_aux_hidden_state_layer_ids {top} (vLLM / speculators read these, counting layer "
+                           f"inputs: SGLang id + 1 on Llama-style targets, so {[i + 1 for i in eagle_ids]} would "
+                           f"match); the engines would feed the head different layers",
+                           "keep the ids the head was trained with in eagle_config and write the top-level key as "
+                           "those ids + 1 (or drop it)"))
+    # What SGLang does instead of reading each: first-layer input norm on, final norm on, no MTP norm, one step.
+    sglang_does = {"use_input_layernorm_in_first_layer": True, "use_last_layernorm": True,
+                   "use_mtp_layernorm": False, "parallel_draft_step": 1}
+    departs = [k for k in rules.EAGLE3.unread_eagle_config_keys.value
+               if k in sglang_does and k in eagle_cfg and eagle_cfg[k] not in (None, sglang_does[k])]
+    if v.algorithm is Algorithm.EAGLE3 and departs:
+        out.append(Finding("eagle-config-unread", Severity.warning,
+                           f"eagle_config sets {', '.join(f'{k}: {eagle_cfg[k]!r}' for k in departs)} (ModelOpt's "
+                           f"switches): SGLang never reads them ({rules.EAGLE3.unread_eagle_config_keys.source}) "
+                           f"and runs the head with the first layer's input norm and the final norm applied, no MTP "
+                           f"norm and one draft step per position",
+                           "serve with an engine that honours these keys, or retrain with ModelOpt's defaults"))
     layer_types = cfg.get("layer_types")
     sliding = cfg.get("use_sliding_window") is True or (
         isinstance(layer_types, list) and "sliding_attention" in layer_types)

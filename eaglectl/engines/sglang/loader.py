@@ -136,6 +136,7 @@ class LoadSimulation:
     ignored_by_design: list[str] = field(default_factory=list)  # t2d; lm_head for EAGLE
     uninitialized: list[str] = field(default_factory=list)  # parameters nothing loaded
     unused: list[str] = field(default_factory=list)  # parameters nothing loaded that forward never reads
+    zero_initialised: list[str] = field(default_factory=list)  # parameters nothing loaded that start at zero
     shape_errors: list[str] = field(default_factory=list)
     misshapen: set[str] = field(default_factory=set)  # stored names whose shape SGLang refuses
     from_target: list[str] = field(default_factory=list)  # parameters SGLang takes from the target
@@ -157,7 +158,7 @@ class LoadSimulation:
                 self.ignored_by_design, [same.sub("model.layers.0.", u) for u in self.uninitialized], self.unused,
                 [strip.sub("SGLang expects", e) for e in self.shape_errors], self.from_target,
                 [p.replace(self.version, "") for p in self.problems], self.ignored_config, self.overwritten,
-                self.hot_token_map)
+                self.hot_token_map, [same.sub("model.layers.0.", z) for z in self.zero_initialised])
 
 
 def _layer_params(prefix: str, d: DraftDims, in_dim: int, *, eagle3: bool, input_layernorm: bool,
@@ -322,6 +323,11 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
         if not d.tie_embeddings and d.draft_vocab is None:
             from_target.add("lm_head.weight")
         unused = [re.compile(p) for p in r.unused_params.value]
+        zeros = [re.compile(p) for p in common.zero_initialised.value]
+        if as_object(cfg.get("eagle_config")).get("use_aux_hidden_state", True) is False:
+            sim.problems.append(f"eagle_config.use_aux_hidden_state is false: the target captures no aux states "
+                                f"and hands the draft its last hidden state ({common.use_aux_hidden_state.source}), "
+                                f"which fc was not trained on")
     else:
         e = rules.eagle_loader(version)
         for stored in shapes:
@@ -334,7 +340,7 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
                 continue
             load_stacked_or_plain(stored, name, lambda n: n if n in params else None, rules.STACKED)
         from_target = {"model.embed_tokens.weight", "lm_head.weight"}
-        unused = []
+        unused, zeros = [], []
 
     for param, spec in params.items():
         need = set(spec) if isinstance(spec, dict) else {"all"}
@@ -345,6 +351,8 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             sim.from_target.append(param)
         elif not have and any(u.match(param) for u in unused):
             sim.unused.append(param)
+        elif not have and any(z.search(param) for z in zeros):
+            sim.zero_initialised.append(param)
         else:
             missing = sorted(map(str, need - have)) if have else []
             sim.uninitialized.append(param + (f" (shards {', '.join(missing)})" if missing else ""))

@@ -212,6 +212,9 @@ class Eagle3Common:
     fc_skipped_when_widths_equal: Rule[str]  # fc (and its norms) run only when aux width != draft width
     aux_ascending: Rule[str]  # the target concatenates aux states in ascending layer order
     rope_default_base: Rule[int]  # the base a config without any RoPE setting gets
+    zero_initialised: Rule[tuple[str, ...]]  # regexes: parameters that start at zero, so need no stored tensor
+    unread_eagle_config_keys: Rule[tuple[str, ...]]  # ModelOpt's eagle_config switches SGLang never reads
+    use_aux_hidden_state: Rule[str]  # eagle_config.use_aux_hidden_state false: the target captures nothing
 
 
 STACKED = ((".qkv_proj", ".q_proj", "q"), (".qkv_proj", ".k_proj", "k"), (".qkv_proj", ".v_proj", "v"),
@@ -242,6 +245,16 @@ EAGLE3 = Eagle3Common(
         "0.5.9", LLAMA, "LlamaModel.forward l.381-383: aux_hidden_states appended as the layer loop reaches them")),
     rope_default_base=Rule(10000, Source("0.5.9", LLAMA, "LlamaDecoderLayer.__init__ l.255: "
                                                          "getattr(config, 'rope_theta', 10000)")),
+    zero_initialised=Rule((r"\.o_proj\.bias$",), Source(
+        "0.5.9", "sglang/srt/layers/linear.py", "RowParallelLinear.__init__ l.1356: bias = torch.zeros "
+                                                "(0.5.23 l.1638)")),
+    unread_eagle_config_keys=Rule(("use_input_layernorm_in_first_layer", "use_last_layernorm",
+                                   "use_mtp_layernorm", "parallel_draft_step", "num_eagle_features"),
+                                  Source("0.5.9", E3, "not read anywhere in sglang/ (0.5.9-0.5.23): the embedding "
+                                                      "and final norms always apply")),
+    use_aux_hidden_state=Rule("eagle_config.get('use_aux_hidden_state', True)", Source(
+        "0.5.9", "sglang/srt/model_executor/model_runner.py", "ModelRunner.__init__ l.360-361, l.621-624 (0.5.23 "
+                 "model_runner_components/spec_aux_hidden_state.py l.188-190)")),
 )
 
 
