@@ -215,3 +215,20 @@ def test_aux_capture_switched_off_is_a_problem_on_every_release():
     cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [1, 3, 4], "use_aux_hidden_state": False})
     assert all(any("use_aux_hidden_state is false" in p for p in simulate_load(cfg, shapes, E3, r.first).problems)
                for r in rules.EAGLE3_LOADERS)
+
+
+# --- which files SGLang reads --------------------------------------------------------------------------------------
+def test_every_safetensors_file_beside_model_safetensors_is_read(tmp_path):
+    import torch
+
+    from eaglectl.checkpoint.resolve import resolve
+    from eaglectl.demo.samples import save_safetensors
+
+    cfg, shapes = head()
+    d = write(tmp_path / "h", cfg, shapes)
+    save_safetensors(d / "stray.safetensors", {"extra.weight": torch.zeros(4, dtype=torch.bfloat16)})
+    ckpt = resolve(d)
+    assert "extra.weight" in ckpt.weights.tensors and len(ckpt.weights.files) == 2  # SGLang loads both files
+    (d / "stray.safetensors").rename(d / "consolidated.safetensors")  # Mistral's pair: SGLang takes model.*
+    assert "extra.weight" not in resolve(d).weights.tensors
+    assert rules.weight_files_read(["a.safetensors", "b.safetensors"], {"b.safetensors"}) == ["b.safetensors"]

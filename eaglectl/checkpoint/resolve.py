@@ -30,6 +30,7 @@ from eaglectl.checkpoint.weights import (
     open_weights,
     read_index,
 )
+from eaglectl.engines.sglang import rules
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckpointError, ConfigError
 from eaglectl.hub import HubSource, hub_id
@@ -230,16 +231,14 @@ def latest_epoch_dir(d: Path) -> Path | None:
 
 
 def weight_files(d: Path) -> tuple[list[Path], Path | None, dict[str, str] | None]:
-    """The weight files of a directory, preferring safetensors (as SGLang does), with the shard index and its
-    weight map when there is one."""
+    """The weight files of a directory as SGLang reads them (engines.sglang.rules.WEIGHT_FILES): safetensors
+    first, with the shard index and its weight map when there is one."""
     if (d / SAFETENSORS_INDEX).is_file():
         files, weight_map = read_index(d / SAFETENSORS_INDEX)
         return files, d / SAFETENSORS_INDEX, weight_map
-    if (d / "model.safetensors").is_file():
-        return [d / "model.safetensors"], None, None
-    shards = sorted(d.glob("*.safetensors"))
-    if shards:
-        return shards, None, None
+    names = [p.name for p in d.glob("*.safetensors") if p.is_file()]
+    if names:  # every one of them, as SGLang reads them (a stray file beside model.safetensors is loaded too)
+        return [d / n for n in rules.weight_files_read(names, None)], None, None
     if (d / BIN_INDEX).is_file():
         files, weight_map = read_index(d / BIN_INDEX)
         return files, d / BIN_INDEX, weight_map

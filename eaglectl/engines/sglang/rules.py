@@ -296,6 +296,26 @@ EAGLE_LOADERS = (
 )
 
 
+# --- which files of a draft directory SGLang reads ----------------------------------------------------------
+WEIGHT_UTILS = "sglang/srt/model_loader/weight_utils.py"
+WEIGHT_FILES = Rule(
+    "every top-level *.safetensors (*.bin / *.pt only when there is none); with model.safetensors.index.json only "
+    "the files its weight_map names; consolidated.safetensors beside model.safetensors (and nothing else) is left "
+    "out",
+    Source("0.5.9", WEIGHT_UTILS, "filter_duplicate_safetensors_files l.578-604 (0.5.23 l.757-800); "
+                                  "model_loader/loader.py DefaultModelLoader._prepare_weights l.441-461"))
+
+
+def weight_files_read(safetensors: list[str], index_names: set[str] | None) -> list[str]:
+    """The safetensors files (names, top level) SGLang loads from a draft directory holding `safetensors`, given
+    the file names its index's weight_map names (None: no index), in name order (WEIGHT_FILES)."""
+    if index_names is not None:
+        return sorted(n for n in safetensors if n in index_names)
+    if sorted(safetensors) == ["consolidated.safetensors", "model.safetensors"]:
+        return ["model.safetensors"]
+    return sorted(safetensors)
+
+
 # --- launch flags whose spelling changed ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class LaunchFlags:
