@@ -232,3 +232,23 @@ def test_every_safetensors_file_beside_model_safetensors_is_read(tmp_path):
     (d / "stray.safetensors").rename(d / "consolidated.safetensors")  # Mistral's pair: SGLang takes model.*
     assert "extra.weight" not in resolve(d).weights.tensors
     assert rules.weight_files_read(["a.safetensors", "b.safetensors"], {"b.safetensors"}) == ["b.safetensors"]
+
+
+# --- context length ------------------------------------------------------------------------------------------------
+def test_context_length_as_sglang_derives_it():
+    from eaglectl.engines.sglang.loader import context_length
+
+    assert context_length({"max_position_embeddings": 8192}) == 8192
+    assert context_length({"seq_length": 2048, "max_position_embeddings": 131072}) == 2048  # the stale key wins
+    assert context_length({"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}) \
+        == 16384
+    assert context_length({"max_position_embeddings": 8192, "rope_scaling": {
+        "rope_type": "llama3", "factor": 8.0}}) == 8192
+    assert context_length({}) == 2048
+
+
+def test_a_stale_seq_length_makes_serve_refuse_a_long_target(cli, tmp_path, sample_root):
+    cfg, shapes = head(seq_length=256)  # the target's context is longer than 256
+    result = cli("serve", "--target", sample_root / "target", "--draft", write(tmp_path / "h", cfg, shapes),
+                 "--print-only")
+    assert result.exit_code == 1 and "the draft's context length 256" in result.stderr, result.stderr

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.engines.sglang.loader import rope_only_in_parameters
+from eaglectl.engines.sglang.loader import context_length, rope_only_in_parameters
 from eaglectl.errors import ConfigError, require
 from eaglectl.hub import cached_target_config, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
@@ -46,6 +46,7 @@ class TargetInfo:
     hub_id: str | None = None
     note: str | None = None  # for a Hub id: where its config came from, or why it could not be checked
     rope_only_in_parameters: str | None = None  # RoPE settings a transformers-4 SGLang (0.5.9) would not read
+    context_length: int | None = None  # as SGLang derives it (engines.sglang.loader.context_length)
 
     @property
     def local(self) -> bool:
@@ -82,7 +83,7 @@ def _read(source: str, cfg_path: Path) -> TargetInfo:
         max_position_embeddings=config_int(text, "max_position_embeddings"),
         model_type=text.get("model_type") if isinstance(text.get("model_type"), str) else None,
         architectures=_names(cfg.get("architectures")) or _names(text.get("architectures")),
-        rope_only_in_parameters=rope_only_in_parameters(text))
+        rope_only_in_parameters=rope_only_in_parameters(text), context_length=context_length(text))
 
 
 def _names(value: object) -> list[str] | None:

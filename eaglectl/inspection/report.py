@@ -24,6 +24,7 @@ from eaglectl.engines.sglang.loader import (
     ARCHITECTURE,
     NEWEST_KNOWN,
     ReleaseSpan,
+    context_length,
     embeddings_shared,
     ignored_config,
     minimum_release,
@@ -411,10 +412,11 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
     if t.dtype and isinstance(draft_dtype, str) and draft_dtype != t.dtype:
         add(Finding("target-dtype", Severity.warning,
                     f"draft dtype {draft_dtype} differs from target dtype {t.dtype}; SGLang runs both in --dtype"))
-    mpe = cfg.get("max_position_embeddings")
-    if t.max_position_embeddings and isinstance(mpe, int) and t.max_position_embeddings > mpe:
+    draft_ctx = context_length(cfg)
+    if t.context_length and t.context_length > draft_ctx:
         add(Finding("context-length", Severity.warning,
-                    f"target context {t.max_position_embeddings} > draft max_position_embeddings {mpe}: SGLang "
+                    f"target context {t.context_length} > the draft's {draft_ctx} (as SGLang derives them: "
+                    f"{', '.join(rules.CONTEXT_LENGTH_KEYS.value)}, the first set, times the RoPE factor): SGLang "
                     f"refuses to start unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1",
                     "pass --context-length, or `eaglectl serve --allow-longer-context`"))
 

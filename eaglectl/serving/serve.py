@@ -220,16 +220,18 @@ def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], note
             warnings.append(f"{f.message}; {f.fix}")
         elif f.severity is Severity.warning and f.code != "context-length":
             notes.append(f"preflight: {f.message}")
-    draft_mpe = plan.config.get("max_position_embeddings")
-    ctx = opts.context_length or target.max_position_embeddings
-    if isinstance(draft_mpe, int) and ctx and ctx > draft_mpe:
+    from eaglectl.engines.sglang.loader import context_length
+
+    draft_mpe = context_length(plan.config)  # as SGLang derives it: a stale seq_length wins
+    ctx = opts.context_length or target.context_length
+    if ctx and ctx > draft_mpe:
         if not opts.allow_longer_context:
             raise ConfigError(
-                f"preflight: context length {ctx} exceeds the draft's max_position_embeddings {draft_mpe}; "
+                f"preflight: context length {ctx} exceeds the draft's context length {draft_mpe}; "
                 f"SGLang refuses to start", hint=f"pass --context-length {draft_mpe}, or --allow-longer-context "
                 f"to set {LONG_CONTEXT_ENV}=1 for SGLang")
         env[LONG_CONTEXT_ENV] = "1"
-        warnings.append(f"context length {ctx} > draft max_position_embeddings {draft_mpe}: setting "
+        warnings.append(f"context length {ctx} > the draft's context length {draft_mpe}: setting "
                         f"{LONG_CONTEXT_ENV}=1 (the draft runs past the positions it was trained on)")
 
 

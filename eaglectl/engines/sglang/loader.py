@@ -101,6 +101,25 @@ def rope_only_in_parameters(cfg: dict[str, Any]) -> str | None:
     return f"RoPE {' and '.join(lost)}: only rope_parameters holds them" if lost else None
 
 
+def context_length(cfg: dict[str, Any]) -> int:
+    """The context length SGLang derives from a (text) config (rules.CONTEXT_LENGTH_KEYS): a stale
+    `max_sequence_length` or `seq_length` wins over `max_position_embeddings`, and a RoPE scaling factor multiplies
+    it. Under transformers 5 `rope_scaling` is the `rope_parameters` dict."""
+    text = cfg["text_config"] if isinstance(cfg.get("text_config"), dict) else cfg
+    scaling = text.get("rope_scaling") or text.get("rope_parameters")
+    factor: float = 1
+    if isinstance(scaling, dict):
+        raw = scaling.get("factor", 1)
+        factor = raw if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0 else 1
+        if "original_max_position_embeddings" in scaling or scaling.get("rope_type") == "llama3":
+            factor = 1
+    for key in rules.CONTEXT_LENGTH_KEYS.value:
+        value = text.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return int(factor * value)
+    return 2048
+
+
 def fc_bypassed(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> str | None:
     """Why SGLang would skip fc (and fc_norm / input_norm): it runs them only when the aux width differs from the
     draft's hidden size (rules.EAGLE3.fc_skipped_when_widths_equal), or None."""

@@ -296,6 +296,15 @@ EAGLE_LOADERS = (
 )
 
 
+# --- context length ----------------------------------------------------------------------------------------
+CONTEXT_LENGTH_KEYS = Rule(
+    ("max_sequence_length", "seq_length", "max_seq_len", "model_max_length", "max_position_embeddings"),
+    Source("0.5.9", "sglang/srt/utils/hf_transformers_utils.py",
+           "get_context_length l.444-470: the first key set, times rope_scaling's factor unless it has "
+           "original_max_position_embeddings or is llama3; 2048 when none (0.5.23 utils/hf_transformers/common.py "
+           "l.668-694)"))
+
+
 # --- which files of a draft directory SGLang reads ----------------------------------------------------------
 WEIGHT_UTILS = "sglang/srt/model_loader/weight_utils.py"
 WEIGHT_FILES = Rule(
