@@ -252,3 +252,28 @@ def test_a_stale_seq_length_makes_serve_refuse_a_long_target(cli, tmp_path, samp
     result = cli("serve", "--target", sample_root / "target", "--draft", write(tmp_path / "h", cfg, shapes),
                  "--print-only")
     assert result.exit_code == 1 and "the draft's context length 256" in result.stderr, result.stderr
+
+
+def test_later_layers_input_layernorm_becomes_hidden_norm(cli, tmp_path):
+    """speculators' multi-layer heads normalise layers >= 1 with input_layernorm; SGLang's layers >= 1 apply
+    hidden_norm there (and never read input_layernorm): export writes the weight under that name."""
+    from safetensors import safe_open
+
+    cfg, shapes = head(layers=2)
+    del shapes["layers.1.hidden_norm.weight"]
+    code, doc = run_json(cli, "export", write(tmp_path / "h", cfg, shapes), "--output", tmp_path / "out")
+    assert code == 0, doc
+    assert doc["result"]["renamed"]["layers.1.input_layernorm.weight"] == "layers.1.hidden_norm.weight"
+    with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as f:
+        assert "layers.1.hidden_norm.weight" in f.keys() and "layers.1.input_layernorm.weight" not in f.keys()
+
+
+def test_eagle1_loader_drops_unexpected_biases_and_scales():
+    from eaglectl.demo.samples import draft_config, eagle1_tensors
+
+    cfg = draft_config(architectures=["LlamaForCausalLMEagle"], num_layers=1, eagle3=False)
+    shapes = {k: tuple(v.shape) for k, v in eagle1_tensors().items()}
+    shapes.update({"layers.0.self_attn.q_proj.bias": (64,), "layers.0.self_attn.k_proj.kv_scale": (1,)})
+    sim = simulate_load(cfg, shapes, Algorithm.EAGLE, "0.5.15")
+    assert sorted(sim.skipped) == ["layers.0.self_attn.k_proj.kv_scale", "layers.0.self_attn.q_proj.bias"]
+    assert not sim.ok

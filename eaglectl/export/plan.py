@@ -134,8 +134,15 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
     tensors: list[PlannedTensor] = []
     dropped: list[DroppedTensor] = []
     seen: dict[str, str] = {}
+    # Layers >= 1 of SGLang's EAGLE-3 head normalise their input with hidden_norm and never read input_layernorm
+    # (llama_eagle3.py LlamaDecoderLayer.forward, 0.5.12+): a head trained with input_layernorm there (speculators'
+    # multi-layer heads) has its weight written as hidden_norm.
+    with_hidden_norm = {p.layer for p in map(parse_name, infos) if p.suffix == "hidden_norm.weight"}
     for name, info in infos.items():
         parsed = parse_name(name)
+        if (algo is Algorithm.EAGLE3 and not passthrough and parsed.layer and parsed.layer not in with_hidden_norm
+                and parsed.suffix == "input_layernorm.weight"):
+            parsed = parse_name(f"layers.{parsed.layer}.hidden_norm.weight")
         if is_p_eagle_tensor(name):
             dropped.append(DroppedTensor(name, "P-EAGLE tensor; SGLang has no parallel-drafting support"))
             continue
