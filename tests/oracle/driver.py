@@ -108,9 +108,10 @@ def run_release(label: str, src: str | None, entries: list[Entry], root: Path, *
     heads = {}
     for e in entries:
         r = results.get(e.name)
+        found = check_head(e, root, release, r) if not doc.get("error") else []
         heads[e.name] = {"kind": e.kind, "rule": e.rule, "sglang": outcome(r),
-                         "disagreements": [str(d) for d in check_head(e, root, release, r)] if not doc.get("error")
-                         else ["harness did not run"], "result": r}
+                         "disagreements": [str(d) for d in found] if not doc.get("error") else ["harness did not run"],
+                         "subjects": [d.subject for d in found], "result": r}
     return {"release": release, "source": src or "installed", "device": doc.get("device"),
             "versions": doc.get("versions"), "stubs": doc.get("stubs"), "setup": doc.get("setup"),
             "error": doc.get("error"), "traceback": doc.get("traceback"), "t_import": doc.get("t_import"),
