@@ -23,23 +23,11 @@ import pytest
 
 from tests.oracle.corpus import ensure_corpus, entry_names
 from tests.oracle.driver import PYTHON_ENV, RELEASES_ENV, parse_releases, run_release, summary
+from tests.oracle.known import KNOWN
 
 pytestmark = pytest.mark.oracle
 TABLE_ENV = "EAGLECTL_ORACLE_TABLE"
 RELEASES = dict(parse_releases(os.environ.get(RELEASES_ENV, "")))
-# Disagreements found by this oracle and not fixed yet, on every release it ran (head, subject) -> why. Such a test
-# xfails with SGLang's and eaglectl's words; one that no longer shows fails, so the entry goes when the replay is
-# fixed.
-KNOWN = {
-    ("draft-vocab-null-pruned-head", "d2t"):
-        "the replay counts a d2t whose length is not draft_vocab_size (vocab_size when null) as a shape SGLang "
-        "refuses; SGLang's load_weights takes d2t unchecked (hot_token_id = d2t + arange). Both say the head fails "
-        "to start, on lm_head.weight's row count",
-    ("draft-vocab-null-wide-target", "model.embed_tokens.weight after the worker's set_embed_and_head"):
-        "with draft_vocab_size null the worker calls set_embed_and_head, which replaces embed_tokens whatever "
-        "target_hidden_size says; the replay's from_target follows set_embed's rule (shared only when "
-        "target_hidden_size is absent or equals hidden_size), so it keeps the draft's own embeddings",
-}
 needs_releases = pytest.mark.skipif(not RELEASES, reason=f"{RELEASES_ENV} is not set (scripts/oracle/setup.sh)")
 
 
