@@ -13,8 +13,4 @@ KNOWN = {
         "the replay counts a d2t whose length is not draft_vocab_size (vocab_size when null) as a shape SGLang "
         "refuses; SGLang's load_weights takes d2t unchecked (hot_token_id = d2t + arange). Both say the head fails "
         "to start, on lm_head.weight's row count",
-    ("draft-vocab-null-wide-target", "model.embed_tokens.weight after the worker's set_embed_and_head"):
-        "with draft_vocab_size null the worker calls set_embed_and_head, which replaces embed_tokens whatever "
-        "target_hidden_size says; the replay's from_target follows set_embed's rule (shared only when "
-        "target_hidden_size is absent or equals hidden_size), so it keeps the draft's own embeddings",
 }
