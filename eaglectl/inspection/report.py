@@ -90,6 +90,28 @@ class SGLangSupport:
 
 
 @dataclass
+class VllmVerdict:
+    """What vLLM would do with one form of the head (see eaglectl.engines.vllm.loader)."""
+
+    ok: bool  # loads completely and is fed the layers it was trained on
+    capture: list[int] | None  # the target layers captured (vLLM numbering; None: the target's default)
+    summary: str  # a few words: "loads completely", "fails to start", ...
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VllmSupport:
+    """vLLM's verdict beside SGLang's: the directory as stored (None: vLLM cannot be pointed at it) and the form
+    `eaglectl export` writes (None: export refuses the head)."""
+
+    release: str
+    as_stored: VllmVerdict | None
+    after_export: VllmVerdict | None
+    export_format: str = "sglang"  # the export format the after-export verdict is for
+    trained: list[int] | None = None  # the layers the head was trained on (vLLM numbering), when recorded
+
+
+@dataclass
 class InspectReport:
     source: str
     layout: Layout
@@ -104,6 +126,7 @@ class InspectReport:
     total_bytes: int = 0
     loader_as_is: list[LoaderView] = field(default_factory=list)
     sglang: SGLangSupport | None = None
+    vllm: VllmSupport | None = None
     export_preview: dict[str, Any] | None = None
     target: TargetInfo | None = None
     hub: HubSource | None = None
@@ -147,6 +170,7 @@ def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | 
     if target:
         report.target = load_target(target)
         _target_findings(ckpt, plan, report.target, report)
+    report.vllm = vllm_support(ckpt, plan, report.target)
     from eaglectl.export.exporter import servable_as_is
 
     # A head served by a loader eaglectl does not replay is never called ready: nothing verified its names.
@@ -154,6 +178,40 @@ def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | 
     if report.sglang_ready and ckpt.layout is Layout.hf:
         report.layout = Layout.sglang_ready
     return report
+
+
+def vllm_support(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo | None) -> VllmSupport | None:
+    """vLLM's verdict on the head as stored and as `export` writes it (EAGLE-3 heads only)."""
+    from eaglectl.engines.vllm.loader import RELEASE, simulate_load, trained_capture
+
+    if (plan.algorithm if plan else detect_algorithm(ckpt)[0]) is not Algorithm.EAGLE3 or ckpt.weights is None:
+        return None
+    known = target is not None and target.local
+    vocab = target.vocab_size if known and target else None
+    layers = target.num_layers if known and target else None
+    raw = ckpt.raw_config if ckpt.raw_config is not None else ckpt.config
+    as_stored = None
+    if ckpt.layout is not Layout.specforge_training:  # a training state is no directory vLLM reads
+        shapes = {n: t.shape for n, t in ckpt.weights.tensors.items()}
+        as_stored = _verdict(simulate_load(raw, shapes, target_vocab=vocab, target_layers=layers))
+    after = (_verdict(simulate_load(plan.config, plan.shapes, target_vocab=vocab, target_layers=layers))
+             if plan is not None else None)
+    return VllmSupport(RELEASE, as_stored, after, trained=trained_capture(plan.config if plan else raw))
+
+
+def _verdict(sim) -> VllmVerdict:
+    problems = [*sim.errors, *(f"leaves {p} uninitialised" for p in sim.uninitialized), *sim.warnings]
+    if sim.errors:
+        summary = "fails to start" if sim.model_class is None else "fails to load its weights"
+    elif sim.model_class is None:
+        summary = "not replayed (" + "; ".join(sim.notes[-1:]) + ")"
+    elif sim.uninitialized:
+        summary = f"leaves {len(sim.uninitialized)} parameter(s) uninitialised"
+    elif sim.warnings:
+        summary = "captures other target layers than trained" if sim.trained is not None else sim.warnings[0]
+    else:
+        summary = "loads completely"
+    return VllmVerdict(sim.ok, sim.capture, summary, problems)
 
 
 def remote_finding(ckpt: Checkpoint) -> Finding:
