@@ -7,7 +7,7 @@
 #   oracle_gpu.json  the agreement table, every disagreement and every harness record
 #   oracle_gpu.txt   the table as printed;  harness-installed.log  SGLang's stderr;  gpu.txt  the card
 # Carry .sglang-bundle. Exit status: 0 all agree (but tests/oracle/known.py), 1 a head disagrees otherwise, 2 SGLang
-# did not run. About a minute on CPU for one release; the budget keeps the whole run under 5 minutes.
+# did not run. One release takes 10-15 s on a 2-core CPU machine; the budget keeps the run well under 5 minutes.
 set -u
 source .sglang-bundle/activate
 export PYTHONPATH=$PWD:$PYTHONPATH PYTHONUNBUFFERED=1
