@@ -20,5 +20,12 @@ set -o pipefail
 date -u +"start %FT%TZ" | tee $OUT/pytest.txt
 python -m pytest -m gpu "${tests[@]}" -s -p no:cacheprovider -q 2>&1 | tail -120 | tee -a $OUT/pytest.txt
 date -u +"end %FT%TZ" | tee -a $OUT/pytest.txt
+# EXPORT_BENCH=1: the export benchmark on this machine's CPUs and disk (idle, unlike a shared CPU machine).
+if [ "${EXPORT_BENCH:-0}" = 1 ]; then
+  timeout 300 python benchmarks/export_bench.py --runs 5 --phases --dir /tmp/export-bench --json > $OUT/export_bench.json \
+    2> $OUT/export_bench.err; echo "export bench rc=$?"
+  nproc > $OUT/machine.txt; python -c "import torch,sys; print(sys.version, torch.__version__)" >> $OUT/machine.txt
+  df -T /tmp >> $OUT/machine.txt
+fi
 # ORACLE=1: then the SGLang differential oracle on the same machine (scripts/gpu/oracle.sh, into $OUT).
 if [ "${ORACLE:-0}" = 1 ]; then bash scripts/gpu/oracle.sh; fi
