@@ -171,3 +171,50 @@ def test_inspect_reports_the_vllm_verdict_beside_sglangs(cli, samples):
     v = json.loads(cli("inspect", samples["specforge"], "--json").stdout)["result"]["vllm"]
     assert v["trained"] == [2, 4, 5]
     assert json.loads(cli("inspect", samples["nemo-legacy-eagle"], "--json").stdout)["result"]["vllm"] is None
+
+
+@pytest.mark.parametrize("sample", ["nemo-consolidated", "nemo-legacy-eagle3", "specforge", "eagle-research",
+                                    "nemo-sharded", "specforge-training"])
+def test_the_default_export_reads_right_in_both_engines(samples, tmp_path, sample):
+    from eaglectl.checkpoint.resolve import resolve
+    from eaglectl.export.exporter import export_checkpoint
+
+    report = export_checkpoint(str(samples[sample]), output=tmp_path / "out")
+    assert report.action == "written" and report.sglang_releases == ["0.5.9–0.5.23"]
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    ids = cfg.get("eagle_config", {}).get("eagle_aux_hidden_state_layer_ids")
+    if ids is not None:  # the NeMo samples record none (aux-ids-unpinned): nothing to write for either engine
+        assert cfg["eagle_aux_hidden_state_layer_ids"] == [i + 1 for i in ids]
+    assert cfg["norm_before_residual"] is False and "num_aux_hidden_states" not in cfg  # three aux states
+    out = resolve(tmp_path / "out")
+    sim = simulate_load(cfg, {n: t.shape for n, t in out.weights.tensors.items()}, **TARGET)
+    assert sim.ok and not sim.uninitialized and sim.capture == [2, 4, 5], sim
+
+
+def test_four_aux_ids_write_their_count():
+    from eaglectl.enums import Algorithm
+    from eaglectl.export.config_rewrite import rewrite_config
+
+    only: list[str] = []
+    cfg, changes = rewrite_config(head(n_aux=4)[0], algorithm=Algorithm.EAGLE3, num_layers=1,
+                                  aux_layer_ids=[0, 2, 4, 6], vllm_only=only)
+    assert cfg["eagle_aux_hidden_state_layer_ids"] == [1, 3, 5, 7] and cfg["num_aux_hidden_states"] == 4
+    assert {c.split(":")[0] for c in only} == {"eagle_aux_hidden_state_layer_ids", "num_aux_hidden_states",
+                                               "norm_before_residual"}
+    assert set(only) < set(changes)
+    cfg, _ = rewrite_config(dict(head()[0], norm_before_residual=True), algorithm=Algorithm.EAGLE3, num_layers=1)
+    assert cfg["norm_before_residual"] is True  # never overwritten (export refuses such a head for SGLang)
+
+
+def test_an_sglang_ready_dir_is_left_as_it_is_and_says_how_vllm_gets_its_keys(cli, samples):
+    result = cli("export", samples["specforge"], "--json")
+    doc = json.loads(result.stdout)["result"]
+    assert doc["action"] == "unchanged" and "vLLM reads this directory otherwise" in doc["notes"][1]
+    assert "--force" in doc["notes"][1]
+    v = json.loads(cli("inspect", samples["specforge"], "--json").stdout)["result"]
+    assert v["layout"] == "sglang-ready" and v["vllm"]["force"] is True
+    result = cli("export", samples["specforge"], "--force", "--json")
+    out = json.loads(result.stdout)["result"]["output"]
+    v = json.loads(cli("inspect", out, "--json", "--target", samples["target"]).stdout)["result"]
+    assert v["layout"] == "sglang-ready" and v["vllm"]["as_stored"]["ok"] is True
+    assert "loads as stored" in cli("inspect", out).stdout

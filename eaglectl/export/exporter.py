@@ -90,11 +90,18 @@ ProgressFn = Callable[[int, int], None]
 
 
 def servable_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
-    """SGLang can load this directory as it stands: nothing to rename, build, drop or rewrite."""
-    if ckpt.layout is Layout.nemo_legacy or not plan.identity or plan.config_changes:
+    """SGLang can load this directory as it stands: nothing to rename, build, drop or rewrite (what only vLLM reads
+    aside: `vllm_ready_as_is` says whether it has that too)."""
+    if ckpt.layout is Layout.nemo_legacy or not plan.identity or any(
+            c not in plan.vllm_only for c in plan.config_changes):
         return False
     needs_map = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
     return not needs_map or (ckpt.model_dir is not None and (ckpt.model_dir / TOKEN_MAP).is_file())
+
+
+def vllm_ready_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
+    """The directory holds what export writes for vLLM too (its config keys, the later layers' norm copies)."""
+    return servable_as_is(ckpt, plan) and not plan.vllm_only and not any(t.vllm_only for t in plan.tensors)
 
 
 def layout_name(ckpt: Checkpoint, plan: ExportPlan) -> Layout:
@@ -179,9 +186,14 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
     in_place = ckpt.model_dir is not None and out == ckpt.model_dir.resolve()
     if in_place and servable_as_is(ckpt, plan) and not force:
         report.action = "unchanged"
+        fresh = default_output(ckpt, plan, force=True)
         report.notes.insert(0, "already SGLang-ready: verified and left untouched (--force writes a fresh export to "
-                               f"{default_output(ckpt, plan, force=True)})")
-        report.verification = verify_output(out, plan)
+                               f"{fresh})")
+        if not vllm_ready_as_is(ckpt, plan):
+            lacks = ", ".join(c.split(":")[0] for c in plan.vllm_only) or "the later layers' input_layernorm copies"
+            report.notes.insert(1, f"vLLM reads this directory otherwise (it lacks {lacks}); --force writes an export "
+                                   f"to {fresh} that both engines read as trained")
+        report.verification = verify_output(out, plan.sglang_part(ckpt.config))
         report.seconds = time.monotonic() - t0
         return report
     refuse_unsafe_output(ckpt, out)

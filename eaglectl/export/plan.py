@@ -30,6 +30,7 @@ class PlannedTensor:
     shape: tuple[int, ...]
     source: str | None = None  # stored name; None when generated
     generated: str | None = None  # how a generated tensor was built
+    vllm_only: bool = False  # a second copy under the name vLLM reads (SGLang serves the head the same without it)
 
     @property
     def nbytes(self) -> int:
@@ -58,6 +59,8 @@ class ExportPlan:
     token_map_source: str | None  # where SGLang's speculative_token_map.pt would come from
     generated: dict[str, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
     selected_ids: Any = field(default=None, repr=False, metadata={"internal": True})
+    # the config changes only vLLM reads: a directory needing no others is SGLang-ready as it is
+    vllm_only: list[str] = field(default_factory=list, repr=False, metadata={"internal": True})
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -79,8 +82,16 @@ class ExportPlan:
 
     @property
     def identity(self) -> bool:
-        """True when the output would hold exactly the input tensors under the same names and dtypes."""
-        return not self.dropped and not self.generated and not any(t.renamed for t in self.tensors)
+        """True when the output would hold exactly the input tensors under the same names and dtypes (the copies
+        only vLLM reads aside)."""
+        return not self.dropped and not self.generated and not any(t.renamed for t in self.tensors
+                                                                   if not t.vllm_only)
+
+    def sglang_part(self, config: dict[str, Any]) -> ExportPlan:
+        """This plan without what only vLLM reads, over `config`: what a directory SGLang loads as it is must hold."""
+        import dataclasses
+
+        return dataclasses.replace(self, config=config, tensors=[t for t in self.tensors if not t.vllm_only])
 
 
 def choose_algorithm(ckpt: Checkpoint, requested: Algorithm | None) -> tuple[Algorithm, str]:
@@ -138,6 +149,10 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
     # (llama_eagle3.py LlamaDecoderLayer.forward, 0.5.12+): a head trained with input_layernorm there (speculators'
     # multi-layer heads) has its weight written as hidden_norm.
     with_hidden_norm = {p.layer for p in map(parse_name, infos) if p.suffix == "hidden_norm.weight"}
+    # vLLM's layers >= 1 apply input_layernorm instead (llama_eagle3.py LlamaDecoderLayer.forward): where a later
+    # layer stores only one of the two, it is written under both names, so both engines apply the trained norm.
+    with_input_norm = {p.layer for p in map(parse_name, infos) if p.suffix == "input_layernorm.weight"}
+    mirror = algo is Algorithm.EAGLE3 and not passthrough
     for name, info in infos.items():
         parsed = parse_name(name)
         if (algo is Algorithm.EAGLE3 and not passthrough and parsed.layer and parsed.layer not in with_hidden_norm
@@ -175,6 +190,11 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
                 f"(an integer matrix is quantised data eaglectl cannot dequantise)",
                 hint="pass --dtype bf16 (or fp16 / fp32) to convert the values as they are")
         tensors.append(PlannedTensor(out, out_dtype, info.shape, source=name))
+        if mirror and parsed.layer and (parsed.layer in with_hidden_norm) != (parsed.layer in with_input_norm):
+            other = {"hidden_norm.weight": "input_layernorm.weight"}.get(parsed.suffix)
+            if other is not None:
+                tensors.append(PlannedTensor(f"layers.{parsed.layer}.{other}", out_dtype, info.shape, source=name,
+                                             vllm_only=parsed.layer in with_hidden_norm))
     return StoredTensors(algo, reason, passthrough, num_layers, tensors, dropped)
 
 
@@ -293,15 +313,16 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
                          "with the target's")
         elif cfg.get("tie_word_embeddings") is True and vocab:
             written_vocab, vocab_why = vocab, "tied: SGLang sizes the draft's vocab from it"
+    vllm_only: list[str] = []
     new_cfg, changes = rewrite_config(
         cfg, algorithm=algo, num_layers=None if passthrough else num_layers, draft_vocab=written_vocab,
         draft_vocab_why=vocab_why,
         target_hidden=target_hidden, aux_layer_ids=aux_ids if algo is Algorithm.EAGLE3 and not passthrough else None,
         dtype=dtype if dtype != "keep" else None, keep_architecture=passthrough,
-        untie=_untie_reason(cfg, algo, lm_head, vocab, draft_vocab))
+        untie=_untie_reason(cfg, algo, lm_head, vocab, draft_vocab), vllm_only=vllm_only)
     tensors.sort(key=lambda t: t.name)
     return ExportPlan(algo, reason, new_cfg, [*ckpt.config_notes, *changes], num_layers, tensors, dropped,
-                      token_map_source, generated=generated, selected_ids=selected)
+                      token_map_source, generated=generated, selected_ids=selected, vllm_only=vllm_only)
 
 
 def pinned_aux_ids(recorded: list[int] | None, given: list[int], algo: Algorithm, passthrough: bool) -> list[int]:

@@ -108,6 +108,7 @@ class VllmSupport:
     as_stored: VllmVerdict | None
     after_export: VllmVerdict | None
     export_format: str = "sglang"  # the export format the after-export verdict is for
+    force: bool = False  # the directory is SGLang-ready as it is: only `export --force` writes the vLLM keys
     trained: list[int] | None = None  # the layers the head was trained on (vLLM numbering), when recorded
 
 
@@ -196,7 +197,10 @@ def vllm_support(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo |
         as_stored = _verdict(simulate_load(raw, shapes, target_vocab=vocab, target_layers=layers))
     after = (_verdict(simulate_load(plan.config, plan.shapes, target_vocab=vocab, target_layers=layers))
              if plan is not None else None)
-    return VllmSupport(RELEASE, as_stored, after, trained=trained_capture(plan.config if plan else raw))
+    from eaglectl.export.exporter import servable_as_is
+
+    force = plan is not None and servable_as_is(ckpt, plan)
+    return VllmSupport(RELEASE, as_stored, after, trained=trained_capture(plan.config if plan else raw), force=force)
 
 
 def _verdict(sim) -> VllmVerdict:
@@ -207,8 +211,11 @@ def _verdict(sim) -> VllmVerdict:
         summary = "not replayed (" + "; ".join(sim.notes[-1:]) + ")"
     elif sim.uninitialized:
         summary = f"leaves {len(sim.uninitialized)} parameter(s) uninitialised"
+    elif sim.warnings and sim.trained is not None:
+        summary = ("reads no aux ids: captures the target's default layers" if sim.capture is None
+                   else "captures other target layers than trained")
     elif sim.warnings:
-        summary = "captures other target layers than trained" if sim.trained is not None else sim.warnings[0]
+        summary = sim.warnings[0]
     else:
         summary = "loads completely"
     return VllmVerdict(sim.ok, sim.capture, summary, problems)

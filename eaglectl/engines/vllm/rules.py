@@ -44,9 +44,10 @@ class Source:
     release: str
     file: str
     where: str  # function, lines
+    project: str = "vLLM"  # speculators.py's rules name their own project
 
     def __str__(self) -> str:
-        return f"vLLM {self.release} {self.file}: {self.where}"
+        return f"{self.project} {self.release} {self.file}: {self.where}"
 
 
 @dataclass(frozen=True)
