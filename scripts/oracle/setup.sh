@@ -8,7 +8,9 @@
 #   the shared venv.
 # Usage: scripts/oracle/setup.sh [RELEASE ...]   (default: 0.5.9 0.5.10 0.5.12 0.5.15 0.5.17 0.5.23, one release per
 # rule range of eaglectl/engines/sglang/rules.py, and 0.5.23, the newest known)
-# Env: EAGLECTL_ORACLE_HOME (default ~/.cache/eaglectl-oracle); PYTHON (default python3, 3.10-3.12).
+# Env: EAGLECTL_ORACLE_HOME (default ~/.cache/eaglectl-oracle); PYTHON (default python3, 3.10-3.12). Where the
+# package index offers torch 2.13.0 only as a CUDA build, point pip at a CPU build first (PIP_EXTRA_INDEX_URL or
+# PIP_FIND_LINKS); this machine's pip finds torch-2.13.0+cpu in its find-links.
 # Prints the EAGLECTL_ORACLE_* variables to export, naming every release set up here so far that runs (this call's
 # and earlier ones'); scripts/oracle/run.sh reads the same file ($EAGLECTL_ORACLE_HOME/env.sh).
 set -euo pipefail
