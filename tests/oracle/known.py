@@ -8,9 +8,4 @@ the driver marks them "known" in its table and does not count them in its exit s
 
 from __future__ import annotations
 
-KNOWN = {
-    ("draft-vocab-null-pruned-head", "d2t"):
-        "the replay counts a d2t whose length is not draft_vocab_size (vocab_size when null) as a shape SGLang "
-        "refuses; SGLang's load_weights takes d2t unchecked (hot_token_id = d2t + arange). Both say the head fails "
-        "to start, on lm_head.weight's row count",
-}
+KNOWN: dict[tuple[str, str], str] = {}
