@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eaglectl.checkpoint.names import layer_indices, parse_name
-from eaglectl.checkpoint.peagle import VLLM_ROUTE
+from eaglectl.checkpoint.peagle import vllm_route
 from eaglectl.checkpoint.resolve import Checkpoint, aux_layer_ids_of, detect_algorithm, is_p_eagle, resolve
 from eaglectl.checkpoint.target import TargetInfo, load_target
 from eaglectl.checkpoint.values import non_finite_message, scan_non_finite, scanned_tensors
@@ -152,7 +152,7 @@ def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | 
     report.p_eagle = is_p_eagle(ckpt)
     if report.p_eagle:
         add(Finding("p-eagle", Severity.error, f"P-EAGLE (parallel drafting) head: {report.p_eagle}; SGLang cannot "
-                    "serve it (it ignores mask_hidden / mask_token_id)", VLLM_ROUTE))
+                    "serve it (it ignores mask_hidden / mask_token_id)", vllm_route(ckpt, target)))
         return report
     plan: ExportPlan | None = None
     try:
