@@ -172,3 +172,10 @@ def test_the_speculators_output_reads_back(cli, samples, tmp_path):
     assert code == 0
     cfg = json.loads((tmp_path / "back" / "config.json").read_text())
     assert cfg["eagle_config"]["eagle_aux_hidden_state_layer_ids"] == [1, 3, 4]
+
+
+def test_inspect_points_heads_sglang_cannot_serve_at_the_speculators_export(cli, samples, tmp_path):
+    for path in (samples["p-eagle"], write_head(tmp_path / "h", norm_before_residual=True)):
+        doc = json.loads(cli("inspect", path, "--json").stdout)["result"]["vllm"]
+        assert doc["export_format"] == "speculators" and doc["after_export"]["ok"] is True, doc
+        assert "loads after export --format speculators" in cli("inspect", path).stdout

@@ -100,7 +100,8 @@ def vllm_line(v) -> str:
         return "loads as stored"
     stored = f"as stored: {v.as_stored.summary}" if v.as_stored is not None else "export first"
     if v.after_export is not None and v.after_export.ok:
-        return f"loads after export{' --force' if v.force else ''} ({stored})"
+        how = " --force" if v.force else " --format speculators" if v.export_format == "speculators" else ""
+        return f"loads after export{how} ({stored})"
     after = v.after_export.summary if v.after_export is not None else "export refuses the head"
     return f"no: after export {after}"
 

@@ -153,6 +153,7 @@ def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | 
     if report.p_eagle:
         add(Finding("p-eagle", Severity.error, f"P-EAGLE (parallel drafting) head: {report.p_eagle}; SGLang cannot "
                     "serve it (it ignores mask_hidden / mask_token_id)", vllm_route(ckpt, target)))
+        report.vllm = vllm_support(ckpt, None, None)
         return report
     plan: ExportPlan | None = None
     try:
@@ -171,7 +172,8 @@ def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | 
     if target:
         report.target = load_target(target)
         _target_findings(ckpt, plan, report.target, report)
-    report.vllm = vllm_support(ckpt, plan, report.target)
+    refused = {f.code for f in report.findings if f.severity is Severity.error} & {"norm-before-residual"}
+    report.vllm = vllm_support(ckpt, None if refused else plan, report.target)
     from eaglectl.export.exporter import servable_as_is
 
     # A head served by a loader eaglectl does not replay is never called ready: nothing verified its names.
@@ -182,11 +184,20 @@ def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | 
 
 
 def vllm_support(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo | None) -> VllmSupport | None:
-    """vLLM's verdict on the head as stored and as `export` writes it (EAGLE-3 heads only)."""
+    """vLLM's verdict on the head as stored and as `export` writes it (EAGLE-3 heads only). `plan`: the SGLang
+    export's; None where that export refuses the head (P-EAGLE, norm_before_residual): then the speculators
+    export's, which vLLM reads."""
     from eaglectl.engines.vllm.loader import RELEASE, simulate_load, trained_capture
+    from eaglectl.enums import ExportFormat
 
     if (plan.algorithm if plan else detect_algorithm(ckpt)[0]) is not Algorithm.EAGLE3 or ckpt.weights is None:
         return None
+    fmt = ExportFormat.sglang
+    if plan is None and not ckpt.weights.remote:
+        try:
+            plan, fmt = build_plan(ckpt, fmt=ExportFormat.speculators), ExportFormat.speculators
+        except EaglectlError:
+            plan = None
     known = target is not None and target.local
     vocab = target.vocab_size if known and target else None
     layers = target.num_layers if known and target else None
@@ -200,7 +211,8 @@ def vllm_support(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo |
     from eaglectl.export.exporter import servable_as_is
 
     force = plan is not None and servable_as_is(ckpt, plan)
-    return VllmSupport(RELEASE, as_stored, after, trained=trained_capture(plan.config if plan else raw), force=force)
+    return VllmSupport(RELEASE, as_stored, after, export_format=fmt.value,
+                       trained=trained_capture(plan.config if plan else raw), force=force)
 
 
 def _verdict(sim) -> VllmVerdict:
