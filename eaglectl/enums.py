@@ -61,6 +61,13 @@ class ExportFormat(str, Enum):
     speculators = "speculators"
 
 
+class ServeEngine(str, Enum):
+    """`serve --engine` / `bench --engine`: the server that runs target and drafter."""
+
+    sglang = "sglang"
+    vllm = "vllm"
+
+
 class Engine(str, Enum):
     sglang = "sglang"
     hf = "hf"

@@ -26,7 +26,7 @@ from eaglectl.bench import client, metrics, results, sweep
 from eaglectl.bench.metrics import Finding, Measurement
 from eaglectl.bench.prompts import PromptSet
 from eaglectl.bench.sweep import Pruned, SpecConfig
-from eaglectl.enums import Algorithm, Layout, ServeDType
+from eaglectl.enums import Algorithm, Layout, ServeDType, ServeEngine
 from eaglectl.errors import ConfigError, LaunchError
 from eaglectl.serving.options import ServeOptions
 from eaglectl.serving.passthrough import SERVE_OWNED, refuse_overrides
@@ -146,6 +146,8 @@ def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
     from eaglectl.serving.serve import argv_for, prepare
 
     say = progress or (lambda _m: None)
+    if opts.engine is not ServeEngine.sglang:
+        _sglang_only(opts)
     _check_load(opts)
     configs, pruned = sweep.expand(opts.steps, opts.topks, opts.draft_tokens, opts.configs)
     opts.configs = configs
@@ -383,6 +385,24 @@ def _conclude(opts: BenchOptions, result: BenchResult, ps: PromptSet) -> None:
                                             beats_baseline=result.scores[best] > 1.0)
     result.findings = metrics.findings(result.measurements, greedy=opts.temperature == 0,
                                        max_new_tokens=opts.max_new_tokens, synthetic=ps.synthetic)
+
+
+def _sglang_only(opts: BenchOptions) -> None:
+    """bench measures SGLang servers (its numbers come from SGLang's /generate answers): say so, and how vLLM is
+    served and measured instead, naming what was found for --python."""
+    from eaglectl.errors import MissingDependencyError, UsageError
+    from eaglectl.serving.vllm import INSTALL_HINT, installed_vllm
+
+    try:
+        found = installed_vllm(opts.python)
+    except MissingDependencyError:
+        raise MissingDependencyError(f"bench measures SGLang servers only (--engine sglang), and vLLM is not "
+                                     f"importable by {opts.python} either", hint=INSTALL_HINT) from None
+    serve = shlex.join(["eaglectl", "serve", "--engine", "vllm", "--target", opts.target, "--draft", opts.draft])
+    version = f"vLLM {found.version}" if found.version else "vLLM"
+    raise UsageError(f"bench measures SGLang servers only; {version} is installed for "
+                     f"{opts.python}: serve the drafter with `{serve}` and measure it with `vllm bench serve`",
+                     hint="drop --engine vllm to benchmark with SGLang")
 
 
 def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:

@@ -26,13 +26,14 @@ from eaglectl.cli.options import (
     RevisionOpt,
     ServedTargetOpt,
     ServeDTypeOpt,
+    ServeEngineOpt,
     SkipTokenizerInitOpt,
     TpSizeOpt,
     TrustRemoteCodeOpt,
     in_range,
     passthrough_args,
 )
-from eaglectl.enums import ServeDType
+from eaglectl.enums import ServeDType, ServeEngine
 from eaglectl.errors import CheckFailedError, EaglectlError
 from eaglectl.output import cell, printable, safe
 from eaglectl.serving.options import ServeOptions
@@ -52,6 +53,7 @@ def bench_command(
     ctx: typer.Context,
     target: ServedTargetOpt,
     draft: DraftOpt,
+    engine: ServeEngineOpt = ServeOptions.engine,
     revision: RevisionOpt = None,
     draft_config: DraftConfigOpt = None,
     algorithm: AlgorithmOpt = None,
@@ -113,7 +115,8 @@ def bench_command(
     from eaglectl.bench.sweep import parse_config, parse_int_list
 
     opts = BenchOptions(
-        target=target, draft=draft, revision=revision, draft_config=draft_config, algorithm=algorithm,
+        target=target, draft=draft, engine=ServeEngine(engine), revision=revision, draft_config=draft_config,
+        algorithm=algorithm,
         aux_layer_ids=aux_layer_ids,
         steps=parse_int_list(steps, option="--steps"),
         topks=parse_int_list(topk, option="--topk"),

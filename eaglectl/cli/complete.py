@@ -14,7 +14,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from eaglectl.checkpoint import EPOCH_DIR, LEGACY_EPOCH_DIR, SPECFORGE_STEP_DIR
-from eaglectl.enums import Algorithm, Engine, ExportDType, ExportFormat, ServeDType
+from eaglectl.enums import Algorithm, Engine, ExportDType, ExportFormat, ServeDType, ServeEngine
 
 _FILE_MARKERS = ("config.json", "draft_model.pt", "training_state.pt")
 _DIR_MARKERS = ("model",)
@@ -128,6 +128,11 @@ def export_dtypes(incomplete: str) -> list[str]:
 def export_formats(incomplete: str) -> list[str]:
     """Values of `eaglectl.enums.ExportFormat`."""
     return _enum_values(ExportFormat, incomplete)
+
+
+def serve_engines(incomplete: str) -> list[str]:
+    """Values of `eaglectl.enums.ServeEngine`."""
+    return _enum_values(ServeEngine, incomplete)
 
 
 def serve_dtypes(incomplete: str) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from eaglectl.cli import complete
-from eaglectl.enums import Algorithm, ExportDType, ExportFormat, ServeDType
+from eaglectl.enums import Algorithm, ExportDType, ExportFormat, ServeDType, ServeEngine
 
 
 def dtype_parser(choices: type[Enum]) -> Callable[[object], str]:
@@ -110,6 +110,12 @@ ExportFormatOpt = Annotated[
                  help="sglang: SGLang's layout, which vLLM reads too; speculators: vLLM's native speculators layout "
                       "(also P-EAGLE and norm_before_residual heads, which SGLang cannot serve).",
                  autocompletion=complete.export_formats),
+]
+ServeEngineOpt = Annotated[
+    ServeEngine,
+    typer.Option("--engine", case_sensitive=False, metavar=choices_metavar(ServeEngine),
+                 help="The server: sglang, or vllm (`vllm serve TARGET --speculative-config ...`, checked against "
+                      "vLLM 0.33's rules).", autocompletion=complete.serve_engines),
 ]
 ServeDTypeOpt = Annotated[
     ServeDType,

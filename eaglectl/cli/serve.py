@@ -25,13 +25,14 @@ from eaglectl.cli.options import (
     RevisionOpt,
     ServedTargetOpt,
     ServeDTypeOpt,
+    ServeEngineOpt,
     SkipTokenizerInitOpt,
     TpSizeOpt,
     TrustRemoteCodeOpt,
     in_range,
     passthrough_args,
 )
-from eaglectl.enums import ServeDType
+from eaglectl.enums import ServeDType, ServeEngine
 from eaglectl.errors import LaunchError
 from eaglectl.output import cell, printable, safe
 from eaglectl.serving.options import ServeOptions
@@ -44,6 +45,7 @@ def serve_command(
     ctx: typer.Context,
     target: ServedTargetOpt,
     draft: DraftOpt,
+    engine: ServeEngineOpt = ServeOptions.engine,
     revision: RevisionOpt = None,
     draft_config: DraftConfigOpt = None,
     algorithm: AlgorithmOpt = None,
@@ -93,11 +95,13 @@ def serve_command(
                        ] = ServeOptions.timeout,
     json: JsonOpt = False,
 ) -> None:
-    """Launch `python -m sglang.launch_server` with the drafter; arguments after `--` go to SGLang verbatim."""
+    """Launch `python -m sglang.launch_server` (--engine vllm: `vllm serve`) with the drafter; arguments after `--`
+    go to the server verbatim."""
     from eaglectl.serving.serve import serve
 
     opts = ServeOptions(
-        target=target, draft=draft, revision=revision, draft_config=draft_config, algorithm=algorithm,
+        target=target, draft=draft, engine=ServeEngine(engine), revision=revision, draft_config=draft_config,
+        algorithm=algorithm,
         aux_layer_ids=aux_layer_ids,
         num_steps=num_steps, topk=topk,
         num_draft_tokens=num_draft_tokens, host=host, port=port, tp_size=tp_size, dtype=ServeDType(dtype),
@@ -108,16 +112,17 @@ def serve_command(
         smoke_only=smoke_only, smoke_prompts=smoke_prompts, smoke_max_new_tokens=smoke_max_new_tokens,
         min_accept_length=min_accept_length, timeout=timeout, extra_args=passthrough_args(ctx))
     supervised = wait or smoke or smoke_only
-    with output.stderr.status("starting SGLang ...", spinner="dots") if supervised else nullcontext() as st:
+    name = "vLLM" if opts.engine is ServeEngine.vllm else "SGLang"
+    with output.stderr.status(f"starting {name} ...", spinner="dots") if supervised else nullcontext() as st:
         result = serve(
             opts,
-            on_tick=(lambda s: st.update(f"waiting for SGLang /health ({s:.0f} s)")) if st else None,
-            on_healthy=lambda url, s: output.note(f"SGLang is up at {url} after {s:.1f} s"))
+            on_tick=(lambda s: st.update(f"waiting for {name} /health ({s:.0f} s)")) if st else None,
+            on_healthy=lambda url, s: output.note(f"{name} is up at {url} after {s:.1f} s"))
     for n in result.notes:
         output.note(n)
     failure = None
-    if result.exit_code:  # SGLang's own log said why; its exit code becomes eaglectl's
-        failure = LaunchError(f"SGLang exited with code {result.exit_code}")
+    if result.exit_code:  # the server's own log said why; its exit code becomes eaglectl's
+        failure = LaunchError(f"{name} exited with code {result.exit_code}")
         failure.exit_code = result.exit_code
     finish("serve", result, as_json=json, render=lambda c: _render(c, result), warnings=result.warnings,
            failure=failure, say_error=False)
@@ -137,7 +142,8 @@ def _render(console: Console, r) -> None:
                 output.note(f"{key:<17} {value}")
         return
     algorithm = r.algorithm.value if r.algorithm else ""
-    console.print(f"SGLang at {safe(r.url)} ({algorithm}, draft {safe(r.draft_model_path)})")
+    name = "vLLM" if r.engine.value == "vllm" else "SGLang"
+    console.print(f"{name} at {safe(r.url)} ({algorithm}, draft {safe(r.draft_model_path)})")
     if r.smoke:
         t = Table(title="Smoke test", title_justify="left")
         for col in ("#", "tokens", "latency s", "accept length", "verify rounds"):

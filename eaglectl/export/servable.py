@@ -39,9 +39,11 @@ def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
 SGLANG_ONLY = ("norm-before-residual", "speculators-format", "aux-ids-top-level", "p-eagle")
 
 
-def refuse(ckpt: Checkpoint, plan: ExportPlan, *, only: tuple[str, ...] | None = None) -> None:
-    """Raise for a failure mode the export cannot fix: the planned output would still be served wrong."""
-    skip = SGLANG_ONLY if plan.format is ExportFormat.speculators else ()
+def refuse(ckpt: Checkpoint, plan: ExportPlan, *, only: tuple[str, ...] | None = None,
+           skip: tuple[str, ...] = ()) -> None:
+    """Raise for a failure mode the export cannot fix: the planned output would still be served wrong (`skip`:
+    modes that do not matter where it is going)."""
+    skip = SGLANG_ONLY if plan.format is ExportFormat.speculators else skip
     errors = [f for f in head_findings(plan_view(ckpt, plan))
               if f.severity is Severity.error and (only is None or f.code in only) and f.code not in skip]
     if errors:
@@ -58,20 +60,20 @@ def require_servable(ckpt: Checkpoint, plan: ExportPlan) -> None:
 
 
 def require_vllm_servable(ckpt: Checkpoint, plan: ExportPlan) -> None:
-    """Refuse a speculators plan that vLLM (0.33, replayed) would fail on or load incompletely, or that speculators'
-    own loader would refuse: its failure modes that are no SGLang matter first."""
+    """Refuse a plan that vLLM (0.33, replayed) would fail on or load incompletely (and a speculators plan that
+    speculators' own loader would refuse): the failure modes that are no SGLang matter first."""
     from eaglectl.engines.vllm.loader import simulate_load
     from eaglectl.engines.vllm.speculators import check_keys
 
     sim = simulate_load(plan.config, plan.shapes)
     if sim.errors:
-        raise CheckpointError(f"vLLM {sim.release} would not load the speculators export: {sim.errors[0]}")
-    refuse(ckpt, plan)
+        raise CheckpointError(f"vLLM {sim.release} would not load the export: {sim.errors[0]}")
+    refuse(ckpt, plan, skip=SGLANG_ONLY)
     if sim.uninitialized:
         raise CheckpointError(f"vLLM {sim.release} would leave parameters uninitialised: "
                               f"{', '.join(sim.uninitialized)}")
-    keys = check_keys(plan.config, plan.shapes)
-    if keys.shape_errors or keys.unexpected:
+    keys = check_keys(plan.config, plan.shapes) if plan.format is ExportFormat.speculators else None
+    if keys is not None and (keys.shape_errors or keys.unexpected):
         raise CheckpointError(f"speculators would not load the export: {(keys.shape_errors + keys.unexpected)[0]}")
 
 

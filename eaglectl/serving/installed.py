@@ -23,14 +23,14 @@ PROBE_TIMEOUT_S = 120
 PROBE_MAX_OUTPUT = 64 * 1024
 
 
-def probe() -> dict[str, Any]:
-    """Find sglang and its version without importing it. Self-contained: its source also runs in the
-    interpreter given with --python, which need not have eaglectl."""
+def probe(package: str = "sglang") -> dict[str, Any]:
+    """Find `package` (sglang, vllm) and its version without importing it. Self-contained: its source also runs
+    in the interpreter given with --python, which need not have eaglectl."""
     import importlib.util
     import re
 
     try:
-        spec = importlib.util.find_spec("sglang")
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         spec = None
     if spec is None:
@@ -39,17 +39,21 @@ def probe() -> dict[str, Any]:
     try:
         import importlib.metadata as md
 
-        version = md.version("sglang")
+        version = md.version(package)
     except Exception:  # no distribution metadata (a source checkout on the path)
         pass
     for loc in [] if version else list(spec.submodule_search_locations or []):
-        try:
-            with open(loc + "/version.py") as fh:
-                found = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", fh.read(65536))
-        except OSError:
-            continue
-        if found:
-            version = found.group(1)
+        for name in ("version.py", "_version.py"):
+            try:
+                with open(loc + "/" + name) as fh:
+                    found = re.search(r"__version__\s*(?::\s*str\s*)?=\s*(?:version\s*=\s*)?['\"]([^'\"]+)",
+                                      fh.read(65536))
+            except OSError:
+                continue
+            if found:
+                version = found.group(1)
+                break
+        if version:
             break
     return {"installed": True, "version": version}
 
@@ -71,11 +75,11 @@ def installed_sglang(python: str) -> InstalledSGLang:
     return InstalledSGLang(python, version if isinstance(version, str) and version else None)
 
 
-def _run_probe(python: str) -> dict[str, Any]:
+def _run_probe(python: str, package: str = "sglang") -> dict[str, Any]:
     import inspect
     import subprocess
 
-    code = f"from typing import Any\n{inspect.getsource(probe)}\nimport json\nprint(json.dumps(probe()))"
+    code = f"from typing import Any\n{inspect.getsource(probe)}\nimport json\nprint(json.dumps(probe({package!r})))"
     try:
         done = subprocess.run([python, "-c", code], capture_output=True,
                               timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)

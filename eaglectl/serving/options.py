@@ -7,13 +7,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eaglectl.enums import Algorithm, ServeDType
+from eaglectl.enums import Algorithm, ServeDType, ServeEngine
 
 
 @dataclass
 class ServeOptions:
     target: str
     draft: str
+    engine: ServeEngine = ServeEngine.sglang
     revision: str | None = None  # of a Hub drafter
     draft_config: str | None = None  # the config of a drafter that keeps none (SpecForge training checkpoints)
     algorithm: Algorithm | None = None

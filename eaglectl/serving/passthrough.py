@@ -64,9 +64,10 @@ def overridden_flag(arg: str, owned: Iterable[str]) -> str | None:
     return hits[0] if hits else None
 
 
-def refuse_overrides(extra_args: Sequence[str], owned: Mapping[str, str], *, command: str = "serve") -> None:
+def refuse_overrides(extra_args: Sequence[str], owned: Mapping[str, str], *, command: str = "serve",
+                     engine: str = "SGLang") -> None:
     """Raise naming the first argument after `--` that would override a flag eaglectl sets, and the eaglectl
-    option to use instead. `owned`: SGLang flag -> eaglectl option."""
+    option to use instead. `owned`: the server's flag -> eaglectl option."""
     for arg in extra_args:
         if arg == "--":  # argparse: everything after a bare `--` is positional
             return
@@ -75,6 +76,6 @@ def refuse_overrides(extra_args: Sequence[str], owned: Mapping[str, str], *, com
             spelled = arg.split("=", 1)[0]
             how = "" if spelled == flag else f" (argparse reads {spelled} as {flag})"
             raise OverrideError(
-                f"`-- {arg}` would override {flag}, which eaglectl {command} sets itself{how}; SGLang takes the "
+                f"`-- {arg}` would override {flag}, which eaglectl {command} sets itself{how}; {engine} takes the "
                 f"last occurrence, so eaglectl's checks would no longer describe what runs",
                 hint=f"use eaglectl {command} {owned[flag]} instead")

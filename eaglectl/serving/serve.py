@@ -15,7 +15,7 @@ from typing import Any
 
 from eaglectl.checkpoint.resolve import resolve
 from eaglectl.engines.sglang import rules
-from eaglectl.enums import Algorithm, Layout, Severity
+from eaglectl.enums import Algorithm, Layout, ServeEngine, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, UnsupportedDraftError
 from eaglectl.serving import flags, launcher
 from eaglectl.serving.options import ServeOptions
@@ -65,10 +65,15 @@ class ServeResult:
     sglang_version: str | None = None  # what --python has installed (None with --print-only)
     spelt_for: str | None = None  # the release whose flag spellings the argv uses (None: what every release takes)
     sglang_rules: str | None = None  # the known release range whose loader rules it was checked with
+    engine: ServeEngine = ServeEngine.sglang
+    vllm_version: str | None = None  # --engine vllm: what --python has installed (None with --print-only)
+    vllm_rules: str | None = None  # --engine vllm: the vLLM release whose rules the drafter was checked with
 
 
 def prepare(opts: ServeOptions) -> ServeResult:
     """Everything before the launch: resolve, preflight, export (unless print-only), argv."""
+    if opts.engine is ServeEngine.vllm:
+        return _prepare_vllm(opts)
     from eaglectl.checkpoint.peagle import reject_p_eagle
     from eaglectl.checkpoint.target import load_target
     from eaglectl.export.atomic import output_path
@@ -173,6 +178,20 @@ def prepare(opts: ServeOptions) -> ServeResult:
                                                    ("wait" if opts.wait or opts.smoke else "exec")),
         sglang_version=check.version if check else None, sglang_rules=check.rules if check else None,
         spelt_for=spelt_for)
+
+
+def _prepare_vllm(opts: ServeOptions) -> ServeResult:
+    from eaglectl.engines.vllm.rules import RELEASE
+    from eaglectl.serving import vllm
+
+    launch = vllm.prepare(opts)
+    return ServeResult(
+        argv=launch.argv, command=shlex.join(launch.argv), env={}, target=opts.target, draft=opts.draft,
+        draft_layout=launch.draft_layout, draft_model_path=launch.draft_model_path, token_map=None,
+        algorithm=launch.algorithm, exported=launch.exported, url=f"http://{_url_host(opts.host)}:{opts.port}",
+        notes=launch.notes, warnings=launch.warnings,
+        mode="print-only" if opts.print_only else ("wait" if opts.wait else "exec"), engine=ServeEngine.vllm,
+        vllm_version=launch.version, vllm_rules=RELEASE)
 
 
 def _local_version(python: str) -> str | None:
