@@ -15,7 +15,6 @@ import math
 import os
 import shlex
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -409,7 +408,9 @@ def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:
             argv.append(flag)
     if opts.allow_longer_context:
         argv.append("--allow-longer-context")
-    if os.path.realpath(opts.python) != os.path.realpath(sys.executable):
+    from eaglectl.sglang.installed import is_this_interpreter
+
+    if not is_this_interpreter(opts.python):
         argv += ["--python", opts.python]
     if opts.extra_args:
         argv += ["--", *opts.extra_args]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,11 +87,15 @@ def prepare(opts: ServeOptions) -> ServeResult:
     notes: list[str] = []
     warnings: list[str] = []
     refuse_overrides(opts.extra_args, owned_flags(opts))
-    local = _local_version(opts.python)  # this interpreter's SGLang, from its metadata; None for another one
+    local = _local_version(opts.python)  # --python's SGLang, from its metadata on disk; None if unknown
     if opts.extra_args or opts.attention_backend is not None:  # typed by SGLang itself, before any export
         check_flags(opts, local)
     installed = None if opts.print_only else installed_sglang(opts.python)  # exit 2 before anything is written
     spelt_for = installed.version if installed else local
+    if opts.print_only and local is None and opts.disable_cuda_graph:
+        warnings.append(f"could not read the SGLang release of {opts.python} from its metadata: --disable-cuda-graph "
+                        f"is written as every known release accepts it (SGLang >= 0.5.14 warns that it is "
+                        f"deprecated)")
     num_draft_tokens = opts.num_draft_tokens
     if opts.topk == 1 and num_draft_tokens != opts.num_steps + 1:
         num_draft_tokens = opts.num_steps + 1
@@ -173,14 +176,11 @@ def prepare(opts: ServeOptions) -> ServeResult:
 
 
 def _local_version(python: str) -> str | None:
-    """The SGLang release of `python` when it is this interpreter (read without importing SGLang or starting a
-    process, so `--print-only` stays free of both): flags are then spelt as that release spells them."""
-    from eaglectl.sglang.installed import probe
+    """The SGLang release `python` has, read from its metadata without importing SGLang or starting a process (so
+    `--print-only` stays free of both): flags are then spelt as that release spells them. None: unknown."""
+    from eaglectl.sglang.installed import release_on_disk
 
-    if os.path.realpath(python) != os.path.realpath(sys.executable):
-        return None
-    version = probe().get("version")
-    return version if isinstance(version, str) else None
+    return release_on_disk(python)
 
 
 def owned_flags(opts: ServeOptions) -> dict[str, str]:
