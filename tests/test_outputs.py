@@ -412,3 +412,40 @@ def test_read_regular_refuses_what_is_not_a_small_regular_file(tmp_path):
     assert read_regular(tmp_path / "f", 5) == b"12345" and read_regular(tmp_path / "f", 4) is None
     assert read_regular(tmp_path / "fifo", 10) is None and read_regular(tmp_path / "link", 10) is None
     assert read_regular(tmp_path / "absent", 10) is None and read_regular(tmp_path, 10) is None
+
+
+# ------------------------------------------------------------------- the source seen through another path
+def _in_mount_namespace(*script: str) -> "subprocess.CompletedProcess[str]":
+    """Run `script` (shell lines) in a private mount namespace (`unshare -rm`: no root needed where user namespaces
+    are allowed; the mounts vanish with it). Skips where the system refuses namespaces or bind mounts."""
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent.parent),
+                                                                       os.environ.get("PYTHONPATH")]))}
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "d=$(mktemp -d) && mount --bind \"$d\" \"$d\""],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no private bind mounts here: {probe.stderr.strip()}")
+    lines = "\n".join(script).replace("EAGLECTL", f"'{sys.executable}' -m eaglectl")
+    return subprocess.run(["unshare", "-rm", "sh", "-c", lines], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.mark.parametrize(("out", "expect"), [
+    ("bind/sglang", "is the directory"),  # the source export itself, through the bind mount
+    ("bind", "contains the source checkpoint"),  # the directory holding it
+    ("/proc/self/root{tmp}/bind/sglang", "is the directory"),
+])
+def test_an_output_that_is_the_source_through_a_bind_mount_is_refused(cli, samples, tmp_path, out, expect):
+    ck = samples["nemo-legacy-eagle3"]
+    assert cli("export", ck).exit_code == 0  # ck/sglang: an eaglectl export, the source of the next one
+    (tmp_path / "bind").mkdir()
+    before = snapshot(ck)
+    done = _in_mount_namespace(f"cd '{tmp_path}' && mount --bind '{ck}' bind || exit 99",
+                               f"EAGLECTL export '{ck / 'sglang'}' -o '{out.format(tmp=tmp_path)}' --force")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and expect in done.stderr and "seen through another path" in done.stderr
+    assert snapshot(ck) == before and temp_names(tmp_path) == []
