@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -415,11 +417,9 @@ def test_read_regular_refuses_what_is_not_a_small_regular_file(tmp_path):
 
 
 # ------------------------------------------------------------------- the source seen through another path
-def _in_mount_namespace(*script: str) -> "subprocess.CompletedProcess[str]":
+def _in_mount_namespace(*script: str) -> subprocess.CompletedProcess[str]:
     """Run `script` (shell lines) in a private mount namespace (`unshare -rm`: no root needed where user namespaces
     are allowed; the mounts vanish with it). Skips where the system refuses namespaces or bind mounts."""
-    import subprocess
-    import sys
 
     if shutil.which("unshare") is None:
         pytest.skip("no unshare")

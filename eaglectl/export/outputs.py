@@ -2,7 +2,8 @@
 
 eaglectl replaces only what eaglectl wrote, and never writes over, into or around its input:
 - an output is refused when it is one of the source checkpoint's files or directories, contains one, or lies
-  inside one of its files (paths compared after following symlinks, and as the link itself); a new directory
+  inside one of its files (paths compared after following symlinks, as the link itself, and by the identity
+  (st_dev, st_ino) of every directory on both paths: a bind mount is another path to the same one); a new directory
   inside the checkpoint's outer directory is allowed: the default export goes there;
 - a Hub drafter's source is the Hugging Face cache holding it: nothing is written anywhere inside that cache
   (the library owns its layout: blobs, refs, snapshots of links);
@@ -104,7 +105,10 @@ def source_paths(ckpt: Checkpoint) -> SourcePaths:
         if d is not None:
             dirs |= _forms(Path(d))
     cache = ckpt.hub.cache if ckpt.hub is not None else None
-    file_ids, dir_ids, above, parents = [], [], [], []
+    file_ids: list[tuple[Identity, str]] = []
+    dir_ids: list[tuple[Identity, str]] = []
+    above: list[tuple[Identity, str]] = []
+    parents: list[tuple[Identity, str]] = []
     for paths, ids in ((dirs, dir_ids), (files, file_ids)):  # directories first: named first in messages
         for p in sorted(paths):
             chain = _chain(p)
@@ -113,7 +117,7 @@ def source_paths(ckpt: Checkpoint) -> SourcePaths:
                 above += [(ident, p) for ident, _ in chain[1:]]
                 if paths is files and len(chain) > 1:
                     parents.append((chain[1][0], p))
-    sealed_ids = [(ident, cache) for ident, _ in _chain(cache)[:1]] if cache else []
+    sealed_ids = [(ident, str(cache)) for ident, _ in _chain(str(cache))[:1]] if cache else []
     return SourcePaths(frozenset(files), frozenset(dirs), frozenset(_forms(Path(cache)) if cache else ()),
                        tuple(file_ids), tuple(dir_ids), tuple(above), tuple(sealed_ids), tuple(parents))
 
