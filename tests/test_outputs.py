@@ -449,3 +449,81 @@ def test_an_output_that_is_the_source_through_a_bind_mount_is_refused(cli, sampl
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and expect in done.stderr and "seen through another path" in done.stderr
     assert snapshot(ck) == before and temp_names(tmp_path) == []
+
+
+# ------------------------------------------------------------------------- an output that is a mount point
+def test_an_empty_mount_point_is_written_into_on_its_own_file_system(samples, tmp_path):
+    ck = samples["nemo-legacy-eagle3"]
+    work = tmp_path / "w"
+    (work / "mnt").mkdir(parents=True)
+    done = _in_mount_namespace(f"cd '{work}' && mount -t tmpfs -o size=8m tmpfs mnt || exit 99",
+                               f"EAGLECTL export '{ck}' -o mnt --json > out.json || exit $?",
+                               "ls -A mnt; echo ---; ls -A",
+                               f"EAGLECTL export '{ck}' -o mnt --force --dtype float32 > /dev/null || exit $?",
+                               "ls -A mnt")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    first, rest = done.stdout.split("---\n")
+    beside, second = rest.split("mnt\nout.json\n")
+    assert first.split() == ["config.json", MANIFEST, "model.safetensors"]  # nothing of eaglectl's own left inside
+    assert beside == "" and second.split() == first.split()  # nor beside it (staging, lock)
+    assert json.loads((work / "out.json").read_text())["result"]["action"] == "written"
+
+
+def test_a_full_mount_point_says_nothing_was_written(samples, tmp_path):
+    ck = samples["nemo-legacy-eagle3"]
+    (tmp_path / "mnt").mkdir()
+    done = _in_mount_namespace(f"cd '{tmp_path}' && mount -t tmpfs -o size=64k tmpfs mnt || exit 99",
+                               f"EAGLECTL export '{ck}' -o mnt; echo rc=$?; ls -A mnt")
+    assert "rc=1\n" in done.stdout and done.stdout.endswith("rc=1\n"), done.stdout + done.stderr  # mnt left empty
+    assert "write failed (No space left on device); nothing written" in done.stderr
+    assert "Traceback" not in done.stderr and temp_names(tmp_path) == []
+
+
+@pytest.fixture
+def mount_point(tmp_path, monkeypatch) -> Path:
+    """An empty directory eaglectl takes for a mount point (another st_dev than its parent's)."""
+    import eaglectl.export.atomic as atomic
+
+    mnt = tmp_path / "w" / "mnt"
+    mnt.mkdir(parents=True)
+    real = atomic.stages_inside
+    monkeypatch.setattr(atomic, "stages_inside", lambda dest: Path(dest) == mnt or real(dest))
+    return mnt
+
+
+def test_a_mount_point_export_stages_inside_and_replaces_its_own(cli, samples, mount_point):
+    ck = samples["nemo-legacy-eagle3"]
+    seen = []
+    import eaglectl.export.atomic as atomic
+
+    real_stage = atomic.stage_dir
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("eaglectl.export.exporter.stage_dir", lambda dest: seen.append(real_stage(dest)) or seen[-1])
+        assert cli("export", ck, "-o", mount_point).exit_code == 0
+    assert seen[0].parent == mount_point  # staged on the output's own file system
+    assert sorted(p.name for p in mount_point.iterdir()) == ["config.json", MANIFEST, "model.safetensors"]
+    assert sorted(p.name for p in mount_point.parent.iterdir()) == ["mnt"]
+    result = cli("export", ck, "-o", mount_point, "--force", "--max-shard-size", "64KB")
+    assert result.exit_code == 0, result.stderr
+    names = sorted(p.name for p in mount_point.iterdir())
+    assert "model.safetensors" not in names and "model.safetensors.index.json" in names
+    assert sorted(json.loads((mount_point / MANIFEST).read_text())["files"]) == names
+    (mount_point / "notes.txt").write_text("mine")
+    assert_refused(cli("export", ck, "-o", mount_point, "--force"), "did not write")
+    assert (mount_point / "notes.txt").read_text() == "mine"
+
+
+def test_a_killed_move_into_a_mount_point_is_undone_by_the_next_run(cli, samples, mount_point):
+    from eaglectl.export.atomic import JOURNAL
+
+    ck = samples["nemo-legacy-eagle3"]
+    stage = mount_point / f".mnt{STAGE_TAG}dead"
+    stage.mkdir()
+    (stage / MANIFEST).write_text("{}")
+    (stage / JOURNAL).write_text(json.dumps(["model.safetensors", "config.json", MANIFEST]))
+    (mount_point / "model.safetensors").write_bytes(b"half")  # moved before the kill
+    result = cli("export", ck, "-o", mount_point)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in mount_point.iterdir()) == ["config.json", MANIFEST, "model.safetensors"]
+    assert (mount_point / "model.safetensors").stat().st_size > 100

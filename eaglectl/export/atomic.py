@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
 import shutil
 import stat
@@ -62,17 +63,100 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def stage_dir(dest: Path) -> Path:
-    """A new empty staging directory beside `dest` (same file system, so the final rename is atomic)."""
+def stages_inside(dest: Path) -> bool:
+    """Whether `dest` is an existing directory on another file system than the directory holding it (a mount
+    point): a directory staged beside it could not be renamed onto it, so its staging directory and lock go inside
+    it, on its own file system."""
     try:
-        return Path(tempfile.mkdtemp(prefix=f".{dest.name}{STAGE_TAG}", dir=dest.parent))
+        st, up = os.stat(dest), os.stat(dest.parent)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_dev != up.st_dev
+
+
+def workdir(dest: Path) -> Path:
+    """Where `dest`'s staging directory and lock file live: beside it, or inside a mount point."""
+    return dest if stages_inside(dest) else dest.parent
+
+
+def is_own_entry(dest: Path, name: str) -> bool:
+    """Whether the entry `name` inside the directory `dest` is eaglectl's own working file (staging directory or
+    lock of a mount-point output), not part of what the output holds."""
+    return stages_inside(dest) and (name.startswith(f".{dest.name}{STAGE_TAG}") or name == f".{dest.name}{LOCK_TAG}")
+
+
+def stage_dir(dest: Path) -> Path:
+    """A new empty staging directory on `dest`'s file system: beside it (so the final rename is atomic), or inside
+    it when `dest` is a mount point."""
+    where = workdir(dest)
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{dest.name}{STAGE_TAG}", dir=where))
     except OSError as exc:
-        raise OutputError(f"{dest.parent}: cannot create a staging directory ({exc.strerror or exc})") from exc
+        raise OutputError(f"{where}: cannot create a staging directory ({exc.strerror or exc})") from exc
+
+
+JOURNAL = ".eaglectl-moving"  # in a staging directory inside a mount point: what the move into place touches
+MAX_JOURNAL_BYTES = 1 << 20
+
+
+def _journal_names(staged: Path) -> list[str]:
+    """The names a killed move into `staged`'s mount point had touched (read capped, never through a link)."""
+    try:
+        fd = os.open(staged / JOURNAL, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        data = os.read(fd, MAX_JOURNAL_BYTES + 1)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    try:
+        names = json.loads(data) if len(data) <= MAX_JOURNAL_BYTES else None
+    except ValueError:
+        return []
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\0" not in n]
+
+
+def killed_move_names(dest: Path) -> set[str]:
+    """The names a killed move into the mount point `dest` left there (its next run removes them under the lock)."""
+    names: set[str] = set()
+    if stages_inside(dest):
+        with contextlib.suppress(OSError):
+            for name in os.listdir(dest):
+                if name.startswith(f".{dest.name}{STAGE_TAG}") and not (dest / name).is_symlink():
+                    names.update(_journal_names(dest / name))
+    return names
+
+
+def _undo_move(staged: Path, dest: Path) -> None:
+    """Remove what a move into the mount point `dest` had moved or left (the names its journal lists, regular files
+    only), then the staging directory: `dest` is left without an export rather than with half of one."""
+    for name in _journal_names(staged):
+        p = dest / name
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(p).st_mode):
+                os.unlink(p)
+    shutil.rmtree(staged, ignore_errors=True)
+    fsync_dir(dest)
 
 
 def cleanup_leftovers(dest: Path) -> list[Path]:
-    """Remove staging dirs of killed runs; restore `dest` from a backup a killed swap left behind."""
+    """Remove staging dirs of killed runs; restore `dest` from a backup a killed swap left behind (inside a mount
+    point: undo a killed move into place)."""
     removed: list[Path] = []
+    if stages_inside(dest):
+        with contextlib.suppress(OSError):
+            for name in sorted(os.listdir(dest)):
+                leftover = dest / name
+                if name.startswith(f".{dest.name}{STAGE_TAG}") and not leftover.is_symlink() and leftover.is_dir():
+                    _undo_move(leftover, dest)
+                    removed.append(leftover)
+        return removed
     parent = dest.parent
     if not parent.is_dir():
         return removed
@@ -107,8 +191,12 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def commit_dir(staged: Path, dest: Path) -> None:
-    """Move a fully written staging dir into place, replacing any previous `dest` atomically."""
+def commit_dir(staged: Path, dest: Path, *, last: str | None = None) -> None:
+    """Move a fully written staging dir into place, replacing any previous `dest` atomically. A staging dir inside
+    `dest` (a mount point, which cannot be renamed) is moved in file by file instead, `last` (the manifest) last."""
+    if staged.parent == dest:
+        _commit_inside(staged, dest, last)
+        return
     os.chmod(staged, 0o755)  # mkdtemp made it private
     fsync_dir(staged)
     if not dest.exists():
@@ -122,6 +210,31 @@ def commit_dir(staged: Path, dest: Path) -> None:
         os.rename(staged, dest)
         shutil.rmtree(old, ignore_errors=True)
     fsync_dir(dest.parent)
+
+
+def _commit_inside(staged: Path, dest: Path, last: str | None) -> None:
+    """Replace what the mount point `dest` holds (checked by the caller to be a previous export of eaglectl's, or
+    nothing) with the files of `staged`, a staging directory inside it. Not one atomic swap: a journal in `staged`
+    names everything the move touches first, so a crash or a failure is undone (by the next run, under the lock)
+    to a `dest` without an export, never one with half an export."""
+    new = sorted((n for n in os.listdir(staged) if n != JOURNAL), key=lambda n: (n == last, n))
+    old = [n for n in sorted(os.listdir(dest)) if not is_own_entry(dest, n)]
+    fsync_dir(staged)
+    try:
+        write_bytes_atomic(staged / JOURNAL, json.dumps(sorted({*old, *new})).encode())
+        for name in old:
+            if name not in new:
+                os.unlink(dest / name)
+        for name in new:
+            os.rename(staged / name, dest / name)
+        fsync_dir(dest)
+        os.unlink(staged / JOURNAL)
+    except OSError as exc:
+        _undo_move(staged, dest)
+        raise OutputError(f"{dest}: write failed while moving the export into place ({exc.strerror or exc}); "
+                          f"{dest} was left without an export") from exc
+    os.rmdir(staged)
+    fsync_dir(dest)
 
 
 def _open_lock(lock: Path) -> int:
@@ -163,7 +276,7 @@ def exclusive_lock(dest: Path) -> Iterator[Path]:
     that the path no longer names what it locked and opens the path again, so two holders never coexist."""
     import fcntl
 
-    lock = dest.parent / f".{dest.name}{LOCK_TAG}"
+    lock = workdir(dest) / f".{dest.name}{LOCK_TAG}"
     for _ in range(100):
         fd = _open_lock(lock)
         try:
@@ -190,8 +303,9 @@ def exclusive_lock(dest: Path) -> Iterator[Path]:
 def locked_output(dest: Path) -> Iterator[Path]:
     """What every writer does first: refuse an unwritable parent, take the lock on `dest`, then remove what a
     killed earlier run left beside it (safe only under the lock)."""
-    if not os.access(dest.parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{dest.parent}: not writable")
+    where = workdir(dest)
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise OutputError(f"{where}: not writable")
     with exclusive_lock(dest) as lock:
         cleanup_leftovers(dest)
         yield lock

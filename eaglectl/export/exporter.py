@@ -181,6 +181,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             return report
         refuse_foreign_dir(out)  # again under the lock: what is there now is what the swap replaces
         unpinned = unpin_warning(out, plan.config)
+        kept = "previous output left intact" if read_manifest(out) is not None else "nothing written"
         staged = stage_dir(out)
         shards = _shards(plan, max_bytes)
         written = _Written()
@@ -196,14 +197,14 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             if failed:
                 raise CheckFailedError(f"the written export does not verify: {'; '.join(failed[0].problems[:3])}")
             refuse_foreign_dir(out)  # and just before the swap: a file dropped in meanwhile is not deleted
-            commit_dir(staged, out)
+            commit_dir(staged, out, last=MANIFEST)
         except BaseException as exc:
             import shutil
 
             scan.cancel()
             shutil.rmtree(staged, ignore_errors=True)
             if isinstance(exc, OSError) and not isinstance(exc, EaglectlError):
-                raise OutputError(f"{out}: write failed ({exc.strerror or exc}); previous output left intact") from exc
+                raise OutputError(f"{out}: write failed ({exc.strerror or exc}); {kept}") from exc
             raise
     report.files = [WrittenFile(str(out / Path(f.path).name), f.bytes) for f in report.files]
     report.token_map = out / TOKEN_MAP if token_map_needed else None

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from eaglectl.enums import Layout
 from eaglectl.errors import ConfigError, OutputError
-from eaglectl.export.atomic import LOCK_TAG, OLD_TAG, STAGE_TAG
+from eaglectl.export.atomic import LOCK_TAG, OLD_TAG, STAGE_TAG, is_own_entry, killed_move_names
 from eaglectl.jsonfile import CONFIG_LIMITS, config_int, loads_bounded
 
 if TYPE_CHECKING:
@@ -296,7 +296,12 @@ def refuse_foreign_dir(out: Path) -> None:
                           hint="pass --output DIR")
     manifest: dict[str, Any] | None = None
     checked = False
+    killed = killed_move_names(out)  # what a killed run moved into a mount point: removed under the lock
     for entry in _listing(out):
+        if is_own_entry(out, entry.name):  # the staging dir and lock inside a mount point: eaglectl's own
+            continue
+        if entry.name in killed and entry.is_file(follow_symlinks=False):
+            continue
         if not checked:
             manifest = read_manifest(out)
             checked = True
