@@ -398,6 +398,7 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDi
     mapped = {f: ws.releasable_ranges(f) for f in ws.files} if ws.format == "torch" else {}
     by_name = {t.name: t for t in plan.tensors}
     written: list[WrittenFile] = []
+    overflowed: list[str] = []
     for fname, names in shards.filename_to_tensors.items():
         outs = []
         for name in names:
@@ -413,8 +414,19 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDi
             else:
                 outs.append(OutTensor(name, t.dtype, t.shape, _loaded_rows(ws, t.source),
                                       mapped=mapped.get(info.file, ())))
-        size = write_safetensors(staged / fname, outs, on_bytes=on_bytes, on_tensor=on_tensor)
+        size = write_safetensors(staged / fname, outs, on_bytes=on_bytes, on_tensor=on_tensor,
+                                 on_overflow=overflowed.append)
         written.append(WrittenFile(str(staged / fname), size))
+    if overflowed:
+        from eaglectl.export.plan import DTYPE_CODE
+
+        label = {code: name for name, code in DTYPE_CODE.items()}
+        dtypes = sorted({by_name[n].dtype for n in overflowed})
+        shown = ", ".join(overflowed[:5]) + (f" and {len(overflowed) - 5} more" if len(overflowed) > 5 else "")
+        raise CheckFailedError(
+            f"converting to {'/'.join(label.get(d, d) for d in dtypes)} turns finite weights into Inf "
+            f"(values beyond its range) in {len(overflowed)} tensor(s): {shown}",
+            hint="export without --dtype, or with --dtype bfloat16 or float32")
     if shards.is_sharded:
         index = {"metadata": shards.metadata, "weight_map": shards.tensor_to_filename}
         written.append(_write_small(staged / "model.safetensors.index.json", _sorted_json(index)))

@@ -65,17 +65,19 @@ def header_bytes(tensors: list[OutTensor], metadata: dict[str, str] | None = Non
 
 def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[str, str] | None = None,
                       on_bytes: Callable[[int], None] | None = None,
-                      on_tensor: Callable[[str], None] | None = None) -> int:
+                      on_tensor: Callable[[str], None] | None = None,
+                      on_overflow: Callable[[str], None] | None = None) -> int:
     """Write `tensors` (in the given order) to `path`, fsync it, and return the file size. `on_tensor(name)` is
-    called once each tensor's bytes are written."""
+    called once each tensor's bytes are written; `on_overflow(name)` for a tensor whose conversion to its output
+    dtype turned a finite value into Inf (the caller decides; the file is written either way)."""
     with open(path, "wb") as out:
         out.write(header_bytes(tensors, metadata))
         out.flush()
         for t in tensors:
             if isinstance(t.source, RawSource):
                 _copy_range(t.source, t.nbytes, out, on_bytes)
-            else:
-                _write_tensor(t, out, on_bytes)
+            elif _write_tensor(t, out, on_bytes) and on_overflow:
+                on_overflow(t.name)
             if on_tensor:
                 on_tensor(t.name)
         out.flush()
@@ -115,18 +117,22 @@ def _copy_range(source: RawSource, nbytes: int, out, on_bytes) -> None:
         out.seek(0, os.SEEK_END)
 
 
-def _write_tensor(t: OutTensor, out, on_bytes) -> None:
+def _write_tensor(t: OutTensor, out, on_bytes) -> bool:
     """Write a tensor given as a row reader `source(start, stop)` (`source(None, None)` = whole tensor),
-    converting to the output dtype one chunk of rows at a time."""
+    converting to the output dtype one chunk of rows at a time. True when the conversion overflowed: a finite
+    value beyond the output dtype's range became Inf (float16 ends at 65504)."""
     from eaglectl.checkpoint.weights import torch_dtype
 
     want = torch_dtype(t.dtype)
     read = t.source
     if not t.shape or t.shape[0] == 0:
-        _write_contiguous(read(None, None).to(want).contiguous(), out, on_bytes)  # type: ignore[operator]
-        return
+        part = read(None, None)  # type: ignore[operator]
+        converted = part.to(want).contiguous()
+        _write_contiguous(converted, out, on_bytes)
+        return _overflowed(part, converted)
     row_bytes = max(1, t.nbytes // t.shape[0])
     rows = max(1, CHUNK_BYTES // row_bytes)
+    overflow = False
     for start in range(0, t.shape[0], rows):
         stop = min(start + rows, t.shape[0])
         part = read(start, stop)  # type: ignore[operator]
@@ -134,8 +140,20 @@ def _write_tensor(t: OutTensor, out, on_bytes) -> None:
             raise ValueError(f"{t.name}: rows {start}:{stop} have shape {tuple(part.shape)}, planned {t.shape}")
         converted = part.to(want).contiguous()
         _write_contiguous(converted, out, on_bytes)
+        overflow = overflow or _overflowed(part, converted)
         del converted
         release_pages(part, t.mapped)
+    return overflow
+
+
+def _overflowed(part, converted) -> bool:
+    """Whether converting `part` made a finite value Inf (a NaN or Inf already there is the scan's business)."""
+    import torch
+
+    if part.dtype == converted.dtype or not converted.is_floating_point():
+        return False
+    inf = torch.isinf(converted)
+    return bool(inf.any()) and bool((inf & torch.isfinite(part)).any())
 
 
 _sync_file_range: Callable[[int, int, int, int], int] | None = None  # libc's, once looked up
