@@ -302,10 +302,15 @@ def exclusive_lock(dest: Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def locked_output(dest: Path) -> Iterator[Path]:
     """What every writer does first: refuse an unwritable parent, take the lock on `dest`, then remove what a
-    killed earlier run left beside it (safe only under the lock)."""
+    killed earlier run left beside it (safe only under the lock); and again when the writer fails or is
+    interrupted."""
     where = workdir(dest)
     if not os.access(where, os.W_OK | os.X_OK):
         raise OutputError(f"{where}: not writable")
     with exclusive_lock(dest) as lock:
         cleanup_leftovers(dest)
-        yield lock
+        try:
+            yield lock
+        except BaseException:  # a failure, Ctrl-C, SIGTERM: whatever this run left is removed (or restored) now,
+            cleanup_leftovers(dest)  # also what a signal landing between creating a file and naming it left
+            raise
