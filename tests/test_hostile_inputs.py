@@ -286,3 +286,38 @@ def test_output_symlink_to_a_directory_is_written_through(cli, bases, tmp_path):
     result = cli("export", ck, "--output", link)
     assert result.exit_code == 0, result.stderr
     assert link.is_symlink() and (real / "config.json").is_file() and (real / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("command", ["export", "token-map"])
+@pytest.mark.parametrize("where", ["dir", "deeper"])
+def test_output_under_a_broken_symlink_is_refused(cli, bases, tmp_path, command, where):
+    """`-o LINK/out` with LINK dangling: nothing is created where LINK points."""
+    from tests.hostile import copy_base
+
+    ck = copy_base(bases, "st", tmp_path)
+    gone = tmp_path / "gone" / "deeper"
+    link = tmp_path / "link"
+    link.symlink_to(gone if where == "dir" else tmp_path / "gone")
+    out = link / "out" if where == "dir" else link / "deeper" / "out"
+    before = snapshot(tmp_path)
+    result = cli(command, ck, "--output", out)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error:") and f"{link} is a broken symlink" in result.stderr
+    assert snapshot(tmp_path) == before and not (tmp_path / "gone").exists()
+
+
+@pytest.mark.parametrize("command", ["export", "token-map"])
+@pytest.mark.parametrize(("out", "said"), [
+    ("n" * 256, "output path too long (File name too long)"),
+    ("n" * 240, "output name too long: 240 bytes, and eaglectl's temporary name beside it adds 25"),
+    ("d/" * 2100 + "out", "output path too long: "),
+])
+def test_output_names_too_long_are_said_to_be(cli, bases, tmp_path, command, out, said):
+    from tests.hostile import copy_base
+
+    ck = copy_base(bases, "st", tmp_path)
+    before = snapshot(tmp_path)
+    result = cli(command, ck, "--output", tmp_path / out)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error:") and said in result.stderr and "symlink" not in result.stderr
+    assert snapshot(tmp_path) == before

@@ -28,12 +28,76 @@ _RENAME_EXCHANGE = 2
 
 def output_path(path: Path) -> Path:
     """Where an output really goes: symlinks followed (a `model -> /big/disk/model` link is written through,
-    not replaced); a looping or dangling link is refused rather than silently replaced."""
+    not replaced); a looping or dangling link anywhere on the path is refused rather than silently replaced or
+    written through (`-o LINK/out` with LINK dangling would create LINK's target's directories)."""
     path = Path(path).expanduser()
+    prefix = Path(os.getcwd()) if not path.is_absolute() else Path(path.anchor)
+    for part in path.parts[1 if path.is_absolute() else 0:]:
+        prefix = prefix / part
+        try:
+            st = os.lstat(prefix)
+        except (FileNotFoundError, NotADirectoryError):
+            break  # from here on nothing exists yet (the writer creates it) or a file is in the way (refused later)
+        except OSError as exc:
+            raise path_error(path, exc) from exc
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                os.stat(prefix)
+            except FileNotFoundError as exc:
+                raise OutputError(f"{path}: {prefix} is a broken symlink (to {os.readlink(prefix)}); eaglectl does "
+                                  f"not write through it", hint="fix or remove the link, or choose another output"
+                                  ) from exc
+            except OSError as exc:
+                raise path_error(path, exc) from exc
     try:
-        return path.resolve(strict=path.is_symlink())
+        resolved = path.resolve()
     except (OSError, RuntimeError) as exc:  # RuntimeError: Python < 3.13 reports symlink loops so
-        raise OutputError(f"{path}: output path is a symlink loop or a broken symlink") from exc
+        raise path_error(path, exc) from exc
+    _refuse_long(path, resolved)
+    return resolved
+
+
+# The longest names eaglectl puts beside (or inside) an output: `.<name>.eaglectl-stage-XXXXXXXX`, and a file
+# inside an export directory (`model-00001-of-00002.safetensors`, the token map).
+_STAGE_EXTRA = len(f".{STAGE_TAG}") + 8  # mkdtemp / mkstemp add 8 random characters
+_LONGEST_INSIDE = len("/model.safetensors.index.json.eaglectl-stage-XXXXXXXX") + 1
+
+
+def _refuse_long(path: Path, resolved: Path) -> None:
+    """An output whose name, or a name eaglectl writes for it, is past what the file system takes: said as such
+    (not as whatever the first call to trip over it would report)."""
+    existing = next((p for p in (resolved, *resolved.parents) if os.path.isdir(p)), Path("/"))
+    name_max = _pathconf(existing, "PC_NAME_MAX", 255)
+    path_max = _pathconf(existing, "PC_PATH_MAX", 4096)
+    longest = max((len(os.fsencode(n)) for n in resolved.parts[1:]), default=0)
+    if longest > name_max or len(os.fsencode(resolved.name)) + _STAGE_EXTRA > name_max:
+        raise OutputError(f"{path}: output name too long: {len(os.fsencode(resolved.name))} bytes, and eaglectl's "
+                          f"temporary name beside it adds {_STAGE_EXTRA}; this file system takes names of at most "
+                          f"{name_max} bytes" if longest <= name_max else
+                          f"{path}: output path has a name of {longest} bytes; this file system takes at most "
+                          f"{name_max}", hint="choose a shorter output name")
+    if len(os.fsencode(resolved)) + _LONGEST_INSIDE >= path_max:
+        raise OutputError(f"{path}: output path too long: {len(os.fsencode(resolved))} bytes, and the paths "
+                          f"eaglectl writes under it must stay below {path_max}", hint="choose a shorter output path")
+
+
+def _pathconf(path: Path, name: str, default: int) -> int:
+    try:
+        value = os.pathconf(path, name)
+    except (OSError, ValueError, AttributeError):
+        return default
+    return value if value > 0 else default
+
+
+def path_error(path: Path, exc: BaseException) -> OutputError:
+    """What an output path that cannot be looked up is, said as it is."""
+    err = getattr(exc, "errno", None)
+    if err == errno.ENAMETOOLONG:
+        return OutputError(f"{path}: output path too long ({getattr(exc, 'strerror', None) or exc})",
+                           hint="choose a shorter output path")
+    if err == errno.ELOOP or isinstance(exc, RuntimeError):
+        return OutputError(f"{path}: output path is a symlink loop or a broken symlink")
+    return OutputError(f"{path}: cannot access the output path ({getattr(exc, 'strerror', None) or exc})")
 
 
 def fsync_dir(d: Path) -> None:
