@@ -527,3 +527,35 @@ def test_a_killed_move_into_a_mount_point_is_undone_by_the_next_run(cli, samples
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in mount_point.iterdir()) == ["config.json", MANIFEST, "model.safetensors"]
     assert (mount_point / "model.safetensors").stat().st_size > 100
+
+
+# ------------------------------------------------------------------------------ a read-only previous export
+def _without_privilege(*args: str) -> list[str]:
+    """An eaglectl command line that file permissions apply to: as it is for a user; for root, with the
+    capabilities that override them dropped (skips where that cannot be done)."""
+    cmd = [sys.executable, "-m", "eaglectl", *args]
+    if os.geteuid() != 0:
+        return cmd
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv: permissions cannot apply")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps=-all", *cmd]
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_a_read_only_previous_export_is_replaced_without_leftovers(samples, tmp_path, fallback):
+    ck = samples["nemo-legacy-eagle3"]
+    work = tmp_path / "w"
+    work.mkdir()
+    out = work / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    subprocess.run(_without_privilege("export", str(ck), "-o", str(out)), env=env, check=True, capture_output=True)
+    for p in [*out.iterdir(), out]:
+        p.chmod(p.stat().st_mode & ~0o222)  # chmod -R a-w
+    cmd = _without_privilege("export", str(ck), "-o", str(out), "--force", "--dtype", "float32")
+    if fallback:  # the two-rename swap, where the kernel has no RENAME_EXCHANGE
+        cmd[cmd.index("-m"):cmd.index("-m") + 2] = ["-c", "import eaglectl.export.atomic as a; a._exchange = lambda "
+                                                          "x, y: False; from eaglectl.cli.app import main; main()"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["out"]  # the previous export is gone, not left in a temp dir
+    assert json.loads((out / "config.json").read_text())["torch_dtype"] == "float32"

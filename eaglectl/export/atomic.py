@@ -205,7 +205,7 @@ def _undo_move(staged: Path, dest: Path) -> None:
         with contextlib.suppress(OSError):
             if stat.S_ISREG(os.lstat(p).st_mode):
                 os.unlink(p)
-    shutil.rmtree(staged, ignore_errors=True)
+    remove_own_tree(staged)
     fsync_dir(dest)
 
 
@@ -230,12 +230,29 @@ def cleanup_leftovers(dest: Path) -> list[Path]:
         olds = olds[:-1]
     for leftover in [*parent.glob(f".{dest.name}{STAGE_TAG}*"), *olds]:
         if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
+            remove_own_tree(leftover)
         else:
             with contextlib.suppress(OSError):
                 leftover.unlink()
         removed.append(leftover)
     return removed
+
+
+def remove_own_tree(path: Path) -> None:
+    """Remove a directory eaglectl wrote (a staging directory, or a previous export it replaces: checked to hold an
+    eaglectl manifest and only the files it lists), first giving its owner back the write permission a
+    `chmod -R a-w` took (a read-only export would otherwise leave its files behind). Links are not followed."""
+    def writable(d: str) -> None:
+        with contextlib.suppress(OSError):
+            st = os.lstat(d)
+            if stat.S_ISDIR(st.st_mode) and (st.st_mode & 0o700) != 0o700:
+                os.chmod(d, stat.S_IMODE(st.st_mode) | 0o700)
+
+    writable(str(path))
+    for dirpath, dirnames, _ in os.walk(path):
+        for name in dirnames:  # before os.walk lists them
+            writable(os.path.join(dirpath, name))
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -266,13 +283,13 @@ def commit_dir(staged: Path, dest: Path, *, last: str | None = None) -> None:
     if not dest.exists():
         os.rename(staged, dest)
     elif _exchange(staged, dest):
-        shutil.rmtree(staged, ignore_errors=True)  # `staged` now holds the previous result
+        remove_own_tree(staged)  # `staged` now holds the previous result
     else:
         old = Path(tempfile.mkdtemp(prefix=f".{dest.name}{OLD_TAG}", dir=dest.parent))
         os.rmdir(old)
         os.rename(dest, old)
         os.rename(staged, dest)
-        shutil.rmtree(old, ignore_errors=True)
+        remove_own_tree(old)
     fsync_dir(dest.parent)
 
 

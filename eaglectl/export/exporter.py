@@ -19,7 +19,14 @@ from eaglectl.checkpoint.peagle import reject_p_eagle
 from eaglectl.checkpoint.resolve import Checkpoint, resolve
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckFailedError, CheckpointError, EaglectlError, OutputError, UsageError
-from eaglectl.export.atomic import commit_dir, locked_output, output_path, stage_dir, write_bytes_atomic
+from eaglectl.export.atomic import (
+    commit_dir,
+    locked_output,
+    output_path,
+    remove_own_tree,
+    stage_dir,
+    write_bytes_atomic,
+)
 from eaglectl.export.outputs import (
     EXPORT_DIR,
     MANIFEST,
@@ -199,10 +206,8 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
             refuse_foreign_dir(out)  # and just before the swap: a file dropped in meanwhile is not deleted
             commit_dir(staged, out, last=MANIFEST)
         except BaseException as exc:
-            import shutil
-
             scan.cancel()
-            shutil.rmtree(staged, ignore_errors=True)
+            remove_own_tree(staged)
             if isinstance(exc, OSError) and not isinstance(exc, EaglectlError):
                 raise OutputError(f"{out}: write failed ({exc.strerror or exc}); {kept}") from exc
             raise
