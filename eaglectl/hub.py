@@ -143,6 +143,23 @@ def _hub_failure(exc: Exception) -> bool:
     return type(exc).__module__.split(".")[0] in ("requests", "urllib3", "httpx", "httpx2", "huggingface_hub")
 
 
+def _unreachable(exc: Exception) -> bool:
+    """Whether the Hub could not be asked at all (no connection, a timeout, a server error), as huggingface_hub's
+    own downloads tell it before they fall back to the cache; an answer (no such repo, gated, no such revision)
+    is not."""
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(exc, OfflineModeIsEnabled):
+        return True
+    if isinstance(exc, HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        return isinstance(status, int) and status >= 500
+    if type(exc).__module__.split(".")[0] not in ("requests", "urllib3", "httpx", "httpx2"):
+        return False
+    return any(c.__name__ in ("ConnectError", "TimeoutException", "ConnectionError", "Timeout", "ProtocolError",
+                              "NetworkError", "RemoteProtocolError") for c in type(exc).__mro__)
+
+
 def _source_from_snapshot(repo_id: str, revision: str | None, snapshot: Path) -> HubSource:
     # <cache>/models--org--name/snapshots/<commit>: the commit is the folder's name
     in_cache = snapshot.parent.name == "snapshots"
@@ -217,6 +234,8 @@ def drafter_headers(repo_id: str, revision: str | None, *, max_shards: int) -> R
         raise CheckpointError(f"{repo_id}: malformed safetensors header on the Hub ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from exc
     except Exception as exc:
+        if _unreachable(exc):
+            return None  # as export's download does: the cached snapshot, if there is one, is what can be read
         if _hub_failure(exc):
             raise hub_error(repo_id, revision, exc) from exc
         raise

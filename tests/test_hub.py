@@ -395,3 +395,35 @@ def test_hub_errors_are_one_line(cli, online, monkeypatch):
     result = cli("inspect", "org/nope")
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[0] == "error: org/nope: no such model repo on the Hub (or it is private)"
+
+
+@pytest.mark.parametrize("failure", ["connect", "timeout", "server-error"])
+def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unreachable(cli, cached, samples,
+                                                                                         online, monkeypatch,
+                                                                                         tmp_path, failure):
+    """As export and token-map do (huggingface_hub's download falls back to the cache): inspect reads the cached
+    snapshot, not an error line."""
+    import huggingface_hub
+    from huggingface_hub.utils import HfHubHTTPError
+
+    httpx = pytest.importorskip(type(huggingface_hub.utils.get_session()).__module__.split(".")[0])
+    calls: list = []
+
+    def unreachable(self, repo_id, **kwargs):
+        calls.append(repo_id)
+        request = httpx.Request("GET", f"https://huggingface.co/api/models/{repo_id}")
+        if failure == "connect":
+            raise httpx.ConnectError("[Errno -3] Temporary failure in name resolution", request=request)
+        if failure == "timeout":
+            raise httpx.ConnectTimeout("timed out", request=request)
+        raise HfHubHTTPError("504 Gateway Timeout", response=httpx.Response(504, request=request))
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", unreachable)
+    monkeypatch.chdir(tmp_path)
+    code, doc = run_json(cli, "inspect", "org/eagle3-legacy")
+    assert code == 0, doc
+    assert calls and doc["result"]["layout"] == "nemo-legacy" and doc["result"]["hub"]["commit"] == COMMIT
+    local = run_json(cli, "inspect", samples["nemo-legacy-eagle3"])[1]["result"]
+    assert doc["result"]["tensors"] == local["tensors"]
+    assert run_json(cli, "export", "org/eagle3-legacy", "--dry-run")[0] == 0  # as export does
