@@ -131,8 +131,14 @@ def read_json_object(path: Path, *, what: str = "config", limits: JsonLimits = C
 
 
 def dumps_config(config: dict[str, Any]) -> bytes:
-    """Deterministic JSON for written configs: key order kept, 2-space indent, trailing newline."""
-    return (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Deterministic JSON for written configs: key order kept, 2-space indent, trailing newline. A string that
+    is no valid Unicode (a lone surrogate, read from a `\\udc80` escape) has no UTF-8 form: then every non-ASCII
+    character is written as its escape, the same values as read."""
+    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(config, indent=2, ensure_ascii=True) + "\n").encode("ascii")
 
 
 def as_object(value: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -361,7 +362,7 @@ def _fingerprint(ckpt: Checkpoint, plan: ExportPlan) -> str:
              *([ckpt.meta.path] if ckpt.meta else [])]
     for f in files:
         st = f.stat()
-        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(os.fsencode(f.resolve()) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())  # names need not be UTF-8
     h.update(dumps_config(plan.config))
     h.update(json.dumps([(t.name, t.dtype, t.shape, t.source) for t in plan.tensors]).encode())
     return h.hexdigest()
