@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,7 +233,9 @@ def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], note
 def shell_command(argv: list[str], env: dict[str, str]) -> str:
     """One shell-ready line: `env K=V` first when SGLang needs variables (an assignment prefix would not survive
     `$(eaglectl serve ... --print-only)`), then the argv, quoted."""
-    return shlex.join([*(["env", *(f"{k}={v}" for k, v in env.items())] if env else []), *argv])
+    from eaglectl.output import shell_join  # `$'...'` for a path with control characters or non-UTF-8 bytes
+
+    return shell_join([*(["env", *(f"{k}={v}" for k, v in env.items())] if env else []), *argv])
 
 
 def model_path(target: str) -> str:
