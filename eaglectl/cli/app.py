@@ -195,6 +195,7 @@ def main() -> None:
     """The `eaglectl` entry point. Output piped into a reader that stops early (`eaglectl inspect X | head -1`)
     ends quietly with exit code 1, as `hf` and `pip` end (Python's documented handling of a closed pipe): no
     traceback, no "Exception ignored" line when the interpreter flushes stdout on its way out."""
+    _reopen_closed_streams()
     try:
         try:
             app()
@@ -203,6 +204,30 @@ def main() -> None:
     except BrokenPipeError:
         _quiet_stdout()
         sys.exit(1)
+
+
+def _reopen_closed_streams() -> None:
+    """A standard stream closed before eaglectl started (`eaglectl export ... >&-`): Python leaves `sys.stdout`
+    None, and the next file eaglectl opens would take descriptor 1 — where a child process, or a stray write,
+    would then land in an output file. Each such descriptor is pointed at /dev/null: what would have been printed
+    is dropped, and the run ends with the exit code of what it did."""
+    import os
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115  (lives as long as the process)
+        except OSError:
+            pass
 
 
 def _quiet_stdout() -> None:
