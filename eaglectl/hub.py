@@ -36,6 +36,17 @@ MAX_META_BYTES = 64 * 1024 * 1024  # a 256k-token vocab's ids and mask are ~2.3 
 OFFLINE_HINT = "unset HF_HUB_OFFLINE, or download it first: `hf download {repo}{rev}`"
 
 
+def expand_user(source: str | Path, error: type[Exception] = CheckpointError) -> Path:
+    """`source` with a leading `~` or `~user` expanded, as the shell would have; `~user` of no such user (or a `~`
+    with no home directory to name) is `error` ("no such file or directory"), not pathlib's RuntimeError."""
+    try:
+        return Path(source).expanduser()
+    except RuntimeError:  # pathlib: "Could not determine home directory."
+        head = str(source).split("/", 1)[0]
+        who = f"there is no user {head[1:]!r}" if len(head) > 1 else "there is no home directory"
+        raise error(f"{source}: no such file or directory ({who}, so {head} names no directory)") from None
+
+
 def hub_id(source: str) -> str:
     """`source` as a Hub repo id, or a `CheckpointError` saying why it is a missing local path instead.
     Called for an argument that does not exist on disk; never touches the network."""

@@ -427,3 +427,28 @@ def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unr
     local = run_json(cli, "inspect", samples["nemo-legacy-eagle3"])[1]["result"]
     assert doc["result"]["tensors"] == local["tensors"]
     assert run_json(cli, "export", "org/eagle3-legacy", "--dry-run")[0] == 0  # as export does
+
+
+@pytest.mark.parametrize("args", [
+    ("inspect", "~nosuchuser-eaglectl/x"),
+    ("inspect", "SAMPLE", "--target", "~nosuchuser-eaglectl/t"),
+    ("export", "~nosuchuser-eaglectl/x"),
+    ("export", "SAMPLE", "-o", "~nosuchuser-eaglectl/out"),
+    ("token-map", "~nosuchuser-eaglectl/x"),
+    ("token-map", "LEGACY", "-o", "~nosuchuser-eaglectl/tm.pt"),
+    ("serve", "--target", "~nosuchuser-eaglectl/t", "--draft", "SAMPLE", "--print-only"),
+    ("serve", "--target", "TARGET", "--draft", "~nosuchuser-eaglectl/d", "--print-only"),
+    ("bench", "--target", "~nosuchuser-eaglectl/t", "--draft", "SAMPLE", "--print-only"),
+    ("probe-target", "~nosuchuser-eaglectl/t", "--engine", "hf", "--compare", "none"),
+    ("demo", "~nosuchuser-eaglectl/x"),
+])
+def test_a_home_of_no_such_user_is_no_such_file(cli, here, samples, args):
+    """`~models/x` where no user `models` exists: pathlib raises RuntimeError; every command says what it is."""
+    names = {"SAMPLE": str(samples["specforge"]), "TARGET": str(samples["target"]),
+             "LEGACY": str(samples["nemo-legacy-eagle3"])}
+    before = sorted(p.name for p in here.iterdir())
+    result = cli(*(names.get(a, a) for a in args))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ~nosuchuser-eaglectl/") and "no such file or directory" in result.stderr
+    assert "there is no user 'nosuchuser-eaglectl'" in result.stderr
+    assert sorted(p.name for p in here.iterdir()) == before  # demo made no `~nosuchuser-eaglectl` directory here

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from eaglectl.errors import ConfigError, require
-from eaglectl.hub import META_FILES, cached_target_config, hub_id
+from eaglectl.hub import META_FILES, cached_target_config, expand_user, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 from eaglectl.runner.contract import (
     default_aux_layer_ids,  # noqa: F401  (re-exported; defined with the contract)
@@ -39,7 +39,7 @@ class TargetInfo:
 def load_target(source: str) -> TargetInfo:
     """Read the target's config; for a Hub id (`eaglectl.hub`: no local path) from the local Hugging Face cache
     when it is there, else nothing read (`note` says so)."""
-    p = Path(source).expanduser()
+    p = expand_user(source)
     if not p.exists():
         repo = hub_id(source)
         cached, note = cached_target_config(repo)
@@ -63,7 +63,7 @@ def drafter_signs(source: str) -> str | None:
     from names and its config only (nothing loaded); None when nothing does or it is no local path."""
     import re
 
-    p = Path(source).expanduser()
+    p = expand_user(source)
     try:
         if p.is_dir():
             found = [n for n in DRAFTER_FILES if (p / n).is_file()]

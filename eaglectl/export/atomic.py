@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from eaglectl.errors import OutputError
+from eaglectl.hub import expand_user
 
 STAGE_TAG = ".eaglectl-stage-"
 OLD_TAG = ".eaglectl-old-"
@@ -30,7 +31,7 @@ def output_path(path: Path) -> Path:
     """Where an output really goes: symlinks followed (a `model -> /big/disk/model` link is written through,
     not replaced); a looping or dangling link anywhere on the path is refused rather than silently replaced or
     written through (`-o LINK/out` with LINK dangling would create LINK's target's directories)."""
-    path = Path(path).expanduser()
+    path = expand_user(path, OutputError)
     prefix = Path(os.getcwd()) if not path.is_absolute() else Path(path.anchor)
     for part in path.parts[1 if path.is_absolute() else 0:]:
         prefix = prefix / part

@@ -14,6 +14,7 @@ from typing import Any
 from eaglectl.checkpoint.resolve import resolve
 from eaglectl.enums import Algorithm, Layout, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, UnsupportedDraftError
+from eaglectl.hub import expand_user
 from eaglectl.sglang import flags, launcher, rules
 from eaglectl.sglang.options import ServeOptions
 from eaglectl.sglang.passthrough import SERVE_OWNED, refuse_overrides
@@ -241,7 +242,7 @@ def shell_command(argv: list[str], env: dict[str, str]) -> str:
 def model_path(target: str) -> str:
     """`--model-path`: an existing local target as an absolute path (the draft paths are absolute too, and the
     command may run from another directory); a Hub id as given."""
-    p = Path(target).expanduser()
+    p = expand_user(target)
     return os.path.abspath(p) if p.exists() else target
 
 
