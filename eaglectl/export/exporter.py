@@ -165,7 +165,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
     refuse_unsafe_output(ckpt, out)
     token_map_needed = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
     if dry_run:
-        report.warnings = _value_warnings(_scan_values(ckpt, plan))
+        report.warnings = _value_warnings(_scan_values(ckpt, plan)) + _head_warnings(ckpt, plan)
         if (unpinned := unpin_warning(out, plan.config)) is not None:
             report.warnings.append(unpinned)
         report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed)]
@@ -197,7 +197,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
         try:
             report.files = _write_all(ckpt, plan, staged, shards, fingerprint, token_map_needed, progress,
                                       on_tensor=written.add)
-            report.warnings = _value_warnings(scan.result())
+            report.warnings = _value_warnings(scan.result()) + _head_warnings(ckpt, plan)
             if unpinned:
                 report.warnings.append(unpinned)
             report.verification = verify_output(staged, plan)
@@ -301,6 +301,12 @@ def _value_warnings(found: list) -> list[str]:
     from eaglectl.checkpoint.values import non_finite_message
 
     return [non_finite_message(found)] if found else []
+
+
+def _head_warnings(ckpt: Checkpoint, plan: ExportPlan) -> list[str]:
+    from eaglectl.checks.failure_modes import export_warnings
+
+    return export_warnings(ckpt, plan)
 
 
 def require_servable(ckpt: Checkpoint, plan: ExportPlan) -> None:
