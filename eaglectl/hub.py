@@ -59,9 +59,34 @@ def hub_id(source: str) -> str:
     if "/" in source and os.path.isdir(first):
         raise CheckpointError(f"{missing} ({first}/ is a local directory, so this is a path, not a Hugging Face "
                               f"repo id)")
+    if "/" in source and (near := _near_local_path(source)) is not None:
+        raise CheckpointError(f"{missing} ({first}/ is no directory here; did you mean {near}?)")
     if source.count("/") != 1 or not _valid_repo_id(source):
         raise CheckpointError(f"{missing} (and not a Hugging Face repo id, which reads namespace/name)")
     return source
+
+
+MAX_NEAR_ENTRIES = 10_000  # directory entries looked at for a near-miss of a path's first component
+
+
+def _near_local_path(source: str) -> str | None:
+    """`source` with its first component replaced by a local directory whose name is a near miss of it (difflib),
+    when the rest of the path exists under that directory: `eaglctl-demo/specforge` beside `eaglectl-demo/`. A
+    near name alone is no proof (a Hub namespace may resemble a local directory); the whole path is."""
+    import difflib
+    import itertools
+
+    first, rest = source.split("/", 1)
+    try:
+        with os.scandir(".") as it:
+            names = [e.name for e in itertools.islice(it, MAX_NEAR_ENTRIES) if e.is_dir()]
+    except OSError:
+        return None
+    for name in difflib.get_close_matches(first, names, n=3, cutoff=0.75):
+        candidate = f"{name}/{rest}"
+        if os.path.exists(candidate):
+            return candidate
+    return None
 
 
 def _valid_repo_id(source: str) -> bool:

@@ -452,3 +452,31 @@ def test_a_home_of_no_such_user_is_no_such_file(cli, here, samples, args):
     assert result.stderr.startswith("error: ~nosuchuser-eaglectl/") and "no such file or directory" in result.stderr
     assert "there is no user 'nosuchuser-eaglectl'" in result.stderr
     assert sorted(p.name for p in here.iterdir()) == before  # demo made no `~nosuchuser-eaglectl` directory here
+
+
+@pytest.mark.parametrize("args", [
+    ("inspect", "demoo/specforge"),
+    ("export", "dem/specforge"),
+    ("token-map", "demp/specforge"),
+    ("serve", "--target", "TARGET", "--draft", "deom/specforge", "--print-only"),
+    ("serve", "--target", "demoo/specforge", "--draft", "SAMPLE", "--print-only"),
+    ("probe-target", "demoo/specforge", "--engine", "hf", "--compare", "none"),
+])
+def test_a_typo_in_the_first_component_is_no_hub_id_and_the_close_match_is_named(cli, here, samples, args):
+    """`eaglctl-demo/specforge` beside `eaglectl-demo/`: a path with a typo, not a repo id to download."""
+    names = {"SAMPLE": str(samples["specforge"]), "TARGET": str(samples["target"])}
+    result = cli(*(names.get(a, a) for a in args), "--json")
+    assert result.exit_code == 1, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert "no such file or directory" in error["message"] and "did you mean demo/specforge?" in error["message"]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("source", ["demoo/model", "org/specforge", "dem/x/specforge"])
+def test_a_near_name_alone_leaves_a_hub_id_alone(here, source):
+    """Only the whole corrected path existing makes a typo: `demoo/model` may be a Hub namespace."""
+    if source.count("/") == 1:
+        assert hub_id(source) == source
+    else:
+        with pytest.raises(CheckpointError, match="namespace/name"):
+            hub_id(source)
