@@ -147,3 +147,14 @@ def test_json_unexpected_exception_still_prints_envelope_and_keeps_traceback(cli
     doc = json.loads(result.stdout)
     assert doc["ok"] is False and doc["error"] == {"type": "RuntimeError", "message": "a bug", "hint": None,
                                                   "exit_code": 1}
+
+
+@pytest.mark.parametrize("command", ["serve", "bench"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_a_non_finite_mem_fraction_static_is_a_usage_error(cli, samples, command, value):
+    """nan passes `low <= x <= high` (every comparison with nan is false): refused as not finite, exit 2."""
+    result = cli(command, "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
+                 "--mem-fraction-static", value, "--json")
+    assert result.exit_code == 2, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert "--mem-fraction-static" in error["message"] and "not a finite number" in error["message"]

@@ -554,3 +554,30 @@ def test_every_mode_is_documented():
     doc = (Path(__file__).resolve().parent.parent / "docs" / "failure-modes.md").read_text()
     missing = [code for code in MODES if f"`{code}`" not in doc]
     assert not missing
+
+
+# --- t2d against d2t and the vocab sizes ----------------------------------------------------------------------------
+def _shift_t2d(t):  # one token out, another in: still DRAFT_VOCAB marked, no longer what d2t names
+    t2d = t["t2d"].clone()
+    first_in, first_out = int(t2d.nonzero()[0]), int((~t2d).nonzero()[0])
+    t2d[first_in], t2d[first_out] = False, True
+    t["t2d"] = t2d
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    (lambda t: t.update({"t2d": torch.cat([t["t2d"], torch.zeros(5, dtype=torch.bool)])}),
+     f"t2d has {s.VOCAB + 5} entries for a {s.VOCAB}-token vocab"),
+    (lambda t: t["t2d"].__setitem__(int((~t["t2d"]).nonzero()[0]), True),
+     f"t2d marks {s.DRAFT_VOCAB + 1} tokens as in the draft vocab, which has {s.DRAFT_VOCAB}"),
+    (_shift_t2d, "t2d marks 1 target tokens d2t does not name and misses 1 it names"),
+])
+def test_a_t2d_that_disagrees_is_flagged_by_inspect_and_export(cli, tmp_path, edit, said):
+    d = specforge_head(tmp_path / "h")
+    code, doc = run_json(cli, "inspect", d)
+    assert "t2d-mismatch" not in codes(doc)  # the sample's own maps agree
+    edit_tensors(d, edit)
+    code, doc = run_json(cli, "inspect", d)
+    assert codes(doc).get("t2d-mismatch") == "warning", doc["result"]["findings"]
+    assert said in finding(doc, "t2d-mismatch")["message"]
+    result = cli("export", d, "-o", tmp_path / "out")
+    assert result.exit_code == 0 and "t2d-mismatch" in result.stderr and said in result.stderr

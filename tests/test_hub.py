@@ -395,3 +395,88 @@ def test_hub_errors_are_one_line(cli, online, monkeypatch):
     result = cli("inspect", "org/nope")
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[0] == "error: org/nope: no such model repo on the Hub (or it is private)"
+
+
+@pytest.mark.parametrize("failure", ["connect", "timeout", "server-error"])
+def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unreachable(cli, cached, samples,
+                                                                                         online, monkeypatch,
+                                                                                         tmp_path, failure):
+    """As export and token-map do (huggingface_hub's download falls back to the cache): inspect reads the cached
+    snapshot, not an error line."""
+    import huggingface_hub
+    from huggingface_hub.utils import HfHubHTTPError
+
+    httpx = pytest.importorskip(type(huggingface_hub.utils.get_session()).__module__.split(".")[0])
+    calls: list = []
+
+    def unreachable(self, repo_id, **kwargs):
+        calls.append(repo_id)
+        request = httpx.Request("GET", f"https://huggingface.co/api/models/{repo_id}")
+        if failure == "connect":
+            raise httpx.ConnectError("[Errno -3] Temporary failure in name resolution", request=request)
+        if failure == "timeout":
+            raise httpx.ConnectTimeout("timed out", request=request)
+        raise HfHubHTTPError("504 Gateway Timeout", response=httpx.Response(504, request=request))
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", unreachable)
+    monkeypatch.chdir(tmp_path)
+    code, doc = run_json(cli, "inspect", "org/eagle3-legacy")
+    assert code == 0, doc
+    assert calls and doc["result"]["layout"] == "nemo-legacy" and doc["result"]["hub"]["commit"] == COMMIT
+    local = run_json(cli, "inspect", samples["nemo-legacy-eagle3"])[1]["result"]
+    assert doc["result"]["tensors"] == local["tensors"]
+    assert run_json(cli, "export", "org/eagle3-legacy", "--dry-run")[0] == 0  # as export does
+
+
+@pytest.mark.parametrize("args", [
+    ("inspect", "~nosuchuser-eaglectl/x"),
+    ("inspect", "SAMPLE", "--target", "~nosuchuser-eaglectl/t"),
+    ("export", "~nosuchuser-eaglectl/x"),
+    ("export", "SAMPLE", "-o", "~nosuchuser-eaglectl/out"),
+    ("token-map", "~nosuchuser-eaglectl/x"),
+    ("token-map", "LEGACY", "-o", "~nosuchuser-eaglectl/tm.pt"),
+    ("serve", "--target", "~nosuchuser-eaglectl/t", "--draft", "SAMPLE", "--print-only"),
+    ("serve", "--target", "TARGET", "--draft", "~nosuchuser-eaglectl/d", "--print-only"),
+    ("bench", "--target", "~nosuchuser-eaglectl/t", "--draft", "SAMPLE", "--print-only"),
+    ("probe-target", "~nosuchuser-eaglectl/t", "--engine", "hf", "--compare", "none"),
+    ("demo", "~nosuchuser-eaglectl/x"),
+])
+def test_a_home_of_no_such_user_is_no_such_file(cli, here, samples, args):
+    """`~models/x` where no user `models` exists: pathlib raises RuntimeError; every command says what it is."""
+    names = {"SAMPLE": str(samples["specforge"]), "TARGET": str(samples["target"]),
+             "LEGACY": str(samples["nemo-legacy-eagle3"])}
+    before = sorted(p.name for p in here.iterdir())
+    result = cli(*(names.get(a, a) for a in args))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ~nosuchuser-eaglectl/") and "no such file or directory" in result.stderr
+    assert "there is no user 'nosuchuser-eaglectl'" in result.stderr
+    assert sorted(p.name for p in here.iterdir()) == before  # demo made no `~nosuchuser-eaglectl` directory here
+
+
+@pytest.mark.parametrize("args", [
+    ("inspect", "demoo/specforge"),
+    ("export", "dem/specforge"),
+    ("token-map", "demp/specforge"),
+    ("serve", "--target", "TARGET", "--draft", "deom/specforge", "--print-only"),
+    ("serve", "--target", "demoo/specforge", "--draft", "SAMPLE", "--print-only"),
+    ("probe-target", "demoo/specforge", "--engine", "hf", "--compare", "none"),
+])
+def test_a_typo_in_the_first_component_is_no_hub_id_and_the_close_match_is_named(cli, here, samples, args):
+    """`eaglctl-demo/specforge` beside `eaglectl-demo/`: a path with a typo, not a repo id to download."""
+    names = {"SAMPLE": str(samples["specforge"]), "TARGET": str(samples["target"])}
+    result = cli(*(names.get(a, a) for a in args), "--json")
+    assert result.exit_code == 1, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert "no such file or directory" in error["message"] and "did you mean demo/specforge?" in error["message"]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("source", ["demoo/model", "org/specforge", "dem/x/specforge"])
+def test_a_near_name_alone_leaves_a_hub_id_alone(here, source):
+    """Only the whole corrected path existing makes a typo: `demoo/model` may be a Hub namespace."""
+    if source.count("/") == 1:
+        assert hub_id(source) == source
+    else:
+        with pytest.raises(CheckpointError, match="namespace/name"):
+            hub_id(source)

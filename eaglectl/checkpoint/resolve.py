@@ -33,7 +33,7 @@ from eaglectl.checkpoint.weights import (
 from eaglectl.engines.sglang import rules
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckpointError, ConfigError
-from eaglectl.hub import HubSource, hub_id
+from eaglectl.hub import HubSource, expand_user, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 
 META_NAMES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")
@@ -104,7 +104,7 @@ def resolve(path: str | os.PathLike[str], *, load_meta: bool = True, revision: s
     the files a drafter needs, at `revision`); with `headers_only` a safetensors repo is read remotely instead,
     when the Hub can be reached."""
     source = os.fspath(path)
-    p = Path(source).expanduser()
+    p = expand_user(source)
     try:
         exists = p.exists()
         p.stat() if p.is_symlink() else None

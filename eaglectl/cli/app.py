@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 from collections.abc import Sequence
@@ -53,8 +54,14 @@ class EaglectlGroup(TyperGroup):
         sys.exit(code)
 
     def invoke(self, ctx: Any) -> Any:
+        restore = _terminate_like_interrupt()
         try:
             return super().invoke(ctx)
+        except Terminated as exc:  # SIGTERM / SIGHUP: cleaned up on the way here, as Ctrl-C is
+            output.error(f"terminated ({exc.name})")
+            if self._json:
+                output.emit_failure(self._command, exc, exit_code=exc.exit_code, message=f"terminated ({exc.name})")
+            raise typer.Exit(exc.exit_code) from None
         except EaglectlError as exc:
             if isinstance(exc, UsageError) and exc.hint is None:  # as Click's own usage errors
                 exc.hint = f"see `eaglectl {self._command} --help`"
@@ -78,6 +85,8 @@ class EaglectlGroup(TyperGroup):
             if self._json:
                 output.emit_failure(self._command, exc, exit_code=1)
             raise
+        finally:
+            restore()
 
     def _hint_passthrough(self, exc: typer.TyperException) -> None:
         """An unknown option of a command that hands `--` flags to SGLang is most likely an SGLang flag: say where
@@ -106,6 +115,46 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises KeyboardInterrupt: every `finally` and
+    `except BaseException` on the way (staging directories, locks, servers) cleans up. Not an Exception, so no
+    `except Exception` swallows it. Exit code 128 + the signal number, as the shell reports a signal."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signum)
+        self.name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+
+
+def _terminate_like_interrupt():
+    """Raise `Terminated` on SIGTERM and SIGHUP while a command runs; returns what restores the handlers. A signal
+    whose handler is not the default (SIGHUP ignored under `nohup`, a handler of the embedding program) is left
+    as it is."""
+    import signal
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Terminated(signum)
+
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is None:
+            continue
+        try:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                old[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread (a test runner's, an embedding program's)
+            pass
+
+    def restore() -> None:
+        for sig, previous in old.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, previous)
+
+    return restore
 
 
 def wants_json(argv: Sequence[str]) -> bool:
@@ -146,6 +195,7 @@ def main() -> None:
     """The `eaglectl` entry point. Output piped into a reader that stops early (`eaglectl inspect X | head -1`)
     ends quietly with exit code 1, as `hf` and `pip` end (Python's documented handling of a closed pipe): no
     traceback, no "Exception ignored" line when the interpreter flushes stdout on its way out."""
+    _reopen_closed_streams()
     try:
         try:
             app()
@@ -154,6 +204,30 @@ def main() -> None:
     except BrokenPipeError:
         _quiet_stdout()
         sys.exit(1)
+
+
+def _reopen_closed_streams() -> None:
+    """A standard stream closed before eaglectl started (`eaglectl export ... >&-`): Python leaves `sys.stdout`
+    None, and the next file eaglectl opens would take descriptor 1 — where a child process, or a stray write,
+    would then land in an output file. Each such descriptor is pointed at /dev/null: what would have been printed
+    is dropped, and the run ends with the exit code of what it did."""
+    import os
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115  (lives as long as the process)
+        except OSError:
+            pass
 
 
 def _quiet_stdout() -> None:
