@@ -78,3 +78,6 @@ class Layout(str, Enum):
     hf = "hf"
     sglang_ready = "sglang-ready"
     hub = "hub"
+    # SpecForge >= 0.2 `specforge train` output: `<run>-step<N>/training_state.pt` (the draft weights inside a
+    # training-state pickle), no config.json; a run dir, a step dir or its `<run>-latest` / `<run>-best` link
+    specforge_training = "specforge-training"

@@ -20,7 +20,7 @@ def test_demo_runs_the_main_job(cli, tmp_path):
     assert r["after_export"]["sglang_ready"] is True
     assert "--speculative-algorithm EAGLE3" in r["serve_command"]
     assert {"nemo-consolidated", "nemo-legacy-eagle3", "nemo-legacy-eagle", "specforge", "eagle-research",
-            "nemo-sharded", "p-eagle", "target"} == set(r["samples"])
+            "nemo-sharded", "p-eagle", "specforge-training", "target"} == set(r["samples"])
 
 
 def test_demo_tables(cli, tmp_path):

@@ -234,7 +234,7 @@ def test_previous_export_survives_a_corrupted_source(cli, bases, tmp_path):
     assert snapshot(ck / "sglang") == before
 
 
-@pytest.mark.parametrize("key", ["st", "pt", "sharded"])
+@pytest.mark.parametrize("key", ["st", "pt", "sharded", "specforge"])
 def test_bases_are_healthy(cli, bases, key):
     """The corpus breaks healthy checkpoints: make sure they are."""
     result = cli("inspect", bases[key])

@@ -193,11 +193,15 @@ def test_parse_releases_and_summary():
     assert parse_releases("0.5.15=/a, 0.5.9=/b,") == [("0.5.15", "/a"), ("0.5.9", "/b")]
     with pytest.raises(ValueError):
         parse_releases("0.5.15")
-    entries = list(ENTRIES[:2])
-    runs = [{"release": "0.5.9", "heads": {e.name: {"sglang": "loads", "disagreements": []} for e in entries}},
-            {"release": "0.5.23", "error": "ImportError"}]
+    entries = list(ENTRIES[:3])
+    heads = {e.name: {"sglang": "loads", "disagreements": []} for e in entries}
+    heads[entries[1].name] = {"sglang": "loads", "disagreements": ["a"], "known": ["a"]}
+    heads[entries[2].name] = {"sglang": "load error", "disagreements": ["a", "b"], "known": ["a"]}
+    runs = [{"release": "0.5.9", "heads": heads}, {"release": "0.5.23", "error": "ImportError"}]
     table = summary(runs, entries).splitlines()
     assert table[0] == "| head | 0.5.9 | 0.5.23 |" and table[2].endswith("| loads, agrees | did not run |")
+    assert table[3].endswith("| loads, disagrees (known) | did not run |")
+    assert table[4].endswith("| load error, DISAGREES | did not run |")
 
 
 def test_corpus_entries_and_build(tmp_path):

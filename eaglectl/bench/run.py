@@ -391,6 +391,8 @@ def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:
     argv = ["eaglectl", "serve", "--target", opts.target, "--draft", opts.draft]
     if opts.revision is not None:
         argv += ["--revision", opts.revision]
+    if opts.draft_config is not None:
+        argv += ["--draft-config", opts.draft_config]
     if opts.algorithm is not None:
         argv += ["--algorithm", opts.algorithm.value]
     if opts.aux_layer_ids is not None:

@@ -7,6 +7,11 @@ Layouts (see `Layout`):
 - hf: SpecForge / EAGLE-research directories, `config.json` + `model.safetensors` / `pytorch_model.bin`; a
   speculators-format config (vLLM's trainer) is recognised and flattened on read (`eaglectl.checkpoint.speculators`).
 - sglang-ready: an `hf`-style directory SGLang loads completely as it is (what `eaglectl export` writes).
+- specforge-training: SpecForge >= 0.2's `specforge train` output, `<run>-step<N>/training_state.pt` (the weights
+  are the payload's `draft_state_dict`) with the draft config found beside the run or given (`--draft-config`);
+  the run dir, a step dir, `<run>-latest` / `<run>-best` or the state file itself (`eaglectl.checkpoint.specforge`).
+  The older SpecForge dirs (`epoch_<E>/`, `epoch_<E>_step_<S>/`: config.json + model.safetensors beside an
+  optimizer-only training_state.pt) are `hf` dirs.
 - a Hugging Face repo id (`namespace/name`, one that reads as no local path: `eaglectl.hub`) is fetched into the
   Hub cache (only a drafter's files) and classified as any directory; `hub` is the layout of one `inspect` reads
   remotely instead (config.json, meta and safetensors headers; no weight data).
@@ -21,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eaglectl.checkpoint import EPOCH_DIR
+from eaglectl.checkpoint import EPOCH_DIR, LEGACY_EPOCH_DIR
+from eaglectl.checkpoint import specforge as sf
 from eaglectl.checkpoint.weights import (
     BIN_INDEX,
     MAX_SHARDS,
@@ -32,7 +38,7 @@ from eaglectl.checkpoint.weights import (
 )
 from eaglectl.engines.sglang import rules
 from eaglectl.enums import Algorithm, Layout
-from eaglectl.errors import CheckpointError, ConfigError
+from eaglectl.errors import CheckpointError, ConfigError, UsageError
 from eaglectl.hub import HubSource, expand_user, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 
@@ -91,6 +97,7 @@ class Checkpoint:
     raw_config: dict[str, Any] | None = field(default=None, repr=False)
     config_notes: list[str] = field(default_factory=list)
     config_problem: str | None = None
+    training: sf.TrainingState | None = None  # a SpecForge training checkpoint's state (step, run, provenance)
 
     @property
     def is_remote(self) -> bool:
@@ -99,10 +106,11 @@ class Checkpoint:
 
 
 def resolve(path: str | os.PathLike[str], *, load_meta: bool = True, revision: str | None = None,
-            headers_only: bool = False) -> Checkpoint:
+            headers_only: bool = False, draft_config: str | None = None) -> Checkpoint:
     """Classify `path` and open its config, weight headers and meta file. A Hub repo id is fetched first (only
     the files a drafter needs, at `revision`); with `headers_only` a safetensors repo is read remotely instead,
-    when the Hub can be reached."""
+    when the Hub can be reached. `draft_config`: the config of a checkpoint that keeps none (SpecForge >= 0.2
+    training checkpoints; refused for one that has its own)."""
     source = os.fspath(path)
     p = expand_user(source)
     try:
@@ -113,14 +121,15 @@ def resolve(path: str | os.PathLike[str], *, load_meta: bool = True, revision: s
     if not exists:
         if p.is_symlink():
             raise CheckpointError(f"{source}: broken symlink")
-        return _resolve_hub(source, hub_id(source), revision, load_meta=load_meta, headers_only=headers_only)
+        return _resolve_hub(source, hub_id(source), revision, load_meta=load_meta, headers_only=headers_only,
+                            draft_config=draft_config)
     if revision is not None:
         raise CheckpointError(f"{source}: --revision applies to a Hugging Face repo id; this is a local path")
-    return _resolve_local(source, p, load_meta=load_meta)
+    return _resolve_local(source, p, load_meta=load_meta, draft_config=draft_config)
 
 
 def _resolve_hub(source: str, repo_id: str, revision: str | None, *, load_meta: bool,
-                 headers_only: bool) -> Checkpoint:
+                 headers_only: bool, draft_config: str | None = None) -> Checkpoint:
     from eaglectl import hub
     from eaglectl.checkpoint.weights import remote_weights
 
@@ -128,9 +137,12 @@ def _resolve_hub(source: str, repo_id: str, revision: str | None, *, load_meta: 
     if remote is None:
         src = hub.fetch_drafter(repo_id, revision)
         assert src.snapshot is not None
-        ckpt = _resolve_local(source, src.snapshot, load_meta=load_meta)
+        ckpt = _resolve_local(source, src.snapshot, load_meta=load_meta, draft_config=draft_config)
         ckpt.hub_id, ckpt.hub = repo_id, src
         return ckpt
+    if draft_config is not None:
+        raise UsageError(f"--draft-config {draft_config}: {repo_id} has its own config.json; --draft-config is for "
+                         f"SpecForge training checkpoints, which keep none")
     ckpt = Checkpoint(source, Layout.hub, config_path=remote.config_path, hub_id=repo_id, hub=remote.source)
     _read_config(ckpt)
     ckpt.weights = remote_weights(remote.headers, remote.index_file, remote.weight_map)
@@ -139,9 +151,10 @@ def _resolve_hub(source: str, repo_id: str, revision: str | None, *, load_meta: 
     return ckpt
 
 
-def _resolve_local(source: str, p: Path, *, load_meta: bool) -> Checkpoint:
+def _resolve_local(source: str, p: Path, *, load_meta: bool, draft_config: str | None = None) -> Checkpoint:
     if p.is_file():
-        if p.name in (LEGACY_WEIGHTS, "config.json") or p.name in WEIGHT_FILES or p.suffix == ".safetensors":
+        if (p.name in (LEGACY_WEIGHTS, "config.json", sf.STATE_FILE) or p.name in WEIGHT_FILES
+                or p.suffix == ".safetensors"):
             p = p.parent
         else:
             raise CheckpointError(f"{source}: expected a checkpoint directory, got a file")
@@ -149,7 +162,10 @@ def _resolve_local(source: str, p: Path, *, load_meta: bool) -> Checkpoint:
         raise CheckpointError(f"{source}: directory is not readable")
     try:
         ckpt = _classify(source, p.resolve())
-        _open(ckpt, load_meta=load_meta)
+        if draft_config is not None and ckpt.layout is not Layout.specforge_training:
+            raise UsageError(f"--draft-config {draft_config}: {source} has its own config ({ckpt.config_path}); "
+                             f"--draft-config is for SpecForge training checkpoints, which keep none")
+        _open(ckpt, load_meta=load_meta, draft_config=draft_config)
     except OSError as exc:  # anything the specific checks did not foresee: still one line, naming the path
         raise CheckpointError(f"{exc.filename or source}: cannot access ({exc.strerror or exc})") from exc
     return ckpt
@@ -197,7 +213,12 @@ def _classify(source: str, p: Path) -> Checkpoint:
         if (inner / "config.json").is_file():
             return Checkpoint(source, Layout.nemo_consolidated, root=p, model_dir=inner,
                               config_path=inner / "config.json")
+    if sf.is_step_dir(p):  # SpecForge >= 0.2: the weights in training_state.pt, the config elsewhere
+        check_links(p, (sf.STATE_FILE,))
+        return Checkpoint(source, Layout.specforge_training, root=p, model_dir=p)
     latest = latest_epoch_dir(p)
+    if latest is None:
+        latest = sf.newest_step(p)  # a SpecForge >= 0.2 run dir: its -latest link, else its highest step
     if latest is not None:  # a training run's output dir: take its newest checkpoint
         return _classify(source, latest)
     if _has_weights(p) and not (p / "config.json").exists():
@@ -211,23 +232,26 @@ def _classify(source: str, p: Path) -> Checkpoint:
         raise CheckpointError(f"{source}: empty directory")
     raise CheckpointError(
         f"{source}: not a drafter checkpoint (found {', '.join(entries)}; expected config.json with "
-        f"model.safetensors / pytorch_model.bin, draft_model.pt, or an epoch_<E>_step_<S>/model/ directory)")
+        f"model.safetensors / pytorch_model.bin, draft_model.pt, an epoch_<E>_step_<S>/model/ directory or a "
+        f"SpecForge <run>-step<N>/training_state.pt)")
 
 
 def latest_epoch_dir(d: Path) -> Path | None:
-    """The newest `epoch_<E>_step_<S>` subdirectory (by epoch, then step), as NeMo numbers them."""
-    best: tuple[int, int] | None = None
-    found = None
+    """The newest `epoch_<E>_step_<S>` subdirectory (by epoch, then step), as NeMo and SpecForge before 0.2 number
+    them; when there is none, the newest `epoch_<E>` (SpecForge 0.1 saves one at the end of each epoch)."""
+    steps: list[tuple[tuple[int, int], Path]] = []
+    epochs: list[tuple[tuple[int, int], Path]] = []
     try:
         for entry in d.iterdir():
             m = EPOCH_DIR.match(entry.name)
             if m and entry.is_dir():
-                key = (int(m.group(1)), int(m.group(2)))
-                if best is None or key > best:
-                    best, found = key, entry
+                steps.append(((int(m.group(1)), int(m.group(2))), entry))
+            elif (m := LEGACY_EPOCH_DIR.match(entry.name)) and entry.is_dir():
+                epochs.append(((int(m.group(1)), 0), entry))
     except OSError:
         return None
-    return found
+    found = max(steps or epochs, default=None, key=lambda item: item[0])
+    return found[1] if found else None
 
 
 def weight_files(d: Path) -> tuple[list[Path], Path | None, dict[str, str] | None]:
@@ -248,7 +272,10 @@ def weight_files(d: Path) -> tuple[list[Path], Path | None, dict[str, str] | Non
     raise CheckpointError(f"{d}: no weight file (model.safetensors, pytorch_model.bin or a sharded index)")
 
 
-def _open(ckpt: Checkpoint, *, load_meta: bool) -> None:
+def _open(ckpt: Checkpoint, *, load_meta: bool, draft_config: str | None = None) -> None:
+    if ckpt.layout is Layout.specforge_training:
+        _open_specforge(ckpt, draft_config)
+        return
     assert ckpt.model_dir is not None and ckpt.config_path is not None
     if not ckpt.config_path.is_file():
         raise CheckpointError(f"{ckpt.model_dir}: missing config.json")
@@ -268,6 +295,38 @@ def _open(ckpt: Checkpoint, *, load_meta: bool) -> None:
         ckpt.meta = read_meta(meta_path)
     elif meta_path:
         ckpt.meta = Meta(path=meta_path, loaded=False)
+
+
+def _open_specforge(ckpt: Checkpoint, draft_config: str | None) -> None:
+    """A SpecForge >= 0.2 step: the weights from its training_state.pt (weights-only, mapped), the config from
+    `draft_config` or beside the run, the aux ids the run captured from its provenance record."""
+    assert ckpt.model_dir is not None
+    state_path = ckpt.model_dir / sf.STATE_FILE
+    tensors, state = sf.read_training_state(state_path)
+    ckpt.training = state
+    if state.capture_layers is not None and (problem := aux_ids_problem(state.capture_layers)):
+        raise CheckpointError(f"{state_path}: {sf.PROVENANCE_KEY} capture_layers {problem}")
+    ckpt.weights = open_weights([state_path], loaded={state_path: tensors})
+    choice = sf.find_draft_config(ckpt.model_dir, state, draft_config)
+    ckpt.config_path = choice.path
+    _read_config(ckpt)
+    notes = [f"SpecForge training checkpoint (step {state.step if state.step is not None else '?'}"
+             f"{f' of run {state.run_id}' if state.run_id else ''}): weights from {sf.STATE_FILE}, config from "
+             f"{choice.how} ({choice.path})", *state.notes]
+    if sf.config_changed(choice.path, state.draft_config_sha256):
+        notes.append(f"{choice.path} differs from the draft config the run hashed (sha256 "
+                     f"{state.draft_config_sha256[:12] if state.draft_config_sha256 else '?'}...): it changed since "
+                     f"training")
+    capture = state.capture_layers
+    recorded = aux_layer_ids_of(ckpt.config)
+    if capture is not None and (recorded is None or sorted(recorded) != sorted(capture)):
+        eagle_cfg = ckpt.config.get("eagle_config")
+        ckpt.config["eagle_config"] = {**(eagle_cfg if isinstance(eagle_cfg, dict) else {}),
+                                       "eagle_aux_hidden_state_layer_ids": list(capture)}
+        notes.append(f"eagle_config.eagle_aux_hidden_state_layer_ids: {recorded!r} -> {list(capture)!r} (the layers "
+                     f"the run captured, from {sf.STATE_FILE}'s provenance record"
+                     + ("; the draft config names others" if recorded is not None else "") + ")")
+    ckpt.config_notes = [*notes, *ckpt.config_notes]
 
 
 def load_meta(ckpt: Checkpoint) -> None:

@@ -595,8 +595,10 @@ def _offset_in_file(tensor: Any, mappings: tuple[tuple[int, int, int], ...], fd:
 
 
 # ------------------------------------------------------------------------------------------------ weight sets
-def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet:
-    """Open every shard lazily and check the index (if any) against what the shards hold."""
+def open_weights(files: list[Path], index_file: Path | None = None, *,
+                 loaded: dict[Path, dict[str, Any]] | None = None) -> WeightSet:
+    """Open every shard lazily and check the index (if any) against what the shards hold. `loaded`: the tensors
+    of a pickle already read with `load_pickle` (a training state whose weights sit under a key of their own)."""
     if not files:
         raise CheckpointError("no weight files")
     if len(files) > MAX_SHARDS:
@@ -609,8 +611,8 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
             part = read_safetensors_header(f)
             _check_safe_open(f)
         else:
-            loaded = tensor_dict(load_pickle(f), f)
-            ws._pickles[f] = loaded
+            tensors = loaded[f] if loaded is not None and f in loaded else tensor_dict(load_pickle(f), f)
+            ws._pickles[f] = tensors
             part = {}
             order = _stored_byte_order(f)
             native = order == sys.byteorder
@@ -619,7 +621,7 @@ def open_weights(files: list[Path], index_file: Path | None = None) -> WeightSet
             all_mappings = file_mappings(f)
             mappings = all_mappings if native else ()
             with open(f, "rb", buffering=0) as fh:
-                for k, v in loaded.items():
+                for k, v in tensors.items():
                     try:
                         part[k] = TensorInfo(k, torch_dtype_code(v.dtype), tuple(v.shape), f,
                                              data_offset=_offset_in_file(v, mappings, fh.fileno()))

@@ -18,6 +18,7 @@ from eaglectl.cli.options import (
     AuxLayerIdsOpt,
     ContextLengthOpt,
     DisableCudaGraphOpt,
+    DraftConfigOpt,
     DraftOpt,
     JsonOpt,
     MemFractionOpt,
@@ -52,6 +53,7 @@ def bench_command(
     target: ServedTargetOpt,
     draft: DraftOpt,
     revision: RevisionOpt = None,
+    draft_config: DraftConfigOpt = None,
     algorithm: AlgorithmOpt = None,
     aux_layer_ids: AuxLayerIdsOpt = None,
     steps: Annotated[str, typer.Option("--steps", metavar="N,N,...",
@@ -111,7 +113,8 @@ def bench_command(
     from eaglectl.bench.sweep import parse_config, parse_int_list
 
     opts = BenchOptions(
-        target=target, draft=draft, revision=revision, algorithm=algorithm, aux_layer_ids=aux_layer_ids,
+        target=target, draft=draft, revision=revision, draft_config=draft_config, algorithm=algorithm,
+        aux_layer_ids=aux_layer_ids,
         steps=parse_int_list(steps, option="--steps"),
         topks=parse_int_list(topk, option="--topk"),
         draft_tokens=parse_int_list(draft_tokens, option="--draft-tokens") if draft_tokens is not None else None,

@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable
 from enum import Enum
 
-from eaglectl.checkpoint import EPOCH_DIR
+from eaglectl.checkpoint import EPOCH_DIR, LEGACY_EPOCH_DIR, SPECFORGE_STEP_DIR
 from eaglectl.enums import Algorithm, Engine, ExportDType, ServeDType
 
-_FILE_MARKERS = ("config.json", "draft_model.pt")
+_FILE_MARKERS = ("config.json", "draft_model.pt", "training_state.pt")
 _DIR_MARKERS = ("model",)
 # Entries looked at per candidate directory: a TAB must stay instant beside a data dir of 10^5 files.
 _SCAN_LIMIT = 2000
@@ -45,7 +45,7 @@ def _scan(d: str) -> tuple[set[str], set[str], bool]:
 def _is_checkpoint(files: set[str], dirs: set[str]) -> bool:
     """The layouts `eaglectl.checkpoint.resolve.resolve` knows, judged by names only (no file is opened)."""
     return bool(files.intersection(_FILE_MARKERS) or dirs.intersection(_DIR_MARKERS)
-                or any(EPOCH_DIR.match(n) for n in dirs))
+                or any(EPOCH_DIR.match(n) or LEGACY_EPOCH_DIR.match(n) or SPECFORGE_STEP_DIR.match(n) for n in dirs))
 
 
 def _is_model_dir(files: set[str], dirs: set[str]) -> bool:
@@ -86,7 +86,8 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 
 
 def checkpoint_paths(incomplete: str) -> list[str]:
-    """Directories that look like drafter checkpoints (config.json, draft_model.pt, model/, epoch_*_step_*/)."""
+    """Directories that look like drafter checkpoints (config.json, draft_model.pt, training_state.pt, model/,
+    epoch_*_step_*/, epoch_*/, *-step*/)."""
     return _complete_dirs(incomplete, _is_checkpoint)
 
 

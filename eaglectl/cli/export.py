@@ -13,6 +13,7 @@ from eaglectl.cli.options import (
     AlgorithmOpt,
     AuxLayerIdsOpt,
     CheckpointArg,
+    DraftConfigOpt,
     ExportDTypeOpt,
     JsonOpt,
     RevisionOpt,
@@ -33,6 +34,7 @@ def export_command(
         help="Where to write: a new or empty directory, or an earlier eaglectl export (default: a new sglang/ "
              "directory beside the checkpoint's files; for a Hub repo id, ./<name>-sglang/ here).")] = None,
     revision: RevisionOpt = None,
+    draft_config: DraftConfigOpt = None,
     algorithm: AlgorithmOpt = None,
     aux_layer_ids: AuxLayerIdsOpt = None,
     dtype: ExportDTypeOpt = ExportDType.keep,
@@ -56,7 +58,8 @@ def export_command(
         report = export_checkpoint(
             path, output=output_dir, revision=revision, algorithm=algorithm, dtype=ExportDType(dtype).value,
             drop_embeddings=drop_embeddings, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
-            progress=progress, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None)
+            progress=progress, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None,
+            draft_config=draft_config)
     finish("export", report, as_json=json, render=lambda c: render_export(c, report), warnings=report.warnings)
 
 

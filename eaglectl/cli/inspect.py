@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from eaglectl import output
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import CheckpointArg, JsonOpt, RevisionOpt, TargetOpt
+from eaglectl.cli.options import CheckpointArg, DraftConfigOpt, JsonOpt, RevisionOpt, TargetOpt
 from eaglectl.errors import CheckFailedError
 from eaglectl.output import cell, safe
 
@@ -18,11 +18,11 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def inspect_command(path: CheckpointArg, target: TargetOpt = None, revision: RevisionOpt = None,
-                    json: JsonOpt = False) -> None:
+                    draft_config: DraftConfigOpt = None, json: JsonOpt = False) -> None:
     """Classify a drafter checkpoint and list what SGLang would get wrong (exit 1 on an error finding)."""
     from eaglectl.inspection.report import inspect_checkpoint
 
-    report = inspect_checkpoint(path, target=target, revision=revision)
+    report = inspect_checkpoint(path, target=target, revision=revision, draft_config=draft_config)
     failure = None
     if not report.ok:  # the findings say what; the JSON document also says that the run failed, as any failure does
         errors = [f.code for f in report.findings if f.severity.value == "error"]

@@ -78,6 +78,13 @@ RevisionOpt = Annotated[
                  help="Branch, tag or commit of a Hugging Face repo id given as the drafter (default: its main "
                       "branch).", show_default=False),
 ]
+DraftConfigOpt = Annotated[
+    str | None,
+    typer.Option("--draft-config", metavar="PATH", show_default=False,
+                 help="Draft config (JSON file, or a directory with config.json) of a SpecForge training checkpoint, "
+                      "which keeps none (default: the one its training state records, or a config.json beside the "
+                      "run)."),
+]
 TargetOpt = Annotated[
     str | None,
     typer.Option("--target", "-t", metavar="PATH_OR_ID",

@@ -17,6 +17,7 @@ from eaglectl.cli.options import (
     AuxLayerIdsOpt,
     ContextLengthOpt,
     DisableCudaGraphOpt,
+    DraftConfigOpt,
     DraftOpt,
     JsonOpt,
     MemFractionOpt,
@@ -44,6 +45,7 @@ def serve_command(
     target: ServedTargetOpt,
     draft: DraftOpt,
     revision: RevisionOpt = None,
+    draft_config: DraftConfigOpt = None,
     algorithm: AlgorithmOpt = None,
     aux_layer_ids: AuxLayerIdsOpt = None,
     num_steps: Annotated[int, typer.Option(
@@ -95,7 +97,8 @@ def serve_command(
     from eaglectl.serving.serve import serve
 
     opts = ServeOptions(
-        target=target, draft=draft, revision=revision, algorithm=algorithm, aux_layer_ids=aux_layer_ids,
+        target=target, draft=draft, revision=revision, draft_config=draft_config, algorithm=algorithm,
+        aux_layer_ids=aux_layer_ids,
         num_steps=num_steps, topk=topk,
         num_draft_tokens=num_draft_tokens, host=host, port=port, tp_size=tp_size, dtype=ServeDType(dtype),
         attention_backend=attention_backend, mem_fraction_static=mem_fraction_static, context_length=context_length,

@@ -9,7 +9,7 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import CheckpointArg, JsonOpt
+from eaglectl.cli.options import CheckpointArg, DraftConfigOpt, JsonOpt
 from eaglectl.output import safe
 
 if TYPE_CHECKING:
@@ -21,12 +21,13 @@ def token_map_command(
     output_file: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE",
         help="Where to write (default: speculative_token_map.pt in the checkpoint's outer directory).")] = None,
+    draft_config: DraftConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Write speculative_token_map.pt (int64 target ids in draft-row order), validated."""
     from eaglectl.export.token_map import write_token_map
 
-    report = write_token_map(path, output=output_file)
+    report = write_token_map(path, output=output_file, draft_config=draft_config)
     finish("token-map", report, as_json=json, render=lambda c: _render(c, report),
            warnings=[] if report.sglang_uses_it else [report.note])  # EAGLE-3: SGLang reads d2t instead
 

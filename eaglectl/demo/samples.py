@@ -1,7 +1,8 @@
 """Tiny but shape-consistent drafter checkpoints in every layout eaglectl reads (demo and tests).
 
 Generated on demand (never committed binaries): a 64-wide Llama-style EAGLE-3 head for an 8-layer target
-with a 512-token vocab and a 128-token draft vocab, plus EAGLE-1 and P-EAGLE variants.
+with a 512-token vocab and a 128-token draft vocab, plus EAGLE-1 and P-EAGLE variants, and a SpecForge training
+output (training_state.pt steps, no config.json beside them).
 """
 
 from __future__ import annotations
@@ -166,10 +167,46 @@ def d2t_t2d() -> dict[str, Any]:
     return {"d2t": _selected_ids() - torch.arange(DRAFT_VOCAB), "t2d": _selected_mask()}
 
 
+def save_specforge_run(d: Path, *, seed: int = 9, steps: tuple[int, ...] = (100, 200)) -> Path:
+    """SpecForge >= 0.2's `specforge train` output under `d`: `output/specforge-run-step<N>/training_state.pt` per
+    step (the weights are its `draft_state_dict`), the `specforge-run-latest` link, and the draft config the run
+    read, `d/config.json`, recorded (path and sha256) in the payload's provenance with the aux ids the run
+    captured. The config itself names no aux ids (a run-config override of them is written nowhere else).
+    Returns the run dir (`d/output`)."""
+    import hashlib
+    import os
+
+    import torch
+
+    output = d / "output"
+    output.mkdir(parents=True, exist_ok=True)
+    cfg_path = d / "config.json"
+    save_json(cfg_path, draft_config(architectures=["LlamaForCausalLMEagle3"], num_layers=1))
+    data = cfg_path.read_bytes()
+    identity = ("file-stat-v2", str(cfg_path.resolve()), ("sha256", "", len(data), hashlib.sha256(data).hexdigest()))
+    provenance = {"capture_layers": tuple(AUX_IDS), "draft_config": identity,
+                  "embedding_key": "model.embed_tokens.weight", "input_modality": "text",
+                  "lm_head_key": "lm_head.weight", "load_target_embedding": True,
+                  "source_identity_format": "stat-v2", "torch_dtype": "bfloat16"}
+    for i, step in enumerate(steps):
+        # SpecForge's state-dict order: the t2d / d2t buffers first; the frozen embedding left out
+        weights = {**d2t_t2d(), **dict(sorted(eagle3_tensors("midlayer.", "", seed=seed + i).items()))}
+        step_dir = output / f"specforge-run-step{step}"
+        step_dir.mkdir(exist_ok=True)
+        torch.save({"draft_state_dict": {"t2d": weights.pop("t2d"), "d2t": weights.pop("d2t"), **weights},
+                    "global_step": step, "epoch": 0, "strategy": "eagle3", "run_id": "specforge-run", "world_size": 1,
+                    "specforge_model_provenance": tuple(sorted(provenance.items()))}, step_dir / "training_state.pt")
+        link = output / "specforge-run-latest"
+        if link.is_symlink():
+            link.unlink()
+        os.symlink(step_dir.name, link)  # relative, repointed at every save, as SpecForge does
+    return output
+
+
 SAMPLE_DIRS = {"nemo-consolidated": "nemo-consolidated/epoch_0_step_100", "nemo-legacy-eagle3": "nemo-legacy-eagle3",
                "nemo-legacy-eagle": "nemo-legacy-eagle", "specforge": "specforge", "eagle-research": "eagle-research",
                "nemo-sharded": "nemo-sharded/epoch_1_step_200", "p-eagle": "p-eagle/epoch_0_step_10",
-               "target": "target"}
+               "specforge-training": "specforge-training/output", "target": "target"}
 
 
 def sample_paths(root: Path) -> dict[str, Path]:
@@ -236,6 +273,9 @@ def build_samples(root: Path) -> SampleSet:
                       "model.mask_hidden": torch.zeros(1, 3 * H, dtype=torch.bfloat16)})
     save_meta(d / "eagle_meta.pt")
     paths["p-eagle"] = d
+
+    # SpecForge >= 0.2 training output: the weights inside training_state.pt, the draft config beside the run.
+    paths["specforge-training"] = save_specforge_run(root / "specforge-training")
 
     # The target: its config (what --target checks and serve's preflight read) and random weights, so that
     # `probe-target --engine hf` runs on it (transformers loads it; no tokenizer: probe-target feeds token ids).

@@ -129,13 +129,14 @@ def default_output(ckpt: Checkpoint, plan: ExportPlan, *, force: bool = False) -
 def export_checkpoint(path: str, *, output: str | Path | None = None, revision: str | None = None,
                       algorithm: Algorithm | None = None, dtype: str = "keep", drop_embeddings: bool = False,
                       max_shard_size: str = DEFAULT_MAX_SHARD, force: bool = False, dry_run: bool = False,
-                      progress: ProgressFn | None = None, aux_layer_ids: list[int] | None = None) -> ExportReport:
+                      progress: ProgressFn | None = None, aux_layer_ids: list[int] | None = None,
+                      draft_config: str | None = None) -> ExportReport:
     """resolve -> plan (checked against SGLang's rules) -> write -> verify -> swap. A safetensors source with a
     meta file starts its kernel copy before the meta is read: reading it imports torch (about a second), which
     then runs beside the copy instead of before it."""
     t0 = time.monotonic()
     # A Hub id: its files fetched into the Hub cache, read from there. The meta is found, not read yet.
-    ckpt = resolve(path, revision=revision, load_meta=False)
+    ckpt = resolve(path, revision=revision, load_meta=False, draft_config=draft_config)
     reject_p_eagle(ckpt)
     early = None if dry_run else EarlyCopy.start(ckpt, output=output, algorithm=algorithm, dtype=dtype,
                                                  drop_embeddings=drop_embeddings, max_shard_size=max_shard_size,

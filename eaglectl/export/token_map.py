@@ -84,9 +84,10 @@ def is_own_token_map(data: bytes) -> bool:
     return token_map_bytes(torch.frombuffer(raw, dtype=torch.int64)) == data
 
 
-def write_token_map(path: str, *, output: str | Path | None = None) -> TokenMapReport:
+def write_token_map(path: str, *, output: str | Path | None = None,
+                    draft_config: str | None = None) -> TokenMapReport:
     t0 = time.monotonic()
-    ckpt = resolve(path)
+    ckpt = resolve(path, draft_config=draft_config)
     plan = build_plan(ckpt)
     refuse(ckpt, plan, only=("d2t-all-zero",))  # an unfilled d2t is no token map
     if plan.selected_ids is None and plan.algorithm is Algorithm.EAGLE:

@@ -114,8 +114,9 @@ class InspectReport:
         return not any(f.severity is Severity.error for f in self.findings)
 
 
-def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | None = None) -> InspectReport:
-    ckpt = resolve(path, revision=revision, headers_only=True)
+def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | None = None,
+                       draft_config: str | None = None) -> InspectReport:
+    ckpt = resolve(path, revision=revision, headers_only=True, draft_config=draft_config)
     report = InspectReport(source=ckpt.source, layout=ckpt.layout, paths=_paths(ckpt), hub=ckpt.hub)
     if ckpt.is_remote:
         report.findings.append(remote_finding(ckpt))

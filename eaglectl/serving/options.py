@@ -15,6 +15,7 @@ class ServeOptions:
     target: str
     draft: str
     revision: str | None = None  # of a Hub drafter
+    draft_config: str | None = None  # the config of a drafter that keeps none (SpecForge training checkpoints)
     algorithm: Algorithm | None = None
     aux_layer_ids: tuple[int, ...] | None = None  # pinned on export for an EAGLE-3 head that records none
     num_steps: int = 3

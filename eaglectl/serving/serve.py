@@ -107,7 +107,8 @@ def prepare(opts: ServeOptions) -> ServeResult:
                      f"above 65535; use a port below 55536 or set SGLANG_GRPC_PORT")
     env: dict[str, str] = {}
     target = load_target(opts.target)  # first: a mistyped target fails before a Hub drafter is downloaded
-    ckpt = resolve(opts.draft, revision=opts.revision)  # a Hub id: fetched into the Hub cache, then as any dir
+    # a Hub id: fetched into the Hub cache, then as any dir
+    ckpt = resolve(opts.draft, revision=opts.revision, draft_config=opts.draft_config)
     algorithm = opts.algorithm
     token_map: str | None = None
     exported: str | None = None

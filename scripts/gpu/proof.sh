@@ -20,3 +20,5 @@ set -o pipefail
 date -u +"start %FT%TZ" | tee $OUT/pytest.txt
 python -m pytest -m gpu "${tests[@]}" -s -p no:cacheprovider -q 2>&1 | tail -120 | tee -a $OUT/pytest.txt
 date -u +"end %FT%TZ" | tee -a $OUT/pytest.txt
+# ORACLE=1: then the SGLang differential oracle on the same machine (scripts/gpu/oracle.sh, into $OUT).
+if [ "${ORACLE:-0}" = 1 ]; then bash scripts/gpu/oracle.sh; fi

@@ -43,6 +43,7 @@ from tests.hostile import (  # noqa: F401
     pickle_limits,
     values,
     targets,
+    specforge,
 )
 from tests.hostile.pickle_limits import pickle_bomb_bytes, rewrite_zip
 # isort: on

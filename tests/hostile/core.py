@@ -44,6 +44,7 @@ def build_bases(root: Path) -> Bases:
         save_legacy_eagle3,
         save_meta,
         save_safetensors,
+        save_specforge_run,
         save_two_shards,
     )
     from eaglectl.export.exporter import export_checkpoint
@@ -69,7 +70,11 @@ def build_bases(root: Path) -> Bases:
     save_json(d / "config.json", draft_config(**stale))
     bases["sharded"] = d
 
-    for key in ("st", "pt", "sharded"):
+    # SpecForge >= 0.2 training output: the run dir (output/); its draft config lies beside it, at the absolute path
+    # the payload's provenance record names (a copy of the run still finds this one).
+    bases["specforge"] = save_specforge_run(root / "specforge", steps=(100,))
+
+    for key in ("st", "pt", "sharded", "specforge"):
         export_checkpoint(str(bases[key]))
         write_token_map(str(bases[key]))
 

@@ -7,8 +7,8 @@ GPU driver scripts/gpu/oracle.sh (through `main`):
     python -m tests.oracle.driver --corpus DIR --installed [--json OUT]     # the SGLang of this interpreter
 
 The harness runs once per release over every head (SGLang's import costs 10-20 s; a head well under a second),
-in a subprocess of the interpreter that can import SGLang. Exit 1 when any head disagrees, 2 when a release
-could not run at all.
+in a subprocess of the interpreter that can import SGLang. Exit 1 when a head disagrees in a way not listed in
+tests/oracle/known.py, 2 when a release could not run at all.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 from eaglectl.enums import Algorithm
 from tests.oracle.compare import Disagreement, compare
 from tests.oracle.corpus import Entry, ensure_corpus
+from tests.oracle.known import KNOWN
 
 HARNESS = Path(__file__).with_name("harness.py")
 RELEASES_ENV, PYTHON_ENV, STUB_ENV = "EAGLECTL_ORACLE_RELEASES", "EAGLECTL_ORACLE_PYTHON", "EAGLECTL_ORACLE_TRITON_STUB"
@@ -61,14 +62,21 @@ def run_harness(heads: list[Path], *, python: str, src: str | None, installed: b
         cmd += ["--installed"] if installed else ["--sglang-src", str(src)]
         cmd += [str(h) for h in heads]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired as e:
+            stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+            return {"error": f"harness still running after {timeout:.0f} s", "traceback": stderr.splitlines()[-20:],
+                    "results": []}
         if log is not None:
             log.write_text(proc.stderr)
         if not out.exists():
-            return {"error": f"harness exited {proc.returncode} without output", "stderr_tail":
+            return {"error": f"harness exited {proc.returncode} without output", "traceback":
                     proc.stderr.splitlines()[-20:], "results": []}
         doc: dict[str, Any] = json.loads(out.read_text())
         doc["returncode"] = proc.returncode
+        if proc.returncode not in (0, 1) and "error" not in doc:  # died part-way: `doc` is what it had written
+            doc["died"] = f"harness exited {proc.returncode}: " + " | ".join(proc.stderr.splitlines()[-3:])
         return doc
 
 
@@ -97,20 +105,34 @@ def outcome(result: dict[str, Any] | None) -> str:
 
 
 def run_release(label: str, src: str | None, entries: list[Entry], root: Path, *, python: str,
-                installed: bool = False, device: str = "auto", log_dir: Path | None = None) -> dict[str, Any]:
+                installed: bool = False, device: str = "auto", log_dir: Path | None = None,
+                timeout: float = 900) -> dict[str, Any]:
     """Harness over the whole corpus for one release, each head compared: a JSON-ready record."""
     t0 = time.time()
     log = (log_dir / f"harness-{label}.log") if log_dir else None
     doc = run_harness([root / e.path for e in entries], python=python, src=src, installed=installed, device=device,
-                      log=log)
+                      log=log, timeout=timeout)
     release = label if label != "installed" else str(doc.get("versions", {}).get("sglang") or label)
     results = by_head(doc, entries, root)
+    missing = [e for e in entries if e.name not in results]
+    if missing and "t_import" in doc:
+        # SGLang imported but the shared process died part-way (a crash no exception catches): the heads it did
+        # not reach, one process each
+        doc.setdefault("setup", {})["fallback"] = (f"{len(missing)} head(s) rerun one process each "
+                                                   f"({doc.get('died', 'no record')})")
+        for e in missing:
+            one = run_harness([root / e.path], python=python, src=src, installed=installed, device=device,
+                              timeout=timeout)
+            results.update(by_head(one, entries, root))
+        doc.pop("error", None)
     heads = {}
     for e in entries:
         r = results.get(e.name)
+        found = check_head(e, root, release, r) if not doc.get("error") else []
         heads[e.name] = {"kind": e.kind, "rule": e.rule, "sglang": outcome(r),
-                         "disagreements": [str(d) for d in check_head(e, root, release, r)] if not doc.get("error")
-                         else ["harness did not run"], "result": r}
+                         "disagreements": [str(d) for d in found] if not doc.get("error") else ["harness did not run"],
+                         "subjects": [d.subject for d in found],
+                         "known": [str(d) for d in found if (e.name, d.subject) in KNOWN], "result": r}
     return {"release": release, "source": src or "installed", "device": doc.get("device"),
             "versions": doc.get("versions"), "stubs": doc.get("stubs"), "setup": doc.get("setup"),
             "error": doc.get("error"), "traceback": doc.get("traceback"), "t_import": doc.get("t_import"),
@@ -128,7 +150,9 @@ def summary(runs: list[dict[str, Any]], entries: list[Entry]) -> str:
                 cells.append("did not run")
                 continue
             h = r["heads"][e.name]
-            cells.append(f"{h['sglang']}, {'agrees' if not h['disagreements'] else 'DISAGREES'}")
+            new = [d for d in h["disagreements"] if d not in h.get("known", [])]
+            cells.append(f"{h['sglang']}, " + ("DISAGREES" if new else "disagrees (known)" if h["disagreements"]
+                                               else "agrees"))
         lines.append(f"| {e.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -144,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None, help="write every record (harness output included) here")
     ap.add_argument("--logs", default=None, help="folder for the harness's stderr, one file per release")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds one harness process may take")
     args = ap.parse_args(argv)
     root = Path(args.corpus)
     t0 = time.time()
@@ -157,12 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     if logs:
         logs.mkdir(parents=True, exist_ok=True)
     runs = [run_release(label, src, entries, root, python=args.python, installed=args.installed,
-                        device=args.device, log_dir=logs) for label, src in releases]
+                        device=args.device, log_dir=logs, timeout=args.timeout) for label, src in releases]
     table = summary(runs, entries)
     print(table)
     bad = [d for r in runs for h in r["heads"].values() for d in h["disagreements"]]
+    known = {d for r in runs for h in r["heads"].values() for d in h.get("known", [])}
     for d in bad:
-        print(f"DISAGREEMENT {d}")
+        print(f"{'KNOWN DISAGREEMENT' if d in known else 'DISAGREEMENT'} {d}")
     for r in runs:
         print(f"SGLang {r['release']} ({r['source']}, {r['device']}): {r['seconds']} s" +
               (f"; did not run: {r['error']}" if r.get("error") else ""))
@@ -172,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                                               indent=1, default=str) + "\n")
     if any(r.get("error") for r in runs):
         return 2
-    return 1 if bad else 0
+    return 1 if set(bad) - known else 0
 
 
 if __name__ == "__main__":

@@ -388,7 +388,7 @@ def run_head(session: Session, draft_dir: str) -> dict[str, Any]:
         out.update(report(model, hf, params, hits, load_errors, stored_shapes))
         out["after_worker_init_lm_head"] = worker_sharing(model, hf, arch, session.device)
         out["stage"] = "done"
-    except Exception as e:
+    except Exception as e:  # a start-up failure is a result, not a harness failure
         out["error"] = f"{type(e).__name__}: {e}"
         out["traceback"] = traceback.format_exc().splitlines()[-8:]
     out["seconds"] = round(time.time() - t0, 3)
@@ -601,6 +601,22 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"mode": "installed" if args.installed else f"source {args.sglang_src}", "results": []}
     session = Session(args)
     code = 0
+
+    def flush(final: bool = False) -> None:
+        """Write the document (`--out`: after the import and after every head, so that a process that dies
+        part-way still tells what it did; stdout: once, at the end)."""
+        doc["stubs"] = session.stubs
+        doc["stub_modules_used"] = sorted(session.finder.used) if session.finder else []
+        doc["setup"] = session.setup
+        doc["seconds"] = round(time.time() - t0, 2)
+        if args.out:
+            tmp = f"{args.out}.part"
+            with open(tmp, "w") as f:
+                f.write(json.dumps(doc, indent=1, default=str) + "\n")
+            os.replace(tmp, args.out)
+        elif final:
+            print(json.dumps(doc, indent=1, default=str))
+
     try:
         session.import_sglang()
         import torch
@@ -610,27 +626,20 @@ def main(argv: list[str] | None = None) -> int:
         doc["device"] = session.device
         doc["versions"] = session.versions()
         doc["t_import"] = round(time.time() - t0, 2)
+        flush()
         drafts = list(args.drafts)
         if args.probe:
             drafts.append(probe_head(tempfile.mkdtemp(prefix="eaglectl-oracle-probe-")))
         for d in drafts:
             doc["results"].append(run_head(session, d))
+            flush()
         if args.probe and doc["results"][-1].get("stage") != "done":
             code = 1
-    except Exception as e:
+    except Exception as e:  # SGLang could not be imported or set up at all
         doc["error"] = f"{type(e).__name__}: {e}"
         doc["traceback"] = traceback.format_exc().splitlines()[-12:]
         code = 1
-    doc["stubs"] = session.stubs
-    doc["stub_modules_used"] = sorted(session.finder.used) if session.finder else []
-    doc["setup"] = session.setup
-    doc["seconds"] = round(time.time() - t0, 2)
-    text = json.dumps(doc, indent=1, default=str)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    else:
-        print(text)
+    flush(final=True)
     if code:
         print(doc.get("error") or f"probe head did not load: {doc['results'][-1].get('error')}", file=sys.stderr)
     return code

@@ -340,7 +340,8 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
         sim.ignored_config = ignored_config(cfg, algorithm, version, shapes)
         from_target = {"model.embed_tokens.weight"} if embeddings_shared(cfg) else set()
         if not d.tie_embeddings and d.draft_vocab is None:
-            from_target.add("lm_head.weight")
+            # set_embed_and_head: the head and the embeddings, whatever target_hidden_size says
+            from_target |= {"lm_head.weight", "model.embed_tokens.weight"}
         unused = [re.compile(p) for p in r.unused_params.value]
         zeros = [re.compile(p) for p in common.zero_initialised.value]
         if as_object(cfg.get("eagle_config")).get("use_aux_hidden_state", True) is False:
