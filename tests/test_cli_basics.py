@@ -158,3 +158,46 @@ def test_a_non_finite_mem_fraction_static_is_a_usage_error(cli, samples, command
     assert result.exit_code == 2, result.stdout
     error = json.loads(result.stdout)["error"]
     assert "--mem-fraction-static" in error["message"] and "not a finite number" in error["message"]
+
+
+# --- hints name only options of the command that shows them ---------------------------------------------------------
+def _undetectable_head(samples, tmp_path):
+    """A head whose algorithm cannot be told (no fc, no layer-0 q_proj, no EAGLE architecture name)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    d = tmp_path / "head"
+    shutil.copytree(samples["specforge"], d)
+    weights = {k: v for k, v in load_file(d / "model.safetensors").items()
+               if not k.startswith("fc.") and "q_proj" not in k}
+    save_file(weights, d / "model.safetensors", metadata={"format": "pt"})
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "architectures": ["LlamaForCausalLM"]}))
+    return d
+
+
+def test_inspect_says_whose_option_algorithm_is(cli, samples, tmp_path):
+    d = _undetectable_head(samples, tmp_path)
+    result = cli("inspect", d, "--json")
+    finding = next(f for f in json.loads(result.stdout)["result"]["findings"] if f["code"] == "unservable")
+    assert "pass --algorithm" in finding["message"]
+    assert "--algorithm is an option of `eaglectl export`, `eaglectl serve` and `eaglectl bench`, not of " \
+           "`eaglectl inspect`" in finding["message"]
+    result = cli("export", d, "-o", tmp_path / "out")  # export has it: nothing added
+    assert result.exit_code == 1 and "pass --algorithm" in result.stderr and "not of `eaglectl" not in result.stderr
+
+
+def test_serve_says_whose_option_output_is(cli, samples, tmp_path):
+    import shutil
+
+    d = tmp_path / "legacy"
+    shutil.copytree(samples["nemo-legacy-eagle3"], d)
+    (d / "sglang").mkdir()
+    (d / "sglang" / "notes.txt").write_text("mine")
+    result = cli("serve", "--target", samples["target"], "--draft", d, "--print-only")
+    assert result.exit_code == 1
+    hint = next(line for line in result.stderr.splitlines() if line.startswith("hint:"))
+    assert "--output is an option of `eaglectl export` and `eaglectl token-map`, not of `eaglectl serve`" in hint
+    result = cli("export", d)  # export has --output: its hint stays as it was
+    assert "pass --output with a new or empty directory" in result.stderr and "not of `eaglectl" not in result.stderr

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from eaglectl import __version__, output
-from eaglectl.cli import bench, demo, export, inspect, probe_target, serve, token_map
+from eaglectl.cli import bench, demo, export, finish, inspect, probe_target, serve, token_map
 from eaglectl.errors import EaglectlError, UsageError
 
 
@@ -55,6 +55,8 @@ class EaglectlGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         restore = _terminate_like_interrupt()
+        finish.COMMAND_OPTIONS.update({name: frozenset(o for p in cmd.params for o in p.opts if o.startswith("--"))
+                                       for name, cmd in self.commands.items()})
         try:
             return super().invoke(ctx)
         except Terminated as exc:  # SIGTERM / SIGHUP: cleaned up on the way here, as Ctrl-C is
@@ -65,6 +67,8 @@ class EaglectlGroup(TyperGroup):
         except EaglectlError as exc:
             if isinstance(exc, UsageError) and exc.hint is None:  # as Click's own usage errors
                 exc.hint = f"see `eaglectl {self._command} --help`"
+            if (note := finish.foreign_options(f"{exc} {exc.hint or ''}", self._command)) is not None:
+                exc.hint = f"{exc.hint} ({note})" if exc.hint else note  # an option another command has
             if output.debug_enabled():
                 traceback.print_exc(file=sys.stderr)
             output.error(str(exc), exc.hint, multiline=exc.multiline)
