@@ -127,7 +127,7 @@ def test_usage_error_without_json_keeps_typers_message(cli):
 
 def test_json_inspect_error_finding_has_report_and_error(cli, samples):
     result = cli("inspect", samples["p-eagle"], "--json")
-    assert result.exit_code == 1 and result.stderr == ""  # findings are the report, not an error line
+    assert result.exit_code == 1 and result.stderr.startswith("error: 1 error finding(s): p-eagle")
     doc = json.loads(result.stdout)
     assert doc["ok"] is False and doc["result"]["findings"]
     assert doc["error"]["type"] == "CheckFailedError" and "p-eagle" in doc["error"]["message"]
