@@ -201,3 +201,32 @@ def test_serve_says_whose_option_output_is(cli, samples, tmp_path):
     assert "--output is an option of `eaglectl export` and `eaglectl token-map`, not of `eaglectl serve`" in hint
     result = cli("export", d)  # export has --output: its hint stays as it was
     assert "pass --output with a new or empty directory" in result.stderr and "not of `eaglectl" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("bench", "--target", "TARGET", "--draft", "SAMPLE", "--config", "3,1", "--print-only"), "STEPS,TOPK"),
+    (("bench", "--target", "TARGET", "--draft", "SAMPLE", "--resume", "--print-only"), "--resume needs --results"),
+    (("inspect", "SAMPLE", "--revision", "main"), "--revision applies to a Hugging Face repo id"),
+    (("export", "SAMPLE", "--revision", "main"), "--revision applies to a Hugging Face repo id"),
+    (("serve", "--target", "TARGET", "--draft", "SAMPLE", "--print-only", "--", "--speculative-num-steps", "5"),
+     "would override --speculative-num-steps"),
+    (("bench", "--target", "TARGET", "--draft", "SAMPLE", "--print-only", "--", "--speculative-eagle-topk", "2"),
+     "would override --speculative-eagle-topk"),
+])
+def test_command_line_mistakes_are_usage_errors_exit_2(cli, samples, args, said):
+    names = {"SAMPLE": str(samples["specforge"]), "TARGET": str(samples["target"])}
+    argv = [names.get(a, a) for a in args]
+    argv.insert(argv.index("--") if "--" in argv else len(argv), "--json")  # after `--`, it would be SGLang's
+    result = cli(*argv)
+    assert result.exit_code == 2, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] in ("UsageError", "SweepError", "OverrideError") and said in error["message"]
+    assert error["exit_code"] == 2
+
+
+@pytest.mark.parametrize("args", [("--version", "--json"), ("--json", "--version"), ("-V", "--json")])
+def test_version_in_json_is_an_envelope(cli, args):
+    result = cli(*args)
+    assert result.exit_code == 0, result.stdout
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True and doc["result"] == {"version": __version__} and doc["schema_version"] == 1

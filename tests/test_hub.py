@@ -188,7 +188,7 @@ def test_a_snapshot_without_weights_says_so_offline(cli, hub_cache, samples):
 
 def test_revision_is_for_hub_ids_only(cli, samples):
     result = cli("export", samples["specforge"], "--revision", "main")
-    assert result.exit_code == 1 and "--revision applies to a Hugging Face repo id" in result.stderr
+    assert result.exit_code == 2 and "--revision applies to a Hugging Face repo id" in result.stderr
 
 
 def test_hub_target_is_checked_from_the_cache_or_said_unchecked(cli, cached, samples):

@@ -31,7 +31,7 @@ from eaglectl.checkpoint.weights import (
     read_index,
 )
 from eaglectl.enums import Algorithm, Layout
-from eaglectl.errors import CheckpointError, ConfigError
+from eaglectl.errors import CheckpointError, ConfigError, UsageError
 from eaglectl.hub import HubSource, expand_user, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 
@@ -113,7 +113,7 @@ def resolve(path: str | os.PathLike[str], *, load_meta: bool = True, revision: s
             raise CheckpointError(f"{source}: broken symlink")
         return _resolve_hub(source, hub_id(source), revision, load_meta=load_meta, headers_only=headers_only)
     if revision is not None:
-        raise CheckpointError(f"{source}: --revision applies to a Hugging Face repo id; this is a local path")
+        raise UsageError(f"{source}: --revision applies to a Hugging Face repo id; this is a local path")
     return _resolve_local(source, p, load_meta=load_meta)
 
 

@@ -33,6 +33,12 @@ class EaglectlGroup(TyperGroup):
         output.reset()
         self._json = wants_json(argv)
         self._command = next((a for a in argv if a in self.commands), None)
+        before = argv[:argv.index(self._command)] if self._command else argv
+        if self._json and ("--version" in before or "-V" in before):  # `--version --json`: the version as a document
+            output.write_json(output.envelope(None, {"version": __version__}))
+            if not standalone_mode:
+                return 0
+            sys.exit(0)
         if not self._json:
             return super().main(argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
         # Typer would print a usage error as a box and exit before any command runs: take it back here.
