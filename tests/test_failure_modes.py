@@ -380,7 +380,7 @@ def test_context_length_is_owned_only_when_eaglectl_sets_it(cli, samples):
     base = ["serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only"]
     assert cli(*base, "--", "--context-length", "1024").exit_code == 0
     result = cli(*base, "--context-length", "2048", "--", "--context-length", "1024")
-    assert result.exit_code == 1 and "eaglectl serve --context-length" in result.stderr
+    assert result.exit_code == 2 and "eaglectl serve --context-length" in result.stderr  # a usage error
 
 
 def test_overridden_flag_rules():
