@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ class EaglectlGroup(TyperGroup):
         self._json = wants_json(argv)
         self._command = next((a for a in argv if a in self.commands), None)
         before = argv[:argv.index(self._command)] if self._command else argv
+        if "--install-completion" in before and "_EAGLECTL_COMPLETE" not in os.environ:
+            return self._install_completion(before, standalone_mode)
         if self._json and ("--version" in before or "-V" in before):  # `--version --json`: the version as a document
             output.write_json(output.envelope(None, {"version": __version__}))
             if not standalone_mode:
@@ -55,6 +58,26 @@ class EaglectlGroup(TyperGroup):
             code = 1
             output.error("aborted")
             output.emit_failure(self._command, exc, exit_code=code, message="aborted")
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+    def _install_completion(self, before: list[str], standalone_mode: bool) -> int:
+        """`--install-completion [SHELL]`: the script eaglectl ships (Typer's stock one plus eaglectl's fixes, see
+        docs/completion.md), put where Typer's own installer puts its stock script."""
+        from eaglectl.cli.complete import SHELLS, install_completion
+
+        at = before.index("--install-completion")
+        shell = before[at + 1] if at + 1 < len(before) and before[at + 1] in SHELLS else None
+        try:
+            shell, path = install_completion(shell)
+        except EaglectlError as exc:
+            output.error(str(exc), exc.hint)
+            code = exc.exit_code
+        else:
+            print(f"{shell} completion installed in {path}")
+            print("Completion will take effect once you restart the terminal")
+            code = 0
         if not standalone_mode:
             return code
         sys.exit(code)
