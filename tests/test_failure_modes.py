@@ -361,7 +361,7 @@ def test_speculators_ids_on_a_deepseek_verifier(tmp_path):
 ])
 def test_serve_refuses_passthrough_that_overrides_its_own_flags(cli, samples, args, option):
     result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only", "--", *args)
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code == 2 and result.stdout == ""  # a usage error
     lines = result.stderr.splitlines()
     assert lines[0].startswith("error:") and "would override" in lines[0]
     assert any(line.startswith("hint:") and f"eaglectl serve {option}" in line for line in lines)
@@ -380,7 +380,7 @@ def test_context_length_is_owned_only_when_eaglectl_sets_it(cli, samples):
     base = ["serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only"]
     assert cli(*base, "--", "--context-length", "1024").exit_code == 0
     result = cli(*base, "--context-length", "2048", "--", "--context-length", "1024")
-    assert result.exit_code == 1 and "eaglectl serve --context-length" in result.stderr
+    assert result.exit_code == 2 and "eaglectl serve --context-length" in result.stderr  # a usage error
 
 
 def test_overridden_flag_rules():

@@ -147,3 +147,14 @@ def test_a_closed_stdout_ends_with_the_exit_code_of_the_run(sample_root, tmp_pat
         assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
         assert ("error:" in proc.stderr) == (code == 1)
     assert (out / "model.safetensors").is_file()
+
+
+def test_readme_gives_the_cpu_index_for_torch_and_keeps_its_commands():
+    """PyPI's Linux torch wheels pull CUDA: the prose names the CPU index, while the two commands (CI runs the test
+    one literally) stay as they are."""
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in readme
+    assert "keeps pip from pulling a multi-GB CUDA build" not in readme  # it does pull one on Linux
+    for command in ('pip install torch==2.13.0 && pip install -e . && eaglectl demo',
+                    'pip install torch==2.13.0 && pip install -e ".[test]" && pytest'):
+        assert f"python3 -m venv .venv && . .venv/bin/activate && {command}\n```" in readme

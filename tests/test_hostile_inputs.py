@@ -83,7 +83,7 @@ def check_failure(case: Case, command: str, args: list[str], code: int, stdout: 
     lines = [line for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error:")]
     if command == "inspect" and case.inspect_finding:
-        assert not errors, where
+        assert len(errors) == 1 and "error finding(s):" in errors[0], where  # the report, then one error line
         if "--json" in args:
             doc = json.loads(stdout)
             assert doc["ok"] is False, where
@@ -104,8 +104,13 @@ def check_failure(case: Case, command: str, args: list[str], code: int, stdout: 
         assert stdout == "", where
 
 
+AS_STORED = "error: 1 error finding(s): loads-nothing"  # a NeMo base (draft_model.*) as stored: export fixes it
+
+
 def check_success(case: Case, command: str, args: list[str], code: int, stdout: str, stderr: str) -> None:
     where = f"{case.name}: eaglectl {' '.join(args)}\nstdout: {stdout[-2000:]}\nstderr: {stderr[-3000:]}"
+    if command == "inspect" and code == 1 and AS_STORED in stderr:
+        code, stderr = 0, stderr.replace(AS_STORED, "")
     assert code == 0 and "Traceback" not in stderr, where
     assert "error:" not in stderr, where
     if case.warning and command == "inspect" and "--json" in args:
@@ -238,7 +243,10 @@ def test_previous_export_survives_a_corrupted_source(cli, bases, tmp_path):
 def test_bases_are_healthy(cli, bases, key):
     """The corpus breaks healthy checkpoints: make sure they are."""
     result = cli("inspect", bases[key])
-    assert result.exit_code == 0, result.stdout + result.stderr
+    if key == "pt":  # NeMo's draft_model.* names: SGLang loads none of them as stored (export renames them)
+        assert result.exit_code == 1 and result.stderr.startswith(AS_STORED), result.stdout + result.stderr
+    else:
+        assert result.exit_code == 0, result.stdout + result.stderr
 
 
 def test_non_finite_finding_names_the_tensors(cli, bases, tmp_path):
@@ -335,7 +343,8 @@ def test_a_checkpoint_in_a_directory_named_in_other_bytes_than_utf8(cli, bases, 
     for args in (["inspect", ck], ["inspect", ck, "--json"], ["export", ck, "--force"], ["token-map", ck],
                  ["serve", "--target", target, "--draft", ck, "--print-only"]):
         result = cli(*args)
-        assert result.exit_code == 0 and "Traceback" not in result.stderr, (args, result.stderr)
+        as_stored = args[0] == "inspect" and key == "pt" and AS_STORED in result.stderr  # draft_model.* names
+        assert result.exit_code == (1 if as_stored else 0) and "Traceback" not in result.stderr, (args, result.stderr)
         assert "corrupt" not in result.stderr and "not a readable" not in result.stderr
     assert (ck / "sglang" / "model.safetensors").is_file()
 

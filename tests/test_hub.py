@@ -102,7 +102,7 @@ def test_cached_drafter_goes_through_inspect_export_and_serve(cli, cached, sampl
     before = tree_bytes(cached)
     code, doc = run_json(cli, "inspect", "org/eagle3-legacy", "--target", "org/target")
     result = doc["result"]
-    assert code == 0 and result["layout"] == "nemo-legacy" and result["source"] == "org/eagle3-legacy"
+    assert code == 1 and result["layout"] == "nemo-legacy" and result["source"] == "org/eagle3-legacy"
     assert result["hub"]["commit"] == COMMIT and not result["hub"]["headers_only"]
     local = run_json(cli, "inspect", samples["nemo-legacy-eagle3"], "--target", samples["target"])[1]["result"]
     assert result["loader_as_is"] == local["loader_as_is"] and result["tensors"] == local["tensors"]
@@ -155,7 +155,8 @@ def test_revision_picks_the_cached_commit(cli, cached, samples):
                                      (OTHER, OTHER, "sglang-ready")):
         args = ("--revision", revision) if revision else ()
         code, doc = run_json(cli, "inspect", "org/eagle3-legacy", *args)
-        assert code == 0 and doc["result"]["hub"]["commit"] == commit and doc["result"]["layout"] == layout
+        assert code == (1 if layout == "nemo-legacy" else 0)  # as stored, SGLang loads nothing of a NeMo head
+        assert doc["result"]["hub"]["commit"] == commit and doc["result"]["layout"] == layout
         assert doc["result"]["hub"]["revision"] == revision
 
 
@@ -187,7 +188,7 @@ def test_a_snapshot_without_weights_says_so_offline(cli, hub_cache, samples):
 
 def test_revision_is_for_hub_ids_only(cli, samples):
     result = cli("export", samples["specforge"], "--revision", "main")
-    assert result.exit_code == 1 and "--revision applies to a Hugging Face repo id" in result.stderr
+    assert result.exit_code == 2 and "--revision applies to a Hugging Face repo id" in result.stderr
 
 
 def test_hub_target_is_checked_from_the_cache_or_said_unchecked(cli, cached, samples):
@@ -364,7 +365,7 @@ def test_inspect_of_pickled_weights_downloads_them(cli, hub_cache, samples, onli
     calls: list = []
     _fake_hub(monkeypatch, {n: snapshot / n for n in cache_dir_of(d)}, None, calls, snapshot=snapshot)
     code, doc = run_json(cli, "inspect", "org/legacy")
-    assert code == 0 and doc["result"]["layout"] == "nemo-legacy" and not doc["result"]["hub"]["headers_only"]
+    assert code == 1 and doc["result"]["layout"] == "nemo-legacy" and not doc["result"]["hub"]["headers_only"]
     assert [c[0] for c in calls] == ["model_info", "snapshot_download"]
 
 
@@ -421,10 +422,10 @@ def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unr
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
     monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", unreachable)
     monkeypatch.chdir(tmp_path)
-    code, doc = run_json(cli, "inspect", "org/eagle3-legacy")
+    code, doc = run_json(cli, "inspect", "org/eagle3-ready")
     assert code == 0, doc
-    assert calls and doc["result"]["layout"] == "nemo-legacy" and doc["result"]["hub"]["commit"] == COMMIT
-    local = run_json(cli, "inspect", samples["nemo-legacy-eagle3"])[1]["result"]
+    assert calls and doc["result"]["layout"] == "sglang-ready" and doc["result"]["hub"]["commit"] == COMMIT
+    local = run_json(cli, "inspect", samples["specforge"])[1]["result"]
     assert doc["result"]["tensors"] == local["tensors"]
     assert run_json(cli, "export", "org/eagle3-legacy", "--dry-run")[0] == 0  # as export does
 

@@ -25,7 +25,7 @@ from eaglectl.bench.metrics import Finding, Measurement
 from eaglectl.bench.prompts import PromptSet
 from eaglectl.bench.sweep import Pruned, SpecConfig
 from eaglectl.enums import Algorithm, Layout, ServeDType
-from eaglectl.errors import ConfigError, LaunchError
+from eaglectl.errors import LaunchError, UsageError
 from eaglectl.output import shell_join
 from eaglectl.serving.options import ServeOptions
 from eaglectl.serving.passthrough import SERVE_OWNED, refuse_overrides
@@ -188,20 +188,21 @@ def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
         rf = results.open_results(opts.results, _fingerprint(opts, prompt_set), _header(opts, prompt_set),
                                   resume=opts.resume)
         result.results_file, result.resumed = str(opts.results), rf.resumed
-    elif opts.resume:
-        raise ConfigError("--resume needs --results FILE (the file of the sweep to continue)")
     _sweep(opts, result, prompt_set, prepared.env, prepared.url, rf, say, server_log)
     _conclude(opts, result, prompt_set)
     return result
 
 
 def _check_load(opts: BenchOptions) -> None:
+    """The command line's own contradictions and limits: usage errors (exit 2), before anything is read."""
     if not opts.batch_sizes or max(opts.batch_sizes) > MAX_BATCH_SIZE:
-        raise ConfigError(f"--batch-size: between 1 and {MAX_BATCH_SIZE}")
+        raise UsageError(f"--batch-size: between 1 and {MAX_BATCH_SIZE}")
     if not 1 <= opts.max_new_tokens <= MAX_NEW_TOKENS:
-        raise ConfigError(f"--max-new-tokens: between 1 and {MAX_NEW_TOKENS}")
+        raise UsageError(f"--max-new-tokens: between 1 and {MAX_NEW_TOKENS}")
     if not (opts.temperature >= 0 and math.isfinite(opts.temperature)):
-        raise ConfigError("--temperature: a finite number >= 0")
+        raise UsageError("--temperature: a finite number >= 0")
+    if opts.resume and opts.results is None:
+        raise UsageError("--resume needs --results FILE (the file of the sweep to continue)")
 
 
 def _plan(opts: BenchOptions, ps: PromptSet) -> RequestPlan:

@@ -124,7 +124,7 @@ def resolve(path: str | os.PathLike[str], *, load_meta: bool = True, revision: s
         return _resolve_hub(source, hub_id(source), revision, load_meta=load_meta, headers_only=headers_only,
                             draft_config=draft_config)
     if revision is not None:
-        raise CheckpointError(f"{source}: --revision applies to a Hugging Face repo id; this is a local path")
+        raise UsageError(f"{source}: --revision applies to a Hugging Face repo id; this is a local path")
     return _resolve_local(source, p, load_meta=load_meta, draft_config=draft_config)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from eaglectl import __version__, output
-from eaglectl.cli import bench, demo, export, inspect, probe_target, serve, token_map
+from eaglectl.cli import bench, demo, export, finish, inspect, probe_target, serve, token_map
 from eaglectl.errors import EaglectlError, UsageError
 
 
@@ -33,6 +34,14 @@ class EaglectlGroup(TyperGroup):
         output.reset()
         self._json = wants_json(argv)
         self._command = next((a for a in argv if a in self.commands), None)
+        before = argv[:argv.index(self._command)] if self._command else argv
+        if "--install-completion" in before and "_EAGLECTL_COMPLETE" not in os.environ:
+            return self._install_completion(before, standalone_mode)
+        if self._json and ("--version" in before or "-V" in before):  # `--version --json`: the version as a document
+            output.write_json(output.envelope(None, {"version": __version__}))
+            if not standalone_mode:
+                return 0
+            sys.exit(0)
         if not self._json:
             return super().main(argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
         # Typer would print a usage error as a box and exit before any command runs: take it back here.
@@ -53,8 +62,30 @@ class EaglectlGroup(TyperGroup):
             return code
         sys.exit(code)
 
+    def _install_completion(self, before: list[str], standalone_mode: bool) -> int:
+        """`--install-completion [SHELL]`: the script eaglectl ships (Typer's stock one plus eaglectl's fixes, see
+        docs/completion.md), put where Typer's own installer puts its stock script."""
+        from eaglectl.cli.complete import SHELLS, install_completion
+
+        at = before.index("--install-completion")
+        shell = before[at + 1] if at + 1 < len(before) and before[at + 1] in SHELLS else None
+        try:
+            shell, path = install_completion(shell)
+        except EaglectlError as exc:
+            output.error(str(exc), exc.hint)
+            code = exc.exit_code
+        else:
+            print(f"{shell} completion installed in {path}")
+            print("Completion will take effect once you restart the terminal")
+            code = 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
     def invoke(self, ctx: Any) -> Any:
         restore = _terminate_like_interrupt()
+        finish.COMMAND_OPTIONS.update({name: frozenset(o for p in cmd.params for o in p.opts if o.startswith("--"))
+                                       for name, cmd in self.commands.items()})
         try:
             return super().invoke(ctx)
         except Terminated as exc:  # SIGTERM / SIGHUP: cleaned up on the way here, as Ctrl-C is
@@ -65,6 +96,8 @@ class EaglectlGroup(TyperGroup):
         except EaglectlError as exc:
             if isinstance(exc, UsageError) and exc.hint is None:  # as Click's own usage errors
                 exc.hint = f"see `eaglectl {self._command} --help`"
+            if (note := finish.foreign_options(f"{exc} {exc.hint or ''}", self._command)) is not None:
+                exc.hint = f"{exc.hint} ({note})" if exc.hint else note  # an option another command has
             if output.debug_enabled():
                 traceback.print_exc(file=sys.stderr)
             output.error(str(exc), exc.hint, multiline=exc.multiline)
