@@ -54,6 +54,13 @@ class ServeDType(_DTypeChoice):
     float32 = "float32"
 
 
+class ExportFormat(str, Enum):
+    """`export --format`: SGLang's layout (which vLLM reads too), or speculators' (vLLM's native drafter format)."""
+
+    sglang = "sglang"
+    speculators = "speculators"
+
+
 class Engine(str, Enum):
     sglang = "sglang"
     hf = "hf"

@@ -301,7 +301,9 @@ def test_speculators_head_is_flattened_with_converted_aux_ids(cli, tmp_path, no_
     assert cfg["architectures"] == ["LlamaForCausalLMEagle3"] and cfg["hidden_size"] == 4096
     assert cfg["eagle_config"]["eagle_aux_hidden_state_layer_ids"] == [1, 45, 90, 92]
     assert "target_hidden_size" not in cfg and "transformer_layer_config" not in cfg
-    assert "eagle_aux_hidden_state_layer_ids" not in cfg and cfg["norm_before_fc"] is True
+    assert cfg["norm_before_fc"] is True
+    # the top-level ids vLLM reads come back in its numbering (those the speculators config had), with their count
+    assert cfg["eagle_aux_hidden_state_layer_ids"] == [2, 46, 91, 93] and cfg["num_aux_hidden_states"] == 4
     assert plan.shapes["input_norm.weight"] == (4 * 4096,) and plan.shapes["fc.weight"] == (4096, 4 * 4096)
     # four aux states (SGLang 0.5.12+) on the 94-layer Qwen3-MoE verifier: accepted
     target = tmp_path / "t"

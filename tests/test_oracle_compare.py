@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from eaglectl.demo.samples import AUX_IDS, VOCAB, H
+from eaglectl.demo.samples import AUX_IDS, SAMPLE_DIRS, VOCAB, H
 from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.loader import expected_parameters, simulate_load
 from eaglectl.enums import Algorithm
 from tests.oracle.compare import _SHARDS, _rows, compare, expected_rope_base, startup_problems, target_supplied
-from tests.oracle.corpus import ENTRIES, SYNTHETIC, build_corpus, entry_names
+from tests.oracle.corpus import ENTRIES, NOT_EXPORTED, SYNTHETIC, build_corpus, entry_names
 from tests.oracle.driver import parse_releases, read_head, summary
 from tests.synthetic_heads import head
 
@@ -121,9 +121,9 @@ def test_load_errors_match_shape_errors_tensor_by_tensor():
     rec = agreeing_record(cfg, shapes, "0.5.15")
     assert "lm_head.weight: AssertionError: shape" in rec["load_errors"]
     assert compare("h", "0.5.15", rec, cfg, shapes, E3) == []
-    rec["load_errors"] = ["lm_head.weight: AssertionError: shape"]  # d2t's length is not checked by SGLang
-    assert [(d.subject, d.sglang) for d in compare("h", "0.5.15", rec, cfg, shapes, E3)] == [
-        ("d2t", "loads it without an error")]
+    assert rec["load_errors"] == ["lm_head.weight: AssertionError: shape"]  # d2t's length is not checked at load
+    sim = simulate_load(cfg, shapes, E3, "0.5.15")
+    assert "d2t" not in sim.misshapen and any(p.startswith("d2t has") for p in sim.problems)  # wrong while serving
     rec["load_errors"].append("norm.weight: RuntimeError: boom")
     assert "norm.weight" in subjects(compare("h", "0.5.15", rec, cfg, shapes, E3))
 
@@ -207,6 +207,7 @@ def test_parse_releases_and_summary():
 def test_corpus_entries_and_build(tmp_path):
     names = entry_names()
     assert len(names) == len(set(names)) and set(SYNTHETIC) <= set(names)
+    assert {f"export-{n}" for n in SAMPLE_DIRS} - set(names) == {f"export-{n}" for n in NOT_EXPORTED}
     assert {e.kind for e in ENTRIES} == {"export", "rule", "control"}
     built = build_corpus(tmp_path)
     assert [e.name for e in built] == names

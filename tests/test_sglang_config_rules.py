@@ -256,7 +256,9 @@ def test_a_stale_seq_length_makes_serve_refuse_a_long_target(cli, tmp_path, samp
 
 def test_later_layers_input_layernorm_becomes_hidden_norm(cli, tmp_path):
     """speculators' multi-layer heads normalise layers >= 1 with input_layernorm; SGLang's layers >= 1 apply
-    hidden_norm there (and never read input_layernorm): export writes the weight under that name."""
+    hidden_norm there (and never read input_layernorm): export writes the weight under that name, and keeps it
+    under its own, which vLLM's layers >= 1 apply. A later layer with only hidden_norm gets the same pair."""
+    import torch
     from safetensors import safe_open
 
     cfg, shapes = head(layers=2)
@@ -265,8 +267,13 @@ def test_later_layers_input_layernorm_becomes_hidden_norm(cli, tmp_path):
     assert code == 0, doc
     assert doc["result"]["renamed"]["layers.1.input_layernorm.weight"] == "layers.1.hidden_norm.weight"
     with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as f:
-        names = set(f.keys())
-    assert "layers.1.hidden_norm.weight" in names and "layers.1.input_layernorm.weight" not in names
+        assert torch.equal(f.get_tensor("layers.1.hidden_norm.weight"), f.get_tensor("layers.1.input_layernorm.weight"))
+    cfg, shapes = head(layers=2)
+    del shapes["layers.1.input_layernorm.weight"]
+    code, doc = run_json(cli, "export", write(tmp_path / "h2", cfg, shapes), "--output", tmp_path / "out2")
+    assert code == 0, doc
+    with safe_open(str(tmp_path / "out2" / "model.safetensors"), "pt") as f:
+        assert torch.equal(f.get_tensor("layers.1.hidden_norm.weight"), f.get_tensor("layers.1.input_layernorm.weight"))
 
 
 def test_eagle1_loader_drops_unexpected_biases_and_scales():

@@ -6,10 +6,12 @@ from eaglectl.checkpoint.resolve import Checkpoint, is_p_eagle
 from eaglectl.errors import UnsupportedDraftError
 
 VLLM_ROUTE = (
-    "serve it with vLLM >= 0.16, whose parallel-drafting runtime loads P-EAGLE heads: "
+    "serve it with vLLM >= 0.16, which runs P-EAGLE heads: `eaglectl export DRAFT --format speculators` writes the "
+    "layout vLLM reads and `eaglectl serve --engine vllm --target TARGET --draft DRAFT` runs "
     "vllm serve TARGET --speculative-config "
-    "'{\"method\": \"eagle3\", \"model\": \"DRAFT\", \"num_speculative_tokens\": 3, \"parallel_drafting\": true}'"
+    "'{\"method\": \"eagle3\", \"model\": \"EXPORT\", \"num_speculative_tokens\": 3, \"parallel_drafting\": true}'"
 )
+EXPORT_DIR = "speculators"  # where `export --format speculators` writes by default (eaglectl.export.speculators_format)
 
 
 def p_eagle_message(ckpt: Checkpoint, reason: str) -> str:
@@ -17,13 +19,19 @@ def p_eagle_message(ckpt: Checkpoint, reason: str) -> str:
             f"mask_token_id and would mis-serve it as a plain EAGLE-3 head")
 
 
+def vllm_route(ckpt: Checkpoint, target: str | None = None) -> str:
+    """How a P-EAGLE head is served (with vLLM), for this drafter (and target, when known)."""
+    import shlex
+
+    root = ckpt.root if ckpt.hub is None and ckpt.root is not None else None
+    name = (ckpt.hub_id or "draft").split("/")[-1]
+    export = str(root / EXPORT_DIR) if root is not None else f"./{name}-{EXPORT_DIR}"
+    return (VLLM_ROUTE.replace("DRAFT", shlex.quote(ckpt.source)).replace("EXPORT", export)
+            .replace("TARGET", shlex.quote(target) if target else "TARGET"))
+
+
 def reject_p_eagle(ckpt: Checkpoint, target: str | None = None) -> None:
-    """Refuse a P-EAGLE head, with the vLLM command that serves it (the target filled in when known)."""
+    """Refuse a P-EAGLE head (SGLang cannot serve it), with the commands that serve it with vLLM."""
     reason = is_p_eagle(ckpt)
     if reason:
-        hint = VLLM_ROUTE.replace("DRAFT", str(ckpt.model_dir or ckpt.source))
-        if target:
-            import shlex
-
-            hint = hint.replace("vllm serve TARGET", f"vllm serve {shlex.quote(target)}")
-        raise UnsupportedDraftError(p_eagle_message(ckpt, reason), hint=hint)
+        raise UnsupportedDraftError(p_eagle_message(ckpt, reason), hint=vllm_route(ckpt, target))

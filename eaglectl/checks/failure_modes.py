@@ -312,8 +312,9 @@ def _norms(v: HeadView) -> list[Finding]:
                            "(0.5.9-0.5.23), and SGLang's first layer keeps the raw hidden state as the residual, so "
                            "the served head computes something else than the trained one (lower accept length, no "
                            "message)",
-                           "serve it with vLLM, which honours norm_before_residual, or retrain with "
-                           "norm_before_residual: false"))
+                           f"serve it with vLLM, which honours norm_before_residual: `{v.export_cmd} --format "
+                           f"speculators` writes the layout it reads (`eaglectl serve --engine vllm` serves it), or "
+                           f"retrain with norm_before_residual: false"))
     if v.algorithm is not Algorithm.EAGLE3:
         return out
     before_fc = bool(_flag(cfg, "norm_before_fc"))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from eaglectl.checkpoint import EPOCH_DIR, LEGACY_EPOCH_DIR, SPECFORGE_STEP_DIR
-from eaglectl.enums import Algorithm, Engine, ExportDType, ServeDType
+from eaglectl.enums import Algorithm, Engine, ExportDType, ExportFormat, ServeDType
 
 _FILE_MARKERS = ("config.json", "draft_model.pt", "training_state.pt")
 _DIR_MARKERS = ("model",)
@@ -123,6 +123,11 @@ def algorithms(incomplete: str) -> list[str]:
 def export_dtypes(incomplete: str) -> list[str]:
     """Values of `eaglectl.enums.ExportDType`."""
     return _enum_values(ExportDType, incomplete)
+
+
+def export_formats(incomplete: str) -> list[str]:
+    """Values of `eaglectl.enums.ExportFormat`."""
+    return _enum_values(ExportFormat, incomplete)
 
 
 def serve_dtypes(incomplete: str) -> list[str]:

@@ -15,12 +15,13 @@ from eaglectl.cli.options import (
     CheckpointArg,
     DraftConfigOpt,
     ExportDTypeOpt,
+    ExportFormatOpt,
     JsonOpt,
     RevisionOpt,
     size_text,
 )
 from eaglectl.cli.progress import byte_progress
-from eaglectl.enums import ExportDType
+from eaglectl.enums import ExportDType, ExportFormat
 from eaglectl.output import safe
 
 if TYPE_CHECKING:
@@ -32,7 +33,13 @@ def export_command(
     output_dir: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="DIR", file_okay=False,
         help="Where to write: a new or empty directory, or an earlier eaglectl export (default: a new sglang/ "
-             "directory beside the checkpoint's files; for a Hub repo id, ./<name>-sglang/ here).")] = None,
+             "(speculators/) directory beside the checkpoint's files; for a Hub repo id, ./<name>-sglang/ here).")
+    ] = None,
+    fmt: ExportFormatOpt = ExportFormat.sglang,
+    verifier: Annotated[str | None, typer.Option(
+        "--verifier", metavar="NAME", show_default=False,
+        help="--format speculators: the target's Hub id or path, written as speculators_config.verifier (vLLM's "
+             "`vllm serve DIR` route needs a Hub id there).")] = None,
     revision: RevisionOpt = None,
     draft_config: DraftConfigOpt = None,
     algorithm: AlgorithmOpt = None,
@@ -51,7 +58,8 @@ def export_command(
         "--dry-run", "-n", help="Show what would be written; write nothing.")] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Convert a drafter checkpoint into a directory SGLang loads completely, verified after writing."""
+    """Convert a drafter checkpoint into a directory SGLang (and vLLM) load completely, verified after writing;
+    --format speculators writes vLLM's native speculators layout instead."""
     from eaglectl.export.exporter import export_checkpoint
 
     with byte_progress("exporting", enabled=not dry_run) as progress:
@@ -59,7 +67,7 @@ def export_command(
             path, output=output_dir, revision=revision, algorithm=algorithm, dtype=ExportDType(dtype).value,
             drop_embeddings=drop_embeddings, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
             progress=progress, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None,
-            draft_config=draft_config)
+            draft_config=draft_config, fmt=ExportFormat(fmt), verifier=verifier)
     finish("export", report, as_json=json, render=lambda c: render_export(c, report), warnings=report.warnings)
 
 
@@ -93,10 +101,16 @@ def render_export(console: Console, r) -> None:
     for v in r.verification:
         mark = "[green]ok[/]" if v.ok else "[red]FAILED[/]"
         detail = f" ({safe('; '.join(v.problems))})" if v.problems else ""
-        label = "read back" if v.version == "read-back" else f"SGLang {safe(v.releases or v.version)} loader"
+        engine = {"sglang": "SGLang", "vllm": "vLLM", "speculators": "speculators"}.get(v.engine, v.engine)
+        label = "read back" if v.version == "read-back" else f"{engine} {safe(v.releases or v.version)} loader"
         console.print(f"  verify   {label}: {mark}{detail}")
-    loads = ", ".join(r.sglang_releases) if r.sglang_releases else "no known release"
-    console.print(f"  sglang   loads completely in SGLang {safe(loads)}")
+    if r.format.value == "sglang":
+        loads = ", ".join(r.sglang_releases) if r.sglang_releases else "no known release"
+        console.print(f"  sglang   loads completely in SGLang {safe(loads)}")
+    else:
+        console.print("  sglang   not SGLang's layout (export without --format writes it)")
+    if r.vllm:
+        console.print(f"  vllm     {safe(r.vllm)}")
     if r.token_map:
         console.print(f"  token map {safe(r.token_map)} (EAGLE: pass as --speculative-token-map)")
     for n in r.notes:

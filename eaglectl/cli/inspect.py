@@ -41,6 +41,8 @@ def render_report(console: Console, report) -> None:
     if report.algorithm:
         head.add_row("algorithm", cell(f"{report.algorithm.value} ({report.algorithm_reason})"))
     head.add_row("sglang-ready", "yes" if report.sglang_ready else "no")
+    if report.vllm:
+        head.add_row(f"vllm {report.vllm.release}", cell(vllm_line(report.vllm)))
     if report.hub:
         h = report.hub
         where = "headers read remotely" if h.headers_only else f"cached at {h.snapshot}"
@@ -89,6 +91,18 @@ def render_report(console: Console, report) -> None:
                       + (f"; needs >= {safe(s.minimum)}" if s.minimum and s.needs else "")
                       + f" (newest known {safe(s.newest_known)})", soft_wrap=True)
     render_findings(console, report.findings)
+
+
+def vllm_line(v) -> str:
+    """vLLM's verdict in a few words (the reasons are in --json): as stored, after export, or neither."""
+    if v.as_stored is not None and v.as_stored.ok:
+        return "loads as stored"
+    stored = f"as stored: {v.as_stored.summary}" if v.as_stored is not None else "export first"
+    if v.after_export is not None and v.after_export.ok:
+        how = " --force" if v.force else " --format speculators" if v.export_format == "speculators" else ""
+        return f"loads after export{how} ({stored})"
+    after = v.after_export.summary if v.after_export is not None else "export refuses the head"
+    return f"no: after export {after}"
 
 
 def render_findings(console: Console, findings) -> None:

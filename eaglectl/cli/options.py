@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from eaglectl.cli import complete
-from eaglectl.enums import Algorithm, ExportDType, ServeDType
+from eaglectl.enums import Algorithm, ExportDType, ExportFormat, ServeDType
 
 
 def dtype_parser(choices: type[Enum]) -> Callable[[object], str]:
@@ -106,6 +106,13 @@ ExportDTypeOpt = Annotated[
     ExportDType,
     typer.Option("--dtype", parser=dtype_parser(ExportDType), metavar=choices_metavar(ExportDType),
                  help="Cast floating tensors (keep: as stored).", autocompletion=complete.export_dtypes),
+]
+ExportFormatOpt = Annotated[
+    ExportFormat,
+    typer.Option("--format", case_sensitive=False, metavar=choices_metavar(ExportFormat),
+                 help="sglang: SGLang's layout, which vLLM reads too; speculators: vLLM's native speculators layout "
+                      "(also P-EAGLE and norm_before_residual heads, which SGLang cannot serve).",
+                 autocompletion=complete.export_formats),
 ]
 ServeDTypeOpt = Annotated[
     ServeDType,

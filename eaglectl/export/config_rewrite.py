@@ -1,4 +1,5 @@
-"""The draft config SGLang needs, edited as a plain dict (key order and unknown keys kept as they are)."""
+"""The draft config SGLang needs, edited as a plain dict (key order and unknown keys kept as they are), with the
+keys vLLM reads beside them, so that one directory reads right in both engines."""
 
 from __future__ import annotations
 
@@ -22,17 +23,21 @@ def rewrite_config(
     keep_architecture: bool = False,
     untie: str | None = None,
     draft_vocab_why: str = "",
+    vllm_only: list[str] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Return the rewritten config and a human line per change. `keep_architecture`: a head SGLang serves with
     its own (non-Llama) loader keeps its class; `untie`: why tie_word_embeddings must become false;
-    `draft_vocab_why`: why `draft_vocab` is the value written."""
+    `draft_vocab_why`: why `draft_vocab` is the value written. `vllm_only` receives the change lines of keys only
+    vLLM reads (SGLang serves the head the same without them)."""
     cfg = copy.deepcopy(config)
     changes: list[str] = []
 
-    def put(key: str, value: Any, why: str = "") -> None:
+    def put(key: str, value: Any, why: str = "", *, vllm: bool = False) -> None:
         if cfg.get(key) != value:
             changes.append(f"{key}: {cfg.get(key)!r} -> {value!r}" + (f" ({why})" if why else ""))
             cfg[key] = value
+            if vllm and vllm_only is not None:
+                vllm_only.append(changes[-1])
 
     if not keep_architecture:
         put("architectures", [ARCHITECTURE[algorithm]])
@@ -58,6 +63,8 @@ def rewrite_config(
                 changes.append(f"eagle_config.eagle_aux_hidden_state_layer_ids: "
                                f"{eagle_cfg.get('eagle_aux_hidden_state_layer_ids')!r} -> {aux_layer_ids!r}")
                 cfg["eagle_config"] = {**eagle_cfg, "eagle_aux_hidden_state_layer_ids": list(aux_layer_ids)}
+        if not keep_architecture:
+            _vllm_keys(cfg, aux_layer_ids, put)
     if (lost := rope_only_in_parameters(cfg)) is not None:
         params = cfg["rope_parameters"]
         why = f"{lost}; SGLang 0.5.9 (transformers 4) reads only the top-level keys"
@@ -71,3 +78,18 @@ def rewrite_config(
             put("dtype", dtype)
     return cfg, changes
 
+
+
+def _vllm_keys(cfg: dict[str, Any], aux_layer_ids: list[int] | None, put) -> None:
+    """What vLLM reads and SGLang does not: the aux ids at the top level in vLLM's numbering (both of its model
+    runners read them first; the V2 runner never reads eagle_config's), their count when it is not 3 (vLLM sizes
+    fc from it, not from the top-level ids), and norm_before_residual written out (absent, a speculators-format
+    reading of the directory would take it as true)."""
+    if aux_layer_ids is not None:
+        put("eagle_aux_hidden_state_layer_ids", [i + 1 for i in aux_layer_ids],
+            "for vLLM, which reads these first, in its numbering: eagle_config's ids + 1", vllm=True)
+        if len(aux_layer_ids) != 3 and cfg.get("num_aux_hidden_states") is None:
+            put("num_aux_hidden_states", len(aux_layer_ids), "vLLM sizes fc from it, else from 3", vllm=True)
+    eagle_cfg = as_object(cfg.get("eagle_config"))
+    if "norm_before_residual" not in cfg and "norm_before_residual" not in eagle_cfg:
+        put("norm_before_residual", False, "written out for vLLM", vllm=True)

@@ -21,7 +21,7 @@ from eaglectl.checkpoint.resolve import Checkpoint, load_meta, resolve
 from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import replay_releases, serving_spans, simulate_load
-from eaglectl.enums import Algorithm, Layout
+from eaglectl.enums import Algorithm, ExportFormat, Layout
 from eaglectl.errors import CheckFailedError, EaglectlError, OutputError, UsageError
 from eaglectl.export.atomic import (
     commit_dir,
@@ -70,6 +70,7 @@ class Verification:
     loaded: int
     problems: list[str]
     releases: str | None = None  # the rule range that release stands for, e.g. "0.5.12–0.5.16"
+    engine: str = "sglang"  # whose loader was replayed: sglang, vllm or speculators
 
 
 @dataclass
@@ -79,6 +80,7 @@ class ExportReport:
     algorithm: Algorithm
     output: Path
     action: str  # "written" | "unchanged" | "dry-run"
+    format: ExportFormat = ExportFormat.sglang
     files: list[WrittenFile] = field(default_factory=list)
     tensors_written: int = 0
     renamed: dict[str, str] = field(default_factory=dict)
@@ -90,6 +92,7 @@ class ExportReport:
     seconds: float = 0.0
     verification: list[Verification] = field(default_factory=list)
     sglang_releases: list[str] = field(default_factory=list)  # known release ranges that load the output completely
+    vllm: str | None = None  # what vLLM (the release eaglectl knows) does with the output, in a few words
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # also printed on stderr; never a failure
 
@@ -98,11 +101,18 @@ ProgressFn = Callable[[int, int], None]
 
 
 def servable_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
-    """SGLang can load this directory as it stands: nothing to rename, build, drop or rewrite."""
-    if ckpt.layout is Layout.nemo_legacy or not plan.identity or plan.config_changes:
+    """SGLang can load this directory as it stands: nothing to rename, build, drop or rewrite (what only vLLM reads
+    aside: `vllm_ready_as_is` says whether it has that too)."""
+    if ckpt.layout is Layout.nemo_legacy or plan.format is not ExportFormat.sglang or not plan.identity or any(
+            c not in plan.vllm_only for c in plan.config_changes):
         return False
     needs_map = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
     return not needs_map or (ckpt.model_dir is not None and (ckpt.model_dir / TOKEN_MAP).is_file())
+
+
+def vllm_ready_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
+    """The directory holds what export writes for vLLM too (its config keys, the later layers' norm copies)."""
+    return servable_as_is(ckpt, plan) and not plan.vllm_only and not any(t.vllm_only for t in plan.tensors)
 
 
 def layout_name(ckpt: Checkpoint, plan: ExportPlan) -> Layout:
@@ -118,33 +128,40 @@ def default_output(ckpt: Checkpoint, plan: ExportPlan, *, force: bool = False) -
     `model/` in place); an SGLang-ready dir is its own output (left untouched) unless `force` asks for a fresh copy.
     A Hub drafter's files are in the Hub cache, which is never written into: an export of one is a local copy,
     `./<name>-sglang/` here (`serve` loads a ready one from its cached snapshot instead)."""
+    from eaglectl.export import speculators_format
+
     assert ckpt.root is not None and ckpt.model_dir is not None
+    name = speculators_format.EXPORT_DIR if plan.format is ExportFormat.speculators else EXPORT_DIR
     if ckpt.hub is not None:
-        return Path.cwd() / f"{ckpt.hub.repo_id.split('/')[-1]}-{EXPORT_DIR}"
+        return Path.cwd() / f"{ckpt.hub.repo_id.split('/')[-1]}-{name}"
     if servable_as_is(ckpt, plan) and not force:
         return ckpt.model_dir
-    return ckpt.root / EXPORT_DIR
+    return ckpt.root / name
 
 
 def export_checkpoint(path: str, *, output: str | Path | None = None, revision: str | None = None,
                       algorithm: Algorithm | None = None, dtype: str = "keep", drop_embeddings: bool = False,
                       max_shard_size: str = DEFAULT_MAX_SHARD, force: bool = False, dry_run: bool = False,
                       progress: ProgressFn | None = None, aux_layer_ids: list[int] | None = None,
-                      draft_config: str | None = None) -> ExportReport:
-    """resolve -> plan (checked against SGLang's rules) -> write -> verify -> swap. A safetensors source with a
-    meta file starts its kernel copy before the meta is read: reading it imports torch (about a second), which
-    then runs beside the copy instead of before it."""
+                      draft_config: str | None = None, fmt: ExportFormat = ExportFormat.sglang,
+                      verifier: str | None = None) -> ExportReport:
+    """resolve -> plan (checked against SGLang's rules; `fmt` speculators: vLLM's and speculators') -> write ->
+    verify -> swap. A safetensors source with a meta file starts its kernel copy before the meta is read: reading
+    it imports torch (about a second), which then runs beside the copy instead of before it."""
     t0 = time.monotonic()
+    if verifier is not None and fmt is not ExportFormat.speculators:
+        raise UsageError("--verifier is written into a speculators config: pass it with --format speculators")
     # A Hub id: its files fetched into the Hub cache, read from there. The meta is found, not read yet.
     ckpt = resolve(path, revision=revision, load_meta=False, draft_config=draft_config)
-    reject_p_eagle(ckpt)
-    early = None if dry_run else EarlyCopy.start(ckpt, output=output, algorithm=algorithm, dtype=dtype,
-                                                 drop_embeddings=drop_embeddings, max_shard_size=max_shard_size,
-                                                 progress=progress)
+    if fmt is ExportFormat.sglang:
+        reject_p_eagle(ckpt)
+    early = None if dry_run or fmt is not ExportFormat.sglang else EarlyCopy.start(
+        ckpt, output=output, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings,
+        max_shard_size=max_shard_size, progress=progress)
     try:
         load_meta(ckpt)
         plan = build_plan(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings,
-                          aux_layer_ids=aux_layer_ids)
+                          aux_layer_ids=aux_layer_ids, fmt=fmt, verifier=verifier)
         require_servable(ckpt, plan)
     except BaseException:
         if early is not None:
@@ -177,19 +194,27 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
         ckpt.weights.doing = "exporting"  # names what was going on if a source file changes under the reads
     out = output_path(Path(output) if output is not None else default_output(ckpt, plan, force=force))
     max_bytes = _parse_size(max_shard_size)
+    speculators = plan.format is ExportFormat.speculators
     report = ExportReport(
         source=ckpt.source, layout=layout_name(ckpt, plan), algorithm=plan.algorithm, output=out, action="dry-run",
-        renamed=plan.renames, dropped=plan.dropped, generated=plan.generated_from, config_changes=plan.config_changes,
-        tensors_written=len(plan.tensors), bytes=plan.total_bytes,
-        sglang_releases=serving_spans(replay_releases(plan.config, plan.shapes, plan.algorithm)))
+        format=plan.format, renamed=plan.renames, dropped=plan.dropped, generated=plan.generated_from,
+        config_changes=plan.config_changes, tensors_written=len(plan.tensors), bytes=plan.total_bytes,
+        sglang_releases=[] if speculators else serving_spans(replay_releases(plan.config, plan.shapes,
+                                                                             plan.algorithm)),
+        vllm=vllm_verdict(plan))
     if output is None:
         report.notes.extend(earlier_export_notes(ckpt))
     in_place = ckpt.model_dir is not None and out == ckpt.model_dir.resolve()
     if in_place and servable_as_is(ckpt, plan) and not force:
         report.action = "unchanged"
+        fresh = default_output(ckpt, plan, force=True)
         report.notes.insert(0, "already SGLang-ready: verified and left untouched (--force writes a fresh export to "
-                               f"{default_output(ckpt, plan, force=True)})")
-        report.verification = verify_output(out, plan)
+                               f"{fresh})")
+        if not vllm_ready_as_is(ckpt, plan):
+            lacks = ", ".join(c.split(":")[0] for c in plan.vllm_only) or "the later layers' input_layernorm copies"
+            report.notes.insert(1, f"vLLM reads this directory otherwise (it lacks {lacks}); --force writes an export "
+                                   f"to {fresh} that both engines read as trained")
+        report.verification = verify_output(out, plan.sglang_part(ckpt.config))
         report.seconds = time.monotonic() - t0
         return report
     refuse_unsafe_output(ckpt, out)
@@ -486,6 +511,23 @@ def _value_warnings(found: list) -> list[str]:
     return [non_finite_message(found)] if found else []
 
 
+def vllm_verdict(plan: ExportPlan) -> str | None:
+    """What the vLLM release eaglectl knows does with the planned output, in a few words (EAGLE-3 heads)."""
+    from eaglectl.engines.vllm.loader import simulate_load
+
+    if plan.algorithm is not Algorithm.EAGLE3:
+        return None
+    sim = simulate_load(plan.config, plan.shapes)
+    if sim.model_class is None and not sim.errors:
+        return f"not replayed ({'; '.join(sim.notes[-1:])})"
+    problems = [*sim.errors, *(f"leaves {p} uninitialised" for p in sim.uninitialized)]
+    if problems:
+        return f"vLLM {sim.release} would not load it right: {problems[0]}"
+    capture = sim.capture_v1 if sim.runner == "V1" else sim.capture_v2
+    where = f"captures {capture}" if capture else "captures the target's default layers (no aux ids recorded)"
+    return f"loads completely in vLLM {sim.release} ({where})"
+
+
 def _parse_size(text: str) -> int:
     try:
         return parse_size(text)
@@ -570,6 +612,8 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
         if info.data_offset is not None and info.dtype == t.dtype:
             outs.append(OutTensor(t.name, t.dtype, t.shape,
                                   RawSource(info.file, info.data_offset, ws.identity.get(info.file))))
+        elif info.shape != t.shape:  # the same elements in another shape (speculators' mask_hidden): small, whole
+            outs.append(OutTensor(t.name, t.dtype, t.shape, rows_of(ws.load(t.source).reshape(t.shape))))
         else:
             outs.append(OutTensor(t.name, t.dtype, t.shape, _loaded_rows(ws, t.source),
                                   mapped=mapped.get(info.file, ())))
@@ -617,6 +661,7 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDi
     if token_map:
         written.append(_write_small(staged / TOKEN_MAP, token_map_bytes(plan.selected_ids)))
     manifest = {"eaglectl_export": 1, "eaglectl_version": __version__, "algorithm": plan.algorithm.value,
+                "format": plan.format.value,
                 "source_fingerprint": fingerprint, "files": sorted([Path(w.path).name for w in written] + [MANIFEST]),
                 "renamed": plan.renames, "dropped": {d.name: d.reason for d in plan.dropped},
                 "generated": plan.generated_from,
@@ -643,6 +688,20 @@ def _write_small(path: Path, data: bytes) -> WrittenFile:
 
 
 
+def _verify_speculators(config: dict, shapes: dict) -> list[Verification]:
+    """A speculators export: vLLM's load replayed over what was written, and speculators' own key check."""
+    from eaglectl.engines.vllm.loader import simulate_load
+    from eaglectl.engines.vllm.speculators import RELEASE, check_keys
+
+    sim = simulate_load(config, shapes)
+    issues = [*sim.errors, *(f"uninitialised {p}" for p in sim.uninitialized)]
+    keys = check_keys(config, shapes)
+    return [Verification(sim.release, not issues, len(sim.loaded), issues, engine="vllm"),
+            Verification(RELEASE, keys.ok, len(shapes) - len(keys.unexpected),
+                         [f"missing {k}" for k in keys.missing] + [f"unexpected {k}" for k in keys.unexpected]
+                         + keys.shape_errors, engine="speculators")]
+
+
 def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
     """Re-open what was written and replay SGLang's loader of each rule range (one release per range) over it.
 
@@ -664,10 +723,12 @@ def verify_output(directory: Path, plan: ExportPlan) -> list[Verification]:
         changed = sorted(n for n in set(stored) & set(expected) if stored[n] != expected[n])
         problems.append(f"tensors differ from the plan (missing {missing[:3]}, extra {extra[:3]}, "
                         f"changed {changed[:3]})")
-    if ckpt.config != plan.config:
+    if (ckpt.raw_config if ckpt.raw_config is not None else ckpt.config) != plan.config:
         problems.append("config.json differs from the planned config")
     results.append(Verification("read-back", not problems, len(stored), problems))
     shapes = {n: s for n, (_, s) in stored.items()}
+    if plan.format is ExportFormat.speculators:
+        return results + _verify_speculators(plan.config, shapes)
     arch = own_loader(ckpt.config)
     if arch is not None:
         results.append(Verification("loader", True, 0, [f"not replayed: SGLang loads {arch.name} with its own "

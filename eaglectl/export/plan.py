@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,7 @@ from eaglectl.checkpoint.names import canonical_name, is_p_eagle_tensor, layer_i
 from eaglectl.checkpoint.resolve import Checkpoint, aux_layer_ids_of, detect_algorithm
 from eaglectl.checkpoint.weights import FLOAT_DTYPES, nbytes
 from eaglectl.engines.sglang.architectures import own_loader
-from eaglectl.enums import Algorithm, canonical_dtype
+from eaglectl.enums import Algorithm, ExportFormat, canonical_dtype
 from eaglectl.errors import CheckpointError, ConfigError, UnsupportedDraftError
 from eaglectl.export.config_rewrite import rewrite_config
 from eaglectl.jsonfile import config_int
@@ -30,6 +31,7 @@ class PlannedTensor:
     shape: tuple[int, ...]
     source: str | None = None  # stored name; None when generated
     generated: str | None = None  # how a generated tensor was built
+    vllm_only: bool = False  # a second copy under the name vLLM reads (SGLang serves the head the same without it)
 
     @property
     def nbytes(self) -> int:
@@ -58,6 +60,9 @@ class ExportPlan:
     token_map_source: str | None  # where SGLang's speculative_token_map.pt would come from
     generated: dict[str, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
     selected_ids: Any = field(default=None, repr=False, metadata={"internal": True})
+    # the config changes only vLLM reads: a directory needing no others is SGLang-ready as it is
+    vllm_only: list[str] = field(default_factory=list, repr=False, metadata={"internal": True})
+    format: ExportFormat = ExportFormat.sglang
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -79,8 +84,16 @@ class ExportPlan:
 
     @property
     def identity(self) -> bool:
-        """True when the output would hold exactly the input tensors under the same names and dtypes."""
-        return not self.dropped and not self.generated and not any(t.renamed for t in self.tensors)
+        """True when the output would hold exactly the input tensors under the same names and dtypes (the copies
+        only vLLM reads aside)."""
+        return not self.dropped and not self.generated and not any(t.renamed for t in self.tensors
+                                                                   if not t.vllm_only)
+
+    def sglang_part(self, config: dict[str, Any]) -> ExportPlan:
+        """This plan without what only vLLM reads, over `config`: what a directory SGLang loads as it is must hold."""
+        import dataclasses
+
+        return dataclasses.replace(self, config=config, tensors=[t for t in self.tensors if not t.vllm_only])
 
 
 def choose_algorithm(ckpt: Checkpoint, requested: Algorithm | None) -> tuple[Algorithm, str]:
@@ -111,7 +124,7 @@ class StoredTensors:
 
 
 def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: str = "keep",
-                        drop_embeddings: bool = False) -> StoredTensors:
+                        drop_embeddings: bool = False, fmt: ExportFormat = ExportFormat.sglang) -> StoredTensors:
     """Name, dtype and shape of every stored tensor in the output (or why it is dropped)."""
     dtype = canonical_dtype(dtype) or "keep"  # any spelling of eaglectl's dtype vocabulary
     assert ckpt.weights is not None
@@ -121,6 +134,13 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
     # A non-Llama EAGLE head SGLang loads with its own loader keeps its names and class: only the config fixes
     # below apply to it.
     passthrough = own_loader(cfg) is not None
+    if fmt is ExportFormat.speculators:
+        if algo is not Algorithm.EAGLE3 or passthrough:
+            own = own_loader(cfg)
+            what = f"a {own.name} head" if own is not None else f"an {algo.value} head"
+            raise UnsupportedDraftError(f"{ckpt.source}: --format speculators writes Llama-style EAGLE-3 heads; this "
+                                        f"is {what}", hint="export it without --format (SGLang's layout)")
+        return _speculators_tensors(ckpt, algo, reason, dtype, drop_embeddings)
     layers = layer_indices(infos)
     if passthrough:
         num_layers = config_int(cfg, "num_hidden_layers", 1) or 1
@@ -138,6 +158,10 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
     # (llama_eagle3.py LlamaDecoderLayer.forward, 0.5.12+): a head trained with input_layernorm there (speculators'
     # multi-layer heads) has its weight written as hidden_norm.
     with_hidden_norm = {p.layer for p in map(parse_name, infos) if p.suffix == "hidden_norm.weight"}
+    # vLLM's layers >= 1 apply input_layernorm instead (llama_eagle3.py LlamaDecoderLayer.forward): where a later
+    # layer stores only one of the two, it is written under both names, so both engines apply the trained norm.
+    with_input_norm = {p.layer for p in map(parse_name, infos) if p.suffix == "input_layernorm.weight"}
+    mirror = algo is Algorithm.EAGLE3 and not passthrough
     for name, info in infos.items():
         parsed = parse_name(name)
         if (algo is Algorithm.EAGLE3 and not passthrough and parsed.layer and parsed.layer not in with_hidden_norm
@@ -175,7 +199,67 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
                 f"(an integer matrix is quantised data eaglectl cannot dequantise)",
                 hint="pass --dtype bf16 (or fp16 / fp32) to convert the values as they are")
         tensors.append(PlannedTensor(out, out_dtype, info.shape, source=name))
+        if mirror and parsed.layer and (parsed.layer in with_hidden_norm) != (parsed.layer in with_input_norm):
+            other = {"hidden_norm.weight": "input_layernorm.weight"}.get(parsed.suffix)
+            if other is not None:
+                tensors.append(PlannedTensor(f"layers.{parsed.layer}.{other}", out_dtype, info.shape, source=name,
+                                             vllm_only=parsed.layer in with_hidden_norm))
     return StoredTensors(algo, reason, passthrough, num_layers, tensors, dropped)
+
+
+def _speculators_tensors(ckpt: Checkpoint, algo: Algorithm, reason: str, dtype: str,
+                         drop_embeddings: bool) -> StoredTensors:
+    """The stored tensors under speculators' names (speculators 0.9 Eagle3DraftModel, which vLLM reads the same):
+    `layers.N.*` always; layers >= 1 carry their pre-attention norm as input_layernorm (both projects' later layers
+    apply it; neither has a hidden_norm there); P-EAGLE's mask_hidden kept as [1, 1, N]."""
+    assert ckpt.weights is not None
+    infos = ckpt.weights.tensors
+    layers = layer_indices(infos)
+    if not layers:
+        raise CheckpointError(f"{ckpt.source}: no decoder-layer weights (self_attn / mlp) found")
+    if layers != list(range(len(layers))):
+        raise CheckpointError(f"{ckpt.source}: decoder layers {layers} are not numbered 0..{len(layers) - 1}")
+    with_input_norm = {p.layer for p in map(parse_name, infos) if p.suffix == "input_layernorm.weight"}
+    tensors: list[PlannedTensor] = []
+    dropped: list[DroppedTensor] = []
+    seen: dict[str, str] = {}
+    for name, info in infos.items():
+        parsed = parse_name(name)
+        base, shape = parsed.base, info.shape
+        if is_p_eagle_tensor(name):
+            if base.rsplit(".", 1)[-1] != "mask_hidden":
+                dropped.append(DroppedTensor(name, "no speculators P-EAGLE parameter takes it"))
+                continue
+            base, shape = "mask_hidden", (1, 1, math.prod(info.shape))  # speculators' shape; vLLM reads view(1, -1)
+        elif not parsed.known:
+            dropped.append(DroppedTensor(name, "no speculators Eagle3DraftModel parameter takes it"))
+            continue
+        elif parsed.layer and parsed.suffix == "hidden_norm.weight":
+            if parsed.layer in with_input_norm:
+                dropped.append(DroppedTensor(name, "layers >= 1 apply input_layernorm in speculators and vLLM; their "
+                                                   "hidden_norm is never read"))
+                continue
+            base = f"layers.{parsed.layer}.input_layernorm.weight"
+        elif parsed.base == "embed_tokens.weight" and drop_embeddings:
+            dropped.append(DroppedTensor(name, "--drop-embeddings: vLLM and speculators use the target's"))
+            continue
+        if base in seen:
+            raise CheckpointError(f"{ckpt.source}: tensors {seen[base]!r} and {name!r} both map to {base!r}")
+        seen[base] = name
+        if parsed.base in ("d2t", "t2d"):
+            if info.dtype not in INDEX_DTYPES[parsed.base]:
+                raise CheckpointError(f"{ckpt.source}: {name} has dtype {info.dtype}; a token map holds integer ids "
+                                      f"(refused rather than truncated)")
+            out_dtype = info.dtype
+        elif info.dtype in FLOAT_DTYPES:
+            out_dtype = DTYPE_CODE.get(dtype, info.dtype)
+        elif dtype in DTYPE_CODE:
+            out_dtype = DTYPE_CODE[dtype]
+        else:
+            raise UnsupportedDraftError(f"{ckpt.source}: {name} has dtype {info.dtype}, not a floating-point weight",
+                                        hint="pass --dtype bf16 (or fp16 / fp32) to convert the values as they are")
+        tensors.append(PlannedTensor(base, out_dtype, tuple(shape), source=name))
+    return StoredTensors(algo, reason, False, len(layers), tensors, dropped)
 
 
 def _draft_vocab(cfg: dict[str, Any], tensors: list[PlannedTensor]) -> int | None:
@@ -189,12 +273,13 @@ def _draft_vocab(cfg: dict[str, Any], tensors: list[PlannedTensor]) -> int | Non
 
 
 def predict_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: str = "keep",
-                    drop_embeddings: bool = False) -> list[PlannedTensor] | None:
+                    drop_embeddings: bool = False,
+                    fmt: ExportFormat = ExportFormat.sglang) -> list[PlannedTensor] | None:
     """The plan's tensor list as `build_plan` will make it, from names, headers and the config alone, while the
     meta file is still unread (an export starts copying with it): `d2t` / `t2d` built from a meta take the
     sizes the config gives, which the meta must match or the plan is refused. None when the sizes depend on the
     meta's contents (no draft vocab in the config or the weights)."""
-    if ckpt.weights is None or ckpt.weights.remote:
+    if ckpt.weights is None or ckpt.weights.remote or fmt is not ExportFormat.sglang:
         return None
     stored = plan_stored_tensors(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
     tensors = list(stored.tensors)
@@ -219,15 +304,17 @@ def predict_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dty
 
 
 def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: str = "keep",
-               drop_embeddings: bool = False, aux_layer_ids: list[int] | None = None) -> ExportPlan:
-    """Plan the SGLang-ready form of `ckpt`. Raises when the weights cannot make a servable head.
-    `aux_layer_ids`: the ids to write for an EAGLE-3 head that records none (without them SGLang derives the
-    capture from whichever target it serves, not the one the head was trained on)."""
+               drop_embeddings: bool = False, aux_layer_ids: list[int] | None = None,
+               fmt: ExportFormat = ExportFormat.sglang, verifier: str | None = None) -> ExportPlan:
+    """Plan the SGLang-ready form of `ckpt` (`fmt` speculators: speculators' form, for vLLM). Raises when the weights
+    cannot make a servable head. `aux_layer_ids`: the ids to write for an EAGLE-3 head that records none (without
+    them SGLang derives the capture from whichever target it serves, not the one the head was trained on).
+    `verifier`: the target's Hub id or path, written into a speculators config."""
     import torch
 
     dtype = canonical_dtype(dtype) or "keep"  # any spelling of eaglectl's dtype vocabulary
     assert ckpt.weights is not None
-    stored = plan_stored_tensors(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings)
+    stored = plan_stored_tensors(ckpt, algorithm=algorithm, dtype=dtype, drop_embeddings=drop_embeddings, fmt=fmt)
     algo, reason, passthrough, num_layers = stored.algorithm, stored.algorithm_reason, stored.passthrough, \
         stored.num_layers
     tensors, dropped = list(stored.tensors), list(stored.dropped)
@@ -293,15 +380,54 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
                          "with the target's")
         elif cfg.get("tie_word_embeddings") is True and vocab:
             written_vocab, vocab_why = vocab, "tied: SGLang sizes the draft's vocab from it"
+    vllm_only: list[str] = []
     new_cfg, changes = rewrite_config(
         cfg, algorithm=algo, num_layers=None if passthrough else num_layers, draft_vocab=written_vocab,
         draft_vocab_why=vocab_why,
         target_hidden=target_hidden, aux_layer_ids=aux_ids if algo is Algorithm.EAGLE3 and not passthrough else None,
         dtype=dtype if dtype != "keep" else None, keep_architecture=passthrough,
-        untie=_untie_reason(cfg, algo, lm_head, vocab, draft_vocab))
+        untie=_untie_reason(cfg, algo, lm_head, vocab, draft_vocab), vllm_only=vllm_only)
+    if fmt is ExportFormat.speculators:
+        new_cfg, changes = _as_speculators(ckpt, new_cfg, aux_ids, num_layers, tensors, dropped, generated, selected,
+                                           verifier)
+        vllm_only = []
     tensors.sort(key=lambda t: t.name)
     return ExportPlan(algo, reason, new_cfg, [*ckpt.config_notes, *changes], num_layers, tensors, dropped,
-                      token_map_source, generated=generated, selected_ids=selected)
+                      token_map_source, generated=generated, selected_ids=selected, vllm_only=vllm_only, format=fmt)
+
+
+def _as_speculators(ckpt: Checkpoint, flat: dict[str, Any], aux_ids: list[int] | None, num_layers: int,
+                    tensors: list[PlannedTensor], dropped: list[DroppedTensor], generated: dict[str, Any],
+                    selected: Any, verifier: str | None) -> tuple[dict[str, Any], list[str]]:
+    """The speculators form of a plan made for SGLang: its config, and d2t / t2d both present (a reduced draft
+    vocabulary) or both gone (a full one: speculators builds neither, vLLM refuses a d2t)."""
+    import torch
+
+    from eaglectl.export.speculators_format import kind_of, to_speculators
+
+    vocab = config_int(flat, "vocab_size")
+    draft_vocab = config_int(flat, "draft_vocab_size") or vocab
+    names = {t.name for t in tensors}
+    if draft_vocab == vocab:
+        for t in [t for t in tensors if t.name in ("d2t", "t2d")]:
+            tensors.remove(t)
+            generated.pop(t.name, None)
+            if t.source is not None:
+                dropped.append(DroppedTensor(t.source, "a full-vocabulary head: speculators has no d2t / t2d, vLLM "
+                                                       "refuses a d2t"))
+    elif selected is not None and vocab:
+        if "d2t" not in names:
+            generated["d2t"] = (selected - torch.arange(selected.numel(), dtype=torch.int64)).contiguous()
+            tensors.append(PlannedTensor("d2t", "I64", (int(selected.numel()),), generated="the draft's token ids"))
+        if "t2d" not in names:
+            t2d = torch.zeros(vocab, dtype=torch.bool)
+            t2d[selected] = True
+            generated["t2d"] = t2d
+            tensors.append(PlannedTensor("t2d", "BOOL", (vocab,), generated="the draft's token ids (d2t)"))
+    fc = next((t for t in tensors if t.name == "fc.weight"), None)
+    kind = kind_of(ckpt.config, list(names))
+    return to_speculators(flat, kind=kind, aux_ids=aux_ids, num_layers=num_layers,
+                          fc_width=fc.shape[1] if fc is not None and len(fc.shape) == 2 else None, verifier=verifier)
 
 
 def pinned_aux_ids(recorded: list[int] | None, given: list[int], algo: Algorithm, passthrough: bool) -> list[int]:

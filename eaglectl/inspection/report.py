@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eaglectl.checkpoint.names import layer_indices, parse_name
-from eaglectl.checkpoint.peagle import VLLM_ROUTE
+from eaglectl.checkpoint.peagle import vllm_route
 from eaglectl.checkpoint.resolve import Checkpoint, aux_layer_ids_of, detect_algorithm, is_p_eagle, resolve
 from eaglectl.checkpoint.target import TargetInfo, load_target
 from eaglectl.checkpoint.values import non_finite_message, scan_non_finite, scanned_tensors
@@ -90,6 +90,29 @@ class SGLangSupport:
 
 
 @dataclass
+class VllmVerdict:
+    """What vLLM would do with one form of the head (see eaglectl.engines.vllm.loader)."""
+
+    ok: bool  # loads completely and is fed the layers it was trained on
+    capture: list[int] | None  # the target layers captured (vLLM numbering; None: the target's default)
+    summary: str  # a few words: "loads completely", "fails to start", ...
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VllmSupport:
+    """vLLM's verdict beside SGLang's: the directory as stored (None: vLLM cannot be pointed at it) and the form
+    `eaglectl export` writes (None: export refuses the head)."""
+
+    release: str
+    as_stored: VllmVerdict | None
+    after_export: VllmVerdict | None
+    export_format: str = "sglang"  # the export format the after-export verdict is for
+    force: bool = False  # the directory is SGLang-ready as it is: only `export --force` writes the vLLM keys
+    trained: list[int] | None = None  # the layers the head was trained on (vLLM numbering), when recorded
+
+
+@dataclass
 class InspectReport:
     source: str
     layout: Layout
@@ -104,6 +127,7 @@ class InspectReport:
     total_bytes: int = 0
     loader_as_is: list[LoaderView] = field(default_factory=list)
     sglang: SGLangSupport | None = None
+    vllm: VllmSupport | None = None
     export_preview: dict[str, Any] | None = None
     target: TargetInfo | None = None
     hub: HubSource | None = None
@@ -128,7 +152,8 @@ def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | 
     report.p_eagle = is_p_eagle(ckpt)
     if report.p_eagle:
         add(Finding("p-eagle", Severity.error, f"P-EAGLE (parallel drafting) head: {report.p_eagle}; SGLang cannot "
-                    "serve it (it ignores mask_hidden / mask_token_id)", VLLM_ROUTE))
+                    "serve it (it ignores mask_hidden / mask_token_id)", vllm_route(ckpt, target)))
+        report.vllm = vllm_support(ckpt, None, None)
         return report
     plan: ExportPlan | None = None
     try:
@@ -147,6 +172,8 @@ def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | 
     if target:
         report.target = load_target(target)
         _target_findings(ckpt, plan, report.target, report)
+    refused = {f.code for f in report.findings if f.severity is Severity.error} & {"norm-before-residual"}
+    report.vllm = vllm_support(ckpt, None if refused else plan, report.target)
     from eaglectl.export.exporter import servable_as_is
 
     # A head served by a loader eaglectl does not replay is never called ready: nothing verified its names.
@@ -154,6 +181,56 @@ def inspect_checkpoint(path: str, *, target: str | None = None, revision: str | 
     if report.sglang_ready and ckpt.layout is Layout.hf:
         report.layout = Layout.sglang_ready
     return report
+
+
+def vllm_support(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo | None) -> VllmSupport | None:
+    """vLLM's verdict on the head as stored and as `export` writes it (EAGLE-3 heads only). `plan`: the SGLang
+    export's; None where that export refuses the head (P-EAGLE, norm_before_residual): then the speculators
+    export's, which vLLM reads."""
+    from eaglectl.engines.vllm.loader import RELEASE, simulate_load, trained_capture
+    from eaglectl.enums import ExportFormat
+
+    if (plan.algorithm if plan else detect_algorithm(ckpt)[0]) is not Algorithm.EAGLE3 or ckpt.weights is None:
+        return None
+    fmt = ExportFormat.sglang
+    if plan is None and not ckpt.weights.remote:
+        try:
+            plan, fmt = build_plan(ckpt, fmt=ExportFormat.speculators), ExportFormat.speculators
+        except EaglectlError:
+            plan = None
+    known = target is not None and target.local
+    vocab = target.vocab_size if known and target else None
+    layers = target.num_layers if known and target else None
+    raw = ckpt.raw_config if ckpt.raw_config is not None else ckpt.config
+    as_stored = None
+    if ckpt.layout is not Layout.specforge_training:  # a training state is no directory vLLM reads
+        shapes = {n: t.shape for n, t in ckpt.weights.tensors.items()}
+        as_stored = _verdict(simulate_load(raw, shapes, target_vocab=vocab, target_layers=layers))
+    after = (_verdict(simulate_load(plan.config, plan.shapes, target_vocab=vocab, target_layers=layers))
+             if plan is not None else None)
+    from eaglectl.export.exporter import servable_as_is
+
+    force = plan is not None and servable_as_is(ckpt, plan)
+    return VllmSupport(RELEASE, as_stored, after, export_format=fmt.value,
+                       trained=trained_capture(plan.config if plan else raw), force=force)
+
+
+def _verdict(sim) -> VllmVerdict:
+    problems = [*sim.errors, *(f"leaves {p} uninitialised" for p in sim.uninitialized), *sim.warnings]
+    if sim.errors:
+        summary = "fails to start" if sim.model_class is None else "fails to load its weights"
+    elif sim.model_class is None:
+        summary = "not replayed (" + "; ".join(sim.notes[-1:]) + ")"
+    elif sim.uninitialized:
+        summary = f"leaves {len(sim.uninitialized)} parameter(s) uninitialised"
+    elif sim.warnings and sim.trained is not None:
+        summary = ("reads no aux ids: captures the target's default layers" if sim.capture is None
+                   else "captures other target layers than trained")
+    elif sim.warnings:
+        summary = sim.warnings[0]
+    else:
+        summary = "loads completely"
+    return VllmVerdict(sim.ok, sim.capture, summary, problems)
 
 
 def remote_finding(ckpt: Checkpoint) -> Finding:

@@ -9,7 +9,7 @@ export EAGLECTL_DISTILL_FIXTURE=$PWD/.gpu/fixture EAGLECTL_GPU_REPORT=$OUT/serve
 nvidia-smi --query-gpu=name,memory.total --format=csv > $OUT/gpu.txt
 if [ ! -d .gpu/fixture/nemo ]; then
   t0=$(date +%s)
-  python .gpu/distill_eagle3.py .gpu/fixture > $OUT/fixture.log 2>&1 || { tail -20 $OUT/fixture.log; exit 1; }
+  python .gpu/distill_eagle3.py .gpu/fixture > /tmp/fixture.log 2>&1 || { tail -20 /tmp/fixture.log; exit 1; }
   echo "fixture built in $(( $(date +%s) - t0 )) s"
   tar czf $OUT/fixture.tgz -C .gpu fixture
 fi
@@ -20,5 +20,14 @@ set -o pipefail
 date -u +"start %FT%TZ" | tee $OUT/pytest.txt
 python -m pytest -m gpu "${tests[@]}" -s -p no:cacheprovider -q 2>&1 | tail -120 | tee -a $OUT/pytest.txt
 date -u +"end %FT%TZ" | tee -a $OUT/pytest.txt
+# EXPORT_BENCH=1: the export benchmark on this machine's CPUs and disk (idle, unlike a shared CPU machine).
+if [ "${EXPORT_BENCH:-0}" = 1 ]; then
+  timeout 300 python benchmarks/export_bench.py --runs 5 --phases --dir /tmp/export-bench --json > $OUT/export_bench.json \
+    2> /tmp/export_bench.err; echo "export bench rc=$?"; tail -5 /tmp/export_bench.err
+  { nproc; python -c "import torch,sys; print(sys.version, torch.__version__)"; df -T /tmp; } > $OUT/machine.txt
+fi
 # ORACLE=1: then the SGLang differential oracle on the same machine (scripts/gpu/oracle.sh, into $OUT).
 if [ "${ORACLE:-0}" = 1 ]; then bash scripts/gpu/oracle.sh; fi
+# At most 8 files come back: everything but the fixture in one archive.
+(cd $OUT && find . -maxdepth 1 -type f ! -name fixture.tgz ! -name results.tgz -printf '%P\n' | tar czf results.tgz -T - \
+  && find . -maxdepth 1 -type f ! -name fixture.tgz ! -name results.tgz -delete)

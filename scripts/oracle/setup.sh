@@ -3,16 +3,21 @@
 #   one venv with torch 2.13.0 (installed first and alone: any other torch pulls gigabytes) and the packages
 #   SGLang's import chain needs at module level, plus one directory per SGLang release holding that release's
 #   python files (`pip download --no-deps sglang==X`, unzipped) and, beside them, the transformers release it pins
-#   (with the tokenizers / huggingface-hub that transformers release accepts). The harness puts the release
-#   directory first on sys.path, so each release runs with its own transformers over the shared venv.
-# Usage: scripts/oracle/setup.sh [RELEASE ...]   (default: 0.5.9 0.5.12 0.5.15 0.5.17 0.5.23)
-# Env: EAGLECTL_ORACLE_HOME (default ~/.cache/eaglectl-oracle); PYTHON (default python3, 3.10-3.12).
-# Prints the EAGLECTL_ORACLE_* variables to export (scripts/oracle/run.sh reads the same file).
+#   (with the tokenizers / huggingface-hub that transformers release accepts) and its xgrammar / apache-tvm-ffi
+#   pins. The harness puts the release directory first on sys.path, so each release runs with its own pins over
+#   the shared venv.
+# Usage: scripts/oracle/setup.sh [RELEASE ...]   (default: 0.5.9 0.5.10 0.5.12 0.5.15 0.5.17 0.5.23, one release per
+# rule range of eaglectl/engines/sglang/rules.py, and 0.5.23, the newest known)
+# Env: EAGLECTL_ORACLE_HOME (default ~/.cache/eaglectl-oracle); PYTHON (default python3, 3.10-3.12). Where the
+# package index offers torch 2.13.0 only as a CUDA build, point pip at a CPU build first (PIP_EXTRA_INDEX_URL or
+# PIP_FIND_LINKS); this machine's pip finds torch-2.13.0+cpu in its find-links.
+# Prints the EAGLECTL_ORACLE_* variables to export, naming every release set up here so far that runs (this call's
+# and earlier ones'); scripts/oracle/run.sh reads the same file ($EAGLECTL_ORACLE_HOME/env.sh).
 set -euo pipefail
 HOME_DIR=${EAGLECTL_ORACLE_HOME:-$HOME/.cache/eaglectl-oracle}
 PY=${PYTHON:-python3}
 RELEASES=("$@")
-[ ${#RELEASES[@]} -eq 0 ] && RELEASES=(0.5.9 0.5.12 0.5.15 0.5.17 0.5.23)
+[ ${#RELEASES[@]} -eq 0 ] && RELEASES=(0.5.9 0.5.10 0.5.12 0.5.15 0.5.17 0.5.23)
 mkdir -p "$HOME_DIR/wheels" "$HOME_DIR/releases"
 VENV=$HOME_DIR/venv
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
@@ -37,7 +42,6 @@ requirement() {  # requirement NAME WHEEL -> the version spec WHEEL's METADATA g
 }
 
 entries=()
-status=()
 for rel in "${RELEASES[@]}"; do
   dest=$HOME_DIR/releases/$rel
   if [ ! -f "$dest/.complete" ]; then
@@ -79,20 +83,23 @@ if [ ! -f "$HOME_DIR/triton_stub.py" ]; then  # none of the chosen releases ship
   unzip -p "$(ls "$HOME_DIR/wheels"/sglang-0.5.15-*.whl | head -1)" sglang/_triton_stub.py > "$HOME_DIR/triton_stub.py"
 fi
 
-# Which releases import and build a head here (one tiny head, all releases): a release that cannot run on
-# CPU is left out of the variables, with its error.
-probe_out=$HOME_DIR/probe.txt
-: > "$probe_out"
-ok=()
+# Which releases import and build a head here (a tiny built-in head): a release that cannot run on CPU is left
+# out of the variables, with its error.
 for e in "${entries[@]}"; do
   rel=${e%%=*}
-  if (cd "$(dirname "$0")/../.." && "$VENV/bin/python" tests/oracle/harness.py --probe --sglang-src "${e#*=}" \
+  dest=${e#*=}
+  if (cd "$(dirname "$0")/../.." && "$VENV/bin/python" tests/oracle/harness.py --probe --sglang-src "$dest" \
         --triton-stub "$HOME_DIR/triton_stub.py" > "$HOME_DIR/probe-$rel.json" 2> "$HOME_DIR/probe-$rel.log"); then
-    ok+=("$e")
-    echo "$rel: runs ($(cat "$HOME_DIR/releases/$rel/.complete"))" | tee -a "$probe_out" >&2
+    touch "$dest/.probe-ok"
+    echo "$rel: runs ($(cat "$dest/.complete"))" >&2
   else
-    echo "$rel: does not run on CPU: $(tail -1 "$HOME_DIR/probe-$rel.log")" | tee -a "$probe_out" >&2
+    rm -f "$dest/.probe-ok"
+    echo "$rel: does not run on CPU: $(tail -1 "$HOME_DIR/probe-$rel.log")" >&2
   fi
+done
+ok=()
+for dest in $(ls -d "$HOME_DIR"/releases/*/ | sort -V); do
+  [ -f "$dest/.probe-ok" ] && ok+=("$(basename "$dest")=${dest%/}")
 done
 IFS=,
 {

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.demo.samples import AUX_IDS, DRAFT_VOCAB, VOCAB, H
+from eaglectl.demo.samples import AUX_IDS, DRAFT_VOCAB, SAMPLE_DIRS, VOCAB, H
 from eaglectl.enums import Algorithm
 from tests.synthetic_heads import Shapes, head, write
 
@@ -145,10 +145,11 @@ SYNTHETIC: dict[str, tuple[str, str, Build]] = {
     "norm-output": ("rule", "norm_output: true: honoured from 0.5.12", lambda: head(norm_output=True)),
 }
 
-# The demo layouts export writes for SGLang (p-eagle is refused by export; target is not a head).
-EXPORTED = ("nemo-consolidated", "nemo-legacy-eagle3", "nemo-legacy-eagle", "specforge", "eagle-research",
-            "nemo-sharded")
-EXPORT_ALGORITHM = {"nemo-legacy-eagle": Algorithm.EAGLE.value}
+# Every demo layout but these is exported into the corpus.
+NOT_EXPORTED = {"target": "the demo's target, not a head",
+                "p-eagle": "export refuses P-EAGLE heads (SGLang would serve them as plain EAGLE-3)"}
+EXPORTED = tuple(n for n in SAMPLE_DIRS if n not in NOT_EXPORTED)
+EXPORT_ALGORITHM = {"nemo-legacy-eagle": Algorithm.EAGLE.value}  # the others are EAGLE-3
 
 ENTRIES: tuple[Entry, ...] = (
     *(Entry(f"export-{n}", "export", EXPORT_ALGORITHM.get(n, E3), f"eaglectl export of the {n} demo layout")

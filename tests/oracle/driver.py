@@ -106,8 +106,9 @@ def outcome(result: dict[str, Any] | None) -> str:
 
 def run_release(label: str, src: str | None, entries: list[Entry], root: Path, *, python: str,
                 installed: bool = False, device: str = "auto", log_dir: Path | None = None,
-                timeout: float = 900) -> dict[str, Any]:
-    """Harness over the whole corpus for one release, each head compared: a JSON-ready record."""
+                timeout: float = 900, budget: float = 1800) -> dict[str, Any]:
+    """Harness over the whole corpus for one release, each head compared: a JSON-ready record. `timeout` bounds
+    one harness process, `budget` the release as a whole (reruns after a crash stop when it is spent)."""
     t0 = time.time()
     log = (log_dir / f"harness-{label}.log") if log_dir else None
     doc = run_harness([root / e.path for e in entries], python=python, src=src, installed=installed, device=device,
@@ -116,14 +117,25 @@ def run_release(label: str, src: str | None, entries: list[Entry], root: Path, *
     results = by_head(doc, entries, root)
     missing = [e for e in entries if e.name not in results]
     if missing and "t_import" in doc:
-        # SGLang imported but the shared process died part-way (a crash no exception catches): the heads it did
-        # not reach, one process each
-        doc.setdefault("setup", {})["fallback"] = (f"{len(missing)} head(s) rerun one process each "
-                                                   f"({doc.get('died', 'no record')})")
-        for e in missing:
-            one = run_harness([root / e.path], python=python, src=src, installed=installed, device=device,
-                              timeout=timeout)
-            results.update(by_head(one, entries, root))
+        # SGLang imported but the shared process died part-way (a crash no exception catches). The first head it
+        # did not finish is the likely cause: it runs alone, the rest again together, until none is left or the
+        # time is up (a head still missing then has no record and fails as such).
+        notes = [doc.get("died", "no record")]
+        while missing and time.time() + 2 * float(doc.get("t_import") or 30) < t0 + budget:
+            culprit, rest = missing[0], missing[1:]
+            left = max(1.0, t0 + budget - time.time())
+            alone = run_harness([root / culprit.path], python=python, src=src, installed=installed, device=device,
+                                timeout=min(timeout, left))
+            results.update(by_head(alone, entries, root))
+            notes.append(f"{culprit.name} alone: {alone.get('died') or alone.get('error') or 'ran'}")
+            if rest:
+                left = max(1.0, t0 + budget - time.time())
+                again = run_harness([root / e.path for e in rest], python=python, src=src, installed=installed,
+                                    device=device, timeout=min(timeout, left))
+                results.update(by_head(again, entries, root))
+            missing = [e for e in rest if e.name not in results]
+        doc.setdefault("setup", {})["fallback"] = "; ".join(notes) + (
+            f"; {len(missing)} head(s) left without a record (time budget)" if missing else "")
         doc.pop("error", None)
     heads = {}
     for e in entries:
@@ -169,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write every record (harness output included) here")
     ap.add_argument("--logs", default=None, help="folder for the harness's stderr, one file per release")
     ap.add_argument("--timeout", type=float, default=900, help="seconds one harness process may take")
+    ap.add_argument("--budget", type=float, default=1800,
+                    help="seconds for one release, reruns after a crash included")
     args = ap.parse_args(argv)
     root = Path(args.corpus)
     t0 = time.time()
@@ -182,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     if logs:
         logs.mkdir(parents=True, exist_ok=True)
     runs = [run_release(label, src, entries, root, python=args.python, installed=args.installed,
-                        device=args.device, log_dir=logs, timeout=args.timeout) for label, src in releases]
+                        device=args.device, log_dir=logs, timeout=args.timeout, budget=args.budget)
+            for label, src in releases]
     table = summary(runs, entries)
     print(table)
     bad = [d for r in runs for h in r["heads"].values() for d in h["disagreements"]]

@@ -515,7 +515,6 @@ def worker_sharing(model: Any, hf: Any, arch: str, device: str) -> dict[str, Any
     found: dict[str, Any] = {}
     try:
         emb = model.model.embed_tokens.weight
-        head = model.lm_head.weight
         target_embed = torch.full_like(emb, SENTINEL)
         target_head = torch.full((hf.vocab_size, emb.shape[1]), SENTINEL, dtype=emb.dtype, device=emb.device)
         if device == "cpu" and not torch.cuda.is_available():
@@ -531,7 +530,6 @@ def worker_sharing(model: Any, hf: Any, arch: str, device: str) -> dict[str, Any
             found["call"] = "set_embed"
         found["embed_from_target"] = bool((model.model.embed_tokens.weight == SENTINEL).all())
         found["lm_head_from_target"] = bool((model.lm_head.weight == SENTINEL).all())
-        del head
     except Exception as e:
         found["error"] = f"{type(e).__name__}: {e}"
     return found

@@ -21,6 +21,7 @@ SGLANG_VERSIONS = rules.RELEASES  # every known release; the last is the newest
 NEWEST_KNOWN = rules.NEWEST_KNOWN
 ARCHITECTURE = {Algorithm.EAGLE3: "LlamaForCausalLMEagle3", Algorithm.EAGLE: "LlamaForCausalLMEagle"}
 ALGORITHM_OF_ARCHITECTURE = {v: k for k, v in ARCHITECTURE.items()}
+D2T_LENGTH = "d2t has"  # how a d2t of another length than the draft vocab is named in `problems`
 _FC_NORM_NAME = re.compile(r"(^|\.)(fc_norm\.\d+|aux_norm_(low|mid|high))\.")
 
 
@@ -318,9 +319,10 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
                 sim.hot_token_map = True
                 sim.loaded[stored] = "hot_token_id"
                 want = (d.draft_vocab or d.vocab,)
-                if tuple(shapes[stored]) != want:
-                    sim.shape_errors.append(f"{stored}: stored {list(shapes[stored])}, expected {list(want)}")
-                    sim.misshapen.add(stored)
+                if tuple(shapes[stored]) != want:  # loaded unchecked (hot_token_id = d2t + arange): wrong at run time
+                    sim.problems.append(f"{D2T_LENGTH} {list(shapes[stored])} entries for a {want[0]}-token draft "
+                                        f"vocab: SGLang loads it unchecked ({common.d2t.source}) and maps draft ids "
+                                        f"to the wrong target ids, or past the end, while serving")
                 continue
             if common.t2d.value in name:
                 sim.ignored_by_design.append(stored)
