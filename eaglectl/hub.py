@@ -36,6 +36,17 @@ MAX_META_BYTES = 64 * 1024 * 1024  # a 256k-token vocab's ids and mask are ~2.3 
 OFFLINE_HINT = "unset HF_HUB_OFFLINE, or download it first: `hf download {repo}{rev}`"
 
 
+def expand_user(source: str | Path, error: type[Exception] = CheckpointError) -> Path:
+    """`source` with a leading `~` or `~user` expanded, as the shell would have; `~user` of no such user (or a `~`
+    with no home directory to name) is `error` ("no such file or directory"), not pathlib's RuntimeError."""
+    try:
+        return Path(source).expanduser()
+    except RuntimeError:  # pathlib: "Could not determine home directory."
+        head = str(source).split("/", 1)[0]
+        who = f"there is no user {head[1:]!r}" if len(head) > 1 else "there is no home directory"
+        raise error(f"{source}: no such file or directory ({who}, so {head} names no directory)") from None
+
+
 def hub_id(source: str) -> str:
     """`source` as a Hub repo id, or a `CheckpointError` saying why it is a missing local path instead.
     Called for an argument that does not exist on disk; never touches the network."""
@@ -48,9 +59,34 @@ def hub_id(source: str) -> str:
     if "/" in source and os.path.isdir(first):
         raise CheckpointError(f"{missing} ({first}/ is a local directory, so this is a path, not a Hugging Face "
                               f"repo id)")
+    if "/" in source and (near := _near_local_path(source)) is not None:
+        raise CheckpointError(f"{missing} ({first}/ is no directory here; did you mean {near}?)")
     if source.count("/") != 1 or not _valid_repo_id(source):
         raise CheckpointError(f"{missing} (and not a Hugging Face repo id, which reads namespace/name)")
     return source
+
+
+MAX_NEAR_ENTRIES = 10_000  # directory entries looked at for a near-miss of a path's first component
+
+
+def _near_local_path(source: str) -> str | None:
+    """`source` with its first component replaced by a local directory whose name is a near miss of it (difflib),
+    when the rest of the path exists under that directory: `eaglctl-demo/specforge` beside `eaglectl-demo/`. A
+    near name alone is no proof (a Hub namespace may resemble a local directory); the whole path is."""
+    import difflib
+    import itertools
+
+    first, rest = source.split("/", 1)
+    try:
+        with os.scandir(".") as it:
+            names = [e.name for e in itertools.islice(it, MAX_NEAR_ENTRIES) if e.is_dir()]
+    except OSError:
+        return None
+    for name in difflib.get_close_matches(first, names, n=3, cutoff=0.75):
+        candidate = f"{name}/{rest}"
+        if os.path.exists(candidate):
+            return candidate
+    return None
 
 
 def _valid_repo_id(source: str) -> bool:
@@ -143,6 +179,23 @@ def _hub_failure(exc: Exception) -> bool:
     return type(exc).__module__.split(".")[0] in ("requests", "urllib3", "httpx", "httpx2", "huggingface_hub")
 
 
+def _unreachable(exc: Exception) -> bool:
+    """Whether the Hub could not be asked at all (no connection, a timeout, a server error), as huggingface_hub's
+    own downloads tell it before they fall back to the cache; an answer (no such repo, gated, no such revision)
+    is not."""
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(exc, OfflineModeIsEnabled):
+        return True
+    if isinstance(exc, HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        return isinstance(status, int) and status >= 500
+    if type(exc).__module__.split(".")[0] not in ("requests", "urllib3", "httpx", "httpx2"):
+        return False
+    return any(c.__name__ in ("ConnectError", "TimeoutException", "ConnectionError", "Timeout", "ProtocolError",
+                              "NetworkError", "RemoteProtocolError") for c in type(exc).__mro__)
+
+
 def _source_from_snapshot(repo_id: str, revision: str | None, snapshot: Path) -> HubSource:
     # <cache>/models--org--name/snapshots/<commit>: the commit is the folder's name
     in_cache = snapshot.parent.name == "snapshots"
@@ -217,6 +270,8 @@ def drafter_headers(repo_id: str, revision: str | None, *, max_shards: int) -> R
         raise CheckpointError(f"{repo_id}: malformed safetensors header on the Hub ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from exc
     except Exception as exc:
+        if _unreachable(exc):
+            return None  # as export's download does: the cached snapshot, if there is one, is what can be read
         if _hub_failure(exc):
             raise hub_error(repo_id, revision, exc) from exc
         raise

@@ -9,6 +9,7 @@ looks at them. Here a hostile file fails fast with one `ConfigError` naming the 
 from __future__ import annotations
 
 import json
+import math
 import stat
 from dataclasses import dataclass
 from itertools import accumulate
@@ -48,6 +49,19 @@ def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise _TooLarge(f"an integer with {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
     return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: Python makes it inf
+        raise _TooLarge(f"the number {text[:40]}, beyond a float's range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    """`NaN`, `Infinity`, `-Infinity`: Python's json reads and writes them, but they are no JSON (RFC 8259), and a
+    config value of NaN passes every range check."""
+    raise _TooLarge(f"{name}, which is no JSON number (only finite numbers are)")
 
 
 def _structure_outside_strings(raw: bytes, chunk: int = 1 << 20) -> bytes:
@@ -102,7 +116,7 @@ def loads_bounded(raw: bytes, limits: JsonLimits, *, where: str, what: str) -> A
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: {what} is not UTF-8 text") from exc
     try:
-        return json.loads(text, parse_int=_bounded_int)
+        return json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
     except _TooLarge as exc:
         raise ConfigError(f"{where}: {what} holds {exc}") from exc
     except json.JSONDecodeError as exc:
@@ -131,8 +145,14 @@ def read_json_object(path: Path, *, what: str = "config", limits: JsonLimits = C
 
 
 def dumps_config(config: dict[str, Any]) -> bytes:
-    """Deterministic JSON for written configs: key order kept, 2-space indent, trailing newline."""
-    return (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Deterministic JSON for written configs: key order kept, 2-space indent, trailing newline. A string that
+    is no valid Unicode (a lone surrogate, read from a `\\udc80` escape) has no UTF-8 form: then every non-ASCII
+    character is written as its escape, the same values as read."""
+    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(config, indent=2, ensure_ascii=True) + "\n").encode("ascii")
 
 
 def as_object(value: Any) -> dict[str, Any]:

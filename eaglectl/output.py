@@ -152,6 +152,32 @@ def printable(text: Any) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def shell_quote(arg: str) -> str:
+    """`arg` quoted so that a shell reads back exactly its bytes, and printable as it stands. A word with a
+    character the terminal would act on (see `printable`) or bytes that are not UTF-8 (a file name decoded with
+    `surrogateescape`) is written in ANSI-C quoting, `$'...'`, every such byte as `\\xHH` (bash, zsh, ksh,
+    POSIX.1-2024 sh); any other word as `shlex.quote` writes it."""
+    import shlex
+
+    try:
+        arg.encode("utf-8")
+        plain = arg.isprintable()
+    except UnicodeEncodeError:
+        plain = False
+    if plain:
+        return shlex.quote(arg)
+    out = []
+    for b in os.fsencode(arg):
+        c = chr(b)
+        out.append("\\" + c if c in "'\\" else c if 0x20 <= b < 0x7F else f"\\x{b:02x}")
+    return "$'" + "".join(out) + "'"
+
+
+def shell_join(argv: list[str]) -> str:
+    """One shell command line of `argv` (`shell_quote` for each word)."""
+    return " ".join(shell_quote(a) for a in argv)
+
+
 def safe(text: Any) -> str:
     """A user- or file-derived string ready to sit inside rich markup: control characters neutralised and
     `[` escaped. Every name and path printed through markup goes through this."""

@@ -284,7 +284,7 @@ def test_print_only_prints_every_argv_and_the_plan_and_runs_nothing(cli, samples
 
 def test_passthrough_may_not_override_what_bench_sets(cli, samples, fake):
     result, doc = run(cli, samples, fake, "--print-only", "--", "--port", "1234")
-    assert result.exit_code == 1 and doc["ok"] is False
+    assert result.exit_code == 2 and doc["ok"] is False  # a usage error
     assert "would override --port" in doc["error"]["message"] and "eaglectl bench" in doc["error"]["message"]
 
 
@@ -296,7 +296,7 @@ def test_passthrough_may_not_override_what_bench_sets(cli, samples, fake):
 ])
 def test_bad_options_are_one_error_line(cli, samples, fake, args, message):
     result = cli(*bench_args(samples, fake, *args))
-    assert result.exit_code == 1 and message in result.stderr
+    assert result.exit_code == 2 and message in result.stderr  # usage errors, as Click's own
     assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
 
 

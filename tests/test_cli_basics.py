@@ -127,7 +127,7 @@ def test_usage_error_without_json_keeps_typers_message(cli):
 
 def test_json_inspect_error_finding_has_report_and_error(cli, samples):
     result = cli("inspect", samples["p-eagle"], "--json")
-    assert result.exit_code == 1 and result.stderr == ""  # findings are the report, not an error line
+    assert result.exit_code == 1 and result.stderr.startswith("error: 1 error finding(s): p-eagle")
     doc = json.loads(result.stdout)
     assert doc["ok"] is False and doc["result"]["findings"]
     assert doc["error"]["type"] == "CheckFailedError" and "p-eagle" in doc["error"]["message"]
@@ -147,3 +147,86 @@ def test_json_unexpected_exception_still_prints_envelope_and_keeps_traceback(cli
     doc = json.loads(result.stdout)
     assert doc["ok"] is False and doc["error"] == {"type": "RuntimeError", "message": "a bug", "hint": None,
                                                   "exit_code": 1}
+
+
+@pytest.mark.parametrize("command", ["serve", "bench"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_a_non_finite_mem_fraction_static_is_a_usage_error(cli, samples, command, value):
+    """nan passes `low <= x <= high` (every comparison with nan is false): refused as not finite, exit 2."""
+    result = cli(command, "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
+                 "--mem-fraction-static", value, "--json")
+    assert result.exit_code == 2, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert "--mem-fraction-static" in error["message"] and "not a finite number" in error["message"]
+
+
+# --- hints name only options of the command that shows them ---------------------------------------------------------
+def _undetectable_head(samples, tmp_path):
+    """A head whose algorithm cannot be told (no fc, no layer-0 q_proj, no EAGLE architecture name)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    d = tmp_path / "head"
+    shutil.copytree(samples["specforge"], d)
+    weights = {k: v for k, v in load_file(d / "model.safetensors").items()
+               if not k.startswith("fc.") and "q_proj" not in k}
+    save_file(weights, d / "model.safetensors", metadata={"format": "pt"})
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "architectures": ["LlamaForCausalLM"]}))
+    return d
+
+
+def test_inspect_says_whose_option_algorithm_is(cli, samples, tmp_path):
+    d = _undetectable_head(samples, tmp_path)
+    result = cli("inspect", d, "--json")
+    finding = next(f for f in json.loads(result.stdout)["result"]["findings"] if f["code"] == "unservable")
+    assert "pass --algorithm" in finding["message"]
+    assert "--algorithm is an option of `eaglectl export`, `eaglectl serve` and `eaglectl bench`, not of " \
+           "`eaglectl inspect`" in finding["message"]
+    result = cli("export", d, "-o", tmp_path / "out")  # export has it: nothing added
+    assert result.exit_code == 1 and "pass --algorithm" in result.stderr and "not of `eaglectl" not in result.stderr
+
+
+def test_serve_says_whose_option_output_is(cli, samples, tmp_path):
+    import shutil
+
+    d = tmp_path / "legacy"
+    shutil.copytree(samples["nemo-legacy-eagle3"], d)
+    (d / "sglang").mkdir()
+    (d / "sglang" / "notes.txt").write_text("mine")
+    result = cli("serve", "--target", samples["target"], "--draft", d, "--print-only")
+    assert result.exit_code == 1
+    hint = next(line for line in result.stderr.splitlines() if line.startswith("hint:"))
+    assert "--output is an option of `eaglectl export` and `eaglectl token-map`, not of `eaglectl serve`" in hint
+    result = cli("export", d)  # export has --output: its hint stays as it was
+    assert "pass --output with a new or empty directory" in result.stderr and "not of `eaglectl" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("bench", "--target", "TARGET", "--draft", "SAMPLE", "--config", "3,1", "--print-only"), "STEPS,TOPK"),
+    (("bench", "--target", "TARGET", "--draft", "SAMPLE", "--resume", "--print-only"), "--resume needs --results"),
+    (("inspect", "SAMPLE", "--revision", "main"), "--revision applies to a Hugging Face repo id"),
+    (("export", "SAMPLE", "--revision", "main"), "--revision applies to a Hugging Face repo id"),
+    (("serve", "--target", "TARGET", "--draft", "SAMPLE", "--print-only", "--", "--speculative-num-steps", "5"),
+     "would override --speculative-num-steps"),
+    (("bench", "--target", "TARGET", "--draft", "SAMPLE", "--print-only", "--", "--speculative-eagle-topk", "2"),
+     "would override --speculative-eagle-topk"),
+])
+def test_command_line_mistakes_are_usage_errors_exit_2(cli, samples, args, said):
+    names = {"SAMPLE": str(samples["specforge"]), "TARGET": str(samples["target"])}
+    argv = [names.get(a, a) for a in args]
+    argv.insert(argv.index("--") if "--" in argv else len(argv), "--json")  # after `--`, it would be SGLang's
+    result = cli(*argv)
+    assert result.exit_code == 2, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] in ("UsageError", "SweepError", "OverrideError") and said in error["message"]
+    assert error["exit_code"] == 2
+
+
+@pytest.mark.parametrize("args", [("--version", "--json"), ("--json", "--version"), ("-V", "--json")])
+def test_version_in_json_is_an_envelope(cli, args):
+    result = cli(*args)
+    assert result.exit_code == 0, result.stdout
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True and doc["result"] == {"version": __version__} and doc["schema_version"] == 1

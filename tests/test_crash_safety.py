@@ -360,3 +360,26 @@ def test_serve_signal_stops_child_and_grandchild(samples, fake_sglang, sig):
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and b"Traceback" not in err
     _all_gone(pids)
+
+
+# -------------------------------------------------------------------------- SIGINT, SIGTERM and SIGHUP
+@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                    (signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                                    (signal.SIGHUP, 129, "terminated (SIGHUP)")])
+def test_a_signal_mid_export_cleans_up_like_ctrl_c(big, references, tmp_path, sig, code, said):
+    out = tmp_path / "out"
+    shutil.copytree(references["prev_dir"], out)
+    reset = "import signal; signal.signal(signal.SIGHUP, signal.SIG_DFL); "  # as a terminal session starts it
+    cmd = [sys.executable, "-c", reset + RUN_CLI, "export", str(big), "--output", str(out), "--dtype", "fp32",
+           "--force"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not leftovers(tmp_path):
+        time.sleep(0.001)
+    assert proc.poll() is None, "the export ended before it could be signalled"
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, (proc.returncode, stderr)
+    assert stderr.strip().splitlines()[-1] == f"error: {said}" and "Traceback" not in stderr
+    assert leftovers(tmp_path) == [] and [p.name for p in tmp_path.iterdir() if p.name.endswith(".lock")] == []
+    assert tree(out) == references["prev"]

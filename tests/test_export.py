@@ -533,3 +533,21 @@ def test_text_summaries_say_what_happened(cli, samples):
     again = cli("export", d).stdout
     assert "tensors: 15 up to date (nothing written)," in again and "left untouched" in again
 
+
+
+def test_float16_conversion_that_would_overflow_is_refused_naming_the_tensors(cli, samples, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    d = samples["specforge"]
+    weights = load_file(d / "model.safetensors")
+    assert weights["fc.weight"].dtype == torch.bfloat16
+    weights["fc.weight"][0, 0] = 1e6  # finite in bf16, beyond float16's 65504
+    weights["midlayer.mlp.down_proj.weight"][1, 1] = -3e5
+    save_file(weights, d / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "fp16"
+    result = cli("export", d, "--dtype", "float16", "--output", out)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    error = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    assert "float16" in error and "Inf" in error and "fc.weight" in error and "midlayer.mlp.down_proj.weight" in error
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # nothing written, nothing left
+    assert cli("export", d, "--dtype", "float32", "--output", out).exit_code == 0  # the range float32 has

@@ -363,7 +363,7 @@ def test_speculators_ids_on_a_deepseek_verifier(tmp_path):
 ])
 def test_serve_refuses_passthrough_that_overrides_its_own_flags(cli, samples, args, option):
     result = cli("serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only", "--", *args)
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code == 2 and result.stdout == ""  # a usage error
     lines = result.stderr.splitlines()
     assert lines[0].startswith("error:") and "would override" in lines[0]
     assert any(line.startswith("hint:") and f"eaglectl serve {option}" in line for line in lines)
@@ -382,7 +382,7 @@ def test_context_length_is_owned_only_when_eaglectl_sets_it(cli, samples):
     base = ["serve", "--target", samples["target"], "--draft", samples["specforge"], "--print-only"]
     assert cli(*base, "--", "--context-length", "1024").exit_code == 0
     result = cli(*base, "--context-length", "2048", "--", "--context-length", "1024")
-    assert result.exit_code == 1 and "eaglectl serve --context-length" in result.stderr
+    assert result.exit_code == 2 and "eaglectl serve --context-length" in result.stderr  # a usage error
 
 
 def test_overridden_flag_rules():
@@ -556,3 +556,30 @@ def test_every_mode_is_documented():
     doc = (Path(__file__).resolve().parent.parent / "docs" / "failure-modes.md").read_text()
     missing = [code for code in MODES if f"`{code}`" not in doc]
     assert not missing
+
+
+# --- t2d against d2t and the vocab sizes ----------------------------------------------------------------------------
+def _shift_t2d(t):  # one token out, another in: still DRAFT_VOCAB marked, no longer what d2t names
+    t2d = t["t2d"].clone()
+    first_in, first_out = int(t2d.nonzero()[0]), int((~t2d).nonzero()[0])
+    t2d[first_in], t2d[first_out] = False, True
+    t["t2d"] = t2d
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    (lambda t: t.update({"t2d": torch.cat([t["t2d"], torch.zeros(5, dtype=torch.bool)])}),
+     f"t2d has {s.VOCAB + 5} entries for a {s.VOCAB}-token vocab"),
+    (lambda t: t["t2d"].__setitem__(int((~t["t2d"]).nonzero()[0]), True),
+     f"t2d marks {s.DRAFT_VOCAB + 1} tokens as in the draft vocab, which has {s.DRAFT_VOCAB}"),
+    (_shift_t2d, "t2d marks 1 target tokens d2t does not name and misses 1 it names"),
+])
+def test_a_t2d_that_disagrees_is_flagged_by_inspect_and_export(cli, tmp_path, edit, said):
+    d = specforge_head(tmp_path / "h")
+    code, doc = run_json(cli, "inspect", d)
+    assert "t2d-mismatch" not in codes(doc)  # the sample's own maps agree
+    edit_tensors(d, edit)
+    code, doc = run_json(cli, "inspect", d)
+    assert codes(doc).get("t2d-mismatch") == "warning", doc["result"]["findings"]
+    assert said in finding(doc, "t2d-mismatch")["message"]
+    result = cli("export", d, "-o", tmp_path / "out")
+    assert result.exit_code == 0 and "t2d-mismatch" in result.stderr and said in result.stderr

@@ -131,3 +131,30 @@ def test_ci_runs_the_readme_test_command_then_ruff_and_mypy():
     command = ci[ci.index("# README.md test command:") + 1]
     assert f"```bash\n{command}\n```" in readme
     assert "ruff check ." in ci and "mypy" in ci
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_a_closed_stdout_ends_with_the_exit_code_of_the_run(sample_root, tmp_path, json_mode):
+    """`eaglectl export ... >&-`: the export is written, nothing to show it on, exit 0 and no traceback; a run
+    that fails still exits 1 with its error line."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("_EAGLECTL_", "_TYPER_COMPLETE", "COMP_"))}
+    out = tmp_path / "out"
+    for args, code in ((["export", str(sample_root / "nemo-legacy-eagle3"), "-o", str(out)], 0),
+                       (["inspect", str(tmp_path / "missing")], 1)):
+        proc = subprocess.run([sys.executable, "-c", ENTRY, *args, *(["--json"] if json_mode else [])],
+                              stderr=subprocess.PIPE, text=True, env=base, preexec_fn=lambda: os.close(1))
+        assert proc.returncode == code, proc.stderr
+        assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+        assert ("error:" in proc.stderr) == (code == 1)
+    assert (out / "model.safetensors").is_file()
+
+
+def test_readme_gives_the_cpu_index_for_torch_and_keeps_its_commands():
+    """PyPI's Linux torch wheels pull CUDA: the prose names the CPU index, while the two commands (CI runs the test
+    one literally) stay as they are."""
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in readme
+    assert "keeps pip from pulling a multi-GB CUDA build" not in readme  # it does pull one on Linux
+    for command in ('pip install torch==2.13.0 && pip install -e . && eaglectl demo',
+                    'pip install torch==2.13.0 && pip install -e ".[test]" && pytest'):
+        assert f"python3 -m venv .venv && . .venv/bin/activate && {command}\n```" in readme

@@ -66,3 +66,27 @@ def test_docs_cover_every_command():
     for name, command in typer.main.get_command(app).commands.items():
         if not command.hidden:
             assert f"## `eaglectl {name}`" in docs, f"docs/cli.md lacks `{name}`: run {REGENERATE}"
+
+
+@pytest.mark.parametrize(("shell", "installed", "rc", "line"), [
+    ("bash", ".bash_completions/eaglectl.sh", ".bashrc", "source '{home}/.bash_completions/eaglectl.sh'"),
+    ("zsh", ".zfunc/_eaglectl", ".zshrc", "fpath+=~/.zfunc; autoload -Uz compinit; compinit"),
+    ("fish", ".config/fish/completions/eaglectl.fish", None, None),
+])
+def test_install_completion_installs_the_shipped_script(tmp_path, shell, installed, rc, line):
+    """Where Typer's installer would put its stock script, the one eaglectl ships (stock plus its two fixes); the
+    start-up file keeps what it held and gets the loading line once, however often it is run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("_EAGLECTL_", "_TYPER_COMPLETE", "COMP_"))}
+    env["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"  # Typer's own option then takes the shell as a value
+    env["HOME"] = str(tmp_path)
+    if rc:
+        (tmp_path / rc).write_text("# mine\nalias ll='ls -l'")
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", ENTRY, "--install-completion", shell], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert f"{shell} completion installed in {tmp_path / installed}" in proc.stdout
+    assert (tmp_path / installed).read_text(encoding="utf-8") == (ROOT / SHELL_FILES[shell]).read_text(encoding="utf-8")
+    if rc:
+        text = (tmp_path / rc).read_text()
+        assert text.startswith("# mine\nalias ll='ls -l'\n") and text.count(line.format(home=tmp_path)) == 1

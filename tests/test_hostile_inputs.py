@@ -83,7 +83,7 @@ def check_failure(case: Case, command: str, args: list[str], code: int, stdout: 
     lines = [line for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error:")]
     if command == "inspect" and case.inspect_finding:
-        assert not errors, where
+        assert len(errors) == 1 and "error finding(s):" in errors[0], where  # the report, then one error line
         if "--json" in args:
             doc = json.loads(stdout)
             assert doc["ok"] is False, where
@@ -104,8 +104,13 @@ def check_failure(case: Case, command: str, args: list[str], code: int, stdout: 
         assert stdout == "", where
 
 
+AS_STORED = "error: 1 error finding(s): loads-nothing"  # a NeMo base (draft_model.*) as stored: export fixes it
+
+
 def check_success(case: Case, command: str, args: list[str], code: int, stdout: str, stderr: str) -> None:
     where = f"{case.name}: eaglectl {' '.join(args)}\nstdout: {stdout[-2000:]}\nstderr: {stderr[-3000:]}"
+    if command == "inspect" and code == 1 and AS_STORED in stderr:
+        code, stderr = 0, stderr.replace(AS_STORED, "")
     assert code == 0 and "Traceback" not in stderr, where
     assert "error:" not in stderr, where
     if case.warning and command == "inspect" and "--json" in args:
@@ -238,7 +243,10 @@ def test_previous_export_survives_a_corrupted_source(cli, bases, tmp_path):
 def test_bases_are_healthy(cli, bases, key):
     """The corpus breaks healthy checkpoints: make sure they are."""
     result = cli("inspect", bases[key])
-    assert result.exit_code == 0, result.stdout + result.stderr
+    if key == "pt":  # NeMo's draft_model.* names: SGLang loads none of them as stored (export renames them)
+        assert result.exit_code == 1 and result.stderr.startswith(AS_STORED), result.stdout + result.stderr
+    else:
+        assert result.exit_code == 0, result.stdout + result.stderr
 
 
 def test_non_finite_finding_names_the_tensors(cli, bases, tmp_path):
@@ -286,3 +294,85 @@ def test_output_symlink_to_a_directory_is_written_through(cli, bases, tmp_path):
     result = cli("export", ck, "--output", link)
     assert result.exit_code == 0, result.stderr
     assert link.is_symlink() and (real / "config.json").is_file() and (real / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("command", ["export", "token-map"])
+@pytest.mark.parametrize("where", ["dir", "deeper"])
+def test_output_under_a_broken_symlink_is_refused(cli, bases, tmp_path, command, where):
+    """`-o LINK/out` with LINK dangling: nothing is created where LINK points."""
+    from tests.hostile import copy_base
+
+    ck = copy_base(bases, "st", tmp_path)
+    gone = tmp_path / "gone" / "deeper"
+    link = tmp_path / "link"
+    link.symlink_to(gone if where == "dir" else tmp_path / "gone")
+    out = link / "out" if where == "dir" else link / "deeper" / "out"
+    before = snapshot(tmp_path)
+    result = cli(command, ck, "--output", out)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error:") and f"{link} is a broken symlink" in result.stderr
+    assert snapshot(tmp_path) == before and not (tmp_path / "gone").exists()
+
+
+@pytest.mark.parametrize("command", ["export", "token-map"])
+@pytest.mark.parametrize(("out", "said"), [
+    ("n" * 256, "output path too long (File name too long)"),
+    ("n" * 240, "output name too long: 240 bytes, and eaglectl's temporary name beside it adds 25"),
+    ("d/" * 2100 + "out", "output path too long: "),
+])
+def test_output_names_too_long_are_said_to_be(cli, bases, tmp_path, command, out, said):
+    from tests.hostile import copy_base
+
+    ck = copy_base(bases, "st", tmp_path)
+    before = snapshot(tmp_path)
+    result = cli(command, ck, "--output", tmp_path / out)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error:") and said in result.stderr and "symlink" not in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+# --- names and strings that are not UTF-8: read, exported and served as they are ------------------------------
+NOT_UTF8 = os.fsdecode(b"run-\xe9t\xe9")  # a Latin-1 directory name: lone surrogates once decoded
+
+
+@pytest.mark.parametrize("key", ["st", "pt", "sharded"])
+def test_a_checkpoint_in_a_directory_named_in_other_bytes_than_utf8(cli, bases, target, tmp_path, key):
+    from tests.hostile import copy_base
+
+    ck = copy_base(bases, key, tmp_path / NOT_UTF8)
+    for args in (["inspect", ck], ["inspect", ck, "--json"], ["export", ck, "--force"], ["token-map", ck],
+                 ["serve", "--target", target, "--draft", ck, "--print-only"]):
+        result = cli(*args)
+        as_stored = args[0] == "inspect" and key == "pt" and AS_STORED in result.stderr  # draft_model.* names
+        assert result.exit_code == (1 if as_stored else 0) and "Traceback" not in result.stderr, (args, result.stderr)
+        assert "corrupt" not in result.stderr and "not a readable" not in result.stderr
+    assert (ck / "sglang" / "model.safetensors").is_file()
+
+
+def test_an_output_named_in_other_bytes_than_utf8_verifies(cli, bases, tmp_path):
+    from tests.hostile import copy_base
+
+    ck = copy_base(bases, "pt", tmp_path)
+    out = tmp_path / NOT_UTF8
+    result = cli("export", ck, "-o", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)["result"]
+    assert doc["action"] == "written" and all(v["ok"] for v in doc["verification"])
+    assert os.fsencode(tmp_path / NOT_UTF8) in [os.fsencode(tmp_path / n) for n in os.listdir(tmp_path)]
+    assert cli("export", ck, "-o", out).exit_code == 0  # and is recognised as up to date
+
+
+def test_a_config_string_with_a_lone_surrogate_is_kept_as_read(cli, bases, target, tmp_path):
+    """`"_name_or_path": "/ckpt/\\udc80run"` is valid JSON; it has no UTF-8 form, so it is written as the same
+    escape, not a UnicodeEncodeError."""
+    from tests.hostile import copy_base
+
+    ck = copy_base(bases, "st", tmp_path)
+    text = (ck / "config.json").read_text()
+    (ck / "config.json").write_text(text.replace("{", '{"_name_or_path": "/ckpt/\\udc80run", ', 1))
+    for args in (["export", ck, "--force"], ["serve", "--target", target, "--draft", ck, "--print-only"],
+                 ["serve", "--target", target, "--draft", ck, "--print-only", "--json"]):
+        result = cli(*args)
+        assert result.exit_code == 0 and "Traceback" not in result.stderr, (args, result.stderr)
+    written = json.loads((ck / "sglang" / "config.json").read_bytes())
+    assert written["_name_or_path"] == "/ckpt/\udc80run"

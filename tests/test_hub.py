@@ -102,7 +102,7 @@ def test_cached_drafter_goes_through_inspect_export_and_serve(cli, cached, sampl
     before = tree_bytes(cached)
     code, doc = run_json(cli, "inspect", "org/eagle3-legacy", "--target", "org/target")
     result = doc["result"]
-    assert code == 0 and result["layout"] == "nemo-legacy" and result["source"] == "org/eagle3-legacy"
+    assert code == 1 and result["layout"] == "nemo-legacy" and result["source"] == "org/eagle3-legacy"
     assert result["hub"]["commit"] == COMMIT and not result["hub"]["headers_only"]
     local = run_json(cli, "inspect", samples["nemo-legacy-eagle3"], "--target", samples["target"])[1]["result"]
     assert result["loader_as_is"] == local["loader_as_is"] and result["tensors"] == local["tensors"]
@@ -155,7 +155,8 @@ def test_revision_picks_the_cached_commit(cli, cached, samples):
                                      (OTHER, OTHER, "sglang-ready")):
         args = ("--revision", revision) if revision else ()
         code, doc = run_json(cli, "inspect", "org/eagle3-legacy", *args)
-        assert code == 0 and doc["result"]["hub"]["commit"] == commit and doc["result"]["layout"] == layout
+        assert code == (1 if layout == "nemo-legacy" else 0)  # as stored, SGLang loads nothing of a NeMo head
+        assert doc["result"]["hub"]["commit"] == commit and doc["result"]["layout"] == layout
         assert doc["result"]["hub"]["revision"] == revision
 
 
@@ -187,7 +188,7 @@ def test_a_snapshot_without_weights_says_so_offline(cli, hub_cache, samples):
 
 def test_revision_is_for_hub_ids_only(cli, samples):
     result = cli("export", samples["specforge"], "--revision", "main")
-    assert result.exit_code == 1 and "--revision applies to a Hugging Face repo id" in result.stderr
+    assert result.exit_code == 2 and "--revision applies to a Hugging Face repo id" in result.stderr
 
 
 def test_hub_target_is_checked_from_the_cache_or_said_unchecked(cli, cached, samples):
@@ -364,7 +365,7 @@ def test_inspect_of_pickled_weights_downloads_them(cli, hub_cache, samples, onli
     calls: list = []
     _fake_hub(monkeypatch, {n: snapshot / n for n in cache_dir_of(d)}, None, calls, snapshot=snapshot)
     code, doc = run_json(cli, "inspect", "org/legacy")
-    assert code == 0 and doc["result"]["layout"] == "nemo-legacy" and not doc["result"]["hub"]["headers_only"]
+    assert code == 1 and doc["result"]["layout"] == "nemo-legacy" and not doc["result"]["hub"]["headers_only"]
     assert [c[0] for c in calls] == ["model_info", "snapshot_download"]
 
 
@@ -395,3 +396,88 @@ def test_hub_errors_are_one_line(cli, online, monkeypatch):
     result = cli("inspect", "org/nope")
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[0] == "error: org/nope: no such model repo on the Hub (or it is private)"
+
+
+@pytest.mark.parametrize("failure", ["connect", "timeout", "server-error"])
+def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unreachable(cli, cached, samples,
+                                                                                         online, monkeypatch,
+                                                                                         tmp_path, failure):
+    """As export and token-map do (huggingface_hub's download falls back to the cache): inspect reads the cached
+    snapshot, not an error line."""
+    import huggingface_hub
+    from huggingface_hub.utils import HfHubHTTPError
+
+    httpx = pytest.importorskip(type(huggingface_hub.utils.get_session()).__module__.split(".")[0])
+    calls: list = []
+
+    def unreachable(self, repo_id, **kwargs):
+        calls.append(repo_id)
+        request = httpx.Request("GET", f"https://huggingface.co/api/models/{repo_id}")
+        if failure == "connect":
+            raise httpx.ConnectError("[Errno -3] Temporary failure in name resolution", request=request)
+        if failure == "timeout":
+            raise httpx.ConnectTimeout("timed out", request=request)
+        raise HfHubHTTPError("504 Gateway Timeout", response=httpx.Response(504, request=request))
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", unreachable)
+    monkeypatch.chdir(tmp_path)
+    code, doc = run_json(cli, "inspect", "org/eagle3-ready")
+    assert code == 0, doc
+    assert calls and doc["result"]["layout"] == "sglang-ready" and doc["result"]["hub"]["commit"] == COMMIT
+    local = run_json(cli, "inspect", samples["specforge"])[1]["result"]
+    assert doc["result"]["tensors"] == local["tensors"]
+    assert run_json(cli, "export", "org/eagle3-legacy", "--dry-run")[0] == 0  # as export does
+
+
+@pytest.mark.parametrize("args", [
+    ("inspect", "~nosuchuser-eaglectl/x"),
+    ("inspect", "SAMPLE", "--target", "~nosuchuser-eaglectl/t"),
+    ("export", "~nosuchuser-eaglectl/x"),
+    ("export", "SAMPLE", "-o", "~nosuchuser-eaglectl/out"),
+    ("token-map", "~nosuchuser-eaglectl/x"),
+    ("token-map", "LEGACY", "-o", "~nosuchuser-eaglectl/tm.pt"),
+    ("serve", "--target", "~nosuchuser-eaglectl/t", "--draft", "SAMPLE", "--print-only"),
+    ("serve", "--target", "TARGET", "--draft", "~nosuchuser-eaglectl/d", "--print-only"),
+    ("bench", "--target", "~nosuchuser-eaglectl/t", "--draft", "SAMPLE", "--print-only"),
+    ("probe-target", "~nosuchuser-eaglectl/t", "--engine", "hf", "--compare", "none"),
+    ("demo", "~nosuchuser-eaglectl/x"),
+])
+def test_a_home_of_no_such_user_is_no_such_file(cli, here, samples, args):
+    """`~models/x` where no user `models` exists: pathlib raises RuntimeError; every command says what it is."""
+    names = {"SAMPLE": str(samples["specforge"]), "TARGET": str(samples["target"]),
+             "LEGACY": str(samples["nemo-legacy-eagle3"])}
+    before = sorted(p.name for p in here.iterdir())
+    result = cli(*(names.get(a, a) for a in args))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ~nosuchuser-eaglectl/") and "no such file or directory" in result.stderr
+    assert "there is no user 'nosuchuser-eaglectl'" in result.stderr
+    assert sorted(p.name for p in here.iterdir()) == before  # demo made no `~nosuchuser-eaglectl` directory here
+
+
+@pytest.mark.parametrize("args", [
+    ("inspect", "demoo/specforge"),
+    ("export", "dem/specforge"),
+    ("token-map", "demp/specforge"),
+    ("serve", "--target", "TARGET", "--draft", "deom/specforge", "--print-only"),
+    ("serve", "--target", "demoo/specforge", "--draft", "SAMPLE", "--print-only"),
+    ("probe-target", "demoo/specforge", "--engine", "hf", "--compare", "none"),
+])
+def test_a_typo_in_the_first_component_is_no_hub_id_and_the_close_match_is_named(cli, here, samples, args):
+    """`eaglctl-demo/specforge` beside `eaglectl-demo/`: a path with a typo, not a repo id to download."""
+    names = {"SAMPLE": str(samples["specforge"]), "TARGET": str(samples["target"])}
+    result = cli(*(names.get(a, a) for a in args), "--json")
+    assert result.exit_code == 1, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert "no such file or directory" in error["message"] and "did you mean demo/specforge?" in error["message"]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("source", ["demoo/model", "org/specforge", "dem/x/specforge"])
+def test_a_near_name_alone_leaves_a_hub_id_alone(here, source):
+    """Only the whole corrected path existing makes a typo: `demoo/model` may be a Hub namespace."""
+    if source.count("/") == 1:
+        assert hub_id(source) == source
+    else:
+        with pytest.raises(CheckpointError, match="namespace/name"):
+            hub_id(source)

@@ -25,8 +25,9 @@ def codes(doc: dict) -> dict[str, str]:
                                  "specforge", "eagle-research"])
 def test_inspect_every_layout_json(cli, samples, key):
     code, doc = run_json(cli, "inspect", samples[key])
-    assert code == 0, doc
-    assert doc["schema_version"] == 1 and doc["command"] == "inspect" and doc["ok"] is True
+    loads_nothing = key == "nemo-legacy-eagle3"  # draft_model.* as stored: SGLang loads none of it
+    assert code == (1 if loads_nothing else 0), doc
+    assert doc["schema_version"] == 1 and doc["command"] == "inspect" and doc["ok"] is not loads_nothing
     assert doc["result"]["tensors"]
 
 
@@ -246,3 +247,20 @@ def test_text_output_shows_release_spans(cli, tmp_path):
     d = write(tmp_path / "nbf", *head(input_norm=True, norm_before_fc=True))
     out = cli("inspect", d).stdout
     assert "0.5.9–0.5.16" in out and "0.5.17–0.5.23" in out and "needs >= 0.5.17" in out
+
+
+def test_a_head_sglang_would_load_nothing_of_is_an_error(cli, samples):
+    """NeMo legacy names every tensor `draft_model.*`: as stored, no SGLang release loads any of them. Every other
+    finding about it is a warning (export fixes each), but served as it is the head is random: exit 1."""
+    code, doc = run_json(cli, "inspect", samples["nemo-legacy-eagle3"])
+    assert code == 1 and doc["ok"] is False
+    found = codes(doc)
+    assert found["loads-nothing"] == "error" and found["skipped-tensors"] == "warning"
+    message = next(f for f in doc["result"]["findings"] if f["code"] == "loads-nothing")["message"]
+    assert "would load none of the head's 13 weight tensor(s)" in message and "0.5.9–0.5.23" in message
+    result = cli("inspect", samples["nemo-legacy-eagle3"])  # text: the report, then one error line
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and errors == ["error: 1 error finding(s): loads-nothing"]
+    assert "hint: run `eaglectl export" in result.stderr
+    code, doc = run_json(cli, "inspect", samples["nemo-consolidated"])  # 0.5.12+ load it: warnings only
+    assert code == 0 and "loads-nothing" not in codes(doc)

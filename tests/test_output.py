@@ -113,7 +113,8 @@ def test_serve_print_only_shows_hostile_paths_escaped(cli, hostile, tmp_path):
     ckpt, target = hostile
     result = cli("serve", "--target", target, "--draft", ckpt, "--print-only")
     out = _clean(result)
-    assert f"--model-path '{tmp_path}/{EVIL_DIR_SHOWN}-target'" in out  # the command line, alone on stdout
+    # the command line, alone on stdout: control characters as `$'...'` escapes a shell reads back as they were
+    assert f"--model-path $'{tmp_path}/run[/]x[red]\\x1b[2J\\x0d\\xe2\\x80\\xaez-target'" in out
     resolved = result.stderr.split("target ", 1)[1]  # what was resolved: on stderr
     assert "draft model path" in resolved and "\\x1b" in resolved
 
@@ -132,3 +133,27 @@ def test_json_keeps_the_names_exact(cli, hostile):
     doc = json.loads(result.stdout)
     assert doc["result"]["source"] == str(ckpt)
     assert any(f"model.{EVIL}.weight" in f["message"] for f in doc["result"]["findings"])
+
+
+@pytest.mark.parametrize("name", [EVIL_DIR, "latin-1 \udce9t\udce9", "it's \\ $HOME `x` \x7f"])
+def test_serve_print_only_command_runs_exactly_in_a_shell(cli, samples, tmp_path, name):
+    """What the shell makes of the printed command is the argv eaglectl would exec, byte for byte: a path with
+    control characters or bytes that are not UTF-8 (arriving as lone surrogates) included."""
+    import json
+    import os
+    import subprocess
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    ckpt = tmp_path / name / "head"
+    shutil.copytree(samples["specforge"], ckpt)
+    text = cli("serve", "--target", samples["target"], "--draft", ckpt, "--print-only")
+    assert text.exit_code == 0, text.stderr
+    command = text.stdout.rstrip("\n")
+    assert command.isprintable() and "\n" not in command
+    argv = json.loads(cli("serve", "--target", samples["target"], "--draft", ckpt, "--print-only", "--json")
+                      .stdout)["result"]["argv"]
+    assert str(ckpt) in argv
+    shell = subprocess.run(["bash", "-c", 'eval "set -- $CMD"; printf "%s\\0" "$@"'], capture_output=True,
+                           env={**os.environ, "CMD": command}, check=True)
+    assert shell.stdout.split(b"\0")[:-1] == [os.fsencode(a) for a in argv]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -412,3 +414,148 @@ def test_read_regular_refuses_what_is_not_a_small_regular_file(tmp_path):
     assert read_regular(tmp_path / "f", 5) == b"12345" and read_regular(tmp_path / "f", 4) is None
     assert read_regular(tmp_path / "fifo", 10) is None and read_regular(tmp_path / "link", 10) is None
     assert read_regular(tmp_path / "absent", 10) is None and read_regular(tmp_path, 10) is None
+
+
+# ------------------------------------------------------------------- the source seen through another path
+def _in_mount_namespace(*script: str) -> subprocess.CompletedProcess[str]:
+    """Run `script` (shell lines) in a private mount namespace (`unshare -rm`: no root needed where user namespaces
+    are allowed; the mounts vanish with it). Skips where the system refuses namespaces or bind mounts."""
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent.parent),
+                                                                       os.environ.get("PYTHONPATH")]))}
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "d=$(mktemp -d) && mount --bind \"$d\" \"$d\""],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no private bind mounts here: {probe.stderr.strip()}")
+    lines = "\n".join(script).replace("EAGLECTL", f"'{sys.executable}' -m eaglectl")
+    return subprocess.run(["unshare", "-rm", "sh", "-c", lines], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.mark.parametrize(("out", "expect"), [
+    ("bind/sglang", "is the directory"),  # the source export itself, through the bind mount
+    ("bind", "contains the source checkpoint"),  # the directory holding it
+    ("/proc/self/root{tmp}/bind/sglang", "is the directory"),
+])
+def test_an_output_that_is_the_source_through_a_bind_mount_is_refused(cli, samples, tmp_path, out, expect):
+    ck = samples["nemo-legacy-eagle3"]
+    assert cli("export", ck).exit_code == 0  # ck/sglang: an eaglectl export, the source of the next one
+    (tmp_path / "bind").mkdir()
+    before = snapshot(ck)
+    done = _in_mount_namespace(f"cd '{tmp_path}' && mount --bind '{ck}' bind || exit 99",
+                               f"EAGLECTL export '{ck / 'sglang'}' -o '{out.format(tmp=tmp_path)}' --force")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and expect in done.stderr and "seen through another path" in done.stderr
+    assert snapshot(ck) == before and temp_names(tmp_path) == []
+
+
+# ------------------------------------------------------------------------- an output that is a mount point
+def test_an_empty_mount_point_is_written_into_on_its_own_file_system(samples, tmp_path):
+    ck = samples["nemo-legacy-eagle3"]
+    work = tmp_path / "w"
+    (work / "mnt").mkdir(parents=True)
+    done = _in_mount_namespace(f"cd '{work}' && mount -t tmpfs -o size=8m tmpfs mnt || exit 99",
+                               f"EAGLECTL export '{ck}' -o mnt --json > out.json || exit $?",
+                               "ls -A mnt; echo ---; ls -A",
+                               f"EAGLECTL export '{ck}' -o mnt --force --dtype float32 > /dev/null || exit $?",
+                               "ls -A mnt")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    first, rest = done.stdout.split("---\n")
+    beside, second = rest.split("mnt\nout.json\n")
+    assert first.split() == ["config.json", MANIFEST, "model.safetensors"]  # nothing of eaglectl's own left inside
+    assert beside == "" and second.split() == first.split()  # nor beside it (staging, lock)
+    assert json.loads((work / "out.json").read_text())["result"]["action"] == "written"
+
+
+def test_a_full_mount_point_says_nothing_was_written(samples, tmp_path):
+    ck = samples["nemo-legacy-eagle3"]
+    (tmp_path / "mnt").mkdir()
+    done = _in_mount_namespace(f"cd '{tmp_path}' && mount -t tmpfs -o size=64k tmpfs mnt || exit 99",
+                               f"EAGLECTL export '{ck}' -o mnt; echo rc=$?; ls -A mnt")
+    assert "rc=1\n" in done.stdout and done.stdout.endswith("rc=1\n"), done.stdout + done.stderr  # mnt left empty
+    assert "write failed (No space left on device); nothing written" in done.stderr
+    assert "Traceback" not in done.stderr and temp_names(tmp_path) == []
+
+
+@pytest.fixture
+def mount_point(tmp_path, monkeypatch) -> Path:
+    """An empty directory eaglectl takes for a mount point (another st_dev than its parent's)."""
+    import eaglectl.export.atomic as atomic
+
+    mnt = tmp_path / "w" / "mnt"
+    mnt.mkdir(parents=True)
+    real = atomic.stages_inside
+    monkeypatch.setattr(atomic, "stages_inside", lambda dest: Path(dest) == mnt or real(dest))
+    return mnt
+
+
+def test_a_mount_point_export_stages_inside_and_replaces_its_own(cli, samples, mount_point):
+    ck = samples["nemo-legacy-eagle3"]
+    seen = []
+    import eaglectl.export.atomic as atomic
+
+    real_stage = atomic.stage_dir
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("eaglectl.export.exporter.stage_dir", lambda dest: seen.append(real_stage(dest)) or seen[-1])
+        assert cli("export", ck, "-o", mount_point).exit_code == 0
+    assert seen[0].parent == mount_point  # staged on the output's own file system
+    assert sorted(p.name for p in mount_point.iterdir()) == ["config.json", MANIFEST, "model.safetensors"]
+    assert sorted(p.name for p in mount_point.parent.iterdir()) == ["mnt"]
+    result = cli("export", ck, "-o", mount_point, "--force", "--max-shard-size", "64KB")
+    assert result.exit_code == 0, result.stderr
+    names = sorted(p.name for p in mount_point.iterdir())
+    assert "model.safetensors" not in names and "model.safetensors.index.json" in names
+    assert sorted(json.loads((mount_point / MANIFEST).read_text())["files"]) == names
+    (mount_point / "notes.txt").write_text("mine")
+    assert_refused(cli("export", ck, "-o", mount_point, "--force"), "did not write")
+    assert (mount_point / "notes.txt").read_text() == "mine"
+
+
+def test_a_killed_move_into_a_mount_point_is_undone_by_the_next_run(cli, samples, mount_point):
+    from eaglectl.export.atomic import JOURNAL
+
+    ck = samples["nemo-legacy-eagle3"]
+    stage = mount_point / f".mnt{STAGE_TAG}dead"
+    stage.mkdir()
+    (stage / MANIFEST).write_text("{}")
+    (stage / JOURNAL).write_text(json.dumps(["model.safetensors", "config.json", MANIFEST]))
+    (mount_point / "model.safetensors").write_bytes(b"half")  # moved before the kill
+    result = cli("export", ck, "-o", mount_point)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in mount_point.iterdir()) == ["config.json", MANIFEST, "model.safetensors"]
+    assert (mount_point / "model.safetensors").stat().st_size > 100
+
+
+# ------------------------------------------------------------------------------ a read-only previous export
+def _without_privilege(*args: str) -> list[str]:
+    """An eaglectl command line that file permissions apply to: as it is for a user; for root, with the
+    capabilities that override them dropped (skips where that cannot be done)."""
+    cmd = [sys.executable, "-m", "eaglectl", *args]
+    if os.geteuid() != 0:
+        return cmd
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv: permissions cannot apply")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps=-all", *cmd]
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_a_read_only_previous_export_is_replaced_without_leftovers(samples, tmp_path, fallback):
+    ck = samples["nemo-legacy-eagle3"]
+    work = tmp_path / "w"
+    work.mkdir()
+    out = work / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    subprocess.run(_without_privilege("export", str(ck), "-o", str(out)), env=env, check=True, capture_output=True)
+    for p in [*out.iterdir(), out]:
+        p.chmod(p.stat().st_mode & ~0o222)  # chmod -R a-w
+    cmd = _without_privilege("export", str(ck), "-o", str(out), "--force", "--dtype", "float32")
+    if fallback:  # the two-rename swap, where the kernel has no RENAME_EXCHANGE
+        cmd[cmd.index("-m"):cmd.index("-m") + 2] = ["-c", "import eaglectl.export.atomic as a; a._exchange = lambda "
+                                                          "x, y: False; from eaglectl.cli.app import main; main()"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["out"]  # the previous export is gone, not left in a temp dir
+    assert json.loads((out / "config.json").read_text())["torch_dtype"] == "float32"

@@ -379,3 +379,59 @@ def test_the_demo_target_probes_with_hf_without_progress_bars(cli, sample_root):
     assert "Loading weights" not in result.stderr and "it/s" not in result.stderr  # transformers' bars
     assert "engine (hf)" in result.stdout and "reference (hf)" in result.stdout  # Runs rows by role
     assert "The engine honours the EAGLE-3 target contract" in result.stdout
+
+
+# --- targets that cannot be loaded, and drafters given as targets: one error line, no traceback ----------------
+def _broken_target(tiny_llama, tmp_path, how: str):
+    import os
+    import shutil
+
+    t = tmp_path / how
+    shutil.copytree(tiny_llama, t)
+    if how == "truncated":
+        st = next(t.glob("*.safetensors"))
+        os.truncate(st, st.stat().st_size // 2)
+    elif how == "config-disagrees":
+        cfg = json.loads((t / "config.json").read_text())
+        (t / "config.json").write_text(json.dumps({**cfg, "intermediate_size": 2 * cfg["intermediate_size"]}))
+    else:  # a pickle whose unpickling would run code
+        from safetensors.torch import load_file
+
+        st = next(t.glob("*.safetensors"))
+        state: dict = dict(load_file(st))
+        state["evil"] = _Evil()
+        st.unlink()
+        torch.save(state, t / "pytorch_model.bin")
+    return t
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return os.system, ("echo pickled code ran >&2",)
+
+
+@pytest.mark.parametrize(("how", "said"), [
+    ("truncated", "a safetensors file of the target is corrupt or truncated"),
+    ("config-disagrees", "the target's config disagrees with its weights: model.layers."),
+    ("pickle-refused", "refused to unpickle the target's weights: they need objects beyond tensors (posix.system)"),
+])
+def test_a_target_that_cannot_load_is_one_error_line(cli, tiny_llama, tmp_path, how, said):
+    target = _broken_target(tiny_llama, tmp_path, how)
+    result = cli("probe-target", target, *SMALL, "--compare", "none")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("error:") and said in lines[0], result.stderr
+    assert all(line.startswith(("error:", "hint:")) for line in lines), result.stderr  # no load report around it
+    assert "pickled code ran" not in result.stderr
+
+
+@pytest.mark.parametrize("key", ["specforge", "nemo-consolidated", "nemo-legacy-eagle3", "nemo-sharded"])
+def test_a_drafter_given_as_target_is_named_so_before_loading(cli, samples, monkeypatch, key):
+    from eaglectl.runner import hf
+
+    monkeypatch.setattr(hf, "HFTargetRunner", lambda *a, **k: pytest.fail("a drafter was loaded as a target"))
+    result = cli("probe-target", samples[key], *SMALL)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: {samples[key]}: this is a drafter, not a target")

@@ -99,7 +99,7 @@ def test_first_class_sglang_options_in_argv(cli, samples, options, expected_tail
 ])
 def test_a_first_class_option_given_again_after_double_dash_is_refused(cli, samples, option, again):
     code, doc = print_only(cli, samples, *option, "--", *again)
-    assert code == 1
+    assert code == 2  # a usage error
     assert f"use eaglectl serve {option[0]} instead" == doc["error"]["hint"]
 
 

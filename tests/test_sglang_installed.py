@@ -175,3 +175,58 @@ def test_print_only_spells_flags_as_this_interpreters_sglang_does(cli, samples, 
     assert result.exit_code == 0, result.stderr
     argv = json.loads(result.stdout)["result"]["argv"]
     assert [a for a in argv if "cuda-graph" in a] == ["--disable-decode-cuda-graph", "--disable-prefill-cuda-graph"]
+
+
+# --- two venvs of one base interpreter -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sibling_venvs(tmp_path_factory) -> dict[str, str]:
+    """Two real venvs made from this interpreter's base (each venv's python is a symlink to the same binary): one
+    with SGLang 0.5.15's metadata in its site-packages (an `sglang` that must never be imported), one without."""
+    import subprocess
+
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    root = tmp_path_factory.mktemp("venvs")
+    pythons = {}
+    for name in ("with", "without"):
+        subprocess.run([base, "-m", "venv", "--without-pip", str(root / name)], check=True)
+        pythons[name] = str(root / name / "bin" / "python")
+    site = next((root / "with" / "lib").glob("python3*/site-packages"))
+    (site / "sglang").mkdir()
+    (site / "sglang" / "__init__.py").write_text("raise RuntimeError('the probe must not import sglang')\n")
+    dist = site / "sglang-0.5.15.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sglang\nVersion: 0.5.15\n")
+    return pythons
+
+
+def test_a_sibling_venv_of_the_same_base_is_another_interpreter(sibling_venvs):
+    from eaglectl.serving.installed import is_this_interpreter
+
+    here = getattr(sys, "_base_executable", None) or sys.executable
+    assert Path(sibling_venvs["with"]).resolve() == Path(here).resolve()  # the same binary behind the link
+    assert not is_this_interpreter(sibling_venvs["with"]) and not is_this_interpreter(sibling_venvs["without"])
+    assert is_this_interpreter(sys.executable)
+    # the probe runs in that venv (which reads its own metadata), not in this process (which has no SGLang)
+    assert installed_sglang(sibling_venvs["with"]).version == "0.5.15"
+    with pytest.raises(Exception, match="SGLang is not importable"):
+        installed_sglang(sibling_venvs["without"])
+
+
+def test_print_only_spells_flags_as_the_other_venvs_sglang_does(cli, samples, sibling_venvs, monkeypatch):
+    monkeypatch.setattr("eaglectl.serving.installed.probe", lambda: {"installed": True, "version": "0.5.13"})
+    result = serve(cli, samples["target"], samples["specforge"], sibling_venvs["with"], "--print-only",
+                   "--disable-cuda-graph")
+    assert result.exit_code == 0, result.stderr
+    argv = json.loads(result.stdout)["result"]["argv"]
+    assert argv[0] == sibling_venvs["with"]
+    assert [a for a in argv if "cuda-graph" in a] == ["--disable-decode-cuda-graph", "--disable-prefill-cuda-graph"]
+    assert "could not read the SGLang release" not in result.stderr
+
+
+def test_print_only_warns_when_the_other_venvs_release_cannot_be_read(cli, samples, sibling_venvs, monkeypatch):
+    monkeypatch.setattr("eaglectl.serving.installed.probe", lambda: {"installed": True, "version": "0.5.15"})
+    result = serve(cli, samples["target"], samples["specforge"], sibling_venvs["without"], "--print-only",
+                   "--disable-cuda-graph")
+    assert result.exit_code == 0, result.stderr
+    assert [a for a in json.loads(result.stdout)["result"]["argv"] if "cuda-graph" in a] == ["--disable-cuda-graph"]
+    assert "could not read the SGLang release of" in result.stderr

@@ -13,9 +13,7 @@ import hashlib
 import json
 import math
 import os
-import shlex
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -27,7 +25,8 @@ from eaglectl.bench.metrics import Finding, Measurement
 from eaglectl.bench.prompts import PromptSet
 from eaglectl.bench.sweep import Pruned, SpecConfig
 from eaglectl.enums import Algorithm, Layout, ServeDType, ServeEngine
-from eaglectl.errors import ConfigError, LaunchError
+from eaglectl.errors import ConfigError, LaunchError, UsageError
+from eaglectl.output import shell_join
 from eaglectl.serving.options import ServeOptions
 from eaglectl.serving.passthrough import SERVE_OWNED, refuse_overrides
 
@@ -159,10 +158,10 @@ def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
                                                    or "--skip-tokenizer-init" in opts.extra_args))
     serve_opts = opts.serve_options()
     prepared = prepare(serve_opts)
-    runs = [ConfigRun(BASELINE, argv := argv_for(serve_opts, prepared, None), shlex.join(argv))]
+    runs = [ConfigRun(BASELINE, argv := argv_for(serve_opts, prepared, None), shell_join(argv))]
     for c in configs:
         argv = argv_for(serve_opts, prepared, (c.steps, c.topk, c.draft_tokens))
-        runs.append(ConfigRun(c.label, argv, shlex.join(argv), c.steps, c.topk, c.draft_tokens))
+        runs.append(ConfigRun(c.label, argv, shell_join(argv), c.steps, c.topk, c.draft_tokens))
     result = BenchResult(
         mode="print-only" if opts.print_only else "run", target=opts.target, draft=opts.draft,
         draft_layout=prepared.draft_layout, draft_model_path=prepared.draft_model_path, algorithm=prepared.algorithm,
@@ -191,20 +190,21 @@ def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
         rf = results.open_results(opts.results, _fingerprint(opts, prompt_set), _header(opts, prompt_set),
                                   resume=opts.resume)
         result.results_file, result.resumed = str(opts.results), rf.resumed
-    elif opts.resume:
-        raise ConfigError("--resume needs --results FILE (the file of the sweep to continue)")
     _sweep(opts, result, prompt_set, prepared.env, prepared.url, rf, say, server_log)
     _conclude(opts, result, prompt_set)
     return result
 
 
 def _check_load(opts: BenchOptions) -> None:
+    """The command line's own contradictions and limits: usage errors (exit 2), before anything is read."""
     if not opts.batch_sizes or max(opts.batch_sizes) > MAX_BATCH_SIZE:
-        raise ConfigError(f"--batch-size: between 1 and {MAX_BATCH_SIZE}")
+        raise UsageError(f"--batch-size: between 1 and {MAX_BATCH_SIZE}")
     if not 1 <= opts.max_new_tokens <= MAX_NEW_TOKENS:
-        raise ConfigError(f"--max-new-tokens: between 1 and {MAX_NEW_TOKENS}")
+        raise UsageError(f"--max-new-tokens: between 1 and {MAX_NEW_TOKENS}")
     if not (opts.temperature >= 0 and math.isfinite(opts.temperature)):
-        raise ConfigError("--temperature: a finite number >= 0")
+        raise UsageError("--temperature: a finite number >= 0")
+    if opts.resume and opts.results is None:
+        raise UsageError("--resume needs --results FILE (the file of the sweep to continue)")
 
 
 def _plan(opts: BenchOptions, ps: PromptSet) -> RequestPlan:
@@ -381,7 +381,7 @@ def _conclude(opts: BenchOptions, result: BenchResult, ps: PromptSet) -> None:
         c = sweep.parse_config(best)
         argv = serve_command(opts, c)
         speedup = {m.batch_size: m.speedup for m in result.measurements if m.config == best}
-        result.recommended = Recommendation(best, result.scores[best], speedup, argv, shlex.join(argv),
+        result.recommended = Recommendation(best, result.scores[best], speedup, argv, shell_join(argv),
                                             beats_baseline=result.scores[best] > 1.0)
     result.findings = metrics.findings(result.measurements, greedy=opts.temperature == 0,
                                        max_new_tokens=opts.max_new_tokens, synthetic=ps.synthetic)
@@ -431,7 +431,9 @@ def serve_command(opts: BenchOptions, c: SpecConfig) -> list[str]:
             argv.append(flag)
     if opts.allow_longer_context:
         argv.append("--allow-longer-context")
-    if os.path.realpath(opts.python) != os.path.realpath(sys.executable):
+    from eaglectl.serving.installed import is_this_interpreter
+
+    if not is_this_interpreter(opts.python):
         argv += ["--python", opts.python]
     if opts.extra_args:
         argv += ["--", *opts.extra_args]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eaglectl.errors import EaglectlError
+from eaglectl.errors import UsageError
 
 MAX_CONFIGS = 64  # each one is a server start (~1 min on a GPU): a typo like --steps 1-100 should not cost hours
 
@@ -37,8 +37,8 @@ class Pruned:
     reason: str
 
 
-class SweepError(EaglectlError):
-    """A sweep specification that cannot be run."""
+class SweepError(UsageError):
+    """A sweep specification that cannot be run: a command-line problem (exit 2)."""
 
 
 def parse_int_list(text: str, *, option: str) -> list[int]:

@@ -39,7 +39,7 @@ from eaglectl.checkpoint.weights import (
 from eaglectl.engines.sglang import rules
 from eaglectl.enums import Algorithm, Layout
 from eaglectl.errors import CheckpointError, ConfigError, UsageError
-from eaglectl.hub import HubSource, hub_id
+from eaglectl.hub import HubSource, expand_user, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 
 META_NAMES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")
@@ -112,7 +112,7 @@ def resolve(path: str | os.PathLike[str], *, load_meta: bool = True, revision: s
     when the Hub can be reached. `draft_config`: the config of a checkpoint that keeps none (SpecForge >= 0.2
     training checkpoints; refused for one that has its own)."""
     source = os.fspath(path)
-    p = Path(source).expanduser()
+    p = expand_user(source)
     try:
         exists = p.exists()
         p.stat() if p.is_symlink() else None
@@ -124,7 +124,7 @@ def resolve(path: str | os.PathLike[str], *, load_meta: bool = True, revision: s
         return _resolve_hub(source, hub_id(source), revision, load_meta=load_meta, headers_only=headers_only,
                             draft_config=draft_config)
     if revision is not None:
-        raise CheckpointError(f"{source}: --revision applies to a Hugging Face repo id; this is a local path")
+        raise UsageError(f"{source}: --revision applies to a Hugging Face repo id; this is a local path")
     return _resolve_local(source, p, load_meta=load_meta, draft_config=draft_config)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from eaglectl.engines.sglang.loader import context_length, rope_only_in_parameters
 from eaglectl.errors import ConfigError, require
-from eaglectl.hub import cached_target_config, hub_id
+from eaglectl.hub import META_FILES, cached_target_config, expand_user, hub_id
 from eaglectl.jsonfile import config_int, read_json_object
 
 
@@ -57,7 +57,7 @@ class TargetInfo:
 def load_target(source: str) -> TargetInfo:
     """Read the target's config; for a Hub id (`eaglectl.hub`: no local path) from the local Hugging Face cache
     when it is there, else nothing read (`note` says so)."""
-    p = Path(source).expanduser()
+    p = expand_user(source)
     if not p.exists():
         repo = hub_id(source)
         cached, note = cached_target_config(repo)
@@ -70,6 +70,43 @@ def load_target(source: str) -> TargetInfo:
     if not cfg_path.is_file():
         raise ConfigError(f"{source}: target has no config.json")
     return _read(source, cfg_path)
+
+
+DRAFTER_FILES = ("draft_model.pt", *META_FILES)  # NeMo's drafter weights and vocab metas: no target has them
+DRAFTER_CONFIG_KEYS = ("draft_vocab_size", "eagle_config", "speculators_config", "speculators_model_type")
+
+
+def drafter_signs(source: str) -> str | None:
+    """What makes the local directory (or config) `source` a speculative drafter rather than a target model, read
+    from names and its config only (nothing loaded); None when nothing does or it is no local path."""
+    import re
+
+    p = expand_user(source)
+    try:
+        if p.is_dir():
+            found = [n for n in DRAFTER_FILES if (p / n).is_file()]
+            if found:
+                return f"it holds {found[0]}"
+            if (p / "model").is_dir() and any((p / m).is_file() for m in META_FILES):
+                return "a NeMo consolidated checkpoint (model/ beside an eagle meta file)"
+            if any(re.fullmatch(r"epoch_\d+_step_\d+", c.name) and c.is_dir() for c in p.iterdir()):
+                return "a NeMo training run (epoch_<E>_step_<S>/ checkpoints)"
+        cfg_path = p / "config.json" if p.is_dir() else p
+        if not cfg_path.is_file():
+            return None
+    except OSError:
+        return None
+    try:
+        cfg = read_json_object(cfg_path, what="config")
+    except ConfigError:
+        return None  # whatever is wrong with it is said when it is read as a target config
+    archs = [a for a in _names(cfg.get("architectures")) or [] if re.search(r"eagle|draft", a, re.IGNORECASE)]
+    if archs:
+        return f"its config's architectures name {archs[0]}"
+    keys = [k for k in DRAFTER_CONFIG_KEYS if k in cfg]
+    if keys:
+        return f"its config has {keys[0]}"
+    return None
 
 
 def _read(source: str, cfg_path: Path) -> TargetInfo:

@@ -9,6 +9,7 @@ meanwhile is a short read (one clear error), where a mapped page past its end wo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import mmap
@@ -16,6 +17,7 @@ import os
 import stat
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,6 +308,28 @@ def _torch_dtypes() -> dict[str, Any]:
     return {code: dtype for dtype, code in _torch_dtype_codes().items()}
 
 
+@contextlib.contextmanager
+def library_path(path: Path) -> Iterator[str]:
+    """`path` as a str that libraries taking only text paths (safetensors' `safe_open`, `torch.load`) can open.
+    Those encode it as UTF-8 and fail on a name that is not (a directory named in Latin-1 bytes arrives as
+    lone surrogates, `surrogateescape`); such a file is opened here by its bytes and handed over as
+    `/proc/self/fd/N`, the same file whatever its name."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        if not os.path.isdir("/proc/self/fd"):
+            raise CheckpointError(f"{path}: its name is not valid UTF-8, which the tensor libraries cannot open "
+                                  f"on this system", hint="rename the directory or file") from None
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    yield name
+
+
 def load_pickle(path: Path) -> Any:
     """`torch.load` with weights_only=True and mmap=True; errors become one clear `CheckpointError`."""
     import pickle
@@ -322,7 +346,8 @@ def load_pickle(path: Path) -> Any:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     size = check_torch_zip(path)
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        with library_path(path) as name:  # the mapping torch makes outlives the descriptor
+            obj = torch.load(name, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
@@ -480,14 +505,14 @@ def tensor_dict(obj: Any, path: Path) -> dict[str, Any]:
 
 def file_mappings(path: Path) -> tuple[tuple[int, int, int], ...]:
     """(start, end, file offset) of each region where this process maps `path` (Linux; empty elsewhere)."""
-    target = str(Path(path).resolve())
+    target = os.fsencode(Path(path).resolve())  # the kernel's bytes: a name need not be UTF-8
     found = []
     try:
-        with open("/proc/self/maps") as fh:
+        with open("/proc/self/maps", "rb") as fh:
             for line in fh:
                 parts = line.split(None, 5)
-                if len(parts) == 6 and parts[5].rstrip("\n") == target:
-                    lo, hi = parts[0].split("-")
+                if len(parts) == 6 and parts[5].rstrip(b"\n") == target:
+                    lo, hi = parts[0].split(b"-")
                     found.append((int(lo, 16), int(hi, 16), int(parts[2], 16)))
     except OSError:
         return ()
@@ -664,8 +689,10 @@ def _check_safe_open(path: Path) -> None:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="numpy") as fh:
+        with library_path(path) as name, safe_open(name, framework="numpy") as fh:
             fh.keys()
+    except CheckpointError:
+        raise
     except Exception as exc:  # safetensors raises its own SafetensorError type
         raise CheckpointError(f"{path}: corrupt safetensors file ({str(exc).splitlines()[0][:200]})") from exc
 

@@ -50,6 +50,9 @@ MODES: dict[str, FailureMode] = {m.code: m for m in (
                 "fixed by export"),
     FailureMode("d2t-all-zero", "d2t present but all zeros with a reduced draft vocab",
                 "llama_eagle3.py: hot_token_id = d2t + arange: draft id i is proposed as target id i", "refused"),
+    FailureMode("t2d-mismatch", "t2d disagrees with d2t or with the vocab sizes",
+                "llama_eagle3.py load_weights: t2d is skipped, only d2t is read; one of the two maps is stale",
+                "warned"),
     FailureMode("draft-embeddings-missing", "draft narrower than the target without its own embed_tokens",
                 "llama.py set_embed: target_hidden_size != hidden_size keeps the draft's (random) embeddings",
                 "refused"),
@@ -226,6 +229,50 @@ def _d2t(v: HeadView) -> list[Finding]:
                     "and save it in the weights; it cannot be recovered from the other tensors")]
 
 
+def _t2d(v: HeadView) -> list[Finding]:
+    """t2d (target id -> in the draft vocab) against the vocab, the draft vocab and d2t. SGLang never reads t2d,
+    but a t2d that disagrees says one of the two maps is not the one the head was trained with, and SGLang serves
+    with d2t whichever it is."""
+    import torch
+
+    if v.algorithm is not Algorithm.EAGLE3 or "t2d" not in v.shapes or v.load is None:
+        return []
+    shape = v.shapes["t2d"]
+    vocab = config_int(v.config, "vocab_size")
+    d2t_shape = v.shapes.get("d2t")
+    draft = d2t_shape[0] if d2t_shape and len(d2t_shape) == 1 else config_int(v.config, "draft_vocab_size")
+    problems = []
+    if len(shape) != 1:
+        problems.append(f"t2d has shape {list(shape)}, not [vocab]")
+    elif vocab and shape[0] != vocab:
+        problems.append(f"t2d has {shape[0]} entries for a {vocab}-token vocab")
+    if len(shape) == 1 and shape[0] <= MAX_D2T:
+        marked = v.load("t2d").reshape(-1) != 0
+        count = int(marked.sum())
+        if draft is not None and count != draft:
+            problems.append(f"t2d marks {count} tokens as in the draft vocab, which has {draft}")
+        if d2t_shape is not None and len(d2t_shape) == 1 and 0 < d2t_shape[0] <= MAX_D2T:
+            d2t = v.load("d2t").reshape(-1).to(torch.int64)
+            named = d2t + torch.arange(d2t.numel(), dtype=torch.int64)
+            inside = named[(named >= 0) & (named < marked.numel())]
+            from_d2t = torch.zeros_like(marked)
+            from_d2t[inside] = True
+            extra, missed = marked & ~from_d2t, from_d2t & ~marked
+            if bool(extra.any()) or bool(missed.any()) or inside.numel() != named.numel():
+                first = int((extra | missed).nonzero()[0]) if bool((extra | missed).any()) else None
+                problems.append(f"t2d marks {int(extra.sum())} target tokens d2t does not name and misses "
+                                f"{int(missed.sum()) + named.numel() - inside.numel()} it names"
+                                + (f" (first: target id {first})" if first is not None else ""))
+    if not problems:
+        return []
+    return [Finding("t2d-mismatch", Severity.warning,
+                    f"{'; '.join(problems)}. SGLang skips t2d and maps draft ids with d2t alone, so the head is "
+                    f"served with d2t whichever map is right; if d2t is the stale one, drafts name the wrong target "
+                    f"tokens (accept length ~1.0, no message)",
+                    "check which vocab mapping the head was trained with (the training run's token map) and save "
+                    "d2t and t2d from it")]
+
+
 def _embeddings(v: HeadView) -> list[Finding]:
     cfg = v.config
     if v.algorithm is not Algorithm.EAGLE3:
@@ -388,7 +435,7 @@ def _architecture(v: HeadView) -> list[Finding]:
 
 
 CHECKS: tuple[Callable[[HeadView], list[Finding]], ...] = (_config_shape, _architecture, _draft_vocab_size, _rope,
-                                                           _tied, _d2t, _embeddings, _norms)
+                                                           _tied, _d2t, _t2d, _embeddings, _norms)
 
 
 def head_findings(v: HeadView) -> list[Finding]:

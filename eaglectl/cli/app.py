@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -11,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from eaglectl import __version__, output
-from eaglectl.cli import bench, demo, export, inspect, probe_target, serve, token_map
+from eaglectl.cli import bench, demo, export, finish, inspect, probe_target, serve, token_map
 from eaglectl.errors import EaglectlError, UsageError
 
 
@@ -32,6 +34,14 @@ class EaglectlGroup(TyperGroup):
         output.reset()
         self._json = wants_json(argv)
         self._command = next((a for a in argv if a in self.commands), None)
+        before = argv[:argv.index(self._command)] if self._command else argv
+        if "--install-completion" in before and "_EAGLECTL_COMPLETE" not in os.environ:
+            return self._install_completion(before, standalone_mode)
+        if self._json and ("--version" in before or "-V" in before):  # `--version --json`: the version as a document
+            output.write_json(output.envelope(None, {"version": __version__}))
+            if not standalone_mode:
+                return 0
+            sys.exit(0)
         if not self._json:
             return super().main(argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
         # Typer would print a usage error as a box and exit before any command runs: take it back here.
@@ -52,12 +62,42 @@ class EaglectlGroup(TyperGroup):
             return code
         sys.exit(code)
 
+    def _install_completion(self, before: list[str], standalone_mode: bool) -> int:
+        """`--install-completion [SHELL]`: the script eaglectl ships (Typer's stock one plus eaglectl's fixes, see
+        docs/completion.md), put where Typer's own installer puts its stock script."""
+        from eaglectl.cli.complete import SHELLS, install_completion
+
+        at = before.index("--install-completion")
+        shell = before[at + 1] if at + 1 < len(before) and before[at + 1] in SHELLS else None
+        try:
+            shell, path = install_completion(shell)
+        except EaglectlError as exc:
+            output.error(str(exc), exc.hint)
+            code = exc.exit_code
+        else:
+            print(f"{shell} completion installed in {path}")
+            print("Completion will take effect once you restart the terminal")
+            code = 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
     def invoke(self, ctx: Any) -> Any:
+        restore = _terminate_like_interrupt()
+        finish.COMMAND_OPTIONS.update({name: frozenset(o for p in cmd.params for o in p.opts if o.startswith("--"))
+                                       for name, cmd in self.commands.items()})
         try:
             return super().invoke(ctx)
+        except Terminated as exc:  # SIGTERM / SIGHUP: cleaned up on the way here, as Ctrl-C is
+            output.error(f"terminated ({exc.name})")
+            if self._json:
+                output.emit_failure(self._command, exc, exit_code=exc.exit_code, message=f"terminated ({exc.name})")
+            raise typer.Exit(exc.exit_code) from None
         except EaglectlError as exc:
             if isinstance(exc, UsageError) and exc.hint is None:  # as Click's own usage errors
                 exc.hint = f"see `eaglectl {self._command} --help`"
+            if (note := finish.foreign_options(f"{exc} {exc.hint or ''}", self._command)) is not None:
+                exc.hint = f"{exc.hint} ({note})" if exc.hint else note  # an option another command has
             if output.debug_enabled():
                 traceback.print_exc(file=sys.stderr)
             output.error(str(exc), exc.hint, multiline=exc.multiline)
@@ -78,6 +118,8 @@ class EaglectlGroup(TyperGroup):
             if self._json:
                 output.emit_failure(self._command, exc, exit_code=1)
             raise
+        finally:
+            restore()
 
     def _hint_passthrough(self, exc: typer.TyperException) -> None:
         """An unknown option of a command that hands `--` flags to SGLang is most likely an SGLang flag: say where
@@ -106,6 +148,46 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises KeyboardInterrupt: every `finally` and
+    `except BaseException` on the way (staging directories, locks, servers) cleans up. Not an Exception, so no
+    `except Exception` swallows it. Exit code 128 + the signal number, as the shell reports a signal."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signum)
+        self.name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+
+
+def _terminate_like_interrupt():
+    """Raise `Terminated` on SIGTERM and SIGHUP while a command runs; returns what restores the handlers. A signal
+    whose handler is not the default (SIGHUP ignored under `nohup`, a handler of the embedding program) is left
+    as it is."""
+    import signal
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Terminated(signum)
+
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is None:
+            continue
+        try:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                old[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread (a test runner's, an embedding program's)
+            pass
+
+    def restore() -> None:
+        for sig, previous in old.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, previous)
+
+    return restore
 
 
 def wants_json(argv: Sequence[str]) -> bool:
@@ -146,6 +228,7 @@ def main() -> None:
     """The `eaglectl` entry point. Output piped into a reader that stops early (`eaglectl inspect X | head -1`)
     ends quietly with exit code 1, as `hf` and `pip` end (Python's documented handling of a closed pipe): no
     traceback, no "Exception ignored" line when the interpreter flushes stdout on its way out."""
+    _reopen_closed_streams()
     try:
         try:
             app()
@@ -154,6 +237,30 @@ def main() -> None:
     except BrokenPipeError:
         _quiet_stdout()
         sys.exit(1)
+
+
+def _reopen_closed_streams() -> None:
+    """A standard stream closed before eaglectl started (`eaglectl export ... >&-`): Python leaves `sys.stdout`
+    None, and the next file eaglectl opens would take descriptor 1 — where a child process, or a stray write,
+    would then land in an output file. Each such descriptor is pointed at /dev/null: what would have been printed
+    is dropped, and the run ends with the exit code of what it did."""
+    import os
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115  (lives as long as the process)
+        except OSError:
+            pass
 
 
 def _quiet_stdout() -> None:

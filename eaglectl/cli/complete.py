@@ -153,3 +153,94 @@ SGLANG_ATTENTION_BACKENDS = ("triton", "fa3", "fa4", "flashinfer", "trtllm_mha",
 def attention_backends(incomplete: str) -> list[str]:
     """SGLang attention backend names."""
     return [b for b in SGLANG_ATTENTION_BACKENDS if b.startswith(incomplete or "")]
+
+
+# --- installing the shipped scripts (`eaglectl --install-completion`) ------------------------------------------------
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+# The shipped scripts: in a source tree under completions/, in an installed wheel under its data prefix (the
+# [tool.hatch.build.targets.wheel.shared-data] table of pyproject.toml).
+SHIPPED = {"bash": ("completions/eaglectl.bash", "share/bash-completion/completions/eaglectl"),
+           "zsh": ("completions/_eaglectl", "share/zsh/site-functions/_eaglectl"),
+           "fish": ("completions/eaglectl.fish", "share/fish/vendor_completions.d/eaglectl.fish"),
+           "powershell": ("completions/eaglectl.ps1", "share/eaglectl/completions/eaglectl.ps1")}
+ZSH_INIT = "fpath+=~/.zfunc; autoload -Uz compinit; compinit"
+
+
+def detect_shell() -> str | None:
+    """The shell eaglectl runs under (as Typer's installer detects it), else $SHELL's name."""
+    try:
+        import shellingham  # Typer's own dependency, for the same detection its installer makes
+
+        return str(shellingham.detect_shell()[0])
+    except Exception:  # not detectable (no parent shell, an unknown one) or not installed
+        name = os.path.basename(os.environ.get("SHELL", ""))
+        return name or None
+
+
+def shipped_script(shell: str) -> tuple[str, list[str]]:
+    """The text of the completion script eaglectl ships for `shell`, and where it was looked for."""
+    import sysconfig
+    from pathlib import Path
+
+    source, data = SHIPPED["powershell" if shell == "pwsh" else shell]
+    tree = Path(__file__).resolve().parents[2]  # a source checkout (an editable install runs from it)
+    places = [tree / source] if (tree / "pyproject.toml").is_file() else []
+    places.append(Path(sysconfig.get_path("data")) / data)
+    for place in places:
+        try:
+            return place.read_text(encoding="utf-8"), [str(p) for p in places]
+        except OSError:
+            continue
+    return "", [str(p) for p in places]
+
+
+def install_completion(shell: str | None) -> tuple[str, str]:
+    """Install the shipped completion script for `shell` (None: detected) where Typer's installer puts its stock
+    one, and load it from the shell's start-up file (a line appended once, nothing else there changed). Returns
+    (shell, installed path); raises OutputError when it cannot."""
+    import subprocess
+    from pathlib import Path
+
+    from eaglectl.errors import OutputError
+    from eaglectl.export.atomic import write_bytes_atomic
+
+    shell = shell or detect_shell()
+    if shell not in SHELLS:
+        raise OutputError(f"cannot install completion for shell {shell!r} (eaglectl ships scripts for bash, zsh, "
+                          f"fish and PowerShell)", hint="pass the shell: --install-completion bash")
+    script, looked = shipped_script(shell)
+    if not script:
+        raise OutputError(f"the {shell} completion script shipped with eaglectl is not installed (looked in "
+                          f"{', '.join(looked)})", hint="reinstall eaglectl, or see docs/completion.md")
+    home = Path.home()
+    if shell == "bash":
+        path, rc = home / ".bash_completions" / "eaglectl.sh", home / ".bashrc"
+        line = f"source '{path}'"
+    elif shell == "zsh":
+        path, rc, line = home / ".zfunc" / "_eaglectl", home / ".zshrc", ZSH_INIT
+    elif shell == "fish":
+        path, rc, line = home / ".config" / "fish" / "completions" / "eaglectl.fish", None, None
+    else:
+        try:
+            found = subprocess.run([shell, "-NoProfile", "-Command", "echo", "$profile"], capture_output=True,
+                                   timeout=60, check=True).stdout.decode(errors="replace").strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise OutputError(f"cannot ask {shell} for its profile ({exc})") from exc
+        path, rc, line = Path(found), None, None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if shell in ("powershell", "pwsh"):  # the profile is the user's: the script is added to it, once
+            old = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+            if script.strip() not in old:
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(("\n" if old and not old.endswith("\n") else "") + script)
+        else:
+            write_bytes_atomic(path, script.encode("utf-8"))
+        if rc is not None and line is not None:
+            old = rc.read_text(encoding="utf-8", errors="replace") if rc.exists() else ""
+            if line not in old:
+                with open(rc, "a", encoding="utf-8") as fh:
+                    fh.write(("\n" if old and not old.endswith("\n") else "") + line + "\n")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot install the completion script ({exc.strerror or exc})") from exc
+    return shell, str(path)

@@ -28,8 +28,7 @@ def inspect_command(path: CheckpointArg, target: TargetOpt = None, revision: Rev
         errors = [f.code for f in report.findings if f.severity.value == "error"]
         failure = CheckFailedError(f"{len(errors)} error finding(s): {', '.join(errors)}",
                                    hint=next((f.fix for f in report.findings if f.fix and f.code == errors[0]), None))
-    finish("inspect", report, as_json=json, render=lambda c: render_report(c, report), failure=failure,
-           say_error=False)
+    finish("inspect", report, as_json=json, render=lambda c: render_report(c, report), failure=failure)
 
 
 def render_report(console: Console, report) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any
@@ -46,6 +47,8 @@ def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
     must fit 80 columns: Click's ranges print as `[1<=x<=65535]` beside the name and push it out of view."""
 
     def check(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison
+            raise typer.BadParameter(f"{value} is not a finite number")
         if value is not None and (value < low or (high is not None and value > high)):
             bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
             raise typer.BadParameter(f"{value} is not {bounds}")

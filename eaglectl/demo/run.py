@@ -18,6 +18,7 @@ from eaglectl.errors import OutputError
 from eaglectl.export.atomic import write_bytes_atomic
 from eaglectl.export.exporter import ExportReport, export_checkpoint
 from eaglectl.export.outputs import refuse_non_empty_dir
+from eaglectl.hub import expand_user
 from eaglectl.inspection.report import InspectReport, inspect_checkpoint
 from eaglectl.serving.options import ServeOptions
 from eaglectl.serving.serve import prepare
@@ -71,7 +72,7 @@ def earlier_demo(root: Path) -> bool:
 
 
 def run_demo(directory: Path | None = None) -> DemoResult:
-    root = Path(directory) if directory is not None else default_directory()
+    root = expand_user(directory, OutputError) if directory is not None else default_directory()
     reused = earlier_demo(root)
     if not reused:
         refuse_non_empty_dir(root, what="demo writes its samples only into a new or empty directory, or reuses "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,14 @@ from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import replay_releases, serving_spans, simulate_load
 from eaglectl.enums import Algorithm, ExportFormat, Layout
 from eaglectl.errors import CheckFailedError, EaglectlError, OutputError, UsageError
-from eaglectl.export.atomic import commit_dir, locked_output, output_path, stage_dir, write_bytes_atomic
+from eaglectl.export.atomic import (
+    commit_dir,
+    locked_output,
+    output_path,
+    remove_own_tree,
+    stage_dir,
+    write_bytes_atomic,
+)
 from eaglectl.export.outputs import (
     EXPORT_DIR,
     MANIFEST,
@@ -35,7 +43,7 @@ from eaglectl.export.outputs import (
     unpin_warning,
 )
 from eaglectl.export.plan import DroppedTensor, ExportPlan, PlannedTensor, build_plan, predict_tensors
-from eaglectl.export.servable import require_servable
+from eaglectl.export.servable import export_warnings, require_servable
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
 from eaglectl.jsonfile import dumps_config
 from eaglectl.sizes import parse_size
@@ -212,7 +220,7 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
     refuse_unsafe_output(ckpt, out)
     token_map_needed = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
     if dry_run:
-        report.warnings = _value_warnings(_scan_values(ckpt, plan))
+        report.warnings = _value_warnings(_scan_values(ckpt, plan)) + export_warnings(ckpt, plan)
         if (unpinned := unpin_warning(out, plan.config)) is not None:
             report.warnings.append(unpinned)
         report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed)]
@@ -240,13 +248,14 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
             return report
         refuse_foreign_dir(out)  # again under the lock: what is there now is what the swap replaces
         unpinned = unpin_warning(out, plan.config)
+        kept = "previous output left intact" if read_manifest(out) is not None else "nothing written"
         staged = early.staged if early is not None else stage_dir(out)
         written = early.written if early is not None else _Written()
         scan = _Background(_scan_values, ckpt, plan, _write_order(shards), written)
         try:
             report.files = _write_all(ckpt, plan, staged, shards, fingerprint, token_map_needed,
                                       progress, on_tensor=written.add, early=early)
-            report.warnings = _value_warnings(scan.result())
+            report.warnings = _value_warnings(scan.result()) + export_warnings(ckpt, plan)
             if unpinned:
                 report.warnings.append(unpinned)
             report.verification = verify_output(staged, plan)
@@ -254,18 +263,16 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
             if failed:
                 raise CheckFailedError(f"the written export does not verify: {'; '.join(failed[0].problems[:3])}")
             refuse_foreign_dir(out)  # and just before the swap: a file dropped in meanwhile is not deleted
-            commit_dir(staged, out)
+            commit_dir(staged, out, last=MANIFEST)
             if early is not None:
                 early.committed()
         except BaseException as exc:
-            import shutil
-
             scan.cancel()
             if early is not None:
                 early.stop_copy()
-            shutil.rmtree(staged, ignore_errors=True)
+            remove_own_tree(staged)
             if isinstance(exc, OSError) and not isinstance(exc, EaglectlError):
-                raise OutputError(f"{out}: write failed ({exc.strerror or exc}); previous output left intact") from exc
+                raise OutputError(f"{out}: write failed ({exc.strerror or exc}); {kept}") from exc
             raise
     report.files = [WrittenFile(str(out / Path(f.path).name), f.bytes) for f in report.files]
     report.token_map = out / TOKEN_MAP if token_map_needed else None
@@ -353,7 +360,7 @@ class EarlyCopy:
             lock.enter_context(locked_output(out))
             refuse_foreign_dir(out)
             staged = stage_dir(out)
-            cleanup.callback(_remove_tree, staged)
+            cleanup.callback(remove_own_tree, staged)
             by_name = {o.name: o for o in outs}
             files = {}
             for fname, names in shards.filename_to_tensors.items():
@@ -418,12 +425,6 @@ class EarlyCopy:
         self.stop_copy()
         self._cleanup.close()
         self._lock.close()
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class _Written:
@@ -572,7 +573,7 @@ def _fingerprint(ckpt: Checkpoint, plan: ExportPlan) -> str:
              *([ckpt.meta.path] if ckpt.meta else [])]
     for f in files:
         st = f.stat()
-        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(os.fsencode(f.resolve()) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())  # names need not be UTF-8
     h.update(dumps_config(plan.config))
     h.update(json.dumps([(t.name, t.dtype, t.shape, t.source) for t in plan.tensors]).encode())
     return h.hexdigest()
@@ -629,18 +630,30 @@ def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDi
     on_bytes = _ByteCounter(plan.total_bytes, progress)
     by_name = {t.name: t for t in plan.tensors}
     written: list[WrittenFile] = []
+    overflowed: list[str] = []
     for fname, names in shards.filename_to_tensors.items():
         outs = _out_tensors(ws, [by_name[n] for n in names], plan.generated)
         if early is None:
-            size = write_safetensors(staged / fname, outs, on_bytes=on_bytes, on_tensor=on_tensor)
+            size = write_safetensors(staged / fname, outs, on_bytes=on_bytes, on_tensor=on_tensor,
+                                     on_overflow=overflowed.append)
         else:  # the raw copies are the early copy's; the rest lands in its holes
             file = early.files[fname]
             file.tensors = outs
             file.write(lambda o: not isinstance(o.source, RawSource), on_bytes=early.progress_bytes,
-                       on_tensor=on_tensor)
+                       on_tensor=on_tensor, on_overflow=overflowed.append)
             early.wait_copied()
             size = file.finish()
         written.append(WrittenFile(str(staged / fname), size))
+    if overflowed:
+        from eaglectl.export.plan import DTYPE_CODE
+
+        label = {code: name for name, code in DTYPE_CODE.items()}
+        dtypes = sorted({by_name[n].dtype for n in overflowed})
+        shown = ", ".join(overflowed[:5]) + (f" and {len(overflowed) - 5} more" if len(overflowed) > 5 else "")
+        raise CheckFailedError(
+            f"converting to {'/'.join(label.get(d, d) for d in dtypes)} turns finite weights into Inf "
+            f"(values beyond its range) in {len(overflowed)} tensor(s): {shown}",
+            hint="export without --dtype, or with --dtype bfloat16 or float32")
     if shards.is_sharded:
         index = {"metadata": shards.metadata, "weight_map": shards.tensor_to_filename}
         written.append(_write_small(staged / "model.safetensors.index.json", _sorted_json(index)))

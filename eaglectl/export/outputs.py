@@ -2,7 +2,8 @@
 
 eaglectl replaces only what eaglectl wrote, and never writes over, into or around its input:
 - an output is refused when it is one of the source checkpoint's files or directories, contains one, or lies
-  inside one of its files (paths compared after following symlinks, and as the link itself); a new directory
+  inside one of its files (paths compared after following symlinks, as the link itself, and by the identity
+  (st_dev, st_ino) of every directory on both paths: a bind mount is another path to the same one); a new directory
   inside the checkpoint's outer directory is allowed: the default export goes there;
 - a Hub drafter's source is the Hugging Face cache holding it: nothing is written anywhere inside that cache
   (the library owns its layout: blobs, refs, snapshots of links);
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from eaglectl.enums import Layout
 from eaglectl.errors import ConfigError, OutputError
-from eaglectl.export.atomic import LOCK_TAG, OLD_TAG, STAGE_TAG
+from eaglectl.export.atomic import LOCK_TAG, OLD_TAG, STAGE_TAG, is_own_entry, killed_move_names
 from eaglectl.jsonfile import CONFIG_LIMITS, config_int, loads_bounded
 
 if TYPE_CHECKING:
@@ -52,11 +53,43 @@ class SourcePaths:
     files: frozenset[str]
     dirs: frozenset[str]
     sealed: frozenset[str] = frozenset()  # directories no output may be in (the Hub cache)
+    # The same paths by identity, (st_dev, st_ino): a bind mount or any other alias of a directory has another path
+    # but the same identity. Each: identity -> the path, for messages.
+    file_ids: tuple[tuple[Identity, str], ...] = ()
+    dir_ids: tuple[tuple[Identity, str], ...] = ()
+    above_ids: tuple[tuple[Identity, str], ...] = ()  # every directory above a source path -> that source path
+    sealed_ids: tuple[tuple[Identity, str], ...] = ()
+    parents_of_files: tuple[tuple[Identity, str], ...] = ()  # the directory holding each source file -> the file
+
+
+Identity = tuple[int, int]
 
 
 def _forms(p: Path) -> set[str]:
     a = os.path.abspath(p)
     return {os.path.realpath(a), os.path.join(os.path.realpath(os.path.dirname(a)), os.path.basename(a))}
+
+
+def _identity(path: str) -> Identity | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _chain(path: str) -> list[tuple[Identity, str]]:
+    """(identity, path) of `path` when it exists, then of every directory above it up to the root."""
+    p = os.path.realpath(os.path.abspath(path))
+    found = []
+    while True:
+        ident = _identity(p)
+        if ident is not None:
+            found.append((ident, p))
+        parent = os.path.dirname(p)
+        if parent == p:
+            return found
+        p = parent
 
 
 def source_paths(ckpt: Checkpoint) -> SourcePaths:
@@ -72,7 +105,21 @@ def source_paths(ckpt: Checkpoint) -> SourcePaths:
         if d is not None:
             dirs |= _forms(Path(d))
     cache = ckpt.hub.cache if ckpt.hub is not None else None
-    return SourcePaths(frozenset(files), frozenset(dirs), frozenset(_forms(Path(cache)) if cache else ()))
+    file_ids: list[tuple[Identity, str]] = []
+    dir_ids: list[tuple[Identity, str]] = []
+    above: list[tuple[Identity, str]] = []
+    parents: list[tuple[Identity, str]] = []
+    for paths, ids in ((dirs, dir_ids), (files, file_ids)):  # directories first: named first in messages
+        for p in sorted(paths):
+            chain = _chain(p)
+            if chain and chain[0][1] == os.path.realpath(p):
+                ids.append((chain[0][0], p))
+                above += [(ident, p) for ident, _ in chain[1:]]
+                if paths is files and len(chain) > 1:
+                    parents.append((chain[1][0], p))
+    sealed_ids = [(ident, str(cache)) for ident, _ in _chain(str(cache))[:1]] if cache else []
+    return SourcePaths(frozenset(files), frozenset(dirs), frozenset(_forms(Path(cache)) if cache else ()),
+                       tuple(file_ids), tuple(dir_ids), tuple(above), tuple(sealed_ids), tuple(parents))
 
 
 def _inside(path: str, parent: str) -> bool:
@@ -105,6 +152,41 @@ def refuse_source_overlap(out: Path, src: SourcePaths, *, hint: str = SOURCE_HIN
         if s in src.files and _inside(o, s):
             raise OutputError(f"{out}: lies inside the source file {s}", hint=hint)
         if os.path.dirname(s) == beside and os.path.basename(s).startswith(leftovers):
+            raise OutputError(f"{out}: the source file {s} has the name of eaglectl's temporary files for this "
+                              f"output (they are removed)", hint=hint)
+    _refuse_aliases(out, src, leftovers, hint)
+
+
+def _refuse_aliases(out: Path, src: SourcePaths, leftovers: tuple[str, ...], hint: str) -> None:
+    """The rules of `refuse_source_overlap` by identity, (st_dev, st_ino), of `out` and of every directory above
+    it: an output reached through a bind mount or another alias of a source directory is the same directory."""
+    chain = _chain(str(out))
+    o = os.path.realpath(out)
+    own = chain[0][0] if chain and chain[0][1] == o else None  # None: `out` does not exist yet
+    above = {ident for ident, p in chain if p != o}
+    sealed = dict(src.sealed_ids)
+    for ident, _ in chain:
+        if ident in sealed:
+            raise OutputError(f"{out}: lies in the Hugging Face cache {sealed[ident]} (seen through another path), "
+                              f"which holds the source drafter; eaglectl never writes into it",
+                              hint="pass --output with a directory outside the cache (the default for a Hub "
+                                   "drafter is ./<name>-sglang/)")
+    if own is not None:
+        for kind, ids in (("file", src.file_ids), ("directory", src.dir_ids)):
+            for ident, s in ids:
+                if ident == own:
+                    raise OutputError(f"{out}: is the {kind} {s} of the source checkpoint, seen through another "
+                                      f"path; eaglectl never writes over its input", hint=hint)
+        for ident, s in src.above_ids:
+            if ident == own:
+                raise OutputError(f"{out}: contains the source checkpoint ({s}, seen through another path); writing "
+                                  f"there would replace it", hint=hint)
+    for ident, s in src.file_ids:
+        if ident in above:
+            raise OutputError(f"{out}: lies inside the source file {s}", hint=hint)
+    parent = _identity(os.path.dirname(o))
+    for ident, s in src.parents_of_files:
+        if ident == parent and os.path.basename(s).startswith(leftovers):
             raise OutputError(f"{out}: the source file {s} has the name of eaglectl's temporary files for this "
                               f"output (they are removed)", hint=hint)
 
@@ -214,7 +296,12 @@ def refuse_foreign_dir(out: Path) -> None:
                           hint="pass --output DIR")
     manifest: dict[str, Any] | None = None
     checked = False
+    killed = killed_move_names(out)  # what a killed run moved into a mount point: removed under the lock
     for entry in _listing(out):
+        if is_own_entry(out, entry.name):  # the staging dir and lock inside a mount point: eaglectl's own
+            continue
+        if entry.name in killed and entry.is_file(follow_symlinks=False):
+            continue
         if not checked:
             manifest = read_manifest(out)
             checked = True

@@ -35,6 +35,13 @@ def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
                     embeddings_dropped=any(d.reason.startswith("--drop-embeddings") for d in plan.dropped))
 
 
+def export_warnings(ckpt: Checkpoint, plan: ExportPlan) -> list[str]:
+    """The warning findings `export` repeats on stderr: the head as written would be served in a way that may not
+    be the trained one, and the export cannot tell which (t2d disagreeing with d2t)."""
+    return [f"{f.code}: {f.message}" for f in head_findings(plan_view(ckpt, plan))
+            if f.severity is Severity.warning and f.code == "t2d-mismatch"]
+
+
 # Failure modes that are SGLang's alone: a speculators export, for vLLM, is not refused for them.
 SGLANG_ONLY = ("norm-before-residual", "speculators-format", "aux-ids-top-level", "p-eagle")
 

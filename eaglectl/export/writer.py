@@ -87,9 +87,11 @@ class SafetensorsFile:
             raise
 
     def write(self, which: Callable[[OutTensor], bool] = lambda t: True, *, on_bytes: Callable[[int], None] | None
-              = None, on_tensor: Callable[[str], None] | None = None, stop: Any = None) -> None:
-        """Write the tensors `which` picks, in file order; `on_tensor(name)` once each one's bytes are written.
-        `stop` (an Event): give up between copy steps."""
+              = None, on_tensor: Callable[[str], None] | None = None, stop: Any = None,
+              on_overflow: Callable[[str], None] | None = None) -> None:
+        """Write the tensors `which` picks, in file order; `on_tensor(name)` once each one's bytes are written;
+        `on_overflow(name)` for a tensor whose conversion to its output dtype turned a finite value into Inf (the
+        caller decides; the bytes are written either way). `stop` (an Event): give up between copy steps."""
         for t in self.tensors:
             if not which(t):
                 continue
@@ -97,8 +99,8 @@ class SafetensorsFile:
                 return
             if isinstance(t.source, RawSource):
                 _copy_range(t.source, t.nbytes, self.fd, self.offsets[t.name], on_bytes, stop)
-            else:
-                _write_tensor(t, self.fd, self.offsets[t.name], on_bytes)
+            elif _write_tensor(t, self.fd, self.offsets[t.name], on_bytes) and on_overflow:
+                on_overflow(t.name)
             if on_tensor:
                 on_tensor(t.name)
 
@@ -118,12 +120,13 @@ class SafetensorsFile:
 
 def write_safetensors(path: Path, tensors: list[OutTensor], *, metadata: dict[str, str] | None = None,
                       on_bytes: Callable[[int], None] | None = None,
-                      on_tensor: Callable[[str], None] | None = None) -> int:
+                      on_tensor: Callable[[str], None] | None = None,
+                      on_overflow: Callable[[str], None] | None = None) -> int:
     """Write `tensors` (in the given order) to `path`, fsync it, and return the file size. `on_tensor(name)` is
-    called once each tensor's bytes are written."""
+    called once each tensor's bytes are written; `on_overflow` as `SafetensorsFile.write`."""
     out = SafetensorsFile(path, tensors, metadata)
     try:
-        out.write(on_bytes=on_bytes, on_tensor=on_tensor)
+        out.write(on_bytes=on_bytes, on_tensor=on_tensor, on_overflow=on_overflow)
     except BaseException:
         out.close()
         raise
@@ -168,18 +171,22 @@ def _copy_range(source: RawSource, nbytes: int, fd: int, dst: int, on_bytes, sto
                 on_bytes(n)
 
 
-def _write_tensor(t: OutTensor, fd: int, offset: int, on_bytes) -> None:
+def _write_tensor(t: OutTensor, fd: int, offset: int, on_bytes) -> bool:
     """Write a tensor given as a row reader `source(start, stop)` (`source(None, None)` = whole tensor),
-    converting to the output dtype one chunk of rows at a time."""
+    converting to the output dtype one chunk of rows at a time. True when the conversion overflowed: a finite
+    value beyond the output dtype's range became Inf (float16 ends at 65504)."""
     from eaglectl.checkpoint.weights import torch_dtype
 
     want = torch_dtype(t.dtype)
     read = t.source
     if not t.shape or t.shape[0] == 0:
-        _write_contiguous(read(None, None).to(want).contiguous(), fd, offset, on_bytes)  # type: ignore[operator]
-        return
+        part = read(None, None)  # type: ignore[operator]
+        converted = part.to(want).contiguous()
+        _write_contiguous(converted, fd, offset, on_bytes)
+        return _overflowed(part, converted)
     row_bytes = max(1, t.nbytes // t.shape[0])
     rows = max(1, CHUNK_BYTES // row_bytes)
+    overflow = False
     for start in range(0, t.shape[0], rows):
         stop = min(start + rows, t.shape[0])
         part = read(start, stop)  # type: ignore[operator]
@@ -187,8 +194,20 @@ def _write_tensor(t: OutTensor, fd: int, offset: int, on_bytes) -> None:
             raise ValueError(f"{t.name}: rows {start}:{stop} have shape {tuple(part.shape)}, planned {t.shape}")
         converted = part.to(want).contiguous()
         offset += _write_contiguous(converted, fd, offset, on_bytes)
+        overflow = overflow or _overflowed(part, converted)
         del converted
         release_pages(part, t.mapped)
+    return overflow
+
+
+def _overflowed(part, converted) -> bool:
+    """Whether converting `part` made a finite value Inf (a NaN or Inf already there is the scan's business)."""
+    import torch
+
+    if part.dtype == converted.dtype or not converted.is_floating_point():
+        return False
+    inf = torch.isinf(converted)
+    return bool(inf.any()) and bool((inf & torch.isfinite(part)).any())
 
 
 _sync_file_range: Callable[[int, int, int, int], int] | None = None  # libc's, once looked up

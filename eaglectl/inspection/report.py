@@ -317,6 +317,8 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
                     f"an error (accept length ~1.0)", fix))
     shapes = {n: t.shape for n, t in ckpt.weights.tensors.items()}
     skipped: dict[str, list[tuple[str, str]]] = {}
+    weights = [n for n in shapes if parse_name(n).base not in ("d2t", "t2d")]  # the maps are not the head
+    nothing: list[tuple[str, str]] = []  # release spans that would load none of them
     minimum, _ = minimum_release(plan.config if plan else cfg, [*shapes, *(plan.shapes if plan else ())], algo)
     for span in replay_releases(cfg, shapes, algo):
         sim = span.sim
@@ -325,10 +327,18 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
         if _can_serve(span, minimum):  # an older release lacks a feature the head needs: its own finding says so
             for name in sim.skipped:
                 skipped.setdefault(name, []).append((span.first, span.last))
+            if not any(n in sim.loaded for n in weights):
+                nothing.append((span.first, span.last))
     # input_norm.weight (norm-before-fc) and a tied head's lm_head.weight (tied-lm-head) have their own findings
     own = {"input_norm.weight", *(["lm_head.weight"] if cfg.get("tie_word_embeddings") is True else [])}
     renamable = {n: v for n, v in skipped.items() if parse_name(n).known and parse_name(n).base not in own}
     unknown = [n for n in skipped if not parse_name(n).known]
+    if weights and nothing:
+        add(Finding("loads-nothing", Severity.error,
+                    f"as stored, SGLang ({_spans_text(nothing)}) would load none of the head's {len(weights)} weight "
+                    f"tensor(s) ({', '.join(weights[:3])}{' ...' if len(weights) > 3 else ''}): it would serve a "
+                    f"randomly initialised head (accept length ~1.0, no error)",
+                    f"{fix} and serve its output (it writes the names SGLang's loader matches)"))
     if renamable:
         listed = ", ".join(f"{n} ({_spans_text(v)})" for n, v in list(renamable.items())[:4])
         more = f" and {len(renamable) - 4} more" if len(renamable) > 4 else ""

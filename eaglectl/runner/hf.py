@@ -99,6 +99,64 @@ def _no_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def _held_log(messages: list[str]) -> Iterator[None]:
+    """transformers' log records held back while it loads: replayed as they were when the load succeeds; when it
+    fails, in `messages` (its load report names what disagrees) and not printed, so the failure is one line."""
+    import logging
+
+    lib = logging.getLogger("transformers")
+    records: list[logging.LogRecord] = []
+
+    class Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    saved = lib.handlers[:]
+    lib.handlers = [Hold()]
+    try:
+        yield
+    except BaseException:
+        messages += [r.getMessage() for r in records]
+        raise
+    finally:
+        lib.handlers = saved
+    for record in records:
+        for handler in saved:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+def load_error(model_path: str, exc: BaseException, log: Sequence[str]) -> CheckpointError | None:
+    """What a failed `from_pretrained` means, as one line (None: not a failure of the target's files)."""
+    import pickle
+    import re
+    import zipfile
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if isinstance(exc, pickle.UnpicklingError):
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        return CheckpointError(f"{model_path}: refused to unpickle the target's weights: they need objects beyond "
+                               f"tensors ({found.group(1) if found else first}); eaglectl never runs pickled code",
+                               hint="convert the target to safetensors where it was trained")
+    mismatch = [line for text in log for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
+                if "MISMATCH" in line and "|" in line]
+    if mismatch or "ignore_mismatched_sizes" in str(exc) or "size mismatch" in str(exc):
+        size = r"torch\.Size\((\[[^\]]*\])\)"
+        pattern = rf"(.+?)\s*\|.*ckpt:\s*{size}\s*vs\s*model:\s*{size}"
+        shapes = re.match(pattern, mismatch[0].strip()) if mismatch else None
+        detail = (f"{shapes.group(1)} is {shapes.group(2)} in the weights, {shapes.group(3)} by the config" if shapes
+                  else " ".join(mismatch[0].split()) if mismatch else first)
+        more = f" (and {len(mismatch) - 1} more)" if len(mismatch) > 1 else ""
+        return CheckpointError(f"{model_path}: the target's config disagrees with its weights: {detail}{more}",
+                               hint="fix config.json to match the weights (or point at the right checkpoint)")
+    if type(exc).__module__.split(".")[0] == "safetensors":
+        return CheckpointError(f"{model_path}: a safetensors file of the target is corrupt or truncated ({first})")
+    if isinstance(exc, (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError)):
+        return CheckpointError(f"{model_path}: transformers cannot load the target ({type(exc).__name__}: {first})")
+    return None
+
+
 class HFTargetRunner:
     """`TargetRunner` over a transformers causal LM, the reference every other engine is compared with."""
 
@@ -116,12 +174,16 @@ class HFTargetRunner:
         self.dtype = resolve_dtype(dtype, config_dtype(config))
         self.device = resolve_device(device)
         kwargs = {_dtype_kwarg(): getattr(torch, self.dtype), "trust_remote_code": trust_remote_code}
+        log: list[str] = []
         try:
-            with _no_progress_bars():
+            with _no_progress_bars(), _held_log(log):
                 # Any: transformers types `.to` through a decorator that mypy reads as taking the model itself.
                 model: Any = AutoModelForCausalLM.from_pretrained(self.model_path, config=config, **kwargs)
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{model_path}: transformers cannot load the target ({exc})") from exc
+        except Exception as exc:
+            mapped = load_error(model_path, exc, log)
+            if mapped is None:
+                raise
+            raise mapped from exc
         model.requires_grad_(False)
         self.model = model.to(self.device).eval()
         self.num_layers, self.hidden_size, self.vocab_size = model_dims(self.model)

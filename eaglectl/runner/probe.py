@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eaglectl.checkpoint.target import load_target
+from eaglectl.checkpoint.target import drafter_signs, load_target
 from eaglectl.enums import Compare, Engine
 from eaglectl.errors import ConfigError, UsageError, require
 from eaglectl.runner.contract import TargetRunner, model_dims, output_problems, resolve_aux_layer_ids, row_lengths
@@ -194,6 +194,10 @@ def run_probe(
     if sglang_flags:
         server_args = with_server_flags(server_args, sglang_flags)
     parsed = _read_prompts(prompts) if prompts is not None else None
+    if (why := drafter_signs(target)) is not None:  # before anything loads (a drafter makes no sense to probe)
+        raise ConfigError(f"{target}: this is a drafter, not a target ({why}); probe-target runs the target model "
+                          f"a drafter is trained on and served with",
+                          hint="pass the target model, the one `eaglectl serve --target` takes")
     info = load_target(target)
     if aux_layer_ids is not None and info.num_layers:
         resolve_aux_layer_ids(aux_layer_ids, info.num_layers)  # fail fast, before loading the target

@@ -8,8 +8,6 @@ what it returns is exactly what the flags set.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,8 +79,9 @@ def server_args_class(python: str) -> Any | None:
     """SGLang's ServerArgs when `python` is this interpreter and it can import SGLang (importing it costs a few
     seconds); None otherwise: another interpreter's SGLang checks its flags itself when it starts."""
     from eaglectl.errors import importable
+    from eaglectl.serving.installed import is_this_interpreter
 
-    if os.path.realpath(python) != os.path.realpath(sys.executable) or not importable("sglang"):
+    if not is_this_interpreter(python) or not importable("sglang"):
         return None
     from sglang.srt.server_args import ServerArgs
 

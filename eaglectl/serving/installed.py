@@ -58,6 +58,77 @@ def probe(package: str = "sglang") -> dict[str, Any]:
     return {"installed": True, "version": version}
 
 
+def venv_prefix(python: str) -> str | None:
+    """The venv `python` runs in: the directory holding `pyvenv.cfg` beside or above `python` as named (not
+    where a symlink leads: every venv made from one base interpreter links its python to that same binary)."""
+    exe = os.path.abspath(python)
+    for d in (os.path.dirname(exe), os.path.dirname(os.path.dirname(exe))):
+        if os.path.isfile(os.path.join(d, "pyvenv.cfg")):
+            return d
+    return None
+
+
+def _named(python: str) -> str | None:
+    """`python` as a path: a bare name is looked up on PATH, as the launch will."""
+    import shutil
+
+    return python if os.sep in python else shutil.which(python)
+
+
+def is_this_interpreter(python: str) -> bool:
+    """Whether `python` runs in this interpreter's environment: it is `sys.executable` itself, or a python of the
+    same venv (`sys.prefix`). Another venv made from the same base interpreter is another environment, though its
+    python resolves to the same binary."""
+    found = _named(python)
+    if not found or not sys.executable:
+        return False
+    exe = os.path.abspath(found)
+    if exe == os.path.abspath(sys.executable):
+        return True
+    theirs = venv_prefix(exe)
+    if sys.prefix != sys.base_prefix:  # we run in a venv: only a python of this venv is this one
+        try:
+            return theirs is not None and os.path.samefile(theirs, sys.prefix)
+        except OSError:
+            return False
+    return theirs is None and os.path.realpath(exe) == os.path.realpath(sys.executable)
+
+
+def release_on_disk(python: str) -> str | None:
+    """The SGLang release `python` would import, read from its metadata without running it: for this
+    interpreter `probe()`, for another the `sglang-*.dist-info` in its venv's site-packages. None when that
+    cannot be known this way (not a venv, a venv that also sees the system's packages, no metadata)."""
+    if is_this_interpreter(python):
+        version = probe().get("version")
+        return version if isinstance(version, str) and version else None
+    found = _named(python)
+    prefix = venv_prefix(found) if found else None
+    if prefix is None:
+        return None
+    import glob
+    import importlib.metadata as md
+
+    sites = sorted(glob.glob(os.path.join(glob.escape(prefix), "lib*", "python3*", "site-packages"))
+                   + glob.glob(os.path.join(glob.escape(prefix), "Lib", "site-packages")))
+    try:
+        versions = {d.version for d in md.distributions(name="sglang", path=sites)}
+        if not versions and _sees_system_site_packages(prefix):
+            return None  # it may import an SGLang from the base interpreter's site-packages
+    except (OSError, ValueError):
+        return None
+    return versions.pop() if len(versions) == 1 else None
+
+
+def _sees_system_site_packages(prefix: str) -> bool:
+    try:
+        with open(os.path.join(prefix, "pyvenv.cfg"), encoding="utf-8", errors="replace") as fh:
+            text = fh.read(65536)
+    except OSError:
+        return True
+    return any(line.split("=", 1)[0].strip() == "include-system-site-packages"
+               and line.split("=", 1)[-1].strip().lower() == "true" for line in text.splitlines())
+
+
 @dataclass
 class InstalledSGLang:
     python: str
@@ -66,8 +137,7 @@ class InstalledSGLang:
 
 def installed_sglang(python: str) -> InstalledSGLang:
     """Ask `python` for its SGLang release; exit 2 with the install hint when it has none."""
-    here = os.path.realpath(python) == os.path.realpath(sys.executable)
-    found = probe() if here else _run_probe(python)
+    found = probe() if is_this_interpreter(python) else _run_probe(python)
     if not found.get("installed"):
         raise MissingDependencyError(f"SGLang is not importable by {python}; eaglectl launches "
                                      f"`{python} -m sglang.launch_server`", hint=INSTALL_HINT)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from eaglectl.errors import EaglectlError
+from eaglectl.errors import UsageError
 
 # SGLang flag -> its aliases (server_args.py 0.5.9-0.5.23: `--model`, `--speculative-draft-model`).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -36,8 +36,8 @@ SERVE_OWNED: dict[str, str] = {
 EXACT_OTHER_FLAGS: frozenset[str] = frozenset()
 
 
-class OverrideError(EaglectlError):
-    """A passthrough argument that would silently replace a flag eaglectl sets itself."""
+class OverrideError(UsageError):
+    """A passthrough argument that would silently replace a flag eaglectl sets itself: a usage error (exit 2)."""
 
 
 def _spellings(owned: Iterable[str]) -> dict[str, str]:

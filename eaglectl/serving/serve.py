@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ from eaglectl.checkpoint.resolve import resolve
 from eaglectl.engines.sglang import rules
 from eaglectl.enums import Algorithm, Layout, ServeEngine, Severity
 from eaglectl.errors import CheckFailedError, ConfigError, UnsupportedDraftError
+from eaglectl.hub import expand_user
 from eaglectl.serving import flags, launcher
 from eaglectl.serving.options import ServeOptions
 from eaglectl.serving.passthrough import SERVE_OWNED, refuse_overrides
@@ -94,11 +93,15 @@ def prepare(opts: ServeOptions) -> ServeResult:
     notes: list[str] = []
     warnings: list[str] = []
     refuse_overrides(opts.extra_args, owned_flags(opts))
-    local = _local_version(opts.python)  # this interpreter's SGLang, from its metadata; None for another one
+    local = _local_version(opts.python)  # --python's SGLang, from its metadata on disk; None if unknown
     if opts.extra_args or opts.attention_backend is not None:  # typed by SGLang itself, before any export
         check_flags(opts, local)
     installed = None if opts.print_only else installed_sglang(opts.python)  # exit 2 before anything is written
     spelt_for = installed.version if installed else local
+    if opts.print_only and local is None and opts.disable_cuda_graph:
+        warnings.append(f"could not read the SGLang release of {opts.python} from its metadata: --disable-cuda-graph "
+                        f"is written as every known release accepts it (SGLang >= 0.5.14 warns that it is "
+                        f"deprecated)")
     num_draft_tokens = opts.num_draft_tokens
     if opts.topk == 1 and num_draft_tokens != opts.num_steps + 1:
         num_draft_tokens = opts.num_steps + 1
@@ -195,14 +198,11 @@ def _prepare_vllm(opts: ServeOptions) -> ServeResult:
 
 
 def _local_version(python: str) -> str | None:
-    """The SGLang release of `python` when it is this interpreter (read without importing SGLang or starting a
-    process, so `--print-only` stays free of both): flags are then spelt as that release spells them."""
-    from eaglectl.serving.installed import probe
+    """The SGLang release `python` has, read from its metadata without importing SGLang or starting a process (so
+    `--print-only` stays free of both): flags are then spelt as that release spells them. None: unknown."""
+    from eaglectl.serving.installed import release_on_disk
 
-    if os.path.realpath(python) != os.path.realpath(sys.executable):
-        return None
-    version = probe().get("version")
-    return version if isinstance(version, str) else None
+    return release_on_disk(python)
 
 
 def owned_flags(opts: ServeOptions) -> dict[str, str]:
@@ -258,13 +258,15 @@ def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], note
 def shell_command(argv: list[str], env: dict[str, str]) -> str:
     """One shell-ready line: `env K=V` first when SGLang needs variables (an assignment prefix would not survive
     `$(eaglectl serve ... --print-only)`), then the argv, quoted."""
-    return shlex.join([*(["env", *(f"{k}={v}" for k, v in env.items())] if env else []), *argv])
+    from eaglectl.output import shell_join  # `$'...'` for a path with control characters or non-UTF-8 bytes
+
+    return shell_join([*(["env", *(f"{k}={v}" for k, v in env.items())] if env else []), *argv])
 
 
 def model_path(target: str) -> str:
     """`--model-path`: an existing local target as an absolute path (the draft paths are absolute too, and the
     command may run from another directory); a Hub id as given."""
-    p = Path(target).expanduser()
+    p = expand_user(target)
     return os.path.abspath(p) if p.exists() else target
 
 

@@ -89,3 +89,22 @@ def _(tmp, bases):
     (ck / "config.json").unlink()
     os.mkfifo(ck / "config.json")
     return ck
+
+
+# --- non-finite numbers: Python's json reads NaN / Infinity, no JSON parser should, and NaN passes every range check
+def _with_number(name: str, text: str):
+    def build(tmp, bases):
+        ck = _cfg(tmp, bases)
+        raw = (ck / "config.json").read_text()
+        (ck / "config.json").write_text(raw.replace("{", '{"' + name + '": ' + text + ", ", 1))
+        return ck
+
+    return build
+
+
+for _name, _key, _text, _expect in (
+        ("config-rope-theta-nan", "rope_theta", "NaN", "config holds NaN, which is no JSON number"),
+        ("config-rms-eps-infinity", "rms_norm_eps", "Infinity", "config holds Infinity, which is no JSON number"),
+        ("config-minus-infinity", "rope_theta", "-Infinity", "config holds -Infinity, which is no JSON number"),
+        ("config-float-beyond-range", "rope_theta", "1e999", "config holds the number 1e999, beyond a float's range")):
+    case(_name, _expect)(_with_number(_key, _text))

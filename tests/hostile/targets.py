@@ -32,3 +32,7 @@ for _name, _build, _expect in (
                                                                               "levels deep"),
         ("target-huge", _hostile_target('"' + "x" * (9 * 1024 * 1024) + '"'), "too large to be a target config")):
     CASES.append(Case(_name, _build, _expect, commands=("inspect", "serve"), target="target"))
+
+
+CASES.append(Case("target-nan", _hostile_target("NaN"), "target config holds NaN, which is no JSON number",
+                  commands=("inspect", "serve"), target="target"))
