@@ -25,7 +25,7 @@ from eaglectl.bench.metrics import Finding, Measurement
 from eaglectl.bench.prompts import PromptSet
 from eaglectl.bench.sweep import Pruned, SpecConfig
 from eaglectl.enums import Algorithm, Layout, ServeDType, ServeEngine
-from eaglectl.errors import ConfigError, LaunchError, UsageError
+from eaglectl.errors import LaunchError, UsageError
 from eaglectl.output import shell_join
 from eaglectl.serving.options import ServeOptions
 from eaglectl.serving.passthrough import SERVE_OWNED, refuse_overrides
@@ -398,7 +398,7 @@ def _sglang_only(opts: BenchOptions) -> None:
     except MissingDependencyError:
         raise MissingDependencyError(f"bench measures SGLang servers only (--engine sglang), and vLLM is not "
                                      f"importable by {opts.python} either", hint=INSTALL_HINT) from None
-    serve = shlex.join(["eaglectl", "serve", "--engine", "vllm", "--target", opts.target, "--draft", opts.draft])
+    serve = shell_join(["eaglectl", "serve", "--engine", "vllm", "--target", opts.target, "--draft", opts.draft])
     version = f"vLLM {found.version}" if found.version else "vLLM"
     raise UsageError(f"bench measures SGLang servers only; {version} is installed for "
                      f"{opts.python}: serve the drafter with `{serve}` and measure it with `vllm bench serve`",

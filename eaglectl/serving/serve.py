@@ -189,7 +189,7 @@ def _prepare_vllm(opts: ServeOptions) -> ServeResult:
 
     launch = vllm.prepare(opts)
     return ServeResult(
-        argv=launch.argv, command=shlex.join(launch.argv), env={}, target=opts.target, draft=opts.draft,
+        argv=launch.argv, command=shell_command(launch.argv, {}), env={}, target=opts.target, draft=opts.draft,
         draft_layout=launch.draft_layout, draft_model_path=launch.draft_model_path, token_map=None,
         algorithm=launch.algorithm, exported=launch.exported, url=f"http://{_url_host(opts.host)}:{opts.port}",
         notes=launch.notes, warnings=launch.warnings,
