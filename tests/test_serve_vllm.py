@@ -123,8 +123,8 @@ def test_without_vllm_it_is_a_clear_error_and_nothing_is_written(cli, samples, t
 @pytest.mark.parametrize("extra,message,code", [
     (["--topk", "4"], "vLLM drafts one chain", 2),
     (["--smoke"], "--smoke reads SGLang's /generate", 2),
-    (["--", "--speculative-config", "{}"], "vLLM takes the last occurrence", 1),
-    (["--", "-sc", "{}"], "would override --speculative-config", 1),
+    (["--", "--speculative-config", "{}"], "vLLM takes the last occurrence", 2),
+    (["--", "-sc", "{}"], "would override --speculative-config", 2),
 ])
 def test_what_vllm_cannot_do_is_refused(cli, samples, extra, message, code):
     result = serve(cli, samples, samples["specforge"], "--print-only", *extra)
@@ -132,8 +132,12 @@ def test_what_vllm_cannot_do_is_refused(cli, samples, extra, message, code):
 
 
 def test_bad_engine_and_eagle1(cli, samples):
-    result = cli("serve", "--engine", "trt", "--target", samples["target"], "--draft", samples["specforge"])
-    assert result.exit_code == 2 and "trt" in result.stderr
+    for command in ("serve", "bench"):
+        result = cli(command, "--engine", "trt", "--target", samples["target"], "--draft", samples["specforge"])
+        assert result.exit_code == 2 and "trt" in result.stderr
+        doc = json.loads(cli(command, "--engine", "trt", "--target", samples["target"], "--draft",
+                             samples["specforge"], "--json").stdout)
+        assert doc["ok"] is False and doc["error"]["exit_code"] == 2
     result = serve(cli, samples, samples["nemo-legacy-eagle"], "--print-only")
     assert result.exit_code == 1 and "eaglectl serves EAGLE-3 heads with vLLM" in result.stderr
 

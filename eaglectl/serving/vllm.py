@@ -141,7 +141,7 @@ def prepare(opts: ServeOptions) -> VllmLaunch:
     fmt = export_format(ckpt)
     plan = build_plan(ckpt, algorithm=opts.algorithm, fmt=fmt,
                       aux_layer_ids=list(opts.aux_layer_ids) if opts.aux_layer_ids is not None else None,
-                      verifier=opts.target if fmt is ExportFormat.speculators else None)
+                      verifier=model_path(opts.target) if fmt is ExportFormat.speculators else None)
     if plan.algorithm.value != "EAGLE3":
         raise UnsupportedDraftError(f"{ckpt.source}: an {plan.algorithm.value} head; eaglectl serves EAGLE-3 heads "
                                     f"with vLLM", hint="serve it with SGLang (drop --engine vllm)")
