@@ -38,8 +38,8 @@ def export_command(
     fmt: ExportFormatOpt = ExportFormat.sglang,
     verifier: Annotated[str | None, typer.Option(
         "--verifier", metavar="NAME", show_default=False,
-        help="--format speculators: the target's Hub id or path, written as speculators_config.verifier (vLLM's "
-             "`vllm serve DIR` route needs a Hub id there).")] = None,
+        help="--format speculators: the target's Hub id or path, written as the verifier in the speculators "
+             "config (vLLM's `vllm serve DIR` route needs a Hub id there).")] = None,
     revision: RevisionOpt = None,
     draft_config: DraftConfigOpt = None,
     algorithm: AlgorithmOpt = None,
