@@ -43,9 +43,12 @@ def assert_all_gone(pids_file: Path, timeout: float = 10.0) -> None:
         pytest.fail(f"server {pid} still running")
 
 
+FAST = ("--repeats", "1", "--min-seconds", "0.001", "--min-tokens", "1")  # one pass per repeat; later flags win
+
+
 def bench_args(samples, fake, *extra):
     return ("bench", "--target", samples["target"], "--draft", samples["specforge"], "--python", fake["python"],
-            "--port", str(free_port()), *extra)
+            "--port", str(free_port()), *FAST, *extra)
 
 
 def run(cli, samples, fake, *extra):
@@ -113,7 +116,7 @@ def test_requests_really_run_concurrently(cli, samples, fake, monkeypatch):
     assert all(not m["errors"] for m in doc["result"]["measurements"])
     reqs = [json.loads(line) for line in lines(fake["reqlog"])]
     for config in ("baseline", "3,1,4"):
-        batch = [q for q in reqs if q["config"] == config and q["n"] == 16]
+        batch = [q for q in reqs if q["config"] == config and q["n"] == 16][-4:]  # the measured pass
         assert len(batch) == 4
         assert max(q["start"] for q in batch) < min(q["end"] for q in batch)  # every interval overlaps every other
 
@@ -373,3 +376,80 @@ def test_serves_option_names_typed_to_bench_name_benchs(cli, samples, fake, type
 def test_a_stray_word_before_double_dash_is_a_usage_error(cli, samples, fake):
     result = cli(*bench_args(samples, fake, "--print-only", "8"))
     assert result.exit_code == 2 and "unexpected argument '8'" in result.stderr and not lines(fake["argvs"])
+
+
+def test_each_repeat_runs_until_the_minimum_tokens_after_an_uncounted_warm_up_pass(cli, samples, fake):
+    """2 prompts x 10 tokens a pass: 100 tokens take 5 passes, so 2 repeats are 10 passes after the warm-up."""
+    result, doc = run(cli, samples, fake, "--max-new-tokens", "10", "--num-prompts", "2", "--repeats", "2",
+                      "--min-tokens", "100")
+    assert result.exit_code == 0, result.stderr
+    r = doc["result"]
+    assert (r["plan"]["min_tokens"], r["plan"]["repeats"], r["plan"]["requests_per_pass"]) == (100, 2, 2)
+    for m in r["measurements"]:
+        assert m["repeats"] == 2 and m["passes"] == 10 and m["requests"] == 20
+        assert m["repeat_tokens"] == [100, 100] and m["output_tokens"] == 200
+        assert len(m["repeat_wall_s"]) == 2 and m["wall_s"] == pytest.approx(sum(m["repeat_wall_s"]), abs=1e-3)
+        assert m["tokens_per_s_min"] <= m["tokens_per_s"] <= m["tokens_per_s_max"]
+        assert len(m["per_request_accept_length"]) == 20
+        assert m["agreement"] is None if m["config"] == "baseline" else m["agreement"]["compared"] == 2
+    reqs = [json.loads(line) for line in lines(fake["reqlog"])]
+    for config in ("baseline", "3,1,4"):  # the warm-up pass (2 requests) is sent, but not counted
+        assert len([q for q in reqs if q["config"] == config and q["n"] == 10]) == 2 + 20
+    assert "repeat 2/2" in result.stderr
+
+
+def test_each_repeat_runs_until_the_minimum_seconds(cli, samples, fake):
+    result, doc = run(cli, samples, fake, "--max-new-tokens", "8", "--num-prompts", "2", "--repeats", "2",
+                      "--min-seconds", "0.2")
+    assert result.exit_code == 0, result.stderr
+    for m in doc["result"]["measurements"]:
+        assert m["repeats"] == 2 and all(w >= 0.2 for w in m["repeat_wall_s"])
+        assert m["output_tokens"] == 16 * m["passes"]
+
+
+def test_a_speedup_whose_spread_reaches_one_is_uncertain_and_no_win(cli, samples, fake, monkeypatch):
+    """Every other request of each server is 15x slower: the drafter's median is faster, but its slowest repeat is
+    slower than the baseline's fastest, so the spread reaches 1.0x: "uncertain", not called a win anywhere."""
+    monkeypatch.setenv("FAKE_SGLANG_STEP_CYCLE", "0.002,0.03")
+    result, doc = run(cli, samples, fake, "--max-new-tokens", "10", "--num-prompts", "1", "--repeats", "3")
+    assert result.exit_code == 0, result.stderr
+    r = doc["result"]
+    spec = next(m for m in r["measurements"] if m["config"] == "3,1,4")
+    assert spec["speedup_min"] < 1.0 < spec["speedup_max"] and spec["beats_baseline"] == "uncertain"
+    assert r["speculation_pays"] == {"1": "uncertain"} and r["best_per_batch_size"] == {"1": "baseline"}
+    rec = r["recommended"]
+    assert rec["config"] == "3,1,4" and rec["beats_baseline"] == "uncertain" and rec["verdicts"] == {"1": "uncertain"}
+    text = cli(*bench_args(samples, fake, "--max-new-tokens", "10", "--num-prompts", "1", "--repeats", "3"))
+    assert "not a sure win" in text.stdout and "1: uncertain (baseline)" in text.stdout
+
+
+def test_the_measured_window_and_spread_are_in_the_table(cli, samples, fake, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    result = cli(*bench_args(samples, fake, "--max-new-tokens", "8", "--num-prompts", "2", "--repeats", "2",
+                             "--min-tokens", "32"))
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "window" in out and "beats base" in out and "2x, " in out and "64 tok" in out
+    assert "median (min-max) over repeats" in out and "Speculation per batch size: 1:" in out
+    assert "beats baseline:" in out  # the chart
+
+
+@pytest.mark.parametrize("args", [("--min-seconds", "0"), ("--min-seconds", "-1"), ("--min-seconds", "nan"),
+                                  ("--min-seconds", "inf"), ("--min-tokens", "0"), ("--min-tokens", "-5"),
+                                  ("--repeats", "0"), ("--repeats", "-1"), ("--repeats", "nan")])
+def test_bad_window_values_are_usage_errors(cli, samples, fake, args):
+    result, doc = run(cli, samples, fake, "--print-only", *args)
+    assert result.exit_code == 2 and doc["ok"] is False and args[0] in doc["error"]["message"]
+    assert not lines(fake["argvs"])
+
+
+def test_a_results_file_of_the_single_pass_version_is_refused_with_the_reason(cli, samples, fake, tmp_path):
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps({"format": "eaglectl-bench-results", "version": 1, "fingerprint": "x"}) + "\n"
+                   + json.dumps({"kind": "measurement", "config": "baseline", "batch_size": 1}) + "\n")
+    before = old.read_bytes()
+    result, doc = run(cli, samples, fake, "--max-new-tokens", "8", "--num-prompts", "2", "--results", old, "--resume")
+    assert result.exit_code == 1 and doc["ok"] is False
+    assert "older eaglectl bench (results version 1" in doc["error"]["message"] and "not comparable" in (
+        doc["error"]["message"])
+    assert old.read_bytes() == before and not lines(fake["argvs"])

@@ -45,6 +45,7 @@ def test_bench_sweep_on_the_distilled_fixture(tmp_path):
     cmd = [sys.executable, "-m", "eaglectl", "bench", "--json", "--target", str(fixture / "target"), "--draft",
            str(draft), "--port", str(sglang_port()), *[a for c in CONFIGS for a in ("--config", c)],
            "--batch-size", "1,8", "--prompts", str(prompts), "--num-prompts", "8", "--max-new-tokens", "64",
+           "--min-seconds", "3", "--min-tokens", "1000", "--repeats", "3",  # a bounded window: the sweep fits 420 s
            "--results", str(results), "--timeout", "300", "--mem-fraction-static", "0.5", "--", *SGLANG_FLAGS]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
@@ -60,14 +61,18 @@ def test_bench_sweep_on_the_distilled_fixture(tmp_path):
         "sglang_version": r["sglang_version"],
         "configs": {run["config"]: {k: run[k] for k in ("status", "startup_seconds", "gpu_memory_gb", "error")}
                     for run in r["configs"]},
-        "measurements": [{k: m[k] for k in ("config", "batch_size", "tokens_per_s", "speedup",
+        "measurements": [{k: m[k] for k in ("config", "batch_size", "tokens_per_s", "tokens_per_s_min",
+                                            "tokens_per_s_max", "speedup", "speedup_min", "speedup_max",
+                                            "beats_baseline", "repeats", "passes", "wall_s", "output_tokens",
                                             "per_request_tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms",
                                             "itl_p99_ms", "accept_length_mean", "accept_length_p50",
                                             "accept_length_p90", "accept_histogram")}
                          | {"agreement": m["agreement"] and {k: m["agreement"][k] for k in (
                              "exact", "compared", "median_first_divergence")}}
                          for m in r["measurements"]],
-        "recommended": r["recommended"] and {k: r["recommended"][k] for k in ("config", "score", "command")},
+        "recommended": r["recommended"] and {k: r["recommended"][k] for k in ("config", "score", "beats_baseline",
+                                                                            "command")},
+        "speculation_pays": r["speculation_pays"],
         "findings": [f["code"] for f in r["findings"]],
         "results_lines": len(results.read_text().splitlines()),
     }
@@ -80,3 +85,5 @@ def test_bench_sweep_on_the_distilled_fixture(tmp_path):
     assert all(m["agreement"] is not None for m in r["measurements"] if m["config"] != "baseline"), report
     assert report["results_lines"] == 1 + 2 * (1 + len(CONFIGS)), report  # the header and one line per measurement
     assert r["recommended"] is not None and r["recommended"]["command"].startswith("eaglectl serve"), report
+    assert all(m["repeats"] == 3 and min(m["repeat_wall_s"]) >= 3 and min(m["repeat_tokens"]) >= 1000
+               for m in r["measurements"]), report

@@ -58,10 +58,10 @@ def test_first_divergence(a, b, pos):
     assert metrics.first_divergence(a, b) == pos
 
 
-def measurement(config, bs, tps, outputs, accept=None, speedup=None):
+def measurement(config, bs, tps, outputs, accept=None, speedup=None, verdict=None):
     m = metrics.summarise(config, bs, [record(i, 0.0, 0.1, [0.1], 2, o, accept=accept, verify=None)
                                        for i, o in enumerate(outputs)], 1.0)
-    m.tokens_per_s, m.speedup = tps, speedup
+    m.tokens_per_s, m.speedup, m.beats_baseline = tps, speedup, verdict
     return m
 
 
@@ -88,12 +88,59 @@ def test_accept_length_one_finding_names_causes():
 
 def test_recommendation_geometric_mean_over_batch_sizes():
     ms = [measurement("baseline", 1, 10, [[1]]), measurement("baseline", 8, 40, [[1]]),
-          measurement("3,1,4", 1, 20, [[1]], speedup=2.0), measurement("3,1,4", 8, 40, [[1]], speedup=1.0),
-          measurement("5,4,8", 1, 30, [[1]], speedup=3.0), measurement("5,4,8", 8, 20, [[1]], speedup=0.5),
-          measurement("1,1,2", 1, 15, [[1]], speedup=1.5)]  # not measured at batch size 8: not ranked
-    best, per_bs, scores = metrics.recommend(ms)
+          measurement("3,1,4", 1, 20, [[1]], speedup=2.0, verdict="yes"),
+          measurement("3,1,4", 8, 40, [[1]], speedup=1.0, verdict="uncertain"),
+          measurement("5,4,8", 1, 30, [[1]], speedup=3.0, verdict="yes"),
+          measurement("5,4,8", 8, 20, [[1]], speedup=0.5, verdict="no"),
+          measurement("1,1,2", 1, 15, [[1]], speedup=1.5, verdict="yes")]  # not measured at batch size 8: not ranked
+    best, per_bs, scores, pays = metrics.recommend(ms)
     assert scores == {"3,1,4": pytest.approx(1.4142, abs=1e-4), "5,4,8": pytest.approx(1.2247, abs=1e-4)}
     assert best == "3,1,4" and per_bs == {1: "5,4,8", 8: "baseline"}
+    assert pays == {1: "yes", 8: "uncertain"}
+
+
+def test_a_spread_reaching_one_is_no_win_and_loses_to_a_sure_one():
+    """5,4,8 has the higher median speedup, but its spread reaches 1.0 at batch size 8: the sure win is
+    recommended, and 5,4,8 is not the best at batch size 8 (the baseline is: no configuration surely beats it)."""
+    ms = [measurement("baseline", 1, 10, [[1]]), measurement("baseline", 8, 40, [[1]]),
+          measurement("3,1,4", 1, 15, [[1]], speedup=1.5, verdict="yes"),
+          measurement("3,1,4", 8, 30, [[1]], speedup=0.75, verdict="no"),
+          measurement("5,4,8", 1, 30, [[1]], speedup=3.0, verdict="yes"),
+          measurement("5,4,8", 8, 48, [[1]], speedup=1.2, verdict="uncertain"),
+          measurement("1,1,2", 1, 12, [[1]], speedup=1.2, verdict="yes"),
+          measurement("1,1,2", 8, 44, [[1]], speedup=1.1, verdict="yes")]
+    best, per_bs, scores, pays = metrics.recommend(ms)
+    assert scores["5,4,8"] > scores["1,1,2"] and best == "1,1,2"
+    assert per_bs == {1: "5,4,8", 8: "1,1,2"} and pays == {1: "yes", 8: "yes"}
+    # without the sure win at 8, speculation at 8 is uncertain and the baseline stays the best there
+    best, per_bs, _, pays = metrics.recommend(ms[:-2])
+    assert best == "5,4,8" and per_bs[8] == "baseline" and pays == {1: "yes", 8: "uncertain"}
+    _, _, _, pays = metrics.recommend(ms[:4])
+    assert pays == {1: "yes", 8: "no"}
+
+
+def repeat(tokens, wall, n=2):
+    """One repeat of `n` passes, each of one request of `tokens` // n tokens taking wall / n seconds."""
+    per = tokens // n
+    return [([record(0, 0.0, wall / n, [], per, [1] * per)], wall / n) for _ in range(n)]
+
+
+def test_spread_over_repeats_and_the_verdict():
+    base = metrics.summarise_repeats("baseline", 1, [repeat(100, 1.0), repeat(100, 1.25), repeat(100, 0.8)])
+    assert base.repeats == 3 and base.passes == 6 and base.output_tokens == 300
+    assert base.repeat_tokens == [100, 100, 100] and base.repeat_wall_s == [1.0, 1.25, 0.8]
+    assert base.repeat_tokens_per_s == [100.0, 80.0, 125.0]
+    assert (base.tokens_per_s_min, base.tokens_per_s, base.tokens_per_s_max) == (80.0, 100.0, 125.0)
+    assert base.wall_s == pytest.approx(3.05) and len(base.outputs) == 1  # the first pass's outputs
+    sure = metrics.summarise_repeats("3,1,4", 1, [repeat(300, 2.0), repeat(300, 1.5), repeat(300, 2.2)])
+    assert sure.tokens_per_s == 150.0
+    lo, mid, hi, verdict = metrics.spread(sure, base)
+    # slowest repeat over the baseline's fastest, medians, fastest over the baseline's slowest
+    assert (lo, mid, hi) == (pytest.approx(round(300 / 2.2 / 125, 4)), 1.5, 2.5) and verdict == "yes"
+    close = metrics.summarise_repeats("3,1,4", 1, [repeat(110, 1.0), repeat(110, 1.0), repeat(90, 1.0)])
+    assert metrics.spread(close, base)[1:] == (1.1, 1.375, "uncertain")  # median above 1.0, the spread reaches it
+    slow = metrics.summarise_repeats("3,1,4", 1, [repeat(70, 1.0), repeat(60, 1.0)])
+    assert metrics.spread(slow, base)[3] == "no"
 
 
 def test_percentile_matches_linear_interpolation():

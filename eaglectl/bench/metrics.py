@@ -45,8 +45,23 @@ class Measurement:
     errors: list[str]
     # The outputs (token ids, or text), for the agreement check: in the results file, not in --json.
     outputs: list[list[int] | str | None] = field(repr=False, metadata={"internal": True})
-    speedup: float | None = None  # tokens_per_s / the baseline's at this batch size
+    speedup: float | None = None  # tokens_per_s / the baseline's at this batch size (medians over repeats)
     agreement: Agreement | None = None
+    # The measured window: `repeats` repeats, each of whole passes over the prompts until both minimums (seconds,
+    # tokens) were met; one warm-up pass before them is not counted. `wall_s` and `output_tokens` above are the
+    # totals over every repeat, `tokens_per_s` the median of the repeats' own tokens/s.
+    repeats: int = 1
+    passes: int = 1
+    repeat_wall_s: list[float] = field(default_factory=list)
+    repeat_tokens: list[int] = field(default_factory=list)
+    repeat_tokens_per_s: list[float] = field(default_factory=list)
+    tokens_per_s_min: float | None = None
+    tokens_per_s_max: float | None = None
+    # The spread of the speedup (see `spread`): the slowest repeat over the baseline's fastest, the best over its
+    # slowest; "yes" / "no" when the whole spread is above / below 1.0, "uncertain" when it reaches 1.0.
+    speedup_min: float | None = None
+    speedup_max: float | None = None
+    beats_baseline: str | None = None
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -117,6 +132,53 @@ def summarise(config: str, batch_size: int, records: list[RequestRecord], wall_s
         accept_length_source=source if mean is not None else None, accept_histogram=hist,
         per_request_accept_length=accepts, errors=[f"prompt {r.index}: {r.error}" for r in records if r.error],
         outputs=[r.output_ids if r.output_ids is not None else r.text for r in records])
+
+
+def summarise_repeats(config: str, batch_size: int,
+                      repeats: list[list[tuple[list[RequestRecord], float]]]) -> Measurement:
+    """One measurement from `repeats` repeats of (records, wall seconds) passes: latencies and accept lengths over
+    every request, tokens/s per repeat (its tokens over its summed pass walls) with the median as the figure,
+    the outputs of the first pass (the agreement check compares one answer per prompt)."""
+    records = [r for rep in repeats for recs, _ in rep for r in recs]
+    wall = sum(w for rep in repeats for _, w in rep)
+    m = summarise(config, batch_size, records, wall)
+    m.outputs = summarise(config, batch_size, repeats[0][0][0], 1.0).outputs if repeats and repeats[0] else []
+    m.repeats, m.passes = len(repeats), sum(len(rep) for rep in repeats)
+    m.repeat_wall_s = [round(sum(w for _, w in rep), 4) for rep in repeats]
+    m.repeat_tokens = [sum(r.completion_tokens for recs, _ in rep for r in recs if r.error is None) for rep in repeats]
+    m.repeat_tokens_per_s = [round(t / w, 3) if w > 0 else 0.0 for t, w in zip(m.repeat_tokens, m.repeat_wall_s,
+                                                                                strict=True)]
+    if m.repeat_tokens_per_s:
+        m.tokens_per_s = round(median(m.repeat_tokens_per_s), 3)
+        m.tokens_per_s_min, m.tokens_per_s_max = min(m.repeat_tokens_per_s), max(m.repeat_tokens_per_s)
+    return m
+
+
+def median(values: list[float]) -> float:
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def spread(spec: Measurement, baseline: Measurement) -> tuple[float | None, float | None, float | None, str | None]:
+    """The speedup of `spec` over `baseline` at one batch size, and how sure it is: (min, median, max, verdict).
+
+    The baseline ran on another server at another time, so repeats are not paired by index: the median is the
+    ratio of the medians, the min the configuration's slowest repeat over the baseline's fastest, the max its
+    fastest over the baseline's slowest. Verdict: "yes" when the min is above 1.0 (every repeat beat every repeat
+    of the baseline), "no" when the max is below 1.0, "uncertain" when the spread reaches 1.0."""
+    lo_s, hi_s = spec.tokens_per_s_min, spec.tokens_per_s_max
+    lo_b, hi_b = baseline.tokens_per_s_min, baseline.tokens_per_s_max
+    if lo_s is None or hi_s is None:
+        lo_s = hi_s = spec.tokens_per_s
+    if lo_b is None or hi_b is None:
+        lo_b = hi_b = baseline.tokens_per_s
+    if baseline.tokens_per_s <= 0 or lo_b <= 0:
+        return None, None, None, None
+    mid = spec.tokens_per_s / baseline.tokens_per_s
+    lo, hi = lo_s / hi_b, hi_s / lo_b
+    verdict = "yes" if lo > 1.0 else "no" if hi < 1.0 else "uncertain"
+    return round(lo, 4), round(mid, 4), round(hi, 4), verdict
 
 
 def first_divergence(a: list[int] | str | None, b: list[int] | str | None) -> int | None:
@@ -209,22 +271,40 @@ def findings(measurements: list[Measurement], *, greedy: bool, max_new_tokens: i
     return out
 
 
-def recommend(measurements: list[Measurement]) -> tuple[str | None, dict[int, str], dict[str, Any]]:
-    """The best configuration overall (highest geometric-mean speedup over the batch sizes it was measured at,
-    among those measured at every batch size), the best per batch size (by tokens/s, baseline included), and the
-    scores."""
+def recommend(measurements: list[Measurement]) -> tuple[str | None, dict[int, str], dict[str, Any], dict[int, str]]:
+    """The best configuration overall, the best per batch size, the scores and, per batch size, whether
+    speculation pays there.
+
+    Scores: the geometric-mean (median) speedup over the batch sizes the baseline was measured at, for the
+    configurations measured at all of them. The best overall is the highest-scoring one that beats the baseline
+    (verdict "yes") at every batch size, else the highest-scoring one (whose verdicts then say it is no win).
+    Best per batch size: the fastest (median tokens/s) configuration whose whole speedup spread is above 1.0,
+    else the baseline: a configuration whose spread reaches 1.0 is not called a win. Pays: "yes" when some
+    configuration beats the baseline there, "no" when every one is slower, "uncertain" otherwise."""
     import math
 
+    sizes = sorted({m.batch_size for m in measurements if m.config == "baseline"})
     best_per_bs: dict[int, str] = {}
+    pays: dict[int, str] = {}
     for bs in sorted({m.batch_size for m in measurements}):
         ms = [m for m in measurements if m.batch_size == bs and m.output_tokens > 0 and not m.errors]
-        if ms:
+        spec = [m for m in ms if m.config != "baseline"]
+        wins = [m for m in spec if m.beats_baseline == "yes"]
+        if wins:
+            best_per_bs[bs] = max(wins, key=lambda m: m.tokens_per_s).config
+        elif any(m.config == "baseline" for m in ms):
+            best_per_bs[bs] = "baseline"
+        elif ms:
             best_per_bs[bs] = max(ms, key=lambda m: m.tokens_per_s).config
-    sizes = {m.batch_size for m in measurements if m.config == "baseline"}
+        verdicts = [m.beats_baseline for m in spec if m.beats_baseline is not None]
+        if verdicts:
+            pays[bs] = "yes" if "yes" in verdicts else "no" if set(verdicts) == {"no"} else "uncertain"
     scores: dict[str, Any] = {}
+    all_yes: dict[str, bool] = {}
     for config in dict.fromkeys(m.config for m in measurements if m.config != "baseline"):
         by_size = {m.batch_size: m for m in measurements if m.config == config and m.speedup and not m.errors}
-        if sizes and set(by_size) >= sizes:
+        if sizes and set(by_size) >= set(sizes):
             scores[config] = round(math.exp(sum(math.log(by_size[b].speedup or 1.0) for b in sizes) / len(sizes)), 4)
-    best = max(scores, key=lambda c: scores[c]) if scores else None
-    return best, best_per_bs, scores
+            all_yes[config] = all(by_size[b].beats_baseline == "yes" for b in sizes)
+    best = max(scores, key=lambda c: (all_yes[c], scores[c])) if scores else None
+    return best, best_per_bs, scores, pays

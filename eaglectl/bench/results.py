@@ -19,7 +19,9 @@ from eaglectl.errors import OutputError
 from eaglectl.jsonfile import JsonLimits, loads_bounded
 
 FORMAT = "eaglectl-bench-results"
-VERSION = 1
+# 2: each measurement is repeats of passes over a minimum window (seconds, tokens), with its spread. A version-1
+# file holds single-pass measurements, which are not comparable: it is refused, never mixed into a version-2 sweep.
+VERSION = 2
 MAX_RESULTS_BYTES = 256 * 1024 * 1024
 LINE_LIMITS = JsonLimits(max_bytes=MAX_RESULTS_BYTES, max_containers=1_000_000, max_values=50_000_000, max_depth=8)
 
@@ -69,6 +71,15 @@ def _read(rf: ResultsFile) -> None:
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise OutputError(f"{path} is not a results file written by eaglectl bench: not appending to it",
                           hint="name another --results file")
+    version = head.get("version")
+    if version != VERSION:
+        older = isinstance(version, int) and not isinstance(version, bool) and version < VERSION
+        raise OutputError(
+            f"{path} was written by {'an older' if older else 'another'} eaglectl bench (results version "
+            f"{version!r}, this one writes {VERSION}): "
+            + ("its single-pass measurements have no repeats or measured window, so they are not comparable with "
+               "this sweep's: not resuming it" if older else "not resuming it"),
+            hint="name another --results file (and rerun the sweep it held)")
     if head.get("fingerprint") != rf.fingerprint:
         raise OutputError(f"{path} holds another benchmark (target, drafter, prompts or load differ): not resuming it",
                           hint="name another --results file, or rerun with the options that wrote it")

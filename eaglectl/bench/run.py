@@ -35,6 +35,7 @@ BASELINE = "baseline"
 BENCH_OWNED = {**SERVE_OWNED, "--port": "--port", "--host": "--host"}
 MAX_BATCH_SIZE = 4096
 MAX_NEW_TOKENS = 1_000_000
+MAX_REPEATS = 1000
 
 
 @dataclass
@@ -55,6 +56,11 @@ class BenchOptions(ServeOptions):
     results: Path | None = None
     resume: bool = False
     request_timeout: float = 600.0
+    # Each (configuration, batch size): one warm-up pass over the prompts, not counted, then `repeats` repeats,
+    # each of whole passes until it has measured at least `min_seconds` and `min_tokens`.
+    min_seconds: float = 10.0
+    min_tokens: int = 2000
+    repeats: int = 3
 
     def serve_options(self) -> ServeOptions:
         """The launch settings as serve takes them, with the sweep's first configuration (what `prepare` checks)."""
@@ -91,17 +97,23 @@ class RequestPlan:
     temperature: float
     ignore_eos: bool
     warm_up: str
-    requests_per_measurement: int
+    requests_per_pass: int
+    min_seconds: float
+    min_tokens: int
+    repeats: int
 
 
 @dataclass
 class Recommendation:
     config: str
     score: float  # geometric-mean speedup over the batch sizes
-    speedup: dict[int, float | None]
+    speedup: dict[int, float | None]  # median speedup per batch size
     argv: list[str]
     command: str
-    beats_baseline: bool
+    # "yes": its whole speedup spread is above 1.0 at every batch size; "no": below 1.0 at every one;
+    # "uncertain" otherwise (per batch size in `verdicts`)
+    beats_baseline: str
+    verdicts: dict[int, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,6 +132,7 @@ class BenchResult:
     pruned: list[Pruned]
     measurements: list[Measurement] = field(default_factory=list)
     best_per_batch_size: dict[int, str] = field(default_factory=dict)
+    speculation_pays: dict[int, str] = field(default_factory=dict)  # per batch size: "yes" | "no" | "uncertain"
     scores: dict[str, Any] = field(default_factory=dict)
     recommended: Recommendation | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -203,6 +216,12 @@ def _check_load(opts: BenchOptions) -> None:
         raise UsageError(f"--max-new-tokens: between 1 and {MAX_NEW_TOKENS}")
     if not (opts.temperature >= 0 and math.isfinite(opts.temperature)):
         raise UsageError("--temperature: a finite number >= 0")
+    if not (opts.min_seconds > 0 and math.isfinite(opts.min_seconds)):
+        raise UsageError("--min-seconds: a finite number > 0")
+    if not 1 <= opts.min_tokens <= MAX_NEW_TOKENS * MAX_BATCH_SIZE:
+        raise UsageError("--min-tokens: at least 1")
+    if not 1 <= opts.repeats <= MAX_REPEATS:
+        raise UsageError(f"--repeats: between 1 and {MAX_REPEATS}")
     if opts.resume and opts.results is None:
         raise UsageError("--resume needs --results FILE (the file of the sweep to continue)")
 
@@ -214,8 +233,10 @@ def _plan(opts: BenchOptions, ps: PromptSet) -> RequestPlan:
     return RequestPlan(
         endpoint="/generate", streaming=True, prompts=len(ps.prompts), prompt_source=ps.source, prompt_kinds=kinds,
         synthetic=ps.synthetic, batch_sizes=list(opts.batch_sizes), max_new_tokens=opts.max_new_tokens,
-        temperature=opts.temperature, ignore_eos=True, warm_up="one 8-token request after /health, not measured",
-        requests_per_measurement=len(ps.prompts))
+        temperature=opts.temperature, ignore_eos=True,
+        warm_up="one 8-token request after /health, then one pass over the prompts per batch size; not measured",
+        requests_per_pass=len(ps.prompts), min_seconds=opts.min_seconds, min_tokens=opts.min_tokens,
+        repeats=opts.repeats)
 
 
 def _fingerprint(opts: BenchOptions, ps: PromptSet) -> str:
@@ -226,7 +247,8 @@ def _fingerprint(opts: BenchOptions, ps: PromptSet) -> str:
            "prompts": [p.value for p in ps.prompts], "max_new_tokens": opts.max_new_tokens,
            "temperature": opts.temperature, "tp_size": opts.tp_size, "dtype": opts.dtype.value,
            "mem_fraction_static": opts.mem_fraction_static, "context_length": opts.context_length,
-           "extra_args": opts.extra_args}
+           "extra_args": opts.extra_args, "min_seconds": opts.min_seconds, "min_tokens": opts.min_tokens,
+           "repeats": opts.repeats}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -235,6 +257,7 @@ def _header(opts: BenchOptions, ps: PromptSet) -> dict[str, Any]:
             "aux_layer_ids": list(opts.aux_layer_ids) if opts.aux_layer_ids is not None else None,
             "prompts": ps.source, "num_prompts": len(ps.prompts),
             "max_new_tokens": opts.max_new_tokens, "temperature": opts.temperature, "extra_args": opts.extra_args,
+            "min_seconds": opts.min_seconds, "min_tokens": opts.min_tokens, "repeats": opts.repeats,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
@@ -251,7 +274,8 @@ def _from_record(rec: dict[str, Any]) -> Measurement | None:
     try:
         fields = {k: v for k, v in rec.items() if k in names}
         fields["agreement"] = None  # recomputed from the outputs
-        fields["speedup"] = None
+        for name in ("speedup", "speedup_min", "speedup_max", "beats_baseline"):
+            fields[name] = None  # recomputed against the baseline
         return Measurement(**fields)
     except TypeError:
         return None
@@ -326,23 +350,42 @@ def _run_config(opts: BenchOptions, result: BenchResult, run: ConfigRun, sizes: 
         run.gpu_memory_gb = client.server_memory(url)
         say(f"  {run.config}: up after {run.startup_seconds:.1f} s")
         for bs in sizes:
-            say(f"  {run.config}: measuring batch size {bs} ({len(prompts)} requests x {opts.max_new_tokens} tokens)")
-            records, start, end = client.run_batch(url, prompts, batch_size=bs, max_new_tokens=opts.max_new_tokens,
-                                                   temperature=opts.temperature, timeout=opts.request_timeout)
-            m = metrics.summarise(run.config, bs, records, end - start)
-            if m.errors:
-                tail = server.log_tail() if not server.alive() else ""
-                _fail(run, rf, f"batch size {bs}: {len(m.errors)} request(s) failed, first: {m.errors[0]}"
-                      + (f"; SGLang exited; last log lines:\n{tail}" if tail else ""), say)
-                return
+            say(f"  {run.config}: measuring batch size {bs} ({len(prompts)} requests x {opts.max_new_tokens} tokens "
+                f"a pass; {opts.repeats} repeat(s) of at least {opts.min_seconds:g} s and {opts.min_tokens} tokens, "
+                f"after a warm-up pass)")
+            repeats: list[list[tuple[list[client.RequestRecord], float]]] = []
+            for n in range(opts.repeats + 1):  # pass 0: the warm-up, not counted
+                passes: list[tuple[list[client.RequestRecord], float]] = []
+                while True:
+                    records, start, end = client.run_batch(url, prompts, batch_size=bs,
+                                                           max_new_tokens=opts.max_new_tokens,
+                                                           temperature=opts.temperature, timeout=opts.request_timeout)
+                    errors = [f"prompt {r.index}: {r.error}" for r in records if r.error]
+                    if errors:
+                        tail = server.log_tail() if not server.alive() else ""
+                        _fail(run, rf, f"batch size {bs}: {len(errors)} request(s) failed, first: {errors[0]}"
+                              + (f"; SGLang exited; last log lines:\n{tail}" if tail else ""), say)
+                        return
+                    passes.append((records, end - start))
+                    if n == 0 or (sum(w for _, w in passes) >= opts.min_seconds
+                                  and sum(r.completion_tokens for recs, _ in passes for r in recs) >= opts.min_tokens):
+                        break
+                if n > 0:
+                    repeats.append(passes)
+                    rm = metrics.summarise_repeats(run.config, bs, [passes])
+                    say(f"  {run.config} @ {bs}: repeat {n}/{opts.repeats}: {rm.tokens_per_s:.1f} tok/s over "
+                        f"{rm.wall_s:.1f} s, {rm.output_tokens} tokens ({len(passes)} pass(es))")
+            m = metrics.summarise_repeats(run.config, bs, repeats)
             _add(result, m)
             _compare(opts, result, m)
             if rf is not None:
                 results.append(rf, {**_record(m), "startup_seconds": run.startup_seconds,
                                     "gpu_memory_gb": run.gpu_memory_gb})
             run.status = "measured"
-            speed = f", {m.speedup:.2f}x baseline" if m.speedup is not None else ""
-            say(f"  {run.config} @ {bs}: {m.tokens_per_s:.1f} tok/s{speed}"
+            speed = (f", {m.speedup:.2f}x baseline ({m.speedup_min:.2f}-{m.speedup_max:.2f}, beats it: "
+                     f"{m.beats_baseline})" if m.speedup is not None and m.speedup_min is not None
+                     and m.speedup_max is not None else "")
+            say(f"  {run.config} @ {bs}: median {m.tokens_per_s:.1f} tok/s{speed}"
                 + (f", accept length {m.accept_length_mean:.2f}" if m.accept_length_mean is not None else ""))
     finally:
         server.stop()
@@ -366,7 +409,7 @@ def _compare(opts: BenchOptions, result: BenchResult, m: Measurement) -> None:
     base = next((x for x in result.measurements if x.config == BASELINE and x.batch_size == m.batch_size), None)
     if base is None:
         return
-    m.speedup = round(m.tokens_per_s / base.tokens_per_s, 4) if base.tokens_per_s > 0 else None
+    m.speedup_min, m.speedup, m.speedup_max, m.beats_baseline = metrics.spread(m, base)
     if opts.temperature == 0:
         m.agreement = metrics.agreement(m, base)
 
@@ -376,13 +419,20 @@ def _conclude(opts: BenchOptions, result: BenchResult, ps: PromptSet) -> None:
     result.measurements.sort(key=lambda m: (order.get(m.config, len(order)), m.batch_size))
     for m in result.measurements:
         _compare(opts, result, m)
-    best, result.best_per_batch_size, result.scores = metrics.recommend(result.measurements)
+    best, result.best_per_batch_size, result.scores, result.speculation_pays = metrics.recommend(
+        result.measurements)
     if best is not None:
         c = sweep.parse_config(best)
         argv = serve_command(opts, c)
-        speedup = {m.batch_size: m.speedup for m in result.measurements if m.config == best}
-        result.recommended = Recommendation(best, result.scores[best], speedup, argv, shell_join(argv),
-                                            beats_baseline=result.scores[best] > 1.0)
+        mine = [m for m in result.measurements if m.config == best]
+        verdicts = {m.batch_size: m.beats_baseline for m in mine}
+        beats = ("yes" if all(v == "yes" for v in verdicts.values())
+                 else "no" if all(v == "no" for v in verdicts.values()) else "uncertain")
+        result.recommended = Recommendation(best, result.scores[best], {m.batch_size: m.speedup for m in mine}, argv,
+                                            shell_join(argv), beats_baseline=beats, verdicts=verdicts)
+    if opts.repeats == 1 and result.measurements:
+        result.notes.append("--repeats 1: one repeat per measurement, so its spread is unknown; a verdict of "
+                            "\"yes\" rests on a single repeat")
     result.findings = metrics.findings(result.measurements, greedy=opts.temperature == 0,
                                        max_new_tokens=opts.max_new_tokens, synthetic=ps.synthetic)
 

@@ -30,6 +30,7 @@ from eaglectl.cli.options import (
     SkipTokenizerInitOpt,
     TpSizeOpt,
     TrustRemoteCodeOpt,
+    above,
     in_range,
     passthrough_args,
 )
@@ -81,6 +82,13 @@ def bench_command(
     num_prompts: Annotated[int | None, typer.Option("--num-prompts", callback=in_range(1), metavar="N",
                                                     help="Use the first N prompts.",
                                                     show_default="all (synthetic: 16)")] = None,
+    min_seconds: Annotated[float, typer.Option(
+        "--min-seconds", callback=above(0.0), metavar="S",
+        help="Measured seconds per repeat at least (whole passes over the prompts, after a warm-up pass).")] = 10.0,
+    min_tokens: Annotated[int, typer.Option("--min-tokens", callback=in_range(1), metavar="N",
+                                            help="Generated tokens per repeat at least.")] = 2000,
+    repeats: Annotated[int, typer.Option("--repeats", callback=in_range(1, 1000), metavar="N",
+                                         help="Repeats per configuration and batch size: the spread.")] = 3,
     results: Annotated[Path | None, typer.Option(
         "--results", metavar="FILE", dir_okay=False,
         help="JSONL file: one line per measurement, written as each finishes.")] = None,
@@ -123,7 +131,8 @@ def bench_command(
         draft_tokens=parse_int_list(draft_tokens, option="--draft-tokens") if draft_tokens is not None else None,
         configs=[parse_config(c) for c in config or []], batch_sizes=parse_int_list(batch_size, option="--batch-size"),
         max_new_tokens=max_new_tokens, temperature=temperature, prompts=prompts, num_prompts=num_prompts,
-        results=results, resume=resume, print_only=print_only, host=host, port=port, tp_size=tp_size,
+        min_seconds=min_seconds, min_tokens=min_tokens, repeats=repeats, results=results, resume=resume,
+        print_only=print_only, host=host, port=port, tp_size=tp_size,
         dtype=ServeDType(dtype), attention_backend=attention_backend, disable_cuda_graph=disable_cuda_graph,
         skip_tokenizer_init=skip_tokenizer_init,
         mem_fraction_static=mem_fraction_static, context_length=context_length, trust_remote_code=trust_remote_code,
@@ -164,9 +173,13 @@ def _render(console: Console, r) -> None:
             console.print(f"  - {safe(cause)}")
     if r.recommended:
         rec = r.recommended
-        verdict = "" if rec.beats_baseline else " [yellow](slower than the baseline: serving without it is faster)[/]"
+        verdict = {
+            "yes": " [green](beats the baseline at every batch size over every repeat)[/]",
+            "no": " [yellow](slower than the baseline: serving without it is faster)[/]",
+        }.get(rec.beats_baseline, " [yellow](not a sure win: its speedup spread reaches 1.0x at batch size "
+              + ", ".join(str(b) for b, v in rec.verdicts.items() if v != "yes") + ")[/]")
         console.print(f"\nRecommended: [bold]{safe(rec.config)}[/] (steps, topk, draft tokens), geometric-mean "
-                      f"speedup {rec.score:.2f}x{verdict}")
+                      f"median speedup {rec.score:.2f}x{verdict}")
         console.print(printable(rec.command), markup=False, highlight=False, soft_wrap=True)
     elif r.measurements:
         console.print("\nNo recommendation: no speculative configuration was measured at every batch size beside the "
@@ -190,7 +203,9 @@ def _render_plan(console: Console, r) -> None:
                        ("source", plan.prompt_source), ("batch sizes", ", ".join(map(str, plan.batch_sizes))),
                        ("max new tokens", f"{plan.max_new_tokens} (ignore_eos)"),
                        ("temperature", str(plan.temperature)), ("warm-up", plan.warm_up),
-                       ("per measurement", f"{plan.requests_per_measurement} requests")):
+                       ("per pass", f"{plan.requests_per_pass} requests"),
+                       ("per measurement", f"{plan.repeats} repeat(s), each of whole passes until at least "
+                                           f"{plan.min_seconds:g} s and {plan.min_tokens} tokens")):
         t.add_row(key, cell(value))
     console.print(t)
 
@@ -203,9 +218,10 @@ def _render_table(console: Console, r) -> None:
     from rich.table import Table
 
     runs = {run.config: run for run in r.configs}
-    t = Table(title="Benchmark (best tokens/s per batch size in bold green)", title_justify="left")
-    for col in ("config", "batch", "tok/s", "speedup", "tok/s/req", "TTFT p50/p99 ms", "ITL p50/p99 ms",
-                "accept mean/p50/p90", "agreement", "start s", "GPU GB"):
+    t = Table(title="Benchmark (median (min-max) over repeats; bold green: the fastest per batch size whose whole "
+                    "speedup spread is above 1.0x, else the baseline)", title_justify="left")
+    for col in ("config", "batch", "tok/s", "speedup", "beats base", "window", "tok/s/req", "TTFT p50/p99 ms",
+                "ITL p50/p99 ms", "accept mean/p50/p90", "agreement", "start s", "GPU GB"):
         t.add_column(col, justify="left" if col == "config" else "right")
     for m in r.measurements:
         run = runs.get(m.config)
@@ -214,14 +230,27 @@ def _render_table(console: Console, r) -> None:
             f" (div@{a.median_first_divergence:g})" if a.median_first_divergence is not None else "")
         mem = run.gpu_memory_gb if run else None
         best = r.best_per_batch_size.get(m.batch_size) == m.config
-        t.add_row(cell(m.config), str(m.batch_size), _fmt(m.tokens_per_s), _fmt(m.speedup, ".2f"),
-                  _fmt(m.per_request_tokens_per_s), f"{_fmt(m.ttft_p50_ms)}/{_fmt(m.ttft_p99_ms)}",
+        t.add_row(cell(m.config), str(m.batch_size), _spread(m.tokens_per_s, m.tokens_per_s_min, m.tokens_per_s_max),
+                  _spread(m.speedup, m.speedup_min, m.speedup_max, ".2f"), _fmt(m.beats_baseline, ""),
+                  f"{m.repeats}x, {m.wall_s:.1f} s, {m.output_tokens} tok", _fmt(m.per_request_tokens_per_s),
+                  f"{_fmt(m.ttft_p50_ms)}/{_fmt(m.ttft_p99_ms)}",
                   f"{_fmt(m.itl_p50_ms, '.2f')}/{_fmt(m.itl_p99_ms, '.2f')}",
                   f"{_fmt(m.accept_length_mean, '.2f')}/{_fmt(m.accept_length_p50, '.1f')}/"
                   f"{_fmt(m.accept_length_p90, '.1f')}", agree,
                   _fmt(run.startup_seconds if run else None), _fmt(sum(mem.values()) if mem else None, ".2f"),
                   style="bold green" if best else None)
     console.print(t)
+    if r.speculation_pays:
+        word = {"yes": "pays", "no": "stops paying", "uncertain": "uncertain"}
+        console.print("Speculation per batch size: " + "; ".join(
+            f"{bs}: {word.get(v, v)} ({safe(r.best_per_batch_size.get(bs, '-'))})"
+            for bs, v in sorted(r.speculation_pays.items())))
+
+
+def _spread(mid, lo, hi, spec: str = ".1f") -> str:
+    if mid is None or lo is None or hi is None:
+        return _fmt(mid, spec)
+    return f"{format(mid, spec)} ({format(lo, spec)}-{format(hi, spec)})"
 
 
 def _render_chart(console: Console, r) -> None:
@@ -237,5 +266,7 @@ def _render_chart(console: Console, r) -> None:
         for m in (m for m in rows if m.batch_size == bs):
             n = round(BAR_WIDTH * m.speedup / top)
             bar = "".join("|" if i == one - 1 and i >= n else ("█" if i < n else " ") for i in range(max(n, one)))
-            colour = "green" if m.speedup >= 1.0 else "red"
-            console.print(f"  {safe(m.config.ljust(width))} [{colour}]{bar}[/] {m.speedup:.2f}x")
+            colour = {"yes": "green", "no": "red"}.get(m.beats_baseline or "", "yellow")
+            console.print(f"  {safe(m.config.ljust(width))} [{colour}]{bar}[/] {m.speedup:.2f}x "
+                          f"({_fmt(m.speedup_min, '.2f')}-{_fmt(m.speedup_max, '.2f')}, beats baseline: "
+                          f"{safe(m.beats_baseline or '-')})")

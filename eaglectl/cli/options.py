@@ -57,6 +57,20 @@ def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
     return check
 
 
+def above(low: float) -> Callable[[Any], Any]:
+    """As `in_range`, for a bound the value must exceed (a duration of 0 s measures nothing): nan, infinities and
+    values at or below `low` are usage errors (exit 2)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise typer.BadParameter(f"{value} is not a finite number")
+        if value is not None and value <= low:
+            raise typer.BadParameter(f"{value} is not above {low:g}")
+        return value
+
+    return check
+
+
 def choices_metavar(choices: type[Enum]) -> str:
     return "[" + "|".join(c.value for c in choices) + "]"
 

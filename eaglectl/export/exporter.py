@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING, Any
 from eaglectl import __version__
 from eaglectl.checkpoint.peagle import reject_p_eagle
 from eaglectl.checkpoint.resolve import Checkpoint, load_meta, resolve
+
+# At module level: the scan thread must import nothing (a signal landing in the main thread's import can leave
+# an import lock held, and the thread would wait for it forever).
+from eaglectl.checkpoint.values import non_finite_message, scan_non_finite, scanned_tensors
 from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import replay_releases, serving_spans, simulate_load
@@ -45,6 +49,7 @@ from eaglectl.export.outputs import (
 from eaglectl.export.plan import DroppedTensor, ExportPlan, PlannedTensor, build_plan, predict_tensors
 from eaglectl.export.servable import export_warnings, require_servable
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
+from eaglectl.export.writer import OutTensor, RawSource, SafetensorsFile, header_bytes, rows_of, write_safetensors
 from eaglectl.jsonfile import dumps_config
 from eaglectl.sizes import parse_size
 
@@ -52,7 +57,6 @@ if TYPE_CHECKING:
     from huggingface_hub import StateDictSplit
 
     from eaglectl.checkpoint.weights import WeightSet
-    from eaglectl.export.writer import OutTensor, SafetensorsFile
 
 DEFAULT_MAX_SHARD = "5GB"
 
@@ -339,7 +343,6 @@ class EarlyCopy:
             if tensors is None:
                 return None
             outs = _out_tensors(ws, tensors, None)
-            from eaglectl.export.writer import RawSource, SafetensorsFile
 
             if sum(o.nbytes for o in outs if isinstance(o.source, RawSource)) < EARLY_COPY_MIN_BYTES:
                 return None
@@ -376,8 +379,6 @@ class EarlyCopy:
                    _ByteCounter(sum(o.nbytes for o in outs), progress))
 
     def _copy(self) -> None:
-        from eaglectl.export.writer import RawSource
-
         try:
             for file in self.files.values():
                 file.write(lambda o: isinstance(o.source, RawSource), on_bytes=self.progress_bytes,
@@ -450,6 +451,9 @@ class _Written:
                 self._cond.wait(0.1)
 
 
+CANCEL_WAIT_S = 10.0  # a scan checks for cancellation between 16 MB chunks: far under this
+
+
 class _Background:
     """Run `fn(*args, stop=event)` in a thread; `result()` joins, `cancel()` asks it to stop and joins (a thread
     still inside torch at interpreter exit would abort the process).
@@ -466,8 +470,10 @@ class _Background:
         self._thread.start()
 
     def cancel(self) -> None:
+        """Ask the thread to stop and wait for it, a bounded time: a daemon thread still waiting then (on a lock
+        an interrupted main thread left) must not keep the process from exiting."""
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout=CANCEL_WAIT_S)
 
     def _run(self, fn, *args) -> None:
         try:
@@ -485,8 +491,6 @@ class _Background:
 def _scan_values(ckpt: Checkpoint, plan: ExportPlan, order: list[str] | None = None, written: _Written | None = None,
                  stop=None) -> list:
     """NaN / Inf in the planned source tensors; with `written`, each one read after the writer copied it."""
-    from eaglectl.checkpoint.values import scan_non_finite, scanned_tensors
-
     assert ckpt.weights is not None
     outputs = order or [t.name for t in plan.tensors]
     source_of = {t.name: t.source for t in plan.tensors if t.source}
@@ -506,8 +510,6 @@ def _write_order(shards: StateDictSplit) -> list[str]:
 
 def _value_warnings(found: list) -> list[str]:
     """NaN / Inf in the weights: a warning the CLI prints (the export itself is faithful), never a failure."""
-    from eaglectl.checkpoint.values import non_finite_message
-
     return [non_finite_message(found)] if found else []
 
 
@@ -552,7 +554,6 @@ def _split(tensors: list[PlannedTensor], max_bytes: int) -> StateDictSplit:
 
 
 def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool) -> list[tuple[str, int]]:
-    from eaglectl.export.writer import OutTensor, header_bytes
 
     files = []
     shapes = {t.name: t for t in plan.tensors}
@@ -600,7 +601,6 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
     """What the writer writes for each planned tensor, in order: a stored tensor whose dtype is kept is a byte
     range of its file (copied in the kernel); a converted one is read a chunk of rows at a time; a generated one
     is in memory (`generated` None: not built yet, a placeholder the early copy leaves as a hole)."""
-    from eaglectl.export.writer import OutTensor, RawSource, rows_of
 
     mapped = {f: ws.releasable_ranges(f) for f in ws.files} if ws.format == "torch" else {}
     outs = []
@@ -623,7 +623,6 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
 def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDictSplit, fingerprint: str,
                token_map: bool, progress: ProgressFn | None, *,
                on_tensor: Callable[[str], None] | None = None, early: EarlyCopy | None = None) -> list[WrittenFile]:
-    from eaglectl.export.writer import RawSource, write_safetensors
 
     ws = ckpt.weights
     assert ws is not None

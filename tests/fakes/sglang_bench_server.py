@@ -3,7 +3,9 @@
 Without `--speculative-algorithm` it decodes one token per step (the baseline); with it, FAKE_SGLANG_ACCEPT
 (JSON: config label "steps,topk,draft_tokens" -> whole tokens per verify step, default 2) tokens per step, and
 meta_info carries spec_accept_length, spec_verify_ct and spec_accept_histogram (FAKE_SGLANG_NO_HISTOGRAM=1:
-none). Each step sleeps FAKE_SGLANG_STEP_S seconds (default 0.002). Outputs are a function of the prompt;
+none). Each step sleeps FAKE_SGLANG_STEP_S seconds (default 0.002); FAKE_SGLANG_STEP_CYCLE="a,b,..." gives the
+server's k-th request (the warm-up included) the step time of entry k mod the count instead (a noisy server).
+Outputs are a function of the prompt;
 FAKE_SGLANG_DIVERGE=1 makes speculative outputs differ from position 2 on (a drafter that breaks
 verification). FAKE_SGLANG_FAIL="label;label" exits at start-up for those configs ("baseline" too).
 FAKE_SGLANG_BARRIER=N holds every request of more than 8 new tokens until N are in flight (proves the
@@ -46,6 +48,9 @@ if label in os.environ.get("FAKE_SGLANG_FAIL", "").split(";"):
 host, port = _flag("--host"), int(_flag("--port"))
 accept = int(json.loads(os.environ.get("FAKE_SGLANG_ACCEPT", "{}")).get(label, 2)) if spec else 1
 step_s = float(os.environ.get("FAKE_SGLANG_STEP_S", "0.002"))
+cycle = [float(x) for x in os.environ.get("FAKE_SGLANG_STEP_CYCLE", "").split(",") if x]
+served = [0]
+served_lock = threading.Lock()
 barrier = threading.Barrier(int(os.environ["FAKE_SGLANG_BARRIER"])) if os.environ.get("FAKE_SGLANG_BARRIER") else None
 diverge = spec and os.environ.get("FAKE_SGLANG_DIVERGE") == "1"
 
@@ -77,12 +82,15 @@ class Handler(JSONHandler):
                 self._send(500, {"error": "barrier: requests were not concurrent"})
                 return
         out = outputs(prompt, n)
+        with served_lock:
+            k, served[0] = served[0], served[0] + 1
+        step = cycle[k % len(cycle)] if cycle else step_s
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         done, steps, hist = 0, 0, [0] * accept
         while done < n:
-            time.sleep(step_s)
+            time.sleep(step)
             k = 1 if done == 0 else min(accept, n - done)  # the first token comes from prefill
             if done > 0:
                 steps += 1
