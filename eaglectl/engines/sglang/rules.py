@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from typing import Generic, TypeVar
 
-T = TypeVar("T")
+from eaglectl.engines.source import Rule, Source
 
 RELEASES = (
     "0.5.9", "0.5.10", "0.5.10.post1", "0.5.11", "0.5.12", "0.5.12.post1", "0.5.13", "0.5.13.post1",
@@ -32,22 +31,6 @@ LLAMA = "sglang/srt/models/llama.py"
 WORKER_V2 = "sglang/srt/speculative/eagle_worker_v2.py"
 SERVER_ARGS = "sglang/srt/server_args.py"
 HASHES_FILE = "loader_hashes.json"  # beside this module: sha256 per release of the files the rules come from
-
-
-@dataclass(frozen=True)
-class Source:
-    release: str
-    file: str
-    where: str  # function, lines
-
-    def __str__(self) -> str:
-        return f"SGLang {self.release} {self.file}: {self.where}"
-
-
-@dataclass(frozen=True)
-class Rule(Generic[T]):
-    value: T
-    source: Source
 
 
 # --- release numbers ---------------------------------------------------------------------------------------

@@ -10,10 +10,7 @@ One release is known. A rule that changes in a later release gets a range, as `e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
+from eaglectl.engines.source import Rule, Source
 
 RELEASE = "0.33.0"
 RELEASES = (RELEASE,)
@@ -39,25 +36,8 @@ CLI_MAIN = "vllm/entrypoints/cli/main.py"
 FRONTEND_ARGS = "vllm/entrypoints/common/cli_args.py"
 
 
-@dataclass(frozen=True)
-class Source:
-    release: str
-    file: str
-    where: str  # function, lines
-    project: str = "vLLM"  # speculators.py's rules name their own project
-
-    def __str__(self) -> str:
-        return f"{self.project} {self.release} {self.file}: {self.where}"
-
-
-@dataclass(frozen=True)
-class Rule(Generic[T]):
-    value: T
-    source: Source
-
-
 def _src(file: str, where: str) -> Source:
-    return Source(RELEASE, file, where)
+    return Source(RELEASE, file, where, project="vLLM")
 
 
 # --- method: how vLLM decides what the draft directory is -----------------------------------------------------
