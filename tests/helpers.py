@@ -108,6 +108,14 @@ def sglang_port() -> int:
     raise RuntimeError("no free port")
 
 
+def raw_sglang_argv(target: Path, draft: Path, port: int) -> list[str]:
+    """SGLang launched directly on a head (no eaglectl in between), with the fixture's speculative settings."""
+    return [sys.executable, "-m", "sglang.launch_server", "--model-path", str(target), "--speculative-algorithm",
+            "EAGLE3", "--speculative-draft-model-path", str(draft), "--speculative-num-steps", "3",
+            "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", "4", "--dtype", "bfloat16",
+            "--host", "127.0.0.1", "--port", str(port), "--mem-fraction-static", "0.5", *SGLANG_FLAGS]
+
+
 def serve_smoke(target: Path, draft: Path, prompts: Path, *extra: str) -> tuple[dict, float]:
     cmd = [sys.executable, "-m", "eaglectl", "serve", "--json", "--target", str(target), "--draft", str(draft),
            "--port", str(sglang_port()), "--smoke-only", "--smoke-prompts", str(prompts),

@@ -18,9 +18,9 @@ import pytest
 
 from tests.helpers import (
     DISTILL_FIXTURE,
-    SGLANG_FLAGS,
     distilled_nemo_head,
     gpu_requirements,
+    raw_sglang_argv,
     serve_smoke,
     sglang_port,
 )
@@ -34,11 +34,7 @@ def _serve_raw(target: Path, draft: Path, prompts: Path) -> float | None:
     from eaglectl.serving.serve import smoke_test
 
     port = sglang_port()
-    argv = [sys.executable, "-m", "sglang.launch_server", "--model-path", str(target), "--speculative-algorithm",
-            "EAGLE3", "--speculative-draft-model-path", str(draft), "--speculative-num-steps", "3",
-            "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", "4", "--dtype", "bfloat16",
-            "--host", "127.0.0.1", "--port", str(port), "--mem-fraction-static", "0.5", *SGLANG_FLAGS]
-    server = launcher.ServerProcess(argv, dict(os.environ))
+    server = launcher.ServerProcess(raw_sglang_argv(target, draft, port), dict(os.environ))
     server.start()
     try:
         server.wait_healthy(f"http://127.0.0.1:{port}", timeout=480)

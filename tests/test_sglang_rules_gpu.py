@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import DISTILL_FIXTURE, SGLANG_FLAGS, gpu_requirements, serve_smoke, sglang_port
+from tests.helpers import DISTILL_FIXTURE, gpu_requirements, raw_sglang_argv, serve_smoke, sglang_port
 
 pytestmark = pytest.mark.gpu
 
@@ -46,11 +45,7 @@ def _starts_as_is(target: Path, draft: Path) -> tuple[bool, str]:
     from eaglectl.serving import launcher
 
     port = sglang_port()
-    argv = [sys.executable, "-m", "sglang.launch_server", "--model-path", str(target), "--speculative-algorithm",
-            "EAGLE3", "--speculative-draft-model-path", str(draft), "--speculative-num-steps", "3",
-            "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", "4", "--dtype", "bfloat16",
-            "--host", "127.0.0.1", "--port", str(port), "--mem-fraction-static", "0.5", *SGLANG_FLAGS]
-    server = launcher.ServerProcess(argv, dict(os.environ))
+    server = launcher.ServerProcess(raw_sglang_argv(target, draft, port), dict(os.environ))
     server.start()
     try:
         server.wait_healthy(f"http://127.0.0.1:{port}", timeout=300)
