@@ -285,3 +285,21 @@ def test_eagle1_loader_drops_unexpected_biases_and_scales():
     sim = simulate_load(cfg, shapes, Algorithm.EAGLE, "0.5.15")
     assert sorted(sim.skipped) == ["layers.0.self_attn.k_proj.kv_scale", "layers.0.self_attn.q_proj.bias"]
     assert not sim.ok
+
+
+# --- server flags meant for the target that reach the draft ----------------------------------------------------
+def test_quantization_and_model_overrides_reach_the_draft():
+    found = rules.draft_inherited_flags(["--quantization", "fp8", "--json-model-override-args", "{}"])
+    assert [f.split(" ")[0] for f in found] == ["--quantization", "--json-model-override-args"]
+    assert "--speculative-draft-model-quantization unquant" in found[0]
+    assert rules.draft_inherited_flags(["--quantization=fp8", "--speculative-draft-model-quantization",
+                                        "unquant"]) == []
+    assert rules.draft_inherited_flags(["--tp-size", "2"]) == []
+
+
+def test_serve_warns_when_quantization_would_reach_the_draft(cli, tmp_path, sample_root):
+    cfg, shapes = head()
+    result = cli("serve", "--target", sample_root / "target", "--draft", write(tmp_path / "h", cfg, shapes),
+                 "--print-only", "--", "--quantization", "fp8")
+    assert result.exit_code == 0, result.stderr
+    assert "--quantization reaches the draft" in result.stderr

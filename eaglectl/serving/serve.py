@@ -240,6 +240,7 @@ def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], note
             warnings.append(f"{f.message}; {f.fix}")
         elif f.severity is Severity.warning and f.code != "context-length":
             notes.append(f"preflight: {f.message}")
+    warnings.extend(rules.draft_inherited_flags(opts.extra_args))
     from eaglectl.engines.sglang.loader import context_length
 
     draft_mpe = context_length(plan.config)  # as SGLang derives it: a stale seq_length wins

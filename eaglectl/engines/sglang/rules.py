@@ -279,6 +279,45 @@ EAGLE_LOADERS = (
 )
 
 
+# --- server flags that reach the draft too ----------------------------------------------------------------------
+MODEL_CONFIG = "sglang/srt/configs/model_config.py"
+
+
+@dataclass(frozen=True)
+class DraftInheritedFlag:
+    """A launch flag meant for the target that SGLang applies to the draft as well."""
+
+    flag: str
+    unless: str | None  # the flag that keeps the draft out of it, if there is one
+    effect: Rule[str]
+
+
+DRAFT_INHERITED_FLAGS = (
+    DraftInheritedFlag("--quantization", "--speculative-draft-model-quantization", Rule(
+        "the draft is quantised the same way: fp8 re-quantises the bf16 head online, awq / gptq fail at start-up "
+        "(the head holds no such weights)",
+        Source("0.5.9", MODEL_CONFIG, "ModelConfig.from_server_args l.241-245: speculative_draft_model_quantization "
+                                      "if is_draft_model; server_args.py l.882-885: it defaults to --quantization "
+                                      "('unquant': none)"))),
+    DraftInheritedFlag("--json-model-override-args", None, Rule(
+        "the overrides are applied to the draft's config too (a YaRN rope_scaling for the target gives the draft "
+        "YaRN; a max_position_embeddings changes the draft's context)",
+        Source("0.5.9", MODEL_CONFIG, "ModelConfig.from_server_args l.255: model_override_args for the draft as for "
+                                      "the target (0.5.23 utils/hf_transformers/config.py l.405-417)"))),
+)
+
+
+def draft_inherited_flags(args: list[str] | tuple[str, ...]) -> list[str]:
+    """What the given SGLang arguments do to the draft without saying so (DRAFT_INHERITED_FLAGS)."""
+    given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+    found = []
+    for f in DRAFT_INHERITED_FLAGS:
+        if f.flag in given and (f.unless is None or f.unless not in given):
+            keep = f"; pass {f.unless} unquant to keep the head as trained" if f.unless else ""
+            found.append(f"{f.flag} reaches the draft: {f.effect.value} ({f.effect.source}){keep}")
+    return found
+
+
 # --- context length ----------------------------------------------------------------------------------------
 CONTEXT_LENGTH_KEYS = Rule(
     ("max_sequence_length", "seq_length", "max_seq_len", "model_max_length", "max_position_embeddings"),
