@@ -303,3 +303,17 @@ def test_serve_warns_when_quantization_would_reach_the_draft(cli, tmp_path, samp
                  "--print-only", "--", "--quantization", "fp8")
     assert result.exit_code == 0, result.stderr
     assert "--quantization reaches the draft" in result.stderr
+
+
+def test_mistral_large_3_eagle_heads_keep_their_class(cli, tmp_path):
+    """A registered SGLang draft architecture with its own loader: export keeps its class and names instead of
+    rewriting it to LlamaForCausalLMEagle3."""
+    from eaglectl.engines.sglang.architectures import own_loader
+
+    assert own_loader({"architectures": ["MistralLarge3ForCausalLMEagle"]}).since == "0.5.9"
+    cfg, shapes = head()
+    cfg["architectures"] = ["MistralLarge3ForCausalLMEagle"]
+    code, doc = run_json(cli, "export", write(tmp_path / "h", cfg, shapes), "--output", tmp_path / "out")
+    assert code == 0, doc
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["architectures"] == [
+        "MistralLarge3ForCausalLMEagle"]

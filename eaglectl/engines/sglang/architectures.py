@@ -47,6 +47,10 @@ ARCHITECTURES: dict[str, DraftArchitecture] = {a.name: a for a in (
         "q_a_proj + kv_a_proj_with_mqa fused, d2t / t2d matched by exact name, no norm_before_fc",
         required_keys=("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"),
         single_layer=True),
+    DraftArchitecture(
+        "MistralLarge3ForCausalLMEagle", Algorithm.EAGLE3, "0.5.9", "mistral_large_3_eagle.py", False,
+        "EAGLE-3 on Mistral Large 3 (DeepSeek-V3 multi-latent attention) layers, a subclass of "
+        "MistralLarge3ForCausalLM with its own loader (0.5.9 l.88; 0.5.23 l.59)"),
 )}
 
 
