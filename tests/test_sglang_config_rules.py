@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from eaglectl.demo.samples import DRAFT_VOCAB, VOCAB, H
 from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.loader import (
@@ -317,3 +319,25 @@ def test_mistral_large_3_eagle_heads_keep_their_class(cli, tmp_path):
     assert code == 0, doc
     assert json.loads((tmp_path / "out" / "config.json").read_text())["architectures"] == [
         "MistralLarge3ForCausalLMEagle"]
+
+
+# --- the draft config class's defaults ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("model_type", "param", "built"), [
+    ("qwen3", "model.midlayer.self_attn.o_proj.weight", (64, 4 * 128)),  # head_dim 128, not hidden // heads
+    ("qwen2", "model.midlayer.self_attn.qkv_proj.weight", None),  # 32 kv heads
+    ("llama4_text", "model.midlayer.mlp.down_proj.weight", (64, 16384)),  # intermediate_size_mlp
+])
+def test_a_draft_config_gets_its_model_types_defaults(model_type, param, built):
+    from eaglectl.engines.sglang.loader import expected_parameters
+
+    control, shapes = head()  # a llama config naming every size: clean
+    cfg = {k: v for k, v in control.items() if k not in ("head_dim", "num_key_value_heads")}
+    cfg["model_type"] = model_type
+    params = expected_parameters(cfg, E3, "0.5.9")
+    if built is not None:
+        assert params[param] == built
+    else:
+        assert params[param]["k"][0] == 32 * (64 // 4)
+    sim = simulate_load(cfg, shapes, E3, "0.5.9")
+    assert sim.shape_errors and not sim.ok  # Llama-sized weights do not fit what SGLang builds
+    assert simulate_load(control, shapes, E3, "0.5.9").ok

@@ -62,8 +62,11 @@ class DraftDims:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> DraftDims:
+        model_type = cfg.get("model_type")
+        class_defaults = rules.MODEL_TYPE_DEFAULTS.value.get(model_type, {}) if isinstance(model_type, str) else {}
+
         def num(key: str, default: int | None = None) -> int | None:
-            return config_int(cfg, key, default)
+            return config_int(cfg, key, class_defaults.get(key, default))
 
         hidden = num("hidden_size") or 0
         heads = num("num_attention_heads") or 1
@@ -73,7 +76,8 @@ class DraftDims:
         return cls(
             hidden=hidden, heads=heads, kv_heads=num("num_key_value_heads") or heads,
             head_dim=num("head_dim") or (hidden // heads if heads else 0),
-            intermediate=num("intermediate_size") or 0, vocab=num("vocab_size") or 0,
+            intermediate=(num("intermediate_size_mlp") if model_type == "llama4_text" else num("intermediate_size"))
+            or 0, vocab=num("vocab_size") or 0,
             draft_vocab=num("draft_vocab_size"), target_hidden=num("target_hidden_size") or hidden,
             num_layers=num("num_hidden_layers", 1) or 0, num_aux=configured or 3,
             tie_embeddings=bool(cfg.get("tie_word_embeddings", False)), fc_bias=_truthy_key(cfg, "bias"),
