@@ -341,3 +341,13 @@ def test_a_draft_config_gets_its_model_types_defaults(model_type, param, built):
     sim = simulate_load(cfg, shapes, E3, "0.5.9")
     assert sim.shape_errors and not sim.ok  # Llama-sized weights do not fit what SGLang builds
     assert simulate_load(control, shapes, E3, "0.5.9").ok
+
+
+@pytest.mark.parametrize("arch", ["GlmMoeDsaForCausalLM", "MistralLarge3ForCausalLM"])
+def test_glm5_and_mistral_large_3_targets_capture_as_deepseek(arch):
+    """Both subclass DeepSeek's model class in SGLang, so their capture is DeepSeek's (ids as given from 0.5.13 unless
+    the first is 1), not Llama's (+1)."""
+    assert rules.capture_family("some_new_type", [arch]) == "deepseek"
+    rule = rules.capture_rule("deepseek", "0.5.23")
+    assert rules.captured_positions(rule, [2, 10, 20], 30) == [2, 10, 20]
+    assert rules.captured_positions(rules.capture_rule("llama-like"), [2, 10, 20], 30) == [3, 11, 21]

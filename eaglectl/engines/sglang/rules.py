@@ -463,9 +463,12 @@ CAPTURE_FAMILIES = (
                                           "glm4_moe: the same body; mllama4 delegates)")),
     CaptureFamily("deepseek", ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "kimi_k25", "glm4_moe_lite"),
                   ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "DeepseekV32ForCausalLM",
-                   "KimiK25ForConditionalGeneration", "Glm4MoeLiteForCausalLM"),
+                   "KimiK25ForConditionalGeneration", "Glm4MoeLiteForCausalLM",
+                   "GlmMoeDsaForCausalLM", "MistralLarge3ForCausalLM"),
                   Source("0.5.23", DEEPSEEK_V2, "EntryClass l.3595; kimi_k25.py set_eagle3_layers_to_capture l.928 "
-                                                "(delegates to language_model); glm4_moe_lite.py EntryClass l.1084")),
+                                                "(delegates to language_model); glm4_moe_lite.py EntryClass l.1084; "
+                                                "glm4_moe.py GlmMoeDsaForCausalLM(DeepseekV2ForCausalLM) l.1284; "
+                                                "mistral_large_3.py MistralLarge3ForCausalLM(DeepseekV3ForCausalLM)")),
     CaptureFamily("gpt-oss", ("gpt_oss",), ("GptOssForCausalLM",),
                   Source("0.5.23", GPT_OSS, "EntryClass l.1446")),
 )
