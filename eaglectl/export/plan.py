@@ -141,15 +141,7 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
             raise UnsupportedDraftError(f"{ckpt.source}: --format speculators writes Llama-style EAGLE-3 heads; this "
                                         f"is {what}", hint="export it without --format (SGLang's layout)")
         return _speculators_tensors(ckpt, algo, reason, dtype, drop_embeddings)
-    layers = layer_indices(infos)
-    if passthrough:
-        num_layers = config_int(cfg, "num_hidden_layers", 1) or 1
-    elif not layers:
-        raise CheckpointError(f"{ckpt.source}: no decoder-layer weights (self_attn / mlp) found")
-    elif layers != list(range(len(layers))):
-        raise CheckpointError(f"{ckpt.source}: decoder layers {layers} are not numbered 0..{len(layers) - 1}")
-    else:
-        num_layers = len(layers)
+    num_layers = (config_int(cfg, "num_hidden_layers", 1) or 1) if passthrough else _layer_count(ckpt, infos)
 
     tensors: list[PlannedTensor] = []
     dropped: list[DroppedTensor] = []
@@ -183,21 +175,9 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
         if out in seen:
             raise CheckpointError(f"{ckpt.source}: tensors {seen[out]!r} and {name!r} both map to {out!r}")
         seen[out] = name
-        if parsed.base in ("d2t", "t2d"):
-            if info.dtype not in INDEX_DTYPES[parsed.base]:
-                raise CheckpointError(f"{ckpt.source}: {name} has dtype {info.dtype}; a token map holds integer "
-                                      f"ids{' or bools' if parsed.base == 't2d' else ''} (refused rather than "
-                                      f"truncated)")
-            out_dtype = info.dtype
-        elif info.dtype in FLOAT_DTYPES:
-            out_dtype = DTYPE_CODE.get(dtype, info.dtype)
-        elif dtype in DTYPE_CODE:
-            out_dtype = DTYPE_CODE[dtype]  # asked for: integer values converted to the float type given
-        else:
-            raise UnsupportedDraftError(
-                f"{ckpt.source}: {name} has dtype {info.dtype}; SGLang loads it into a floating-point parameter "
-                f"(an integer matrix is quantised data eaglectl cannot dequantise)",
-                hint="pass --dtype bf16 (or fp16 / fp32) to convert the values as they are")
+        out_dtype = _output_dtype(ckpt, name, info, parsed.base, dtype,
+                                  "; SGLang loads it into a floating-point parameter (an integer matrix is quantised "
+                                  "data eaglectl cannot dequantise)", t2d_bools=True)
         tensors.append(PlannedTensor(out, out_dtype, info.shape, source=name))
         if mirror and parsed.layer and (parsed.layer in with_hidden_norm) != (parsed.layer in with_input_norm):
             other = {"hidden_norm.weight": "input_layernorm.weight"}.get(parsed.suffix)
@@ -207,6 +187,34 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
     return StoredTensors(algo, reason, passthrough, num_layers, tensors, dropped)
 
 
+def _layer_count(ckpt: Checkpoint, infos: dict[str, Any]) -> int:
+    """How many decoder layers the weights hold, numbered 0..N-1 (refused otherwise)."""
+    layers = layer_indices(infos)
+    if not layers:
+        raise CheckpointError(f"{ckpt.source}: no decoder-layer weights (self_attn / mlp) found")
+    if layers != list(range(len(layers))):
+        raise CheckpointError(f"{ckpt.source}: decoder layers {layers} are not numbered 0..{len(layers) - 1}")
+    return len(layers)
+
+
+def _output_dtype(ckpt: Checkpoint, name: str, info: Any, base: str, dtype: str, not_float: str, *,
+                  t2d_bools: bool = False) -> str:
+    """The dtype a stored tensor is written in: a token map keeps its integer dtype (a float one is refused rather
+    than truncated), a float weight takes `--dtype` or keeps its own, an integer weight only converts when asked."""
+    if base in ("d2t", "t2d"):
+        if info.dtype not in INDEX_DTYPES[base]:
+            raise CheckpointError(f"{ckpt.source}: {name} has dtype {info.dtype}; a token map holds integer "
+                                  f"ids{' or bools' if t2d_bools and base == 't2d' else ''} (refused rather than "
+                                  f"truncated)")
+        return str(info.dtype)
+    if info.dtype in FLOAT_DTYPES:
+        return DTYPE_CODE.get(dtype, info.dtype)
+    if dtype in DTYPE_CODE:
+        return DTYPE_CODE[dtype]  # asked for: integer values converted to the float type given
+    raise UnsupportedDraftError(f"{ckpt.source}: {name} has dtype {info.dtype}{not_float}",
+                                hint="pass --dtype bf16 (or fp16 / fp32) to convert the values as they are")
+
+
 def _speculators_tensors(ckpt: Checkpoint, algo: Algorithm, reason: str, dtype: str,
                          drop_embeddings: bool) -> StoredTensors:
     """The stored tensors under speculators' names (speculators 0.9 Eagle3DraftModel, which vLLM reads the same):
@@ -214,11 +222,7 @@ def _speculators_tensors(ckpt: Checkpoint, algo: Algorithm, reason: str, dtype: 
     apply it; neither has a hidden_norm there); P-EAGLE's mask_hidden kept as [1, 1, N]."""
     assert ckpt.weights is not None
     infos = ckpt.weights.tensors
-    layers = layer_indices(infos)
-    if not layers:
-        raise CheckpointError(f"{ckpt.source}: no decoder-layer weights (self_attn / mlp) found")
-    if layers != list(range(len(layers))):
-        raise CheckpointError(f"{ckpt.source}: decoder layers {layers} are not numbered 0..{len(layers) - 1}")
+    layers = range(_layer_count(ckpt, infos))
     with_input_norm = {p.layer for p in map(parse_name, infos) if p.suffix == "input_layernorm.weight"}
     tensors: list[PlannedTensor] = []
     dropped: list[DroppedTensor] = []
@@ -246,18 +250,7 @@ def _speculators_tensors(ckpt: Checkpoint, algo: Algorithm, reason: str, dtype: 
         if base in seen:
             raise CheckpointError(f"{ckpt.source}: tensors {seen[base]!r} and {name!r} both map to {base!r}")
         seen[base] = name
-        if parsed.base in ("d2t", "t2d"):
-            if info.dtype not in INDEX_DTYPES[parsed.base]:
-                raise CheckpointError(f"{ckpt.source}: {name} has dtype {info.dtype}; a token map holds integer ids "
-                                      f"(refused rather than truncated)")
-            out_dtype = info.dtype
-        elif info.dtype in FLOAT_DTYPES:
-            out_dtype = DTYPE_CODE.get(dtype, info.dtype)
-        elif dtype in DTYPE_CODE:
-            out_dtype = DTYPE_CODE[dtype]
-        else:
-            raise UnsupportedDraftError(f"{ckpt.source}: {name} has dtype {info.dtype}, not a floating-point weight",
-                                        hint="pass --dtype bf16 (or fp16 / fp32) to convert the values as they are")
+        out_dtype = _output_dtype(ckpt, name, info, parsed.base, dtype, ", not a floating-point weight")
         tensors.append(PlannedTensor(base, out_dtype, tuple(shape), source=name))
     return StoredTensors(algo, reason, False, len(layers), tensors, dropped)
 
