@@ -366,7 +366,7 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
                 continue
             load_stacked_or_plain(stored, name, lambda n: n if n in params else None, rules.STACKED)
         from_target = {"model.embed_tokens.weight", "lm_head.weight"}
-        unused, zeros = [], []
+        unused, zeros = [], [re.compile(p) for p in e.zero_initialised.value]
 
     for param, spec in params.items():
         need = set(spec) if isinstance(spec, dict) else {"all"}

@@ -254,6 +254,7 @@ class EagleLoader:
     fc_bias: Rule[bool]
     attention_bias_keys: Rule[tuple[str, ...]]  # qkv and o bias when any is truthy
     final_norm: Rule[bool]
+    zero_initialised: Rule[tuple[str, ...]]  # regexes: parameters that start at zero, so need no stored tensor
 
     @property
     def label(self) -> str:
@@ -275,6 +276,9 @@ EAGLE_LOADERS = (
         attention_bias_keys=Rule(("attention_bias", "bias"), Source(
             "0.5.9", LLAMA, "LlamaDecoderLayer.__init__ l.267-282")),
         final_norm=Rule(False, Source("0.5.9", E1, "LlamaModel (no norm)")),
+        zero_initialised=Rule((r"\.o_proj\.bias$",), Source(
+            "0.5.9", "sglang/srt/layers/linear.py", "RowParallelLinear.__init__ l.1356: bias = torch.zeros, as for "
+                                                    "EAGLE-3 (0.5.23 l.1638); q/k/v biases start as torch.empty")),
     ),
 )
 
