@@ -219,6 +219,18 @@ def test_aux_capture_switched_off_is_a_problem_on_every_release():
                for r in rules.EAGLE3_LOADERS)
 
 
+@pytest.mark.parametrize(("value", "off"), [(None, True), (0, True), (True, False), ("false", False)])
+def test_aux_capture_is_off_for_any_false_value(cli, tmp_path, value, off):
+    """SGLang tests the value for truth (`if eagle_use_aux_hidden_state:`): null and 0 switch the capture off as
+    false does; a string is true."""
+    cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [1, 3, 4], "use_aux_hidden_state": value})
+    code, doc = run_json(cli, "inspect", write(tmp_path / "h", cfg, shapes))
+    found = [f for f in doc["result"]["findings"] if "use_aux_hidden_state" in f["message"]]
+    assert (code == 1 and bool(found)) is off, doc["result"]["findings"]
+    result = cli("export", tmp_path / "h", "--output", tmp_path / "out")
+    assert (result.exit_code == 1 and "use_aux_hidden_state" in result.stderr) is off
+
+
 # --- which files SGLang reads --------------------------------------------------------------------------------------
 def test_every_safetensors_file_beside_model_safetensors_is_read(tmp_path):
     import torch

@@ -39,7 +39,7 @@ from eaglectl.enums import Algorithm
 TARGET_SUPPLIED = ("model.embed_tokens.weight", "lm_head.weight")
 _SHARDS = re.compile(r" \(shards .*\)$")
 # replay problems about serving, not start-up, that no function of the loader module names
-RUN_TIME_PREFIXES = ("eagle_config.use_aux_hidden_state is false", D2T_LENGTH)
+RUN_TIME_PREFIXES = ("eagle_config.use_aux_hidden_state is ", D2T_LENGTH)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ uninitialised, and which config keys that release ignores. Nothing here branches
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,6 +148,17 @@ def unsorted_aux_ids(cfg: dict[str, Any]) -> str | None:
                 f"concatenates the aux states in layer order ({sorted(ids)}), so fc's input blocks arrive permuted "
                 f"({rules.EAGLE3.aux_ascending.source})")
     return None
+
+
+def aux_capture_off(cfg: dict[str, Any]) -> str | None:
+    """How `eagle_config.use_aux_hidden_state` switches the target's aux capture off, or None: SGLang reads it with
+    a default of True and tests it for truth (rules.EAGLE3.use_aux_hidden_state), so `null` and `0` switch it off as
+    `false` does."""
+    eagle_cfg = as_object(cfg.get("eagle_config"))
+    if "use_aux_hidden_state" not in eagle_cfg or eagle_cfg["use_aux_hidden_state"]:
+        return None
+    value = eagle_cfg["use_aux_hidden_state"]
+    return "false" if value is False else f"{json.dumps(value)} (SGLang tests it for truth: false)"
 
 
 @dataclass
@@ -350,8 +362,8 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             from_target |= {"lm_head.weight", "model.embed_tokens.weight"}
         unused = [re.compile(p) for p in r.unused_params.value]
         zeros = [re.compile(p) for p in common.zero_initialised.value]
-        if as_object(cfg.get("eagle_config")).get("use_aux_hidden_state", True) is False:
-            sim.problems.append(f"eagle_config.use_aux_hidden_state is false: the target captures no aux states "
+        if (off := aux_capture_off(cfg)) is not None:
+            sim.problems.append(f"eagle_config.use_aux_hidden_state is {off}: the target captures no aux states "
                                 f"and hands the draft its last hidden state ({common.use_aux_hidden_state.source}), "
                                 f"which fc was not trained on")
     else:

@@ -235,7 +235,7 @@ EAGLE3 = Eagle3Common(
                                    "use_mtp_layernorm", "parallel_draft_step", "num_eagle_features"),
                                   Source("0.5.9", E3, "not read anywhere in sglang/ (0.5.9-0.5.23): the embedding "
                                                       "and final norms always apply")),
-    use_aux_hidden_state=Rule("eagle_config.get('use_aux_hidden_state', True)", Source(
+    use_aux_hidden_state=Rule("if eagle_config.get('use_aux_hidden_state', True): (null and 0 are false)", Source(
         "0.5.9", "sglang/srt/model_executor/model_runner.py", "ModelRunner.__init__ l.360-361, l.621-624 (0.5.23 "
                  "model_runner_components/spec_aux_hidden_state.py l.188-190)")),
 )
