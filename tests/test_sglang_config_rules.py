@@ -162,6 +162,19 @@ def test_unsorted_aux_ids_arrive_in_layer_order():
     assert unsorted_aux_ids(cfg) is None
 
 
+def test_an_aux_id_named_twice_is_captured_once(cli, tmp_path):
+    """The target captures a layer once however often the draft lists it: fc gets fewer states than it takes."""
+    from eaglectl.engines.sglang.loader import repeated_aux_ids
+
+    cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [3, 3, 5]})
+    assert "2 aux states reach fc, which takes 3" in repeated_aux_ids(cfg)
+    assert all(not simulate_load(cfg, shapes, E3, r.first).ok for r in rules.EAGLE3_LOADERS)
+    code, doc = run_json(cli, "inspect", write(tmp_path / "h", cfg, shapes))
+    assert code == 1 and any("more than once" in f["message"] for f in doc["result"]["findings"])
+    result = cli("export", tmp_path / "h", "--output", tmp_path / "out")
+    assert result.exit_code == 1 and "more than once" in result.stderr
+
+
 def test_export_refuses_unsorted_aux_ids(cli, tmp_path):
     cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [5, 1, 3]})
     result = cli("export", write(tmp_path / "h", cfg, shapes), "--output", tmp_path / "out")

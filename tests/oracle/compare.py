@@ -31,6 +31,7 @@ from eaglectl.engines.sglang.loader import (
     LoadSimulation,
     expected_parameters,
     fc_bypassed,
+    repeated_aux_ids,
     simulate_load,
     unsorted_aux_ids,
 )
@@ -56,8 +57,8 @@ class Disagreement:
 
 def startup_problems(sim: LoadSimulation, cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> list[str]:
     """The replay's problems that stop a server from starting: all of `sim.problems` but the ones that show only
-    while serving (fc skipped when widths are equal, aux ids out of layer order)."""
-    at_run_time = {why for why in (fc_bypassed(cfg, shapes), unsorted_aux_ids(cfg)) if why}
+    while serving (fc skipped when widths are equal, aux ids out of layer order or named twice)."""
+    at_run_time = {why for why in (fc_bypassed(cfg, shapes), unsorted_aux_ids(cfg), repeated_aux_ids(cfg)) if why}
     return [p for p in sim.problems if p not in at_run_time and not p.startswith(RUN_TIME_PREFIXES)]
 
 

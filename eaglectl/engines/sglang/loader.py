@@ -161,6 +161,18 @@ def aux_capture_off(cfg: dict[str, Any]) -> str | None:
     return "false" if value is False else f"{json.dumps(value)} (SGLang tests it for truth: false)"
 
 
+def repeated_aux_ids(cfg: dict[str, Any]) -> str | None:
+    """Why fewer aux states than ids would reach fc: the target captures a layer once however often its id is
+    listed (`i in layers_to_capture`, rules.EAGLE3.aux_ascending), or None."""
+    ids = list(DraftDims.from_config(cfg).aux_ids)
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if not twice:
+        return None
+    return (f"eagle_config.eagle_aux_hidden_state_layer_ids {ids} name layer(s) {twice} more than once: the target "
+            f"captures each layer once ({rules.EAGLE3.aux_ascending.source}), so {len(set(ids))} aux states reach "
+            f"fc, which takes {len(ids)} (a shape error at the first request)")
+
+
 @dataclass
 class LoadSimulation:
     """What one SGLang release's loader would do with a checkpoint."""
@@ -352,7 +364,7 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             sim.problems.append(f"config.json has no draft_vocab_size: SGLang reads "
                                 f"{common.draft_vocab_size_read.value} without a default and fails to start with "
                                 f"AttributeError ({common.draft_vocab_size_read.source})")
-        for why in (fc_bypassed(cfg, shapes), unsorted_aux_ids(cfg)):
+        for why in (fc_bypassed(cfg, shapes), unsorted_aux_ids(cfg), repeated_aux_ids(cfg)):
             if why:
                 sim.problems.append(why)
         sim.ignored_config = ignored_config(cfg, algorithm, version, shapes)
