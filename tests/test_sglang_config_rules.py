@@ -344,6 +344,16 @@ def test_quantization_and_model_overrides_reach_the_draft():
     assert rules.draft_inherited_flags(["--tp-size", "2"]) == []
 
 
+def test_an_abbreviated_flag_reaches_the_draft_too():
+    """SGLang's argparse expands an unambiguous prefix of a flag (allow_abbrev)."""
+    found = rules.draft_inherited_flags(["--json-model-override", "{}", "--quantization=fp8"])
+    assert [f.split(" ")[0] for f in found] == ["--quantization", "--json-model-override-args"]
+    assert rules.draft_inherited_flags(["--quantization", "fp8", "--speculative-draft-model-quant", "unquant"]) == []
+    # --speculative-draft-model is the draft path's alias, not an abbreviation of the quantization flag
+    assert len(rules.draft_inherited_flags(["--quantization", "fp8", "--speculative-draft-model", "/d"])) == 1
+    assert rules.draft_inherited_flags(["--quantization-param-path", "/x"]) == []
+
+
 def test_serve_warns_when_quantization_would_reach_the_draft(cli, tmp_path, sample_root):
     cfg, shapes = head()
     result = cli("serve", "--target", sample_root / "target", "--draft", write(tmp_path / "h", cfg, shapes),

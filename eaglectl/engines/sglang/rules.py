@@ -324,12 +324,25 @@ DRAFT_INHERITED_FLAGS = (
 )
 
 
+# SGLang flags that are a prefix of a DRAFT_INHERITED_FLAGS flag but name another option when given whole (argparse
+# takes an exact name before trying abbreviations): the alias of --speculative-draft-model-path.
+EXACT_PREFIX_FLAGS = Rule(("--speculative-draft-model",), Source(
+    "0.5.9", SERVER_ARGS, "ServerArgs.add_cli_args: '--speculative-draft-model-path', '--speculative-draft-model'"))
+
+
+def _names(given: set[str], flag: str) -> bool:
+    """One of the `given` flag names is `flag`, or an abbreviation argparse (allow_abbrev, on in SGLang's parser)
+    expands to it. An abbreviation of more than one SGLang flag makes SGLang exit with an error instead."""
+    return flag in given or any(len(g) > 2 and g not in EXACT_PREFIX_FLAGS.value and flag.startswith(g)
+                                for g in given)
+
+
 def draft_inherited_flags(args: list[str] | tuple[str, ...]) -> list[str]:
     """What the given SGLang arguments do to the draft without saying so (DRAFT_INHERITED_FLAGS)."""
-    given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+    given = {a.split("=", 1)[0] for a in args if a.startswith("--") and a != "--"}
     found = []
     for f in DRAFT_INHERITED_FLAGS:
-        if f.flag in given and (f.unless is None or f.unless not in given):
+        if _names(given, f.flag) and (f.unless is None or not _names(given, f.unless)):
             keep = f"; pass {f.unless} unquant to keep the head as trained" if f.unless else ""
             found.append(f"{f.flag} reaches the draft: {f.effect.value} ({f.effect.source}){keep}")
     return found
