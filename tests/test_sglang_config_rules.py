@@ -188,6 +188,18 @@ def test_norm_output_needs_0_5_12():
     assert minimum_release(cfg, list(shapes), E3)[0] == "0.5.12"
 
 
+def test_releases_that_ignore_norm_output_are_not_said_to_serve_the_head(cli, tmp_path):
+    """0.5.9-0.5.11 load the weights but never read norm_output: they hand the next draft step another hidden
+    state than training did, so neither inspect nor export lists them among the releases that serve the head."""
+    cfg, shapes = head(norm_output=True)
+    assert serving_spans(replay_releases(cfg, shapes, E3)) == ["0.5.12–0.5.23"]
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src)
+    assert doc["result"]["sglang"]["serves"] == ["0.5.12–0.5.23"]
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0 and doc["result"]["sglang_releases"] == ["0.5.12–0.5.23"]
+
+
 def test_four_aux_states_need_0_5_15_with_cuda_graphs():
     cfg, shapes = head(n_aux=4, num_aux_hidden_states=4)
     minimum, needs = minimum_release(cfg, list(shapes), E3)
