@@ -110,6 +110,23 @@ def test_rope_only_in_rope_parameters_is_lost_on_0_5_9():
     assert minimum_release(cfg, list(shapes), E3)[0] == "0.5.9"
 
 
+def test_a_llama4_text_draft_gets_its_config_classs_rope_base(cli, tmp_path):
+    """transformers 4.57.1's Llama4TextConfig defaults rope_theta to 500000: a rope_parameters-only llama4_text head
+    trained with 10000 runs on 0.5.9 with 500000 (SGLang's own 0.5.9 rotary embedding showed it), and one trained
+    with 500000 loses nothing."""
+    cfg, shapes = head(model_type="llama4_text", intermediate_size_mlp=128,
+                       rope_parameters={"rope_theta": 10000.0, "rope_type": "default"})
+    cfg.pop("rope_theta", None)
+    assert "base 10000.0 (read as 500000)" in rope_only_in_parameters(cfg)
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src)
+    assert codes(doc)["rope-parameters-only"] == "warning"
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0 and json.loads((tmp_path / "out" / "config.json").read_text())["rope_theta"] == 10000.0
+    cfg["rope_parameters"] = {"rope_theta": 500000.0, "rope_type": "default"}
+    assert rope_only_in_parameters(cfg) is None
+
+
 def test_rope_scaling_only_in_rope_parameters_is_lost_too():
     cfg = {"rope_parameters": {"rope_theta": 10000.0, "rope_type": "llama3", "factor": 8.0}}
     assert "llama3 scaling" in rope_only_in_parameters(cfg)

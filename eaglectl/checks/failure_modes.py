@@ -18,7 +18,7 @@ from eaglectl.checkpoint.resolve import aux_layer_ids_of
 from eaglectl.checks.findings import Finding
 from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
-from eaglectl.engines.sglang.loader import rope_only_in_parameters
+from eaglectl.engines.sglang.loader import default_rope_base, rope_only_in_parameters
 from eaglectl.enums import Algorithm, Severity
 from eaglectl.jsonfile import as_object, config_int
 
@@ -206,7 +206,7 @@ def _rope(v: HeadView) -> list[Finding]:
     return [Finding("rope-parameters-only", Severity.warning,
                     f"{why} (a config saved by transformers 5): SGLang 0.5.9, which pins transformers 4.57.1, reads "
                     f"only the top-level rope_theta / rope_scaling and runs the head with base "
-                    f"{rules.EAGLE3.rope_default_base.value} (llama.py LlamaDecoderLayer, no error); 0.5.10+ read "
+                    f"{default_rope_base(v.config)} (llama.py LlamaDecoderLayer, no error); 0.5.10+ read "
                     f"rope_parameters",
                     f"run `{v.export_cmd}`: it writes rope_theta (and rope_scaling) beside rope_parameters")]
 

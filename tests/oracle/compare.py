@@ -29,6 +29,7 @@ from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.loader import (
     D2T_LENGTH,
     LoadSimulation,
+    default_rope_base,
     expected_parameters,
     fc_bypassed,
     repeated_aux_ids,
@@ -65,8 +66,8 @@ def startup_problems(sim: LoadSimulation, cfg: dict[str, Any], shapes: dict[str,
 def expected_rope_base(cfg: dict[str, Any], release: str) -> float:
     """The RoPE base eaglectl says `release` runs the head with (rules.Eagle3Loader.rope_parameters): from
     `rope_parameters` when the release reads it and the config (as transformers 5 reads it) has it, else the
-    top-level `rope_theta`, else SGLang's default."""
-    default = float(rules.EAGLE3.rope_default_base.value)
+    top-level `rope_theta`, else the default of its config class (SGLang's 10000 for Llama)."""
+    default = float(default_rope_base(cfg))
     params = cfg.get("rope_parameters")
     if rules.eagle3_loader(release).rope_parameters.value:
         # transformers 5 folds a legacy top-level rope_theta into rope_parameters

@@ -90,6 +90,14 @@ class DraftDims:
         )
 
 
+def default_rope_base(cfg: dict[str, Any]) -> int:
+    """The RoPE base a config without `rope_theta` gets: its model_type's config class default
+    (rules.MODEL_TYPE_DEFAULTS), else SGLang's (rules.EAGLE3.rope_default_base)."""
+    model_type = cfg.get("model_type")
+    defaults = rules.MODEL_TYPE_DEFAULTS.value.get(model_type, {}) if isinstance(model_type, str) else {}
+    return defaults.get("rope_theta", rules.EAGLE3.rope_default_base.value)
+
+
 def rope_only_in_parameters(cfg: dict[str, Any]) -> str | None:
     """Why a config's RoPE settings are lost on a release that reads only the top-level `rope_theta` /
     `rope_scaling` (transformers 4 configs; rules.Eagle3Loader.rope_parameters False), or None. A config saved by
@@ -99,8 +107,8 @@ def rope_only_in_parameters(cfg: dict[str, Any]) -> str | None:
         return None
     lost = []
     theta = params.get("rope_theta")
-    if theta is not None and "rope_theta" not in cfg and theta != rules.EAGLE3.rope_default_base.value:
-        lost.append(f"base {theta} (read as {rules.EAGLE3.rope_default_base.value})")
+    if theta is not None and "rope_theta" not in cfg and theta != default_rope_base(cfg):
+        lost.append(f"base {theta} (read as {default_rope_base(cfg)})")
     kind = params.get("rope_type", params.get("type", "default"))
     if kind not in (None, "default") and cfg.get("rope_scaling") is None:
         lost.append(f"{kind} scaling (read as none)")

@@ -287,10 +287,13 @@ EAGLE_LOADERS = (
 # transformers fills a key the draft's config.json lacks with the default of the class its model_type picks
 # (AutoConfig), not Llama's: the shapes SGLang builds follow. Read from transformers 4.57.1 (0.5.9's pin) and 5.12.1
 # (0.5.15's) by instantiating each class; llama_eagle3.py reads intermediate_size_mlp for llama4_text.
+# rope_theta: the base a config without one gets (Llama4TextConfig's, not SGLang's 10000: a transformers-5 config
+# with only rope_parameters runs on 0.5.9 with it).
 MODEL_TYPE_DEFAULTS = Rule(
     {"qwen2": {"num_key_value_heads": 32}, "qwen3": {"head_dim": 128, "num_key_value_heads": 32},
      "qwen3_moe": {"num_key_value_heads": 4},
-     "llama4_text": {"head_dim": 128, "num_key_value_heads": 8, "intermediate_size_mlp": 16384}},
+     "llama4_text": {"head_dim": 128, "num_key_value_heads": 8, "intermediate_size_mlp": 16384,
+                     "rope_theta": 500000}},
     Source("0.5.9", E3, "LlamaDecoderLayer.__init__ l.64: intermediate_size_mlp for llama4_text; llama.py "
                         "LlamaAttention l.152: getattr(config, 'head_dim', hidden // heads); the config class from "
                         "AutoConfig by model_type (hf_transformers_utils.get_config)"))
