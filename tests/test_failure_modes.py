@@ -522,7 +522,10 @@ def test_published_head_inspects_clean(cli, published_dirs, no_value_scan, name,
     assert code == 0, doc
     r = doc["result"]
     assert r["sglang_ready"] is True and r["layout"] == "sglang-ready"
-    assert {f["severity"] for f in r["findings"]} <= {"info"}, r["findings"]
+    # SpecForge's drafts state a 2048-token context; a target whose config class gives it a longer one (Qwen3-MoE
+    # 32768, Llama-4 131072) is refused by SGLang without SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN: a launch matter
+    # (serve --allow-longer-context), not the head's
+    assert {f["severity"] for f in r["findings"] if f["code"] != "context-length"} <= {"info"}, r["findings"]
 
 
 @pytest.mark.parametrize("name", PUBLISHED)

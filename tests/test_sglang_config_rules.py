@@ -296,8 +296,12 @@ def test_context_length_as_sglang_derives_it():
 
     assert context_length({"max_position_embeddings": 8192}) == 8192
     assert context_length({"seq_length": 2048, "max_position_embeddings": 131072}) == 2048  # the stale key wins
-    assert context_length({"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}) \
+    assert context_length({"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "dynamic", "factor": 4.0}}) \
         == 16384
+    # transformers 5 fills original_max_position_embeddings in for yarn (and llama3, longrope): no factor
+    assert context_length({"max_position_embeddings": 4096, "rope_scaling": {"type": "yarn", "factor": 4.0}}) == 4096
+    # no context key: the config class's max_position_embeddings
+    assert context_length({"model_type": "qwen3"}) == 32768 and context_length({"model_type": "llama4_text"}) == 131072
     assert context_length({"max_position_embeddings": 8192, "rope_scaling": {
         "rope_type": "llama3", "factor": 8.0}}) == 8192
     assert context_length({}) == 2048
@@ -308,6 +312,47 @@ def test_a_stale_seq_length_makes_serve_refuse_a_long_target(cli, tmp_path, samp
     result = cli("serve", "--target", sample_root / "target", "--draft", write(tmp_path / "h", cfg, shapes),
                  "--print-only")
     assert result.exit_code == 1 and "the draft's context length 256" in result.stderr, result.stderr
+
+
+def test_a_yarn_draft_is_served_with_its_unscaled_context(cli, tmp_path, sample_root):
+    """A yarn draft without original_max_position_embeddings: SGLang 0.5.9 (transformers 4.57.1) fails to build its
+    rotary embedding (KeyError; SGLang's own 0.5.9 showed it), 0.5.10+ derive max_position_embeddings as its context
+    (transformers 5 sets the original to it), so a target of 4 x that context is refused. Export writes the original
+    in, as transformers 5 does, and the head then loads in every release."""
+    from eaglectl.engines.sglang.loader import rope_original_missing
+
+    target = tmp_path / "target"
+    tcfg = json.loads((sample_root / "target" / "config.json").read_text())
+    (target / "config.json").parent.mkdir()
+    (target / "config.json").write_text(json.dumps(dict(tcfg, max_position_embeddings=8192)))
+    cfg, shapes = head(max_position_embeddings=2048, rope_scaling={"rope_type": "yarn", "factor": 4.0})
+    assert "KeyError" in rope_original_missing(cfg, "0.5.9") and rope_original_missing(cfg, "0.5.10") is None
+    assert serving_spans(replay_releases(cfg, shapes, E3)) == ["0.5.10–0.5.23"]
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src, "--target", target)
+    assert codes(doc)["context-length"] == "warning" and codes(doc)["rope-original-missing"] == "warning"
+    result = cli("serve", "--target", target, "--draft", src, "--print-only")
+    assert result.exit_code == 1 and "the draft's context length 2048" in result.stderr, result.stderr
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0 and doc["result"]["sglang_releases"] == ["0.5.9–0.5.23"]
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert written["rope_scaling"] == {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048}
+
+
+def test_a_qwen3_draft_without_max_position_embeddings_has_its_classs_context(cli, tmp_path, sample_root):
+    """Qwen3Config's max_position_embeddings (32768) is the context SGLang derives for a draft config without one,
+    not SGLang's fallback 2048: a 32k target is served."""
+    target = tmp_path / "target"
+    tcfg = json.loads((sample_root / "target" / "config.json").read_text())
+    (target / "config.json").parent.mkdir()
+    (target / "config.json").write_text(json.dumps(dict(tcfg, max_position_embeddings=32768)))
+    cfg, shapes = head(model_type="qwen3")
+    del cfg["max_position_embeddings"]
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src, "--target", target)
+    assert code == 0 and "context-length" not in codes(doc), doc["result"]["findings"]
+    result = cli("serve", "--target", target, "--draft", src, "--print-only")
+    assert result.exit_code == 0, result.stderr
 
 
 def test_later_layers_input_layernorm_becomes_hidden_norm(cli, tmp_path):

@@ -18,7 +18,12 @@ from eaglectl.checkpoint.resolve import aux_layer_ids_of
 from eaglectl.checks.findings import Finding
 from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
-from eaglectl.engines.sglang.loader import default_rope_base, rope_only_in_parameters
+from eaglectl.engines.sglang.loader import (
+    default_rope_base,
+    original_context_fill,
+    rope_only_in_parameters,
+    rope_original_missing,
+)
 from eaglectl.enums import Algorithm, Severity
 from eaglectl.jsonfile import as_object, config_int
 
@@ -200,15 +205,24 @@ def _draft_vocab_size(v: HeadView) -> list[Finding]:
 
 
 def _rope(v: HeadView) -> list[Finding]:
+    out = []
+    missing = rope_original_missing(v.config, rules.OLDEST_SUPPORTED)
+    if missing is not None:
+        fixable = original_context_fill(v.config) is not None
+        out.append(Finding("rope-original-missing", Severity.warning,
+                           f"{missing}, which makes the context SGLang derives max_position_embeddings, not "
+                           f"max_position_embeddings x factor",
+                           f"run `{v.export_cmd}`: it writes original_max_position_embeddings as transformers 5 "
+                           f"does" if fixable else "add original_max_position_embeddings to rope_scaling"))
     why = rope_only_in_parameters(v.config)
     if why is None:
-        return []
-    return [Finding("rope-parameters-only", Severity.warning,
-                    f"{why} (a config saved by transformers 5): SGLang 0.5.9, which pins transformers 4.57.1, reads "
-                    f"only the top-level rope_theta / rope_scaling and runs the head with base "
-                    f"{default_rope_base(v.config)} (llama.py LlamaDecoderLayer, no error); 0.5.10+ read "
-                    f"rope_parameters",
-                    f"run `{v.export_cmd}`: it writes rope_theta (and rope_scaling) beside rope_parameters")]
+        return out
+    return [*out, Finding("rope-parameters-only", Severity.warning,
+                          f"{why} (a config saved by transformers 5): SGLang 0.5.9, which pins transformers 4.57.1, "
+                          f"reads only the top-level rope_theta / rope_scaling and runs the head with base "
+                          f"{default_rope_base(v.config)} (llama.py LlamaDecoderLayer, no error); 0.5.10+ read "
+                          f"rope_parameters",
+                          f"run `{v.export_cmd}`: it writes rope_theta (and rope_scaling) beside rope_parameters")]
 
 
 def _d2t(v: HeadView) -> list[Finding]:

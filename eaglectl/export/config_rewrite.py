@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from eaglectl.engines.sglang.loader import ARCHITECTURE, rope_only_in_parameters
+from eaglectl.engines.sglang.loader import ARCHITECTURE, original_context_fill, rope_only_in_parameters
 from eaglectl.enums import DTYPES, Algorithm
 from eaglectl.jsonfile import as_object
 
@@ -72,6 +72,11 @@ def rewrite_config(
             put("rope_theta", params["rope_theta"], why)
         if params.get("rope_type", params.get("type", "default")) != "default" and cfg.get("rope_scaling") is None:
             put("rope_scaling", dict(params), why)
+    if (fill := original_context_fill(cfg)) is not None:
+        scaling, original = fill
+        put("rope_scaling", {**scaling, "original_max_position_embeddings": original},
+            "transformers 5 (SGLang >= 0.5.10) fills it from max_position_embeddings; SGLang 0.5.9 fails to start "
+            "without it")
     if dtype in DTYPES:
         put("torch_dtype", dtype)
         if "dtype" in cfg:

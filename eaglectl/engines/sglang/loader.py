@@ -115,23 +115,63 @@ def rope_only_in_parameters(cfg: dict[str, Any]) -> str | None:
     return f"RoPE {' and '.join(lost)}: only rope_parameters holds them" if lost else None
 
 
+def _rope_type(scaling: dict[str, Any]) -> Any:
+    return scaling.get("rope_type", scaling.get("type"))
+
+
 def context_length(cfg: dict[str, Any]) -> int:
     """The context length SGLang derives from a (text) config (rules.CONTEXT_LENGTH_KEYS): a stale
-    `max_sequence_length` or `seq_length` wins over `max_position_embeddings`, and a RoPE scaling factor multiplies
-    it. Under transformers 5 `rope_scaling` is the `rope_parameters` dict."""
+    `max_sequence_length` or `seq_length` wins over `max_position_embeddings` (its config class's default when the
+    config has none, rules.MODEL_TYPE_DEFAULTS), and a RoPE scaling factor multiplies it. Under transformers 5
+    `rope_scaling` is the `rope_parameters` dict, where llama3 / yarn / longrope always carry
+    `original_max_position_embeddings` (rules.ROPE_ORIGINAL_FILLED): no factor for them (0.5.9, on transformers 4,
+    fails to start on such a scaling without it)."""
     text = cfg["text_config"] if isinstance(cfg.get("text_config"), dict) else cfg
     scaling = text.get("rope_scaling") or text.get("rope_parameters")
     factor: float = 1
     if isinstance(scaling, dict):
         raw = scaling.get("factor", 1)
         factor = raw if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0 else 1
-        if "original_max_position_embeddings" in scaling or scaling.get("rope_type") == "llama3":
+        if "original_max_position_embeddings" in scaling or _rope_type(scaling) in rules.ROPE_ORIGINAL_FILLED.value:
             factor = 1
+    model_type = text.get("model_type")
+    defaults = rules.MODEL_TYPE_DEFAULTS.value.get(model_type, {}) if isinstance(model_type, str) else {}
     for key in rules.CONTEXT_LENGTH_KEYS.value:
-        value = text.get(key)
+        value = text.get(key, defaults.get(key))
         if isinstance(value, int) and not isinstance(value, bool):
             return int(factor * value)
     return 2048
+
+
+def original_context_fill(cfg: dict[str, Any]) -> tuple[dict[str, Any], int] | None:
+    """The top-level `rope_scaling` that lacks the `original_max_position_embeddings` transformers 5 fills in from
+    `max_position_embeddings` (rules.ROPE_ORIGINAL_FILLED), and that value; None when there is none to fill. Written
+    into the config, every release builds the scaling transformers 5 builds (0.5.9 otherwise fails to start)."""
+    scaling = cfg.get("rope_scaling")
+    if (not isinstance(scaling, dict) or "original_max_position_embeddings" in scaling
+            or _rope_type(scaling) not in rules.ROPE_ORIGINAL_FILLED.value):
+        return None
+    model_type = cfg.get("model_type")
+    defaults = rules.MODEL_TYPE_DEFAULTS.value.get(model_type, {}) if isinstance(model_type, str) else {}
+    mpe = config_int(cfg, "max_position_embeddings", defaults.get("max_position_embeddings"))
+    return (scaling, mpe) if mpe else None
+
+
+def rope_original_missing(cfg: dict[str, Any], version: str) -> str | None:
+    """Why `version` fails to build the draft's rotary embedding: a RoPE scaling that needs
+    `original_max_position_embeddings` (rules.ROPE_NEEDS_ORIGINAL) without it, where the release's transformers does
+    not fill it in (rules.ROPE_ORIGINAL_FILLED, transformers 5: 0.5.10+), or None. The release reads the top-level
+    `rope_scaling` on transformers 4, `rope_parameters` first on transformers 5."""
+    reads_parameters = rules.eagle3_loader(version).rope_parameters.value
+    scaling = (cfg.get("rope_parameters") or cfg.get("rope_scaling")) if reads_parameters else cfg.get("rope_scaling")
+    if not isinstance(scaling, dict) or "original_max_position_embeddings" in scaling:
+        return None
+    kind = _rope_type(scaling)
+    if kind not in rules.ROPE_NEEDS_ORIGINAL.value or (reads_parameters and kind in rules.ROPE_ORIGINAL_FILLED.value):
+        return None
+    return (f"rope_scaling {kind} has no original_max_position_embeddings: SGLang {version} fails to start with "
+            f"KeyError building the rotary embedding ({rules.ROPE_NEEDS_ORIGINAL.source}); transformers 5 (SGLang "
+            f">= 0.5.10) fills it from max_position_embeddings")
 
 
 def fc_bypassed(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> str | None:
@@ -368,6 +408,8 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             load_stacked_or_plain(stored, name, lookup3, common.stacked.value)
         if not r.multi_layer.value and d.num_layers != 1:
             sim.problems.append(f"SGLang {version} builds exactly one EAGLE-3 layer; config says {d.num_layers}")
+        if (why := rope_original_missing(cfg, version)) is not None:
+            sim.problems.append(why)
         if d.has_target_hidden and cfg.get("target_hidden_size") is None:
             sim.problems.append("target_hidden_size is null: SGLang sizes fc from it and fails to start")
         if not d.has_draft_vocab:

@@ -288,12 +288,14 @@ EAGLE_LOADERS = (
 # (AutoConfig), not Llama's: the shapes SGLang builds follow. Read from transformers 4.57.1 (0.5.9's pin) and 5.12.1
 # (0.5.15's) by instantiating each class; llama_eagle3.py reads intermediate_size_mlp for llama4_text.
 # rope_theta: the base a config without one gets (Llama4TextConfig's, not SGLang's 10000: a transformers-5 config
-# with only rope_parameters runs on 0.5.9 with it).
+# with only rope_parameters runs on 0.5.9 with it); max_position_embeddings: what the context length is derived from
+# when the config names no context key (LlamaConfig's 2048 is SGLang's fallback too).
 MODEL_TYPE_DEFAULTS = Rule(
-    {"qwen2": {"num_key_value_heads": 32}, "qwen3": {"head_dim": 128, "num_key_value_heads": 32},
-     "qwen3_moe": {"num_key_value_heads": 4},
+    {"qwen2": {"num_key_value_heads": 32, "max_position_embeddings": 32768},
+     "qwen3": {"head_dim": 128, "num_key_value_heads": 32, "max_position_embeddings": 32768},
+     "qwen3_moe": {"num_key_value_heads": 4, "max_position_embeddings": 32768},
      "llama4_text": {"head_dim": 128, "num_key_value_heads": 8, "intermediate_size_mlp": 16384,
-                     "rope_theta": 500000}},
+                     "rope_theta": 500000, "max_position_embeddings": 131072}},
     Source("0.5.9", E3, "LlamaDecoderLayer.__init__ l.64: intermediate_size_mlp for llama4_text; llama.py "
                         "LlamaAttention l.152: getattr(config, 'head_dim', hidden // heads); the config class from "
                         "AutoConfig by model_type (hf_transformers_utils.get_config)"))
@@ -358,6 +360,22 @@ CONTEXT_LENGTH_KEYS = Rule(
            "get_context_length l.444-470: the first key set, times rope_scaling's factor unless it has "
            "original_max_position_embeddings or is llama3; 2048 when none (0.5.23 utils/hf_transformers/common.py "
            "l.668-694)"))
+
+
+# RoPE scalings that size their frequencies from the pre-scaling context: SGLang's get_rope reads
+# rope_scaling["original_max_position_embeddings"] without a default for them. transformers 5 (SGLang 0.5.10+) fills
+# it from max_position_embeddings for llama3 / yarn / longrope, so get_context_length then never multiplies by the
+# factor; transformers 4.57.1 (0.5.9) leaves it out and the draft fails to start.
+ROPE_NEEDS_ORIGINAL = Rule(
+    ("llama3", "yarn", "longrope", "deepseek_yarn"),
+    Source("0.5.9", "sglang/srt/layers/rotary_embedding.py",
+           "get_rope l.3418-3566: rope_scaling['original_max_position_embeddings'] (KeyError)"))
+ROPE_ORIGINAL_FILLED = Rule(
+    ("llama3", "yarn", "longrope"),
+    Source("5.3.0", "transformers/modeling_rope_utils.py", "standardize_rope_params l.680-688: "
+                                                           "setdefault('original_max_position_embeddings', "
+                                                           "max_position_embeddings) (5.19.0 l.812-820)",
+           project="transformers"))
 
 
 # --- which files of a draft directory SGLang reads ----------------------------------------------------------
