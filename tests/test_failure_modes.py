@@ -586,3 +586,42 @@ def test_a_t2d_that_disagrees_is_flagged_by_inspect_and_export(cli, tmp_path, ed
     assert said in finding(doc, "t2d-mismatch")["message"]
     result = cli("export", d, "-o", tmp_path / "out")
     assert result.exit_code == 0 and "t2d-mismatch" in result.stderr and said in result.stderr
+
+
+# --- weights SGLang builds no parameter for -------------------------------------------------------------------------
+def _eagle1_head(d: Path, extra: dict, **config) -> Path:
+    save_json(d / "config.json", s.draft_config(architectures=["LlamaForCausalLMEagle"], num_layers=1, eagle3=False,
+                                                **config))
+    save_safetensors(d / "model.safetensors", {**s.eagle1_tensors(), **extra})
+    return d
+
+
+def _bias(n: int) -> torch.Tensor:
+    return torch.full((n,), 0.1, dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize(("kind", "fix"), [
+    ("eagle1-qkv-bias", "set attention_bias: true"), ("eagle1-layer0-input-norm", "no SGLang release applies it"),
+    ("eagle3-fc-bias", "set bias: true"), ("eagle3-o-bias", "set attention_bias: true"),
+    ("eagle3-qkv-bias", "no SGLang release applies these biases"),
+])
+def test_weights_sglang_builds_no_parameter_for_are_refused(cli, tmp_path, kind, fix):
+    """SGLang's loaders skip these without a word (its own load_weights: they reach no parameter); export used to
+    write them and then fail its own verification, after inspect had promised that export fixes them."""
+    d = tmp_path / "h"
+    if kind == "eagle1-qkv-bias":
+        _eagle1_head(d, {f"layers.0.self_attn.{p}_proj.bias": _bias(n) for p, n in (("q", 64), ("k", 32), ("v", 32))})
+    elif kind == "eagle1-layer0-input-norm":
+        _eagle1_head(d, {"layers.0.input_layernorm.weight": _bias(s.H)})
+    else:
+        extra = {"eagle3-fc-bias": {"fc.bias": _bias(s.H)},
+                 "eagle3-o-bias": {"midlayer.self_attn.o_proj.bias": _bias(s.H)},
+                 "eagle3-qkv-bias": {"midlayer.self_attn.q_proj.bias": _bias(64)}}[kind]
+        specforge_head(d, **({"attention_bias": True} if kind == "eagle3-qkv-bias" else {}))
+        edit_tensors(d, lambda t: t.update(extra))
+    code, doc = run_json(cli, "inspect", d)
+    assert code == 1 and codes(doc)["weight-not-loaded"] == "error"
+    assert fix in finding(doc, "weight-not-loaded")["fix"] and "skipped-tensors" not in codes(doc)
+    expect_refusal(cli, ["export", d, "--output", tmp_path / "out"], "weight-not-loaded")
+    assert not (tmp_path / "out").exists()
+

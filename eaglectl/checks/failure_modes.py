@@ -23,6 +23,8 @@ from eaglectl.engines.sglang.loader import (
     original_context_fill,
     rope_only_in_parameters,
     rope_original_missing,
+    simulate_load,
+    unbuilt_reason,
 )
 from eaglectl.enums import Algorithm, Severity
 from eaglectl.jsonfile import as_object, config_int
@@ -94,6 +96,10 @@ MODES: dict[str, FailureMode] = {m.code: m for m in (
                 "qwen2_eagle.py, mistral_eagle.py, kimi_k25_eagle3.py", "reported"),
     FailureMode("architecture-config", "a non-Llama EAGLE architecture missing a config key it requires",
                 "the model class reads the key without a default (start-up failure)", "refused"),
+    FailureMode("weight-not-loaded", "a stored weight SGLang builds no parameter for",
+                "llama_eagle3.py / llama_eagle.py load_weights: a name with no parameter is skipped without a word "
+                "(q/k/v biases in EAGLE-3, biases the config does not switch on, EAGLE's layer-0 input norm)",
+                "refused"),
     FailureMode("override-flag", "`serve -- FLAG` overriding a flag eaglectl sets",
                 "argparse: the last occurrence of a flag wins (also `--flag=value` and unambiguous prefixes)",
                 "refused"),
@@ -448,8 +454,31 @@ def _architecture(v: HeadView) -> list[Finding]:
     return out
 
 
+# Weights another check owns: input_norm.weight (input-norm-unused), a tied head's lm_head.weight (tied-lm-head).
+_OWNED_ELSEWHERE = ("input_norm.weight", "lm_head.weight")
+
+
+def _not_loaded(v: HeadView) -> list[Finding]:
+    """Weights the export would write that SGLang's newest loader builds no parameter for: it drops them without a
+    word and serves the head without what they trained. Read on the planned output, where names are SGLang's."""
+    if not v.planned or v.algorithm is None or own_loader(v.config) is not None:
+        return []
+    sim = simulate_load(v.config, v.shapes, v.algorithm, rules.NEWEST_KNOWN)
+    skipped = [n for n in sim.skipped if parse_name(n).known and parse_name(n).base not in _OWNED_ELSEWHERE]
+    if not skipped:
+        return []
+    groups: dict[tuple[str, str | None], list[str]] = {}
+    for name in skipped:
+        groups.setdefault(unbuilt_reason(name, v.config, v.algorithm), []).append(name)
+    why = "; ".join(f"{', '.join(names)}: {reason}" for (reason, _), names in groups.items())
+    fixes = [fix for (_, fix) in groups if fix]
+    return [Finding("weight-not-loaded", Severity.error,
+                    f"SGLang would drop {len(skipped)} stored weight(s) without a word and serve the head without "
+                    f"them: {why}", "; ".join(dict.fromkeys(fixes)) or None)]
+
+
 CHECKS: tuple[Callable[[HeadView], list[Finding]], ...] = (_config_shape, _architecture, _draft_vocab_size, _rope,
-                                                           _tied, _d2t, _t2d, _embeddings, _norms)
+                                                           _tied, _d2t, _t2d, _embeddings, _norms, _not_loaded)
 
 
 def head_findings(v: HeadView) -> list[Finding]:

@@ -43,7 +43,7 @@ def export_warnings(ckpt: Checkpoint, plan: ExportPlan) -> list[str]:
 
 
 # Failure modes that are SGLang's alone: a speculators export, for vLLM, is not refused for them.
-SGLANG_ONLY = ("norm-before-residual", "speculators-format", "aux-ids-top-level", "p-eagle")
+SGLANG_ONLY = ("norm-before-residual", "speculators-format", "aux-ids-top-level", "p-eagle", "weight-not-loaded")
 
 
 def refuse(ckpt: Checkpoint, plan: ExportPlan, *, only: tuple[str, ...] | None = None,

@@ -461,6 +461,49 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
     return sim
 
 
+_ATTENTION_BIAS = re.compile(r"(^|\.)self_attn\.(q|k|v|qkv|o)_proj\.bias$")
+
+
+def unbuilt_reason(name: str, cfg: dict[str, Any], algorithm: Algorithm,
+                   version: str = NEWEST_KNOWN) -> tuple[str, str | None]:
+    """Why `version` builds no parameter for a stored weight its loader knows by name (one `simulate_load` lists
+    as skipped), and what would make SGLang load it, if anything: (reason, fix)."""
+    bias = _ATTENTION_BIAS.search(name)
+    if algorithm is Algorithm.EAGLE3:
+        common = rules.EAGLE3
+        if bias and bias.group(2) != "o" and not common.qkv_bias.value:
+            return (f"SGLang's EAGLE-3 attention has no q/k/v bias in any release ({common.qkv_bias.source})",
+                    "no SGLang release applies these biases: retrain without them, or serve the head with an engine "
+                    "that loads them")
+        if bias:
+            keys = common.o_proj_bias_keys
+            return (f"the config sets neither {' nor '.join(keys.value)}, so SGLang builds o_proj without a bias "
+                    f"({keys.source})", f"set {keys.value[0]}: true in config.json if the head was trained with it")
+        if re.search(r"(^|\.)fc\.bias$", name):
+            key = common.fc_bias_key
+            return (f"the config does not set {key.value}, so SGLang builds fc without a bias ({key.source})",
+                    f"set {key.value}: true in config.json if the head was trained with it (o_proj.bias then starts "
+                    f"at zero where it is not stored)")
+        if _FC_NORM_NAME.search(name):
+            return ("the config sets neither fc_norm nor use_aux_norm, so SGLang builds no per-aux norms "
+                    f"({rules.eagle3_loader(version).fc_norm.source})",
+                    "set fc_norm: true in config.json if the head was trained with them")
+    else:
+        e = rules.eagle_loader(version)
+        if bias:
+            keys = e.attention_bias_keys
+            return (f"the config sets neither {' nor '.join(keys.value)}, so SGLang builds the attention without "
+                    f"biases ({keys.source})",
+                    f"set {keys.value[0]}: true in config.json if the head was trained with them (o_proj.bias then "
+                    f"starts at zero where it is not stored)")
+        if re.search(r"(^|\.)layers\.0\.input_layernorm\.weight$", name) and not e.layer0_input_layernorm.value:
+            return (f"SGLang's EAGLE model has no input_layernorm on layer 0 ({e.layer0_input_layernorm.source})",
+                    "no SGLang release applies it: retrain without it")
+        if re.search(r"(^|\.)norm\.weight$", name) and not e.final_norm.value:
+            return f"SGLang's EAGLE model has no final norm ({e.final_norm.source})", "no SGLang release applies it"
+    return f"SGLang {version} builds no parameter for it", None
+
+
 # --- what a head needs, and which releases serve it ---------------------------------------------------------
 def needed_features(cfg: dict[str, Any], names: list[str] | set[str], algorithm: Algorithm, *,
                     cuda_graph: bool = True) -> dict[str, str]:
