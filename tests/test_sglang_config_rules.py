@@ -105,9 +105,11 @@ def test_rope_only_in_rope_parameters_is_lost_on_0_5_9():
     assert "base 500000.0" in rope_only_in_parameters(cfg)
     minimum, needs = minimum_release(cfg, list(shapes), E3)
     assert minimum == "0.5.10" and any("rope_parameters" in n for n in needs)
+    assert serving_spans(replay_releases(cfg, shapes, E3)) == ["0.5.10–0.5.23"]  # 0.5.9 ignores rope_parameters
     cfg["rope_theta"] = 500000.0  # mirrored at the top level: every release reads the same base
     assert rope_only_in_parameters(cfg) is None
     assert minimum_release(cfg, list(shapes), E3)[0] == "0.5.9"
+    assert serving_spans(replay_releases(cfg, shapes, E3)) == ["0.5.9–0.5.23"]
 
 
 def test_a_llama4_text_draft_gets_its_config_classs_rope_base(cli, tmp_path):

@@ -338,6 +338,8 @@ def ignored_config(cfg: dict[str, Any], algorithm: Algorithm, version: str, name
         found.append("fc_norm" if cfg.get("fc_norm") else "use_aux_norm")
     if cfg.get("norm_output") and not r.norm_output.value:  # no weight: the flag alone is what training did
         found.append("norm_output")
+    if not r.rope_parameters.value and rope_only_in_parameters(cfg) is not None:
+        found.append("rope_parameters")
     if d.num_aux_configured and d.num_aux != 3 and not r.num_aux_from_config.value:
         found.append("num_aux_hidden_states" if config_int(cfg, "num_aux_hidden_states")
                      else "eagle_config.eagle_aux_hidden_state_layer_ids (count)")
