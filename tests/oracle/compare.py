@@ -86,11 +86,19 @@ def target_supplied(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], alg
     return set(simulate_load(cfg, bare, algorithm, release).from_target) & set(TARGET_SUPPLIED)
 
 
-def _rows(spec: Any) -> tuple[int, ...]:
-    """A replay parameter spec as SGLang's parameter shape (a fused spec: its shards stacked on dim 0)."""
+VOCAB_PADDING = 64  # layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE (0.5.9 l.43): pad_vocab_size
+VOCAB_PARAMS = ("model.embed_tokens.weight", "lm_head.weight")
+
+
+def _rows(spec: Any, param: str = "") -> tuple[int, ...]:
+    """A replay parameter spec as SGLang's parameter shape (a fused spec: its shards stacked on dim 0). The replay
+    gives the embedding and lm_head their vocab rows, which the weight loader checks a stored tensor against; SGLang
+    builds the parameter with the rows padded to a multiple of VOCAB_PADDING (the padding rows zero-filled)."""
     if isinstance(spec, dict):
         shards = list(spec.values())
         return (sum(s[0] for s in shards), *shards[0][1:])
+    if param in VOCAB_PARAMS and spec:
+        return (-(-spec[0] // VOCAB_PADDING) * VOCAB_PADDING, *spec[1:])
     return tuple(spec)
 
 
@@ -155,7 +163,7 @@ def compare(head: str, release: str, result: dict[str, Any], cfg: dict[str, Any]
 
     # --- parameters: the set, shapes, and what is left NaN ---
     built = {k: tuple(v) for k, v in result.get("param_shapes", {}).items()}
-    expected = {k: _rows(v) for k, v in expected_parameters(cfg, algorithm, release).items()}
+    expected = {k: _rows(v, k) for k, v in expected_parameters(cfg, algorithm, release).items()}
     for p in sorted(set(built) | set(expected)):
         if p not in expected:
             differ(p, f"builds it {list(built[p])}", "expects no such parameter")
