@@ -15,7 +15,7 @@ from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.loader import expected_parameters, simulate_load
 from eaglectl.enums import Algorithm
 from tests.oracle.compare import _SHARDS, _rows, compare, expected_rope_base, startup_problems, target_supplied
-from tests.oracle.corpus import ENTRIES, NOT_EXPORTED, SYNTHETIC, build_corpus, entry_names
+from tests.oracle.corpus import ENTRIES, NOT_EXPORTED, SYNTHETIC, SYNTHETIC_ALGORITHM, build_corpus, entry_names
 from tests.oracle.driver import parse_releases, read_head, summary
 from tests.synthetic_heads import head
 
@@ -60,7 +60,8 @@ def subjects(found) -> list[str]:
 @pytest.mark.parametrize("name", list(SYNTHETIC))
 def test_a_record_that_does_what_the_replay_says_agrees(name, release):
     cfg, shapes = SYNTHETIC[name][2]()
-    assert compare(name, release, agreeing_record(cfg, shapes, release), cfg, shapes, E3) == []
+    algorithm = Algorithm(SYNTHETIC_ALGORITHM.get(name, E3.value))
+    assert compare(name, release, agreeing_record(cfg, shapes, release, algorithm), cfg, shapes, algorithm) == []
 
 
 def test_vocab_rows_are_built_padded_to_a_multiple_of_64():
