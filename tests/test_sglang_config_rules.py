@@ -474,6 +474,30 @@ def test_a_draft_config_gets_its_model_types_defaults(model_type, param, built):
     assert simulate_load(control, shapes, E3, "0.5.9").ok
 
 
+@pytest.mark.parametrize(("model_type", "written"), [
+    ("qwen3", {"head_dim": 16, "num_key_value_heads": 2}), ("qwen2", {"num_key_value_heads": 2}),
+    ("qwen3_moe", {"num_key_value_heads": 2}),
+    ("llama4_text", {"head_dim": 16, "num_key_value_heads": 2, "intermediate_size_mlp": 128}),
+])
+def test_export_writes_the_sizes_a_model_type_default_gets_wrong(cli, tmp_path, model_type, written):
+    """A config without head_dim / num_key_value_heads / intermediate_size_mlp gets its model_type class's default,
+    which the weights contradict: inspect says which and why, export writes the sizes the weights hold (q_proj rows per
+    head, k_proj rows per head_dim, gate_proj rows), and SGLang then builds what the weights hold."""
+    control, shapes = head()
+    cfg = {k: v for k, v in control.items() if k not in ("head_dim", "num_key_value_heads")}
+    cfg["model_type"] = model_type
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src)
+    found = next(f for f in doc["result"]["findings"] if f["code"] == "config-class-defaults")
+    assert code == 1 and found["severity"] == "error" and all(k in found["fix"] for k in written)
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0, doc
+    out = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert {k: out.get(k) for k in written} == written
+    code, doc = run_json(cli, "inspect", tmp_path / "out")
+    assert code == 0 and doc["result"]["sglang_ready"] is True
+
+
 @pytest.mark.parametrize("arch", ["GlmMoeDsaForCausalLM", "MistralLarge3ForCausalLM"])
 def test_glm5_and_mistral_large_3_targets_capture_as_deepseek(arch):
     """Both subclass DeepSeek's model class in SGLang, so their capture is DeepSeek's (ids as given from 0.5.13 unless

@@ -19,6 +19,7 @@ from eaglectl.checks.findings import Finding
 from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import (
+    class_default_sizes,
     default_rope_base,
     original_context_fill,
     rope_only_in_parameters,
@@ -96,6 +97,9 @@ MODES: dict[str, FailureMode] = {m.code: m for m in (
                 "qwen2_eagle.py, mistral_eagle.py, kimi_k25_eagle3.py", "reported"),
     FailureMode("architecture-config", "a non-Llama EAGLE architecture missing a config key it requires",
                 "the model class reads the key without a default (start-up failure)", "refused"),
+    FailureMode("config-class-defaults", "a size the config leaves to its model_type's class, which differs",
+                "AutoConfig picks the class by model_type: qwen3 head_dim 128, qwen2/qwen3 32 KV heads, qwen3_moe 4, "
+                "llama4_text intermediate_size_mlp 16384; llama.py LlamaAttention reads them", "fixed by export"),
     FailureMode("weight-not-loaded", "a stored weight SGLang builds no parameter for",
                 "llama_eagle3.py / llama_eagle.py load_weights: a name with no parameter is skipped without a word "
                 "(q/k/v biases in EAGLE-3, biases the config does not switch on, EAGLE's layer-0 input norm)",
@@ -229,6 +233,23 @@ def _rope(v: HeadView) -> list[Finding]:
                           f"{default_rope_base(v.config)} (llama.py LlamaDecoderLayer, no error); 0.5.10+ read "
                           f"rope_parameters",
                           f"run `{v.export_cmd}`: it writes rope_theta (and rope_scaling) beside rope_parameters")]
+
+
+def _class_defaults(v: HeadView) -> list[Finding]:
+    """Sizes SGLang takes from the draft config's model_type class (rules.MODEL_TYPE_DEFAULTS) that the weights
+    contradict: q/k/v loads fail (RuntimeError), or gate/up/down load zero-padded or cut short without an error."""
+    if v.algorithm is not Algorithm.EAGLE3 or own_loader(v.config) is not None:
+        return []
+    found = class_default_sizes(v.config, v.shapes)
+    if not found:
+        return []
+    sizes = ", ".join(f"{k} (the {v.config.get('model_type')} default {d}; the weights hold {w})"
+                      for k, (d, w) in found.items())
+    return [Finding("config-class-defaults", Severity.error,
+                    f"config.json has no {sizes}: SGLang builds the draft from the config class its model_type picks "
+                    f"({rules.MODEL_TYPE_DEFAULTS.source}), so it fails to load the attention weights (RuntimeError) "
+                    f"or loads the MLP zero-padded or cut short without an error",
+                    f"run `{v.export_cmd}`: it writes {', '.join(f'{k}: {w}' for k, (_, w) in found.items())}")]
 
 
 def _d2t(v: HeadView) -> list[Finding]:
@@ -478,7 +499,8 @@ def _not_loaded(v: HeadView) -> list[Finding]:
 
 
 CHECKS: tuple[Callable[[HeadView], list[Finding]], ...] = (_config_shape, _architecture, _draft_vocab_size, _rope,
-                                                           _tied, _d2t, _t2d, _embeddings, _norms, _not_loaded)
+                                                           _class_defaults, _tied, _d2t, _t2d, _embeddings, _norms,
+                                                           _not_loaded)
 
 
 def head_findings(v: HeadView) -> list[Finding]:

@@ -24,11 +24,13 @@ def rewrite_config(
     untie: str | None = None,
     draft_vocab_why: str = "",
     vllm_only: list[str] | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Return the rewritten config and a human line per change. `keep_architecture`: a head SGLang serves with
     its own (non-Llama) loader keeps its class; `untie`: why tie_word_embeddings must become false;
     `draft_vocab_why`: why `draft_vocab` is the value written. `vllm_only` receives the change lines of keys only
-    vLLM reads (SGLang serves the head the same without them)."""
+    vLLM reads (SGLang serves the head the same without them). `sizes`: sizes the config leaves to its model_type's
+    config class, which builds other shapes than the weights hold, written as the weights hold them."""
     cfg = copy.deepcopy(config)
     changes: list[str] = []
 
@@ -45,6 +47,9 @@ def rewrite_config(
         put("num_hidden_layers", num_layers)
     if untie:
         put("tie_word_embeddings", False, untie)
+    for key, value in (sizes or {}).items():
+        put(key, value, f"absent, so SGLang would take {cfg.get('model_type')}'s config class default; the weights "
+                        f"hold {value}")
     if "target_hidden_size" in cfg and cfg["target_hidden_size"] is None:
         del cfg["target_hidden_size"]
         changes.append("target_hidden_size: None dropped (SGLang would size fc from None)")

@@ -13,6 +13,7 @@ from eaglectl.checkpoint.names import canonical_name, is_p_eagle_tensor, layer_i
 from eaglectl.checkpoint.resolve import Checkpoint, aux_layer_ids_of, detect_algorithm
 from eaglectl.checkpoint.weights import FLOAT_DTYPES, nbytes
 from eaglectl.engines.sglang.architectures import own_loader
+from eaglectl.engines.sglang.loader import class_default_sizes
 from eaglectl.enums import Algorithm, ExportFormat, canonical_dtype
 from eaglectl.errors import CheckpointError, ConfigError, UnsupportedDraftError
 from eaglectl.export.config_rewrite import rewrite_config
@@ -379,7 +380,9 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         draft_vocab_why=vocab_why,
         target_hidden=target_hidden, aux_layer_ids=aux_ids if algo is Algorithm.EAGLE3 and not passthrough else None,
         dtype=dtype if dtype != "keep" else None, keep_architecture=passthrough,
-        untie=_untie_reason(cfg, algo, lm_head, vocab, draft_vocab), vllm_only=vllm_only)
+        untie=_untie_reason(cfg, algo, lm_head, vocab, draft_vocab), vllm_only=vllm_only,
+        sizes=({k: stored for k, (_, stored) in class_default_sizes(cfg, {t.name: t.shape for t in tensors}).items()}
+               if algo is Algorithm.EAGLE3 and not passthrough else None))
     if fmt is ExportFormat.speculators:
         new_cfg, changes = _as_speculators(ckpt, new_cfg, aux_ids, num_layers, tensors, dropped, generated, selected,
                                            verifier)

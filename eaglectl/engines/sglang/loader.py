@@ -98,6 +98,40 @@ def default_rope_base(cfg: dict[str, Any]) -> int:
     return defaults.get("rope_theta", rules.EAGLE3.rope_default_base.value)
 
 
+_LAYER0 = r"(^|\.)(midlayer|layers\.0)\."
+
+
+def _layer0_rows(shapes: dict[str, tuple[int, ...]], suffix: str) -> int | None:
+    pattern = re.compile(_LAYER0 + re.escape(suffix) + "$")
+    shape = next((s for n, s in shapes.items() if pattern.search(n)), None)
+    return shape[0] if shape and len(shape) == 2 else None
+
+
+def class_default_sizes(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, int]]:
+    """Sizes the config leaves to its model_type's config class (rules.MODEL_TYPE_DEFAULTS) where the stored weights
+    say otherwise: key -> (the class default SGLang builds with, the size the weights hold). `head_dim` from the first
+    layer's q_proj rows per head, `num_key_value_heads` from its k_proj rows per head_dim, `intermediate_size_mlp`
+    (llama4_text) from its gate_proj rows."""
+    model_type = cfg.get("model_type")
+    defaults = rules.MODEL_TYPE_DEFAULTS.value.get(model_type, {}) if isinstance(model_type, str) else {}
+    heads = config_int(cfg, "num_attention_heads")
+    q, k = _layer0_rows(shapes, "self_attn.q_proj.weight"), _layer0_rows(shapes, "self_attn.k_proj.weight")
+    gate = _layer0_rows(shapes, "mlp.gate_proj.weight")
+    found: dict[str, tuple[int, int]] = {}
+    head_dim = config_int(cfg, "head_dim")
+    if head_dim is None and q and heads and q % heads == 0:
+        head_dim = q // heads
+        if "head_dim" in defaults and defaults["head_dim"] != head_dim:
+            found["head_dim"] = (defaults["head_dim"], head_dim)
+    if (config_int(cfg, "num_key_value_heads") is None and "num_key_value_heads" in defaults and k and head_dim
+            and k % head_dim == 0 and defaults["num_key_value_heads"] != k // head_dim):
+        found["num_key_value_heads"] = (defaults["num_key_value_heads"], k // head_dim)
+    if (config_int(cfg, "intermediate_size_mlp") is None and "intermediate_size_mlp" in defaults and gate
+            and defaults["intermediate_size_mlp"] != gate):
+        found["intermediate_size_mlp"] = (defaults["intermediate_size_mlp"], gate)
+    return found
+
+
 def rope_only_in_parameters(cfg: dict[str, Any]) -> str | None:
     """Why a config's RoPE settings are lost on a release that reads only the top-level `rope_theta` /
     `rope_scaling` (transformers 4 configs; rules.Eagle3Loader.rope_parameters False), or None. A config saved by
