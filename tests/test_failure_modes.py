@@ -604,6 +604,7 @@ def _bias(n: int) -> torch.Tensor:
     ("eagle1-qkv-bias", "set attention_bias: true"), ("eagle1-layer0-input-norm", "no SGLang release applies it"),
     ("eagle3-fc-bias", "set bias: true"), ("eagle3-o-bias", "set attention_bias: true"),
     ("eagle3-qkv-bias", "no SGLang release applies these biases"),
+    ("eagle1-mlp-bias", "no SGLang release applies these biases"),
 ])
 def test_weights_sglang_builds_no_parameter_for_are_refused(cli, tmp_path, kind, fix):
     """SGLang's loaders skip these without a word (its own load_weights: they reach no parameter); export used to
@@ -613,6 +614,9 @@ def test_weights_sglang_builds_no_parameter_for_are_refused(cli, tmp_path, kind,
         _eagle1_head(d, {f"layers.0.self_attn.{p}_proj.bias": _bias(n) for p, n in (("q", 64), ("k", 32), ("v", 32))})
     elif kind == "eagle1-layer0-input-norm":
         _eagle1_head(d, {"layers.0.input_layernorm.weight": _bias(s.H)})
+    elif kind == "eagle1-mlp-bias":  # the plan drops them as names no parameter takes: still trained weights
+        _eagle1_head(d, {f"layers.0.mlp.{p}_proj.bias": _bias(n) for p, n in (("gate", s.INTER), ("up", s.INTER),
+                                                                              ("down", s.H))})
     else:
         extra = {"eagle3-fc-bias": {"fc.bias": _bias(s.H)},
                  "eagle3-o-bias": {"midlayer.self_attn.o_proj.bias": _bias(s.H)},
@@ -621,7 +625,8 @@ def test_weights_sglang_builds_no_parameter_for_are_refused(cli, tmp_path, kind,
         edit_tensors(d, lambda t: t.update(extra))
     code, doc = run_json(cli, "inspect", d)
     assert code == 1 and codes(doc)["weight-not-loaded"] == "error"
-    assert fix in finding(doc, "weight-not-loaded")["fix"] and "skipped-tensors" not in codes(doc)
+    assert fix in finding(doc, "weight-not-loaded")["fix"]
+    assert not {"skipped-tensors", "unused-tensors"} & set(codes(doc))
     expect_refusal(cli, ["export", d, "--output", tmp_path / "out"], "weight-not-loaded")
     assert not (tmp_path / "out").exists()
 

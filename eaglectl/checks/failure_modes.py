@@ -21,6 +21,7 @@ from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import (
     class_default_sizes,
     default_rope_base,
+    mlp_bias,
     original_context_fill,
     rope_only_in_parameters,
     rope_original_missing,
@@ -124,6 +125,7 @@ class HeadView:
     config_notes: list[str] = field(default_factory=list)
     planned: bool = False  # the export's output rather than the checkpoint as stored
     embeddings_dropped: bool = False  # the plan leaves them out because of --drop-embeddings
+    unplaced: list[str] = field(default_factory=list)  # stored names the plan drops: no parameter takes them
 
     @property
     def export_cmd(self) -> str:
@@ -486,6 +488,7 @@ def _not_loaded(v: HeadView) -> list[Finding]:
         return []
     sim = simulate_load(v.config, v.shapes, v.algorithm, rules.NEWEST_KNOWN)
     skipped = [n for n in sim.skipped if parse_name(n).known and parse_name(n).base not in _OWNED_ELSEWHERE]
+    skipped += [n for n in v.unplaced if mlp_bias(parse_name(n).base)]  # trained weights the plan cannot place
     if not skipped:
         return []
     groups: dict[tuple[str, str | None], list[str]] = {}

@@ -20,6 +20,7 @@ from eaglectl.export.config_rewrite import rewrite_config
 from eaglectl.jsonfile import config_int
 
 DTYPE_CODE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}  # safetensors codes
+NO_PARAMETER = "no SGLang Llama EAGLE parameter takes it"  # why a stored name the grammar does not know is dropped
 # d2t (draft -> target id offsets) and t2d (target -> in draft vocab) are indices / flags: never floats.
 INDEX_DTYPES = {"d2t": frozenset(("I8", "I16", "I32", "I64", "U8")),
                 "t2d": frozenset(("I8", "I16", "I32", "I64", "U8", "BOOL"))}
@@ -164,7 +165,7 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
             dropped.append(DroppedTensor(name, "P-EAGLE tensor; SGLang has no parallel-drafting support"))
             continue
         if not parsed.known and not passthrough:
-            dropped.append(DroppedTensor(name, "no SGLang Llama EAGLE parameter takes it"))
+            dropped.append(DroppedTensor(name, NO_PARAMETER))
             continue
         if parsed.base == "embed_tokens.weight" and drop_embeddings:
             dropped.append(DroppedTensor(name, "--drop-embeddings: SGLang uses the target's embeddings"))

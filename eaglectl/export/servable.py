@@ -12,7 +12,7 @@ from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import NEWEST_KNOWN, simulate_load
 from eaglectl.enums import ExportFormat, Severity
 from eaglectl.errors import CheckpointError, UnsupportedDraftError
-from eaglectl.export.plan import ExportPlan
+from eaglectl.export.plan import NO_PARAMETER, ExportPlan
 
 
 def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
@@ -32,7 +32,8 @@ def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
     return HeadView(config, plan.algorithm, {b: t.shape for b, t in by_base.items()},
                     load=None if ws.remote else load,
                     source=ckpt.source, config_problem=ckpt.config_problem, planned=True,
-                    embeddings_dropped=any(d.reason.startswith("--drop-embeddings") for d in plan.dropped))
+                    embeddings_dropped=any(d.reason.startswith("--drop-embeddings") for d in plan.dropped),
+                    unplaced=[d.name for d in plan.dropped if d.reason == NO_PARAMETER])
 
 
 def export_warnings(ckpt: Checkpoint, plan: ExportPlan) -> list[str]:

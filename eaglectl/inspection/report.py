@@ -28,6 +28,7 @@ from eaglectl.engines.sglang.loader import (
     embeddings_shared,
     ignored_config,
     minimum_release,
+    mlp_bias,
     replay_releases,
     serving_spans,
     simulate_load,
@@ -336,7 +337,7 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
     kept = {t.source for t in plan.tensors if t.name in still} if plan is not None else set()
     renamable = {n: v for n, v in skipped.items()
                  if parse_name(n).known and parse_name(n).base not in own and n not in kept}
-    unknown = [n for n in skipped if not parse_name(n).known]
+    unknown = [n for n in skipped if not parse_name(n).known and not mlp_bias(parse_name(n).base)]
     if weights and nothing:
         add(Finding("loads-nothing", Severity.error,
                     f"as stored, SGLang ({_spans_text(nothing)}) would load none of the head's {len(weights)} weight "

@@ -498,6 +498,12 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
 
 
 _ATTENTION_BIAS = re.compile(r"(^|\.)self_attn\.(q|k|v|qkv|o)_proj\.bias$")
+_MLP_BIAS = re.compile(r"(^|\.)(midlayer|layers\.\d+)\.mlp\.(gate|up|down|gate_up)_proj\.bias$")
+
+
+def mlp_bias(name: str) -> bool:
+    """A stored MLP bias, which no SGLang release builds a parameter for (rules.MLP_BIAS)."""
+    return not rules.MLP_BIAS.value and bool(_MLP_BIAS.search(name))
 
 
 def unbuilt_reason(name: str, cfg: dict[str, Any], algorithm: Algorithm,
@@ -505,6 +511,9 @@ def unbuilt_reason(name: str, cfg: dict[str, Any], algorithm: Algorithm,
     """Why `version` builds no parameter for a stored weight its loader knows by name (one `simulate_load` lists
     as skipped), and what would make SGLang load it, if anything: (reason, fix)."""
     bias = _ATTENTION_BIAS.search(name)
+    if mlp_bias(name):
+        return (f"SGLang's draft MLP has no biases in any release ({rules.MLP_BIAS.source})",
+                "no SGLang release applies these biases: retrain without them")
     if algorithm is Algorithm.EAGLE3:
         common = rules.EAGLE3
         if bias and bias.group(2) != "o" and not common.qkv_bias.value:

@@ -241,6 +241,12 @@ EAGLE3 = Eagle3Common(
 )
 
 
+# Both draft classes build their MLP from llama.py's LlamaMLP: a stored gate/up/down bias is loaded nowhere (the
+# stacked gate/up names are skipped as "extra bias", down_proj.bias has no parameter), without a message.
+MLP_BIAS = Rule(False, Source("0.5.9", LLAMA, "LlamaMLP.__init__ l.78-95: gate_up_proj and down_proj bias=False "
+                                              "(every release)"))
+
+
 # --- EAGLE-1: LlamaForCausalLMEagle (unchanged in every known release) -------------------------------------
 @dataclass(frozen=True)
 class EagleLoader:
