@@ -589,17 +589,6 @@ def test_a_t2d_that_disagrees_is_flagged_by_inspect_and_export(cli, tmp_path, ed
 
 
 # --- weights SGLang builds no parameter for -------------------------------------------------------------------------
-def _eagle1_head(d: Path, extra: dict, **config) -> Path:
-    save_json(d / "config.json", s.draft_config(architectures=["LlamaForCausalLMEagle"], num_layers=1, eagle3=False,
-                                                **config))
-    save_safetensors(d / "model.safetensors", {**s.eagle1_tensors(), **extra})
-    return d
-
-
-def _bias(n: int) -> torch.Tensor:
-    return torch.full((n,), 0.1, dtype=torch.bfloat16)
-
-
 @pytest.mark.parametrize(("kind", "fix"), [
     ("eagle1-qkv-bias", "set attention_bias: true"), ("eagle1-layer0-input-norm", "no SGLang release applies it"),
     ("eagle3-fc-bias", "set bias: true"), ("eagle3-o-bias", "set attention_bias: true"),
@@ -609,20 +598,20 @@ def _bias(n: int) -> torch.Tensor:
 def test_weights_sglang_builds_no_parameter_for_are_refused(cli, tmp_path, kind, fix):
     """SGLang's loaders skip these without a word (its own load_weights: they reach no parameter); export used to
     write them and then fail its own verification, after inspect had promised that export fixes them."""
-    d = tmp_path / "h"
-    if kind == "eagle1-qkv-bias":
-        _eagle1_head(d, {f"layers.0.self_attn.{p}_proj.bias": _bias(n) for p, n in (("q", 64), ("k", 32), ("v", 32))})
-    elif kind == "eagle1-layer0-input-norm":
-        _eagle1_head(d, {"layers.0.input_layernorm.weight": _bias(s.H)})
-    elif kind == "eagle1-mlp-bias":  # the plan drops them as names no parameter takes: still trained weights
-        _eagle1_head(d, {f"layers.0.mlp.{p}_proj.bias": _bias(n) for p, n in (("gate", s.INTER), ("up", s.INTER),
-                                                                              ("down", s.H))})
-    else:
-        extra = {"eagle3-fc-bias": {"fc.bias": _bias(s.H)},
-                 "eagle3-o-bias": {"midlayer.self_attn.o_proj.bias": _bias(s.H)},
-                 "eagle3-qkv-bias": {"midlayer.self_attn.q_proj.bias": _bias(64)}}[kind]
-        specforge_head(d, **({"attention_bias": True} if kind == "eagle3-qkv-bias" else {}))
-        edit_tensors(d, lambda t: t.update(extra))
+    from tests.synthetic_heads import eagle1_head, head, write
+
+    built = {
+        "eagle1-qkv-bias": lambda: eagle1_head(qkv_bias=True),
+        "eagle1-layer0-input-norm": lambda: eagle1_head(extra={"layers.0.input_layernorm.weight": (s.H,)}),
+        # the plan drops these as names no parameter takes: still trained weights
+        "eagle1-mlp-bias": lambda: eagle1_head(extra={"layers.0.mlp.gate_proj.bias": (s.INTER,),
+                                                      "layers.0.mlp.up_proj.bias": (s.INTER,),
+                                                      "layers.0.mlp.down_proj.bias": (s.H,)}),
+        "eagle3-fc-bias": lambda: head(fc_bias=True),
+        "eagle3-o-bias": lambda: head(o_bias=True),
+        "eagle3-qkv-bias": lambda: head(qkv_bias=True, attention_bias=True),
+    }
+    d = write(tmp_path / "h", *built[kind]())
     code, doc = run_json(cli, "inspect", d)
     assert code == 1 and codes(doc)["weight-not-loaded"] == "error"
     assert fix in finding(doc, "weight-not-loaded")["fix"]

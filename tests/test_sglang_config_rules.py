@@ -395,19 +395,12 @@ def test_eagle1_o_proj_bias_starts_at_zero(cli, tmp_path):
     """EAGLE-1 builds o_proj as the same RowParallelLinear as EAGLE-3, whose bias starts at zero: a head with
     attention_bias, its q/k/v biases and no o_proj.bias loads right (SGLang's own load_weights, 0.5.9 and 0.5.15:
     o_proj.bias all zeros after construction), so export writes it."""
-    import torch
+    from tests.synthetic_heads import eagle1_head
 
-    from eaglectl.demo.samples import draft_config, eagle1_tensors, save_json, save_safetensors
-
-    cfg = draft_config(architectures=["LlamaForCausalLMEagle"], num_layers=1, eagle3=False, attention_bias=True)
-    tensors = eagle1_tensors()
-    tensors.update({f"layers.0.self_attn.{p}_proj.bias": torch.zeros(n, dtype=torch.bfloat16)
-                    for p, n in (("q", 64), ("k", 32), ("v", 32))})
-    sim = simulate_load(cfg, {k: tuple(v.shape) for k, v in tensors.items()}, Algorithm.EAGLE, "0.5.23")
+    cfg, shapes = eagle1_head(qkv_bias=True, attention_bias=True)
+    sim = simulate_load(cfg, shapes, Algorithm.EAGLE, "0.5.23")
     assert sim.ok and sim.zero_initialised == ["model.layers.0.self_attn.o_proj.bias"]
-    save_json(tmp_path / "h" / "config.json", cfg)
-    save_safetensors(tmp_path / "h" / "model.safetensors", tensors)
-    code, doc = run_json(cli, "export", tmp_path / "h", "--output", tmp_path / "out")
+    code, doc = run_json(cli, "export", write(tmp_path / "h", cfg, shapes), "--output", tmp_path / "out")
     assert code == 0, doc
 
 # --- server flags meant for the target that reach the draft ----------------------------------------------------

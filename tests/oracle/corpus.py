@@ -26,7 +26,7 @@ from typing import Any
 
 from eaglectl.demo.samples import AUX_IDS, DRAFT_VOCAB, SAMPLE_DIRS, VOCAB, H
 from eaglectl.enums import Algorithm
-from tests.synthetic_heads import Shapes, head, write
+from tests.synthetic_heads import Shapes, eagle1_head, head, write
 
 MANIFEST = "corpus.json"
 WIDE_T = 2 * H  # a target twice the draft's width (fc takes 3 x 128)
@@ -104,16 +104,6 @@ def _llama4_text_rope_parameters() -> tuple[dict[str, Any], Shapes]:
     return _without(cfg, "rope_theta"), shapes
 
 
-def _eagle1_qkv_biases() -> tuple[dict[str, Any], Shapes]:
-    from eaglectl.demo.samples import draft_config, eagle1_tensors
-
-    cfg = draft_config(architectures=["LlamaForCausalLMEagle"], num_layers=1, eagle3=False, attention_bias=True)
-    shapes = {k: tuple(v.shape) for k, v in eagle1_tensors().items()}
-    shapes.update({"layers.0.self_attn.q_proj.bias": (64,), "layers.0.self_attn.k_proj.bias": (32,),
-                   "layers.0.self_attn.v_proj.bias": (32,)})
-    return cfg, shapes
-
-
 E3 = Algorithm.EAGLE3.value
 SYNTHETIC_ALGORITHM = {"eagle1-qkv-biases": Algorithm.EAGLE.value}  # the others are EAGLE-3
 SYNTHETIC: dict[str, tuple[str, str, Build]] = {
@@ -169,7 +159,7 @@ SYNTHETIC: dict[str, tuple[str, str, Build]] = {
     "llama4-text-rope-parameters": ("rule", "llama4_text, RoPE 10000 only in rope_parameters: 0.5.9 takes "
                                             "Llama4TextConfig's 500000", _llama4_text_rope_parameters),
     "eagle1-qkv-biases": ("rule", "EAGLE-1 attention_bias with q/k/v biases, no o_proj.bias: it starts at zero",
-                          _eagle1_qkv_biases),
+                          lambda: eagle1_head(qkv_bias=True, attention_bias=True)),
 }
 
 # Every demo layout but these is exported into the corpus.
