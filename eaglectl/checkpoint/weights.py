@@ -139,6 +139,23 @@ class WeightSet:
         for start in range(0, rows, step):
             yield self._read(name, start, min(start + step, rows))
 
+    def raw_chunks(self, name: str, chunk_bytes: int) -> Iterator[bytearray] | None:
+        """A tensor's bytes as stored (little-endian, C order) in chunks of about `chunk_bytes`, `pread` like
+        `load_rows`, for scans that need no torch; None when the bytes are not stored that way (a pickle's view
+        with other strides, a file of the other byte order, a header from the Hub)."""
+        info = self.tensors[name]
+        if self.remote or info.data_offset is None or name in self._spans or info.file in self._swapped:
+            return None
+        offset, total = info.data_offset, info.nbytes
+        item = ITEMSIZE[info.dtype]
+        step = max(item, chunk_bytes - chunk_bytes % item)
+
+        def chunks() -> Iterator[bytearray]:
+            for start in range(0, total, step):
+                yield self._pread(info.file, offset + start, min(step, total - start))
+
+        return chunks()
+
     def _read(self, name: str, start: int | None, stop: int | None):
         import torch
 

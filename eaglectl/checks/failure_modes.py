@@ -218,8 +218,8 @@ def _d2t(v: HeadView) -> list[Finding]:
     vocab = config_int(v.config, "vocab_size")
     if len(shape) != 1 or not vocab or shape[0] >= vocab or shape[0] > MAX_D2T:
         return []
-    d2t = v.load("d2t")
-    if d2t.numel() == 0 or bool(d2t.any()):
+    d2t = as_numpy(v.load("d2t"))
+    if d2t.size == 0 or bool(d2t.any()):
         return []
     return [Finding("d2t-all-zero", Severity.error,
                     f"d2t holds only zeros for a {shape[0]}-token draft vocab (vocab {vocab}): a map that was never "
@@ -229,11 +229,24 @@ def _d2t(v: HeadView) -> list[Finding]:
                     "and save it in the weights; it cannot be recovered from the other tensors")]
 
 
+def as_numpy(values: Any) -> Any:
+    """A tensor's values as a numpy array: the plan's generated tensors are numpy already, stored ones come from
+    the weights as torch tensors (dtypes numpy lacks, bfloat16 / float8, as float32)."""
+    if type(values).__module__ == "numpy":
+        return values
+    values = values.detach().cpu()
+    if values.is_floating_point() and values.element_size() < 4 and str(values.dtype) != "torch.float16":
+        import torch
+
+        values = values.to(torch.float32)
+    return values.numpy()
+
+
 def _t2d(v: HeadView) -> list[Finding]:
     """t2d (target id -> in the draft vocab) against the vocab, the draft vocab and d2t. SGLang never reads t2d,
     but a t2d that disagrees says one of the two maps is not the one the head was trained with, and SGLang serves
     with d2t whichever it is."""
-    import torch
+    import numpy as np
 
     if v.algorithm is not Algorithm.EAGLE3 or "t2d" not in v.shapes or v.load is None:
         return []
@@ -247,21 +260,21 @@ def _t2d(v: HeadView) -> list[Finding]:
     elif vocab and shape[0] != vocab:
         problems.append(f"t2d has {shape[0]} entries for a {vocab}-token vocab")
     if len(shape) == 1 and shape[0] <= MAX_D2T:
-        marked = v.load("t2d").reshape(-1) != 0
+        marked = as_numpy(v.load("t2d")).reshape(-1) != 0
         count = int(marked.sum())
         if draft is not None and count != draft:
             problems.append(f"t2d marks {count} tokens as in the draft vocab, which has {draft}")
         if d2t_shape is not None and len(d2t_shape) == 1 and 0 < d2t_shape[0] <= MAX_D2T:
-            d2t = v.load("d2t").reshape(-1).to(torch.int64)
-            named = d2t + torch.arange(d2t.numel(), dtype=torch.int64)
-            inside = named[(named >= 0) & (named < marked.numel())]
-            from_d2t = torch.zeros_like(marked)
+            d2t = as_numpy(v.load("d2t")).reshape(-1).astype(np.int64)
+            named = d2t + np.arange(d2t.size, dtype=np.int64)
+            inside = named[(named >= 0) & (named < marked.size)]
+            from_d2t = np.zeros_like(marked)
             from_d2t[inside] = True
             extra, missed = marked & ~from_d2t, from_d2t & ~marked
-            if bool(extra.any()) or bool(missed.any()) or inside.numel() != named.numel():
-                first = int((extra | missed).nonzero()[0]) if bool((extra | missed).any()) else None
+            if bool(extra.any()) or bool(missed.any()) or inside.size != named.size:
+                first = int(np.flatnonzero(extra | missed)[0]) if bool((extra | missed).any()) else None
                 problems.append(f"t2d marks {int(extra.sum())} target tokens d2t does not name and misses "
-                                f"{int(missed.sum()) + named.numel() - inside.numel()} it names"
+                                f"{int(missed.sum()) + named.size - inside.size} it names"
                                 + (f" (first: target id {first})" if first is not None else ""))
     if not problems:
         return []

@@ -49,7 +49,15 @@ from eaglectl.export.outputs import (
 from eaglectl.export.plan import DroppedTensor, ExportPlan, PlannedTensor, build_plan, predict_tensors
 from eaglectl.export.servable import export_warnings, require_servable
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
-from eaglectl.export.writer import OutTensor, RawSource, SafetensorsFile, header_bytes, rows_of, write_safetensors
+from eaglectl.export.writer import (
+    OutTensor,
+    RawSource,
+    SafetensorsFile,
+    array_bytes,
+    header_bytes,
+    rows_of,
+    write_safetensors,
+)
 from eaglectl.jsonfile import dumps_config
 from eaglectl.sizes import parse_size
 
@@ -606,7 +614,9 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
     outs = []
     for t in tensors:
         if t.source is None:
-            outs.append(OutTensor(t.name, t.dtype, t.shape, rows_of(generated[t.name] if generated else None)))
+            value = generated[t.name] if generated else None
+            outs.append(OutTensor(t.name, t.dtype, t.shape,
+                                  array_bytes(value, t.dtype) if _is_array(value) else rows_of(value)))
             continue
         info = ws.tensors[t.source]
         if info.data_offset is not None and info.dtype == t.dtype:
@@ -618,6 +628,11 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
             outs.append(OutTensor(t.name, t.dtype, t.shape, _loaded_rows(ws, t.source),
                                   mapped=mapped.get(info.file, ())))
     return outs
+
+
+def _is_array(value: Any) -> bool:
+    """A numpy array (the plan builds d2t / t2d with numpy; torch is not imported for them)."""
+    return type(value).__module__ == "numpy"
 
 
 def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDictSplit, fingerprint: str,
