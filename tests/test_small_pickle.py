@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from eaglectl.checkpoint import small_pickle
 from eaglectl.checkpoint.resolve import read_meta
-from eaglectl.checkpoint.small_pickle import read_plain_torch_zip
 from eaglectl.errors import CheckpointError
+
+
+def read_plain_torch_zip(path: Path, max_tensor_bytes: int = 1 << 30):
+    return small_pickle.read_plain_torch_zip(path, max_tensor_bytes)
 
 
 def _save(path: Path, obj) -> Path:
@@ -134,6 +138,16 @@ def _view_pickle(offset: int, stride: int) -> bytes:
             + bytes([0x4B, offset]) + b"K\x04\x85" + bytes([0x4B, stride]) + b"\x85\x89}tRs.")
 
 
+def test_the_declared_tensor_bytes_are_bounded(tmp_path):
+    """Views over one storage may not declare more than the caller allows (the file's size times a factor)."""
+    import torch
+
+    base = torch.arange(100)
+    path = _save(tmp_path / "m.pt", {f"v{i}": base[:] for i in range(10)})  # ten views, one storage
+    assert read_plain_torch_zip(path, 10 * 800) is not None
+    assert read_plain_torch_zip(path, 10 * 800 - 1) is None
+
+
 def test_a_zip_torch_would_refuse_is_refused_the_same_way(tmp_path):
     """check_torch_zip runs first: a compressed record is one CheckpointError, as on torch's path."""
     import torch
@@ -145,7 +159,7 @@ def test_a_zip_torch_would_refuse_is_refused_the_same_way(tmp_path):
         for name, payload in entries:
             zf.writestr(name, payload)
     with pytest.raises(CheckpointError, match="compressed"):
-        read_plain_torch_zip(path)
+        read_meta(path)
 
 
 def test_read_meta_gives_numpy_arrays_either_way(tmp_path, monkeypatch):
@@ -153,15 +167,13 @@ def test_read_meta_gives_numpy_arrays_either_way(tmp_path, monkeypatch):
     import numpy as np
     import torch
 
-    from eaglectl.checkpoint import small_pickle
-
     ids = torch.tensor([3, 7, 9], dtype=torch.int32)
     mask = torch.zeros(12, dtype=torch.uint8)
     mask[ids.long()] = 1
     path = _save(tmp_path / "eagle_meta.pt", {"selected_token_ids": ids, "selected_token_mask": mask,
                                                "eagle_aux_hidden_state_layer_ids": torch.tensor([1, 4, 6])})
     fast = read_meta(path)
-    monkeypatch.setattr(small_pickle, "read_plain_torch_zip", lambda p: None)
+    monkeypatch.setattr(small_pickle, "read_plain_torch_zip", lambda p, n: None)
     slow = read_meta(path)
     for meta in (fast, slow):
         assert meta.selected_token_ids.dtype == np.int64 and meta.selected_token_ids.tolist() == [3, 7, 9]
@@ -173,14 +185,12 @@ def test_read_meta_gives_numpy_arrays_either_way(tmp_path, monkeypatch):
 def test_read_meta_refuses_non_integer_ids_on_both_paths(tmp_path, monkeypatch, ids):
     import torch
 
-    from eaglectl.checkpoint import small_pickle
-
     value = {"float": torch.ones(3), "2-D": torch.ones(2, 2, dtype=torch.long),
              "bool": torch.ones(3, dtype=torch.bool)}[ids]
     path = _save(tmp_path / "eagle_meta.pt", {"selected_token_ids": value})
     with pytest.raises(CheckpointError, match="1-D integer"):
         read_meta(path)
-    monkeypatch.setattr(small_pickle, "read_plain_torch_zip", lambda p: None)
+    monkeypatch.setattr(small_pickle, "read_plain_torch_zip", lambda p, n: None)
     with pytest.raises(CheckpointError, match="1-D integer"):
         read_meta(path)
 
@@ -197,3 +207,61 @@ def test_exporting_a_nemo_consolidated_head_never_imports_torch(samples, tmp_pat
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().splitlines()[-1] == "no torch", out.stderr
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def _weights_both_ways(path: Path, monkeypatch):
+    """open_weights over a pickle through the torch-free index, then through torch.load."""
+    from eaglectl.checkpoint import weights
+
+    fast = weights.open_weights([path])
+    with monkeypatch.context() as m:
+        m.setattr(weights, "_index_pickle", lambda f: None)
+        slow = weights.open_weights([path])
+    return fast, slow
+
+
+def test_a_weights_pickle_is_indexed_as_torch_reads_it(tmp_path, monkeypatch):
+    """Names, dtypes, shapes, byte offsets and values agree with torch's reading, views and shared storage
+    included; nothing of torch is needed to plan or copy it."""
+    import torch
+
+    base = torch.randn(6, 8).to(torch.bfloat16)
+    state = {"draft_model.fc.weight": base, "draft_model.t": base.t(), "draft_model.row": base[2],
+             "ids": torch.arange(5), "half": torch.randn(3, 2, dtype=torch.float16), "empty": torch.empty(0, 4),
+             "flag": torch.ones(3, dtype=torch.bool)}
+    path = _save(tmp_path / "draft_model.pt", {"state_dict": state, "step": 3})
+    fast, slow = _weights_both_ways(path, monkeypatch)
+    assert fast.tensors == slow.tensors
+    for name in state:
+        assert torch.equal(fast.load(name), slow.load(name)), name
+    assert fast.tensors["draft_model.fc.weight"].data_offset is not None  # copied in the kernel
+    assert fast.tensors["draft_model.t"].data_offset is None  # a transposed view is read by rows
+
+
+@pytest.mark.parametrize("case", ["float8", "no-tensors", "list"])
+def test_weights_pickles_the_index_does_not_handle_go_to_torch(tmp_path, monkeypatch, case):
+    import torch
+
+    from eaglectl.checkpoint import weights
+
+    obj = {"float8": {"w": torch.zeros(4, dtype=torch.float8_e4m3fn), "b": torch.ones(2)},
+           "no-tensors": {"w": 1}, "list": [torch.ones(2)]}[case]
+    path = _save(tmp_path / "model.pt", obj)
+    assert weights._index_pickle(path) is None
+    if case == "float8":
+        assert weights.open_weights([path]).tensors["w"].dtype == "F8_E4M3"
+    else:
+        with pytest.raises(CheckpointError, match=r"not a dict of tensors|holds no tensors"):
+            weights.open_weights([path])
+
+
+def test_exporting_a_legacy_pickle_never_imports_torch(samples, tmp_path):
+    """draft_model.pt (NeMo's legacy layout) is indexed from its pickle and copied in the kernel: no torch."""
+    code = ("import sys, runpy; sys.argv = ['eaglectl', 'export', sys.argv[1], '-o', sys.argv[2]]\n"
+            "try:\n    runpy.run_module('eaglectl', run_name='__main__')\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(samples["nemo-legacy-eagle3"]), str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "no torch", out.stderr

@@ -79,3 +79,23 @@ def test_pickled_views_take_the_torch_path(tmp_path, monkeypatch):
     monkeypatch.setattr(values, "_scan_rows", lambda *a: calls.append(a[1]) or real(*a))
     found = scan_non_finite(ws, ["w"])
     assert calls == ["w"] and [(f.nan, f.inf) for f in found] == [(1, 0)]
+
+
+def test_prepare_scan_imports_torch_only_where_the_scan_needs_it(tmp_path):
+    """The export runs the scan in a thread that must import nothing: `prepare_scan` imports, in the caller's
+    thread, torch for a tensor only torch can read (a pickled view) and nothing more for plain bytes."""
+    import subprocess
+    import sys
+
+    import torch
+
+    torch.save({"plain": torch.ones(4, 4), "view": torch.ones(4, 6).t()}, tmp_path / "model.pt")
+    code = ("import sys; from pathlib import Path\n"
+            "from eaglectl.checkpoint.weights import open_weights\n"
+            "from eaglectl.checkpoint.values import prepare_scan\n"
+            "ws = open_weights([Path(sys.argv[1])]); prepare_scan(ws, [sys.argv[2]])\n"
+            "print('torch' in sys.modules)\n")
+    found = {name: subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.pt"), name],
+                                  capture_output=True, text=True, timeout=120).stdout.strip()
+             for name in ("plain", "view")}
+    assert found == {"plain": "False", "view": "True"}

@@ -69,6 +69,16 @@ def scan_non_finite(ws: WeightSet, names: Iterable[str], *, stop: Any = None,
     return found
 
 
+def prepare_scan(ws: WeightSet, names: Iterable[str]) -> None:
+    """Import what `scan_non_finite` will need for `names` (numpy; torch where a tensor's bytes are not stored
+    plainly), so that a scan run in a thread imports nothing: a signal landing in the main thread during an
+    import can leave the import lock held, and the thread would wait for it forever."""
+    import numpy  # noqa: F401
+
+    if any(not ws.stored_plainly(n) or ws.tensors[n].dtype not in _BITS for n in names):
+        import torch  # noqa: F401
+
+
 def _scan_raw(ws: WeightSet, name: str, stop: Any) -> tuple[int, int] | None:
     """(NaN, Inf) counts from the stored bits, or None when the tensor's bytes are not stored plainly. Fast
     path: the largest value with the sign cleared; counts only for a chunk whose largest is non-finite."""
