@@ -480,42 +480,64 @@ def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers
                     f"hidden states here (lower acceptance, no error)", fix)]
 
 
+def _valid_ids(cfg: dict[str, Any]) -> tuple[list[int] | None, Finding | None]:
+    """The draft's aux-layer ids as the checks read them (eagle_config's, else wherever a trainer put them), or the
+    finding that says why they are unusable."""
+    ids = as_object(cfg.get("eagle_config")).get("eagle_aux_hidden_state_layer_ids") or aux_layer_ids_of(cfg)
+    if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
+        return None, Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids!r:.60} must be a list of integers")
+    if ids and len(set(ids)) != len(ids):
+        return None, Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} are not distinct")
+    if ids and min(ids) < 0:
+        return None, Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} must not be negative")
+    return ids, None
+
+
+def _merged(spans: list[tuple[str, str | None, Any]]) -> list[tuple[str, str | None, Any]]:
+    """(first, last, value) of release spans in order, neighbours with the same value merged."""
+    out: list[tuple[str, str | None, Any]] = []
+    for first, last, value in spans:
+        if out and out[-1][2] == value:
+            out[-1] = (out[-1][0], last, value)
+        else:
+            out.append((first, last, value))
+    return out
+
+
+def _label(first: str, last: str | None) -> str:
+    return first if last == first else f"{first}-{last}" if last is not None else f"{first}+"
+
+
 def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:
-    """The draft's aux-layer ids against the target's family and depth, for every SGLang rule range."""
+    """The draft's aux-layer ids against the target's family and depth, for every SGLang rule range (a range in
+    which the target fails with any draft is `target_capture_findings`')."""
     num_layers = target.num_layers
     if algorithm is not Algorithm.EAGLE3 or not num_layers:
         return []
     family = aux_ids.family_of(target.model_type, target.architectures)
-    eagle_cfg = as_object(cfg.get("eagle_config"))
-    ids = eagle_cfg.get("eagle_aux_hidden_state_layer_ids") or aux_layer_ids_of(cfg)
-    if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
-        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids!r:.60} must be a list of integers")]
-    if ids and len(set(ids)) != len(ids):
-        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} are not distinct")]
-    if ids and min(ids) < 0:
-        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} must not be negative")]
-    failing: list[tuple[str, list[int]]] = []
-    for label, start, _end in aux_ids.RULE_RANGES:
-        capture = aux_ids.captured(ids, family, num_layers, start)
-        lost = [c for c in capture if not aux_ids.reachable(c, family, num_layers, start)]
-        if lost:
-            failing.append((label, lost))
+    ids, invalid = _valid_ids(cfg)
+    if invalid is not None:
+        return [invalid]
+    spans = [(first, last, [c for c in aux_ids.captured(ids, family, num_layers, first)
+                            if not aux_ids.reachable(c, family, num_layers, first)])
+             for _, first, last in aux_ids.rule_ranges(family) if not aux_ids.fails(family, first)]
+    merged = _merged(spans)
+    failing = [(_label(first, last), lost) for first, last, lost in merged if lost]
     shown = ids if ids else f"none (default capture {aux_ids.captured(None, family, num_layers)})"
     out = []
     if failing:
-        newest_fails = failing[-1][0] == aux_ids.RULE_RANGES[-1][0]
-        if len(failing) == len(aux_ids.RULE_RANGES) and all(lost == failing[0][1] for _, lost in failing):
-            ranges = f"no SGLang release (0.5.9+) captures layer input(s) {failing[0][1]}"
+        newest_fails = bool(merged[-1][2])
+        if len(merged) == 1:
+            ranges = f"no SGLang release ({merged[0][0]}+) captures layer input(s) {failing[0][1]}"
         else:
             ranges = ", ".join(f"SGLang {label} never captures layer input(s) {lost}" for label, lost in failing)
         msg = (f"aux layer ids {shown} on a {num_layers}-layer {family.value} target "
                f"({target.model_type or '?'}): {ranges} (the layer loop ends at {num_layers - 1}), so fewer hidden "
                f"states reach the draft than its fc expects (shape error at the first request)")
-        ok_from = next((label.split("-")[0].rstrip("+") for label, *_ in aux_ids.RULE_RANGES
-                        if label not in {f for f, _ in failing}), None)
+        works_from = None if newest_fails else merged[-1][0]
         out.append(Finding("aux-layer-ids", Severity.error if newest_fails else Severity.warning, msg,
-                           _correction(ids, family, num_layers, ok_from if not newest_fails else None)))
-    elif ids and family is aux_ids.Family.plus_one and list(ids) == [2, num_layers // 2, num_layers - 3]:
+                           _correction(ids, family, num_layers, works_from)))
+    elif ids and aux_ids.adds_one(family) and list(ids) == [2, num_layers // 2, num_layers - 3]:
         fixed = [1, num_layers // 2 - 1, num_layers - 4]
         out.append(Finding("aux-ids-numbering", Severity.warning,
                            f"aux layer ids {ids} are vLLM's / speculators' default (input-to-layer numbering, HF "
@@ -534,5 +556,6 @@ def _correction(ids: list[int] | None, family: aux_ids.Family, num_layers: int, 
     if as_input is not None and as_input != list(ids):
         return (f"if these ids count like vLLM / HF hidden_states (input to layer k), SGLang's ids for the same "
                 f"layers are {as_input}")
-    top = num_layers - 2 if family is aux_ids.Family.plus_one else num_layers - 1
-    return f"choose ids SGLang captures on this target (at most {top} for a {family.value} target)"
+    return (f"choose ids SGLang captures on this target (at most {aux_ids.highest_id(family, num_layers)} for a "
+            f"{family.value} target)")
+

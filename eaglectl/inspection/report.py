@@ -18,7 +18,7 @@ from eaglectl.checks.failure_modes import (
     unpinned_aux_findings,
 )
 from eaglectl.checks.findings import Finding
-from eaglectl.engines.sglang import rules
+from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import (
     ARCHITECTURE,
@@ -495,7 +495,7 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
                                                  exported=manifest is not None))
     ids = aux_layer_ids_of(cfg)
     if algo is Algorithm.EAGLE3 and t.num_layers and ids:
-        report.findings.extend(capture_findings(t.model_type, ids, t.num_layers))
+        report.findings.extend(capture_findings(t, ids, t.num_layers))
     draft_dtype = cfg.get("torch_dtype") or cfg.get("dtype")
     if t.dtype and isinstance(draft_dtype, str) and draft_dtype != t.dtype:
         add(Finding("target-dtype", Severity.warning,
@@ -520,15 +520,18 @@ def _spans_text(spans: list[tuple[str, str]]) -> str:
     return ", ".join(f"{a}–{b}" if a != b else a for a, b in merged)
 
 
-def capture_findings(model_type: str | None, ids: list[int], num_layers: int) -> list[Finding]:
+def capture_findings(t: TargetInfo, ids: list[int], num_layers: int) -> list[Finding]:
     """A target family whose releases turn the same aux ids into different captured layers: the head was
-    trained on one of them, so the others feed it the wrong hidden states (rules.CAPTURE_RULES)."""
-    seen = [(r, rules.captured_positions(r, ids, num_layers)) for r in rules.capture_rules_for(model_type)]
+    trained on one of them, so the others feed it the wrong hidden states (rules.CAPTURE_RULES; the releases in
+    which the target fails with any draft are `target-capture`'s)."""
+    family = aux_ids.family_of(t.model_type, t.architectures)
+    seen = [(r, rules.captured_positions(r, ids, num_layers)) for r in aux_ids.rules_of(family)
+            if r.failure is None]
     if len({tuple(p) for _, p in seen}) < 2:
         return []
     spans = "; ".join(f"SGLang {r.first}–{r.last} captures the inputs of layers {p}" for r, p in seen)
     return [Finding("aux-capture", Severity.warning,
-                    f"on a {model_type} target the aux ids {ids} mean different layers per SGLang release: {spans}",
+                    f"on a {t.model_type} target the aux ids {ids} mean different layers per SGLang release: {spans}",
                     "serve with the release range whose capture matches how the head was trained")]
 
 
