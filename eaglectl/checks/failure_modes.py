@@ -18,7 +18,7 @@ from eaglectl.checkpoint.resolve import aux_layer_ids_of
 from eaglectl.checks.findings import Finding
 from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
-from eaglectl.engines.sglang.loader import rope_only_in_parameters
+from eaglectl.engines.sglang.loader import DraftDims, rope_only_in_parameters
 from eaglectl.enums import Algorithm, Severity
 from eaglectl.jsonfile import as_object, config_int
 
@@ -78,6 +78,10 @@ MODES: dict[str, FailureMode] = {m.code: m for m in (
                 "fixed by export"),
     FailureMode("aux-layer-ids", "aux ids that SGLang never captures on this target",
                 "set_eagle3_layers_to_capture per target family; a short capture breaks the fc width", "refused"),
+    FailureMode("target-capture", "a target on which the draft fails or gets other hidden states in some releases",
+                "set_eagle3_layers_to_capture missing or capturing nothing (Kimi-K2.5, Qwen3-VL, Qwen3.5, MiniMax-M3); "
+                "the default capture kept under CUDA graphs through 0.5.10.post1 (model_runner.py)",
+                "warned; serve refuses the release it would run on"),
     FailureMode("aux-ids-numbering", "aux ids that look like vLLM / HF hidden_states numbering",
                 "SGLang ids count layer outputs (+1 before capture on Llama-style targets)", "warned"),
     FailureMode("aux-ids-unpinned", "no aux ids recorded, a config copied from a target of another depth",
@@ -559,3 +563,64 @@ def _correction(ids: list[int] | None, family: aux_ids.Family, num_layers: int, 
     return (f"choose ids SGLang captures on this target (at most {aux_ids.highest_id(family, num_layers)} for a "
             f"{family.value} target)")
 
+
+def _capture_problem(d: aux_ids.Delivery, cfg: dict[str, Any], release: str) -> tuple[str, bool] | None:
+    """What goes wrong for the draft in one release (text with its source, and whether it fails rather than gets
+    other hidden states), or None."""
+    if d.failure is not None:
+        return f"{d.failure.value} ({d.failure.source})", True
+    if d.why is None:
+        return None
+    parts, fatal = [], False
+    if d.eager != d.asked:
+        takes = DraftDims.from_config(cfg).num_aux if rules.eagle3_loader(release).num_aux_from_config.value else 3
+        fatal = len(d.eager) != takes
+        parts.append(f"eager batches capture the inputs of layers {d.eager} instead of {d.asked}, the default's "
+                     f"flags staying set ({len(d.eager)} states where fc takes {takes}"
+                     + (": a shape error at the first request)" if fatal else ")"))
+    if d.replayed != d.asked:
+        parts.append(f"CUDA-graph-replayed batches capture the default layers' inputs {d.replayed} instead of "
+                     f"{d.asked} (lower acceptance, no error)")
+    return f"{'; '.join(parts)}: {d.why.value} ({d.why.source})", fatal
+
+
+def target_capture_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo, *,
+                            version: str | None = None, cuda_graph: bool = True) -> list[Finding]:
+    """Where an EAGLE-3 draft fails on the target's family, or gets other hidden states than its ids ask for, per
+    SGLang release range, with the release that fixes it (rules.CAPTURE_RULES, CAPTURE_ORDER). `version`: that
+    release alone (serve's), where a failure is an error; `cuda_graph`: whether the target records CUDA graphs."""
+    num_layers = target.num_layers
+    if algorithm is not Algorithm.EAGLE3 or not num_layers:
+        return []
+    if as_object(cfg.get("eagle_config")).get("use_aux_hidden_state") is False:
+        return []  # the target never asks for a capture
+    ids, invalid = _valid_ids(cfg)
+    if invalid is not None:
+        return []  # aux_id_findings says why
+    family = aux_ids.family_of(target.model_type, target.architectures)
+    found = _merged([(first, last, _capture_problem(aux_ids.delivered(ids, family, num_layers, first,
+                                                                        cuda_graph=cuda_graph), cfg, first))
+                     for _, first, last in aux_ids.rule_ranges(family)])
+    if version is not None and rules.release_key(version) and not rules.is_older_than_supported(version):
+        found_here = [span for span in found if not rules.older(version, span[0])][-1:]
+    else:
+        version, found_here = None, found
+    problems = [(first, last, p) for first, last, p in found_here if p is not None]
+    if not problems:
+        return []
+    shown = ids if ids else "none (the default capture)"
+    where = (f"SGLang {version}: {problems[0][2][0]}" if version is not None else
+             "; ".join(f"SGLang {_label(first, last)}: {p[0]}" for first, last, p in problems))
+    name = (target.architectures or [target.model_type or "?"])[0]
+    msg = f"aux layer ids {shown} on this {num_layers}-layer {family.value} target ({name}): {where}"
+    fixed = found[-1][0] if found[-1][2] is None else None
+    fix = (f"serve with SGLang >= {fixed}" if fixed else "no SGLang release eaglectl knows serves it right")
+    if all(aux_ids.rule(family, first).failure is None for first, _, _ in problems):
+        fix += ", or with --disable-cuda-graph"
+    if version is not None:  # the release that will serve it
+        severity = Severity.error if problems[0][2][1] else Severity.warning
+    elif fixed is None:
+        severity = Severity.error if found[-1][2] is not None and found[-1][2][1] else Severity.warning
+    else:  # older releases only: a failure there is a warning; other states only in graph replays, a note
+        severity = Severity.warning if any(p[1] for _, _, p in problems) else Severity.info
+    return [Finding("target-capture", severity, msg, fix)]

@@ -15,6 +15,7 @@ from eaglectl.checks.failure_modes import (
     aux_id_findings,
     checkpoint_view,
     head_findings,
+    target_capture_findings,
     unpinned_aux_findings,
 )
 from eaglectl.checks.findings import Finding
@@ -464,7 +465,8 @@ def _value_findings(ckpt: Checkpoint, plan: ExportPlan | None, report: InspectRe
                                        "re-export from an earlier training checkpoint (the run diverged)"))
 
 
-def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, report: InspectReport) -> None:
+def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, report: InspectReport, *,
+                     version: str | None = None, cuda_graph: bool = True) -> None:
     add = report.findings.append
     if not t.local:
         add(Finding("target-remote", Severity.info, t.note or f"target {t.source} is not local; target checks skipped"))
@@ -489,6 +491,7 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
         add(Finding("target-vocab", Severity.error,
                     f"draft vocab_size {cfg['vocab_size']} != target vocab_size {t.vocab_size}"))
     report.findings.extend(aux_id_findings(cfg, algo, t))
+    report.findings.extend(target_capture_findings(cfg, algo, t, version=version, cuda_graph=cuda_graph))
     manifest = read_manifest(ckpt.model_dir) if ckpt.model_dir is not None else None
     report.findings.extend(unpinned_aux_findings(source_layer_count(ckpt.config, manifest), cfg,
                                                  plan.num_layers if plan else None, algo, t,
@@ -535,9 +538,11 @@ def capture_findings(t: TargetInfo, ids: list[int], num_layers: int) -> list[Fin
                     "serve with the release range whose capture matches how the head was trained")]
 
 
-def target_findings(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo) -> list[Finding]:
-    """The drafter-vs-target checks alone (serve's preflight runs them without a full inspect)."""
+def target_findings(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo, *, version: str | None = None,
+                    cuda_graph: bool = True) -> list[Finding]:
+    """The drafter-vs-target checks alone (serve's preflight runs them without a full inspect). `version`: the SGLang
+    release that will serve it (None: every known one), `cuda_graph`: whether it records CUDA graphs."""
     report = InspectReport(source=ckpt.source, layout=ckpt.layout, paths={},
                            algorithm=plan.algorithm if plan else None)
-    _target_findings(ckpt, plan, target, report)
+    _target_findings(ckpt, plan, target, report, version=version, cuda_graph=cuda_graph)
     return report.findings
