@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from eaglectl.checkpoint import specforge as sf
 from eaglectl.checkpoint.names import parse_name
 from eaglectl.checkpoint.resolve import aux_layer_ids_of
 from eaglectl.checks.findings import Finding
@@ -78,6 +79,9 @@ MODES: dict[str, FailureMode] = {m.code: m for m in (
                 "fixed by export"),
     FailureMode("aux-layer-ids", "aux ids that SGLang never captures on this target",
                 "set_eagle3_layers_to_capture per target family; a short capture breaks the fc width", "refused"),
+    FailureMode("specforge-norm-output", "`norm_output` in a SpecForge training checkpoint's draft config",
+                "SpecForge: the final norm before lm_head; llama_eagle3.py 0.5.12+: the normed state carried to the "
+                "next draft step, lm_head always normed", "dropped by export, warned"),
     FailureMode("target-capture", "a target on which the draft fails or gets other hidden states in some releases",
                 "set_eagle3_layers_to_capture missing or capturing nothing (Kimi-K2.5, Qwen3-VL, Qwen3.5, MiniMax-M3); "
                 "the default capture kept under CUDA graphs through 0.5.10.post1 (model_runner.py)",
@@ -624,3 +628,25 @@ def target_capture_findings(cfg: dict[str, Any], algorithm: Algorithm | None, ta
     else:  # older releases only: a failure there is a warning; other states only in graph replays, a note
         severity = Severity.warning if any(p[1] for _, _, p in problems) else Severity.info
     return [Finding("target-capture", severity, msg, fix)]
+
+
+def specforge_findings(ckpt: Checkpoint) -> list[Finding]:
+    """A SpecForge training checkpoint whose draft config set `norm_output`, which SGLang reads with another meaning
+    (resolve took it out of the config: checkpoint.specforge.NORM_OUTPUT)."""
+    if ckpt.training is None or "norm_output" not in ckpt.training.dropped:
+        return []
+    value = ckpt.training.dropped["norm_output"]
+    trained = f"SpecForge {sf.RELEASE} reads as {sf.NORM_OUTPUT.value} ({sf.NORM_OUTPUT.source})"
+    if value:
+        carried = rules.eagle3_loader(rules.NEWEST_KNOWN).norm_output.source
+        return [Finding("specforge-norm-output", Severity.warning,
+                        f"the draft config sets norm_output: {value!r}, which {trained}; SGLang 0.5.12+ read it as "
+                        f"handing the normed state to the next draft step ({carried}), so draft steps after the "
+                        f"first would get inputs the head was not trained on",
+                        "export writes the config without it (serve's export too): SGLang's default carries the "
+                        "pre-norm state, as SpecForge trained")]
+    return [Finding("specforge-norm-output", Severity.warning,
+                    f"the draft config sets norm_output: {value!r}, which {trained}: the head was trained with "
+                    f"lm_head on the un-normed state, while SGLang applies {rules.EAGLE3.logits_normed.value} "
+                    f"({rules.EAGLE3.logits_normed.source}): its tokens differ from training's (lower acceptance, "
+                    f"no error)", "train with norm_output true (SpecForge's default) or without the key")]

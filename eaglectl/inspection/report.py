@@ -15,6 +15,7 @@ from eaglectl.checks.failure_modes import (
     aux_id_findings,
     checkpoint_view,
     head_findings,
+    specforge_findings,
     target_capture_findings,
     unpinned_aux_findings,
 )
@@ -253,7 +254,7 @@ def _failure_mode_findings(ckpt: Checkpoint, algo: Algorithm | None, plan: Expor
         codes = {f.code for f in found}
         found += [f for f in head_findings(plan_view(ckpt, plan))
                   if f.severity is Severity.error and f.code not in codes]
-    report.findings.extend(found)
+    report.findings.extend([*found, *specforge_findings(ckpt)])
 
 
 def _paths(ckpt: Checkpoint) -> dict[str, str | None]:

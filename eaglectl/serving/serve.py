@@ -87,7 +87,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     )
     from eaglectl.export.outputs import earlier_export_notes, unpin_warning
     from eaglectl.export.plan import build_plan
-    from eaglectl.export.servable import require_servable
+    from eaglectl.export.servable import export_warnings, require_servable
     from eaglectl.serving.installed import installed_sglang, require_release
 
     notes: list[str] = []
@@ -145,6 +145,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
             notes.append(f"print-only: nothing written; {out} already holds this drafter's export (up to date)")
         else:
             exported = "would export"
+            warnings.extend(export_warnings(ckpt, plan))  # what the launch's export would warn of
             state = "holds an export of other settings" if out.exists() else "does not exist yet"
             if (unpinned := unpin_warning(out, plan.config)) is not None:
                 warnings.append(unpinned)

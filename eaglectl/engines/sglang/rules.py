@@ -198,6 +198,7 @@ class Eagle3Common:
     zero_initialised: Rule[tuple[str, ...]]  # regexes: parameters that start at zero, so need no stored tensor
     unread_eagle_config_keys: Rule[tuple[str, ...]]  # ModelOpt's eagle_config switches SGLang never reads
     use_aux_hidden_state: Rule[str]  # eagle_config.use_aux_hidden_state false: the target captures nothing
+    logits_normed: Rule[str]  # lm_head always reads the final-normed state (norm_output picks only what is carried)
 
 
 STACKED = ((".qkv_proj", ".q_proj", "q"), (".qkv_proj", ".k_proj", "k"), (".qkv_proj", ".v_proj", "v"),
@@ -238,6 +239,8 @@ EAGLE3 = Eagle3Common(
     use_aux_hidden_state=Rule("eagle_config.get('use_aux_hidden_state', True)", Source(
         "0.5.9", "sglang/srt/model_executor/model_runner.py", "ModelRunner.__init__ l.360-361, l.621-624 (0.5.23 "
                  "model_runner_components/spec_aux_hidden_state.py l.188-190)")),
+    logits_normed=Rule("the final norm before lm_head, always", Source(
+        "0.5.9", E3, "LlamaModel.forward l.178-183: the logits from norm(h, residual) (0.5.23 l.263-269)")),
 )
 
 
