@@ -478,7 +478,9 @@ CAPTURE_FAMILIES = (
     CaptureFamily("qwen-moe", ("qwen2_moe", "qwen3_moe", "qwen3_next"),
                   ("Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", "Qwen3NextForCausalLM"),
                   Source("0.5.23", QWEN3_MOE, "EntryClass l.1298 (qwen2_moe.py l.1436, qwen3_next.py l.1316); "
-                                              "Qwen3MoeModel(Qwen2MoeModel): per-layer capture flags")),
+                                              "Qwen3MoeModel(Qwen2MoeModel): per-layer capture flags; 0.5.9 "
+                                              "layers/communicator.py prepare_attn_and_capture_last_layer_outputs "
+                                              "l.386-409: a flagged layer captures the residual entering it")),
     CaptureFamily("deepseek", ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "glm4_moe_lite"),
                   ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "DeepseekV32ForCausalLM",
                    "Glm4MoeLiteForCausalLM", "GlmMoeDsaForCausalLM", "MistralLarge3ForCausalLM"),
