@@ -313,6 +313,8 @@ def _open_specforge(ckpt: Checkpoint, draft_config: str | None) -> None:
     notes = [f"SpecForge training checkpoint (step {state.step if state.step is not None else '?'}"
              f"{f' of run {state.run_id}' if state.run_id else ''}): weights from {sf.STATE_FILE}, config from "
              f"{choice.how} ({choice.path})", *state.notes]
+    if (dropped := sf.sglang_dialect(ckpt.config, state)) is not None:
+        notes.append(dropped)
     if sf.config_changed(choice.path, state.draft_config_sha256):
         notes.append(f"{choice.path} differs from the draft config the run hashed (sha256 "
                      f"{state.draft_config_sha256[:12] if state.draft_config_sha256 else '?'}...): it changed since "
