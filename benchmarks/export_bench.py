@@ -139,7 +139,7 @@ def timed(mod, name, label):
             spent[label] = spent.get(label, 0.0) + time.monotonic() - t
     setattr(mod, name, wrapper)
 timed(exporter, "resolve", "resolve (config, headers)")
-timed(exporter, "load_meta", "read meta (import torch + torch.load)")
+timed(exporter, "load_meta", "read meta (torch-free reader; else torch.load)")
 timed(exporter, "build_plan", "plan")
 timed(exporter, "require_servable", "checks + loader replay")
 timed(exporter, "verify_output", "verify (read-back + replay)")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eaglectl.checkpoint.small_pickle import StoredTensor, read_tensor_index
 from eaglectl.errors import CheckpointError
 from eaglectl.jsonfile import JsonLimits, loads_bounded
 
@@ -138,6 +139,29 @@ class WeightSet:
         step = max(1, chunk_bytes // row_bytes)
         for start in range(0, rows, step):
             yield self._read(name, start, min(start + step, rows))
+
+    def stored_plainly(self, name: str) -> bool:
+        """Whether a tensor's bytes lie in its file as they are (little-endian, C order, one range)."""
+        info = self.tensors[name]
+        return not self.remote and info.data_offset is not None and info.file not in self._swapped
+
+    def raw_chunks(self, name: str, chunk_bytes: int) -> Iterator[bytearray] | None:
+        """A tensor's bytes as stored (little-endian, C order) in chunks of about `chunk_bytes`, `pread` like
+        `load_rows`, for scans that need no torch; None when the bytes are not stored that way (a pickle's view
+        with other strides, a file of the other byte order, a header from the Hub)."""
+        if not self.stored_plainly(name):
+            return None
+        info = self.tensors[name]
+        assert info.data_offset is not None
+        offset, total = info.data_offset, info.nbytes
+        item = ITEMSIZE[info.dtype]
+        step = max(item, chunk_bytes - chunk_bytes % item)
+
+        def chunks() -> Iterator[bytearray]:
+            for start in range(0, total, step):
+                yield self._pread(info.file, offset + start, min(step, total - start))
+
+        return chunks()
 
     def _read(self, name: str, start: int | None, stop: int | None):
         import torch
@@ -610,6 +634,9 @@ def open_weights(files: list[Path], index_file: Path | None = None, *,
         if fmt == "safetensors":
             part = read_safetensors_header(f)
             _check_safe_open(f)
+        elif (loaded is None or f not in loaded) and (indexed := _index_pickle(f)) is not None:
+            part, spans = indexed
+            ws._spans.update(spans)
         else:
             tensors = loaded[f] if loaded is not None and f in loaded else tensor_dict(load_pickle(f), f)
             ws._pickles[f] = tensors
@@ -632,6 +659,34 @@ def open_weights(files: list[Path], index_file: Path | None = None, *,
                         ws._spans[k] = (span, tuple(v.stride()), not native)
         _add_shard(ws, part, f, where=f"{f.parent}: ")
     return ws
+
+
+def _index_pickle(f: Path) -> tuple[dict[str, TensorInfo], dict[str, tuple[int, tuple[int, ...], bool]]] | None:
+    """A weights pickle's tensors and where their bytes lie, read from its pickle alone without torch
+    (`small_pickle.read_tensor_index`); None when that reader does not handle the file or finds no state dict
+    in it: then `load_pickle` (torch) reads it, and its checks and errors apply."""
+    if sys.byteorder != "little":
+        return None
+    obj = read_tensor_index(f, MAX_VIEW_FACTOR * max(check_torch_zip(f), 1))
+    if not isinstance(obj, dict):
+        return None
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, StoredTensor)}
+    if not tensors:
+        for key in STATE_DICT_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, dict):
+                tensors = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, StoredTensor)}
+                if tensors:
+                    break
+    if not tensors:
+        return None
+    infos, spans = {}, {}
+    for k, st in tensors.items():
+        numel = math.prod(st.shape)
+        infos[k] = TensorInfo(k, st.dtype, st.shape, f, data_offset=st.offset if numel and st.contiguous else None)
+        if numel:
+            spans[k] = (st.offset, st.strides, False)
+    return infos, spans
 
 
 def _add_shard(ws: WeightSet, part: dict[str, TensorInfo], f: Path, *, where: str = "") -> None:

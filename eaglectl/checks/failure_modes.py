@@ -13,12 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from eaglectl.checkpoint import specforge as sf
 from eaglectl.checkpoint.names import parse_name
 from eaglectl.checkpoint.resolve import aux_layer_ids_of
 from eaglectl.checks.findings import Finding
 from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import (
+    DraftDims,
     class_default_sizes,
     default_rope_base,
     mlp_bias,
@@ -87,6 +89,13 @@ MODES: dict[str, FailureMode] = {m.code: m for m in (
                 "fixed by export"),
     FailureMode("aux-layer-ids", "aux ids that SGLang never captures on this target",
                 "set_eagle3_layers_to_capture per target family; a short capture breaks the fc width", "refused"),
+    FailureMode("specforge-norm-output", "`norm_output` in a SpecForge training checkpoint's draft config",
+                "SpecForge: the final norm before lm_head; llama_eagle3.py 0.5.12+: the normed state carried to the "
+                "next draft step, lm_head always normed", "dropped by export, warned"),
+    FailureMode("target-capture", "a target on which the draft fails or gets other hidden states in some releases",
+                "set_eagle3_layers_to_capture missing or capturing nothing (Kimi-K2.5, Qwen3-VL, Qwen3.5, MiniMax-M3); "
+                "the default capture kept under CUDA graphs through 0.5.10.post1 (model_runner.py)",
+                "warned; serve refuses the release it would run on"),
     FailureMode("aux-ids-numbering", "aux ids that look like vLLM / HF hidden_states numbering",
                 "SGLang ids count layer outputs (+1 before capture on Llama-style targets)", "warned"),
     FailureMode("aux-ids-unpinned", "no aux ids recorded, a config copied from a target of another depth",
@@ -261,8 +270,8 @@ def _d2t(v: HeadView) -> list[Finding]:
     vocab = config_int(v.config, "vocab_size")
     if len(shape) != 1 or not vocab or shape[0] >= vocab or shape[0] > MAX_D2T:
         return []
-    d2t = v.load("d2t")
-    if d2t.numel() == 0 or bool(d2t.any()):
+    d2t = as_numpy(v.load("d2t"))
+    if d2t.size == 0 or bool(d2t.any()):
         return []
     return [Finding("d2t-all-zero", Severity.error,
                     f"d2t holds only zeros for a {shape[0]}-token draft vocab (vocab {vocab}): a map that was never "
@@ -272,11 +281,24 @@ def _d2t(v: HeadView) -> list[Finding]:
                     "and save it in the weights; it cannot be recovered from the other tensors")]
 
 
+def as_numpy(values: Any) -> Any:
+    """A tensor's values as a numpy array: the plan's generated tensors are numpy already, stored ones come from
+    the weights as torch tensors (dtypes numpy lacks, bfloat16 / float8, as float32)."""
+    if type(values).__module__ == "numpy":
+        return values
+    values = values.detach().cpu()
+    if values.is_floating_point() and values.element_size() < 4 and str(values.dtype) != "torch.float16":
+        import torch
+
+        values = values.to(torch.float32)
+    return values.numpy()
+
+
 def _t2d(v: HeadView) -> list[Finding]:
     """t2d (target id -> in the draft vocab) against the vocab, the draft vocab and d2t. SGLang never reads t2d,
     but a t2d that disagrees says one of the two maps is not the one the head was trained with, and SGLang serves
     with d2t whichever it is."""
-    import torch
+    import numpy as np
 
     if v.algorithm is not Algorithm.EAGLE3 or "t2d" not in v.shapes or v.load is None:
         return []
@@ -290,21 +312,21 @@ def _t2d(v: HeadView) -> list[Finding]:
     elif vocab and shape[0] != vocab:
         problems.append(f"t2d has {shape[0]} entries for a {vocab}-token vocab")
     if len(shape) == 1 and shape[0] <= MAX_D2T:
-        marked = v.load("t2d").reshape(-1) != 0
+        marked = as_numpy(v.load("t2d")).reshape(-1) != 0
         count = int(marked.sum())
         if draft is not None and count != draft:
             problems.append(f"t2d marks {count} tokens as in the draft vocab, which has {draft}")
         if d2t_shape is not None and len(d2t_shape) == 1 and 0 < d2t_shape[0] <= MAX_D2T:
-            d2t = v.load("d2t").reshape(-1).to(torch.int64)
-            named = d2t + torch.arange(d2t.numel(), dtype=torch.int64)
-            inside = named[(named >= 0) & (named < marked.numel())]
-            from_d2t = torch.zeros_like(marked)
+            d2t = as_numpy(v.load("d2t")).reshape(-1).astype(np.int64)
+            named = d2t + np.arange(d2t.size, dtype=np.int64)
+            inside = named[(named >= 0) & (named < marked.size)]
+            from_d2t = np.zeros_like(marked)
             from_d2t[inside] = True
             extra, missed = marked & ~from_d2t, from_d2t & ~marked
-            if bool(extra.any()) or bool(missed.any()) or inside.numel() != named.numel():
-                first = int((extra | missed).nonzero()[0]) if bool((extra | missed).any()) else None
+            if bool(extra.any()) or bool(missed.any()) or inside.size != named.size:
+                first = int(np.flatnonzero(extra | missed)[0]) if bool((extra | missed).any()) else None
                 problems.append(f"t2d marks {int(extra.sum())} target tokens d2t does not name and misses "
-                                f"{int(missed.sum()) + named.numel() - inside.numel()} it names"
+                                f"{int(missed.sum()) + named.size - inside.size} it names"
                                 + (f" (first: target id {first})" if first is not None else ""))
     if not problems:
         return []
@@ -548,42 +570,64 @@ def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers
                     f"hidden states here (lower acceptance, no error)", fix)]
 
 
+def _valid_ids(cfg: dict[str, Any]) -> tuple[list[int] | None, Finding | None]:
+    """The draft's aux-layer ids as the checks read them (eagle_config's, else wherever a trainer put them), or the
+    finding that says why they are unusable."""
+    ids = as_object(cfg.get("eagle_config")).get("eagle_aux_hidden_state_layer_ids") or aux_layer_ids_of(cfg)
+    if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
+        return None, Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids!r:.60} must be a list of integers")
+    if ids and len(set(ids)) != len(ids):
+        return None, Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} are not distinct")
+    if ids and min(ids) < 0:
+        return None, Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} must not be negative")
+    return ids, None
+
+
+def _merged(spans: list[tuple[str, str | None, Any]]) -> list[tuple[str, str | None, Any]]:
+    """(first, last, value) of release spans in order, neighbours with the same value merged."""
+    out: list[tuple[str, str | None, Any]] = []
+    for first, last, value in spans:
+        if out and out[-1][2] == value:
+            out[-1] = (out[-1][0], last, value)
+        else:
+            out.append((first, last, value))
+    return out
+
+
+def _label(first: str, last: str | None) -> str:
+    return first if last == first else f"{first}-{last}" if last is not None else f"{first}+"
+
+
 def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:
-    """The draft's aux-layer ids against the target's family and depth, for every SGLang rule range."""
+    """The draft's aux-layer ids against the target's family and depth, for every SGLang rule range (a range in
+    which the target fails with any draft is `target_capture_findings`')."""
     num_layers = target.num_layers
     if algorithm is not Algorithm.EAGLE3 or not num_layers:
         return []
     family = aux_ids.family_of(target.model_type, target.architectures)
-    eagle_cfg = as_object(cfg.get("eagle_config"))
-    ids = eagle_cfg.get("eagle_aux_hidden_state_layer_ids") or aux_layer_ids_of(cfg)
-    if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
-        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids!r:.60} must be a list of integers")]
-    if ids and len(set(ids)) != len(ids):
-        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} are not distinct")]
-    if ids and min(ids) < 0:
-        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} must not be negative")]
-    failing: list[tuple[str, list[int]]] = []
-    for label, start, _end in aux_ids.RULE_RANGES:
-        capture = aux_ids.captured(ids, family, num_layers, start)
-        lost = [c for c in capture if not aux_ids.reachable(c, family, num_layers, start)]
-        if lost:
-            failing.append((label, lost))
+    ids, invalid = _valid_ids(cfg)
+    if invalid is not None:
+        return [invalid]
+    spans = [(first, last, [c for c in aux_ids.captured(ids, family, num_layers, first)
+                            if not aux_ids.reachable(c, family, num_layers, first)])
+             for _, first, last in aux_ids.rule_ranges(family) if not aux_ids.fails(family, first)]
+    merged = _merged(spans)
+    failing = [(_label(first, last), lost) for first, last, lost in merged if lost]
     shown = ids if ids else f"none (default capture {aux_ids.captured(None, family, num_layers)})"
     out = []
     if failing:
-        newest_fails = failing[-1][0] == aux_ids.RULE_RANGES[-1][0]
-        if len(failing) == len(aux_ids.RULE_RANGES) and all(lost == failing[0][1] for _, lost in failing):
-            ranges = f"no SGLang release (0.5.9+) captures layer input(s) {failing[0][1]}"
+        newest_fails = bool(merged[-1][2])
+        if len(merged) == 1:
+            ranges = f"no SGLang release ({merged[0][0]}+) captures layer input(s) {failing[0][1]}"
         else:
             ranges = ", ".join(f"SGLang {label} never captures layer input(s) {lost}" for label, lost in failing)
         msg = (f"aux layer ids {shown} on a {num_layers}-layer {family.value} target "
                f"({target.model_type or '?'}): {ranges} (the layer loop ends at {num_layers - 1}), so fewer hidden "
                f"states reach the draft than its fc expects (shape error at the first request)")
-        ok_from = next((label.split("-")[0].rstrip("+") for label, *_ in aux_ids.RULE_RANGES
-                        if label not in {f for f, _ in failing}), None)
+        works_from = None if newest_fails else merged[-1][0]
         out.append(Finding("aux-layer-ids", Severity.error if newest_fails else Severity.warning, msg,
-                           _correction(ids, family, num_layers, ok_from if not newest_fails else None)))
-    elif ids and family is aux_ids.Family.plus_one and list(ids) == [2, num_layers // 2, num_layers - 3]:
+                           _correction(ids, family, num_layers, works_from)))
+    elif ids and aux_ids.adds_one(family) and list(ids) == [2, num_layers // 2, num_layers - 3]:
         fixed = [1, num_layers // 2 - 1, num_layers - 4]
         out.append(Finding("aux-ids-numbering", Severity.warning,
                            f"aux layer ids {ids} are vLLM's / speculators' default (input-to-layer numbering, HF "
@@ -602,5 +646,89 @@ def _correction(ids: list[int] | None, family: aux_ids.Family, num_layers: int, 
     if as_input is not None and as_input != list(ids):
         return (f"if these ids count like vLLM / HF hidden_states (input to layer k), SGLang's ids for the same "
                 f"layers are {as_input}")
-    top = num_layers - 2 if family is aux_ids.Family.plus_one else num_layers - 1
-    return f"choose ids SGLang captures on this target (at most {top} for a {family.value} target)"
+    return (f"choose ids SGLang captures on this target (at most {aux_ids.highest_id(family, num_layers)} for a "
+            f"{family.value} target)")
+
+
+def _capture_problem(d: aux_ids.Delivery, cfg: dict[str, Any], release: str) -> tuple[str, bool] | None:
+    """What goes wrong for the draft in one release (text with its source, and whether it fails rather than gets
+    other hidden states), or None."""
+    if d.failure is not None:
+        return f"{d.failure.value} ({d.failure.source})", True
+    if d.why is None:
+        return None
+    parts, fatal = [], False
+    if d.eager != d.asked:
+        takes = DraftDims.from_config(cfg).num_aux if rules.eagle3_loader(release).num_aux_from_config.value else 3
+        fatal = len(d.eager) != takes
+        parts.append(f"eager batches capture the inputs of layers {d.eager} instead of {d.asked}, the default's "
+                     f"flags staying set ({len(d.eager)} states where fc takes {takes}"
+                     + (": a shape error at the first request)" if fatal else ")"))
+    if d.replayed != d.asked:
+        parts.append(f"CUDA-graph-replayed batches capture the default layers' inputs {d.replayed} instead of "
+                     f"{d.asked} (lower acceptance, no error)")
+    return f"{'; '.join(parts)}: {d.why.value} ({d.why.source})", fatal
+
+
+def target_capture_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo, *,
+                            version: str | None = None, cuda_graph: bool = True) -> list[Finding]:
+    """Where an EAGLE-3 draft fails on the target's family, or gets other hidden states than its ids ask for, per
+    SGLang release range, with the release that fixes it (rules.CAPTURE_RULES, CAPTURE_ORDER). `version`: that
+    release alone (serve's), where a failure is an error; `cuda_graph`: whether the target records CUDA graphs."""
+    num_layers = target.num_layers
+    if algorithm is not Algorithm.EAGLE3 or not num_layers:
+        return []
+    if as_object(cfg.get("eagle_config")).get("use_aux_hidden_state") is False:
+        return []  # the target never asks for a capture
+    ids, invalid = _valid_ids(cfg)
+    if invalid is not None:
+        return []  # aux_id_findings says why
+    family = aux_ids.family_of(target.model_type, target.architectures)
+    found = _merged([(first, last, _capture_problem(aux_ids.delivered(ids, family, num_layers, first,
+                                                                        cuda_graph=cuda_graph), cfg, first))
+                     for _, first, last in aux_ids.rule_ranges(family)])
+    if version is not None and rules.release_key(version) and not rules.is_older_than_supported(version):
+        found_here = [span for span in found if not rules.older(version, span[0])][-1:]
+    else:
+        version, found_here = None, found
+    problems = [(first, last, p) for first, last, p in found_here if p is not None]
+    if not problems:
+        return []
+    shown = ids if ids else "none (the default capture)"
+    where = (f"SGLang {version}: {problems[0][2][0]}" if version is not None else
+             "; ".join(f"SGLang {_label(first, last)}: {p[0]}" for first, last, p in problems))
+    name = (target.architectures or [target.model_type or "?"])[0]
+    msg = f"aux layer ids {shown} on this {num_layers}-layer {family.value} target ({name}): {where}"
+    fixed = found[-1][0] if found[-1][2] is None else None
+    fix = (f"serve with SGLang >= {fixed}" if fixed else "no SGLang release eaglectl knows serves it right")
+    if all(aux_ids.rule(family, first).failure is None for first, _, _ in problems):
+        fix += ", or with --disable-cuda-graph"
+    if version is not None:  # the release that will serve it
+        severity = Severity.error if problems[0][2][1] else Severity.warning
+    elif fixed is None:
+        severity = Severity.error if found[-1][2] is not None and found[-1][2][1] else Severity.warning
+    else:  # older releases only: a failure there is a warning; other states only in graph replays, a note
+        severity = Severity.warning if any(p[1] for _, _, p in problems) else Severity.info
+    return [Finding("target-capture", severity, msg, fix)]
+
+
+def specforge_findings(ckpt: Checkpoint) -> list[Finding]:
+    """A SpecForge training checkpoint whose draft config set `norm_output`, which SGLang reads with another meaning
+    (resolve took it out of the config: checkpoint.specforge.NORM_OUTPUT)."""
+    if ckpt.training is None or "norm_output" not in ckpt.training.dropped:
+        return []
+    value = ckpt.training.dropped["norm_output"]
+    trained = f"SpecForge {sf.RELEASE} reads as {sf.NORM_OUTPUT.value} ({sf.NORM_OUTPUT.source})"
+    if value:
+        carried = rules.eagle3_loader(rules.NEWEST_KNOWN).norm_output.source
+        return [Finding("specforge-norm-output", Severity.warning,
+                        f"the draft config sets norm_output: {value!r}, which {trained}; SGLang 0.5.12+ read it as "
+                        f"handing the normed state to the next draft step ({carried}), so draft steps after the "
+                        f"first would get inputs the head was not trained on",
+                        "export writes the config without it (serve's export too): SGLang's default carries the "
+                        "pre-norm state, as SpecForge trained")]
+    return [Finding("specforge-norm-output", Severity.warning,
+                    f"the draft config sets norm_output: {value!r}, which {trained}: the head was trained with "
+                    f"lm_head on the un-normed state, while SGLang applies {rules.EAGLE3.logits_normed.value} "
+                    f"({rules.EAGLE3.logits_normed.source}): its tokens differ from training's (lower acceptance, "
+                    f"no error)", "train with norm_output true (SpecForge's default) or without the key")]

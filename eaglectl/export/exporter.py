@@ -21,7 +21,7 @@ from eaglectl.checkpoint.resolve import Checkpoint, load_meta, resolve
 
 # At module level: the scan thread must import nothing (a signal landing in the main thread's import can leave
 # an import lock held, and the thread would wait for it forever).
-from eaglectl.checkpoint.values import non_finite_message, scan_non_finite, scanned_tensors
+from eaglectl.checkpoint.values import non_finite_message, prepare_scan, scan_non_finite, scanned_tensors
 from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import replay_releases, serving_spans, simulate_load
@@ -49,7 +49,15 @@ from eaglectl.export.outputs import (
 from eaglectl.export.plan import DroppedTensor, ExportPlan, PlannedTensor, build_plan, predict_tensors
 from eaglectl.export.servable import export_warnings, require_servable
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
-from eaglectl.export.writer import OutTensor, RawSource, SafetensorsFile, header_bytes, rows_of, write_safetensors
+from eaglectl.export.writer import (
+    OutTensor,
+    RawSource,
+    SafetensorsFile,
+    array_bytes,
+    header_bytes,
+    rows_of,
+    write_safetensors,
+)
 from eaglectl.jsonfile import dumps_config
 from eaglectl.sizes import parse_size
 
@@ -255,7 +263,10 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
         kept = "previous output left intact" if read_manifest(out) is not None else "nothing written"
         staged = early.staged if early is not None else stage_dir(out)
         written = early.written if early is not None else _Written()
-        scan = _Background(_scan_values, ckpt, plan, _write_order(shards), written)
+        order = _write_order(shards)
+        assert ckpt.weights is not None
+        prepare_scan(ckpt.weights, _scan_names(ckpt, plan, order))  # its imports, here: the thread imports nothing
+        scan = _Background(_scan_values, ckpt, plan, order, written)
         try:
             report.files = _write_all(ckpt, plan, staged, shards, fingerprint, token_map_needed,
                                       progress, on_tensor=written.add, early=early)
@@ -492,15 +503,21 @@ def _scan_values(ckpt: Checkpoint, plan: ExportPlan, order: list[str] | None = N
                  stop=None) -> list:
     """NaN / Inf in the planned source tensors; with `written`, each one read after the writer copied it."""
     assert ckpt.weights is not None
-    outputs = order or [t.name for t in plan.tensors]
-    source_of = {t.name: t.source for t in plan.tensors if t.source}
-    output_of = {src: name for name, src in source_of.items()}
-    names = scanned_tensors(ckpt.weights, [source_of[n] for n in outputs if n in source_of])
+    output_of = {t.source: t.name for t in plan.tensors if t.source}
+    names = _scan_names(ckpt, plan, order)
     before = None
     if written is not None and stop is not None:
         def before(source: str) -> None:
             written.wait(output_of[source], stop)
     return scan_non_finite(ckpt.weights, names, stop=stop, before=before)
+
+
+def _scan_names(ckpt: Checkpoint, plan: ExportPlan, order: list[str] | None) -> list[str]:
+    """The source tensors the scan reads, in the order their outputs are written (`order`) or planned."""
+    assert ckpt.weights is not None
+    outputs = order or [t.name for t in plan.tensors]
+    source_of = {t.name: t.source for t in plan.tensors if t.source}
+    return scanned_tensors(ckpt.weights, [source_of[n] for n in outputs if n in source_of])
 
 
 def _write_order(shards: StateDictSplit) -> list[str]:
@@ -606,7 +623,9 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
     outs = []
     for t in tensors:
         if t.source is None:
-            outs.append(OutTensor(t.name, t.dtype, t.shape, rows_of(generated[t.name] if generated else None)))
+            value = generated[t.name] if generated else None
+            outs.append(OutTensor(t.name, t.dtype, t.shape,
+                                  array_bytes(value, t.dtype) if _is_array(value) else rows_of(value)))
             continue
         info = ws.tensors[t.source]
         if info.data_offset is not None and info.dtype == t.dtype:
@@ -618,6 +637,11 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
             outs.append(OutTensor(t.name, t.dtype, t.shape, _loaded_rows(ws, t.source),
                                   mapped=mapped.get(info.file, ())))
     return outs
+
+
+def _is_array(value: Any) -> bool:
+    """A numpy array (the plan builds d2t / t2d with numpy; torch is not imported for them)."""
+    return type(value).__module__ == "numpy"
 
 
 def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDictSplit, fingerprint: str,

@@ -34,6 +34,26 @@ class RawSource:
     identity: tuple[int, int, int, int] | None = None  # (dev, inode, size, mtime_ns) when the plan was made
 
 
+@dataclass(frozen=True)
+class InMemory:
+    """A tensor's bytes already in memory, as the output holds them (d2t / t2d built by the plan)."""
+
+    data: bytes
+
+
+# numpy dtype names of the safetensors codes a generated tensor may have
+NUMPY_DTYPES = {"I64": "int64", "I32": "int32", "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16",
+                "F32": "float32", "F64": "float64", "F16": "float16"}
+
+
+def array_bytes(array: Any, dtype: str) -> InMemory:
+    """A numpy array's bytes as a tensor of safetensors dtype `dtype` (little-endian, C order)."""
+    import numpy as np
+
+    want = np.dtype(NUMPY_DTYPES[dtype]).newbyteorder("<")
+    return InMemory(np.ascontiguousarray(array, dtype=want).tobytes())
+
+
 def rows_of(tensor: Any) -> Callable[[int | None, int | None], Any]:
     """A row reader over a tensor in memory (`OutTensor.source`)."""
     return lambda start, stop: tensor if start is None else tensor[start:stop]
@@ -44,7 +64,8 @@ class OutTensor:
     name: str
     dtype: str
     shape: tuple[int, ...]
-    source: RawSource | Callable[[int | None, int | None], Any]  # raw bytes, or a row reader -> torch.Tensor
+    # a byte range of a file, bytes in memory, or a row reader -> torch.Tensor
+    source: RawSource | InMemory | Callable[[int | None, int | None], Any]
     mapped: tuple[tuple[int, int], ...] = ()  # address ranges of the file mapping behind the tensor, if any
 
     @property
@@ -99,6 +120,12 @@ class SafetensorsFile:
                 return
             if isinstance(t.source, RawSource):
                 _copy_range(t.source, t.nbytes, self.fd, self.offsets[t.name], on_bytes, stop)
+            elif isinstance(t.source, InMemory):
+                if len(t.source.data) != t.nbytes:
+                    raise ValueError(f"{t.name}: {len(t.source.data)} bytes in memory, planned {t.nbytes}")
+                _pwrite_all(self.fd, t.source.data, self.offsets[t.name])
+                if on_bytes:
+                    on_bytes(t.nbytes)
             elif _write_tensor(t, self.fd, self.offsets[t.name], on_bytes) and on_overflow:
                 on_overflow(t.name)
             if on_tensor:
