@@ -145,10 +145,11 @@ class WeightSet:
         info = self.tensors[name]
         return not self.remote and info.data_offset is not None and info.file not in self._swapped
 
-    def raw_chunks(self, name: str, chunk_bytes: int) -> Iterator[bytearray] | None:
+    def raw_chunks(self, name: str, chunk_bytes: int) -> Iterator[memoryview] | None:
         """A tensor's bytes as stored (little-endian, C order) in chunks of about `chunk_bytes`, `pread` like
         `load_rows`, for scans that need no torch; None when the bytes are not stored that way (a pickle's view
-        with other strides, a file of the other byte order, a header from the Hub)."""
+        with other strides, a file of the other byte order, a header from the Hub). Each chunk is a view of one
+        buffer the next chunk overwrites: use it before asking for the next."""
         if not self.stored_plainly(name):
             return None
         info = self.tensors[name]
@@ -157,11 +158,43 @@ class WeightSet:
         item = ITEMSIZE[info.dtype]
         step = max(item, chunk_bytes - chunk_bytes % item)
 
-        def chunks() -> Iterator[bytearray]:
-            for start in range(0, total, step):
-                yield self._pread(info.file, offset + start, min(step, total - start))
+        def chunks() -> Iterator[memoryview]:
+            buf = memoryview(bytearray(min(step, total)))
+            with self._open_checked(info.file) as fd:
+                for start in range(0, total, step):
+                    view = buf[:min(step, total - start)]
+                    self._pread_into(fd, info.file, offset + start, view)
+                    yield view
 
         return chunks()
+
+    @contextlib.contextmanager
+    def _open_checked(self, path: Path) -> Iterator[int]:
+        """`path` opened for reading, refused if it was rewritten or replaced since it was opened first."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise changed_error(path, self.doing) from exc
+        try:
+            if path in self.identity and file_identity(fd) != self.identity[path]:
+                raise changed_error(path, self.doing)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _pread_into(self, fd: int, path: Path, offset: int, view: memoryview) -> None:
+        """Fill `view` from `offset`; a short read is a file truncated since it was opened."""
+        got = 0
+        while got < len(view):
+            if hasattr(os, "preadv"):
+                n = os.preadv(fd, [view[got:]], offset + got)
+            else:  # pragma: no cover - platforms without preadv
+                chunk = os.pread(fd, len(view) - got, offset + got)
+                n = len(chunk)
+                view[got:got + n] = chunk
+            if n <= 0:
+                raise changed_error(path, self.doing)
+            got += n
 
     def _read(self, name: str, start: int | None, stop: int | None):
         import torch
@@ -190,27 +223,8 @@ class WeightSet:
         """`size` bytes at `offset` of `path`, refusing a file rewritten, replaced or truncated since it was
         opened (the same error as the raw copy's)."""
         buf = bytearray(size)
-        view = memoryview(buf)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise changed_error(path, self.doing) from exc
-        try:
-            if path in self.identity and file_identity(fd) != self.identity[path]:
-                raise changed_error(path, self.doing)
-            got = 0
-            while got < size:
-                if hasattr(os, "preadv"):
-                    n = os.preadv(fd, [view[got:]], offset + got)
-                else:  # pragma: no cover - platforms without preadv
-                    chunk = os.pread(fd, size - got, offset + got)
-                    n = len(chunk)
-                    view[got:got + n] = chunk
-                if n <= 0:
-                    raise changed_error(path, self.doing)
-                got += n
-        finally:
-            os.close(fd)
+        with self._open_checked(path) as fd:
+            self._pread_into(fd, path, offset, memoryview(buf))
         return buf
 
 
