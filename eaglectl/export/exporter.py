@@ -50,6 +50,7 @@ from eaglectl.export.plan import DroppedTensor, ExportPlan, PlannedTensor, build
 from eaglectl.export.servable import export_warnings, require_servable
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
 from eaglectl.export.writer import (
+    ALIGN_MIN_BYTES,
     OutTensor,
     RawSource,
     SafetensorsFile,
@@ -231,11 +232,13 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
         return report
     refuse_unsafe_output(ckpt, out)
     token_map_needed = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
+    assert ckpt.weights is not None
     if dry_run:
         report.warnings = _value_warnings(_scan_values(ckpt, plan)) + export_warnings(ckpt, plan)
         if (unpinned := unpin_warning(out, plan.config)) is not None:
             report.warnings.append(unpinned)
-        report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed)]
+        report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed,
+                                                                                ckpt.weights)]
         report.token_map = out / TOKEN_MAP if token_map_needed else None
         report.notes.append("dry run: nothing was written")
         report.seconds = time.monotonic() - t0
@@ -246,7 +249,7 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
         except OSError as exc:
             raise OutputError(f"{out.parent}: cannot create ({exc.strerror or exc})") from exc
     fingerprint = _fingerprint(ckpt, plan)
-    shards = _shards(plan, max_bytes)
+    shards = _shards(plan, max_bytes, ckpt.weights)
     if early is not None and not early.matches(out, plan, shards):
         early.abandon()
         early = None
@@ -366,7 +369,7 @@ class EarlyCopy:
             refuse_unsafe_output(ckpt, out)
             if not out.parent.is_dir() or read_manifest(out) is not None:
                 return None  # an earlier export there: the finished plan decides whether it is unchanged
-            shards = _split(tensors, parse_size(max_shard_size))
+            shards = _split(tensors, parse_size(max_shard_size), ws)
         except (EaglectlError, ValueError):
             return None  # the export says it, in its own order, once the plan is complete
         lock, cleanup = contextlib.ExitStack(), contextlib.ExitStack()
@@ -554,28 +557,53 @@ def _parse_size(text: str) -> int:
         raise UsageError(f"--max-shard-size {text!r}: {exc}") from None
 
 
-def _shards(plan: ExportPlan, max_bytes: int) -> StateDictSplit:
-    return _split(plan.tensors, max_bytes)
+def _shards(plan: ExportPlan, max_bytes: int, ws: WeightSet) -> StateDictSplit:
+    return _split(plan.tensors, max_bytes, ws)
 
 
-def _split(tensors: list[PlannedTensor], max_bytes: int) -> StateDictSplit:
+def _split(tensors: list[PlannedTensor], max_bytes: int, ws: WeightSet) -> StateDictSplit:
     """huggingface_hub's split of the planned tensors into shard files (the same split `save_torch_state_dict`
-    makes), each file's names sorted: the writer's order."""
+    makes): the writer's order. In each file, the tensors copied as bytes come first in their source order (so that
+    one header padding lines them all up, `writer.aligned_padding`) when they are large enough to be padded for;
+    the others sorted by name."""
     from huggingface_hub import split_state_dict_into_shards_factory
 
     sizes = {t.name: t.nbytes for t in tensors}
     split = split_state_dict_into_shards_factory(
         sizes, get_storage_size=lambda n: n, filename_pattern="model{suffix}.safetensors", max_shard_size=max_bytes)
-    split.filename_to_tensors = {fname: sorted(names) for fname, names in split.filename_to_tensors.items()}
+    by_name = {t.name: t for t in tensors}
+    files = {f: i for i, f in enumerate(ws.files)}
+
+    def order(names: list[str]) -> list[str]:
+        raw = {n: _raw_offset(ws, by_name[n]) for n in names}
+        if sum(by_name[n].nbytes for n in names if raw[n] is not None) < ALIGN_MIN_BYTES:
+            return sorted(names)
+        return sorted(names, key=lambda n: (0, files[ws.tensors[by_name[n].source or ""].file], raw[n], n)
+                      if raw[n] is not None else (1, 0, 0, n))
+
+    split.filename_to_tensors = {fname: order(names) for fname, names in split.filename_to_tensors.items()}
     return split
 
 
-def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool) -> list[tuple[str, int]]:
+def _raw_offset(ws: WeightSet, t: PlannedTensor) -> int | None:
+    """Where a planned tensor's bytes lie in their source file when the writer copies them as they are (a stored
+    tensor, dtype kept, contiguous in its file); None when it is built, converted or reshaped."""
+    if t.source is None:
+        return None
+    info = ws.tensors[t.source]
+    return info.data_offset if info.dtype == t.dtype else None
+
+
+def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool, ws: WeightSet) -> list[tuple[str, int]]:
 
     files = []
     shapes = {t.name: t for t in plan.tensors}
-    for fname, names in _shards(plan, max_bytes).filename_to_tensors.items():
-        outs = [OutTensor(n, shapes[n].dtype, shapes[n].shape, lambda a, b: None) for n in names]
+    for fname, names in _shards(plan, max_bytes, ws).filename_to_tensors.items():
+        outs = []
+        for n in names:
+            t, offset = shapes[n], _raw_offset(ws, shapes[n])
+            source = RawSource(Path(), offset) if offset is not None else (lambda a, b: None)
+            outs.append(OutTensor(n, t.dtype, t.shape, source))
         files.append((fname, len(header_bytes(outs)) + sum(o.nbytes for o in outs)))
     files.append(("config.json", len(dumps_config(plan.config))))
     if token_map:
@@ -628,9 +656,8 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
                                   array_bytes(value, t.dtype) if _is_array(value) else rows_of(value)))
             continue
         info = ws.tensors[t.source]
-        if info.data_offset is not None and info.dtype == t.dtype:
-            outs.append(OutTensor(t.name, t.dtype, t.shape,
-                                  RawSource(info.file, info.data_offset, ws.identity.get(info.file))))
+        if (offset := _raw_offset(ws, t)) is not None:
+            outs.append(OutTensor(t.name, t.dtype, t.shape, RawSource(info.file, offset, ws.identity.get(info.file))))
         elif info.shape != t.shape:  # the same elements in another shape (speculators' mask_hidden): small, whole
             outs.append(OutTensor(t.name, t.dtype, t.shape, rows_of(ws.load(t.source).reshape(t.shape))))
         else:

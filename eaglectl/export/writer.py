@@ -74,14 +74,49 @@ class OutTensor:
 
 
 def header_bytes(tensors: list[OutTensor], metadata: dict[str, str] | None = None) -> bytes:
+    """The safetensors header for `tensors` in this order, padded with spaces (as the format allows) so that the
+    bytes copied from a source file keep their place within a page-cache folio (`aligned_padding`)."""
+    raw = _header_json(tensors, metadata)
+    pad = aligned_padding(8 + len(raw), [(t.nbytes, t.source.offset if isinstance(t.source, RawSource) else None)
+                                         for t in tensors])
+    raw += b" " * pad
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def _header_json(tensors: list[OutTensor], metadata: dict[str, str] | None) -> bytes:
     header: dict[str, Any] = {"__metadata__": dict(metadata or {"format": "pt"})}
     offset = 0
     for t in tensors:
         header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
         offset += t.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
-    return len(raw).to_bytes(8, "little") + raw
+    return raw + b" " * (-len(raw) % 8)
+
+
+# The kernel copies a tensor's bytes fastest when they keep their offset within a page-cache folio: on ext4 with
+# large folios (Linux 6.x), a copy whose source and destination offsets differ by a multiple of 64 KiB ran at ~2.4
+# GB/s, by 8 bytes at ~0.9 GB/s, by 4 KiB at ~1.1 GB/s (copy_file_range of a 1.9 GB file, 2-core VM). Outputs
+# copying at least ALIGN_MIN_BYTES get up to ALIGN_BYTES of header padding to line the most bytes up.
+ALIGN_BYTES = 1024 * 1024
+ALIGN_MIN_BYTES = 64 * 1024 * 1024
+
+
+def aligned_padding(data_start: int, tensors: list[tuple[int, int | None]]) -> int:
+    """Spaces to add after a header ending at `data_start` (a multiple of 8) so that the most bytes copied from a
+    source file (tensors as (nbytes, source offset or None) in output order) sit at the same offset modulo
+    ALIGN_BYTES as in their source; a multiple of 8, so every tensor keeps the alignment it had. 0 for outputs
+    copying less than ALIGN_MIN_BYTES."""
+    if sum(n for n, src in tensors if src is not None) < ALIGN_MIN_BYTES:
+        return 0
+    gain: dict[int, int] = {}
+    offset = data_start
+    for n, src in tensors:
+        if src is not None:
+            pad = (src - offset) % ALIGN_BYTES
+            if pad % 8 == 0:
+                gain[pad] = gain.get(pad, 0) + n
+        offset += n
+    return max(gain, key=lambda pad: (gain[pad], -pad)) if gain else 0
 
 
 class SafetensorsFile:
