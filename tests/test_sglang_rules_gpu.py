@@ -66,7 +66,7 @@ def test_full_vocab_head_without_draft_vocab_size_starts_only_after_export(tmp_p
     started, log = _starts_as_is(fixture / "target", head)
     doc, wall = serve_smoke(fixture / "target", head, fixture / "prompts.json")
     exported = Path(doc["result"]["draft_model_path"])
-    cause = next((line for line in log.splitlines() if "draft_vocab_size" in line), "")
+    cause = next((line for line in log.splitlines() if "Error" in line and "draft_vocab_size" in line), "")
     report = {"starts_as_is": started, "as_is_error": cause,
               "exported_draft_vocab_size": json.loads((exported / "config.json").read_text()).get("draft_vocab_size"),
               "after_export_accept_length": doc["result"]["smoke"]["mean_accept_length"], "serve_seconds": wall}
