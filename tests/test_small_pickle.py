@@ -195,18 +195,23 @@ def test_read_meta_refuses_non_integer_ids_on_both_paths(tmp_path, monkeypatch, 
         read_meta(path)
 
 
-def test_exporting_a_nemo_consolidated_head_never_imports_torch(samples, tmp_path):
-    """The one-file NeMo layout (safetensors + eagle_meta.pt) exports without torch: importing it costs about as
-    much as copying a 2 GB head."""
+def _export_in_a_fresh_interpreter(src: Path, out: Path) -> str:
+    """`eaglectl export SRC -o OUT` in a new process; whether it imported torch ("torch imported" / "no torch")."""
     code = ("import sys, runpy; sys.argv = ['eaglectl', 'export', sys.argv[1], '-o', sys.argv[2]]\n"
             "try:\n    runpy.run_module('eaglectl', run_name='__main__')\n"
             "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
             "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(samples["nemo-consolidated"]), str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stderr.strip().splitlines()[-1] == "no torch", out.stderr
-    assert (tmp_path / "out" / "model.safetensors").is_file()
+    run = subprocess.run([sys.executable, "-c", code, str(src), str(out)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert (out / "model.safetensors").is_file()
+    return run.stderr.strip().splitlines()[-1]
+
+
+def test_exporting_a_nemo_consolidated_head_never_imports_torch(samples, tmp_path):
+    """The one-file NeMo layout (safetensors + eagle_meta.pt) exports without torch: importing it costs about as
+    much as copying a 2 GB head."""
+    assert _export_in_a_fresh_interpreter(samples["nemo-consolidated"], tmp_path / "out") == "no torch"
 
 
 def _weights_both_ways(path: Path, monkeypatch):
@@ -257,11 +262,4 @@ def test_weights_pickles_the_index_does_not_handle_go_to_torch(tmp_path, monkeyp
 
 def test_exporting_a_legacy_pickle_never_imports_torch(samples, tmp_path):
     """draft_model.pt (NeMo's legacy layout) is indexed from its pickle and copied in the kernel: no torch."""
-    code = ("import sys, runpy; sys.argv = ['eaglectl', 'export', sys.argv[1], '-o', sys.argv[2]]\n"
-            "try:\n    runpy.run_module('eaglectl', run_name='__main__')\n"
-            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
-            "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(samples["nemo-legacy-eagle3"]), str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stderr.strip().splitlines()[-1] == "no torch", out.stderr
+    assert _export_in_a_fresh_interpreter(samples["nemo-legacy-eagle3"], tmp_path / "out") == "no torch"
