@@ -147,6 +147,8 @@ class WeightSet:
             raise CheckpointError(f"{info.file}: tensor {name!r} was read as a header from the Hub; its data is not "
                                   f"downloaded")
         shape = info.shape if start is None or stop is None else (stop - start, *info.shape[1:])
+        if not readable_dtype(info.dtype):
+            raise CheckpointError(f"{info.file}: tensor {name!r} has dtype {info.dtype}, which torch cannot read")
         dtype = torch_dtype(info.dtype)
         if math.prod(shape) == 0:
             return torch.empty(shape, dtype=dtype)
@@ -294,6 +296,11 @@ def torch_dtype_code(dtype: Any) -> str:
     if dtype not in codes:
         raise CheckpointError(f"unsupported tensor dtype {dtype}")
     return codes[dtype]
+
+
+def readable_dtype(code: str) -> bool:
+    """Whether eaglectl can read a tensor of this safetensors dtype code (torch has no U16 / U32 / U64 ops)."""
+    return code in ITEMSIZE and code not in ("U16", "U32", "U64")
 
 
 def torch_dtype(code: str):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from eaglectl.checkpoint.names import parse_name
 from eaglectl.checkpoint.resolve import aux_layer_ids_of
+from eaglectl.checkpoint.weights import readable_dtype
 from eaglectl.checks.findings import Finding
 from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
@@ -119,8 +120,12 @@ def checkpoint_view(ckpt: Checkpoint, algorithm: Algorithm | None) -> HeadView:
     assert ckpt.weights is not None
     ws = ckpt.weights
     stored = {parse_name(n).base: n for n in ws.tensors}
+    def load(base: str) -> Any:  # None for a dtype torch cannot read (U32 d2t): the plan refuses it, by name
+        info = ws.tensors[stored[base]]
+        return ws.load(info.name) if readable_dtype(info.dtype) else None
+
     return HeadView(ckpt.config, algorithm, {b: ws.tensors[n].shape for b, n in stored.items()},
-                    load=None if ws.remote else (lambda base: ws.load(stored[base])), source=ckpt.source,
+                    load=None if ws.remote else load, source=ckpt.source,
                     config_format=ckpt.config_format, config_problem=ckpt.config_problem,
                     config_notes=ckpt.config_notes)
 
@@ -219,7 +224,7 @@ def _d2t(v: HeadView) -> list[Finding]:
     if len(shape) != 1 or not vocab or shape[0] >= vocab or shape[0] > MAX_D2T:
         return []
     d2t = v.load("d2t")
-    if d2t.numel() == 0 or bool(d2t.any()):
+    if d2t is None or d2t.numel() == 0 or bool(d2t.any()):
         return []
     return [Finding("d2t-all-zero", Severity.error,
                     f"d2t holds only zeros for a {shape[0]}-token draft vocab (vocab {vocab}): a map that was never "
@@ -246,13 +251,16 @@ def _t2d(v: HeadView) -> list[Finding]:
         problems.append(f"t2d has shape {list(shape)}, not [vocab]")
     elif vocab and shape[0] != vocab:
         problems.append(f"t2d has {shape[0]} entries for a {vocab}-token vocab")
-    if len(shape) == 1 and shape[0] <= MAX_D2T:
-        marked = v.load("t2d").reshape(-1) != 0
+    t2d_values = v.load("t2d") if len(shape) == 1 and shape[0] <= MAX_D2T else None
+    if t2d_values is not None:
+        marked = t2d_values.reshape(-1) != 0
         count = int(marked.sum())
         if draft is not None and count != draft:
             problems.append(f"t2d marks {count} tokens as in the draft vocab, which has {draft}")
-        if d2t_shape is not None and len(d2t_shape) == 1 and 0 < d2t_shape[0] <= MAX_D2T:
-            d2t = v.load("d2t").reshape(-1).to(torch.int64)
+        d2t_values = (v.load("d2t") if d2t_shape is not None and len(d2t_shape) == 1 and 0 < d2t_shape[0] <= MAX_D2T
+                      else None)
+        if d2t_values is not None:
+            d2t = d2t_values.reshape(-1).to(torch.int64)
             named = d2t + torch.arange(d2t.numel(), dtype=torch.int64)
             inside = named[(named >= 0) & (named < marked.numel())]
             from_d2t = torch.zeros_like(marked)
