@@ -442,17 +442,43 @@ def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unr
     ("bench", "--target", "~nosuchuser-eaglectl/t", "--draft", "SAMPLE", "--print-only"),
     ("probe-target", "~nosuchuser-eaglectl/t", "--engine", "hf", "--compare", "none"),
     ("demo", "~nosuchuser-eaglectl/x"),
+    ("inspect", "TRAINING", "--draft-config", "~nosuchuser-eaglectl/config.json"),
+    ("export", "TRAINING", "--draft-config", "~nosuchuser-eaglectl/config.json"),
+    ("export", "SAMPLE", "--format", "speculators", "--verifier", "~nosuchuser-eaglectl/model", "--dry-run"),
 ])
 def test_a_home_of_no_such_user_is_no_such_file(cli, here, samples, args):
     """`~models/x` where no user `models` exists: pathlib raises RuntimeError; every command says what it is."""
     names = {"SAMPLE": str(samples["specforge"]), "TARGET": str(samples["target"]),
-             "LEGACY": str(samples["nemo-legacy-eagle3"])}
+             "LEGACY": str(samples["nemo-legacy-eagle3"]), "TRAINING": str(samples["specforge-training"])}
     before = sorted(p.name for p in here.iterdir())
     result = cli(*(names.get(a, a) for a in args))
     assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith("error: ~nosuchuser-eaglectl/") and "no such file or directory" in result.stderr
     assert "there is no user 'nosuchuser-eaglectl'" in result.stderr
     assert sorted(p.name for p in here.iterdir()) == before  # demo made no `~nosuchuser-eaglectl` directory here
+
+
+TOO_LONG = "n" * 300  # one component longer than any file system takes (ENAMETOOLONG on the first stat)
+
+
+@pytest.mark.parametrize("args", [
+    ("inspect", "SAMPLE", "--target", f"/tmp/{TOO_LONG}"),
+    ("inspect", "SAMPLE", "--target", f"/tmp/{TOO_LONG}/target"),
+    ("serve", "--target", f"/tmp/{TOO_LONG}", "--draft", "SAMPLE", "--print-only"),
+    ("serve", "--engine", "vllm", "--target", f"/tmp/{TOO_LONG}", "--draft", "SAMPLE", "--print-only"),
+    ("bench", "--target", f"/tmp/{TOO_LONG}", "--draft", "SAMPLE", "--print-only"),
+    ("probe-target", f"/tmp/{TOO_LONG}", "--engine", "hf", "--compare", "none"),
+    ("export", "SAMPLE", "--format", "speculators", "--verifier", f"/tmp/{TOO_LONG}", "--dry-run"),
+    ("inspect", "TRAINING", "--draft-config", f"/tmp/{TOO_LONG}/config.json"),
+])
+def test_a_path_the_file_system_cannot_take_is_one_error_line(cli, here, samples, args):
+    """A --target, --verifier or --draft-config whose name is too long to stat: pathlib raises OSError from
+    `exists()` / `is_dir()`; each says which path cannot be accessed, and why."""
+    names = {"SAMPLE": str(samples["specforge"]), "TRAINING": str(samples["specforge-training"])}
+    result = cli(*(names.get(a, a) for a in args))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and "File name too long" in result.stderr, result.stderr
+    assert not result.stdout
 
 
 @pytest.mark.parametrize("args", [

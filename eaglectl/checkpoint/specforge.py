@@ -32,6 +32,7 @@ from typing import Any
 
 from eaglectl.checkpoint import SPECFORGE_STEP_DIR
 from eaglectl.errors import CheckpointError, ConfigError, UnsupportedDraftError
+from eaglectl.hub import expand_user
 
 STATE_FILE = "training_state.pt"  # training/checkpoint.py l.32
 STEP_DIR = SPECFORGE_STEP_DIR  # checkpoint_dir(): f"{run_id}-step{step}" (l.55-56)
@@ -185,13 +186,17 @@ def find_draft_config(step_dir: Path, state: TrainingState, given: str | None) -
     config.json), else the file the run recorded (if it is still there), else a config.json in the run dir or in
     the dir above it."""
     if given is not None:
-        p = Path(given).expanduser()
-        if p.is_dir():
-            p = p / "config.json"
-        if not p.is_file():
+        p = expand_user(given, ConfigError)
+        try:  # a name too long, a directory that may not be searched: said, not a traceback
+            if p.is_dir():
+                p = p / "config.json"
+            found = p.exists()
+        except OSError as exc:
+            raise ConfigError(f"--draft-config {given}: cannot access ({exc.strerror or exc})") from exc
+        if not found:
             raise ConfigError(f"--draft-config {given}: no such file (a draft config JSON, or a directory holding "
                               f"config.json)")
-        return DraftConfigChoice(p, "given with --draft-config")
+        return DraftConfigChoice(p, "given with --draft-config")  # a FIFO or a device: refused when it is read
     if state.draft_config is not None:
         p = Path(state.draft_config)
         if p.is_file():

@@ -58,7 +58,13 @@ def load_target(source: str) -> TargetInfo:
     """Read the target's config; for a Hub id (`eaglectl.hub`: no local path) from the local Hugging Face cache
     when it is there, else nothing read (`note` says so)."""
     p = expand_user(source)
-    if not p.exists():
+    try:  # a name too long, a directory on the way that may not be searched: said as such, as for the drafter
+        exists = p.exists()
+        cfg_path = p / "config.json" if exists and p.is_dir() else p
+        has_config = exists and cfg_path.is_file()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot access ({exc.strerror or exc})") from exc
+    if not exists:
         repo = hub_id(source)
         cached, note = cached_target_config(repo)
         if cached is None:
@@ -66,8 +72,7 @@ def load_target(source: str) -> TargetInfo:
         info = _read(source, cached)
         info.hub_id, info.note = repo, note
         return info
-    cfg_path = p / "config.json" if p.is_dir() else p
-    if not cfg_path.is_file():
+    if not has_config:
         raise ConfigError(f"{source}: target has no config.json")
     return _read(source, cfg_path)
 
