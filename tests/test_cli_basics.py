@@ -160,6 +160,20 @@ def test_a_non_finite_mem_fraction_static_is_a_usage_error(cli, samples, command
     assert "--mem-fraction-static" in error["message"] and "not a finite number" in error["message"]
 
 
+@pytest.mark.parametrize(("command", "option"), [
+    ("serve", "--timeout"), ("serve", "--min-accept-length"), ("bench", "--timeout"), ("bench", "--request-timeout"),
+])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1"])
+def test_non_finite_or_negative_waits_and_thresholds_are_usage_errors(cli, samples, command, option, value):
+    """`--timeout nan` made the health wait end at once (`now < nan` is false) and `--min-accept-length nan` fail
+    every smoke test: refused before anything runs, as `--mem-fraction-static nan` is."""
+    result = cli(command, "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
+                 option, value, "--json")
+    assert result.exit_code == 2, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert option in error["message"] and ("not a finite number" in error["message"] or "not " in error["message"])
+
+
 # --- hints name only options of the command that shows them ---------------------------------------------------------
 def _undetectable_head(samples, tmp_path):
     """A head whose algorithm cannot be told (no fc, no layer-0 q_proj, no EAGLE architecture name)."""

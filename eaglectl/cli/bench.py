@@ -109,9 +109,9 @@ def bench_command(
     trust_remote_code: TrustRemoteCodeOpt = ServeOptions.trust_remote_code,
     allow_longer_context: AllowLongerContextOpt = ServeOptions.allow_longer_context,
     python: PythonOpt = ServeOptions.python,
-    timeout: Annotated[float, typer.Option("--timeout", metavar="S",
+    timeout: Annotated[float, typer.Option("--timeout", callback=above(0.0), metavar="S",
                                            help="Seconds to wait for each server's /health.")] = 900.0,
-    request_timeout: Annotated[float, typer.Option("--request-timeout", metavar="S",
+    request_timeout: Annotated[float, typer.Option("--request-timeout", callback=above(0.0), metavar="S",
                                                    help="Seconds per request.")] = 600.0,
     server_log: Annotated[bool, typer.Option(
         "--server-log", help="Stream SGLang's log to stderr (default: shown only when a server fails).")] = False,
