@@ -52,3 +52,45 @@ def test_a_zip_declaring_more_than_its_bytes_is_refused_before_torch_reads_it(tm
             zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if name.endswith(".pkl") else 0)
     with pytest.raises(CheckpointError, match="is compressed"):
         load_pickle(f)
+
+
+@pytest.mark.parametrize("where", ["key", "value"])
+def test_a_tuple_nested_200k_deep_is_refused_before_it_is_unpickled(tmp_path, where):
+    """Hashing a tuple recurses in C without a depth check: as a dict key, 200,000 nested tuples (one byte a level)
+    crashed the interpreter (SIGSEGV) inside torch's weights-only unpickler. Run in a child process, so that a
+    regression fails this test instead of ending the suite."""
+    import subprocess
+    import sys
+
+    torch.save({}, tmp_path / "draft_model.pt")
+    nested = b")" + b"\x85" * 200_000
+    entry = nested + b"K\x01" if where == "key" else b"X\x01\x00\x00\x00x" + nested
+    _replace_pickle(tmp_path / "draft_model.pt", b"\x80\x02}" + entry + b"s.")
+    code = ("import sys; from pathlib import Path; from eaglectl.checkpoint.weights import load_pickle; "
+            "from eaglectl.errors import CheckpointError\n"
+            "try:\n load_pickle(Path(sys.argv[1]))\n"
+            "except CheckpointError as exc:\n print(exc)")
+    child = subprocess.run([sys.executable, "-c", code, str(tmp_path / "draft_model.pt")], capture_output=True,
+                           text=True, timeout=120)
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    assert "its pickle nests tuples over 100 levels deep" in child.stdout
+
+
+def test_the_nesting_scan_follows_tuples_through_the_memo():
+    """A tuple memoized and fetched again (`BINPUT` / `BINGET`) keeps its depth: 150 levels built two at a time."""
+    from eaglectl.checkpoint.pickle_scan import tuple_nesting
+
+    body = b")"
+    for _ in range(75):
+        body += b"\x85q\x00h\x00\x85"  # (x,) memoized, fetched, wrapped again: two levels
+    assert tuple_nesting(b"\x80\x02" + body + b".") == 101  # counted up to the limit
+    assert tuple_nesting(b"\x80\x02" + b")" + b"\x85" * 3 + b".") == 4
+    assert tuple_nesting(b"\x80\x02]" + b"\x85" * 0 + b".") == 0  # lists are never hashed
+
+
+def _replace_pickle(path, payload: bytes) -> None:
+    with zipfile.ZipFile(path) as zf:
+        entries = [(i.filename, zf.read(i.filename)) for i in zf.infolist()]
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries:
+            zf.writestr(zipfile.ZipInfo(name), payload if name.endswith("/data.pkl") else data)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eaglectl.checkpoint.pickle_scan import MAX_NESTING, tuple_nesting
 from eaglectl.errors import CheckpointError
 from eaglectl.jsonfile import JsonLimits, loads_bounded
 
@@ -431,6 +432,15 @@ def check_torch_zip(path: Path) -> int:
         if info.file_size > allowed:
             raise CheckpointError(f"{path}: its pickle {info.filename!r} is {info.file_size} bytes, more than "
                                   f"{len(infos)} records need (at most {allowed}); refused unread")
+    for info in pickles:  # stored, at most `allowed` bytes: read as it is
+        try:
+            with zipfile.ZipFile(path) as zf:
+                data = zf.read(info)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            continue  # torch names what is wrong with the record
+        if (depth := tuple_nesting(data)) > MAX_NESTING:
+            raise CheckpointError(f"{path}: its pickle nests tuples over {MAX_NESTING} levels deep ({depth}+); "
+                                  f"refused unread (hashing such a tuple crashes the interpreter)")
     return size
 
 
@@ -460,24 +470,39 @@ def check_loaded_tensors(obj: Any, path: Path, size: int) -> None:
 
     total = 0
     seen: set[int] = set()
-    stack: list[tuple[str, Any]] = [("", obj)]
+    stack: list[tuple[str, Any, int]] = [("", obj, 0)]
     while stack:
-        where, value = stack.pop()
+        where, value, depth = stack.pop()
         if id(value) in seen:
             continue
         seen.add(id(value))
+        if depth > MAX_NESTING:  # what prints or walks it later (a message naming a value) would recurse that deep
+            raise CheckpointError(f"{path}: it nests containers over {MAX_NESTING} levels deep; a checkpoint's "
+                                  f"pickle nests a few")
         if isinstance(value, torch.Tensor):
             problem = dense_problem(value)
             if problem:
                 raise CheckpointError(f"{path}: tensor {where or '(top level)'!r} {problem}")
             total += value.numel() * value.element_size()
         elif isinstance(value, dict):
-            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+            stack.extend((_child(where, k, "."), v, depth + 1) for k, v in value.items())
         elif isinstance(value, (list, tuple)):
-            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+            stack.extend((_child(where, i, "[]"), v, depth + 1) for i, v in enumerate(value))
     if total > MAX_VIEW_FACTOR * size + PICKLE_BASE_BYTES:
         raise CheckpointError(f"{path}: its tensors declare {total} bytes but the file holds {size}; views "
                               f"repeating the same stored bytes are refused")
+
+
+def _child(where: str, key: Any, how: str) -> str:
+    """The path of a container's item in messages, `a.b[0]`, built only up to a bounded length: the walk builds one
+    per item, and a path grown a few characters a level over 100,000 nested lists costs quadratic time."""
+    if len(where) > 200:
+        return where
+    if how == "[]":
+        return f"{where}[{key}]"
+    name = key if isinstance(key, str) else repr(key) if isinstance(key, (int, float, bool)) or key is None else "?"
+    text = f"{where}.{name}" if where else name
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _unsupported_global(message: str) -> str | None:
