@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,30 @@ def test_demo_tables(cli, tmp_path):
     assert result.exit_code == 0
     for text in ("eaglectl inspect", "eaglectl export", "Exported EAGLE3", "sglang.launch_server"):
         assert text in result.stdout
+
+
+@pytest.mark.parametrize("failure", ["disk-full", "ctrl-c"])
+@pytest.mark.parametrize("where", ["new/deeper", "empty"])
+def test_demo_interrupted_while_writing_its_samples_leaves_nothing(cli, tmp_path, monkeypatch, failure, where):
+    """A full disk (ENOSPC) or Ctrl-C half way through the samples: one error line, and the directory demo was
+    given is as it was (an empty one stays, an absent one and the directories above it it made are gone)."""
+    import errno
+
+    from eaglectl.demo import run, samples
+
+    def half_then_fail(root):
+        samples.save_json(Path(root) / "nemo-consolidated" / "config.json", {"half": True})
+        if failure == "ctrl-c":
+            raise KeyboardInterrupt
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run, "build_samples", half_then_fail)
+    (tmp_path / "empty").mkdir()
+    result = cli("demo", tmp_path / where)
+    assert result.exit_code == (130 if failure == "ctrl-c" else 1) and "Traceback" not in result.stderr
+    said = "interrupted" if failure == "ctrl-c" else "write failed (No space left on device); nothing left behind"
+    assert result.stderr.startswith("error: ") and said in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any((tmp_path / "empty").iterdir())
 
 
 def test_version(cli):
