@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import traceback
@@ -115,7 +116,7 @@ class EaglectlGroup(TyperGroup):
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # a bug: keeps its traceback, but a script reading stdout still gets JSON
-            if self._json:
+            if self._json and not output_failed(exc):  # (unless stdout is what failed: main says so)
                 output.emit_failure(self._command, exc, exit_code=1)
             raise
         finally:
@@ -237,6 +238,24 @@ def main() -> None:
     except BrokenPipeError:
         _quiet_stdout()
         sys.exit(1)
+    except OSError as exc:  # stdout on a full disk (`> file`, /dev/full) or a device gone (EIO): one line, exit 1
+        if not output_failed(exc):
+            raise  # anything else that reaches here is a bug: its traceback stays
+        _quiet_stdout()
+        if not output.errored:  # a failed run's `--json` envelope that could not follow its error line: that line
+            with contextlib.suppress(OSError, ValueError):  # stays the one (stderr may be just as full)
+                output.error(f"cannot write the output ({exc.strerror or exc})")
+        sys.exit(1)
+
+
+STREAM_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "ENXIO") if hasattr(errno, n))
+
+
+def output_failed(exc: BaseException) -> bool:
+    """Whether `exc` is a write to stdout or stderr that failed (a full disk behind `> file`, /dev/full, a
+    terminal gone): an OSError of a stream, naming no file. Every file eaglectl itself reads or writes turns its
+    OSErrors into an error line naming the file, so only the standard streams' failures get here this way."""
+    return isinstance(exc, OSError) and exc.errno in STREAM_ERRNOS and exc.filename is None
 
 
 def _reopen_closed_streams() -> None:
