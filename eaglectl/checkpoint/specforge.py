@@ -62,7 +62,13 @@ def is_step_dir(d: Path) -> bool:
     """A SpecForge >= 0.2 save: it holds `training_state.pt` (anything of that name counts, so that a FIFO or a
     dangling link there is named as such rather than passed over). Call it after the layouts with config.json
     and weights (SpecForge's older dirs hold an optimizer-only training_state.pt beside those)."""
-    return os.path.lexists(d / STATE_FILE)
+    try:
+        os.lstat(d / STATE_FILE)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:  # a step dir that may not be searched (mode 000): named when it is opened, never passed over
+        return True  # for an older step, whose weights would then be exported without a word
+    return True
 
 
 def newest_step(run_dir: Path) -> Path | None:
