@@ -191,6 +191,21 @@ def test_a_seed_torch_cannot_take_is_a_usage_error(cli, tiny_llama, monkeypatch,
     assert "is not between -9223372036854775808 and 18446744073709551615" in _json(result)["error"]["message"]
 
 
+def test_a_target_in_a_directory_named_in_other_bytes_than_utf8_is_probed(cli, tiny_llama, tmp_path):
+    """A Latin-1 directory name: transformers and safetensors take text paths only (it was "a safetensors file of
+    the target is corrupt or truncated"); the directory is handed over as /proc/self/fd/N."""
+    import os
+    import shutil
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    target = tmp_path / os.fsdecode(b"cible-\xe9t\xe9")
+    shutil.copytree(tiny_llama, target)
+    result = cli("probe-target", target, *SMALL, "--json")
+    assert result.exit_code == 0 and "Traceback" not in result.stderr, result.stderr
+    assert _json(result)["result"]["failures"] == []
+
+
 def test_text_prompts_use_the_targets_tokenizer(cli, tiny_llama, tmp_path):
     import shutil
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eaglectl.checkpoint.weights import library_path
 from eaglectl.errors import CheckpointError, ConfigError, EaglectlError, require
 from eaglectl.runner.contract import DTYPES, canonical_dtype, model_dims, resolve_aux_layer_ids, text_config
 
@@ -167,23 +169,26 @@ class HFTargetRunner:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         self.model_path = str(model_path)
-        try:
-            config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{model_path}: transformers cannot read the target config ({exc})") from exc
-        self.dtype = resolve_dtype(dtype, config_dtype(config))
-        self.device = resolve_device(device)
-        kwargs = {_dtype_kwarg(): getattr(torch, self.dtype), "trust_remote_code": trust_remote_code}
-        log: list[str] = []
-        try:
-            with _no_progress_bars(), _held_log(log):
-                # Any: transformers types `.to` through a decorator that mypy reads as taking the model itself.
-                model: Any = AutoModelForCausalLM.from_pretrained(self.model_path, config=config, **kwargs)
-        except Exception as exc:
-            mapped = load_error(model_path, exc, log)
-            if mapped is None:
-                raise
-            raise mapped from exc
+        # A directory named in bytes that are not UTF-8 (Latin-1): transformers and safetensors take text paths
+        # only, so it is handed over as /proc/self/fd/N, the same directory whatever its name.
+        with library_path(Path(self.model_path)) as loadable:
+            try:
+                config = AutoConfig.from_pretrained(loadable, trust_remote_code=trust_remote_code)
+            except (OSError, ValueError, KeyError) as exc:
+                raise CheckpointError(f"{model_path}: transformers cannot read the target config ({exc})") from exc
+            self.dtype = resolve_dtype(dtype, config_dtype(config))
+            self.device = resolve_device(device)
+            kwargs = {_dtype_kwarg(): getattr(torch, self.dtype), "trust_remote_code": trust_remote_code}
+            log: list[str] = []
+            try:
+                with _no_progress_bars(), _held_log(log):
+                    # Any: transformers types `.to` through a decorator that mypy reads as taking the model itself.
+                    model: Any = AutoModelForCausalLM.from_pretrained(loadable, config=config, **kwargs)
+            except Exception as exc:
+                mapped = load_error(model_path, exc, log)
+                if mapped is None:
+                    raise
+                raise mapped from exc
         model.requires_grad_(False)
         self.model = model.to(self.device).eval()
         self.num_layers, self.hidden_size, self.vocab_size = model_dims(self.model)
