@@ -61,6 +61,10 @@ DIM_LIMITS = {"num_hidden_layers": MAX_LAYERS, "num_aux_hidden_states": MAX_LAYE
               "draft_vocab_size": 2**24}
 MAX_DIM = 2**31 - 1
 AUX_ID_KEYS = ("eagle_aux_hidden_state_layer_ids", "aux_layer_ids", "aux_hidden_state_layer_ids")
+# Switches the engines branch on by truthiness (a config attribute in `if`): `"false"` is a non-empty string, so
+# SGLang and vLLM would take it as true where eaglectl's checks, which compare with `True`, take it as false.
+BOOL_KEYS = ("tie_word_embeddings", "norm_before_residual", "norm_before_fc", "fc_norm", "norm_output",
+             "use_aux_norm", "parallel_drafting", "use_aux_hidden_state")
 
 
 @dataclass
@@ -369,6 +373,10 @@ def check_config(cfg: dict[str, Any], path: Path) -> None:
         raise ConfigError(f"{path}: architectures must be a list of strings, got {_short(archs)}")
     eagle_cfg = cfg.get("eagle_config")
     for where, holder in (("", cfg), ("eagle_config.", eagle_cfg if isinstance(eagle_cfg, dict) else {})):
+        for key in BOOL_KEYS:
+            if holder.get(key) is not None and not isinstance(holder[key], bool):
+                raise ConfigError(f"{path}: {where}{key} must be true or false, got {_short(holder[key])} (SGLang and "
+                                  f"vLLM would read it by its truthiness)")
         for key in AUX_ID_KEYS:
             if holder.get(key) is not None:
                 problem = aux_ids_problem(holder[key])
