@@ -178,6 +178,28 @@ def test_offline_and_not_cached_is_one_error(cli, cached, args):
                          f"{' --revision v9' if 'v9' in args else ''}`"]
 
 
+def test_an_unreachable_hub_is_not_said_to_be_offline_mode(cli, hub_cache, monkeypatch):
+    """HF_HUB_OFFLINE unset, the connection refused: the hint names the connection, not a variable to unset."""
+    import huggingface_hub
+    import huggingface_hub.constants as constants
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    def refused(*args, **kwargs):
+        raise LocalEntryNotFoundError("An error happened while trying to locate the files on the Hub: Connection "
+                                      "refused")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refused)
+    result = cli("export", "org/not-cached")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: org/not-cached: cannot reach the Hub and not in the local cache (")
+    assert lines[1] == ("hint: check the connection to the Hub (and HF_ENDPOINT), or download it first: "
+                        "`hf download org/not-cached`")
+
+
 def test_a_snapshot_without_weights_says_so_offline(cli, hub_cache, samples):
     cache_repo(hub_cache, "org/config-only", {"config.json": (samples["specforge"] / "config.json").read_bytes()})
     result = cli("export", "org/config-only")

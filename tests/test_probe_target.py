@@ -206,6 +206,24 @@ def test_a_target_in_a_directory_named_in_other_bytes_than_utf8_is_probed(cli, t
     assert _json(result)["result"]["failures"] == []
 
 
+def test_a_target_the_hub_cannot_serve_is_one_error_line(cli, hub_cache, monkeypatch):
+    """An unreachable Hub: huggingface_hub logs a line per retry and transformers raises a two-line OSError; the
+    run says one line (the retries' log held back, the message's first line)."""
+    import logging
+
+    import transformers
+
+    def unreachable(*args, **kwargs):
+        logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", unreachable)
+    result = cli("probe-target", "org/target-x", "--engine", "hf", "--compare", "none")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == ["error: org/target-x: transformers cannot read the target config (We "
+                                          "couldn't connect to 'https://huggingface.co' to load the files.)"]
+
+
 def test_text_prompts_use_the_targets_tokenizer(cli, tiny_llama, tmp_path):
     import shutil
 

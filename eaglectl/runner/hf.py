@@ -103,28 +103,35 @@ def _no_progress_bars() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _held_log(messages: list[str]) -> Iterator[None]:
-    """transformers' log records held back while it loads: replayed as they were when the load succeeds; when it
-    fails, in `messages` (its load report names what disagrees) and not printed, so the failure is one line."""
+    """transformers' and huggingface_hub's log records held back while it loads: replayed as they were when the
+    load succeeds; when it fails, in `messages` (its load report names what disagrees) and not printed, so the
+    failure is one line (a Hub that cannot be reached logs a line per retry)."""
     import logging
 
-    lib = logging.getLogger("transformers")
-    records: list[logging.LogRecord] = []
+    libs = [logging.getLogger(name) for name in ("transformers", "huggingface_hub")]
+    records: list[tuple[logging.Logger, logging.LogRecord]] = []
 
     class Hold(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
+        def __init__(self, lib: logging.Logger) -> None:
+            super().__init__()
+            self.lib = lib
 
-    saved = lib.handlers[:]
-    lib.handlers = [Hold()]
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append((self.lib, record))
+
+    saved = {lib.name: lib.handlers[:] for lib in libs}
+    for lib in libs:
+        lib.handlers = [Hold(lib)]
     try:
         yield
     except BaseException:
-        messages += [r.getMessage() for r in records]
+        messages += [r.getMessage() for _, r in records]
         raise
     finally:
-        lib.handlers = saved
-    for record in records:
-        for handler in saved:
+        for lib in libs:
+            lib.handlers = saved[lib.name]
+    for lib, record in records:
+        for handler in saved[lib.name]:
             if record.levelno >= handler.level:
                 handler.handle(record)
 
@@ -173,9 +180,11 @@ class HFTargetRunner:
         # only, so it is handed over as /proc/self/fd/N, the same directory whatever its name.
         with library_path(Path(self.model_path)) as loadable:
             try:
-                config = AutoConfig.from_pretrained(loadable, trust_remote_code=trust_remote_code)
+                with _held_log([]):
+                    config = AutoConfig.from_pretrained(loadable, trust_remote_code=trust_remote_code)
             except (OSError, ValueError, KeyError) as exc:
-                raise CheckpointError(f"{model_path}: transformers cannot read the target config ({exc})") from exc
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise CheckpointError(f"{model_path}: transformers cannot read the target config ({first})") from exc
             self.dtype = resolve_dtype(dtype, config_dtype(config))
             self.device = resolve_device(device)
             kwargs = {_dtype_kwarg(): getattr(torch, self.dtype), "trust_remote_code": trust_remote_code}
