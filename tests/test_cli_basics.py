@@ -55,6 +55,17 @@ def test_demo_interrupted_while_writing_its_samples_leaves_nothing(cli, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any((tmp_path / "empty").iterdir())
 
 
+@pytest.mark.parametrize("given", ["link", "link/deeper"])
+def test_demo_into_a_broken_symlink_says_so(cli, tmp_path, given):
+    """`demo LINK` with LINK dangling: named as a broken symlink (mkdir said "File exists"), nothing created where
+    it points."""
+    (tmp_path / "link").symlink_to(tmp_path / "gone" / "demo")
+    result = cli("demo", tmp_path / given)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'link'} is a broken symlink (to {tmp_path / 'gone' / 'demo'})" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+
+
 def test_version(cli):
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"eaglectl {__version__}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from eaglectl import __version__
 from eaglectl.demo.samples import SampleSet, build_samples, sample_paths
 from eaglectl.errors import OutputError
-from eaglectl.export.atomic import write_bytes_atomic
+from eaglectl.export.atomic import output_path, write_bytes_atomic
 from eaglectl.export.exporter import ExportReport, export_checkpoint
 from eaglectl.export.outputs import refuse_non_empty_dir
 from eaglectl.hub import expand_user
@@ -114,6 +114,7 @@ def _remove_written(root: Path, first_new: Path | None) -> None:
 
 def run_demo(directory: Path | None = None) -> DemoResult:
     root = expand_user(directory, OutputError) if directory is not None else default_directory()
+    output_path(root)  # a broken or looping symlink on the way is said as such (mkdir would say "File exists")
     reused = earlier_demo(root)
     if reused:
         samples = SampleSet(root, sample_paths(root))
