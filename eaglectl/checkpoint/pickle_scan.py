@@ -65,9 +65,9 @@ def tuple_nesting(data: bytes, limit: int = MAX_NESTING) -> int:
                 stack.append(0)
             elif name == "BINPERSID":
                 stack[-1:] = [0]
-            elif name in ("BINPUT", "LONG_BINPUT"):
-                memo[arg] = stack[-1] or 0 if stack else 0
-            elif name in ("BINGET", "LONG_BINGET"):
+            elif name in ("BINPUT", "LONG_BINPUT") and isinstance(arg, int):
+                memo[arg] = (stack[-1] or 0) if stack else 0
+            elif name in ("BINGET", "LONG_BINGET") and isinstance(arg, int):
                 stack.append(memo.get(arg, 0))
             elif name != "PROTO":  # STOP; or an opcode torch refuses, and says so itself
                 break

@@ -7,7 +7,7 @@ import errno
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
@@ -164,26 +164,53 @@ class Terminated(BaseException):
         self.exit_code = 128 + signum
 
 
-def _terminate_like_interrupt():
-    """Raise `Terminated` on SIGTERM and SIGHUP while a command runs; returns what restores the handlers. A signal
-    whose handler is not the default (SIGHUP ignored under `nohup`, a handler of the embedding program) is left
-    as it is."""
-    import signal
+def _terminate_like_interrupt() -> Callable[[], None]:
+    """Raise `Terminated` on SIGTERM and SIGHUP, and KeyboardInterrupt on Ctrl-C, while a command runs; returns what
+    restores the handlers. A signal whose handler is not the default (SIGHUP ignored under `nohup`, a handler of
+    the embedding program) is left as it is.
 
-    def handler(signum: int, _frame: Any) -> None:
+    A signal that arrives while a module is being imported is held back until the import is done: an exception
+    raised inside `import torch` (which runs C++ initialisers that call back into Python) leaves the interpreter
+    broken: pybind11 aborts the process (SIGABRT), or numpy and ssl fail to import for good ("cannot load module
+    more than once per process"), a traceback instead of the one `interrupted` / `terminated` line and its
+    cleanup. The signal is sent again every 50 ms until no import is under way."""
+    import signal
+    import threading
+
+    timers: list[threading.Timer] = []
+
+    def importing(frame: Any) -> bool:
+        while frame is not None:
+            if frame.f_code.co_filename.startswith("<frozen importlib"):
+                return True
+            frame = frame.f_back
+        return False
+
+    def handler(signum: int, frame: Any) -> None:
+        if importing(frame):
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timers.append(timer)
+            timer.start()
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Terminated(signum)
 
     old: dict[int, Any] = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+    for sig, default in ((signal.SIGTERM, signal.SIG_DFL), (getattr(signal, "SIGHUP", None), signal.SIG_DFL),
+                         (signal.SIGINT, signal.default_int_handler)):
         if sig is None:
             continue
         try:
-            if signal.getsignal(sig) is signal.SIG_DFL:
+            if signal.getsignal(sig) is default:
                 old[sig] = signal.signal(sig, handler)
         except (ValueError, OSError):  # not the main thread (a test runner's, an embedding program's)
             pass
 
     def restore() -> None:
+        for timer in timers:  # a signal held back over the run's last import: the run is over
+            timer.cancel()
         for sig, previous in old.items():
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(sig, previous)
