@@ -224,6 +224,21 @@ def test_a_target_the_hub_cannot_serve_is_one_error_line(cli, hub_cache, monkeyp
                                           "couldn't connect to 'https://huggingface.co' to load the files.)"]
 
 
+@pytest.mark.parametrize("content", ["[]", '{"tokenizer_class": 5}', "[" * 100_000 + "]" * 100_000])
+def test_a_malformed_tokenizer_config_is_one_error_line(cli, tiny_llama, tmp_path, content):
+    """transformers raises AttributeError for a list where an object belongs, RecursionError for deep nesting:
+    the target's tokenizer cannot tokenize text prompts, said in one line."""
+    import shutil
+
+    target = tmp_path / "target"
+    shutil.copytree(tiny_llama, target)
+    (target / "tokenizer_config.json").write_text(content)
+    prompts = _prompts(tmp_path, "hello world\n", "prompts.txt")
+    result = cli("probe-target", target, *SMALL, "--prompts", prompts)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: {target}: no tokenizer to tokenize text prompts (")
+
+
 def test_text_prompts_use_the_targets_tokenizer(cli, tiny_llama, tmp_path):
     import shutil
 

@@ -140,5 +140,7 @@ def load_tokenizer(target: str, *, trust_remote_code: bool, purpose: str, hint: 
 
     try:
         return AutoTokenizer.from_pretrained(target, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{target}: no tokenizer to {purpose} ({exc})", hint=hint) from exc
+    except Exception as exc:  # the target's tokenizer files as transformers reads them: a malformed one raises
+        # anything (AttributeError for a list where an object belongs, RecursionError for deep nesting)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(f"{target}: no tokenizer to {purpose} ({type(exc).__name__}: {first})", hint=hint) from exc
