@@ -83,7 +83,8 @@ def _near_local_path(source: str) -> str | None:
             names = [e.name for e in itertools.islice(it, MAX_NEAR_ENTRIES) if e.is_dir()]
     except OSError:
         return None
-    for name in difflib.get_close_matches(first, names, n=3, cutoff=0.75):
+    by_case = [n for n in names if n.casefold() == first.casefold()]  # `DEMO/x` beside `demo/`: no close match by
+    for name in [*by_case, *difflib.get_close_matches(first, names, n=3, cutoff=0.75)]:  # difflib's measure
         candidate = f"{name}/{rest}"
         if os.path.exists(candidate):
             return candidate

@@ -505,6 +505,7 @@ def test_a_path_the_file_system_cannot_take_is_one_error_line(cli, here, samples
 
 @pytest.mark.parametrize("args", [
     ("inspect", "demoo/specforge"),
+    ("inspect", "DEMO/specforge"),  # a case-only typo: no close match by difflib's measure
     ("export", "dem/specforge"),
     ("token-map", "demp/specforge"),
     ("serve", "--target", "TARGET", "--draft", "deom/specforge", "--print-only"),
