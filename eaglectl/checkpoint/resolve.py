@@ -248,14 +248,23 @@ def latest_epoch_dir(d: Path) -> Path | None:
     try:
         for entry in d.iterdir():
             m = EPOCH_DIR.match(entry.name)
-            if m and entry.is_dir():
+            # a dangling link counts (and is named when chosen): passed over, an older checkpoint would be exported
+            # as the newest without a word
+            if m and (entry.is_dir() or _dangling(entry)):
                 steps.append(((int(m.group(1)), int(m.group(2))), entry))
-            elif (m := LEGACY_EPOCH_DIR.match(entry.name)) and entry.is_dir():
+            elif (m := LEGACY_EPOCH_DIR.match(entry.name)) and (entry.is_dir() or _dangling(entry)):
                 epochs.append(((int(m.group(1)), 0), entry))
     except OSError:
         return None
     found = max(steps or epochs, default=None, key=lambda item: item[0])
+    if found and _dangling(found[1]):
+        raise CheckpointError(f"{found[1]}: broken symlink (to {os.readlink(found[1])}), the newest checkpoint of "
+                              f"{d}", hint="fix or remove the link, or point at the checkpoint you mean")
     return found[1] if found else None
+
+
+def _dangling(p: Path) -> bool:
+    return p.is_symlink() and not p.exists()
 
 
 def weight_files(d: Path) -> tuple[list[Path], Path | None, dict[str, str] | None]:
