@@ -29,10 +29,11 @@ from eaglectl.jsonfile import JsonLimits, loads_bounded
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit (its Rust reader refuses larger headers)
-# Tensors in one checkpoint: a drafter has a few layers (tens of tensors); even a 1T-parameter MoE model with
-# hundreds of experts per layer (~70k tensors) fits. Millions of entries are a hostile header, refused before
-# each costs a Python object (~1 KB of bookkeeping each: the cap bounds that to ~100 MB).
-MAX_TENSORS = 100_000
+# Tensors in one drafter checkpoint (what eaglectl reads: a target's weights are read by transformers or SGLang):
+# a head has a few layers, tens of tensors; 10,000 holds a 600-layer head. Every tensor is replayed against each
+# SGLang release range and reported: 100,000 one-element tensors (a 7 MB header) cost inspect 90 s and 0.9 GB,
+# 10,000 cost 9 s. Millions of entries are refused before each costs a Python object.
+MAX_TENSORS = 10_000
 MAX_SHARDS = 4096  # 2 TB of bf16 weights in 5 GB shards is ~400
 # A safetensors header entry is `"name":{"dtype":..,"shape":[..],"data_offsets":[a,b]}`: 3 containers and
 # about 12 values (18 with an 8-D shape); the depth is 3 (header, entry, shape).
