@@ -3,6 +3,7 @@ the local Hugging Face cache, never fetched (SGLang downloads the target itself)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def load_target(source: str) -> TargetInfo:
         info.hub_id, info.note = repo, note
         return info
     if not has_config:
+        if cfg_path.name == "config.json" and os.path.lexists(cfg_path):  # a FIFO, a device, a dangling link
+            raise ConfigError(f"{cfg_path}: the target's config.json is not a regular file")
         raise ConfigError(f"{source}: target has no config.json")
     return _read(source, cfg_path)
 
