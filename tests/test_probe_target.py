@@ -183,6 +183,13 @@ def test_prompt_rows_beyond_what_a_probe_needs_are_refused(cli, tiny_llama, tmp_
     assert result.exit_code == 1 and "200 prompt(s) padded to 200 tokens are more than 32768 tokens" in result.stderr
 
 
+def test_a_warmup_beyond_what_a_probe_needs_is_a_usage_error(cli, tiny_llama, monkeypatch):
+    """`--warmup 1000000` ran a million forwards (hours) before the timed one."""
+    monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
+    result = cli("probe-target", tiny_llama, "--engine", "hf", "--warmup", "1000000", "--json")
+    assert result.exit_code == 2 and "1000000 is not between 0 and 100" in _json(result)["error"]["message"]
+
+
 @pytest.mark.parametrize("seed", ["99999999999999999999999", str(2**64), str(-(2**63) - 1)])
 def test_a_seed_torch_cannot_take_is_a_usage_error(cli, tiny_llama, monkeypatch, seed):
     monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))

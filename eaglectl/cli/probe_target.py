@@ -24,6 +24,9 @@ def _per_dtype(table: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in table.items())
 
 
+MAX_WARMUP = 100
+
+
 def probe_target_command(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(
@@ -62,7 +65,8 @@ def probe_target_command(
         help=f"Smallest allowed top-1 agreement (default: {_per_dtype(DEFAULT_MIN_TOP1)}).")] = None,
     seed: Annotated[int, typer.Option("--seed", callback=in_range(-(2**63), 2**64 - 1),  # torch's seed range
                                       help="Seed of the random rows.")] = 0,
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed forwards before the timed one.")] = 1,
+    warmup: Annotated[int, typer.Option("--warmup", callback=in_range(0, MAX_WARMUP),  # a typo must not run for hours
+                                        help="Untimed forwards before the timed one.")] = 1,
     trust_remote_code: Annotated[bool, typer.Option(
         "--trust-remote-code", help="Let transformers / SGLang run the target's own modelling code.")] = False,
     attention_backend: Annotated[str | None, typer.Option(
