@@ -258,8 +258,18 @@ def test_token_map_under_a_file_size_limit_fails_cleanly(big, references, tmp_pa
     proc = subprocess.run(cli_cmd("token-map", big, "--output", out), cwd=ROOT,
                           preexec_fn=_file_size_limit(4096), capture_output=True, text=True)
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
-    assert "write failed (File too large)" in proc.stderr and "Traceback" not in proc.stderr
+    assert "write failed (File too large); previous file left intact" in proc.stderr and "Traceback" not in proc.stderr
     assert out.read_bytes() == previous_token_map() and leftovers(tmp_path) == []
+
+
+def test_token_map_under_a_file_size_limit_without_a_previous_one_says_nothing_was_written(big, tmp_path):
+    """It said "previous file left intact" where there was none."""
+    out = tmp_path / "tm.pt"
+    proc = subprocess.run(cli_cmd("token-map", big, "--output", out), cwd=ROOT,
+                          preexec_fn=_file_size_limit(4096), capture_output=True, text=True)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "write failed (File too large); nothing written" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() and leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------- serve child
