@@ -184,6 +184,7 @@ def test_inspect_points_heads_sglang_cannot_serve_at_the_speculators_export(cli,
 def test_a_verifier_whose_config_is_a_fifo_is_refused_not_waited_on(cli, samples, tmp_path):
     """`--verifier DIR` whose config.json is a FIFO: read only as a regular file. (A writer opens the FIFO after a
     few seconds, so that a regression fails here instead of blocking the suite.)"""
+    import contextlib
     import os
     import threading
 
@@ -194,10 +195,8 @@ def test_a_verifier_whose_config_is_a_fifo_is_refused_not_waited_on(cli, samples
 
     def unblock() -> None:
         while not done.wait(5):
-            try:
+            with contextlib.suppress(OSError):  # no reader: nothing is blocked
                 os.close(os.open(verifier / "config.json", os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:  # no reader: nothing is blocked
-                pass
 
     threading.Thread(target=unblock, daemon=True).start()
     try:

@@ -104,8 +104,8 @@ CASES.append(Case("d2t-uint32", _st_unsigned_case("d2t", 32), "d2t has dtype U32
                   inspect_finding=True))
 CASES.append(Case("d2t-uint64", _st_unsigned_case("d2t", 64), "d2t has dtype U64; a token map holds integer ids",
                   inspect_finding=True))
-CASES.append(Case("t2d-uint16", _st_unsigned_case("t2d", 16), "t2d has dtype U16; a token map holds integer ids or bools",
-                  inspect_finding=True))
+CASES.append(Case("t2d-uint16", _st_unsigned_case("t2d", 16),
+                  "t2d has dtype U16; a token map holds integer ids or bools", inspect_finding=True))
 CASES.append(Case("d2t-two-dimensional", _st_tensor_case("d2t", lambda t: t.reshape(2, -1)),
                   "d2t is a 1-D tensor of integer id offsets", inspect_finding=True))
 CASES.append(Case("int8-weight-matrix", _st_tensor_case("model.fc.weight", lambda t: t.to(__import__("torch").int8)),
