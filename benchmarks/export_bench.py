@@ -1,16 +1,19 @@
 """Export speed and memory on a Llama-3.1-8B-class EAGLE-3 head (a benchmark, not a test).
 
 Builds the head (hidden 4096, intermediate 14336, 32/8 heads, 1 layer, draft vocab 32000, vocab 128256:
-~425 M params + ~525 M embeddings, bf16) in the legacy `draft_model.pt` layout and in the NeMo consolidated
-layout, then times, each in a fresh process, the cases interleaved run by run (paired runs: each run of every
-case sees the same machine state; median of --runs after one uncounted warm-up run; peak RSS from wait4):
+~425 M params + ~525 M embeddings, bf16) in the legacy `draft_model.pt` layout, in the NeMo consolidated
+layout and as a SpecForge 0.2 training step (training_state.pt, frozen embeddings left out: 0.85 GB), then
+times, each in a fresh process, the cases interleaved run by run (paired runs: each run of every case sees the
+same machine state; median of --runs after one uncounted warm-up run; peak RSS from wait4):
   cp -r + sync   `cp -r` of the checkpoint directory, then `sync -f` of the copy (durable, as export is)
   eaglectl       `python -m eaglectl export SRC --output DST --force`
-  specforge      `specforge export --to sglang` where the `specforge` command is installed
+  specforge      `specforge export --to sglang` of the SpecForge step, where the `specforge` command is installed
+                 or --specforge-path names its package (SpecForge exports only its own training checkpoints)
   naive          full `torch.load` + rename + `safetensors.torch.save_file` (--naive)
 Targets: export <= 1.5x cp -r + sync, peak RSS <= 0.5 GB.
 
 usage: python benchmarks/export_bench.py [--dir DIR] [--runs 5] [--json] [--cold] [--naive] [--phases]
+                                        [--specforge-path DIR]
 
 --cold evicts the source from the page cache before every run (each case then reads it from disk).
 --phases prints, for one export of each layout, where its wall time goes (main thread; the early copy's thread
@@ -81,6 +84,16 @@ def build(root: Path) -> None:
     torch.save({"draft_model." + k: v for k, v in t.items()}, legacy / "draft_model.pt")
     save_json(legacy / "config.json", cfg)
     torch.save(meta, legacy / "eagle3_meta.pt")
+    # A SpecForge 0.2 training step of the same head: its draft_state_dict in SpecForge's names, the frozen
+    # embeddings left out as SpecForge leaves them (0.85 GB), the run's draft config beside the run.
+    sf = root / "specforge"
+    step = sf / "output" / "bench-step1000"
+    step.mkdir(parents=True)
+    d2t = sel - torch.arange(DV)
+    names = {k.replace("layers.0.", "midlayer."): v for k, v in t.items() if k != "embed_tokens.weight"}
+    torch.save({"draft_state_dict": {"t2d": mask, "d2t": d2t, **names}, "global_step": 1000, "epoch": 0,
+                "strategy": "eagle3", "run_id": "bench"}, step / "training_state.pt")
+    save_json(sf / "config.json", dict(cfg, architectures=["LlamaForCausalLMEagle3"]))  # eaglectl finds it there
     cons = root / "consolidated" / "epoch_0_step_1000"
     save_safetensors(cons / "model" / "model.safetensors", {"model." + k if k != "lm_head.weight" else k: v
                                                               for k, v in t.items()})
@@ -107,6 +120,16 @@ def _python_start() -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     return time.perf_counter() - t0
+
+
+def _specforge_command(path: Path | None) -> list[str] | None:
+    """How to run SpecForge's CLI: the installed `specforge` command, or this interpreter with `path` on
+    PYTHONPATH (SpecForge 0.2.0's exporter runs on CPU with any torch 2.x); None when neither is there."""
+    if path is not None:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))
+        return [sys.executable, "-m", "specforge.cli"]
+    found = shutil.which("specforge")
+    return [found] if found else None
 
 
 def evict(paths: list[Path]) -> None:
@@ -139,7 +162,7 @@ def timed(mod, name, label):
             spent[label] = spent.get(label, 0.0) + time.monotonic() - t
     setattr(mod, name, wrapper)
 timed(exporter, "resolve", "resolve (config, headers)")
-timed(exporter, "load_meta", "read meta (import torch + torch.load)")
+timed(exporter, "load_meta", "read meta (torch-free reader; else torch.load)")
 timed(exporter, "build_plan", "plan")
 timed(exporter, "require_servable", "checks + loader replay")
 timed(exporter, "verify_output", "verify (read-back + replay)")
@@ -158,7 +181,10 @@ print(json.dumps(spent))
 
 
 def weight_files(src: Path) -> list[Path]:
-    return [src / "draft_model.pt"] if (src / "draft_model.pt").exists() else [src / "model" / "model.safetensors"]
+    for name in ("draft_model.pt", "training_state.pt"):
+        if (src / name).exists():
+            return [src / name]
+    return [src / "model" / "model.safetensors"]
 
 
 def main() -> None:
@@ -169,6 +195,9 @@ def main() -> None:
     ap.add_argument("--phases", action="store_true", help="where one export's time goes, per layout")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the built checkpoints")
+    ap.add_argument("--specforge-path", type=Path, default=None,
+                    help="a directory holding the specforge package (e.g. its wheel unpacked), run with this "
+                         "interpreter, when no `specforge` command is installed")
     ap.add_argument("--cold", action="store_true",
                     help="evict the source files from the page cache before every run (a checkpoint not read lately)")
     ap.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
@@ -179,11 +208,13 @@ def main() -> None:
         return
     # Build in a child: a forked child's peak RSS counts the parent's pages until exec, so the parent stays
     # small (no torch) and each measured process reports only its own peak.
-    if not (root / "src").exists():
-        subprocess.run([sys.executable, __file__, "--dir", str(root), "--build-only"], check=True)
     paths = {"legacy draft_model.pt": root / "src" / "legacy",
-             "consolidated safetensors": root / "src" / "consolidated" / "epoch_0_step_1000"}
-    specforge = shutil.which("specforge")
+             "consolidated safetensors": root / "src" / "consolidated" / "epoch_0_step_1000",
+             "SpecForge 0.2 training step": root / "src" / "specforge" / "output" / "bench-step1000"}
+    if not all(p.exists() for p in paths.values()):  # a --keep'd dir from an older version: built again
+        shutil.rmtree(root / "src", ignore_errors=True)
+        subprocess.run([sys.executable, __file__, "--dir", str(root), "--build-only"], check=True)
+    specforge = _specforge_command(args.specforge_path)
     rows = []
     for name, src in paths.items():
         size = sum(f.stat().st_size for f in weight_files(src))
@@ -192,9 +223,10 @@ def main() -> None:
             "eaglectl export": lambda d, src=src: [sys.executable, "-m", "eaglectl", "export", str(src), "--output",
                                                    str(d), "--force"],
         }
-        if specforge:
-            cases["specforge export --to sglang"] = lambda d, src=src: [specforge, "export", str(src), "--to",
-                                                                        "sglang", "--output", str(d)]
+        if specforge and name.startswith("SpecForge"):  # it exports its own training checkpoints only
+            cases["specforge export --to sglang"] = lambda d, src=src: [
+                *specforge, "export", "--to", "sglang", "--checkpoint", str(src), "--draft-config",
+                str(src.parent.parent / "config.json"), "--output-dir", str(d)]
         if args.naive:
             cases["naive torch.load + save_file"] = lambda d, src=src: [sys.executable, "-c", NAIVE, str(src), str(d)]
         walls: dict[str, list[float]] = {c: [] for c in cases}

@@ -1,4 +1,5 @@
-"""Synthetic EAGLE-3 heads for the SGLang rule tests: a config and tensor shapes (or files) with one feature each.
+"""Synthetic EAGLE-3 (and EAGLE-1) heads for the SGLang rule tests: a config and tensor shapes (or files) with one
+feature each.
 
 Sizes follow eaglectl.demo.samples (hidden 64, 4 heads of 16, 2 KV heads, vocab 512, draft vocab 128).
 """
@@ -51,6 +52,17 @@ def head(*, layers: int = 1, names: str | None = None, n_aux: int = 3, norms: st
         shapes["input_norm.weight"] = (n_aux * H,)
     if embed:
         shapes["embed_tokens.weight"] = (VOCAB, H)
+    return cfg, shapes
+
+
+def eagle1_head(*, o_bias: bool = False, qkv_bias: bool = False, extra: Shapes | None = None,
+                **config: Any) -> tuple[dict[str, Any], Shapes]:
+    """(config, shapes) of an EAGLE-1 head as eaglectl.demo.samples builds one (LlamaForCausalLMEagle, one layer
+    without input_layernorm, fc 2H -> H with a bias, embeddings), plus `extra` tensors."""
+    cfg = draft_config(architectures=["LlamaForCausalLMEagle"], num_layers=1, eagle3=False, **config)
+    shapes = layer("layers.0.", first=False, o_bias=o_bias, qkv_bias=qkv_bias)
+    del shapes["layers.0.input_layernorm.weight"], shapes["layers.0.hidden_norm.weight"]
+    shapes.update({"fc.weight": (H, 2 * H), "fc.bias": (H,), "embed_tokens.weight": (VOCAB, H), **(extra or {})})
     return cfg, shapes
 
 

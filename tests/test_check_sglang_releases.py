@@ -104,3 +104,32 @@ def test_the_script_runs_standalone(tmp_path, record):
     done = subprocess.run([sys.executable, str(SCRIPT), "--offline", "--wheel-dir", str(tmp_path / "w"),
                            "--hashes", str(record)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "as recorded for 0.5.23" in done.stdout
+
+
+def _capture_sources() -> list:
+    """Every Source of the target-side capture tables (families, rules with their optional parts, the order)."""
+    from eaglectl.engines.source import Rule, Source
+
+    found = []
+    for row in (*rules.CAPTURE_FAMILIES, *rules.CAPTURE_RULES, *rules.CAPTURE_ORDER):
+        for value in vars(row).values():
+            if isinstance(value, Source):
+                found.append(value)
+            elif isinstance(value, Rule):
+                found.append(value.source)
+    return found
+
+
+def test_the_record_hashes_every_file_a_capture_rule_comes_from(script):
+    """A new release that changes a file a capture rule was read from is noticed: each Source's file is recorded
+    for its release (unless the source says the file is absent there), and every other file its lines name is
+    recorded for some release."""
+    import re
+
+    recorded = script.load_record()
+    everywhere = {path for files in recorded.values() for path in files}
+    for source in _capture_sources():
+        if source.where != "absent":
+            assert source.file in recorded[source.release], source
+        for named in re.findall(r"[\w/]+\.py", source.where):
+            assert any(path == named or path.endswith("/" + named) for path in everywhere), (named, source)

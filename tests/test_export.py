@@ -350,7 +350,7 @@ def test_value_scan_reads_each_tensor_only_after_the_writer_copied_it(cli, sampl
 
     events: list[tuple[str, str]] = []
     lock = threading.Lock()
-    real_add, real_iter = export_mod._Written.add, WeightSet.iter_row_chunks
+    real_add, real_iter, real_raw = export_mod._Written.add, WeightSet.iter_row_chunks, WeightSet.raw_chunks
 
     def add(self, name):
         with lock:
@@ -362,8 +362,14 @@ def test_value_scan_reads_each_tensor_only_after_the_writer_copied_it(cli, sampl
             events.append(("read", name))
         yield from real_iter(self, name, chunk_bytes)
 
+    def raw_chunks(self, name, chunk_bytes):  # the scan of plainly stored bytes (numpy, no torch)
+        with lock:
+            events.append(("read", name))
+        return real_raw(self, name, chunk_bytes)
+
     monkeypatch.setattr(export_mod._Written, "add", add)
     monkeypatch.setattr(WeightSet, "iter_row_chunks", iter_row_chunks)
+    monkeypatch.setattr(WeightSet, "raw_chunks", raw_chunks)
     code, doc = run_json(cli, "export", samples["nemo-consolidated"], "--max-shard-size", "20KB")
     assert code == 0, doc
     renamed = doc["result"]["renamed"]

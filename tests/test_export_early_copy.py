@@ -39,7 +39,14 @@ def leftovers(d: Path) -> list[str]:
     return sorted(p.name for p in d.rglob("*") if STAGE_TAG in p.name or LOCK_TAG in p.name)
 
 
-def test_early_and_sequential_exports_are_the_same_bytes(samples, tmp_path, started, monkeypatch):
+@pytest.mark.parametrize("padded", [False, True])
+def test_early_and_sequential_exports_are_the_same_bytes(samples, tmp_path, started, monkeypatch, padded):
+    """Also with the header padded and the copied tensors in source order (outputs copying >= 64 MB)."""
+    if padded:
+        from eaglectl.export import writer
+
+        monkeypatch.setattr(writer, "ALIGN_MIN_BYTES", 0)
+        monkeypatch.setattr(exporter, "ALIGN_MIN_BYTES", 0)
     src = samples["nemo-consolidated"]
     early = export_checkpoint(str(src), output=tmp_path / "early")
     assert started and started[0] is not None  # the early path ran

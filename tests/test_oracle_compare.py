@@ -15,7 +15,7 @@ from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.loader import expected_parameters, simulate_load
 from eaglectl.enums import Algorithm
 from tests.oracle.compare import _SHARDS, _rows, compare, expected_rope_base, startup_problems, target_supplied
-from tests.oracle.corpus import ENTRIES, NOT_EXPORTED, SYNTHETIC, build_corpus, entry_names
+from tests.oracle.corpus import ENTRIES, NOT_EXPORTED, SYNTHETIC, SYNTHETIC_ALGORITHM, build_corpus, entry_names
 from tests.oracle.driver import parse_releases, read_head, summary
 from tests.synthetic_heads import head
 
@@ -38,7 +38,7 @@ def agreeing_record(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], rel
         "stored_to_params": {n: [[p]] for n, p in loaded.items()},
         "stored_names_not_reaching_any_param": sorted(set(shapes) - set(loaded)),
         "load_errors": [f"{n}: AssertionError: shape" for n in sorted(sim.misshapen)],
-        "param_shapes": {p: list(_rows(s)) for p, s in expected_parameters(cfg, algorithm, release).items()},
+        "param_shapes": {p: list(_rows(s, p)) for p, s in expected_parameters(cfg, algorithm, release).items()},
         "nan_params": sorted(nan),
         "partially_loaded_params": {},
         "initially_zero_params": sorted(sim.zero_initialised),
@@ -60,7 +60,20 @@ def subjects(found) -> list[str]:
 @pytest.mark.parametrize("name", list(SYNTHETIC))
 def test_a_record_that_does_what_the_replay_says_agrees(name, release):
     cfg, shapes = SYNTHETIC[name][2]()
-    assert compare(name, release, agreeing_record(cfg, shapes, release), cfg, shapes, E3) == []
+    algorithm = Algorithm(SYNTHETIC_ALGORITHM.get(name, E3.value))
+    assert compare(name, release, agreeing_record(cfg, shapes, release, algorithm), cfg, shapes, algorithm) == []
+
+
+def test_vocab_rows_are_built_padded_to_a_multiple_of_64():
+    """SGLang pads the embedding's and lm_head's rows (pad_vocab_size): a 200-row draft head is a [256, H] parameter
+    that loads the 200 stored rows, which is no disagreement; an unpadded [200, H] parameter would be one."""
+    cfg, shapes = head(draft_vocab_size=200)
+    shapes["lm_head.weight"], shapes["d2t"] = (200, 64), (200,)
+    rec = agreeing_record(cfg, shapes, "0.5.15")
+    assert rec["param_shapes"]["lm_head.weight"] == [256, 64]
+    assert compare("h", "0.5.15", rec, cfg, shapes, E3) == []
+    rec["param_shapes"]["lm_head.weight"] = [200, 64]
+    assert subjects(compare("h", "0.5.15", rec, cfg, shapes, E3)) == ["lm_head.weight"]
 
 
 def test_a_name_loaded_into_another_parameter_names_head_release_and_name():

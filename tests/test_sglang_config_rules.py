@@ -105,9 +105,28 @@ def test_rope_only_in_rope_parameters_is_lost_on_0_5_9():
     assert "base 500000.0" in rope_only_in_parameters(cfg)
     minimum, needs = minimum_release(cfg, list(shapes), E3)
     assert minimum == "0.5.10" and any("rope_parameters" in n for n in needs)
+    assert serving_spans(replay_releases(cfg, shapes, E3)) == ["0.5.10–0.5.23"]  # 0.5.9 ignores rope_parameters
     cfg["rope_theta"] = 500000.0  # mirrored at the top level: every release reads the same base
     assert rope_only_in_parameters(cfg) is None
     assert minimum_release(cfg, list(shapes), E3)[0] == "0.5.9"
+    assert serving_spans(replay_releases(cfg, shapes, E3)) == ["0.5.9–0.5.23"]
+
+
+def test_a_llama4_text_draft_gets_its_config_classs_rope_base(cli, tmp_path):
+    """transformers 4.57.1's Llama4TextConfig defaults rope_theta to 500000: a rope_parameters-only llama4_text head
+    trained with 10000 runs on 0.5.9 with 500000 (SGLang's own 0.5.9 rotary embedding showed it), and one trained
+    with 500000 loses nothing."""
+    cfg, shapes = head(model_type="llama4_text", intermediate_size_mlp=128,
+                       rope_parameters={"rope_theta": 10000.0, "rope_type": "default"})
+    cfg.pop("rope_theta", None)
+    assert "base 10000.0 (read as 500000)" in rope_only_in_parameters(cfg)
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src)
+    assert codes(doc)["rope-parameters-only"] == "warning"
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0 and json.loads((tmp_path / "out" / "config.json").read_text())["rope_theta"] == 10000.0
+    cfg["rope_parameters"] = {"rope_theta": 500000.0, "rope_type": "default"}
+    assert rope_only_in_parameters(cfg) is None
 
 
 def test_rope_scaling_only_in_rope_parameters_is_lost_too():
@@ -162,6 +181,19 @@ def test_unsorted_aux_ids_arrive_in_layer_order():
     assert unsorted_aux_ids(cfg) is None
 
 
+def test_an_aux_id_named_twice_is_captured_once(cli, tmp_path):
+    """The target captures a layer once however often the draft lists it: fc gets fewer states than it takes."""
+    from eaglectl.engines.sglang.loader import repeated_aux_ids
+
+    cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [3, 3, 5]})
+    assert "2 aux states reach fc, which takes 3" in repeated_aux_ids(cfg)
+    assert all(not simulate_load(cfg, shapes, E3, r.first).ok for r in rules.EAGLE3_LOADERS)
+    code, doc = run_json(cli, "inspect", write(tmp_path / "h", cfg, shapes))
+    assert code == 1 and any("more than once" in f["message"] for f in doc["result"]["findings"])
+    result = cli("export", tmp_path / "h", "--output", tmp_path / "out")
+    assert result.exit_code == 1 and "more than once" in result.stderr
+
+
 def test_export_refuses_unsorted_aux_ids(cli, tmp_path):
     cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [5, 1, 3]})
     result = cli("export", write(tmp_path / "h", cfg, shapes), "--output", tmp_path / "out")
@@ -173,6 +205,18 @@ def test_export_refuses_unsorted_aux_ids(cli, tmp_path):
 def test_norm_output_needs_0_5_12():
     cfg, shapes = head(norm_output=True)
     assert minimum_release(cfg, list(shapes), E3)[0] == "0.5.12"
+
+
+def test_releases_that_ignore_norm_output_are_not_said_to_serve_the_head(cli, tmp_path):
+    """0.5.9-0.5.11 load the weights but never read norm_output: they hand the next draft step another hidden
+    state than training did, so neither inspect nor export lists them among the releases that serve the head."""
+    cfg, shapes = head(norm_output=True)
+    assert serving_spans(replay_releases(cfg, shapes, E3)) == ["0.5.12–0.5.23"]
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src)
+    assert doc["result"]["sglang"]["serves"] == ["0.5.12–0.5.23"]
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0 and doc["result"]["sglang_releases"] == ["0.5.12–0.5.23"]
 
 
 def test_four_aux_states_need_0_5_15_with_cuda_graphs():
@@ -219,6 +263,18 @@ def test_aux_capture_switched_off_is_a_problem_on_every_release():
                for r in rules.EAGLE3_LOADERS)
 
 
+@pytest.mark.parametrize(("value", "off"), [(None, True), (0, True), (True, False), ("false", False)])
+def test_aux_capture_is_off_for_any_false_value(cli, tmp_path, value, off):
+    """SGLang tests the value for truth (`if eagle_use_aux_hidden_state:`): null and 0 switch the capture off as
+    false does; a string is true."""
+    cfg, shapes = head(eagle_config={"eagle_aux_hidden_state_layer_ids": [1, 3, 4], "use_aux_hidden_state": value})
+    code, doc = run_json(cli, "inspect", write(tmp_path / "h", cfg, shapes))
+    found = [f for f in doc["result"]["findings"] if "use_aux_hidden_state" in f["message"]]
+    assert (code == 1 and bool(found)) is off, doc["result"]["findings"]
+    result = cli("export", tmp_path / "h", "--output", tmp_path / "out")
+    assert (result.exit_code == 1 and "use_aux_hidden_state" in result.stderr) is off
+
+
 # --- which files SGLang reads --------------------------------------------------------------------------------------
 def test_every_safetensors_file_beside_model_safetensors_is_read(tmp_path):
     import torch
@@ -242,8 +298,12 @@ def test_context_length_as_sglang_derives_it():
 
     assert context_length({"max_position_embeddings": 8192}) == 8192
     assert context_length({"seq_length": 2048, "max_position_embeddings": 131072}) == 2048  # the stale key wins
-    assert context_length({"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}) \
+    assert context_length({"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "dynamic", "factor": 4.0}}) \
         == 16384
+    # transformers 5 fills original_max_position_embeddings in for yarn (and llama3, longrope): no factor
+    assert context_length({"max_position_embeddings": 4096, "rope_scaling": {"type": "yarn", "factor": 4.0}}) == 4096
+    # no context key: the config class's max_position_embeddings
+    assert context_length({"model_type": "qwen3"}) == 32768 and context_length({"model_type": "llama4_text"}) == 131072
     assert context_length({"max_position_embeddings": 8192, "rope_scaling": {
         "rope_type": "llama3", "factor": 8.0}}) == 8192
     assert context_length({}) == 2048
@@ -254,6 +314,47 @@ def test_a_stale_seq_length_makes_serve_refuse_a_long_target(cli, tmp_path, samp
     result = cli("serve", "--target", sample_root / "target", "--draft", write(tmp_path / "h", cfg, shapes),
                  "--print-only")
     assert result.exit_code == 1 and "the draft's context length 256" in result.stderr, result.stderr
+
+
+def test_a_yarn_draft_is_served_with_its_unscaled_context(cli, tmp_path, sample_root):
+    """A yarn draft without original_max_position_embeddings: SGLang 0.5.9 (transformers 4.57.1) fails to build its
+    rotary embedding (KeyError; SGLang's own 0.5.9 showed it), 0.5.10+ derive max_position_embeddings as its context
+    (transformers 5 sets the original to it), so a target of 4 x that context is refused. Export writes the original
+    in, as transformers 5 does, and the head then loads in every release."""
+    from eaglectl.engines.sglang.loader import rope_original_missing
+
+    target = tmp_path / "target"
+    tcfg = json.loads((sample_root / "target" / "config.json").read_text())
+    (target / "config.json").parent.mkdir()
+    (target / "config.json").write_text(json.dumps(dict(tcfg, max_position_embeddings=8192)))
+    cfg, shapes = head(max_position_embeddings=2048, rope_scaling={"rope_type": "yarn", "factor": 4.0})
+    assert "KeyError" in rope_original_missing(cfg, "0.5.9") and rope_original_missing(cfg, "0.5.10") is None
+    assert serving_spans(replay_releases(cfg, shapes, E3)) == ["0.5.10–0.5.23"]
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src, "--target", target)
+    assert codes(doc)["context-length"] == "warning" and codes(doc)["rope-original-missing"] == "warning"
+    result = cli("serve", "--target", target, "--draft", src, "--print-only")
+    assert result.exit_code == 1 and "the draft's context length 2048" in result.stderr, result.stderr
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0 and doc["result"]["sglang_releases"] == ["0.5.9–0.5.23"]
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert written["rope_scaling"] == {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048}
+
+
+def test_a_qwen3_draft_without_max_position_embeddings_has_its_classs_context(cli, tmp_path, sample_root):
+    """Qwen3Config's max_position_embeddings (32768) is the context SGLang derives for a draft config without one,
+    not SGLang's fallback 2048: a 32k target is served."""
+    target = tmp_path / "target"
+    tcfg = json.loads((sample_root / "target" / "config.json").read_text())
+    (target / "config.json").parent.mkdir()
+    (target / "config.json").write_text(json.dumps(dict(tcfg, max_position_embeddings=32768)))
+    cfg, shapes = head(model_type="qwen3")
+    del cfg["max_position_embeddings"]
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src, "--target", target)
+    assert code == 0 and "context-length" not in codes(doc), doc["result"]["findings"]
+    result = cli("serve", "--target", target, "--draft", src, "--print-only")
+    assert result.exit_code == 0, result.stderr
 
 
 def test_later_layers_input_layernorm_becomes_hidden_norm(cli, tmp_path):
@@ -289,6 +390,19 @@ def test_eagle1_loader_drops_unexpected_biases_and_scales():
     assert not sim.ok
 
 
+
+def test_eagle1_o_proj_bias_starts_at_zero(cli, tmp_path):
+    """EAGLE-1 builds o_proj as the same RowParallelLinear as EAGLE-3, whose bias starts at zero: a head with
+    attention_bias, its q/k/v biases and no o_proj.bias loads right (SGLang's own load_weights, 0.5.9 and 0.5.15:
+    o_proj.bias all zeros after construction), so export writes it."""
+    from tests.synthetic_heads import eagle1_head
+
+    cfg, shapes = eagle1_head(qkv_bias=True, attention_bias=True)
+    sim = simulate_load(cfg, shapes, Algorithm.EAGLE, "0.5.23")
+    assert sim.ok and sim.zero_initialised == ["model.layers.0.self_attn.o_proj.bias"]
+    code, doc = run_json(cli, "export", write(tmp_path / "h", cfg, shapes), "--output", tmp_path / "out")
+    assert code == 0, doc
+
 # --- server flags meant for the target that reach the draft ----------------------------------------------------
 def test_quantization_and_model_overrides_reach_the_draft():
     found = rules.draft_inherited_flags(["--quantization", "fp8", "--json-model-override-args", "{}"])
@@ -297,6 +411,16 @@ def test_quantization_and_model_overrides_reach_the_draft():
     assert rules.draft_inherited_flags(["--quantization=fp8", "--speculative-draft-model-quantization",
                                         "unquant"]) == []
     assert rules.draft_inherited_flags(["--tp-size", "2"]) == []
+
+
+def test_an_abbreviated_flag_reaches_the_draft_too():
+    """SGLang's argparse expands an unambiguous prefix of a flag (allow_abbrev)."""
+    found = rules.draft_inherited_flags(["--json-model-override", "{}", "--quantization=fp8"])
+    assert [f.split(" ")[0] for f in found] == ["--quantization", "--json-model-override-args"]
+    assert rules.draft_inherited_flags(["--quantization", "fp8", "--speculative-draft-model-quant", "unquant"]) == []
+    # --speculative-draft-model is the draft path's alias, not an abbreviation of the quantization flag
+    assert len(rules.draft_inherited_flags(["--quantization", "fp8", "--speculative-draft-model", "/d"])) == 1
+    assert rules.draft_inherited_flags(["--quantization-param-path", "/x"]) == []
 
 
 def test_serve_warns_when_quantization_would_reach_the_draft(cli, tmp_path, sample_root):
@@ -341,6 +465,30 @@ def test_a_draft_config_gets_its_model_types_defaults(model_type, param, built):
     sim = simulate_load(cfg, shapes, E3, "0.5.9")
     assert sim.shape_errors and not sim.ok  # Llama-sized weights do not fit what SGLang builds
     assert simulate_load(control, shapes, E3, "0.5.9").ok
+
+
+@pytest.mark.parametrize(("model_type", "written"), [
+    ("qwen3", {"head_dim": 16, "num_key_value_heads": 2}), ("qwen2", {"num_key_value_heads": 2}),
+    ("qwen3_moe", {"num_key_value_heads": 2}),
+    ("llama4_text", {"head_dim": 16, "num_key_value_heads": 2, "intermediate_size_mlp": 128}),
+])
+def test_export_writes_the_sizes_a_model_type_default_gets_wrong(cli, tmp_path, model_type, written):
+    """A config without head_dim / num_key_value_heads / intermediate_size_mlp gets its model_type class's default,
+    which the weights contradict: inspect says which and why, export writes the sizes the weights hold (q_proj rows per
+    head, k_proj rows per head_dim, gate_proj rows), and SGLang then builds what the weights hold."""
+    control, shapes = head()
+    cfg = {k: v for k, v in control.items() if k not in ("head_dim", "num_key_value_heads")}
+    cfg["model_type"] = model_type
+    src = write(tmp_path / "h", cfg, shapes)
+    code, doc = run_json(cli, "inspect", src)
+    found = next(f for f in doc["result"]["findings"] if f["code"] == "config-class-defaults")
+    assert code == 1 and found["severity"] == "error" and all(k in found["fix"] for k in written)
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0, doc
+    out = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert {k: out.get(k) for k in written} == written
+    code, doc = run_json(cli, "inspect", tmp_path / "out")
+    assert code == 0 and doc["result"]["sglang_ready"] is True
 
 
 @pytest.mark.parametrize("arch", ["GlmMoeDsaForCausalLM", "MistralLarge3ForCausalLM"])

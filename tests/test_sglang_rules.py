@@ -273,7 +273,8 @@ def test_eagle1_bias_goes_to_qkv_and_o():
     ("gpt_oss", [1, 12, 20], 24, {(2, 13, 21)}),
 ])
 def test_capture_rules_per_family(model_type, ids, layers, expected):
-    got = {tuple(rules.captured_positions(r, ids, layers)) for r in rules.capture_rules_for(model_type)}
+    got = {tuple(rules.captured_positions(r, ids, layers))
+           for r in rules.capture_rules_of(rules.capture_family(model_type, None))}
     assert got == expected
 
 
@@ -297,9 +298,116 @@ def test_gpt_oss_loop_reaches_the_final_boundary_from_0_5_17(version, position, 
 def test_aux_ids_ranges_come_from_the_capture_rules():
     from eaglectl.engines.sglang import aux_ids
 
-    assert [label for label, *_ in aux_ids.RULE_RANGES] == ["0.5.9-0.5.12", "0.5.13-0.5.16", "0.5.17+"]
+    deepseek = aux_ids.Family.deepseek  # its rule changes at 0.5.13; the capture order at 0.5.11
+    assert [label for label, *_ in aux_ids.rule_ranges(deepseek)] == ["0.5.9-0.5.10.post1", "0.5.11-0.5.12.post1",
+                                                                     "0.5.13+"]
+    assert [label for label, *_ in aux_ids.rule_ranges(aux_ids.Family.gpt_oss)][-1] == "0.5.17+"
     assert aux_ids.family_of("deepseek_v32", None) is aux_ids.Family.deepseek
     assert aux_ids.family_of("llama", ["DeepseekV3ForCausalLM"]) is aux_ids.Family.deepseek
     assert aux_ids.family_of("mistral", None) is aux_ids.Family.plus_one
     assert aux_ids.captured([2, 30, 57], aux_ids.Family.deepseek, 61, "0.5.12.post1") == [3, 31, 58]
     assert aux_ids.captured([2, 30, 57], aux_ids.Family.deepseek, 61, "0.5.13") == [2, 30, 57]
+
+
+# --- target families whose capture fails or differs in some releases --------------------------------------------
+def _family(model_type, *archs):
+    from eaglectl.engines.sglang import aux_ids
+
+    return aux_ids.family_of(model_type, list(archs))
+
+
+@pytest.mark.parametrize(("model_type", "arch"), [("qwen2_moe", "Qwen2MoeForCausalLM"),
+                                                  ("qwen3_moe", "Qwen3MoeForCausalLM"),
+                                                  ("qwen3_next", "Qwen3NextForCausalLM")])
+def test_qwen_moe_targets_keep_the_default_capture_through_0_5_10(model_type, arch):
+    """Their layers are flagged and never unflagged: CUDA-graph capture sets the default first (0.5.9-0.5.10.post1),
+    so eager batches capture the default's layers and the draft's together; the graphs keep the default."""
+    from eaglectl.engines.sglang import aux_ids
+
+    fam = _family(model_type, arch)
+    assert fam is aux_ids.Family.qwen_moe and _family(model_type) is fam
+    for version in ("0.5.9", "0.5.10", "0.5.10.post1"):
+        d = aux_ids.delivered([1, 20, 44], fam, 48, version)
+        assert (d.asked, d.eager, d.replayed) == ([2, 21, 45], [2, 21, 24, 45], [2, 24, 45]) and d.why is not None
+    assert aux_ids.delivered([1, 20, 44], fam, 48, "0.5.10", cuda_graph=False).eager == [2, 21, 45]
+    assert aux_ids.delivered([1, 23, 44], fam, 48, "0.5.9").why is None  # the draft's ids capture the default
+    d = aux_ids.delivered([1, 20, 44], fam, 48, "0.5.11")
+    assert d.eager == d.replayed == [2, 21, 45] and d.why is None
+    llama = aux_ids.delivered([1, 20, 44], aux_ids.Family.plus_one, 48, "0.5.10")  # a list, replaced: eager is right
+    assert (llama.eager, llama.replayed) == ([2, 21, 45], [2, 24, 45])
+
+
+@pytest.mark.parametrize(("version", "fails", "why"), [
+    ("0.5.15.post1", True, "no SGLang model class"), ("0.5.16", True, "no aux state is recorded"),
+    ("0.5.17", True, "no aux state is recorded"), ("0.5.18", False, None), ("0.5.23", False, None)])
+def test_minimax_m3_captures_nothing_in_0_5_16_and_0_5_17(version, fails, why):
+    from eaglectl.engines.sglang import aux_ids
+
+    fam = _family("minimax_m2", "MiniMaxM3SparseForCausalLM")  # SGLang picks the class by architectures
+    assert fam is aux_ids.Family.minimax_m3 and _family("minimax_m3") is fam
+    assert aux_ids.fails(fam, version) is fails
+    d = aux_ids.delivered([1, 20, 44], fam, 48, version)
+    assert (d.failure is not None and why in d.failure.value) if fails else d.eager == [2, 21, 45]
+
+
+def test_minimax_m3_captures_the_last_layers_output_from_0_5_23():
+    from eaglectl.engines.sglang import aux_ids
+
+    for fam in (aux_ids.Family.minimax_m3, aux_ids.Family.minimax_m3_vl):
+        assert not aux_ids.reachable(48, fam, 48, "0.5.22") and aux_ids.reachable(48, fam, 48, "0.5.23")
+
+
+def test_minimax_m3_vl_adds_one_to_the_default_capture():
+    from eaglectl.engines.sglang import aux_ids
+
+    fam = _family("minimax_m2", "MiniMaxM3SparseForConditionalGeneration")
+    assert fam is aux_ids.Family.minimax_m3_vl and _family("minimax_m3_vl") is fam
+    assert aux_ids.captured(None, fam, 60, "0.5.18") == [3, 31, 58] == aux_ids.captured(None, fam, 60)
+    assert aux_ids.captured([1, 29, 56], fam, 60) == [2, 30, 57]  # ids: +1 as everywhere
+    assert aux_ids.fails(fam, "0.5.17") and not aux_ids.fails(fam, "0.5.18")  # no method before 0.5.18
+    assert aux_ids.captured(None, aux_ids.Family.minimax_m3, 60) == [2, 30, 57]  # the text model: as given
+    assert aux_ids.ids_for_capture_in_every_release([3, 31, 58], fam, 60) == [2, 30, 57]
+
+
+@pytest.mark.parametrize(("version", "why"), [
+    ("0.5.9", "AttributeError"), ("0.5.10.post1", "AttributeError"), ("0.5.11", "no aux state is recorded"),
+    ("0.5.21", "no aux state is recorded"), ("0.5.22", None), ("0.5.23", None)])
+def test_qwen3_5_conditional_generation_targets(version, why):
+    from eaglectl.engines.sglang import aux_ids
+
+    for arch in ("Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration"):
+        fam = _family("qwen3_5_text", arch)  # the text config's model_type; the class decides
+        assert fam is aux_ids.Family.qwen3_5
+        d = aux_ids.delivered([1, 20, 44], fam, 48, version)
+        assert (why in d.failure.value) if why else (d.failure is None and d.eager == [2, 21, 45])
+
+
+@pytest.mark.parametrize(("version", "why"), [
+    ("0.5.16", "no SGLang model class"), ("0.5.17", "AttributeError"), ("0.5.21", "AttributeError"), ("0.5.22", None)])
+def test_qwen3_5_text_targets(version, why):
+    from eaglectl.engines.sglang import aux_ids
+
+    fam = _family("qwen3_5_moe_text", "Qwen3_5MoeForCausalLM")
+    assert fam is aux_ids.Family.qwen3_5_text
+    failure = aux_ids.rule(fam, version).failure
+    assert (why in failure.value) if why else failure is None
+
+
+def test_qwen3_vl_targets_fail_before_0_5_11():
+    from eaglectl.engines.sglang import aux_ids
+
+    fam = _family("qwen3_vl_text", "Qwen3VLMoeForConditionalGeneration")
+    assert fam is aux_ids.Family.qwen3_vl
+    assert aux_ids.fails(fam, "0.5.10.post1") and not aux_ids.fails(fam, "0.5.11")
+
+
+def test_kimi_k2_5_targets_fail_in_0_5_9_then_capture_as_deepseek():
+    from eaglectl.engines.sglang import aux_ids
+
+    fam = _family("deepseek_v3", "KimiK25ForConditionalGeneration")  # its text config reads as DeepSeek-V3
+    assert fam is aux_ids.Family.kimi_k25 and _family("kimi_k2") is aux_ids.Family.deepseek
+    assert "AttributeError" in aux_ids.rule(fam, "0.5.9").failure.value
+    assert aux_ids.captured([2, 30, 57], fam, 61, "0.5.10") == [3, 31, 58]
+    assert aux_ids.captured([2, 30, 57], fam, 61, "0.5.13") == [2, 30, 57]
+    for version in ("0.5.10", "0.5.13", "0.5.23"):
+        assert aux_ids.rule(fam, version).convention == rules.capture_rule("deepseek", version).convention

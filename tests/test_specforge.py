@@ -314,3 +314,38 @@ def test_the_demo_sample_exports_with_its_recorded_aux_ids(samples, tmp_path):
     assert report.layout is Layout.specforge_training
     cfg = json.loads((tmp_path / "out" / "config.json").read_text())
     assert cfg["eagle_config"]["eagle_aux_hidden_state_layer_ids"] == [1, 3, 4]
+
+
+# --------------------------------------------------------------------------------------------- norm_output
+@pytest.mark.parametrize(("value", "says"), [(True, "handing the normed state to the next draft step"),
+                                             (False, "lm_head on the un-normed state")])
+def test_specforge_norm_output_is_dropped_and_warned(cli, runs, samples, tmp_path, value, says):
+    """SpecForge's norm_output switches its final norm before lm_head and carries the pre-norm state; SGLang 0.5.12+
+    read `true` as carrying the normed state. The key is taken out of the config; a warning says what it meant."""
+    cfg = json.loads(runs["v0.2"]["draft_config"].read_text())
+    dc = tmp_path / "draft_config.json"
+    dc.write_text(json.dumps({**cfg, "norm_output": value}))
+    out = runs["v0.2"]["output"]
+    ckpt = resolve.resolve(out, draft_config=str(dc))
+    assert "norm_output" not in ckpt.config and ckpt.training.dropped == {"norm_output": value}
+    assert any(n.startswith(f"norm_output: {value!r} dropped (SpecForge 0.2.0") for n in ckpt.config_notes)
+    result = cli("inspect", out, "--draft-config", dc, "--json")
+    [f] = [f for f in json.loads(result.stdout)["result"]["findings"] if f["code"] == "specforge-norm-output"]
+    assert f["severity"] == "warning" and says in f["message"]
+    assert "SpecForge 0.2.0 specforge/modeling/draft/llama3_eagle.py" in f["message"]
+    result = cli("export", out, "--draft-config", dc, "-o", tmp_path / "e", "--json")
+    assert result.exit_code == 0 and "specforge-norm-output" in result.stderr, result.stderr
+    assert "norm_output" not in json.loads((tmp_path / "e" / "config.json").read_text())
+    own = copy_run(runs["v0.2"], tmp_path / "r")  # serve would export into the run's step dir
+    result = cli("serve", "--target", samples["target"], "--draft", own, "--draft-config", dc, "--print-only")
+    assert result.exit_code == 0 and "specforge-norm-output" in result.stderr, result.stderr
+
+
+def test_norm_output_outside_a_specforge_training_checkpoint_keeps_sglangs_meaning(cli, tmp_path):
+    from tests.synthetic_heads import head, write
+
+    d = write(tmp_path / "h", *head(norm_output=True))
+    result = cli("inspect", d, "--json")
+    doc = json.loads(result.stdout)["result"]
+    assert "specforge-norm-output" not in {f["code"] for f in doc["findings"]}
+    assert any("norm_output" in f["message"] for f in doc["findings"] if f["code"] == "sglang-minimum")

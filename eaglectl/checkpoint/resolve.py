@@ -72,8 +72,8 @@ class Meta:
     """The vocab metadata a NeMo recipe writes beside the weights."""
 
     path: Path
-    selected_token_ids: Any = field(default=None, repr=False, metadata={"internal": True})  # int64 tensor
-    selected_token_mask: Any = field(default=None, repr=False, metadata={"internal": True})  # bool tensor
+    selected_token_ids: Any = field(default=None, repr=False, metadata={"internal": True})  # int64 numpy array
+    selected_token_mask: Any = field(default=None, repr=False, metadata={"internal": True})  # bool numpy array
     draft_vocab: int | None = None
     vocab: int | None = None
     keys: list[str] = field(default_factory=list)
@@ -326,6 +326,8 @@ def _open_specforge(ckpt: Checkpoint, draft_config: str | None) -> None:
     notes = [f"SpecForge training checkpoint (step {state.step if state.step is not None else '?'}"
              f"{f' of run {state.run_id}' if state.run_id else ''}): weights from {sf.STATE_FILE}, config from "
              f"{choice.how} ({choice.path})", *state.notes]
+    if (dropped := sf.sglang_dialect(ckpt.config, state)) is not None:
+        notes.append(dropped)
     if sf.config_changed(choice.path, state.draft_config_sha256):
         notes.append(f"{choice.path} differs from the draft config the run hashed (sha256 "
                      f"{state.draft_config_sha256[:12] if state.draft_config_sha256 else '?'}...): it changed since "
@@ -441,45 +443,77 @@ def find_meta(d: Path) -> Path | None:
 
 
 def read_meta(path: Path) -> Meta:
-    import torch
+    """The vocab metadata in a meta file: token ids and mask as numpy arrays. A plain `torch.save` dict is read
+    without torch (`small_pickle`: importing torch costs more than copying a 2 GB head); anything else with
+    `torch.load(weights_only=True, mmap=True)`, whose checks and errors then apply."""
+    from eaglectl.checkpoint.small_pickle import read_plain_torch_zip
+    from eaglectl.checkpoint.weights import MAX_VIEW_FACTOR, check_torch_zip, load_pickle
 
-    from eaglectl.checkpoint.weights import load_pickle
-
-    obj = load_pickle(path)
+    obj = read_plain_torch_zip(path, MAX_VIEW_FACTOR * max(check_torch_zip(path), 1))
+    if obj is None:
+        obj = load_pickle(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: meta file holds a {type(obj).__name__}, not a dict")
     meta = Meta(path=path, keys=sorted(map(str, obj)))
     ids = obj.get("selected_token_ids")
     if ids is not None:
-        if (not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex()
-                or ids.dtype == torch.bool):
+        if _array_kind(ids) != "int" or _array(ids).ndim != 1:
             raise CheckpointError(f"{path}: selected_token_ids must be a 1-D integer tensor")
-        meta.selected_token_ids = ids.to(torch.int64)
-        meta.draft_vocab = int(ids.numel())
+        meta.selected_token_ids = _array(ids).astype("int64")
+        meta.draft_vocab = int(meta.selected_token_ids.size)
     mask = obj.get("selected_token_mask")
     if mask is not None:
-        if (not isinstance(mask, torch.Tensor) or mask.dim() != 1 or mask.is_floating_point()
-                or mask.is_complex()):
+        if _array_kind(mask) not in ("int", "bool") or _array(mask).ndim != 1:
             raise CheckpointError(f"{path}: selected_token_mask must be a 1-D bool (or integer) tensor")
-        meta.selected_token_mask = mask.to(torch.bool)
-        meta.vocab = int(mask.numel())
+        meta.selected_token_mask = _array(mask).astype(bool)
+        meta.vocab = int(meta.selected_token_mask.size)
     for key in AUX_ID_KEYS:
         value = obj.get(key)
         if value is None:
             continue
-        if isinstance(value, torch.Tensor):
-            if value.dim() != 1 or value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        if _array_kind(value) is not None:
+            array = _array(value)
+            if array.ndim != 1 or _array_kind(value) != "int":
                 raise CheckpointError(f"{path}: {key} must be a 1-D integer tensor of layer indices, "
-                                      f"got {value.dtype} {list(value.shape)}")
-            if value.numel() > MAX_LAYERS:
-                raise CheckpointError(f"{path}: {key} lists {value.numel()} layers (at most {MAX_LAYERS})")
-            value = value.tolist()
+                                      f"got {_dtype_name(value)} {list(array.shape)}")
+            if array.size > MAX_LAYERS:
+                raise CheckpointError(f"{path}: {key} lists {array.size} layers (at most {MAX_LAYERS})")
+            value = array.tolist()
         problem = aux_ids_problem(value)
         if problem:
             raise CheckpointError(f"{path}: {key} {problem}")
         meta.aux_layer_ids = list(value)
         break
     return meta
+
+
+def _array_kind(value: Any) -> str | None:
+    """"int", "bool", "float" or "complex" for a tensor (numpy or torch), None for anything else."""
+    import sys
+
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype"):
+        return {"i": "int", "u": "int", "b": "bool", "f": "float", "c": "complex"}.get(value.dtype.kind, "other")
+    torch = sys.modules.get("torch")  # a torch tensor can only come from torch's own load, which imported it
+    if torch is not None and isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool:
+            return "bool"
+        if value.is_complex():
+            return "complex"
+        return "float" if value.is_floating_point() else "int"
+    return None
+
+
+def _array(value: Any) -> Any:
+    """A numpy view of a tensor `_array_kind` recognised (integer and bool tensors: numpy has their dtypes)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value
+    return value.detach().cpu().numpy() if _array_kind(value) in ("int", "bool") else np.empty(tuple(value.shape))
+
+
+def _dtype_name(value: Any) -> str:
+    return str(value.dtype).removeprefix("torch.")
 
 
 def detect_algorithm(ckpt: Checkpoint) -> tuple[Algorithm | None, str]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from eaglectl.checkpoint import SPECFORGE_STEP_DIR
+from eaglectl.engines.source import Rule, Source
 from eaglectl.errors import CheckpointError, ConfigError, UnsupportedDraftError
 from eaglectl.hub import expand_user
 
@@ -42,6 +43,16 @@ PROVENANCE_KEY = "specforge_model_provenance"  # algorithms/common/providers.py 
 EAGLE_STRATEGIES = ("eagle3", "peagle")  # the others (dflash, dspark, domino) train no EAGLE head
 MAX_STEPS_LISTED = 100_000  # entries of a run dir looked at: a run keeps one dir per save
 MAX_CONFIG_HASH_BYTES = 16 * 1024 * 1024
+RELEASE = "0.2.0"
+
+# SpecForge's `norm_output` is not SGLang's (or vLLM's): there it only switches the final norm before lm_head (on by
+# default), and every training step hands the next one the pre-norm state; SGLang 0.5.12+ read `norm_output: true`
+# as "hand the normed state to the next draft step" and always norm before lm_head.
+NORM_OUTPUT = Rule("the final norm before lm_head (default true); the next step always gets the pre-norm state",
+                   Source(RELEASE, "specforge/modeling/draft/llama3_eagle.py",
+                          "LlamaForCausalLMEagle3.__init__ l.1690 (getattr(config, 'norm_output', True)), "
+                          "compute_logits l.1772-1777; algorithms/eagle3/model.py l.386-400: the next step gets "
+                          "backbone()'s pre-norm output", project="SpecForge"))
 
 
 @dataclass
@@ -56,6 +67,18 @@ class TrainingState:
     draft_config: str | None = None  # the path the run read its draft config from (provenance)
     draft_config_sha256: str | None = None
     notes: list[str] = field(default_factory=list)
+    dropped: dict[str, Any] = field(default_factory=dict)  # draft config keys SGLang reads with another meaning
+
+
+def sglang_dialect(config: dict[str, Any], state: TrainingState) -> str | None:
+    """Take SpecForge's `norm_output` out of a draft config (kept in `state.dropped`): SGLang would read the key
+    with its own meaning (NORM_OUTPUT), and without it serves what SpecForge trained with its final norm. The
+    note, or None."""
+    if "norm_output" not in config:
+        return None
+    state.dropped["norm_output"] = value = config.pop("norm_output")
+    return (f"norm_output: {value!r} dropped (SpecForge {RELEASE}: {NORM_OUTPUT.value}; SGLang would read true as "
+            f"handing the normed state to the next draft step)")
 
 
 def is_step_dir(d: Path) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from eaglectl.checkpoint.pickle_scan import MAX_NESTING, tuple_nesting
+from eaglectl.checkpoint.small_pickle import StoredTensor, read_tensor_index
 from eaglectl.errors import CheckpointError
 from eaglectl.jsonfile import JsonLimits, loads_bounded
 
@@ -141,6 +142,62 @@ class WeightSet:
         for start in range(0, rows, step):
             yield self._read(name, start, min(start + step, rows))
 
+    def stored_plainly(self, name: str) -> bool:
+        """Whether a tensor's bytes lie in its file as they are (little-endian, C order, one range)."""
+        info = self.tensors[name]
+        return not self.remote and info.data_offset is not None and info.file not in self._swapped
+
+    def raw_chunks(self, name: str, chunk_bytes: int) -> Iterator[memoryview] | None:
+        """A tensor's bytes as stored (little-endian, C order) in chunks of about `chunk_bytes`, `pread` like
+        `load_rows`, for scans that need no torch; None when the bytes are not stored that way (a pickle's view
+        with other strides, a file of the other byte order, a header from the Hub). Each chunk is a view of one
+        buffer the next chunk overwrites: use it before asking for the next."""
+        if not self.stored_plainly(name):
+            return None
+        info = self.tensors[name]
+        assert info.data_offset is not None
+        offset, total = info.data_offset, info.nbytes
+        item = ITEMSIZE[info.dtype]
+        step = max(item, chunk_bytes - chunk_bytes % item)
+
+        def chunks() -> Iterator[memoryview]:
+            buf = memoryview(bytearray(min(step, total)))
+            with self._open_checked(info.file) as fd:
+                for start in range(0, total, step):
+                    view = buf[:min(step, total - start)]
+                    self._pread_into(fd, info.file, offset + start, view)
+                    yield view
+
+        return chunks()
+
+    @contextlib.contextmanager
+    def _open_checked(self, path: Path) -> Iterator[int]:
+        """`path` opened for reading, refused if it was rewritten or replaced since it was opened first."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise changed_error(path, self.doing) from exc
+        try:
+            if path in self.identity and file_identity(fd) != self.identity[path]:
+                raise changed_error(path, self.doing)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _pread_into(self, fd: int, path: Path, offset: int, view: memoryview) -> None:
+        """Fill `view` from `offset`; a short read is a file truncated since it was opened."""
+        got = 0
+        while got < len(view):
+            if hasattr(os, "preadv"):
+                n = os.preadv(fd, [view[got:]], offset + got)
+            else:  # pragma: no cover - platforms without preadv
+                chunk = os.pread(fd, len(view) - got, offset + got)
+                n = len(chunk)
+                view[got:got + n] = chunk
+            if n <= 0:
+                raise changed_error(path, self.doing)
+            got += n
+
     def _read(self, name: str, start: int | None, stop: int | None):
         import torch
 
@@ -170,27 +227,8 @@ class WeightSet:
         """`size` bytes at `offset` of `path`, refusing a file rewritten, replaced or truncated since it was
         opened (the same error as the raw copy's)."""
         buf = bytearray(size)
-        view = memoryview(buf)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise changed_error(path, self.doing) from exc
-        try:
-            if path in self.identity and file_identity(fd) != self.identity[path]:
-                raise changed_error(path, self.doing)
-            got = 0
-            while got < size:
-                if hasattr(os, "preadv"):
-                    n = os.preadv(fd, [view[got:]], offset + got)
-                else:  # pragma: no cover - platforms without preadv
-                    chunk = os.pread(fd, size - got, offset + got)
-                    n = len(chunk)
-                    view[got:got + n] = chunk
-                if n <= 0:
-                    raise changed_error(path, self.doing)
-                got += n
-        finally:
-            os.close(fd)
+        with self._open_checked(path) as fd:
+            self._pread_into(fd, path, offset, memoryview(buf))
         return buf
 
 
@@ -643,6 +681,9 @@ def open_weights(files: list[Path], index_file: Path | None = None, *,
         if fmt == "safetensors":
             part = read_safetensors_header(f)
             _check_safe_open(f)
+        elif (loaded is None or f not in loaded) and (indexed := _index_pickle(f)) is not None:
+            part, spans = indexed
+            ws._spans.update(spans)
         else:
             tensors = loaded[f] if loaded is not None and f in loaded else tensor_dict(load_pickle(f), f)
             ws._pickles[f] = tensors
@@ -665,6 +706,34 @@ def open_weights(files: list[Path], index_file: Path | None = None, *,
                         ws._spans[k] = (span, tuple(v.stride()), not native)
         _add_shard(ws, part, f, where=f"{f.parent}: ")
     return ws
+
+
+def _index_pickle(f: Path) -> tuple[dict[str, TensorInfo], dict[str, tuple[int, tuple[int, ...], bool]]] | None:
+    """A weights pickle's tensors and where their bytes lie, read from its pickle alone without torch
+    (`small_pickle.read_tensor_index`); None when that reader does not handle the file or finds no state dict
+    in it: then `load_pickle` (torch) reads it, and its checks and errors apply."""
+    if sys.byteorder != "little":
+        return None
+    obj = read_tensor_index(f, MAX_VIEW_FACTOR * max(check_torch_zip(f), 1))
+    if not isinstance(obj, dict):
+        return None
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, StoredTensor)}
+    if not tensors:
+        for key in STATE_DICT_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, dict):
+                tensors = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, StoredTensor)}
+                if tensors:
+                    break
+    if not tensors:
+        return None
+    infos, spans = {}, {}
+    for k, st in tensors.items():
+        numel = math.prod(st.shape)
+        infos[k] = TensorInfo(k, st.dtype, st.shape, f, data_offset=st.offset if numel and st.contiguous else None)
+        if numel:
+            spans[k] = (st.offset, st.strides, False)
+    return infos, spans
 
 
 def _add_shard(ws: WeightSet, part: dict[str, TensorInfo], f: Path, *, where: str = "") -> None:

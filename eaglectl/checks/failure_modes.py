@@ -13,13 +13,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from eaglectl.checkpoint import specforge as sf
 from eaglectl.checkpoint.names import parse_name
 from eaglectl.checkpoint.resolve import aux_layer_ids_of
 from eaglectl.checkpoint.weights import readable_dtype
 from eaglectl.checks.findings import Finding
 from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
-from eaglectl.engines.sglang.loader import rope_only_in_parameters
+from eaglectl.engines.sglang.loader import (
+    DraftDims,
+    class_default_sizes,
+    default_rope_base,
+    mlp_bias,
+    original_context_fill,
+    rope_only_in_parameters,
+    rope_original_missing,
+    simulate_load,
+    unbuilt_reason,
+)
 from eaglectl.enums import Algorithm, Severity
 from eaglectl.jsonfile import as_object, config_int
 
@@ -79,6 +90,13 @@ MODES: dict[str, FailureMode] = {m.code: m for m in (
                 "fixed by export"),
     FailureMode("aux-layer-ids", "aux ids that SGLang never captures on this target",
                 "set_eagle3_layers_to_capture per target family; a short capture breaks the fc width", "refused"),
+    FailureMode("specforge-norm-output", "`norm_output` in a SpecForge training checkpoint's draft config",
+                "SpecForge: the final norm before lm_head; llama_eagle3.py 0.5.12+: the normed state carried to the "
+                "next draft step, lm_head always normed", "dropped by export, warned"),
+    FailureMode("target-capture", "a target on which the draft fails or gets other hidden states in some releases",
+                "set_eagle3_layers_to_capture missing or capturing nothing (Kimi-K2.5, Qwen3-VL, Qwen3.5, MiniMax-M3); "
+                "the default capture kept under CUDA graphs through 0.5.10.post1 (model_runner.py)",
+                "warned; serve refuses the release it would run on"),
     FailureMode("aux-ids-numbering", "aux ids that look like vLLM / HF hidden_states numbering",
                 "SGLang ids count layer outputs (+1 before capture on Llama-style targets)", "warned"),
     FailureMode("aux-ids-unpinned", "no aux ids recorded, a config copied from a target of another depth",
@@ -90,6 +108,13 @@ MODES: dict[str, FailureMode] = {m.code: m for m in (
                 "qwen2_eagle.py, mistral_eagle.py, kimi_k25_eagle3.py", "reported"),
     FailureMode("architecture-config", "a non-Llama EAGLE architecture missing a config key it requires",
                 "the model class reads the key without a default (start-up failure)", "refused"),
+    FailureMode("config-class-defaults", "a size the config leaves to its model_type's class, which differs",
+                "AutoConfig picks the class by model_type: qwen3 head_dim 128, qwen2/qwen3 32 KV heads, qwen3_moe 4, "
+                "llama4_text intermediate_size_mlp 16384; llama.py LlamaAttention reads them", "fixed by export"),
+    FailureMode("weight-not-loaded", "a stored weight SGLang builds no parameter for",
+                "llama_eagle3.py / llama_eagle.py load_weights: a name with no parameter is skipped without a word "
+                "(q/k/v biases in EAGLE-3, biases the config does not switch on, EAGLE's layer-0 input norm)",
+                "refused"),
     FailureMode("override-flag", "`serve -- FLAG` overriding a flag eaglectl sets",
                 "argparse: the last occurrence of a flag wins (also `--flag=value` and unambiguous prefixes)",
                 "refused"),
@@ -110,6 +135,7 @@ class HeadView:
     config_notes: list[str] = field(default_factory=list)
     planned: bool = False  # the export's output rather than the checkpoint as stored
     embeddings_dropped: bool = False  # the plan leaves them out because of --drop-embeddings
+    unplaced: list[str] = field(default_factory=list)  # stored names the plan drops: no parameter takes them
 
     @property
     def export_cmd(self) -> str:
@@ -120,6 +146,7 @@ def checkpoint_view(ckpt: Checkpoint, algorithm: Algorithm | None) -> HeadView:
     assert ckpt.weights is not None
     ws = ckpt.weights
     stored = {parse_name(n).base: n for n in ws.tensors}
+
     def load(base: str) -> Any:  # None for a dtype torch cannot read (U32 d2t): the plan refuses it, by name
         info = ws.tensors[stored[base]]
         return ws.load(info.name) if readable_dtype(info.dtype) else None
@@ -205,15 +232,41 @@ def _draft_vocab_size(v: HeadView) -> list[Finding]:
 
 
 def _rope(v: HeadView) -> list[Finding]:
+    out = []
+    missing = rope_original_missing(v.config, rules.OLDEST_SUPPORTED)
+    if missing is not None:
+        fixable = original_context_fill(v.config) is not None
+        out.append(Finding("rope-original-missing", Severity.warning,
+                           f"{missing}, which makes the context SGLang derives max_position_embeddings, not "
+                           f"max_position_embeddings x factor",
+                           f"run `{v.export_cmd}`: it writes original_max_position_embeddings as transformers 5 "
+                           f"does" if fixable else "add original_max_position_embeddings to rope_scaling"))
     why = rope_only_in_parameters(v.config)
     if why is None:
+        return out
+    return [*out, Finding("rope-parameters-only", Severity.warning,
+                          f"{why} (a config saved by transformers 5): SGLang 0.5.9, which pins transformers 4.57.1, "
+                          f"reads only the top-level rope_theta / rope_scaling and runs the head with base "
+                          f"{default_rope_base(v.config)} (llama.py LlamaDecoderLayer, no error); 0.5.10+ read "
+                          f"rope_parameters",
+                          f"run `{v.export_cmd}`: it writes rope_theta (and rope_scaling) beside rope_parameters")]
+
+
+def _class_defaults(v: HeadView) -> list[Finding]:
+    """Sizes SGLang takes from the draft config's model_type class (rules.MODEL_TYPE_DEFAULTS) that the weights
+    contradict: q/k/v loads fail (RuntimeError), or gate/up/down load zero-padded or cut short without an error."""
+    if v.algorithm is not Algorithm.EAGLE3 or own_loader(v.config) is not None:
         return []
-    return [Finding("rope-parameters-only", Severity.warning,
-                    f"{why} (a config saved by transformers 5): SGLang 0.5.9, which pins transformers 4.57.1, reads "
-                    f"only the top-level rope_theta / rope_scaling and runs the head with base "
-                    f"{rules.EAGLE3.rope_default_base.value} (llama.py LlamaDecoderLayer, no error); 0.5.10+ read "
-                    f"rope_parameters",
-                    f"run `{v.export_cmd}`: it writes rope_theta (and rope_scaling) beside rope_parameters")]
+    found = class_default_sizes(v.config, v.shapes)
+    if not found:
+        return []
+    sizes = ", ".join(f"{k} (the {v.config.get('model_type')} default {d}; the weights hold {w})"
+                      for k, (d, w) in found.items())
+    return [Finding("config-class-defaults", Severity.error,
+                    f"config.json has no {sizes}: SGLang builds the draft from the config class its model_type picks "
+                    f"({rules.MODEL_TYPE_DEFAULTS.source}), so it fails to load the attention weights (RuntimeError) "
+                    f"or loads the MLP zero-padded or cut short without an error",
+                    f"run `{v.export_cmd}`: it writes {', '.join(f'{k}: {w}' for k, (_, w) in found.items())}")]
 
 
 def _d2t(v: HeadView) -> list[Finding]:
@@ -223,8 +276,11 @@ def _d2t(v: HeadView) -> list[Finding]:
     vocab = config_int(v.config, "vocab_size")
     if len(shape) != 1 or not vocab or shape[0] >= vocab or shape[0] > MAX_D2T:
         return []
-    d2t = v.load("d2t")
-    if d2t is None or d2t.numel() == 0 or bool(d2t.any()):
+    d2t_values = v.load("d2t")
+    if d2t_values is None:
+        return []
+    d2t = as_numpy(d2t_values)
+    if d2t.size == 0 or bool(d2t.any()):
         return []
     return [Finding("d2t-all-zero", Severity.error,
                     f"d2t holds only zeros for a {shape[0]}-token draft vocab (vocab {vocab}): a map that was never "
@@ -234,11 +290,24 @@ def _d2t(v: HeadView) -> list[Finding]:
                     "and save it in the weights; it cannot be recovered from the other tensors")]
 
 
+def as_numpy(values: Any) -> Any:
+    """A tensor's values as a numpy array: the plan's generated tensors are numpy already, stored ones come from
+    the weights as torch tensors (dtypes numpy lacks, bfloat16 / float8, as float32)."""
+    if type(values).__module__ == "numpy":
+        return values
+    values = values.detach().cpu()
+    if values.is_floating_point() and values.element_size() < 4 and str(values.dtype) != "torch.float16":
+        import torch
+
+        values = values.to(torch.float32)
+    return values.numpy()
+
+
 def _t2d(v: HeadView) -> list[Finding]:
     """t2d (target id -> in the draft vocab) against the vocab, the draft vocab and d2t. SGLang never reads t2d,
     but a t2d that disagrees says one of the two maps is not the one the head was trained with, and SGLang serves
     with d2t whichever it is."""
-    import torch
+    import numpy as np
 
     if v.algorithm is not Algorithm.EAGLE3 or "t2d" not in v.shapes or v.load is None:
         return []
@@ -253,23 +322,23 @@ def _t2d(v: HeadView) -> list[Finding]:
         problems.append(f"t2d has {shape[0]} entries for a {vocab}-token vocab")
     t2d_values = v.load("t2d") if len(shape) == 1 and shape[0] <= MAX_D2T else None
     if t2d_values is not None:
-        marked = t2d_values.reshape(-1) != 0
+        marked = as_numpy(t2d_values).reshape(-1) != 0
         count = int(marked.sum())
         if draft is not None and count != draft:
             problems.append(f"t2d marks {count} tokens as in the draft vocab, which has {draft}")
         d2t_values = (v.load("d2t") if d2t_shape is not None and len(d2t_shape) == 1 and 0 < d2t_shape[0] <= MAX_D2T
                       else None)
         if d2t_values is not None:
-            d2t = d2t_values.reshape(-1).to(torch.int64)
-            named = d2t + torch.arange(d2t.numel(), dtype=torch.int64)
-            inside = named[(named >= 0) & (named < marked.numel())]
-            from_d2t = torch.zeros_like(marked)
+            d2t = as_numpy(d2t_values).reshape(-1).astype(np.int64)
+            named = d2t + np.arange(d2t.size, dtype=np.int64)
+            inside = named[(named >= 0) & (named < marked.size)]
+            from_d2t = np.zeros_like(marked)
             from_d2t[inside] = True
             extra, missed = marked & ~from_d2t, from_d2t & ~marked
-            if bool(extra.any()) or bool(missed.any()) or inside.numel() != named.numel():
-                first = int((extra | missed).nonzero()[0]) if bool((extra | missed).any()) else None
+            if bool(extra.any()) or bool(missed.any()) or inside.size != named.size:
+                first = int(np.flatnonzero(extra | missed)[0]) if bool((extra | missed).any()) else None
                 problems.append(f"t2d marks {int(extra.sum())} target tokens d2t does not name and misses "
-                                f"{int(missed.sum()) + named.numel() - inside.numel()} it names"
+                                f"{int(missed.sum()) + named.size - inside.size} it names"
                                 + (f" (first: target id {first})" if first is not None else ""))
     if not problems:
         return []
@@ -442,8 +511,33 @@ def _architecture(v: HeadView) -> list[Finding]:
     return out
 
 
+# Weights another check owns: input_norm.weight (input-norm-unused), a tied head's lm_head.weight (tied-lm-head).
+_OWNED_ELSEWHERE = ("input_norm.weight", "lm_head.weight")
+
+
+def _not_loaded(v: HeadView) -> list[Finding]:
+    """Weights the export would write that SGLang's newest loader builds no parameter for: it drops them without a
+    word and serves the head without what they trained. Read on the planned output, where names are SGLang's."""
+    if not v.planned or v.algorithm is None or own_loader(v.config) is not None:
+        return []
+    sim = simulate_load(v.config, v.shapes, v.algorithm, rules.NEWEST_KNOWN)
+    skipped = [n for n in sim.skipped if parse_name(n).known and parse_name(n).base not in _OWNED_ELSEWHERE]
+    skipped += [n for n in v.unplaced if mlp_bias(parse_name(n).base)]  # trained weights the plan cannot place
+    if not skipped:
+        return []
+    groups: dict[tuple[str, str | None], list[str]] = {}
+    for name in skipped:
+        groups.setdefault(unbuilt_reason(name, v.config, v.algorithm), []).append(name)
+    why = "; ".join(f"{', '.join(names)}: {reason}" for (reason, _), names in groups.items())
+    fixes = [fix for (_, fix) in groups if fix]
+    return [Finding("weight-not-loaded", Severity.error,
+                    f"SGLang would drop {len(skipped)} stored weight(s) without a word and serve the head without "
+                    f"them: {why}", "; ".join(dict.fromkeys(fixes)) or None)]
+
+
 CHECKS: tuple[Callable[[HeadView], list[Finding]], ...] = (_config_shape, _architecture, _draft_vocab_size, _rope,
-                                                           _tied, _d2t, _t2d, _embeddings, _norms)
+                                                           _class_defaults, _tied, _d2t, _t2d, _embeddings, _norms,
+                                                           _not_loaded)
 
 
 def head_findings(v: HeadView) -> list[Finding]:
@@ -488,42 +582,64 @@ def unpinned_aux_findings(trained_depth: int | None, cfg: dict[str, Any], layers
                     f"hidden states here (lower acceptance, no error)", fix)]
 
 
+def _valid_ids(cfg: dict[str, Any]) -> tuple[list[int] | None, Finding | None]:
+    """The draft's aux-layer ids as the checks read them (eagle_config's, else wherever a trainer put them), or the
+    finding that says why they are unusable."""
+    ids = as_object(cfg.get("eagle_config")).get("eagle_aux_hidden_state_layer_ids") or aux_layer_ids_of(cfg)
+    if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
+        return None, Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids!r:.60} must be a list of integers")
+    if ids and len(set(ids)) != len(ids):
+        return None, Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} are not distinct")
+    if ids and min(ids) < 0:
+        return None, Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} must not be negative")
+    return ids, None
+
+
+def _merged(spans: list[tuple[str, str | None, Any]]) -> list[tuple[str, str | None, Any]]:
+    """(first, last, value) of release spans in order, neighbours with the same value merged."""
+    out: list[tuple[str, str | None, Any]] = []
+    for first, last, value in spans:
+        if out and out[-1][2] == value:
+            out[-1] = (out[-1][0], last, value)
+        else:
+            out.append((first, last, value))
+    return out
+
+
+def _label(first: str, last: str | None) -> str:
+    return first if last == first else f"{first}-{last}" if last is not None else f"{first}+"
+
+
 def aux_id_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo) -> list[Finding]:
-    """The draft's aux-layer ids against the target's family and depth, for every SGLang rule range."""
+    """The draft's aux-layer ids against the target's family and depth, for every SGLang rule range (a range in
+    which the target fails with any draft is `target_capture_findings`')."""
     num_layers = target.num_layers
     if algorithm is not Algorithm.EAGLE3 or not num_layers:
         return []
     family = aux_ids.family_of(target.model_type, target.architectures)
-    eagle_cfg = as_object(cfg.get("eagle_config"))
-    ids = eagle_cfg.get("eagle_aux_hidden_state_layer_ids") or aux_layer_ids_of(cfg)
-    if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
-        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids!r:.60} must be a list of integers")]
-    if ids and len(set(ids)) != len(ids):
-        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} are not distinct")]
-    if ids and min(ids) < 0:
-        return [Finding("aux-layer-ids", Severity.error, f"aux layer ids {ids} must not be negative")]
-    failing: list[tuple[str, list[int]]] = []
-    for label, start, _end in aux_ids.RULE_RANGES:
-        capture = aux_ids.captured(ids, family, num_layers, start)
-        lost = [c for c in capture if not aux_ids.reachable(c, family, num_layers, start)]
-        if lost:
-            failing.append((label, lost))
+    ids, invalid = _valid_ids(cfg)
+    if invalid is not None:
+        return [invalid]
+    spans = [(first, last, [c for c in aux_ids.captured(ids, family, num_layers, first)
+                            if not aux_ids.reachable(c, family, num_layers, first)])
+             for _, first, last in aux_ids.rule_ranges(family) if not aux_ids.fails(family, first)]
+    merged = _merged(spans)
+    failing = [(_label(first, last), lost) for first, last, lost in merged if lost]
     shown = ids if ids else f"none (default capture {aux_ids.captured(None, family, num_layers)})"
     out = []
     if failing:
-        newest_fails = failing[-1][0] == aux_ids.RULE_RANGES[-1][0]
-        if len(failing) == len(aux_ids.RULE_RANGES) and all(lost == failing[0][1] for _, lost in failing):
-            ranges = f"no SGLang release (0.5.9+) captures layer input(s) {failing[0][1]}"
+        newest_fails = bool(merged[-1][2])
+        if len(merged) == 1:
+            ranges = f"no SGLang release ({merged[0][0]}+) captures layer input(s) {failing[0][1]}"
         else:
             ranges = ", ".join(f"SGLang {label} never captures layer input(s) {lost}" for label, lost in failing)
         msg = (f"aux layer ids {shown} on a {num_layers}-layer {family.value} target "
                f"({target.model_type or '?'}): {ranges} (the layer loop ends at {num_layers - 1}), so fewer hidden "
                f"states reach the draft than its fc expects (shape error at the first request)")
-        ok_from = next((label.split("-")[0].rstrip("+") for label, *_ in aux_ids.RULE_RANGES
-                        if label not in {f for f, _ in failing}), None)
+        works_from = None if newest_fails else merged[-1][0]
         out.append(Finding("aux-layer-ids", Severity.error if newest_fails else Severity.warning, msg,
-                           _correction(ids, family, num_layers, ok_from if not newest_fails else None)))
-    elif ids and family is aux_ids.Family.plus_one and list(ids) == [2, num_layers // 2, num_layers - 3]:
+                           _correction(ids, family, num_layers, works_from)))
+    elif ids and aux_ids.adds_one(family) and list(ids) == [2, num_layers // 2, num_layers - 3]:
         fixed = [1, num_layers // 2 - 1, num_layers - 4]
         out.append(Finding("aux-ids-numbering", Severity.warning,
                            f"aux layer ids {ids} are vLLM's / speculators' default (input-to-layer numbering, HF "
@@ -542,5 +658,89 @@ def _correction(ids: list[int] | None, family: aux_ids.Family, num_layers: int, 
     if as_input is not None and as_input != list(ids):
         return (f"if these ids count like vLLM / HF hidden_states (input to layer k), SGLang's ids for the same "
                 f"layers are {as_input}")
-    top = num_layers - 2 if family is aux_ids.Family.plus_one else num_layers - 1
-    return f"choose ids SGLang captures on this target (at most {top} for a {family.value} target)"
+    return (f"choose ids SGLang captures on this target (at most {aux_ids.highest_id(family, num_layers)} for a "
+            f"{family.value} target)")
+
+
+def _capture_problem(d: aux_ids.Delivery, cfg: dict[str, Any], release: str) -> tuple[str, bool] | None:
+    """What goes wrong for the draft in one release (text with its source, and whether it fails rather than gets
+    other hidden states), or None."""
+    if d.failure is not None:
+        return f"{d.failure.value} ({d.failure.source})", True
+    if d.why is None:
+        return None
+    parts, fatal = [], False
+    if d.eager != d.asked:
+        takes = DraftDims.from_config(cfg).num_aux if rules.eagle3_loader(release).num_aux_from_config.value else 3
+        fatal = len(d.eager) != takes
+        parts.append(f"eager batches capture the inputs of layers {d.eager} instead of {d.asked}, the default's "
+                     f"flags staying set ({len(d.eager)} states where fc takes {takes}"
+                     + (": a shape error at the first request)" if fatal else ")"))
+    if d.replayed != d.asked:
+        parts.append(f"CUDA-graph-replayed batches capture the default layers' inputs {d.replayed} instead of "
+                     f"{d.asked} (lower acceptance, no error)")
+    return f"{'; '.join(parts)}: {d.why.value} ({d.why.source})", fatal
+
+
+def target_capture_findings(cfg: dict[str, Any], algorithm: Algorithm | None, target: TargetInfo, *,
+                            version: str | None = None, cuda_graph: bool = True) -> list[Finding]:
+    """Where an EAGLE-3 draft fails on the target's family, or gets other hidden states than its ids ask for, per
+    SGLang release range, with the release that fixes it (rules.CAPTURE_RULES, CAPTURE_ORDER). `version`: that
+    release alone (serve's), where a failure is an error; `cuda_graph`: whether the target records CUDA graphs."""
+    num_layers = target.num_layers
+    if algorithm is not Algorithm.EAGLE3 or not num_layers:
+        return []
+    if as_object(cfg.get("eagle_config")).get("use_aux_hidden_state") is False:
+        return []  # the target never asks for a capture
+    ids, invalid = _valid_ids(cfg)
+    if invalid is not None:
+        return []  # aux_id_findings says why
+    family = aux_ids.family_of(target.model_type, target.architectures)
+    found = _merged([(first, last, _capture_problem(aux_ids.delivered(ids, family, num_layers, first,
+                                                                        cuda_graph=cuda_graph), cfg, first))
+                     for _, first, last in aux_ids.rule_ranges(family)])
+    if version is not None and rules.release_key(version) and not rules.is_older_than_supported(version):
+        found_here = [span for span in found if not rules.older(version, span[0])][-1:]
+    else:
+        version, found_here = None, found
+    problems = [(first, last, p) for first, last, p in found_here if p is not None]
+    if not problems:
+        return []
+    shown = ids if ids else "none (the default capture)"
+    where = (f"SGLang {version}: {problems[0][2][0]}" if version is not None else
+             "; ".join(f"SGLang {_label(first, last)}: {p[0]}" for first, last, p in problems))
+    name = (target.architectures or [target.model_type or "?"])[0]
+    msg = f"aux layer ids {shown} on this {num_layers}-layer {family.value} target ({name}): {where}"
+    fixed = found[-1][0] if found[-1][2] is None else None
+    fix = (f"serve with SGLang >= {fixed}" if fixed else "no SGLang release eaglectl knows serves it right")
+    if all(aux_ids.rule(family, first).failure is None for first, _, _ in problems):
+        fix += ", or with --disable-cuda-graph"
+    if version is not None:  # the release that will serve it
+        severity = Severity.error if problems[0][2][1] else Severity.warning
+    elif fixed is None:
+        severity = Severity.error if found[-1][2] is not None and found[-1][2][1] else Severity.warning
+    else:  # older releases only: a failure there is a warning; other states only in graph replays, a note
+        severity = Severity.warning if any(p[1] for _, _, p in problems) else Severity.info
+    return [Finding("target-capture", severity, msg, fix)]
+
+
+def specforge_findings(ckpt: Checkpoint) -> list[Finding]:
+    """A SpecForge training checkpoint whose draft config set `norm_output`, which SGLang reads with another meaning
+    (resolve took it out of the config: checkpoint.specforge.NORM_OUTPUT)."""
+    if ckpt.training is None or "norm_output" not in ckpt.training.dropped:
+        return []
+    value = ckpt.training.dropped["norm_output"]
+    trained = f"SpecForge {sf.RELEASE} reads as {sf.NORM_OUTPUT.value} ({sf.NORM_OUTPUT.source})"
+    if value:
+        carried = rules.eagle3_loader(rules.NEWEST_KNOWN).norm_output.source
+        return [Finding("specforge-norm-output", Severity.warning,
+                        f"the draft config sets norm_output: {value!r}, which {trained}; SGLang 0.5.12+ read it as "
+                        f"handing the normed state to the next draft step ({carried}), so draft steps after the "
+                        f"first would get inputs the head was not trained on",
+                        "export writes the config without it (serve's export too): SGLang's default carries the "
+                        "pre-norm state, as SpecForge trained")]
+    return [Finding("specforge-norm-output", Severity.warning,
+                    f"the draft config sets norm_output: {value!r}, which {trained}: the head was trained with "
+                    f"lm_head on the un-normed state, while SGLang applies {rules.EAGLE3.logits_normed.value} "
+                    f"({rules.EAGLE3.logits_normed.source}): its tokens differ from training's (lower acceptance, "
+                    f"no error)", "train with norm_output true (SpecForge's default) or without the key")]

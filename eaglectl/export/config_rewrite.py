@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from eaglectl.engines.sglang.loader import ARCHITECTURE, rope_only_in_parameters
+from eaglectl.engines.sglang.loader import ARCHITECTURE, original_context_fill, rope_only_in_parameters
 from eaglectl.enums import DTYPES, Algorithm
 from eaglectl.jsonfile import as_object
 
@@ -24,11 +24,13 @@ def rewrite_config(
     untie: str | None = None,
     draft_vocab_why: str = "",
     vllm_only: list[str] | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Return the rewritten config and a human line per change. `keep_architecture`: a head SGLang serves with
     its own (non-Llama) loader keeps its class; `untie`: why tie_word_embeddings must become false;
     `draft_vocab_why`: why `draft_vocab` is the value written. `vllm_only` receives the change lines of keys only
-    vLLM reads (SGLang serves the head the same without them)."""
+    vLLM reads (SGLang serves the head the same without them). `sizes`: sizes the config leaves to its model_type's
+    config class, which builds other shapes than the weights hold, written as the weights hold them."""
     cfg = copy.deepcopy(config)
     changes: list[str] = []
 
@@ -45,6 +47,9 @@ def rewrite_config(
         put("num_hidden_layers", num_layers)
     if untie:
         put("tie_word_embeddings", False, untie)
+    for key, value in (sizes or {}).items():
+        put(key, value, f"absent, so SGLang would take {cfg.get('model_type')}'s config class default; the weights "
+                        f"hold {value}")
     if "target_hidden_size" in cfg and cfg["target_hidden_size"] is None:
         del cfg["target_hidden_size"]
         changes.append("target_hidden_size: None dropped (SGLang would size fc from None)")
@@ -72,6 +77,11 @@ def rewrite_config(
             put("rope_theta", params["rope_theta"], why)
         if params.get("rope_type", params.get("type", "default")) != "default" and cfg.get("rope_scaling") is None:
             put("rope_scaling", dict(params), why)
+    if (fill := original_context_fill(cfg)) is not None:
+        scaling, original = fill
+        put("rope_scaling", {**scaling, "original_max_position_embeddings": original},
+            "transformers 5 (SGLang >= 0.5.10) fills it from max_position_embeddings; SGLang 0.5.9 fails to start "
+            "without it")
     if dtype in DTYPES:
         put("torch_dtype", dtype)
         if "dtype" in cfg:

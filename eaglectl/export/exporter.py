@@ -21,7 +21,7 @@ from eaglectl.checkpoint.resolve import Checkpoint, load_meta, resolve
 
 # At module level: the scan thread must import nothing (a signal landing in the main thread's import can leave
 # an import lock held, and the thread would wait for it forever).
-from eaglectl.checkpoint.values import non_finite_message, scan_non_finite, scanned_tensors
+from eaglectl.checkpoint.values import non_finite_message, prepare_scan, scan_non_finite, scanned_tensors
 from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import replay_releases, serving_spans, simulate_load
@@ -49,7 +49,16 @@ from eaglectl.export.outputs import (
 from eaglectl.export.plan import DroppedTensor, ExportPlan, PlannedTensor, build_plan, predict_tensors
 from eaglectl.export.servable import export_warnings, require_servable
 from eaglectl.export.token_map import TOKEN_MAP, token_map_bytes
-from eaglectl.export.writer import OutTensor, RawSource, SafetensorsFile, header_bytes, rows_of, write_safetensors
+from eaglectl.export.writer import (
+    ALIGN_MIN_BYTES,
+    OutTensor,
+    RawSource,
+    SafetensorsFile,
+    array_bytes,
+    header_bytes,
+    rows_of,
+    write_safetensors,
+)
 from eaglectl.jsonfile import dumps_config
 from eaglectl.sizes import parse_size
 
@@ -223,11 +232,13 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
         return report
     refuse_unsafe_output(ckpt, out)
     token_map_needed = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
+    assert ckpt.weights is not None
     if dry_run:
         report.warnings = _value_warnings(_scan_values(ckpt, plan)) + export_warnings(ckpt, plan)
         if (unpinned := unpin_warning(out, plan.config)) is not None:
             report.warnings.append(unpinned)
-        report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed)]
+        report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed,
+                                                                                ckpt.weights)]
         report.token_map = out / TOKEN_MAP if token_map_needed else None
         report.notes.append("dry run: nothing was written")
         report.seconds = time.monotonic() - t0
@@ -238,7 +249,7 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
         except OSError as exc:
             raise OutputError(f"{out.parent}: cannot create ({exc.strerror or exc})") from exc
     fingerprint = _fingerprint(ckpt, plan)
-    shards = _shards(plan, max_bytes)
+    shards = _shards(plan, max_bytes, ckpt.weights)
     if early is not None and not early.matches(out, plan, shards):
         early.abandon()
         early = None
@@ -255,7 +266,10 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
         kept = "previous output left intact" if read_manifest(out) is not None else "nothing written"
         staged = early.staged if early is not None else stage_dir(out)
         written = early.written if early is not None else _Written()
-        scan = _Background(_scan_values, ckpt, plan, _write_order(shards), written)
+        order = _write_order(shards)
+        assert ckpt.weights is not None
+        prepare_scan(ckpt.weights, _scan_names(ckpt, plan, order))  # its imports, here: the thread imports nothing
+        scan = _Background(_scan_values, ckpt, plan, order, written)
         try:
             report.files = _write_all(ckpt, plan, staged, shards, fingerprint, token_map_needed,
                                       progress, on_tensor=written.add, early=early)
@@ -355,7 +369,7 @@ class EarlyCopy:
             refuse_unsafe_output(ckpt, out)
             if not out.parent.is_dir() or read_manifest(out) is not None:
                 return None  # an earlier export there: the finished plan decides whether it is unchanged
-            shards = _split(tensors, parse_size(max_shard_size))
+            shards = _split(tensors, parse_size(max_shard_size), ws)
         except (EaglectlError, ValueError):
             return None  # the export says it, in its own order, once the plan is complete
         lock, cleanup = contextlib.ExitStack(), contextlib.ExitStack()
@@ -492,15 +506,21 @@ def _scan_values(ckpt: Checkpoint, plan: ExportPlan, order: list[str] | None = N
                  stop=None) -> list:
     """NaN / Inf in the planned source tensors; with `written`, each one read after the writer copied it."""
     assert ckpt.weights is not None
-    outputs = order or [t.name for t in plan.tensors]
-    source_of = {t.name: t.source for t in plan.tensors if t.source}
-    output_of = {src: name for name, src in source_of.items()}
-    names = scanned_tensors(ckpt.weights, [source_of[n] for n in outputs if n in source_of])
+    output_of = {t.source: t.name for t in plan.tensors if t.source}
+    names = _scan_names(ckpt, plan, order)
     before = None
     if written is not None and stop is not None:
         def before(source: str) -> None:
             written.wait(output_of[source], stop)
     return scan_non_finite(ckpt.weights, names, stop=stop, before=before)
+
+
+def _scan_names(ckpt: Checkpoint, plan: ExportPlan, order: list[str] | None) -> list[str]:
+    """The source tensors the scan reads, in the order their outputs are written (`order`) or planned."""
+    assert ckpt.weights is not None
+    outputs = order or [t.name for t in plan.tensors]
+    source_of = {t.name: t.source for t in plan.tensors if t.source}
+    return scanned_tensors(ckpt.weights, [source_of[n] for n in outputs if n in source_of])
 
 
 def _write_order(shards: StateDictSplit) -> list[str]:
@@ -537,28 +557,53 @@ def _parse_size(text: str) -> int:
         raise UsageError(f"--max-shard-size {text!r}: {exc}") from None
 
 
-def _shards(plan: ExportPlan, max_bytes: int) -> StateDictSplit:
-    return _split(plan.tensors, max_bytes)
+def _shards(plan: ExportPlan, max_bytes: int, ws: WeightSet) -> StateDictSplit:
+    return _split(plan.tensors, max_bytes, ws)
 
 
-def _split(tensors: list[PlannedTensor], max_bytes: int) -> StateDictSplit:
+def _split(tensors: list[PlannedTensor], max_bytes: int, ws: WeightSet) -> StateDictSplit:
     """huggingface_hub's split of the planned tensors into shard files (the same split `save_torch_state_dict`
-    makes), each file's names sorted: the writer's order."""
+    makes): the writer's order. In each file, the tensors copied as bytes come first in their source order (so that
+    one header padding lines them all up, `writer.aligned_padding`) when they are large enough to be padded for;
+    the others sorted by name."""
     from huggingface_hub import split_state_dict_into_shards_factory
 
     sizes = {t.name: t.nbytes for t in tensors}
     split = split_state_dict_into_shards_factory(
         sizes, get_storage_size=lambda n: n, filename_pattern="model{suffix}.safetensors", max_shard_size=max_bytes)
-    split.filename_to_tensors = {fname: sorted(names) for fname, names in split.filename_to_tensors.items()}
+    by_name = {t.name: t for t in tensors}
+    files = {f: i for i, f in enumerate(ws.files)}
+
+    def order(names: list[str]) -> list[str]:
+        raw = {n: _raw_offset(ws, by_name[n]) for n in names}
+        if sum(by_name[n].nbytes for n in names if raw[n] is not None) < ALIGN_MIN_BYTES:
+            return sorted(names)
+        return sorted(names, key=lambda n: (0, files[ws.tensors[by_name[n].source or ""].file], raw[n], n)
+                      if raw[n] is not None else (1, 0, 0, n))
+
+    split.filename_to_tensors = {fname: order(names) for fname, names in split.filename_to_tensors.items()}
     return split
 
 
-def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool) -> list[tuple[str, int]]:
+def _raw_offset(ws: WeightSet, t: PlannedTensor) -> int | None:
+    """Where a planned tensor's bytes lie in their source file when the writer copies them as they are (a stored
+    tensor, dtype kept, contiguous in its file); None when it is built, converted or reshaped."""
+    if t.source is None:
+        return None
+    info = ws.tensors[t.source]
+    return info.data_offset if info.dtype == t.dtype else None
+
+
+def _planned_files(plan: ExportPlan, max_bytes: int, token_map: bool, ws: WeightSet) -> list[tuple[str, int]]:
 
     files = []
     shapes = {t.name: t for t in plan.tensors}
-    for fname, names in _shards(plan, max_bytes).filename_to_tensors.items():
-        outs = [OutTensor(n, shapes[n].dtype, shapes[n].shape, lambda a, b: None) for n in names]
+    for fname, names in _shards(plan, max_bytes, ws).filename_to_tensors.items():
+        outs = []
+        for n in names:
+            t, offset = shapes[n], _raw_offset(ws, shapes[n])
+            source = RawSource(Path(), offset) if offset is not None else (lambda a, b: None)
+            outs.append(OutTensor(n, t.dtype, t.shape, source))
         files.append((fname, len(header_bytes(outs)) + sum(o.nbytes for o in outs)))
     files.append(("config.json", len(dumps_config(plan.config))))
     if token_map:
@@ -606,18 +651,24 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
     outs = []
     for t in tensors:
         if t.source is None:
-            outs.append(OutTensor(t.name, t.dtype, t.shape, rows_of(generated[t.name] if generated else None)))
+            value = generated[t.name] if generated else None
+            outs.append(OutTensor(t.name, t.dtype, t.shape,
+                                  array_bytes(value, t.dtype) if _is_array(value) else rows_of(value)))
             continue
         info = ws.tensors[t.source]
-        if info.data_offset is not None and info.dtype == t.dtype:
-            outs.append(OutTensor(t.name, t.dtype, t.shape,
-                                  RawSource(info.file, info.data_offset, ws.identity.get(info.file))))
+        if (offset := _raw_offset(ws, t)) is not None:
+            outs.append(OutTensor(t.name, t.dtype, t.shape, RawSource(info.file, offset, ws.identity.get(info.file))))
         elif info.shape != t.shape:  # the same elements in another shape (speculators' mask_hidden): small, whole
             outs.append(OutTensor(t.name, t.dtype, t.shape, rows_of(ws.load(t.source).reshape(t.shape))))
         else:
             outs.append(OutTensor(t.name, t.dtype, t.shape, _loaded_rows(ws, t.source),
                                   mapped=mapped.get(info.file, ())))
     return outs
+
+
+def _is_array(value: Any) -> bool:
+    """A numpy array (the plan builds d2t / t2d with numpy; torch is not imported for them)."""
+    return type(value).__module__ == "numpy"
 
 
 def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDictSplit, fingerprint: str,

@@ -13,12 +13,14 @@ from eaglectl.checkpoint.names import canonical_name, is_p_eagle_tensor, layer_i
 from eaglectl.checkpoint.resolve import Checkpoint, aux_layer_ids_of, detect_algorithm
 from eaglectl.checkpoint.weights import FLOAT_DTYPES, nbytes
 from eaglectl.engines.sglang.architectures import own_loader
+from eaglectl.engines.sglang.loader import class_default_sizes
 from eaglectl.enums import Algorithm, ExportFormat, canonical_dtype
 from eaglectl.errors import CheckpointError, ConfigError, UnsupportedDraftError
 from eaglectl.export.config_rewrite import rewrite_config
 from eaglectl.jsonfile import config_int
 
 DTYPE_CODE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}  # safetensors codes
+NO_PARAMETER = "no SGLang Llama EAGLE parameter takes it"  # why a stored name the grammar does not know is dropped
 # d2t (draft -> target id offsets) and t2d (target -> in draft vocab) are indices / flags: never floats.
 INDEX_DTYPES = {"d2t": frozenset(("I8", "I16", "I32", "I64", "U8")),
                 "t2d": frozenset(("I8", "I16", "I32", "I64", "U8", "BOOL"))}
@@ -163,7 +165,7 @@ def plan_stored_tensors(ckpt: Checkpoint, *, algorithm: Algorithm | None = None,
             dropped.append(DroppedTensor(name, "P-EAGLE tensor; SGLang has no parallel-drafting support"))
             continue
         if not parsed.known and not passthrough:
-            dropped.append(DroppedTensor(name, "no SGLang Llama EAGLE parameter takes it"))
+            dropped.append(DroppedTensor(name, NO_PARAMETER))
             continue
         if parsed.base == "embed_tokens.weight" and drop_embeddings:
             dropped.append(DroppedTensor(name, "--drop-embeddings: SGLang uses the target's embeddings"))
@@ -303,7 +305,7 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
     cannot make a servable head. `aux_layer_ids`: the ids to write for an EAGLE-3 head that records none (without
     them SGLang derives the capture from whichever target it serves, not the one the head was trained on).
     `verifier`: the target's Hub id or path, written into a speculators config."""
-    import torch
+    import numpy as np
 
     dtype = canonical_dtype(dtype) or "keep"  # any spelling of eaglectl's dtype vocabulary
     assert ckpt.weights is not None
@@ -334,8 +336,8 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         if d2t_info.dtype not in INDEX_DTYPES["d2t"] or len(d2t_info.shape) != 1:
             raise CheckpointError(f"{ckpt.source}: {d2t_name} is {d2t_info.dtype}{list(d2t_info.shape)}; d2t is a "
                                   f"1-D tensor of integer id offsets (refused rather than truncated)")
-        d2t = ckpt.weights.load(d2t_name).to(torch.int64)
-        selected = d2t + torch.arange(d2t.numel(), dtype=torch.int64)
+        d2t = ckpt.weights.load(d2t_name).numpy().astype(np.int64)  # integer dtypes: numpy has them all
+        selected = d2t + np.arange(d2t.size, dtype=np.int64)
         token_map_source = f"d2t in the weights ({d2t_name})"
     if selected is not None:
         validate_selected_ids(selected, vocab=vocab, draft_vocab=draft_vocab if algo is Algorithm.EAGLE3 else None,
@@ -343,14 +345,13 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
 
     if algo is Algorithm.EAGLE3 and selected is not None and meta is not None and meta.selected_token_ids is not None:
         if "d2t" not in names:
-            generated["d2t"] = (selected - torch.arange(selected.numel(), dtype=torch.int64)).contiguous()
-            tensors.append(PlannedTensor("d2t", "I64", (selected.numel(),), generated=token_map_source))
+            generated["d2t"] = d2t_from_ids(selected)
+            tensors.append(PlannedTensor("d2t", "I64", (selected.size,), generated=token_map_source))
         if "t2d" not in names and vocab:
-            if meta.selected_token_mask is not None and meta.selected_token_mask.numel() == vocab:
-                t2d = meta.selected_token_mask.clone().contiguous()
+            if meta.selected_token_mask is not None and meta.selected_token_mask.size == vocab:
+                t2d = np.ascontiguousarray(meta.selected_token_mask, dtype=bool)
             else:
-                t2d = torch.zeros(vocab, dtype=torch.bool)
-                t2d[selected] = True
+                t2d = t2d_from_ids(selected, vocab)
             generated["t2d"] = t2d
             tensors.append(PlannedTensor("t2d", "BOOL", (vocab,), generated=token_map_source))
 
@@ -379,7 +380,9 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         draft_vocab_why=vocab_why,
         target_hidden=target_hidden, aux_layer_ids=aux_ids if algo is Algorithm.EAGLE3 and not passthrough else None,
         dtype=dtype if dtype != "keep" else None, keep_architecture=passthrough,
-        untie=_untie_reason(cfg, algo, lm_head, vocab, draft_vocab), vllm_only=vllm_only)
+        untie=_untie_reason(cfg, algo, lm_head, vocab, draft_vocab), vllm_only=vllm_only,
+        sizes=({k: stored for k, (_, stored) in class_default_sizes(cfg, {t.name: t.shape for t in tensors}).items()}
+               if algo is Algorithm.EAGLE3 and not passthrough else None))
     if fmt is ExportFormat.speculators:
         new_cfg, changes = _as_speculators(ckpt, new_cfg, aux_ids, num_layers, tensors, dropped, generated, selected,
                                            verifier)
@@ -394,8 +397,6 @@ def _as_speculators(ckpt: Checkpoint, flat: dict[str, Any], aux_ids: list[int] |
                     selected: Any, verifier: str | None) -> tuple[dict[str, Any], list[str]]:
     """The speculators form of a plan made for SGLang: its config, and d2t / t2d both present (a reduced draft
     vocabulary) or both gone (a full one: speculators builds neither, vLLM refuses a d2t)."""
-    import torch
-
     from eaglectl.export.speculators_format import kind_of, to_speculators
 
     vocab = config_int(flat, "vocab_size")
@@ -410,12 +411,10 @@ def _as_speculators(ckpt: Checkpoint, flat: dict[str, Any], aux_ids: list[int] |
                                                        "refuses a d2t"))
     elif selected is not None and vocab:
         if "d2t" not in names:
-            generated["d2t"] = (selected - torch.arange(selected.numel(), dtype=torch.int64)).contiguous()
-            tensors.append(PlannedTensor("d2t", "I64", (int(selected.numel()),), generated="the draft's token ids"))
+            generated["d2t"] = d2t_from_ids(selected)
+            tensors.append(PlannedTensor("d2t", "I64", (int(selected.size),), generated="the draft's token ids"))
         if "t2d" not in names:
-            t2d = torch.zeros(vocab, dtype=torch.bool)
-            t2d[selected] = True
-            generated["t2d"] = t2d
+            generated["t2d"] = t2d_from_ids(selected, vocab)
             tensors.append(PlannedTensor("t2d", "BOOL", (vocab,), generated="the draft's token ids (d2t)"))
     fc = next((t for t in tensors if t.name == "fc.weight"), None)
     kind = kind_of(ckpt.config, list(names))
@@ -452,11 +451,27 @@ def _untie_reason(cfg: dict[str, Any], algo: Algorithm, lm_head: PlannedTensor |
     return None
 
 
-def validate_selected_ids(ids: Any, *, vocab: int | None, draft_vocab: int | None, where: str) -> None:
-    """A token map must be unique ids inside the target vocab, one per draft row."""
-    import torch
+def d2t_from_ids(ids: Any) -> Any:
+    """SGLang's d2t for the draft's target ids (int64 numpy array): the offset of each draft row's target id."""
+    import numpy as np
 
-    n = int(ids.numel())
+    return np.ascontiguousarray(ids - np.arange(ids.size, dtype=np.int64), dtype=np.int64)
+
+
+def t2d_from_ids(ids: Any, vocab: int) -> Any:
+    """t2d for the draft's target ids: a bool per target token, true for those in the draft vocab."""
+    import numpy as np
+
+    t2d = np.zeros(vocab, dtype=bool)
+    t2d[ids] = True
+    return t2d
+
+
+def validate_selected_ids(ids: Any, *, vocab: int | None, draft_vocab: int | None, where: str) -> None:
+    """A token map (an int64 numpy array) must be unique ids inside the target vocab, one per draft row."""
+    import numpy as np
+
+    n = int(ids.size)
     if n == 0:
         raise CheckpointError(f"{where}: empty selected token list")
     if draft_vocab is not None and n != draft_vocab:
@@ -464,5 +479,5 @@ def validate_selected_ids(ids: Any, *, vocab: int | None, draft_vocab: int | Non
     lo, hi = int(ids.min()), int(ids.max())
     if lo < 0 or (vocab is not None and hi >= vocab):
         raise CheckpointError(f"{where}: token ids must lie in [0, {vocab}); found range [{lo}, {hi}]")
-    if int(torch.unique(ids).numel()) != n:
+    if int(np.unique(ids).size) != n:
         raise CheckpointError(f"{where}: selected token ids are not unique")

@@ -7,12 +7,12 @@ from typing import Any
 
 from eaglectl.checkpoint.names import parse_name
 from eaglectl.checkpoint.resolve import Checkpoint
-from eaglectl.checks.failure_modes import HeadView, head_findings
+from eaglectl.checks.failure_modes import HeadView, head_findings, specforge_findings
 from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import NEWEST_KNOWN, simulate_load
 from eaglectl.enums import ExportFormat, Severity
 from eaglectl.errors import CheckpointError, UnsupportedDraftError
-from eaglectl.export.plan import ExportPlan
+from eaglectl.export.plan import NO_PARAMETER, ExportPlan
 
 
 def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
@@ -32,18 +32,20 @@ def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
     return HeadView(config, plan.algorithm, {b: t.shape for b, t in by_base.items()},
                     load=None if ws.remote else load,
                     source=ckpt.source, config_problem=ckpt.config_problem, planned=True,
-                    embeddings_dropped=any(d.reason.startswith("--drop-embeddings") for d in plan.dropped))
+                    embeddings_dropped=any(d.reason.startswith("--drop-embeddings") for d in plan.dropped),
+                    unplaced=[d.name for d in plan.dropped if d.reason == NO_PARAMETER])
 
 
 def export_warnings(ckpt: Checkpoint, plan: ExportPlan) -> list[str]:
     """The warning findings `export` repeats on stderr: the head as written would be served in a way that may not
-    be the trained one, and the export cannot tell which (t2d disagreeing with d2t)."""
-    return [f"{f.code}: {f.message}" for f in head_findings(plan_view(ckpt, plan))
-            if f.severity is Severity.warning and f.code == "t2d-mismatch"]
+    be the trained one, and the export cannot tell which (t2d disagreeing with d2t), or the config it was trained
+    with meant something else to its trainer (SpecForge's norm_output)."""
+    return [f"{f.code}: {f.message}" for f in [*head_findings(plan_view(ckpt, plan)), *specforge_findings(ckpt)]
+            if f.severity is Severity.warning and f.code in ("t2d-mismatch", "specforge-norm-output")]
 
 
 # Failure modes that are SGLang's alone: a speculators export, for vLLM, is not refused for them.
-SGLANG_ONLY = ("norm-before-residual", "speculators-format", "aux-ids-top-level", "p-eagle")
+SGLANG_ONLY = ("norm-before-residual", "speculators-format", "aux-ids-top-level", "p-eagle", "weight-not-loaded")
 
 
 def refuse(ckpt: Checkpoint, plan: ExportPlan, *, only: tuple[str, ...] | None = None,

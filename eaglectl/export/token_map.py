@@ -47,9 +47,13 @@ class TokenMapReport:
 
 
 def token_map_bytes(ids: Any) -> bytes:
-    """A deterministic torch-serialised int64 tensor (no timestamps in torch's zip records)."""
+    """A deterministic torch-serialised int64 tensor (no timestamps in torch's zip records) of `ids` (a numpy
+    array or a torch tensor)."""
+    import numpy as np
     import torch
 
+    if isinstance(ids, np.ndarray):
+        ids = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
     buf = io.BytesIO()
     torch.save(ids.to(torch.int64).contiguous().clone(), buf)
     return buf.getvalue()
@@ -121,6 +125,6 @@ def write_token_map(path: str, *, output: str | Path | None = None,
     eagle3 = plan.algorithm is Algorithm.EAGLE3
     return TokenMapReport(
         source=ckpt.source, output=out, ids_from=plan.token_map_source or "", algorithm=plan.algorithm,
-        draft_vocab=int(plan.selected_ids.numel()), vocab=vocab, first_ids=plan.selected_ids[:8].tolist(),
+        draft_vocab=int(plan.selected_ids.size), vocab=vocab, first_ids=plan.selected_ids[:8].tolist(),
         bytes=len(data), seconds=time.monotonic() - t0, sglang_uses_it=not eagle3,
         note=EAGLE3_NOTE if eagle3 else EAGLE_NOTE)

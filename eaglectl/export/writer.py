@@ -34,6 +34,26 @@ class RawSource:
     identity: tuple[int, int, int, int] | None = None  # (dev, inode, size, mtime_ns) when the plan was made
 
 
+@dataclass(frozen=True)
+class InMemory:
+    """A tensor's bytes already in memory, as the output holds them (d2t / t2d built by the plan)."""
+
+    data: bytes
+
+
+# numpy dtype names of the safetensors codes a generated tensor may have
+NUMPY_DTYPES = {"I64": "int64", "I32": "int32", "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16",
+                "F32": "float32", "F64": "float64", "F16": "float16"}
+
+
+def array_bytes(array: Any, dtype: str) -> InMemory:
+    """A numpy array's bytes as a tensor of safetensors dtype `dtype` (little-endian, C order)."""
+    import numpy as np
+
+    want = np.dtype(NUMPY_DTYPES[dtype]).newbyteorder("<")
+    return InMemory(np.ascontiguousarray(array, dtype=want).tobytes())
+
+
 def rows_of(tensor: Any) -> Callable[[int | None, int | None], Any]:
     """A row reader over a tensor in memory (`OutTensor.source`)."""
     return lambda start, stop: tensor if start is None else tensor[start:stop]
@@ -44,7 +64,8 @@ class OutTensor:
     name: str
     dtype: str
     shape: tuple[int, ...]
-    source: RawSource | Callable[[int | None, int | None], Any]  # raw bytes, or a row reader -> torch.Tensor
+    # a byte range of a file, bytes in memory, or a row reader -> torch.Tensor
+    source: RawSource | InMemory | Callable[[int | None, int | None], Any]
     mapped: tuple[tuple[int, int], ...] = ()  # address ranges of the file mapping behind the tensor, if any
 
     @property
@@ -53,14 +74,49 @@ class OutTensor:
 
 
 def header_bytes(tensors: list[OutTensor], metadata: dict[str, str] | None = None) -> bytes:
+    """The safetensors header for `tensors` in this order, padded with spaces (as the format allows) so that the
+    bytes copied from a source file keep their place within a page-cache folio (`aligned_padding`)."""
+    raw = _header_json(tensors, metadata)
+    pad = aligned_padding(8 + len(raw), [(t.nbytes, t.source.offset if isinstance(t.source, RawSource) else None)
+                                         for t in tensors])
+    raw += b" " * pad
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def _header_json(tensors: list[OutTensor], metadata: dict[str, str] | None) -> bytes:
     header: dict[str, Any] = {"__metadata__": dict(metadata or {"format": "pt"})}
     offset = 0
     for t in tensors:
         header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
         offset += t.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
-    return len(raw).to_bytes(8, "little") + raw
+    return raw + b" " * (-len(raw) % 8)
+
+
+# The kernel copies a tensor's bytes fastest when they keep their offset within a page-cache folio: on ext4 with
+# large folios (Linux 6.x), a copy whose source and destination offsets differ by a multiple of 64 KiB ran at ~2.4
+# GB/s, by 8 bytes at ~0.9 GB/s, by 4 KiB at ~1.1 GB/s (copy_file_range of a 1.9 GB file, 2-core VM). Outputs
+# copying at least ALIGN_MIN_BYTES get up to ALIGN_BYTES of header padding to line the most bytes up.
+ALIGN_BYTES = 1024 * 1024
+ALIGN_MIN_BYTES = 64 * 1024 * 1024
+
+
+def aligned_padding(data_start: int, tensors: list[tuple[int, int | None]]) -> int:
+    """Spaces to add after a header ending at `data_start` (a multiple of 8) so that the most bytes copied from a
+    source file (tensors as (nbytes, source offset or None) in output order) sit at the same offset modulo
+    ALIGN_BYTES as in their source; a multiple of 8, so every tensor keeps the alignment it had. 0 for outputs
+    copying less than ALIGN_MIN_BYTES."""
+    if sum(n for n, src in tensors if src is not None) < ALIGN_MIN_BYTES:
+        return 0
+    gain: dict[int, int] = {}
+    offset = data_start
+    for n, src in tensors:
+        if src is not None:
+            pad = (src - offset) % ALIGN_BYTES
+            if pad % 8 == 0:
+                gain[pad] = gain.get(pad, 0) + n
+        offset += n
+    return max(gain, key=lambda pad: (gain[pad], -pad)) if gain else 0
 
 
 class SafetensorsFile:
@@ -99,6 +155,12 @@ class SafetensorsFile:
                 return
             if isinstance(t.source, RawSource):
                 _copy_range(t.source, t.nbytes, self.fd, self.offsets[t.name], on_bytes, stop)
+            elif isinstance(t.source, InMemory):
+                if len(t.source.data) != t.nbytes:
+                    raise ValueError(f"{t.name}: {len(t.source.data)} bytes in memory, planned {t.nbytes}")
+                _pwrite_all(self.fd, t.source.data, self.offsets[t.name])
+                if on_bytes:
+                    on_bytes(t.nbytes)
             elif _write_tensor(t, self.fd, self.offsets[t.name], on_bytes) and on_overflow:
                 on_overflow(t.name)
             if on_tensor:

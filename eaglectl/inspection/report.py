@@ -15,10 +15,12 @@ from eaglectl.checks.failure_modes import (
     aux_id_findings,
     checkpoint_view,
     head_findings,
+    specforge_findings,
+    target_capture_findings,
     unpinned_aux_findings,
 )
 from eaglectl.checks.findings import Finding
-from eaglectl.engines.sglang import rules
+from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
 from eaglectl.engines.sglang.loader import (
     ARCHITECTURE,
@@ -28,6 +30,7 @@ from eaglectl.engines.sglang.loader import (
     embeddings_shared,
     ignored_config,
     minimum_release,
+    mlp_bias,
     replay_releases,
     serving_spans,
     simulate_load,
@@ -252,7 +255,7 @@ def _failure_mode_findings(ckpt: Checkpoint, algo: Algorithm | None, plan: Expor
         codes = {f.code for f in found}
         found += [f for f in head_findings(plan_view(ckpt, plan))
                   if f.severity is Severity.error and f.code not in codes]
-    report.findings.extend(found)
+    report.findings.extend([*found, *specforge_findings(ckpt)])
 
 
 def _paths(ckpt: Checkpoint) -> dict[str, str | None]:
@@ -331,8 +334,12 @@ def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, 
                 nothing.append((span.first, span.last))
     # input_norm.weight (norm-before-fc) and a tied head's lm_head.weight (tied-lm-head) have their own findings
     own = {"input_norm.weight", *(["lm_head.weight"] if cfg.get("tie_word_embeddings") is True else [])}
-    renamable = {n: v for n, v in skipped.items() if parse_name(n).known and parse_name(n).base not in own}
-    unknown = [n for n in skipped if not parse_name(n).known]
+    # and what the export writes but SGLang still skips: weight-not-loaded names it (no export fixes it)
+    still = set(simulate_load(plan.config, plan.shapes, algo, NEWEST_KNOWN).skipped) if plan is not None else set()
+    kept = {t.source for t in plan.tensors if t.name in still} if plan is not None else set()
+    renamable = {n: v for n, v in skipped.items()
+                 if parse_name(n).known and parse_name(n).base not in own and n not in kept}
+    unknown = [n for n in skipped if not parse_name(n).known and not mlp_bias(parse_name(n).base)]
     if weights and nothing:
         add(Finding("loads-nothing", Severity.error,
                     f"as stored, SGLang ({_spans_text(nothing)}) would load none of the head's {len(weights)} weight "
@@ -464,7 +471,8 @@ def _value_findings(ckpt: Checkpoint, plan: ExportPlan | None, report: InspectRe
                                        "re-export from an earlier training checkpoint (the run diverged)"))
 
 
-def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, report: InspectReport) -> None:
+def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, report: InspectReport, *,
+                     version: str | None = None, cuda_graph: bool = True) -> None:
     add = report.findings.append
     if not t.local:
         add(Finding("target-remote", Severity.info, t.note or f"target {t.source} is not local; target checks skipped"))
@@ -489,13 +497,14 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
         add(Finding("target-vocab", Severity.error,
                     f"draft vocab_size {cfg['vocab_size']} != target vocab_size {t.vocab_size}"))
     report.findings.extend(aux_id_findings(cfg, algo, t))
+    report.findings.extend(target_capture_findings(cfg, algo, t, version=version, cuda_graph=cuda_graph))
     manifest = read_manifest(ckpt.model_dir) if ckpt.model_dir is not None else None
     report.findings.extend(unpinned_aux_findings(source_layer_count(ckpt.config, manifest), cfg,
                                                  plan.num_layers if plan else None, algo, t,
                                                  exported=manifest is not None))
     ids = aux_layer_ids_of(cfg)
     if algo is Algorithm.EAGLE3 and t.num_layers and ids:
-        report.findings.extend(capture_findings(t.model_type, ids, t.num_layers))
+        report.findings.extend(capture_findings(t, ids, t.num_layers))
     draft_dtype = cfg.get("torch_dtype") or cfg.get("dtype")
     if t.dtype and isinstance(draft_dtype, str) and draft_dtype != t.dtype:
         add(Finding("target-dtype", Severity.warning,
@@ -520,21 +529,26 @@ def _spans_text(spans: list[tuple[str, str]]) -> str:
     return ", ".join(f"{a}–{b}" if a != b else a for a, b in merged)
 
 
-def capture_findings(model_type: str | None, ids: list[int], num_layers: int) -> list[Finding]:
+def capture_findings(t: TargetInfo, ids: list[int], num_layers: int) -> list[Finding]:
     """A target family whose releases turn the same aux ids into different captured layers: the head was
-    trained on one of them, so the others feed it the wrong hidden states (rules.CAPTURE_RULES)."""
-    seen = [(r, rules.captured_positions(r, ids, num_layers)) for r in rules.capture_rules_for(model_type)]
+    trained on one of them, so the others feed it the wrong hidden states (rules.CAPTURE_RULES; the releases in
+    which the target fails with any draft are `target-capture`'s)."""
+    family = aux_ids.family_of(t.model_type, t.architectures)
+    seen = [(r, rules.captured_positions(r, ids, num_layers)) for r in aux_ids.rules_of(family)
+            if r.failure is None]
     if len({tuple(p) for _, p in seen}) < 2:
         return []
     spans = "; ".join(f"SGLang {r.first}–{r.last} captures the inputs of layers {p}" for r, p in seen)
     return [Finding("aux-capture", Severity.warning,
-                    f"on a {model_type} target the aux ids {ids} mean different layers per SGLang release: {spans}",
+                    f"on a {t.model_type} target the aux ids {ids} mean different layers per SGLang release: {spans}",
                     "serve with the release range whose capture matches how the head was trained")]
 
 
-def target_findings(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo) -> list[Finding]:
-    """The drafter-vs-target checks alone (serve's preflight runs them without a full inspect)."""
+def target_findings(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInfo, *, version: str | None = None,
+                    cuda_graph: bool = True) -> list[Finding]:
+    """The drafter-vs-target checks alone (serve's preflight runs them without a full inspect). `version`: the SGLang
+    release that will serve it (None: every known one), `cuda_graph`: whether it records CUDA graphs."""
     report = InspectReport(source=ckpt.source, layout=ckpt.layout, paths={},
                            algorithm=plan.algorithm if plan else None)
-    _target_findings(ckpt, plan, target, report)
+    _target_findings(ckpt, plan, target, report, version=version, cuda_graph=cuda_graph)
     return report.findings

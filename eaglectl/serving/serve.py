@@ -87,7 +87,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     )
     from eaglectl.export.outputs import earlier_export_notes, unpin_warning
     from eaglectl.export.plan import build_plan
-    from eaglectl.export.servable import require_servable
+    from eaglectl.export.servable import export_warnings, require_servable
     from eaglectl.serving.installed import installed_sglang, require_release
 
     notes: list[str] = []
@@ -124,9 +124,9 @@ def prepare(opts: ServeOptions) -> ServeResult:
     reject_p_eagle(ckpt, opts.target)
     plan = build_plan(ckpt, algorithm=algorithm,
                       aux_layer_ids=list(opts.aux_layer_ids) if opts.aux_layer_ids is not None else None)
+    graphs_off = opts.disable_cuda_graph or bool(rules.no_cuda_graph_flags() & set(opts.extra_args))
     if installed is not None:  # first: a refusal names the release the drafter needs; nothing is written yet
         assert ckpt.weights is not None
-        graphs_off = opts.disable_cuda_graph or bool(rules.no_cuda_graph_flags() & set(opts.extra_args))
         check = require_release(opts.python, plan.config, plan.shapes, plan.algorithm, list(ckpt.weights.tensors),
                                 installed=installed, cuda_graph=not graphs_off)
     require_servable(ckpt, plan)  # --print-only must refuse what a real launch (its export) would refuse
@@ -145,6 +145,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
             notes.append(f"print-only: nothing written; {out} already holds this drafter's export (up to date)")
         else:
             exported = "would export"
+            warnings.extend(export_warnings(ckpt, plan))  # what the launch's export would warn of
             state = "holds an export of other settings" if out.exists() else "does not exist yet"
             if (unpinned := unpin_warning(out, plan.config)) is not None:
                 warnings.append(unpinned)
@@ -169,7 +170,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
     else:
         if target.note:
             notes.append(target.note)
-        _preflight(ckpt, plan, target, opts, env, notes, warnings)
+        _preflight(ckpt, plan, target, opts, env, notes, warnings, version=spelt_for, cuda_graph=not graphs_off)
     warnings.extend(check.warnings if check else [])
     argv = build_argv(opts, algorithm=algorithm, draft_path=draft_path, token_map=token_map,
                       num_draft_tokens=num_draft_tokens, sglang_version=spelt_for)
@@ -226,17 +227,19 @@ def _url_host(host: str) -> str:
 
 
 def _preflight(ckpt, plan, target, opts: ServeOptions, env: dict[str, str], notes: list[str],
-               warnings: list[str]) -> None:
+               warnings: list[str], *, version: str | None, cuda_graph: bool) -> None:
+    """The drafter against the target, as `version` (None: unknown, every known release) will serve it."""
     from eaglectl.inspection.report import target_findings
 
-    findings = target_findings(ckpt, plan, target)
+    findings = target_findings(ckpt, plan, target, version=version, cuda_graph=cuda_graph)
     errors = [f for f in findings if f.severity is Severity.error]
     if errors:
         raise UnsupportedDraftError(f"preflight: {errors[0].message}" +
                                     (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
                                     hint=errors[0].fix)
     for f in findings:
-        if f.severity is Severity.warning and f.code == "aux-ids-unpinned":  # costs acceptance: a warning, with fix
+        served = f.code == "target-capture" and version is not None  # the release that will run it is affected
+        if f.severity is Severity.warning and (f.code == "aux-ids-unpinned" or served):  # a warning, with the fix
             warnings.append(f"{f.message}; {f.fix}")
         elif f.severity is Severity.warning and f.code != "context-length":
             notes.append(f"preflight: {f.message}")

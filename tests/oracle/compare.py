@@ -29,8 +29,10 @@ from eaglectl.engines.sglang import rules
 from eaglectl.engines.sglang.loader import (
     D2T_LENGTH,
     LoadSimulation,
+    default_rope_base,
     expected_parameters,
     fc_bypassed,
+    repeated_aux_ids,
     simulate_load,
     unsorted_aux_ids,
 )
@@ -39,7 +41,7 @@ from eaglectl.enums import Algorithm
 TARGET_SUPPLIED = ("model.embed_tokens.weight", "lm_head.weight")
 _SHARDS = re.compile(r" \(shards .*\)$")
 # replay problems about serving, not start-up, that no function of the loader module names
-RUN_TIME_PREFIXES = ("eagle_config.use_aux_hidden_state is false", D2T_LENGTH)
+RUN_TIME_PREFIXES = ("eagle_config.use_aux_hidden_state is ", D2T_LENGTH)
 
 
 @dataclass(frozen=True)
@@ -56,16 +58,16 @@ class Disagreement:
 
 def startup_problems(sim: LoadSimulation, cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> list[str]:
     """The replay's problems that stop a server from starting: all of `sim.problems` but the ones that show only
-    while serving (fc skipped when widths are equal, aux ids out of layer order)."""
-    at_run_time = {why for why in (fc_bypassed(cfg, shapes), unsorted_aux_ids(cfg)) if why}
+    while serving (fc skipped when widths are equal, aux ids out of layer order or named twice)."""
+    at_run_time = {why for why in (fc_bypassed(cfg, shapes), unsorted_aux_ids(cfg), repeated_aux_ids(cfg)) if why}
     return [p for p in sim.problems if p not in at_run_time and not p.startswith(RUN_TIME_PREFIXES)]
 
 
 def expected_rope_base(cfg: dict[str, Any], release: str) -> float:
     """The RoPE base eaglectl says `release` runs the head with (rules.Eagle3Loader.rope_parameters): from
     `rope_parameters` when the release reads it and the config (as transformers 5 reads it) has it, else the
-    top-level `rope_theta`, else SGLang's default."""
-    default = float(rules.EAGLE3.rope_default_base.value)
+    top-level `rope_theta`, else the default of its config class (SGLang's 10000 for Llama)."""
+    default = float(default_rope_base(cfg))
     params = cfg.get("rope_parameters")
     if rules.eagle3_loader(release).rope_parameters.value:
         # transformers 5 folds a legacy top-level rope_theta into rope_parameters
@@ -84,11 +86,19 @@ def target_supplied(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], alg
     return set(simulate_load(cfg, bare, algorithm, release).from_target) & set(TARGET_SUPPLIED)
 
 
-def _rows(spec: Any) -> tuple[int, ...]:
-    """A replay parameter spec as SGLang's parameter shape (a fused spec: its shards stacked on dim 0)."""
+VOCAB_PADDING = 64  # layers/vocab_parallel_embedding.py DEFAULT_VOCAB_PADDING_SIZE (0.5.9 l.43): pad_vocab_size
+VOCAB_PARAMS = ("model.embed_tokens.weight", "lm_head.weight")
+
+
+def _rows(spec: Any, param: str = "") -> tuple[int, ...]:
+    """A replay parameter spec as SGLang's parameter shape (a fused spec: its shards stacked on dim 0). The replay
+    gives the embedding and lm_head their vocab rows, which the weight loader checks a stored tensor against; SGLang
+    builds the parameter with the rows padded to a multiple of VOCAB_PADDING (the padding rows zero-filled)."""
     if isinstance(spec, dict):
         shards = list(spec.values())
         return (sum(s[0] for s in shards), *shards[0][1:])
+    if param in VOCAB_PARAMS and spec:
+        return (-(-spec[0] // VOCAB_PADDING) * VOCAB_PADDING, *spec[1:])
     return tuple(spec)
 
 
@@ -153,7 +163,7 @@ def compare(head: str, release: str, result: dict[str, Any], cfg: dict[str, Any]
 
     # --- parameters: the set, shapes, and what is left NaN ---
     built = {k: tuple(v) for k, v in result.get("param_shapes", {}).items()}
-    expected = {k: _rows(v) for k, v in expected_parameters(cfg, algorithm, release).items()}
+    expected = {k: _rows(v, k) for k, v in expected_parameters(cfg, algorithm, release).items()}
     for p in sorted(set(built) | set(expected)):
         if p not in expected:
             differ(p, f"builds it {list(built[p])}", "expects no such parameter")

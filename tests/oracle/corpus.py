@@ -26,7 +26,7 @@ from typing import Any
 
 from eaglectl.demo.samples import AUX_IDS, DRAFT_VOCAB, SAMPLE_DIRS, VOCAB, H
 from eaglectl.enums import Algorithm
-from tests.synthetic_heads import Shapes, head, write
+from tests.synthetic_heads import Shapes, eagle1_head, head, write
 
 MANIFEST = "corpus.json"
 WIDE_T = 2 * H  # a target twice the draft's width (fc takes 3 x 128)
@@ -94,7 +94,18 @@ def _null_vocab_wide() -> tuple[dict[str, Any], Shapes]:
     return cfg, shapes
 
 
+def _yarn_without_original() -> tuple[dict[str, Any], Shapes]:
+    return head(max_position_embeddings=2048, rope_scaling={"rope_type": "yarn", "factor": 4.0})
+
+
+def _llama4_text_rope_parameters() -> tuple[dict[str, Any], Shapes]:
+    cfg, shapes = head(model_type="llama4_text", intermediate_size_mlp=128,
+                       rope_parameters={"rope_theta": 10000.0, "rope_type": "default"})
+    return _without(cfg, "rope_theta"), shapes
+
+
 E3 = Algorithm.EAGLE3.value
+SYNTHETIC_ALGORITHM = {"eagle1-qkv-biases": Algorithm.EAGLE.value}  # the others are EAGLE-3
 SYNTHETIC: dict[str, tuple[str, str, Build]] = {
     # name: (kind, rule, build)
     "control-midlayer": ("control", "SpecForge-style one-layer head (midlayer.*, d2t, t2d)", head),
@@ -143,6 +154,12 @@ SYNTHETIC: dict[str, tuple[str, str, Build]] = {
                         _tied),
     "stray-names": ("rule", "unknown tensor names: skipped without a message", _stray_names),
     "norm-output": ("rule", "norm_output: true: honoured from 0.5.12", lambda: head(norm_output=True)),
+    "yarn-no-original": ("rule", "yarn rope_scaling without original_max_position_embeddings: KeyError on 0.5.9 "
+                                 "(transformers 5 fills it from 0.5.10)", _yarn_without_original),
+    "llama4-text-rope-parameters": ("rule", "llama4_text, RoPE 10000 only in rope_parameters: 0.5.9 takes "
+                                            "Llama4TextConfig's 500000", _llama4_text_rope_parameters),
+    "eagle1-qkv-biases": ("rule", "EAGLE-1 attention_bias with q/k/v biases, no o_proj.bias: it starts at zero",
+                          lambda: eagle1_head(qkv_bias=True, attention_bias=True)),
 }
 
 # Every demo layout but these is exported into the corpus.
@@ -154,7 +171,7 @@ EXPORT_ALGORITHM = {"nemo-legacy-eagle": Algorithm.EAGLE.value}  # the others ar
 ENTRIES: tuple[Entry, ...] = (
     *(Entry(f"export-{n}", "export", EXPORT_ALGORITHM.get(n, E3), f"eaglectl export of the {n} demo layout")
       for n in EXPORTED),
-    *(Entry(n, kind, E3, rule) for n, (kind, rule, _) in SYNTHETIC.items()),
+    *(Entry(n, kind, SYNTHETIC_ALGORITHM.get(n, E3), rule) for n, (kind, rule, _) in SYNTHETIC.items()),
 )
 
 

@@ -9,6 +9,7 @@ uninitialised, and which config keys that release ignores. Nothing here branches
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,48 @@ class DraftDims:
         )
 
 
+def default_rope_base(cfg: dict[str, Any]) -> int:
+    """The RoPE base a config without `rope_theta` gets: its model_type's config class default
+    (rules.MODEL_TYPE_DEFAULTS), else SGLang's (rules.EAGLE3.rope_default_base)."""
+    model_type = cfg.get("model_type")
+    defaults = rules.MODEL_TYPE_DEFAULTS.value.get(model_type, {}) if isinstance(model_type, str) else {}
+    return defaults.get("rope_theta", rules.EAGLE3.rope_default_base.value)
+
+
+_LAYER0 = r"(^|\.)(midlayer|layers\.0)\."
+
+
+def _layer0_rows(shapes: dict[str, tuple[int, ...]], suffix: str) -> int | None:
+    pattern = re.compile(_LAYER0 + re.escape(suffix) + "$")
+    shape = next((s for n, s in shapes.items() if pattern.search(n)), None)
+    return shape[0] if shape and len(shape) == 2 else None
+
+
+def class_default_sizes(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, int]]:
+    """Sizes the config leaves to its model_type's config class (rules.MODEL_TYPE_DEFAULTS) where the stored weights
+    say otherwise: key -> (the class default SGLang builds with, the size the weights hold). `head_dim` from the first
+    layer's q_proj rows per head, `num_key_value_heads` from its k_proj rows per head_dim, `intermediate_size_mlp`
+    (llama4_text) from its gate_proj rows."""
+    model_type = cfg.get("model_type")
+    defaults = rules.MODEL_TYPE_DEFAULTS.value.get(model_type, {}) if isinstance(model_type, str) else {}
+    heads = config_int(cfg, "num_attention_heads")
+    q, k = _layer0_rows(shapes, "self_attn.q_proj.weight"), _layer0_rows(shapes, "self_attn.k_proj.weight")
+    gate = _layer0_rows(shapes, "mlp.gate_proj.weight")
+    found: dict[str, tuple[int, int]] = {}
+    head_dim = config_int(cfg, "head_dim")
+    if head_dim is None and q and heads and q % heads == 0:
+        head_dim = q // heads
+        if "head_dim" in defaults and defaults["head_dim"] != head_dim:
+            found["head_dim"] = (defaults["head_dim"], head_dim)
+    if (config_int(cfg, "num_key_value_heads") is None and "num_key_value_heads" in defaults and k and head_dim
+            and k % head_dim == 0 and defaults["num_key_value_heads"] != k // head_dim):
+        found["num_key_value_heads"] = (defaults["num_key_value_heads"], k // head_dim)
+    if (config_int(cfg, "intermediate_size_mlp") is None and "intermediate_size_mlp" in defaults and gate
+            and defaults["intermediate_size_mlp"] != gate):
+        found["intermediate_size_mlp"] = (defaults["intermediate_size_mlp"], gate)
+    return found
+
+
 def rope_only_in_parameters(cfg: dict[str, Any]) -> str | None:
     """Why a config's RoPE settings are lost on a release that reads only the top-level `rope_theta` /
     `rope_scaling` (transformers 4 configs; rules.Eagle3Loader.rope_parameters False), or None. A config saved by
@@ -98,31 +141,71 @@ def rope_only_in_parameters(cfg: dict[str, Any]) -> str | None:
         return None
     lost = []
     theta = params.get("rope_theta")
-    if theta is not None and "rope_theta" not in cfg and theta != rules.EAGLE3.rope_default_base.value:
-        lost.append(f"base {theta} (read as {rules.EAGLE3.rope_default_base.value})")
+    if theta is not None and "rope_theta" not in cfg and theta != default_rope_base(cfg):
+        lost.append(f"base {theta} (read as {default_rope_base(cfg)})")
     kind = params.get("rope_type", params.get("type", "default"))
     if kind not in (None, "default") and cfg.get("rope_scaling") is None:
         lost.append(f"{kind} scaling (read as none)")
     return f"RoPE {' and '.join(lost)}: only rope_parameters holds them" if lost else None
 
 
+def _rope_type(scaling: dict[str, Any]) -> Any:
+    return scaling.get("rope_type", scaling.get("type"))
+
+
 def context_length(cfg: dict[str, Any]) -> int:
     """The context length SGLang derives from a (text) config (rules.CONTEXT_LENGTH_KEYS): a stale
-    `max_sequence_length` or `seq_length` wins over `max_position_embeddings`, and a RoPE scaling factor multiplies
-    it. Under transformers 5 `rope_scaling` is the `rope_parameters` dict."""
+    `max_sequence_length` or `seq_length` wins over `max_position_embeddings` (its config class's default when the
+    config has none, rules.MODEL_TYPE_DEFAULTS), and a RoPE scaling factor multiplies it. Under transformers 5
+    `rope_scaling` is the `rope_parameters` dict, where llama3 / yarn / longrope always carry
+    `original_max_position_embeddings` (rules.ROPE_ORIGINAL_FILLED): no factor for them (0.5.9, on transformers 4,
+    fails to start on such a scaling without it)."""
     text = cfg["text_config"] if isinstance(cfg.get("text_config"), dict) else cfg
     scaling = text.get("rope_scaling") or text.get("rope_parameters")
     factor: float = 1
     if isinstance(scaling, dict):
         raw = scaling.get("factor", 1)
         factor = raw if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0 else 1
-        if "original_max_position_embeddings" in scaling or scaling.get("rope_type") == "llama3":
+        if "original_max_position_embeddings" in scaling or _rope_type(scaling) in rules.ROPE_ORIGINAL_FILLED.value:
             factor = 1
+    model_type = text.get("model_type")
+    defaults = rules.MODEL_TYPE_DEFAULTS.value.get(model_type, {}) if isinstance(model_type, str) else {}
     for key in rules.CONTEXT_LENGTH_KEYS.value:
-        value = text.get(key)
+        value = text.get(key, defaults.get(key))
         if isinstance(value, int) and not isinstance(value, bool):
             return int(factor * value)
     return 2048
+
+
+def original_context_fill(cfg: dict[str, Any]) -> tuple[dict[str, Any], int] | None:
+    """The top-level `rope_scaling` that lacks the `original_max_position_embeddings` transformers 5 fills in from
+    `max_position_embeddings` (rules.ROPE_ORIGINAL_FILLED), and that value; None when there is none to fill. Written
+    into the config, every release builds the scaling transformers 5 builds (0.5.9 otherwise fails to start)."""
+    scaling = cfg.get("rope_scaling")
+    if (not isinstance(scaling, dict) or "original_max_position_embeddings" in scaling
+            or _rope_type(scaling) not in rules.ROPE_ORIGINAL_FILLED.value):
+        return None
+    model_type = cfg.get("model_type")
+    defaults = rules.MODEL_TYPE_DEFAULTS.value.get(model_type, {}) if isinstance(model_type, str) else {}
+    mpe = config_int(cfg, "max_position_embeddings", defaults.get("max_position_embeddings"))
+    return (scaling, mpe) if mpe else None
+
+
+def rope_original_missing(cfg: dict[str, Any], version: str) -> str | None:
+    """Why `version` fails to build the draft's rotary embedding: a RoPE scaling that needs
+    `original_max_position_embeddings` (rules.ROPE_NEEDS_ORIGINAL) without it, where the release's transformers does
+    not fill it in (rules.ROPE_ORIGINAL_FILLED, transformers 5: 0.5.10+), or None. The release reads the top-level
+    `rope_scaling` on transformers 4, `rope_parameters` first on transformers 5."""
+    reads_parameters = rules.eagle3_loader(version).rope_parameters.value
+    scaling = (cfg.get("rope_parameters") or cfg.get("rope_scaling")) if reads_parameters else cfg.get("rope_scaling")
+    if not isinstance(scaling, dict) or "original_max_position_embeddings" in scaling:
+        return None
+    kind = _rope_type(scaling)
+    if kind not in rules.ROPE_NEEDS_ORIGINAL.value or (reads_parameters and kind in rules.ROPE_ORIGINAL_FILLED.value):
+        return None
+    return (f"rope_scaling {kind} has no original_max_position_embeddings: SGLang {version} fails to start with "
+            f"KeyError building the rotary embedding ({rules.ROPE_NEEDS_ORIGINAL.source}); transformers 5 (SGLang "
+            f">= 0.5.10) fills it from max_position_embeddings")
 
 
 def fc_bypassed(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> str | None:
@@ -147,6 +230,29 @@ def unsorted_aux_ids(cfg: dict[str, Any]) -> str | None:
                 f"concatenates the aux states in layer order ({sorted(ids)}), so fc's input blocks arrive permuted "
                 f"({rules.EAGLE3.aux_ascending.source})")
     return None
+
+
+def aux_capture_off(cfg: dict[str, Any]) -> str | None:
+    """How `eagle_config.use_aux_hidden_state` switches the target's aux capture off, or None: SGLang reads it with
+    a default of True and tests it for truth (rules.EAGLE3.use_aux_hidden_state), so `null` and `0` switch it off as
+    `false` does."""
+    eagle_cfg = as_object(cfg.get("eagle_config"))
+    if "use_aux_hidden_state" not in eagle_cfg or eagle_cfg["use_aux_hidden_state"]:
+        return None
+    value = eagle_cfg["use_aux_hidden_state"]
+    return "false" if value is False else f"{json.dumps(value)} (SGLang tests it for truth: false)"
+
+
+def repeated_aux_ids(cfg: dict[str, Any]) -> str | None:
+    """Why fewer aux states than ids would reach fc: the target captures a layer once however often its id is
+    listed (`i in layers_to_capture`, rules.EAGLE3.aux_ascending), or None."""
+    ids = list(DraftDims.from_config(cfg).aux_ids)
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if not twice:
+        return None
+    return (f"eagle_config.eagle_aux_hidden_state_layer_ids {ids} name layer(s) {twice} more than once: the target "
+            f"captures each layer once ({rules.EAGLE3.aux_ascending.source}), so {len(set(ids))} aux states reach "
+            f"fc, which takes {len(ids)} (a shape error at the first request)")
 
 
 @dataclass
@@ -264,6 +370,10 @@ def ignored_config(cfg: dict[str, Any], algorithm: Algorithm, version: str, name
         found.append("norm_before_fc")
     if d.fc_norm and not r.fc_norm.value and any(_FC_NORM_NAME.search(n) for n in names):
         found.append("fc_norm" if cfg.get("fc_norm") else "use_aux_norm")
+    if cfg.get("norm_output") and not r.norm_output.value:  # no weight: the flag alone is what training did
+        found.append("norm_output")
+    if not r.rope_parameters.value and rope_only_in_parameters(cfg) is not None:
+        found.append("rope_parameters")
     if d.num_aux_configured and d.num_aux != 3 and not r.num_aux_from_config.value:
         found.append("num_aux_hidden_states" if config_int(cfg, "num_aux_hidden_states")
                      else "eagle_config.eagle_aux_hidden_state_layer_ids (count)")
@@ -334,13 +444,15 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             load_stacked_or_plain(stored, name, lookup3, common.stacked.value)
         if not r.multi_layer.value and d.num_layers != 1:
             sim.problems.append(f"SGLang {version} builds exactly one EAGLE-3 layer; config says {d.num_layers}")
+        if (why := rope_original_missing(cfg, version)) is not None:
+            sim.problems.append(why)
         if d.has_target_hidden and cfg.get("target_hidden_size") is None:
             sim.problems.append("target_hidden_size is null: SGLang sizes fc from it and fails to start")
         if not d.has_draft_vocab:
             sim.problems.append(f"config.json has no draft_vocab_size: SGLang reads "
                                 f"{common.draft_vocab_size_read.value} without a default and fails to start with "
                                 f"AttributeError ({common.draft_vocab_size_read.source})")
-        for why in (fc_bypassed(cfg, shapes), unsorted_aux_ids(cfg)):
+        for why in (fc_bypassed(cfg, shapes), unsorted_aux_ids(cfg), repeated_aux_ids(cfg)):
             if why:
                 sim.problems.append(why)
         sim.ignored_config = ignored_config(cfg, algorithm, version, shapes)
@@ -350,8 +462,8 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             from_target |= {"lm_head.weight", "model.embed_tokens.weight"}
         unused = [re.compile(p) for p in r.unused_params.value]
         zeros = [re.compile(p) for p in common.zero_initialised.value]
-        if as_object(cfg.get("eagle_config")).get("use_aux_hidden_state", True) is False:
-            sim.problems.append(f"eagle_config.use_aux_hidden_state is false: the target captures no aux states "
+        if (off := aux_capture_off(cfg)) is not None:
+            sim.problems.append(f"eagle_config.use_aux_hidden_state is {off}: the target captures no aux states "
                                 f"and hands the draft its last hidden state ({common.use_aux_hidden_state.source}), "
                                 f"which fc was not trained on")
     else:
@@ -366,7 +478,7 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
                 continue
             load_stacked_or_plain(stored, name, lambda n: n if n in params else None, rules.STACKED)
         from_target = {"model.embed_tokens.weight", "lm_head.weight"}
-        unused, zeros = [], []
+        unused, zeros = [], [re.compile(p) for p in e.zero_initialised.value]
 
     for param, spec in params.items():
         need = set(spec) if isinstance(spec, dict) else {"all"}
@@ -383,6 +495,58 @@ def simulate_load(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], algor
             missing = sorted(map(str, need - have)) if have else []
             sim.uninitialized.append(param + (f" (shards {', '.join(missing)})" if missing else ""))
     return sim
+
+
+_ATTENTION_BIAS = re.compile(r"(^|\.)self_attn\.(q|k|v|qkv|o)_proj\.bias$")
+_MLP_BIAS = re.compile(r"(^|\.)(midlayer|layers\.\d+)\.mlp\.(gate|up|down|gate_up)_proj\.bias$")
+
+
+def mlp_bias(name: str) -> bool:
+    """A stored MLP bias, which no SGLang release builds a parameter for (rules.MLP_BIAS)."""
+    return not rules.MLP_BIAS.value and bool(_MLP_BIAS.search(name))
+
+
+def unbuilt_reason(name: str, cfg: dict[str, Any], algorithm: Algorithm,
+                   version: str = NEWEST_KNOWN) -> tuple[str, str | None]:
+    """Why `version` builds no parameter for a stored weight its loader knows by name (one `simulate_load` lists
+    as skipped), and what would make SGLang load it, if anything: (reason, fix)."""
+    bias = _ATTENTION_BIAS.search(name)
+    if mlp_bias(name):
+        return (f"SGLang's draft MLP has no biases in any release ({rules.MLP_BIAS.source})",
+                "no SGLang release applies these biases: retrain without them")
+    if algorithm is Algorithm.EAGLE3:
+        common = rules.EAGLE3
+        if bias and bias.group(2) != "o" and not common.qkv_bias.value:
+            return (f"SGLang's EAGLE-3 attention has no q/k/v bias in any release ({common.qkv_bias.source})",
+                    "no SGLang release applies these biases: retrain without them, or serve the head with an engine "
+                    "that loads them")
+        if bias:
+            keys = common.o_proj_bias_keys
+            return (f"the config sets neither {' nor '.join(keys.value)}, so SGLang builds o_proj without a bias "
+                    f"({keys.source})", f"set {keys.value[0]}: true in config.json if the head was trained with it")
+        if re.search(r"(^|\.)fc\.bias$", name):
+            key = common.fc_bias_key
+            return (f"the config does not set {key.value}, so SGLang builds fc without a bias ({key.source})",
+                    f"set {key.value}: true in config.json if the head was trained with it (o_proj.bias then starts "
+                    f"at zero where it is not stored)")
+        if _FC_NORM_NAME.search(name):
+            return ("the config sets neither fc_norm nor use_aux_norm, so SGLang builds no per-aux norms "
+                    f"({rules.eagle3_loader(version).fc_norm.source})",
+                    "set fc_norm: true in config.json if the head was trained with them")
+    else:
+        e = rules.eagle_loader(version)
+        if bias:
+            keys = e.attention_bias_keys
+            return (f"the config sets neither {' nor '.join(keys.value)}, so SGLang builds the attention without "
+                    f"biases ({keys.source})",
+                    f"set {keys.value[0]}: true in config.json if the head was trained with them (o_proj.bias then "
+                    f"starts at zero where it is not stored)")
+        if re.search(r"(^|\.)layers\.0\.input_layernorm\.weight$", name) and not e.layer0_input_layernorm.value:
+            return (f"SGLang's EAGLE model has no input_layernorm on layer 0 ({e.layer0_input_layernorm.source})",
+                    "no SGLang release applies it: retrain without it")
+        if re.search(r"(^|\.)norm\.weight$", name) and not e.final_norm.value:
+            return f"SGLang's EAGLE model has no final norm ({e.final_norm.source})", "no SGLang release applies it"
+    return f"SGLang {version} builds no parameter for it", None
 
 
 # --- what a head needs, and which releases serve it ---------------------------------------------------------
