@@ -54,23 +54,34 @@ def test_a_zip_declaring_more_than_its_bytes_is_refused_before_torch_reads_it(tm
         load_pickle(f)
 
 
-@pytest.mark.parametrize("where", ["key", "value"])
-def test_a_tuple_nested_200k_deep_is_refused_before_it_is_unpickled(tmp_path, where):
-    """Hashing a tuple recurses in C without a depth check: as a dict key, 200,000 nested tuples (one byte a level)
-    crashed the interpreter (SIGSEGV) inside torch's weights-only unpickler. Run in a child process, so that a
-    regression fails this test instead of ending the suite."""
+NESTED_200K = {
+    "key": b"\x80\x02}" + b")" + b"\x85" * 200_000 + b"K\x01s.",
+    "value": b"\x80\x02}X\x01\x00\x00\x00x)" + b"\x85" * 200_000 + b"s.",
+    # protocol 4, as the C unpickler of the torch-free reader takes it: a FRAME, MEMOIZE between levels, frozensets
+    "framed-key": b"\x80\x04\x95" + (200_010).to_bytes(8, "little") + b"}" + b")" + b"\x85" * 200_000 + b"K\x01s.",
+    "memoized-key": b"\x80\x04}" + b")" + b"\x94\x85" * 100_000 + b"K\x01s.",
+    "frozenset-key": b"\x80\x04}" + b"(" * 50_000 + b"(\x91" + b"\x91" * 50_000 + b"K\x01s.",
+}
+
+
+@pytest.mark.parametrize("reader", ["load_pickle", "read_meta"])
+@pytest.mark.parametrize("where", list(NESTED_200K))
+def test_a_tuple_nested_200k_deep_is_refused_before_it_is_unpickled(tmp_path, where, reader):
+    """Hashing a tuple (or frozenset) recurses in C without a depth check: as a dict key, 200,000 nested tuples (one
+    byte a level) crashed the interpreter (SIGSEGV) inside torch's weights-only unpickler, and inside the C unpickler
+    of the torch-free meta reader in any pickle protocol. Run in a child process, so that a regression fails this
+    test instead of ending the suite."""
     import subprocess
     import sys
 
-    torch.save({}, tmp_path / "draft_model.pt")
-    nested = b")" + b"\x85" * 200_000
-    entry = nested + b"K\x01" if where == "key" else b"X\x01\x00\x00\x00x" + nested
-    _replace_pickle(tmp_path / "draft_model.pt", b"\x80\x02}" + entry + b"s.")
-    code = ("import sys; from pathlib import Path; from eaglectl.checkpoint.weights import load_pickle; "
+    torch.save({}, tmp_path / "eagle_meta.pt")
+    _replace_pickle(tmp_path / "eagle_meta.pt", NESTED_200K[where])
+    module = "weights" if reader == "load_pickle" else "resolve"
+    code = (f"import sys; from pathlib import Path; from eaglectl.checkpoint.{module} import {reader}; "
             "from eaglectl.errors import CheckpointError\n"
-            "try:\n load_pickle(Path(sys.argv[1]))\n"
+            f"try:\n {reader}(Path(sys.argv[1]))\n"
             "except CheckpointError as exc:\n print(exc)")
-    child = subprocess.run([sys.executable, "-c", code, str(tmp_path / "draft_model.pt")], capture_output=True,
+    child = subprocess.run([sys.executable, "-c", code, str(tmp_path / "eagle_meta.pt")], capture_output=True,
                            text=True, timeout=120)
     assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
     assert "its pickle nests tuples over 100 levels deep" in child.stdout

@@ -479,7 +479,7 @@ def check_torch_zip(path: Path) -> int:
             continue  # torch names what is wrong with the record
         if (depth := tuple_nesting(data)) > MAX_NESTING:
             raise CheckpointError(f"{path}: its pickle nests tuples over {MAX_NESTING} levels deep ({depth}+); "
-                                  f"refused unread (hashing such a tuple crashes the interpreter)")
+                                  f"refused unread (hashing such a tuple or frozenset crashes the interpreter)")
     return size
 
 
