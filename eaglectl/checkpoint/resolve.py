@@ -447,11 +447,13 @@ def read_meta(path: Path) -> Meta:
     without torch (`small_pickle`: importing torch costs more than copying a 2 GB head); anything else with
     `torch.load(weights_only=True, mmap=True)`, whose checks and errors then apply."""
     from eaglectl.checkpoint.small_pickle import read_plain_torch_zip
-    from eaglectl.checkpoint.weights import MAX_VIEW_FACTOR, check_torch_zip, load_pickle
+    from eaglectl.checkpoint.weights import MAX_VIEW_FACTOR, check_nesting, check_torch_zip, load_pickle
 
     obj = read_plain_torch_zip(path, MAX_VIEW_FACTOR * max(check_torch_zip(path), 1))
     if obj is None:
         obj = load_pickle(path)
+    else:
+        check_nesting(obj, path)  # as load_pickle does: the values below are named in messages
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: meta file holds a {type(obj).__name__}, not a dict")
     meta = Meta(path=path, keys=sorted(map(str, obj)))

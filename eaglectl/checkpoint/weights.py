@@ -532,6 +532,23 @@ def check_loaded_tensors(obj: Any, path: Path, size: int) -> None:
                               f"repeating the same stored bytes are refused")
 
 
+def check_nesting(obj: Any, path: Path) -> None:
+    """Containers (dicts, lists, tuples) of an unpickled object nest at most `MAX_NESTING` deep: what names a value
+    later (a message's repr) would recurse that deep. For objects read without torch (`small_pickle`);
+    `check_loaded_tensors` checks the same on the way."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if id(value) in seen or not isinstance(value, (dict, list, tuple)):
+            continue
+        seen.add(id(value))
+        if depth > MAX_NESTING:
+            raise CheckpointError(f"{path}: it nests containers over {MAX_NESTING} levels deep; a checkpoint's "
+                                  f"pickle nests a few")
+        stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+
+
 def _child(where: str, key: Any, how: str) -> str:
     """The path of a container's item in messages, `a.b[0]`, built only up to a bounded length: the walk builds one
     per item, and a path grown a few characters a level over 100,000 nested lists costs quadratic time."""
