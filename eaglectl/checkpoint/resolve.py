@@ -63,8 +63,9 @@ MAX_DIM = 2**31 - 1
 AUX_ID_KEYS = ("eagle_aux_hidden_state_layer_ids", "aux_layer_ids", "aux_hidden_state_layer_ids")
 # Switches the engines branch on by truthiness (a config attribute in `if`): `"false"` is a non-empty string, so
 # SGLang and vLLM would take it as true where eaglectl's checks, which compare with `True`, take it as false.
+# (`use_aux_hidden_state` is not among them: the replay reads it by truthiness, as SGLang does.)
 BOOL_KEYS = ("tie_word_embeddings", "norm_before_residual", "norm_before_fc", "fc_norm", "norm_output",
-             "use_aux_norm", "parallel_drafting", "use_aux_hidden_state")
+             "use_aux_norm", "parallel_drafting")
 
 
 @dataclass
