@@ -34,6 +34,7 @@ REPO_TYPE = "model"
 META_FILES = ("eagle_meta.pt", "eagle3_meta.pt", "eagle1_meta.pt")  # resolve.META_NAMES, in its order
 MAX_META_BYTES = 64 * 1024 * 1024  # a 256k-token vocab's ids and mask are ~2.3 MB
 OFFLINE_HINT = "unset HF_HUB_OFFLINE, or download it first: `hf download {repo}{rev}`"
+UNREACHABLE_HINT = "check the connection to the Hub (and HF_ENDPOINT), or download it first: `hf download {repo}{rev}`"
 
 
 def expand_user(source: str | Path, error: type[Exception] = CheckpointError) -> Path:
@@ -82,7 +83,8 @@ def _near_local_path(source: str) -> str | None:
             names = [e.name for e in itertools.islice(it, MAX_NEAR_ENTRIES) if e.is_dir()]
     except OSError:
         return None
-    for name in difflib.get_close_matches(first, names, n=3, cutoff=0.75):
+    by_case = [n for n in names if n.casefold() == first.casefold()]  # `DEMO/x` beside `demo/`: no close match by
+    for name in [*by_case, *difflib.get_close_matches(first, names, n=3, cutoff=0.75)]:  # difflib's measure
         candidate = f"{name}/{rest}"
         if os.path.exists(candidate):
             return candidate
@@ -148,9 +150,10 @@ def hub_error(repo_id: str, revision: str | None, exc: Exception) -> CheckpointE
 
     what = f"{repo_id}" + (f"@{revision}" if revision else "")
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    retry = (OFFLINE_HINT if offline() else UNREACHABLE_HINT).format(repo=repo_id, rev=_rev(revision))
     if type(exc).__name__ == "IncompleteSnapshotError":  # huggingface_hub >= 2: files of the listing missing
         return CheckpointError(f"{what}: the cached snapshot is incomplete and the Hub cannot be asked ({first})",
-                               hint=OFFLINE_HINT.format(repo=repo_id, rev=_rev(revision)))
+                               hint=retry)
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)) and offline():
         return CheckpointError(f"{what}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set",
                                hint=OFFLINE_HINT.format(repo=repo_id, rev=_rev(revision)))
@@ -163,9 +166,8 @@ def hub_error(repo_id: str, revision: str | None, exc: Exception) -> CheckpointE
     if isinstance(exc, RepositoryNotFoundError):
         return CheckpointError(f"{what}: no such model repo on the Hub (or it is private)",
                                hint="check the id; for a private repo `hf auth login`, or set HF_TOKEN")
-    if isinstance(exc, LocalEntryNotFoundError):
-        return CheckpointError(f"{what}: cannot reach the Hub and not in the local cache ({first})",
-                               hint=OFFLINE_HINT.format(repo=repo_id, rev=_rev(revision)))
+    if isinstance(exc, LocalEntryNotFoundError):  # HF_HUB_OFFLINE is not what stopped it: no hint to unset it
+        return CheckpointError(f"{what}: cannot reach the Hub and not in the local cache ({first})", hint=retry)
     return CheckpointError(f"{what}: the Hugging Face Hub request failed ({type(exc).__name__}: {first})")
 
 

@@ -32,7 +32,7 @@ class JsonLimits:
 MAX_INT_DIGITS = 40  # 2**128 has 39 digits; no size, offset or id in a checkpoint is anywhere near
 # config.json of real models is a few KB; the largest (VLMs with id2label maps) stay well under 1 MB.
 CONFIG_LIMITS = JsonLimits(max_bytes=8 * 1024 * 1024, max_containers=100_000, max_values=2_000_000)
-# A shard index names every tensor once (~80 bytes each): 100k tensors ~ 8 MB.
+# A shard index names every tensor once (~80 bytes each): 100k tensors ~ 8 MB (a drafter is refused past 10k).
 INDEX_LIMITS = JsonLimits(max_bytes=64 * 1024 * 1024, max_containers=1_000, max_values=400_000)
 
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b"[]{},:")

@@ -81,6 +81,7 @@ def error_object(exc: BaseException, *, exit_code: int | None = None, hint: str 
 
 
 _emitted = False  # whether this run already printed its JSON document (a failure after it adds none)
+errored = False  # whether this run already printed its `error:` line
 
 
 def emit(command: str, result: Any, *, as_json: bool, render: Callable[[Console], None], ok: bool = True,
@@ -109,8 +110,8 @@ def emit_failure(command: str | None, exc: BaseException, *, exit_code: int | No
 
 def reset() -> None:
     """Start of a run (tests run many in one process)."""
-    global _emitted
-    _emitted = False
+    global _emitted, errored
+    _emitted = errored = False
 
 
 def write_json(doc: dict[str, Any]) -> None:
@@ -129,6 +130,8 @@ def note(message: str) -> None:
 def error(message: str, hint: str | None = None, *, multiline: bool = False) -> None:
     """One `error:` line (and a `hint:` line). `multiline` keeps the newlines of a message that carries a log
     tail, indenting its continuation lines so that nothing in them can pose as an `error:` line of its own."""
+    global errored
+    errored = True
     text = "\n  ".join(safe(line) for line in str(message).split("\n")) if multiline else safe(message)
     _console("stderr").print(f"[bold red]error:[/] {text}", markup=True, soft_wrap=True)
     if hint:

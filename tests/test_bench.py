@@ -453,3 +453,18 @@ def test_a_results_file_of_the_single_pass_version_is_refused_with_the_reason(cl
     assert "older eaglectl bench (results version 1" in doc["error"]["message"] and "not comparable" in (
         doc["error"]["message"])
     assert old.read_bytes() == before and not lines(fake["argvs"])
+
+
+@pytest.mark.parametrize("sweep", [("--steps", "5"), ("--topk", "1,4"), ("--draft-tokens", "8")])
+def test_config_with_a_sweep_option_is_a_usage_error(cli, samples, sweep):
+    """`--config` replaces the sweep: `--config 3,1,4 --steps 5` measured 3,1,4 and dropped --steps 5 without a
+    word."""
+    result = cli("bench", "--target", samples["target"], "--draft", samples["specforge"], "--config", "3,1,4", *sweep,
+                 "--print-only", "--json")
+    assert result.exit_code == 2, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert f"--config replaces the --steps x --topk x --draft-tokens sweep, so {sweep[0]} would be ignored" in \
+        error["message"]
+    alone = cli("bench", "--target", samples["target"], "--draft", samples["specforge"], "--config", "3,1,4",
+                "--print-only")
+    assert alone.exit_code == 0, alone.stderr

@@ -46,6 +46,23 @@ def test_training_run_dir_picks_newest_checkpoint(samples, tmp_path):
     assert resolve(run).root == (run / "epoch_1_step_20").resolve()
 
 
+def test_a_newest_checkpoint_that_is_a_broken_symlink_is_named_not_passed_over(samples, tmp_path):
+    """`epoch_9_step_900 -> /gone` beside epoch_0_step_100: taking the older one would export stale weights as the
+    newest without a word. A broken link older than a real checkpoint is no obstacle."""
+    import shutil
+
+    from eaglectl.errors import CheckpointError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copytree(samples["nemo-consolidated"], run / "epoch_0_step_100")
+    (run / "epoch_0_step_50").symlink_to(tmp_path / "gone-older")
+    assert resolve(run).root == (run / "epoch_0_step_100").resolve()
+    (run / "epoch_9_step_900").symlink_to(tmp_path / "gone")
+    with pytest.raises(CheckpointError, match=r"epoch_9_step_900: broken symlink \(to .*gone\), the newest checkpoint"):
+        resolve(run)
+
+
 def test_legacy_meta_name_fallback(samples):
     ckpt = resolve(samples["nemo-legacy-eagle3"])
     assert ckpt.meta is not None and ckpt.meta.path.name == "eagle3_meta.pt"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,41 @@ def test_demo_tables(cli, tmp_path):
     assert result.exit_code == 0
     for text in ("eaglectl inspect", "eaglectl export", "Exported EAGLE3", "sglang.launch_server"):
         assert text in result.stdout
+
+
+@pytest.mark.parametrize("failure", ["disk-full", "ctrl-c"])
+@pytest.mark.parametrize("where", ["new/deeper", "empty"])
+def test_demo_interrupted_while_writing_its_samples_leaves_nothing(cli, tmp_path, monkeypatch, failure, where):
+    """A full disk (ENOSPC) or Ctrl-C half way through the samples: one error line, and the directory demo was
+    given is as it was (an empty one stays, an absent one and the directories above it it made are gone)."""
+    import errno
+
+    from eaglectl.demo import run, samples
+
+    def half_then_fail(root):
+        samples.save_json(Path(root) / "nemo-consolidated" / "config.json", {"half": True})
+        if failure == "ctrl-c":
+            raise KeyboardInterrupt
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run, "build_samples", half_then_fail)
+    (tmp_path / "empty").mkdir()
+    result = cli("demo", tmp_path / where)
+    assert result.exit_code == (130 if failure == "ctrl-c" else 1) and "Traceback" not in result.stderr
+    said = "interrupted" if failure == "ctrl-c" else "write failed (No space left on device); nothing left behind"
+    assert result.stderr.startswith("error: ") and said in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any((tmp_path / "empty").iterdir())
+
+
+@pytest.mark.parametrize("given", ["link", "link/deeper"])
+def test_demo_into_a_broken_symlink_says_so(cli, tmp_path, given):
+    """`demo LINK` with LINK dangling: named as a broken symlink (mkdir said "File exists"), nothing created where
+    it points."""
+    (tmp_path / "link").symlink_to(tmp_path / "gone" / "demo")
+    result = cli("demo", tmp_path / given)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'link'} is a broken symlink (to {tmp_path / 'gone' / 'demo'})" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
 
 
 def test_version(cli):
@@ -158,6 +194,20 @@ def test_a_non_finite_mem_fraction_static_is_a_usage_error(cli, samples, command
     assert result.exit_code == 2, result.stdout
     error = json.loads(result.stdout)["error"]
     assert "--mem-fraction-static" in error["message"] and "not a finite number" in error["message"]
+
+
+@pytest.mark.parametrize(("command", "option"), [
+    ("serve", "--timeout"), ("serve", "--min-accept-length"), ("bench", "--timeout"), ("bench", "--request-timeout"),
+])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1"])
+def test_non_finite_or_negative_waits_and_thresholds_are_usage_errors(cli, samples, command, option, value):
+    """`--timeout nan` made the health wait end at once (`now < nan` is false) and `--min-accept-length nan` fail
+    every smoke test: refused before anything runs, as `--mem-fraction-static nan` is."""
+    result = cli(command, "--target", samples["target"], "--draft", samples["specforge"], "--print-only",
+                 option, value, "--json")
+    assert result.exit_code == 2, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert option in error["message"] and ("not a finite number" in error["message"] or "not " in error["message"])
 
 
 # --- hints name only options of the command that shows them ---------------------------------------------------------

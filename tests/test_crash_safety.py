@@ -258,8 +258,18 @@ def test_token_map_under_a_file_size_limit_fails_cleanly(big, references, tmp_pa
     proc = subprocess.run(cli_cmd("token-map", big, "--output", out), cwd=ROOT,
                           preexec_fn=_file_size_limit(4096), capture_output=True, text=True)
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
-    assert "write failed (File too large)" in proc.stderr and "Traceback" not in proc.stderr
+    assert "write failed (File too large); previous file left intact" in proc.stderr and "Traceback" not in proc.stderr
     assert out.read_bytes() == previous_token_map() and leftovers(tmp_path) == []
+
+
+def test_token_map_under_a_file_size_limit_without_a_previous_one_says_nothing_was_written(big, tmp_path):
+    """It said "previous file left intact" where there was none."""
+    out = tmp_path / "tm.pt"
+    proc = subprocess.run(cli_cmd("token-map", big, "--output", out), cwd=ROOT,
+                          preexec_fn=_file_size_limit(4096), capture_output=True, text=True)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "write failed (File too large); nothing written" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() and leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------- serve child
@@ -383,3 +393,32 @@ def test_a_signal_mid_export_cleans_up_like_ctrl_c(big, references, tmp_path, si
     assert stderr.strip().splitlines()[-1] == f"error: {said}" and "Traceback" not in stderr
     assert leftovers(tmp_path) == [] and [p.name for p in tmp_path.iterdir() if p.name.endswith(".lock")] == []
     assert tree(out) == references["prev"]
+
+
+@pytest.mark.parametrize(("sig", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, "Terminated")])
+def test_a_signal_during_an_import_waits_for_the_import(tmp_path, monkeypatch, sig, raised):
+    """Ctrl-C or SIGTERM in the first second of a run lands inside `import torch`: raised there, it broke the
+    interpreter (pybind11 aborted with SIGABRT; numpy and ssl refused to import again, a traceback). The signal is
+    held back until the import is done, then raised as it would have been."""
+    import importlib
+
+    from eaglectl.cli import app
+
+    mod = tmp_path / "eaglectl_slow_import_probe.py"
+    mod.write_text("import os, signal, time\n"
+                   f"os.kill(os.getpid(), {int(sig)})\n"
+                   "deadline = time.monotonic() + 0.3\n"
+                   "while time.monotonic() < deadline:\n"
+                   "    pass\n"
+                   "DONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    expected = app.Terminated if raised == "Terminated" else raised
+    restore = app._terminate_like_interrupt()
+    try:
+        with pytest.raises(expected):
+            importlib.import_module("eaglectl_slow_import_probe")
+            time.sleep(2)  # the signal, sent again once the import is done, lands here
+    finally:
+        restore()
+        module = sys.modules.pop("eaglectl_slow_import_probe", None)
+    assert module is not None and module.DONE is True  # the import ran to its end

@@ -179,3 +179,31 @@ def test_inspect_points_heads_sglang_cannot_serve_at_the_speculators_export(cli,
         doc = json.loads(cli("inspect", path, "--json").stdout)["result"]["vllm"]
         assert doc["export_format"] == "speculators" and doc["after_export"]["ok"] is True, doc
         assert "loads after export --format speculators" in cli("inspect", path).stdout
+
+
+def test_a_verifier_whose_config_is_a_fifo_is_refused_not_waited_on(cli, samples, tmp_path):
+    """`--verifier DIR` whose config.json is a FIFO: read only as a regular file. (A writer opens the FIFO after a
+    few seconds, so that a regression fails here instead of blocking the suite.)"""
+    import contextlib
+    import os
+    import threading
+
+    verifier = tmp_path / "verifier"
+    verifier.mkdir()
+    os.mkfifo(verifier / "config.json")
+    done = threading.Event()
+
+    def unblock() -> None:
+        while not done.wait(5):
+            with contextlib.suppress(OSError):  # no reader: nothing is blocked
+                os.close(os.open(verifier / "config.json", os.O_WRONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=unblock, daemon=True).start()
+    try:
+        result = cli("export", samples["specforge"], "--format", "speculators", "--verifier", verifier,
+                     "-o", tmp_path / "out")
+    finally:
+        done.set()
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: {verifier / 'config.json'}: not a regular file"), result.stderr
+    assert not (tmp_path / "out").exists()

@@ -346,6 +346,21 @@ def test_speculators_ids_on_a_deepseek_verifier(tmp_path):
     assert "names no verifier" in normalise(raw, "x").problem
 
 
+def test_a_million_speculators_aux_ids_make_a_short_message():
+    """A config may list a million ids (within its 8 MB): the message names a few and the count, not 7 MB."""
+    from eaglectl.checkpoint.speculators import normalise
+
+    raw = speculators_config()
+    del raw["speculators_config"]["verifier"]
+    raw["eagle_aux_hidden_state_layer_ids"] = list(range(1, 1_000_001))
+    problem = normalise(raw, "x").problem
+    assert "names no verifier" in problem and len(problem) < 600
+    assert "[1, 2, 3, 4, 5, 6, 7, 8, ... (1000000 ids)]" in problem
+    raw["speculators_config"]["verifier"] = {"architectures": ["LlamaForCausalLM"]}
+    raw["eagle_aux_hidden_state_layer_ids"] = [0, *range(1, 1_000_001)]
+    assert len(normalise(raw, "x").problem) < 600
+
+
 # --- serve passthrough -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("args", "option"), [
     (["--speculative-algorithm", "EAGLE"], "--algorithm"),

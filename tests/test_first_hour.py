@@ -78,6 +78,28 @@ def test_a_reader_that_stops_early_ends_the_run_quietly(sample_root, json_mode):
     assert stderr == ""
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("args", [
+    ("inspect", "SAMPLE"), ("inspect", "SAMPLE", "--json"), ("--version",), ("--version", "--json"),
+    ("export", "--help"), ("serve", "--target", "TARGET", "--draft", "SAMPLE", "--print-only"),
+    ("inspect", "/nonexistent-eaglectl", "--json"),
+])
+def test_stdout_on_a_full_disk_is_one_error_line(sample_root, args):
+    """`eaglectl inspect X > file` on a full disk (here /dev/full: every write is ENOSPC): one `error:` line,
+    exit 1, no traceback; a run that failed already keeps its own error line as the one."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("_EAGLECTL_", "_TYPER_COMPLETE", "COMP_"))}
+    names = {"SAMPLE": str(sample_root / "nemo-sharded"), "TARGET": str(sample_root / "target")}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-c", ENTRY, *(names.get(a, a) for a in args)], stdout=full,
+                              stderr=subprocess.PIPE, env=base, timeout=120)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert ("no such file" in errors[0]) if "/nonexistent-eaglectl" in args else (
+        errors[0] == "error: cannot write the output (No space left on device)")
+
+
 def test_demo_without_a_directory_reuses_one_fixed_directory(cli, tmp_path, monkeypatch):
     fixed = tmp_path / "eaglectl-demo-me"
     monkeypatch.setattr("eaglectl.demo.run.default_directory", lambda: fixed)

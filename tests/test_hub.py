@@ -178,6 +178,28 @@ def test_offline_and_not_cached_is_one_error(cli, cached, args):
                          f"{' --revision v9' if 'v9' in args else ''}`"]
 
 
+def test_an_unreachable_hub_is_not_said_to_be_offline_mode(cli, hub_cache, monkeypatch):
+    """HF_HUB_OFFLINE unset, the connection refused: the hint names the connection, not a variable to unset."""
+    import huggingface_hub
+    import huggingface_hub.constants as constants
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    def refused(*args, **kwargs):
+        raise LocalEntryNotFoundError("An error happened while trying to locate the files on the Hub: Connection "
+                                      "refused")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refused)
+    result = cli("export", "org/not-cached")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: org/not-cached: cannot reach the Hub and not in the local cache (")
+    assert lines[1] == ("hint: check the connection to the Hub (and HF_ENDPOINT), or download it first: "
+                        "`hf download org/not-cached`")
+
+
 def test_a_snapshot_without_weights_says_so_offline(cli, hub_cache, samples):
     cache_repo(hub_cache, "org/config-only", {"config.json": (samples["specforge"] / "config.json").read_bytes()})
     result = cli("export", "org/config-only")
@@ -442,11 +464,14 @@ def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unr
     ("bench", "--target", "~nosuchuser-eaglectl/t", "--draft", "SAMPLE", "--print-only"),
     ("probe-target", "~nosuchuser-eaglectl/t", "--engine", "hf", "--compare", "none"),
     ("demo", "~nosuchuser-eaglectl/x"),
+    ("inspect", "TRAINING", "--draft-config", "~nosuchuser-eaglectl/config.json"),
+    ("export", "TRAINING", "--draft-config", "~nosuchuser-eaglectl/config.json"),
+    ("export", "SAMPLE", "--format", "speculators", "--verifier", "~nosuchuser-eaglectl/model", "--dry-run"),
 ])
 def test_a_home_of_no_such_user_is_no_such_file(cli, here, samples, args):
     """`~models/x` where no user `models` exists: pathlib raises RuntimeError; every command says what it is."""
     names = {"SAMPLE": str(samples["specforge"]), "TARGET": str(samples["target"]),
-             "LEGACY": str(samples["nemo-legacy-eagle3"])}
+             "LEGACY": str(samples["nemo-legacy-eagle3"]), "TRAINING": str(samples["specforge-training"])}
     before = sorted(p.name for p in here.iterdir())
     result = cli(*(names.get(a, a) for a in args))
     assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
@@ -455,8 +480,32 @@ def test_a_home_of_no_such_user_is_no_such_file(cli, here, samples, args):
     assert sorted(p.name for p in here.iterdir()) == before  # demo made no `~nosuchuser-eaglectl` directory here
 
 
+TOO_LONG = "n" * 300  # one component longer than any file system takes (ENAMETOOLONG on the first stat)
+
+
+@pytest.mark.parametrize("args", [
+    ("inspect", "SAMPLE", "--target", f"/tmp/{TOO_LONG}"),
+    ("inspect", "SAMPLE", "--target", f"/tmp/{TOO_LONG}/target"),
+    ("serve", "--target", f"/tmp/{TOO_LONG}", "--draft", "SAMPLE", "--print-only"),
+    ("serve", "--engine", "vllm", "--target", f"/tmp/{TOO_LONG}", "--draft", "SAMPLE", "--print-only"),
+    ("bench", "--target", f"/tmp/{TOO_LONG}", "--draft", "SAMPLE", "--print-only"),
+    ("probe-target", f"/tmp/{TOO_LONG}", "--engine", "hf", "--compare", "none"),
+    ("export", "SAMPLE", "--format", "speculators", "--verifier", f"/tmp/{TOO_LONG}", "--dry-run"),
+    ("inspect", "TRAINING", "--draft-config", f"/tmp/{TOO_LONG}/config.json"),
+])
+def test_a_path_the_file_system_cannot_take_is_one_error_line(cli, here, samples, args):
+    """A --target, --verifier or --draft-config whose name is too long to stat: pathlib raises OSError from
+    `exists()` / `is_dir()`; each says which path cannot be accessed, and why."""
+    names = {"SAMPLE": str(samples["specforge"]), "TRAINING": str(samples["specforge-training"])}
+    result = cli(*(names.get(a, a) for a in args))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and "File name too long" in result.stderr, result.stderr
+    assert not result.stdout
+
+
 @pytest.mark.parametrize("args", [
     ("inspect", "demoo/specforge"),
+    ("inspect", "DEMO/specforge"),  # a case-only typo: no close match by difflib's measure
     ("export", "dem/specforge"),
     ("token-map", "demp/specforge"),
     ("serve", "--target", "TARGET", "--draft", "deom/specforge", "--print-only"),

@@ -106,6 +106,18 @@ def test_shape_contradicting_config_is_an_error(cli, samples):
     assert code == 1 and "shape" in codes(doc)
 
 
+def test_the_error_line_names_each_finding_code_once(cli, samples):
+    """Three tensors contradicting the config are three `shape` findings, one `shape (x3)` in the error line (10,000
+    of them made a 70 KB line)."""
+    d = samples["specforge"]
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["intermediate_size"] = 256
+    save_json(d / "config.json", cfg)
+    result = cli("inspect", d)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and errors == ["error: 3 error finding(s): shape (x3)"], result.stderr
+
+
 def test_dtype_mix_warning(cli, samples):
     import torch
     from safetensors import safe_open

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -126,6 +127,123 @@ def test_malformed_prompts(cli, tiny_llama, tmp_path, monkeypatch, content, mess
     result = cli("probe-target", tiny_llama, *SMALL, "--prompts", prompts)
     assert result.exit_code == 1
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("fifo", "prompts must be a regular file"),
+    ("devzero", "prompts must be a regular file"),
+    ("deep", "prompts nests JSON 5000 levels deep (at most 8)"),
+    ("digits", "prompts holds an integer with 5000 digits (at most 40)"),
+    ("nan", "prompts holds NaN, which is no JSON number"),
+    ("not-utf8", "cannot read prompts (not UTF-8 text"),
+])
+def test_hostile_prompt_files_cost_nothing_and_say_what_they_are(cli, tiny_llama, tmp_path, monkeypatch, kind,
+                                                                  message):
+    """A FIFO would block, /dev/zero never end, 5000 nested lists overflow the recursion limit, a 5000-digit id
+    the int-string limit: each is refused, as one line, before the target is loaded."""
+    import os
+
+    monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
+    path = tmp_path / "prompts.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "devzero":
+        path = Path("/dev/zero")
+    else:
+        path.write_bytes({"deep": b"[" * 5000 + b"]" * 5000, "digits": b"[[" + b"7" * 5000 + b"]]",
+                          "nan": b"[[1, NaN]]", "not-utf8": b'["caf\xe9"]'}[kind])
+    result = cli("probe-target", tiny_llama, *SMALL, "--prompts", path)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+
+
+def test_a_text_file_whose_lines_start_with_brackets_is_read_as_lines(tmp_path):
+    path = _prompts(tmp_path, "[INST] the draft model [/INST]\n[INST] next [/INST]\n", "prompts.txt")
+    assert probe._read_prompts(path) == ["[INST] the draft model [/INST]", "[INST] next [/INST]"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--seq-len", "1000", "--batch", "1"), "--seq-len 1000 is longer than the target's max_position_embeddings (256)"),
+    (("--seq-len", "100000000"), "--batch 4 x --seq-len 100000000 is more than 32768 tokens"),
+    (("--batch", "100000000"), "--batch 100000000 x --seq-len 128 is more than 32768 tokens"),
+    (("--batch", "512", "--seq-len", "256"), "--batch 512 x --seq-len 256 is more than 32768 tokens"),
+])
+def test_rows_beyond_what_a_probe_needs_are_refused_before_anything_is_allocated(cli, tiny_llama, monkeypatch,
+                                                                                 args, message):
+    """`--seq-len 100000000` once tried to allocate 51 GB of logits for minutes; a usage error now, at once."""
+    monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
+    result = cli("probe-target", tiny_llama, "--engine", "hf", *args)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr
+
+
+def test_prompt_rows_beyond_what_a_probe_needs_are_refused(cli, tiny_llama, tmp_path):
+    prompts = _prompts(tmp_path, json.dumps([[1] * 200] * 200))
+    result = cli("probe-target", tiny_llama, "--engine", "hf", "--dtype", "float32", "--prompts", prompts)
+    assert result.exit_code == 1 and "200 prompt(s) padded to 200 tokens are more than 32768 tokens" in result.stderr
+
+
+def test_a_warmup_beyond_what_a_probe_needs_is_a_usage_error(cli, tiny_llama, monkeypatch):
+    """`--warmup 1000000` ran a million forwards (hours) before the timed one."""
+    monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
+    result = cli("probe-target", tiny_llama, "--engine", "hf", "--warmup", "1000000", "--json")
+    assert result.exit_code == 2 and "1000000 is not between 0 and 100" in _json(result)["error"]["message"]
+
+
+@pytest.mark.parametrize("seed", ["99999999999999999999999", str(2**64), str(-(2**63) - 1)])
+def test_a_seed_torch_cannot_take_is_a_usage_error(cli, tiny_llama, monkeypatch, seed):
+    monkeypatch.setattr(probe, "make_engine_runner", lambda *a, **k: pytest.fail("loaded the target"))
+    result = cli("probe-target", tiny_llama, "--engine", "hf", "--seed", seed, "--json")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "is not between -9223372036854775808 and 18446744073709551615" in _json(result)["error"]["message"]
+
+
+def test_a_target_in_a_directory_named_in_other_bytes_than_utf8_is_probed(cli, tiny_llama, tmp_path):
+    """A Latin-1 directory name: transformers and safetensors take text paths only (it was "a safetensors file of
+    the target is corrupt or truncated"); the directory is handed over as /proc/self/fd/N."""
+    import os
+    import shutil
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    target = tmp_path / os.fsdecode(b"cible-\xe9t\xe9")
+    shutil.copytree(tiny_llama, target)
+    result = cli("probe-target", target, *SMALL, "--json")
+    assert result.exit_code == 0 and "Traceback" not in result.stderr, result.stderr
+    assert _json(result)["result"]["failures"] == []
+
+
+def test_a_target_the_hub_cannot_serve_is_one_error_line(cli, hub_cache, monkeypatch):
+    """An unreachable Hub: huggingface_hub logs a line per retry and transformers raises a two-line OSError; the
+    run says one line (the retries' log held back, the message's first line)."""
+    import logging
+
+    import transformers
+
+    def unreachable(*args, **kwargs):
+        logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", unreachable)
+    result = cli("probe-target", "org/target-x", "--engine", "hf", "--compare", "none")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == ["error: org/target-x: transformers cannot read the target config (We "
+                                          "couldn't connect to 'https://huggingface.co' to load the files.)"]
+
+
+@pytest.mark.parametrize("content", ["[]", '{"tokenizer_class": 5}', "[" * 100_000 + "]" * 100_000])
+def test_a_malformed_tokenizer_config_is_one_error_line(cli, tiny_llama, tmp_path, content):
+    """transformers raises AttributeError for a list where an object belongs, RecursionError for deep nesting:
+    the target's tokenizer cannot tokenize text prompts, said in one line."""
+    import shutil
+
+    target = tmp_path / "target"
+    shutil.copytree(tiny_llama, target)
+    (target / "tokenizer_config.json").write_text(content)
+    prompts = _prompts(tmp_path, "hello world\n", "prompts.txt")
+    result = cli("probe-target", target, *SMALL, "--prompts", prompts)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: {target}: no tokenizer to tokenize text prompts (")
 
 
 def test_text_prompts_use_the_targets_tokenizer(cli, tiny_llama, tmp_path):

@@ -66,6 +66,34 @@ def test_without_links_the_highest_complete_step_wins(runs, tmp_path):
     assert resolve.resolve(out).model_dir.name == f"{RUN_ID}-step200"
 
 
+@pytest.mark.parametrize("links", [True, False])
+def test_a_newest_step_that_may_not_be_read_is_named_not_passed_over(runs, tmp_path, monkeypatch, links):
+    """step200 with mode 000 (simulated: the suite may run as root): its training_state.pt cannot be looked up,
+    which is not a torn save. Taken for one, the run resolved to step100 and exported older weights without a
+    word; now step200 is chosen, and opening it says what is wrong."""
+    out = copy_run(runs["v0.2"], tmp_path / "r")
+    if not links:
+        for link in (f"{RUN_ID}-latest", f"{RUN_ID}-best"):
+            (out / link).unlink()
+    locked = str(out / f"{RUN_ID}-step200") + os.sep
+    real_lstat, real_stat = os.lstat, os.stat
+
+    def denied(real):
+        def call(path, *args, **kwargs):
+            if os.fspath(path).startswith(locked):
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, "lstat", denied(real_lstat))
+    monkeypatch.setattr(os, "stat", denied(real_stat))
+    from eaglectl.checkpoint.specforge import newest_step
+
+    assert newest_step(out).name == f"{RUN_ID}-step200"
+    with pytest.raises(CheckpointError, match=r"step200/[a-z_.]+: cannot access \(Permission denied\)"):
+        resolve.resolve(out)
+
+
 @pytest.mark.parametrize("given", ["step", "best", "state-file", "latest"])
 def test_a_step_dir_its_links_and_its_state_file_resolve(runs, given):
     out = runs["v0.2"]["output"]

@@ -52,3 +52,56 @@ def test_a_zip_declaring_more_than_its_bytes_is_refused_before_torch_reads_it(tm
             zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if name.endswith(".pkl") else 0)
     with pytest.raises(CheckpointError, match="is compressed"):
         load_pickle(f)
+
+
+NESTED_200K = {
+    "key": b"\x80\x02}" + b")" + b"\x85" * 200_000 + b"K\x01s.",
+    "value": b"\x80\x02}X\x01\x00\x00\x00x)" + b"\x85" * 200_000 + b"s.",
+    # protocol 4, as the C unpickler of the torch-free reader takes it: a FRAME, MEMOIZE between levels, frozensets
+    "framed-key": b"\x80\x04\x95" + (200_010).to_bytes(8, "little") + b"}" + b")" + b"\x85" * 200_000 + b"K\x01s.",
+    "memoized-key": b"\x80\x04}" + b")" + b"\x94\x85" * 100_000 + b"K\x01s.",
+    "frozenset-key": b"\x80\x04}" + b"(" * 50_000 + b"(\x91" + b"\x91" * 50_000 + b"K\x01s.",
+}
+
+
+@pytest.mark.parametrize("reader", ["load_pickle", "read_meta"])
+@pytest.mark.parametrize("where", list(NESTED_200K))
+def test_a_tuple_nested_200k_deep_is_refused_before_it_is_unpickled(tmp_path, where, reader):
+    """Hashing a tuple (or frozenset) recurses in C without a depth check: as a dict key, 200,000 nested tuples (one
+    byte a level) crashed the interpreter (SIGSEGV) inside torch's weights-only unpickler, and inside the C unpickler
+    of the torch-free meta reader in any pickle protocol. Run in a child process, so that a regression fails this
+    test instead of ending the suite."""
+    import subprocess
+    import sys
+
+    torch.save({}, tmp_path / "eagle_meta.pt")
+    _replace_pickle(tmp_path / "eagle_meta.pt", NESTED_200K[where])
+    module = "weights" if reader == "load_pickle" else "resolve"
+    code = (f"import sys; from pathlib import Path; from eaglectl.checkpoint.{module} import {reader}; "
+            "from eaglectl.errors import CheckpointError\n"
+            f"try:\n {reader}(Path(sys.argv[1]))\n"
+            "except CheckpointError as exc:\n print(exc)")
+    child = subprocess.run([sys.executable, "-c", code, str(tmp_path / "eagle_meta.pt")], capture_output=True,
+                           text=True, timeout=120)
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    assert "its pickle nests tuples over 100 levels deep" in child.stdout
+
+
+def test_the_nesting_scan_follows_tuples_through_the_memo():
+    """A tuple memoized and fetched again (`BINPUT` / `BINGET`) keeps its depth: 150 levels built two at a time."""
+    from eaglectl.checkpoint.pickle_scan import tuple_nesting
+
+    body = b")"
+    for _ in range(75):
+        body += b"\x85q\x00h\x00\x85"  # (x,) memoized, fetched, wrapped again: two levels
+    assert tuple_nesting(b"\x80\x02" + body + b".") == 101  # counted up to the limit
+    assert tuple_nesting(b"\x80\x02" + b")" + b"\x85" * 3 + b".") == 4
+    assert tuple_nesting(b"\x80\x02]" + b"\x85" * 0 + b".") == 0  # lists are never hashed
+
+
+def _replace_pickle(path, payload: bytes) -> None:
+    with zipfile.ZipFile(path) as zf:
+        entries = [(i.filename, zf.read(i.filename)) for i in zf.infolist()]
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries:
+            zf.writestr(zipfile.ZipInfo(name), payload if name.endswith("/data.pkl") else data)

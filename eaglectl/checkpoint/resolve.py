@@ -61,6 +61,11 @@ DIM_LIMITS = {"num_hidden_layers": MAX_LAYERS, "num_aux_hidden_states": MAX_LAYE
               "draft_vocab_size": 2**24}
 MAX_DIM = 2**31 - 1
 AUX_ID_KEYS = ("eagle_aux_hidden_state_layer_ids", "aux_layer_ids", "aux_hidden_state_layer_ids")
+# Switches the engines branch on by truthiness (a config attribute in `if`): `"false"` is a non-empty string, so
+# SGLang and vLLM would take it as true where eaglectl's checks, which compare with `True`, take it as false.
+# (`use_aux_hidden_state` is not among them: the replay reads it by truthiness, as SGLang does.)
+BOOL_KEYS = ("tie_word_embeddings", "norm_before_residual", "norm_before_fc", "fc_norm", "norm_output",
+             "use_aux_norm", "parallel_drafting")
 
 
 @dataclass
@@ -244,14 +249,23 @@ def latest_epoch_dir(d: Path) -> Path | None:
     try:
         for entry in d.iterdir():
             m = EPOCH_DIR.match(entry.name)
-            if m and entry.is_dir():
+            # a dangling link counts (and is named when chosen): passed over, an older checkpoint would be exported
+            # as the newest without a word
+            if m and (entry.is_dir() or _dangling(entry)):
                 steps.append(((int(m.group(1)), int(m.group(2))), entry))
-            elif (m := LEGACY_EPOCH_DIR.match(entry.name)) and entry.is_dir():
+            elif (m := LEGACY_EPOCH_DIR.match(entry.name)) and (entry.is_dir() or _dangling(entry)):
                 epochs.append(((int(m.group(1)), 0), entry))
     except OSError:
         return None
     found = max(steps or epochs, default=None, key=lambda item: item[0])
+    if found and _dangling(found[1]):
+        raise CheckpointError(f"{found[1]}: broken symlink (to {os.readlink(found[1])}), the newest checkpoint of "
+                              f"{d}", hint="fix or remove the link, or point at the checkpoint you mean")
     return found[1] if found else None
+
+
+def _dangling(p: Path) -> bool:
+    return p.is_symlink() and not p.exists()
 
 
 def weight_files(d: Path) -> tuple[list[Path], Path | None, dict[str, str] | None]:
@@ -371,6 +385,10 @@ def check_config(cfg: dict[str, Any], path: Path) -> None:
         raise ConfigError(f"{path}: architectures must be a list of strings, got {_short(archs)}")
     eagle_cfg = cfg.get("eagle_config")
     for where, holder in (("", cfg), ("eagle_config.", eagle_cfg if isinstance(eagle_cfg, dict) else {})):
+        for key in BOOL_KEYS:
+            if holder.get(key) is not None and not isinstance(holder[key], bool):
+                raise ConfigError(f"{path}: {where}{key} must be true or false, got {_short(holder[key])} (SGLang and "
+                                  f"vLLM would read it by its truthiness)")
         for key in AUX_ID_KEYS:
             if holder.get(key) is not None:
                 problem = aux_ids_problem(holder[key])
@@ -430,11 +448,13 @@ def read_meta(path: Path) -> Meta:
     without torch (`small_pickle`: importing torch costs more than copying a 2 GB head); anything else with
     `torch.load(weights_only=True, mmap=True)`, whose checks and errors then apply."""
     from eaglectl.checkpoint.small_pickle import read_plain_torch_zip
-    from eaglectl.checkpoint.weights import MAX_VIEW_FACTOR, check_torch_zip, load_pickle
+    from eaglectl.checkpoint.weights import MAX_VIEW_FACTOR, check_nesting, check_torch_zip, load_pickle
 
     obj = read_plain_torch_zip(path, MAX_VIEW_FACTOR * max(check_torch_zip(path), 1))
     if obj is None:
         obj = load_pickle(path)
+    else:
+        check_nesting(obj, path)  # as load_pickle does: the values below are named in messages
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: meta file holds a {type(obj).__name__}, not a dict")
     meta = Meta(path=path, keys=sorted(map(str, obj)))

@@ -33,6 +33,7 @@ from typing import Any
 from eaglectl.checkpoint import SPECFORGE_STEP_DIR
 from eaglectl.engines.source import Rule, Source
 from eaglectl.errors import CheckpointError, ConfigError, UnsupportedDraftError
+from eaglectl.hub import expand_user
 
 STATE_FILE = "training_state.pt"  # training/checkpoint.py l.32
 STEP_DIR = SPECFORGE_STEP_DIR  # checkpoint_dir(): f"{run_id}-step{step}" (l.55-56)
@@ -84,7 +85,13 @@ def is_step_dir(d: Path) -> bool:
     """A SpecForge >= 0.2 save: it holds `training_state.pt` (anything of that name counts, so that a FIFO or a
     dangling link there is named as such rather than passed over). Call it after the layouts with config.json
     and weights (SpecForge's older dirs hold an optimizer-only training_state.pt beside those)."""
-    return os.path.lexists(d / STATE_FILE)
+    try:
+        os.lstat(d / STATE_FILE)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:  # a step dir that may not be searched (mode 000): named when it is opened, never passed over
+        return True  # for an older step, whose weights would then be exported without a word
+    return True
 
 
 def newest_step(run_dir: Path) -> Path | None:
@@ -208,13 +215,17 @@ def find_draft_config(step_dir: Path, state: TrainingState, given: str | None) -
     config.json), else the file the run recorded (if it is still there), else a config.json in the run dir or in
     the dir above it."""
     if given is not None:
-        p = Path(given).expanduser()
-        if p.is_dir():
-            p = p / "config.json"
-        if not p.is_file():
+        p = expand_user(given, ConfigError)
+        try:  # a name too long, a directory that may not be searched: said, not a traceback
+            if p.is_dir():
+                p = p / "config.json"
+            found = p.exists()
+        except OSError as exc:
+            raise ConfigError(f"--draft-config {given}: cannot access ({exc.strerror or exc})") from exc
+        if not found:
             raise ConfigError(f"--draft-config {given}: no such file (a draft config JSON, or a directory holding "
                               f"config.json)")
-        return DraftConfigChoice(p, "given with --draft-config")
+        return DraftConfigChoice(p, "given with --draft-config")  # a FIFO or a device: refused when it is read
     if state.draft_config is not None:
         p = Path(state.draft_config)
         if p.is_file():

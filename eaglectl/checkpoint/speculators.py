@@ -76,10 +76,10 @@ def normalise(raw: dict[str, Any], where: str) -> NormalisedConfig:
         raise ConfigError(f"{where}: eagle_aux_hidden_state_layer_ids must be a list of integers, got {ids!r:.60}")
     family = family_of(None, verifier) if verifier else None
     if family is None:
-        result.problem = (f"aux-layer ids {ids} are in vLLM numbering (input to layer k) but the config names no "
-                          f"verifier (speculators_config.verifier.architectures), so the target family that decides "
-                          f"SGLang's numbering is unknown; for a Llama/Qwen-style target SGLang's ids are "
-                          f"{[i - 1 for i in ids]}")
+        result.problem = (f"aux-layer ids {_ids(ids)} are in vLLM numbering (input to layer k) but the config names "
+                          f"no verifier (speculators_config.verifier.architectures), so the target family that "
+                          f"decides SGLang's numbering is unknown; for a Llama/Qwen-style target SGLang's ids are "
+                          f"{_ids([i - 1 for i in ids])}")
         return result
     converted = from_input_numbering(ids, family)
     if converted is None:
@@ -94,10 +94,17 @@ def normalise(raw: dict[str, Any], where: str) -> NormalisedConfig:
 
 def _unconvertible(ids: list[int], family: Family) -> str:
     if family is Family.deepseek and ids and ids[0] == 1:
-        return (f"aux-layer ids {ids} (vLLM numbering) start at 1: on a DeepSeek-style target SGLang >= 0.5.13 "
+        return (f"aux-layer ids {_ids(ids)} (vLLM numbering) start at 1: on a DeepSeek-style target SGLang >= 0.5.13 "
                 f"shifts a list starting with 1 by one and takes any other as it is, so no id list captures the "
                 f"input of layer 1 together with these layers")
-    return f"aux-layer ids {ids} (vLLM numbering) include a layer below 1, which SGLang's ids cannot name"
+    return f"aux-layer ids {_ids(ids)} (vLLM numbering) include a layer below 1, which SGLang's ids cannot name"
+
+
+def _ids(ids: list[int], shown: int = 8) -> str:
+    """Ids as a message shows them: a config may list a million (8 MB of JSON), a message line names a few."""
+    if len(ids) <= shown:
+        return str(ids)
+    return "[" + ", ".join(str(i)[:20] for i in ids[:shown]) + f", ... ({len(ids)} ids)]"
 
 
 def _verifier_architectures(raw: dict[str, Any]) -> list[str] | None:

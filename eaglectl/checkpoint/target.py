@@ -3,6 +3,7 @@ the local Hugging Face cache, never fetched (SGLang downloads the target itself)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,13 @@ def load_target(source: str) -> TargetInfo:
     """Read the target's config; for a Hub id (`eaglectl.hub`: no local path) from the local Hugging Face cache
     when it is there, else nothing read (`note` says so)."""
     p = expand_user(source)
-    if not p.exists():
+    try:  # a name too long, a directory on the way that may not be searched: said as such, as for the drafter
+        exists = p.exists()
+        cfg_path = p / "config.json" if exists and p.is_dir() else p
+        has_config = exists and cfg_path.is_file()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot access ({exc.strerror or exc})") from exc
+    if not exists:
         repo = hub_id(source)
         cached, note = cached_target_config(repo)
         if cached is None:
@@ -66,8 +73,9 @@ def load_target(source: str) -> TargetInfo:
         info = _read(source, cached)
         info.hub_id, info.note = repo, note
         return info
-    cfg_path = p / "config.json" if p.is_dir() else p
-    if not cfg_path.is_file():
+    if not has_config:
+        if cfg_path.name == "config.json" and os.path.lexists(cfg_path):  # a FIFO, a device, a dangling link
+            raise ConfigError(f"{cfg_path}: the target's config.json is not a regular file")
         raise ConfigError(f"{source}: target has no config.json")
     return _read(source, cfg_path)
 
@@ -135,5 +143,7 @@ def load_tokenizer(target: str, *, trust_remote_code: bool, purpose: str, hint: 
 
     try:
         return AutoTokenizer.from_pretrained(target, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{target}: no tokenizer to {purpose} ({exc})", hint=hint) from exc
+    except Exception as exc:  # the target's tokenizer files as transformers reads them: a malformed one raises
+        # anything (AttributeError for a list where an object belongs, RecursionError for deep nesting)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(f"{target}: no tokenizer to {purpose} ({type(exc).__name__}: {first})", hint=hint) from exc

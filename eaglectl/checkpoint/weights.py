@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eaglectl.checkpoint.pickle_scan import MAX_NESTING, tuple_nesting
 from eaglectl.checkpoint.small_pickle import StoredTensor, read_tensor_index
 from eaglectl.errors import CheckpointError
 from eaglectl.jsonfile import JsonLimits, loads_bounded
@@ -29,10 +30,11 @@ from eaglectl.jsonfile import JsonLimits, loads_bounded
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit (its Rust reader refuses larger headers)
-# Tensors in one checkpoint: a drafter has a few layers (tens of tensors); even a 1T-parameter MoE model with
-# hundreds of experts per layer (~70k tensors) fits. Millions of entries are a hostile header, refused before
-# each costs a Python object (~1 KB of bookkeeping each: the cap bounds that to ~100 MB).
-MAX_TENSORS = 100_000
+# Tensors in one drafter checkpoint (what eaglectl reads: a target's weights are read by transformers or SGLang):
+# a head has a few layers, tens of tensors; 10,000 holds a 600-layer head. Every tensor is replayed against each
+# SGLang release range and reported: 100,000 one-element tensors (a 7 MB header) cost inspect 90 s and 0.9 GB,
+# 10,000 cost 9 s. Millions of entries are refused before each costs a Python object.
+MAX_TENSORS = 10_000
 MAX_SHARDS = 4096  # 2 TB of bf16 weights in 5 GB shards is ~400
 # A safetensors header entry is `"name":{"dtype":..,"shape":[..],"data_offsets":[a,b]}`: 3 containers and
 # about 12 values (18 with an 8-D shape); the depth is 3 (header, entry, shape).
@@ -204,6 +206,8 @@ class WeightSet:
             raise CheckpointError(f"{info.file}: tensor {name!r} was read as a header from the Hub; its data is not "
                                   f"downloaded")
         shape = info.shape if start is None or stop is None else (stop - start, *info.shape[1:])
+        if not readable_dtype(info.dtype):
+            raise CheckpointError(f"{info.file}: tensor {name!r} has dtype {info.dtype}, which torch cannot read")
         dtype = torch_dtype(info.dtype)
         if math.prod(shape) == 0:
             return torch.empty(shape, dtype=dtype)
@@ -334,6 +338,11 @@ def torch_dtype_code(dtype: Any) -> str:
     return codes[dtype]
 
 
+def readable_dtype(code: str) -> bool:
+    """Whether eaglectl can read a tensor of this safetensors dtype code (torch has no U16 / U32 / U64 ops)."""
+    return code in ITEMSIZE and code not in ("U16", "U32", "U64")
+
+
 def torch_dtype(code: str):
     """The torch dtype of a safetensors code eaglectl converts (the unsigned 16-64 bit codes are not)."""
     if code in ("U16", "U32", "U64"):
@@ -462,6 +471,15 @@ def check_torch_zip(path: Path) -> int:
         if info.file_size > allowed:
             raise CheckpointError(f"{path}: its pickle {info.filename!r} is {info.file_size} bytes, more than "
                                   f"{len(infos)} records need (at most {allowed}); refused unread")
+    for info in pickles:  # stored, at most `allowed` bytes: read as it is
+        try:
+            with zipfile.ZipFile(path) as zf:
+                data = zf.read(info)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            continue  # torch names what is wrong with the record
+        if (depth := tuple_nesting(data)) > MAX_NESTING:
+            raise CheckpointError(f"{path}: its pickle nests tuples over {MAX_NESTING} levels deep ({depth}+); "
+                                  f"refused unread (hashing such a tuple or frozenset crashes the interpreter)")
     return size
 
 
@@ -491,24 +509,56 @@ def check_loaded_tensors(obj: Any, path: Path, size: int) -> None:
 
     total = 0
     seen: set[int] = set()
-    stack: list[tuple[str, Any]] = [("", obj)]
+    stack: list[tuple[str, Any, int]] = [("", obj, 0)]
     while stack:
-        where, value = stack.pop()
+        where, value, depth = stack.pop()
         if id(value) in seen:
             continue
         seen.add(id(value))
+        if depth > MAX_NESTING:  # what prints or walks it later (a message naming a value) would recurse that deep
+            raise CheckpointError(f"{path}: it nests containers over {MAX_NESTING} levels deep; a checkpoint's "
+                                  f"pickle nests a few")
         if isinstance(value, torch.Tensor):
             problem = dense_problem(value)
             if problem:
                 raise CheckpointError(f"{path}: tensor {where or '(top level)'!r} {problem}")
             total += value.numel() * value.element_size()
         elif isinstance(value, dict):
-            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+            stack.extend((_child(where, k, "."), v, depth + 1) for k, v in value.items())
         elif isinstance(value, (list, tuple)):
-            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+            stack.extend((_child(where, i, "[]"), v, depth + 1) for i, v in enumerate(value))
     if total > MAX_VIEW_FACTOR * size + PICKLE_BASE_BYTES:
         raise CheckpointError(f"{path}: its tensors declare {total} bytes but the file holds {size}; views "
                               f"repeating the same stored bytes are refused")
+
+
+def check_nesting(obj: Any, path: Path) -> None:
+    """Containers (dicts, lists, tuples) of an unpickled object nest at most `MAX_NESTING` deep: what names a value
+    later (a message's repr) would recurse that deep. For objects read without torch (`small_pickle`);
+    `check_loaded_tensors` checks the same on the way."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if id(value) in seen or not isinstance(value, (dict, list, tuple)):
+            continue
+        seen.add(id(value))
+        if depth > MAX_NESTING:
+            raise CheckpointError(f"{path}: it nests containers over {MAX_NESTING} levels deep; a checkpoint's "
+                                  f"pickle nests a few")
+        stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+
+
+def _child(where: str, key: Any, how: str) -> str:
+    """The path of a container's item in messages, `a.b[0]`, built only up to a bounded length: the walk builds one
+    per item, and a path grown a few characters a level over 100,000 nested lists costs quadratic time."""
+    if len(where) > 200:
+        return where
+    if how == "[]":
+        return f"{where}[{key}]"
+    name = key if isinstance(key, str) else repr(key) if isinstance(key, (int, float, bool)) or key is None else "?"
+    text = f"{where}.{name}" if where else name
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _unsupported_global(message: str) -> str | None:

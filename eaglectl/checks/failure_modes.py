@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from eaglectl.checkpoint import specforge as sf
 from eaglectl.checkpoint.names import parse_name
 from eaglectl.checkpoint.resolve import aux_layer_ids_of
+from eaglectl.checkpoint.weights import readable_dtype
 from eaglectl.checks.findings import Finding
 from eaglectl.engines.sglang import aux_ids, rules
 from eaglectl.engines.sglang.architectures import own_loader
@@ -145,8 +146,13 @@ def checkpoint_view(ckpt: Checkpoint, algorithm: Algorithm | None) -> HeadView:
     assert ckpt.weights is not None
     ws = ckpt.weights
     stored = {parse_name(n).base: n for n in ws.tensors}
+
+    def load(base: str) -> Any:  # None for a dtype torch cannot read (U32 d2t): the plan refuses it, by name
+        info = ws.tensors[stored[base]]
+        return ws.load(info.name) if readable_dtype(info.dtype) else None
+
     return HeadView(ckpt.config, algorithm, {b: ws.tensors[n].shape for b, n in stored.items()},
-                    load=None if ws.remote else (lambda base: ws.load(stored[base])), source=ckpt.source,
+                    load=None if ws.remote else load, source=ckpt.source,
                     config_format=ckpt.config_format, config_problem=ckpt.config_problem,
                     config_notes=ckpt.config_notes)
 
@@ -270,7 +276,10 @@ def _d2t(v: HeadView) -> list[Finding]:
     vocab = config_int(v.config, "vocab_size")
     if len(shape) != 1 or not vocab or shape[0] >= vocab or shape[0] > MAX_D2T:
         return []
-    d2t = as_numpy(v.load("d2t"))
+    d2t_values = v.load("d2t")
+    if d2t_values is None:
+        return []
+    d2t = as_numpy(d2t_values)
     if d2t.size == 0 or bool(d2t.any()):
         return []
     return [Finding("d2t-all-zero", Severity.error,
@@ -311,13 +320,16 @@ def _t2d(v: HeadView) -> list[Finding]:
         problems.append(f"t2d has shape {list(shape)}, not [vocab]")
     elif vocab and shape[0] != vocab:
         problems.append(f"t2d has {shape[0]} entries for a {vocab}-token vocab")
-    if len(shape) == 1 and shape[0] <= MAX_D2T:
-        marked = as_numpy(v.load("t2d")).reshape(-1) != 0
+    t2d_values = v.load("t2d") if len(shape) == 1 and shape[0] <= MAX_D2T else None
+    if t2d_values is not None:
+        marked = as_numpy(t2d_values).reshape(-1) != 0
         count = int(marked.sum())
         if draft is not None and count != draft:
             problems.append(f"t2d marks {count} tokens as in the draft vocab, which has {draft}")
-        if d2t_shape is not None and len(d2t_shape) == 1 and 0 < d2t_shape[0] <= MAX_D2T:
-            d2t = as_numpy(v.load("d2t")).reshape(-1).astype(np.int64)
+        d2t_values = (v.load("d2t") if d2t_shape is not None and len(d2t_shape) == 1 and 0 < d2t_shape[0] <= MAX_D2T
+                      else None)
+        if d2t_values is not None:
+            d2t = as_numpy(d2t_values).reshape(-1).astype(np.int64)
             named = d2t + np.arange(d2t.size, dtype=np.int64)
             inside = named[(named >= 0) & (named < marked.size)]
             from_d2t = np.zeros_like(marked)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
@@ -115,7 +116,7 @@ class EaglectlGroup(TyperGroup):
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # a bug: keeps its traceback, but a script reading stdout still gets JSON
-            if self._json:
+            if self._json and not output_failed(exc):  # (unless stdout is what failed: main says so)
                 output.emit_failure(self._command, exc, exit_code=1)
             raise
         finally:
@@ -163,26 +164,53 @@ class Terminated(BaseException):
         self.exit_code = 128 + signum
 
 
-def _terminate_like_interrupt():
-    """Raise `Terminated` on SIGTERM and SIGHUP while a command runs; returns what restores the handlers. A signal
-    whose handler is not the default (SIGHUP ignored under `nohup`, a handler of the embedding program) is left
-    as it is."""
-    import signal
+def _terminate_like_interrupt() -> Callable[[], None]:
+    """Raise `Terminated` on SIGTERM and SIGHUP, and KeyboardInterrupt on Ctrl-C, while a command runs; returns what
+    restores the handlers. A signal whose handler is not the default (SIGHUP ignored under `nohup`, a handler of
+    the embedding program) is left as it is.
 
-    def handler(signum: int, _frame: Any) -> None:
+    A signal that arrives while a module is being imported is held back until the import is done: an exception
+    raised inside `import torch` (which runs C++ initialisers that call back into Python) leaves the interpreter
+    broken: pybind11 aborts the process (SIGABRT), or numpy and ssl fail to import for good ("cannot load module
+    more than once per process"), a traceback instead of the one `interrupted` / `terminated` line and its
+    cleanup. The signal is sent again every 50 ms until no import is under way."""
+    import signal
+    import threading
+
+    timers: list[threading.Timer] = []
+
+    def importing(frame: Any) -> bool:
+        while frame is not None:
+            if frame.f_code.co_filename.startswith("<frozen importlib"):
+                return True
+            frame = frame.f_back
+        return False
+
+    def handler(signum: int, frame: Any) -> None:
+        if importing(frame):
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timers.append(timer)
+            timer.start()
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Terminated(signum)
 
     old: dict[int, Any] = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+    for sig, default in ((signal.SIGTERM, signal.SIG_DFL), (getattr(signal, "SIGHUP", None), signal.SIG_DFL),
+                         (signal.SIGINT, signal.default_int_handler)):
         if sig is None:
             continue
         try:
-            if signal.getsignal(sig) is signal.SIG_DFL:
+            if signal.getsignal(sig) is default:
                 old[sig] = signal.signal(sig, handler)
         except (ValueError, OSError):  # not the main thread (a test runner's, an embedding program's)
             pass
 
     def restore() -> None:
+        for timer in timers:  # a signal held back over the run's last import: the run is over
+            timer.cancel()
         for sig, previous in old.items():
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(sig, previous)
@@ -237,6 +265,24 @@ def main() -> None:
     except BrokenPipeError:
         _quiet_stdout()
         sys.exit(1)
+    except OSError as exc:  # stdout on a full disk (`> file`, /dev/full) or a device gone (EIO): one line, exit 1
+        if not output_failed(exc):
+            raise  # anything else that reaches here is a bug: its traceback stays
+        _quiet_stdout()
+        if not output.errored:  # a failed run's `--json` envelope that could not follow its error line: that line
+            with contextlib.suppress(OSError, ValueError):  # stays the one (stderr may be just as full)
+                output.error(f"cannot write the output ({exc.strerror or exc})")
+        sys.exit(1)
+
+
+STREAM_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "ENXIO") if hasattr(errno, n))
+
+
+def output_failed(exc: BaseException) -> bool:
+    """Whether `exc` is a write to stdout or stderr that failed (a full disk behind `> file`, /dev/full, a
+    terminal gone): an OSError of a stream, naming no file. Every file eaglectl itself reads or writes turns its
+    OSErrors into an error line naming the file, so only the standard streams' failures get here this way."""
+    return isinstance(exc, OSError) and exc.errno in STREAM_ERRNOS and exc.filename is None
 
 
 def _reopen_closed_streams() -> None:

@@ -35,7 +35,7 @@ from eaglectl.cli.options import (
     passthrough_args,
 )
 from eaglectl.enums import ServeDType, ServeEngine
-from eaglectl.errors import CheckFailedError, EaglectlError
+from eaglectl.errors import CheckFailedError, EaglectlError, UsageError
 from eaglectl.output import cell, printable, safe
 from eaglectl.serving.options import ServeOptions
 
@@ -109,9 +109,9 @@ def bench_command(
     trust_remote_code: TrustRemoteCodeOpt = ServeOptions.trust_remote_code,
     allow_longer_context: AllowLongerContextOpt = ServeOptions.allow_longer_context,
     python: PythonOpt = ServeOptions.python,
-    timeout: Annotated[float, typer.Option("--timeout", metavar="S",
+    timeout: Annotated[float, typer.Option("--timeout", callback=above(0.0), metavar="S",
                                            help="Seconds to wait for each server's /health.")] = 900.0,
-    request_timeout: Annotated[float, typer.Option("--request-timeout", metavar="S",
+    request_timeout: Annotated[float, typer.Option("--request-timeout", callback=above(0.0), metavar="S",
                                                    help="Seconds per request.")] = 600.0,
     server_log: Annotated[bool, typer.Option(
         "--server-log", help="Stream SGLang's log to stderr (default: shown only when a server fails).")] = False,
@@ -122,6 +122,11 @@ def bench_command(
     from eaglectl.bench.run import BenchOptions, bench
     from eaglectl.bench.sweep import parse_config, parse_int_list
 
+    swept = [option for name, option in (("steps", "--steps"), ("topk", "--topk"), ("draft_tokens", "--draft-tokens"))
+             if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+    if config and swept:  # one of them would be dropped without a word
+        raise UsageError(f"--config replaces the --steps x --topk x --draft-tokens sweep, so {', '.join(swept)} "
+                         f"would be ignored: pass either --config triples or the sweep")
     opts = BenchOptions(
         target=target, draft=draft, engine=ServeEngine(engine), revision=revision, draft_config=draft_config,
         algorithm=algorithm,

@@ -26,7 +26,9 @@ def inspect_command(path: CheckpointArg, target: TargetOpt = None, revision: Rev
     failure = None
     if not report.ok:  # the findings say what; the JSON document also says that the run failed, as any failure does
         errors = [f.code for f in report.findings if f.severity.value == "error"]
-        failure = CheckFailedError(f"{len(errors)} error finding(s): {', '.join(errors)}",
+        counts = {code: errors.count(code) for code in dict.fromkeys(errors)}  # each code once, in order
+        codes = ", ".join(code if n == 1 else f"{code} (x{n})" for code, n in counts.items())
+        failure = CheckFailedError(f"{len(errors)} error finding(s): {codes}",
                                    hint=next((f.fix for f in report.findings if f.fix and f.code == errors[0]), None))
     finish("inspect", report, as_json=json, render=lambda c: render_report(c, report), failure=failure)
 

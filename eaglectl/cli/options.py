@@ -50,11 +50,16 @@ def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
         if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison
             raise typer.BadParameter(f"{value} is not a finite number")
         if value is not None and (value < low or (high is not None and value > high)):
-            bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            bounds = f"between {_num(low)} and {_num(high)}" if high is not None else f"at least {_num(low)}"
             raise typer.BadParameter(f"{value} is not {bounds}")
         return value
 
     return check
+
+
+def _num(value: float) -> str:
+    """A bound as it is typed: an int in full (a seed's 2**64 - 1), a float as `%g`."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def above(low: float) -> Callable[[Any], Any]:

@@ -10,7 +10,7 @@ import typer
 from eaglectl import output
 from eaglectl.cli import complete
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import JsonOpt, choices_metavar, dtype_parser, passthrough_args
+from eaglectl.cli.options import JsonOpt, choices_metavar, dtype_parser, in_range, passthrough_args
 from eaglectl.enums import Compare, Engine, ServeDType
 from eaglectl.errors import CheckFailedError
 from eaglectl.output import cell, safe
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 def _per_dtype(table: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in table.items())
+
+
+MAX_WARMUP = 100
 
 
 def probe_target_command(
@@ -60,8 +63,10 @@ def probe_target_command(
     min_top1: Annotated[float | None, typer.Option(
         "--min-top1-agreement", min=0.0, max=1.0, show_default=False,
         help=f"Smallest allowed top-1 agreement (default: {_per_dtype(DEFAULT_MIN_TOP1)}).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random rows.")] = 0,
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed forwards before the timed one.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", callback=in_range(-(2**63), 2**64 - 1),  # torch's seed range
+                                      help="Seed of the random rows.")] = 0,
+    warmup: Annotated[int, typer.Option("--warmup", callback=in_range(0, MAX_WARMUP),  # a typo must not run for hours
+                                        help="Untimed forwards before the timed one.")] = 1,
     trust_remote_code: Annotated[bool, typer.Option(
         "--trust-remote-code", help="Let transformers / SGLang run the target's own modelling code.")] = False,
     attention_backend: Annotated[str | None, typer.Option(

@@ -29,6 +29,7 @@ from eaglectl.cli.options import (
     SkipTokenizerInitOpt,
     TpSizeOpt,
     TrustRemoteCodeOpt,
+    above,
     in_range,
     passthrough_args,
 )
@@ -89,9 +90,10 @@ def serve_command(
                                                       help="Tokens per smoke request.")
                                                       ] = ServeOptions.smoke_max_new_tokens,
     min_accept_length: Annotated[float | None, typer.Option(
-        "--min-accept-length", metavar="X", show_default=False,
+        "--min-accept-length", callback=in_range(0.0), metavar="X", show_default=False,
         help="Fail the smoke test when the mean spec_accept_length is below this.")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for /health.")
+    timeout: Annotated[float, typer.Option("--timeout", callback=above(0.0), metavar="SECONDS",
+                                           help="Seconds to wait for /health.")
                        ] = ServeOptions.timeout,
     json: JsonOpt = False,
 ) -> None:

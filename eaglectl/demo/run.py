@@ -5,6 +5,7 @@ to a new `sglang/` directory beside the sample's files, as for any checkpoint; t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -15,7 +16,7 @@ from pathlib import Path
 from eaglectl import __version__
 from eaglectl.demo.samples import SampleSet, build_samples, sample_paths
 from eaglectl.errors import OutputError
-from eaglectl.export.atomic import write_bytes_atomic
+from eaglectl.export.atomic import output_path, write_bytes_atomic
 from eaglectl.export.exporter import ExportReport, export_checkpoint
 from eaglectl.export.outputs import refuse_non_empty_dir
 from eaglectl.hub import expand_user
@@ -71,19 +72,56 @@ def earlier_demo(root: Path) -> bool:
     return isinstance(marker, dict) and marker.get("eaglectl_demo") == 1 and marker.get("version") == __version__
 
 
+def _write_samples(root: Path) -> SampleSet:
+    """The samples and their marker, into `root` (absent or empty). A failure on the way (a full disk, Ctrl-C,
+    SIGTERM) removes what this call created, the directories above `root` it made included, and leaves `root` as
+    it was; only a complete set gets the marker a later demo reuses."""
+    first_new = next((d for d in (*reversed(root.parents), root) if not os.path.lexists(d)), None)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot create ({exc.strerror or exc})") from exc
+    try:
+        samples = build_samples(root)
+        write_bytes_atomic(root / MARKER, json.dumps({"eaglectl_demo": 1, "version": __version__}).encode())
+    except BaseException as exc:
+        _remove_written(root, first_new)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{root}: write failed ({exc.strerror or exc}); nothing left behind") from exc
+        raise
+    return samples
+
+
+def _remove_written(root: Path, first_new: Path | None) -> None:
+    """Undo `_write_samples`: the first directory it created (with everything under it), or, in a directory that
+    was empty before, every entry (all of them its own)."""
+    import shutil
+
+    if first_new is not None:
+        shutil.rmtree(first_new, ignore_errors=True)
+        return
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
 def run_demo(directory: Path | None = None) -> DemoResult:
     root = expand_user(directory, OutputError) if directory is not None else default_directory()
+    output_path(root)  # a broken or looping symlink on the way is said as such (mkdir would say "File exists")
     reused = earlier_demo(root)
-    if not reused:
+    if reused:
+        samples = SampleSet(root, sample_paths(root))
+    else:
         refuse_non_empty_dir(root, what="demo writes its samples only into a new or empty directory, or reuses "
                                          "an earlier demo's", hint="pass a new directory, or none")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{root}: cannot create ({exc.strerror or exc})") from exc
-    samples = SampleSet(root, sample_paths(root)) if reused else build_samples(root)
-    if not reused:
-        write_bytes_atomic(root / MARKER, json.dumps({"eaglectl_demo": 1, "version": __version__}).encode())
+        samples = _write_samples(root)
     chosen, target = samples.paths["nemo-consolidated"], samples.paths["target"]
     report = inspect_checkpoint(str(chosen), target=str(target))
     exported = export_checkpoint(str(chosen))

@@ -12,12 +12,12 @@ d2t / t2d both or neither (a full-vocabulary head has neither: vLLM refuses a d2
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 from eaglectl.engines.vllm import speculators as spec
 from eaglectl.errors import ConfigError, UnsupportedDraftError
-from eaglectl.jsonfile import CONFIG_LIMITS, as_object, config_int, loads_bounded
+from eaglectl.hub import expand_user
+from eaglectl.jsonfile import as_object, config_int, read_json_object
 
 # keys of the flat (SGLang) config that become speculators' own top-level fields, or are dropped
 TOP_LEVEL = ("draft_vocab_size", "target_hidden_size", "eagle_aux_hidden_state_layer_ids", *spec.FLAGS.value)
@@ -37,14 +37,14 @@ def verifier_architectures(verifier: str | None) -> tuple[list[str], str | None]
     """The verifier's `architectures`, read from its config.json when `verifier` is a local directory; a note
     when they had to be assumed (eaglectl's aux-id conversion assumes a Llama-style target too)."""
     if verifier is not None:
-        p = Path(verifier).expanduser()
-        cfg_path = p / "config.json" if p.is_dir() else p if p.is_file() else None
-        if cfg_path is not None:
-            try:
-                doc = loads_bounded(cfg_path.read_bytes(), CONFIG_LIMITS, where=str(cfg_path), what="verifier config")
-            except OSError as exc:
-                raise ConfigError(f"--verifier {verifier}: cannot read {cfg_path} ({exc.strerror or exc})") from exc
-            archs = doc.get("architectures") if isinstance(doc, dict) else None
+        p = expand_user(verifier, ConfigError)
+        try:  # a name too long, a directory that may not be searched: said, not a traceback
+            cfg_path = p / "config.json" if p.is_dir() else p if p.is_file() else None
+        except OSError as exc:
+            raise ConfigError(f"--verifier {verifier}: cannot access ({exc.strerror or exc})") from exc
+        if cfg_path is not None:  # read as a regular file within the config limits: a FIFO or a weights file is
+            doc = read_json_object(cfg_path, what="verifier config")  # refused before it is read
+            archs = doc.get("architectures")
             if isinstance(archs, list) and archs and all(isinstance(a, str) for a in archs):
                 return list(archs), None
     why = ("no --verifier given" if verifier is None else f"--verifier {verifier} is no local model directory")

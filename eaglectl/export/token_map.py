@@ -7,6 +7,7 @@ weights instead (`hot_token_id = d2t + arange`).
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,10 +116,12 @@ def write_token_map(path: str, *, output: str | Path | None = None,
     data = token_map_bytes(plan.selected_ids)
     with locked_output(out):  # as export: the temp files a killed run left beside `out` go, under the lock
         refuse_foreign_file(out, is_own_token_map, cap=MAX_TOKEN_MAP_BYTES, what="token map")
+        previous = os.path.lexists(out)
         try:
             write_bytes_atomic(out, data)
         except OSError as exc:
-            raise OutputError(f"{out}: write failed ({exc.strerror or exc}); previous file left intact") from exc
+            left = "previous file left intact" if previous else "nothing written"
+            raise OutputError(f"{out}: write failed ({exc.strerror or exc}); {left}") from exc
     eagle3 = plan.algorithm is Algorithm.EAGLE3
     return TokenMapReport(
         source=ckpt.source, output=out, ids_from=plan.token_map_source or "", algorithm=plan.algorithm,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eaglectl.checkpoint.weights import library_path
 from eaglectl.errors import CheckpointError, ConfigError, EaglectlError, require
 from eaglectl.runner.contract import DTYPES, canonical_dtype, model_dims, resolve_aux_layer_ids, text_config
 
@@ -101,28 +103,35 @@ def _no_progress_bars() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _held_log(messages: list[str]) -> Iterator[None]:
-    """transformers' log records held back while it loads: replayed as they were when the load succeeds; when it
-    fails, in `messages` (its load report names what disagrees) and not printed, so the failure is one line."""
+    """transformers' and huggingface_hub's log records held back while it loads: replayed as they were when the
+    load succeeds; when it fails, in `messages` (its load report names what disagrees) and not printed, so the
+    failure is one line (a Hub that cannot be reached logs a line per retry)."""
     import logging
 
-    lib = logging.getLogger("transformers")
-    records: list[logging.LogRecord] = []
+    libs = [logging.getLogger(name) for name in ("transformers", "huggingface_hub")]
+    records: list[tuple[logging.Logger, logging.LogRecord]] = []
 
     class Hold(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
+        def __init__(self, lib: logging.Logger) -> None:
+            super().__init__()
+            self.lib = lib
 
-    saved = lib.handlers[:]
-    lib.handlers = [Hold()]
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append((self.lib, record))
+
+    saved = {lib.name: lib.handlers[:] for lib in libs}
+    for lib in libs:
+        lib.handlers = [Hold(lib)]
     try:
         yield
     except BaseException:
-        messages += [r.getMessage() for r in records]
+        messages += [r.getMessage() for _, r in records]
         raise
     finally:
-        lib.handlers = saved
-    for record in records:
-        for handler in saved:
+        for lib in libs:
+            lib.handlers = saved[lib.name]
+    for lib, record in records:
+        for handler in saved[lib.name]:
             if record.levelno >= handler.level:
                 handler.handle(record)
 
@@ -167,23 +176,28 @@ class HFTargetRunner:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         self.model_path = str(model_path)
-        try:
-            config = AutoConfig.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{model_path}: transformers cannot read the target config ({exc})") from exc
-        self.dtype = resolve_dtype(dtype, config_dtype(config))
-        self.device = resolve_device(device)
-        kwargs = {_dtype_kwarg(): getattr(torch, self.dtype), "trust_remote_code": trust_remote_code}
-        log: list[str] = []
-        try:
-            with _no_progress_bars(), _held_log(log):
-                # Any: transformers types `.to` through a decorator that mypy reads as taking the model itself.
-                model: Any = AutoModelForCausalLM.from_pretrained(self.model_path, config=config, **kwargs)
-        except Exception as exc:
-            mapped = load_error(model_path, exc, log)
-            if mapped is None:
-                raise
-            raise mapped from exc
+        # A directory named in bytes that are not UTF-8 (Latin-1): transformers and safetensors take text paths
+        # only, so it is handed over as /proc/self/fd/N, the same directory whatever its name.
+        with library_path(Path(self.model_path)) as loadable:
+            try:
+                with _held_log([]):
+                    config = AutoConfig.from_pretrained(loadable, trust_remote_code=trust_remote_code)
+            except (OSError, ValueError, KeyError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise CheckpointError(f"{model_path}: transformers cannot read the target config ({first})") from exc
+            self.dtype = resolve_dtype(dtype, config_dtype(config))
+            self.device = resolve_device(device)
+            kwargs = {_dtype_kwarg(): getattr(torch, self.dtype), "trust_remote_code": trust_remote_code}
+            log: list[str] = []
+            try:
+                with _no_progress_bars(), _held_log(log):
+                    # Any: transformers types `.to` through a decorator that mypy reads as taking the model itself.
+                    model: Any = AutoModelForCausalLM.from_pretrained(loadable, config=config, **kwargs)
+            except Exception as exc:
+                mapped = load_error(model_path, exc, log)
+                if mapped is None:
+                    raise
+                raise mapped from exc
         model.requires_grad_(False)
         self.model = model.to(self.device).eval()
         self.num_layers, self.hidden_size, self.vocab_size = model_dims(self.model)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from eaglectl.checkpoint.target import drafter_signs, load_target
 from eaglectl.enums import Compare, Engine
 from eaglectl.errors import ConfigError, UsageError, require
+from eaglectl.jsonfile import JsonLimits, loads_bounded
 from eaglectl.runner.contract import TargetRunner, model_dims, output_problems, resolve_aux_layer_ids, row_lengths
 
 if TYPE_CHECKING:
@@ -30,6 +31,13 @@ DEFAULT_TOLERANCE = {"bfloat16": 5e-2, "float16": 2e-2, "float32": 5e-3}
 DEFAULT_MIN_TOP1 = {"bfloat16": 0.90, "float16": 0.95, "float32": 0.99}
 DEFAULT_BATCH = 4
 DEFAULT_SEQ_LEN = 128
+# A prompt file: a list of token-id lists or of strings (nested 2 deep; 8 leaves room for a text line that starts
+# with brackets), at most as large as a bench prompt file.
+# Rows x longest row, at most: the logits alone are that many times the vocab (8 GB in bf16 for a 64k vocab), and
+# the reference holds them again. A probe needs a few hundred positions; a typo (`--seq-len 100000000`) must not
+# allocate for minutes before failing.
+MAX_TOKENS = 32_768
+PROMPT_LIMITS = JsonLimits(max_bytes=64 * 1024 * 1024, max_containers=1_000_000, max_values=16_000_000, max_depth=8)
 # ServerArgs fields probe-target sets from its own options: SGLang flags after `--` must not set them too.
 OWN_OPTIONS = {"model_path": "the TARGET argument", "tp_size": "--tp-size", "trust_remote_code": "--trust-remote-code",
                "dtype": "--dtype"}
@@ -199,6 +207,9 @@ def run_probe(
                           f"a drafter is trained on and served with",
                           hint="pass the target model, the one `eaglectl serve --target` takes")
     info = load_target(target)
+    if seq_len is not None and info.max_position_embeddings and seq_len > info.max_position_embeddings:
+        raise UsageError(f"--seq-len {seq_len} is longer than the target's max_position_embeddings "
+                         f"({info.max_position_embeddings})")
     if aux_layer_ids is not None and info.num_layers:
         resolve_aux_layer_ids(aux_layer_ids, info.num_layers)  # fail fast, before loading the target
     dtype_name = resolve_dtype(dtype, info.dtype) if (str(dtype) != "auto" or info.local) else "auto"
@@ -272,6 +283,9 @@ def _check_args(engine: Engine, *, batch: int | None, seq_len: int | None, tp_si
         raise UsageError(f"--min-top1-agreement must be in [0, 1], got {min_top1_agreement}")
     if warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {warmup}")
+    if (batch or DEFAULT_BATCH) * (seq_len or DEFAULT_SEQ_LEN) > MAX_TOKENS:
+        raise UsageError(f"--batch {batch or DEFAULT_BATCH} x --seq-len {seq_len or DEFAULT_SEQ_LEN} is more than "
+                         f"{MAX_TOKENS} tokens; a probe needs a few hundred")
 
 
 def _run(factory, label: str, prepare, state: dict[str, Any], *, warmup: int, keep_embedding: bool) -> _Outputs:
@@ -389,14 +403,34 @@ def diff(name: str, a: torch.Tensor, b: torch.Tensor, tolerance: float) -> Tenso
 
 
 def _read_prompts(path: Path) -> list[list[int]] | list[str]:
-    """A JSON list of token-id lists, a JSON list of strings, or a text file with one prompt per line."""
+    """A JSON list of token-id lists, a JSON list of strings, or a text file with one prompt per line; read as a
+    regular file (a FIFO would block, /dev/zero never end) within `PROMPT_LIMITS` (a deeply nested list or a
+    5000-digit id is one error line, not a traceback)."""
+    import stat
+
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read prompts ({exc})") from exc
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: prompts must be a regular file")
+        if st.st_size > PROMPT_LIMITS.max_bytes:
+            raise ConfigError(f"{path}: {st.st_size} bytes of prompts; at most {PROMPT_LIMITS.max_bytes}")
+        with path.open("rb") as fh:
+            raw = fh.read(PROMPT_LIMITS.max_bytes + 1)  # the file may have grown since the stat
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read prompts ({exc.strerror or exc})") from exc
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read prompts (not UTF-8 text: {exc.reason} at byte {exc.start})") from exc
+    data = None
+    if text.lstrip()[:1] in ("[", "{", '"'):  # JSON, unless it does not parse (a text line may start with `[`)
+        try:
+            data = loads_bounded(raw, PROMPT_LIMITS, where=str(path), what="prompts")
+        except ConfigError as exc:
+            if not isinstance(exc.__cause__, json.JSONDecodeError):
+                raise
+    if data is None:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         if not lines:
             raise ConfigError(f"{path}: no prompts (empty file)") from None
@@ -449,6 +483,9 @@ def _build_rows(parsed: list[list[int]] | list[str] | None, prompts: Path | None
                 raise ConfigError(f"prompt {i}: token id {bad[0]} is out of range for the target's vocab ({vocab})")
         source = f"{len(rows)} prompt(s) from {prompts}"
     width = max(len(r) for r in rows)
+    if len(rows) * width > MAX_TOKENS:
+        raise ConfigError(f"{prompts}: {len(rows)} prompt(s) padded to {width} tokens are more than {MAX_TOKENS} "
+                          f"tokens", hint="pass --batch and --seq-len to take fewer and shorter rows")
     input_ids = torch.zeros(len(rows), width, dtype=torch.long)
     mask = torch.zeros(len(rows), width, dtype=torch.long)
     for i, row in enumerate(rows):

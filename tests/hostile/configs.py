@@ -71,6 +71,18 @@ def _(tmp, bases):
     return _cfg(tmp, bases, architectures="LlamaForCausalLMEagle3")
 
 
+@case("config-tie-embeddings-a-string", "tie_word_embeddings must be true or false, got 'yes'")
+def _(tmp, bases):
+    """Truthy to SGLang (it would tie lm_head to the target's embeddings), not `True` to eaglectl's checks."""
+    return _cfg(tmp, bases, tie_word_embeddings="yes")
+
+
+@case("config-norm-before-residual-false-string", "eagle_config.norm_before_residual must be true or false, got "
+      "'false'")
+def _(tmp, bases):
+    return _cfg(tmp, bases, eagle_config={"norm_before_residual": "false"})
+
+
 @case("config-missing-hidden-size", "config.json: missing hidden_size")
 def _(tmp, bases):
     return _cfg(tmp, bases, hidden_size=_DELETE)

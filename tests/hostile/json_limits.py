@@ -79,6 +79,18 @@ def _(tmp, bases):
     return ck
 
 
+@case("st-header-10001-tensors", "safetensors header lists 10001 tensors (at most 10000)")
+def _(tmp, bases):
+    """Within the JSON limits, one tensor past the cap: 100,000 one-element tensors (a 7 MB header) cost inspect
+    90 s and 0.9 GB, every one replayed against each SGLang release."""
+    ck, f = _st(tmp, bases)
+    entry = b'{"dtype":"U8","shape":[0],"data_offsets":[0,0]}'
+    hb = b"{" + b",".join(b'"layers.%d.x":' % i + entry for i in range(10_001)) + b"}"
+    hb += b" " * (-len(hb) % 8)
+    f.write_bytes(struct.pack("<Q", len(hb)) + hb)
+    return ck
+
+
 @case("index-int-5000-digits", "weight index holds an integer with 5000 digits")
 def _(tmp, bases):
     ck = _sharded(tmp, bases)

@@ -139,3 +139,27 @@ def _(tmp, bases):
     ck, f = _pt(tmp, bases)
     edit_pt(f, lambda s: s.update({f"copy.{i}": s["draft_model.fc.weight"][:] for i in range(200)}))
     return ck
+
+
+# --- bounded cost: nesting ----------------------------------------------------------------------------------
+def nested_lists(depth: int) -> bytes:
+    """Pickle opcodes (2 bytes a level) that leave one list nested `depth` levels deep on the stack."""
+    return b"]" * depth + b"a" * (depth - 1)
+
+
+@case("meta-aux-ids-nested-200k-lists", "eagle3_meta.pt: it nests containers over 100 levels deep")
+def _(tmp, bases):
+    """Aux ids as a list nested 200,000 deep: naming the bad value (its repr) overflowed the recursion limit, and
+    walking it built a path string per level (quadratic time)."""
+    ck, _f = _pt(tmp, bases)
+    payload = b"\x80\x02}X\x20\x00\x00\x00eagle_aux_hidden_state_layer_ids" + nested_lists(200_000) + b"s."
+    rewrite_zip(ck / "eagle3_meta.pt", {"/data.pkl": payload})
+    return ck
+
+
+@case("pt-value-nested-5000-tuples", "draft_model.pt: its pickle nests tuples over 100 levels deep")
+def _(tmp, bases):
+    """A value of 5,000 nested tuples (one byte a level, `TUPLE1`): refused before torch unpickles it."""
+    ck, f = _pt(tmp, bases)
+    rewrite_zip(f, {"/data.pkl": b"\x80\x02}X\x01\x00\x00\x00x)" + b"\x85" * 5000 + b"s."})
+    return ck

@@ -36,3 +36,26 @@ for _name, _build, _expect in (
 
 CASES.append(Case("target-nan", _hostile_target("NaN"), "target config holds NaN, which is no JSON number",
                   commands=("inspect", "serve"), target="target"))
+
+
+def _target_config_special(kind: str) -> Callable[[Path, Bases], Path]:
+    """The target's config.json a link to /dev/zero or a FIFO: named as what it is (it was "target has no
+    config.json"), never read."""
+    def build(tmp, bases):
+        import os
+
+        ck = copy_base(bases, "st", tmp)
+        (tmp / "target").mkdir()
+        if kind == "fifo":
+            os.mkfifo(tmp / "target" / "config.json")
+        else:
+            (tmp / "target" / "config.json").symlink_to("/dev/zero")
+        return ck
+
+    return build
+
+
+for _kind in ("fifo", "devzero"):
+    CASES.append(Case(f"target-config-{_kind}", _target_config_special(_kind),
+                      "config.json: the target's config.json is not a regular file", commands=("inspect", "serve"),
+                      target="target"))

@@ -84,6 +84,28 @@ CASES.append(Case("d2t-float-with-fractions", _st_tensor_case("d2t", lambda t: t
 CASES.append(Case("t2d-float", _st_tensor_case("t2d", lambda t: t.float()),
                   "t2d has dtype F32; a token map holds integer ids or bools", inspect_finding=True))
 CASES.append(Case("d2t-bool", _st_tensor_case("d2t", lambda t: t != 0), "d2t has dtype BOOL", inspect_finding=True))
+# Unsigned 16-64 bit ids: safetensors stores them (written with safetensors' own writer; eaglectl's writes none),
+# torch has no arithmetic on them: inspect's d2t / t2d checks must not read them as if it had.
+def _st_unsigned_case(name: str, bits: int) -> Callable[[Path, Bases], Path]:
+    def build(tmp, bases):
+        import torch
+        from safetensors.torch import save_file
+
+        ck, f = _st(tmp, bases)
+        t = load_st(f)
+        t[name] = t[name].to(getattr(torch, f"uint{bits}"))
+        save_file(t, str(f))
+        return ck
+
+    return build
+
+
+CASES.append(Case("d2t-uint32", _st_unsigned_case("d2t", 32), "d2t has dtype U32; a token map holds integer ids",
+                  inspect_finding=True))
+CASES.append(Case("d2t-uint64", _st_unsigned_case("d2t", 64), "d2t has dtype U64; a token map holds integer ids",
+                  inspect_finding=True))
+CASES.append(Case("t2d-uint16", _st_unsigned_case("t2d", 16),
+                  "t2d has dtype U16; a token map holds integer ids or bools", inspect_finding=True))
 CASES.append(Case("d2t-two-dimensional", _st_tensor_case("d2t", lambda t: t.reshape(2, -1)),
                   "d2t is a 1-D tensor of integer id offsets", inspect_finding=True))
 CASES.append(Case("int8-weight-matrix", _st_tensor_case("model.fc.weight", lambda t: t.to(__import__("torch").int8)),
