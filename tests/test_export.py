@@ -557,3 +557,19 @@ def test_float16_conversion_that_would_overflow_is_refused_naming_the_tensors(cl
     assert "float16" in error and "Inf" in error and "fc.weight" in error and "midlayer.mlp.down_proj.weight" in error
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # nothing written, nothing left
     assert cli("export", d, "--dtype", "float32", "--output", out).exit_code == 0  # the range float32 has
+
+
+def test_the_deepest_aux_id_exports_and_verifies(cli, samples, tmp_path):
+    """An aux id of the last layer eaglectl accepts is written for vLLM as id + 1 at the top level (vLLM's
+    numbering); reading the staged config back must accept that value, not fail the export's own verification."""
+    from eaglectl.checkpoint.resolve import MAX_LAYERS
+
+    src = samples["specforge"]
+    cfg = json.loads((src / "config.json").read_text())
+    cfg.setdefault("eagle_config", {})["eagle_aux_hidden_state_layer_ids"] = [1, 2, MAX_LAYERS - 1]
+    save_json(src / "config.json", cfg)
+    code, doc = run_json(cli, "export", src, "--output", tmp_path / "out")
+    assert code == 0, doc
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert written["eagle_aux_hidden_state_layer_ids"] == [2, 3, MAX_LAYERS]
+    assert written["eagle_config"]["eagle_aux_hidden_state_layer_ids"] == [1, 2, MAX_LAYERS - 1]

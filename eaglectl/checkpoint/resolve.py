@@ -391,22 +391,24 @@ def check_config(cfg: dict[str, Any], path: Path) -> None:
                                   f"vLLM would read it by its truthiness)")
         for key in AUX_ID_KEYS:
             if holder.get(key) is not None:
-                problem = aux_ids_problem(holder[key])
+                # the top-level key export writes for vLLM is in vLLM's numbering (SGLang id + 1): one more value
+                vllm = not where and key == "eagle_aux_hidden_state_layer_ids"
+                problem = aux_ids_problem(holder[key], end=MAX_LAYERS + 1 if vllm else MAX_LAYERS)
                 if problem:
                     raise ConfigError(f"{path}: {where}{key} {problem}")
 
 
-def aux_ids_problem(value: Any) -> str | None:
-    """Why `value` is not a list of aux-layer ids (target layer indices), or None. Booleans are refused: JSON
-    `true` is no layer, and SGLang would capture layer 1 for it."""
+def aux_ids_problem(value: Any, *, end: int = MAX_LAYERS) -> str | None:
+    """Why `value` is not a list of aux-layer ids (target layer indices below `end`), or None. Booleans are
+    refused: JSON `true` is no layer, and SGLang would capture layer 1 for it."""
     if not isinstance(value, (list, tuple)):
         return f"must be a list of layer indices, got {_short(value)}"
     if len(value) > MAX_LAYERS:
         return f"lists {len(value)} layers (at most {MAX_LAYERS})"
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return f"must be integer layer indices, got {_short(list(value))}"
-    if any(not 0 <= v < MAX_LAYERS for v in value):
-        return f"must be layer indices in [0, {MAX_LAYERS}), got {_short(list(value))}"
+    if any(not 0 <= v < end for v in value):
+        return f"must be layer indices in [0, {end}), got {_short(list(value))}"
     return None
 
 
