@@ -28,6 +28,7 @@ from typing import Any
 
 from eaglectl.checkpoint import EPOCH_DIR, LEGACY_EPOCH_DIR
 from eaglectl.checkpoint import specforge as sf
+from eaglectl.checkpoint.arrays import array_kind, as_numpy
 from eaglectl.checkpoint.weights import (
     BIN_INDEX,
     MAX_SHARDS,
@@ -462,23 +463,23 @@ def read_meta(path: Path) -> Meta:
     meta = Meta(path=path, keys=sorted(map(str, obj)))
     ids = obj.get("selected_token_ids")
     if ids is not None:
-        if _array_kind(ids) != "int" or _array(ids).ndim != 1:
+        if array_kind(ids) != "int" or as_numpy(ids).ndim != 1:
             raise CheckpointError(f"{path}: selected_token_ids must be a 1-D integer tensor")
-        meta.selected_token_ids = _array(ids).astype("int64")
+        meta.selected_token_ids = as_numpy(ids).astype("int64")
         meta.draft_vocab = int(meta.selected_token_ids.size)
     mask = obj.get("selected_token_mask")
     if mask is not None:
-        if _array_kind(mask) not in ("int", "bool") or _array(mask).ndim != 1:
+        if array_kind(mask) not in ("int", "bool") or as_numpy(mask).ndim != 1:
             raise CheckpointError(f"{path}: selected_token_mask must be a 1-D bool (or integer) tensor")
-        meta.selected_token_mask = _array(mask).astype(bool)
+        meta.selected_token_mask = as_numpy(mask).astype(bool)
         meta.vocab = int(meta.selected_token_mask.size)
     for key in AUX_ID_KEYS:
         value = obj.get(key)
         if value is None:
             continue
-        if _array_kind(value) is not None:
-            array = _array(value)
-            if array.ndim != 1 or _array_kind(value) != "int":
+        if array_kind(value) is not None:
+            array = as_numpy(value)
+            if array.ndim != 1 or array_kind(value) != "int":
                 raise CheckpointError(f"{path}: {key} must be a 1-D integer tensor of layer indices, "
                                       f"got {_dtype_name(value)} {list(array.shape)}")
             if array.size > MAX_LAYERS:
@@ -490,31 +491,6 @@ def read_meta(path: Path) -> Meta:
         meta.aux_layer_ids = list(value)
         break
     return meta
-
-
-def _array_kind(value: Any) -> str | None:
-    """"int", "bool", "float" or "complex" for a tensor (numpy or torch), None for anything else."""
-    import sys
-
-    if type(value).__module__ == "numpy" and hasattr(value, "dtype"):
-        return {"i": "int", "u": "int", "b": "bool", "f": "float", "c": "complex"}.get(value.dtype.kind, "other")
-    torch = sys.modules.get("torch")  # a torch tensor can only come from torch's own load, which imported it
-    if torch is not None and isinstance(value, torch.Tensor):
-        if value.dtype == torch.bool:
-            return "bool"
-        if value.is_complex():
-            return "complex"
-        return "float" if value.is_floating_point() else "int"
-    return None
-
-
-def _array(value: Any) -> Any:
-    """A numpy view of a tensor `_array_kind` recognised (integer and bool tensors: numpy has their dtypes)."""
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return value
-    return value.detach().cpu().numpy() if _array_kind(value) in ("int", "bool") else np.empty(tuple(value.shape))
 
 
 def _dtype_name(value: Any) -> str:

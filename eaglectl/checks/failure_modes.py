@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eaglectl.checkpoint import specforge as sf
+from eaglectl.checkpoint.arrays import as_numpy
 from eaglectl.checkpoint.names import parse_name
 from eaglectl.checkpoint.resolve import aux_layer_ids_of
 from eaglectl.checkpoint.weights import readable_dtype
@@ -288,19 +289,6 @@ def _d2t(v: HeadView) -> list[Finding]:
                     f"d2t + arange, so draft token i is proposed as target token i: accept length ~1.0, no message",
                     "rebuild d2t from the token map the head was trained with (the training run's vocab mapping) "
                     "and save it in the weights; it cannot be recovered from the other tensors")]
-
-
-def as_numpy(values: Any) -> Any:
-    """A tensor's values as a numpy array: the plan's generated tensors are numpy already, stored ones come from
-    the weights as torch tensors (dtypes numpy lacks, bfloat16 / float8, as float32)."""
-    if type(values).__module__ == "numpy":
-        return values
-    values = values.detach().cpu()
-    if values.is_floating_point() and values.element_size() < 4 and str(values.dtype) != "torch.float16":
-        import torch
-
-        values = values.to(torch.float32)
-    return values.numpy()
 
 
 def _t2d(v: HeadView) -> list[Finding]:

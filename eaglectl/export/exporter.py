@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eaglectl import __version__
+from eaglectl.checkpoint.arrays import is_numpy
 from eaglectl.checkpoint.peagle import reject_p_eagle
 from eaglectl.checkpoint.resolve import Checkpoint, load_meta, resolve
 
@@ -653,7 +654,7 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
         if t.source is None:
             value = generated[t.name] if generated else None
             outs.append(OutTensor(t.name, t.dtype, t.shape,
-                                  array_bytes(value, t.dtype) if _is_array(value) else rows_of(value)))
+                                  array_bytes(value, t.dtype) if is_numpy(value) else rows_of(value)))
             continue
         info = ws.tensors[t.source]
         if (offset := _raw_offset(ws, t)) is not None:
@@ -664,11 +665,6 @@ def _out_tensors(ws: WeightSet, tensors: list[PlannedTensor], generated: dict[st
             outs.append(OutTensor(t.name, t.dtype, t.shape, _loaded_rows(ws, t.source),
                                   mapped=mapped.get(info.file, ())))
     return outs
-
-
-def _is_array(value: Any) -> bool:
-    """A numpy array (the plan builds d2t / t2d with numpy; torch is not imported for them)."""
-    return type(value).__module__ == "numpy"
 
 
 def _write_all(ckpt: Checkpoint, plan: ExportPlan, staged: Path, shards: StateDictSplit, fingerprint: str,
