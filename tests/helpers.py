@@ -116,6 +116,23 @@ def raw_sglang_argv(target: Path, draft: Path, port: int) -> list[str]:
             "--host", "127.0.0.1", "--port", str(port), "--mem-fraction-static", "0.5", *SGLANG_FLAGS]
 
 
+def raw_accept_length(target: Path, draft: Path, prompts: Path) -> float | None:
+    """SGLang launched directly on a head (no eaglectl in between): the mean accept length it gives the head as it
+    is, from the smoke prompts."""
+    from eaglectl.serving import launcher
+    from eaglectl.serving.serve import smoke_test
+
+    port = sglang_port()
+    server = launcher.ServerProcess(raw_sglang_argv(target, draft, port), dict(os.environ))
+    server.start()
+    try:
+        server.wait_healthy(f"http://127.0.0.1:{port}", timeout=480)
+        smoke = smoke_test(f"http://127.0.0.1:{port}", json.loads(prompts.read_text()), 64)
+        return smoke.mean_accept_length
+    finally:
+        server.stop()
+
+
 def serve_smoke(target: Path, draft: Path, prompts: Path, *extra: str) -> tuple[dict, float]:
     cmd = [sys.executable, "-m", "eaglectl", "serve", "--json", "--target", str(target), "--draft", str(draft),
            "--port", str(sglang_port()), "--smoke-only", "--smoke-prompts", str(prompts),

@@ -20,28 +20,11 @@ from tests.helpers import (
     DISTILL_FIXTURE,
     distilled_nemo_head,
     gpu_requirements,
-    raw_sglang_argv,
+    raw_accept_length,
     serve_smoke,
-    sglang_port,
 )
 
 pytestmark = pytest.mark.gpu
-
-
-def _serve_raw(target: Path, draft: Path, prompts: Path) -> float | None:
-    """SGLang launched directly (no eaglectl in between): the accept length it gives the head as it is."""
-    from eaglectl.serving import launcher
-    from eaglectl.serving.serve import smoke_test
-
-    port = sglang_port()
-    server = launcher.ServerProcess(raw_sglang_argv(target, draft, port), dict(os.environ))
-    server.start()
-    try:
-        server.wait_healthy(f"http://127.0.0.1:{port}", timeout=480)
-        smoke = smoke_test(f"http://127.0.0.1:{port}", json.loads(prompts.read_text()), 64)
-        return smoke.mean_accept_length
-    finally:
-        server.stop()
 
 
 def test_tied_lm_head_collapses_as_is_and_serves_after_eaglectl(tmp_path):
@@ -56,8 +39,8 @@ def test_tied_lm_head_collapses_as_is_and_serves_after_eaglectl(tmp_path):
     config["tie_word_embeddings"] = True  # what SpecForge PR-era heads and hand-edited configs carried
     (tied / "config.json").write_text(json.dumps(config, indent=2))
 
-    reference = _serve_raw(fixture / "target", fixture / "specforge", prompts)
-    as_is = _serve_raw(fixture / "target", tied, prompts)
+    reference = raw_accept_length(fixture / "target", fixture / "specforge", prompts)
+    as_is = raw_accept_length(fixture / "target", tied, prompts)
     doc, _ = serve_smoke(fixture / "target", tied, prompts)
     fixed = doc["result"]["smoke"]["mean_accept_length"]
     exported = Path(doc["result"]["draft_model_path"])
