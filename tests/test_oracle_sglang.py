@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.oracle.corpus import ensure_corpus, entry_names
+from tests.oracle.corpus import EXPORT_OF_RULE, EXPORTED_RULES, SYNTHETIC, ensure_corpus, entry_names
 from tests.oracle.driver import PYTHON_ENV, RELEASES_ENV, parse_releases, run_release, summary
 from tests.oracle.known import KNOWN
 
@@ -86,3 +86,18 @@ def test_sglang_agrees_with_the_replay(release, name, release_runs):
     assert not gone, f"{name} on SGLang {release}: known disagreement(s) no longer seen, drop them from KNOWN: {gone}"
     if known:
         pytest.xfail("; ".join(f"{d} [{known[s]}]" for d, s in found))
+
+
+@needs_releases
+@pytest.mark.parametrize("name", EXPORTED_RULES)
+@pytest.mark.parametrize("release", list(RELEASES) or ["-"])
+def test_exported_transformers5_head_runs_with_its_rope_base(release, name, release_runs):
+    """The RoPE base SGLang builds for eaglectl's export of a head whose base is only in `rope_parameters` is that
+    base on every release, those pinning transformers 4 (0.5.9) included: not only agreement with the replay."""
+    run = release_runs(release)
+    if run.get("error"):
+        pytest.fail(_harness_failure(run))
+    trained = SYNTHETIC[name][2]()[0]["rope_parameters"]["rope_theta"]
+    record = run["heads"][EXPORT_OF_RULE + name]["result"]
+    assert record and not record.get("error"), record
+    assert record["values"]["rope_base"] == trained, (release, name, record["values"])

@@ -5,7 +5,8 @@ records what eaglectl's verdict is computed from (the head directory, its config
 comparison replays exactly what SGLang was given. Three kinds:
 
   * "export": every demo layout (`eaglectl.demo.samples.build_samples`) exported by
-    `eaglectl.export.exporter.export_checkpoint`: what eaglectl writes must load in SGLang as eaglectl says;
+    `eaglectl.export.exporter.export_checkpoint`, and the rule heads whose export changes what SGLang runs
+    (`EXPORTED_RULES`): what eaglectl writes must load in SGLang as eaglectl says;
   * "rule": one head per rule of `eaglectl/engines/sglang/rules.py` (tests/synthetic_heads.py `head()`), where
     the replay predicts skipped names, uninitialised parameters, a start-up failure or a changed value;
   * "control": plain heads that every release loads completely.
@@ -168,9 +169,15 @@ NOT_EXPORTED = {"target": "the demo's target, not a head",
 EXPORTED = tuple(n for n in SAMPLE_DIRS if n not in NOT_EXPORTED)
 EXPORT_ALGORITHM = {"nemo-legacy-eagle": Algorithm.EAGLE.value}  # the others are EAGLE-3
 
+# Rule heads whose export must change what SGLang runs: transformers-5 configs (RoPE base only in rope_parameters)
+# must keep their base on releases that pin transformers 4 (eaglectl mirrors it as the top-level rope_theta).
+EXPORTED_RULES = ("rope-parameters-only", "llama4-text-rope-parameters")
+EXPORT_OF_RULE = "exported-"
+
 ENTRIES: tuple[Entry, ...] = (
     *(Entry(f"export-{n}", "export", EXPORT_ALGORITHM.get(n, E3), f"eaglectl export of the {n} demo layout")
       for n in EXPORTED),
+    *(Entry(f"{EXPORT_OF_RULE}{n}", "export", E3, f"eaglectl export of the {n} head") for n in EXPORTED_RULES),
     *(Entry(n, kind, SYNTHETIC_ALGORITHM.get(n, E3), rule) for n, (kind, rule, _) in SYNTHETIC.items()),
 )
 
@@ -190,7 +197,12 @@ def build_corpus(root: Path) -> list[Entry]:
     built: list[Entry] = []
     for entry in ENTRIES:
         out = heads / entry.name
-        if entry.kind == "export":
+        if entry.name.startswith(EXPORT_OF_RULE):
+            source = root / "rule-sources" / entry.name.removeprefix(EXPORT_OF_RULE)
+            cfg, shapes = SYNTHETIC[source.name][2]()
+            write(source, cfg, shapes)
+            export_checkpoint(str(source), output=out, force=True)
+        elif entry.kind == "export":
             report = export_checkpoint(str(samples.paths[entry.name.removeprefix("export-")]), output=out, force=True)
             if report.algorithm.value != entry.algorithm:
                 raise AssertionError(f"{entry.name}: exported as {report.algorithm.value}, corpus says "
