@@ -163,6 +163,29 @@ def test_a_target_with_rope_only_in_rope_parameters_is_flagged(cli, tmp_path, sa
     assert codes(doc)["target-rope-parameters-only"] == "warning"
 
 
+def test_the_target_rope_note_is_for_the_releases_it_concerns(tmp_path, sample_root):
+    """serve / bench know the release that will run: only a transformers-4 release (0.5.9) misreads the target."""
+    from eaglectl.checkpoint.resolve import resolve
+    from eaglectl.checkpoint.target import load_target
+    from eaglectl.export.plan import build_plan
+    from eaglectl.inspection.report import target_findings
+
+    target = tmp_path / "target"
+    target.mkdir()
+    tcfg = json.loads((sample_root / "target" / "config.json").read_text())
+    tcfg.pop("rope_theta", None)
+    tcfg["rope_parameters"] = {"rope_theta": 500000.0, "rope_type": "default"}
+    (target / "config.json").write_text(json.dumps(tcfg))
+    cfg, shapes = head()
+    ckpt = resolve(str(write(tmp_path / "h", cfg, shapes)))
+    plan, info = build_plan(ckpt), load_target(str(target))
+
+    def noted(version):
+        return "target-rope-parameters-only" in {f.code for f in target_findings(ckpt, plan, info, version=version)}
+    assert noted(None) and noted("0.5.9")
+    assert not noted("0.5.10") and not noted("0.5.15")
+
+
 # --- fc skipped, aux order ----------------------------------------------------------------------------------------
 def test_fc_is_skipped_when_the_aux_width_equals_the_draft_width():
     cfg, shapes = head(target_hidden_size=H // 3 + 1)  # not a width that equals H

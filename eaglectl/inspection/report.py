@@ -479,7 +479,8 @@ def _target_findings(ckpt: Checkpoint, plan: ExportPlan | None, t: TargetInfo, r
         return
     if t.note:  # a Hub target checked from the local cache: which config was read
         add(Finding("target-cached", Severity.info, t.note))
-    if t.rope_only_in_parameters:
+    # the release that will serve it reads rope_parameters: nothing to say (only a transformers-4 release is fooled)
+    if t.rope_only_in_parameters and (version is None or not rules.eagle3_loader(version).rope_parameters.value):
         add(Finding("target-rope-parameters-only", Severity.warning,
                     f"target: {t.rope_only_in_parameters} (a transformers 5 config): SGLang 0.5.9 (transformers "
                     f"4.57.1) runs the target itself with RoPE base 10000 and no scaling, without an error",
