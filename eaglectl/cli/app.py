@@ -11,11 +11,35 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from eaglectl import __version__, output
 from eaglectl.cli import bench, demo, export, finish, inspect, probe_target, serve, token_map
 from eaglectl.errors import EaglectlError, UsageError
+
+
+def _flags_take_no_value(params: Sequence[Any]) -> None:
+    """Flags shown as flags in `--help`. Typer 0.29's rich help prints a type beside every option, flags included
+    (`--json <bool>`, `-h, --help <bool>`), though a flag takes no value (`--json true` is a usage error); 0.27's
+    and Click's plain help (docs/cli.md) print nothing there. Every one of them prints an option's metavar in that
+    place when it has one, so an empty metavar is the fix for each supported release. Parsing never reads it."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class EaglectlCommand(TyperCommand):
+    """Every eaglectl command: its flags shown as flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _flags_take_no_value(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _flags_take_no_value([option])
+        return option
 
 
 class EaglectlGroup(TyperGroup):
@@ -82,6 +106,11 @@ class EaglectlGroup(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # the root's own (--version, the completion options, --help)
+        _flags_take_no_value(params)
+        return params
 
     def invoke(self, ctx: Any) -> Any:
         restore = _terminate_like_interrupt()
@@ -243,13 +272,13 @@ def _root(
 # Command modules declare options and call one core function; they never import this module, and importing
 # them is cheap (no torch / safetensors / transformers / sglang at module level).
 _PASSTHROUGH = {"allow_extra_args": True}  # SGLang flags after `--`
-app.command("inspect")(inspect.inspect_command)
-app.command("export")(export.export_command)
-app.command("token-map")(token_map.token_map_command)
-app.command("serve", context_settings=_PASSTHROUGH)(serve.serve_command)
-app.command("bench", context_settings=_PASSTHROUGH)(bench.bench_command)
-app.command("probe-target", context_settings=_PASSTHROUGH)(probe_target.probe_target_command)
-app.command("demo")(demo.demo_command)
+app.command("inspect", cls=EaglectlCommand)(inspect.inspect_command)
+app.command("export", cls=EaglectlCommand)(export.export_command)
+app.command("token-map", cls=EaglectlCommand)(token_map.token_map_command)
+app.command("serve", cls=EaglectlCommand, context_settings=_PASSTHROUGH)(serve.serve_command)
+app.command("bench", cls=EaglectlCommand, context_settings=_PASSTHROUGH)(bench.bench_command)
+app.command("probe-target", cls=EaglectlCommand, context_settings=_PASSTHROUGH)(probe_target.probe_target_command)
+app.command("demo", cls=EaglectlCommand)(demo.demo_command)
 
 
 def main() -> None:
