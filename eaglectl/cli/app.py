@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,12 +29,33 @@ def _flags_take_no_value(params: Sequence[Any]) -> None:
             param.metavar = ""
 
 
+def _default_in_help(param: Any) -> None:
+    """An option's default at the end of its help, `(default: 3)`, as the defaults no value can show are written
+    (`(default: SGLang's)`): one style, and it flows with the text, where Typer's `[default: 3]` takes a line of
+    its own under help that wraps. Read from the option's default (or its `show_default` text), never copied."""
+    if param.param_type_name != "option" or getattr(param, "is_flag", False) or not param.help:
+        return
+    if isinstance(param.show_default, str):
+        said = param.show_default
+    elif param.show_default and param.default is not None and not callable(param.default):
+        value = getattr(param.default, "value", param.default)  # an Enum member: its value, as it is typed
+        said = f"{value:g}" if isinstance(value, float) else str(value)
+    else:
+        return
+    param.help = f"{param.help.rstrip('.')} (default: {said})."
+    param.show_default = False
+
+
 class EaglectlCommand(TyperCommand):
-    """Every eaglectl command: its flags shown as flags."""
+    """Every eaglectl command: its flags shown as flags, and defaults said in the help text."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _flags_take_no_value(self.params)
+        for param in self.params:
+            _default_in_help(param)
+        if self.help:  # Typer's rich markup keeps a docstring's line breaks: its paragraphs reflow to the terminal
+            self.help = "\n\n".join(" ".join(p.split()) for p in re.split(r"\n\s*\n", self.help.strip()))
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)
