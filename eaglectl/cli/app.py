@@ -16,6 +16,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from eaglectl import __version__, output
 from eaglectl.cli import bench, demo, export, finish, inspect, probe_target, serve, token_map
+from eaglectl.cli.options import OUTPUT_PANEL
 from eaglectl.errors import EaglectlError, UsageError
 
 
@@ -47,7 +48,8 @@ def _default_in_help(param: Any) -> None:
 
 
 class EaglectlCommand(TyperCommand):
-    """Every eaglectl command: its flags shown as flags, and defaults said in the help text."""
+    """Every eaglectl command: its flags shown as flags, defaults said in the help text, and `-h, --help` in the
+    Output panel beside `--json` (each option sits in a named panel; see `eaglectl.cli.options`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -61,6 +63,7 @@ class EaglectlCommand(TyperCommand):
         option = super().get_help_option(ctx)
         if option is not None:
             _flags_take_no_value([option])
+            option.rich_help_panel = OUTPUT_PANEL
         return option
 
 
