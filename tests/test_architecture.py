@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from eaglectl.cli.app import app
+from eaglectl.cli.app import EaglectlCommand, app
 from eaglectl.cli.options import JsonOpt  # module level: Typer resolves the recipe command's annotations here
 
 PACKAGE = Path(__file__).resolve().parent.parent / "eaglectl"
@@ -237,7 +237,7 @@ def test_the_add_a_command_recipe(tmp_path):
         finish("count", result, as_json=json, render=lambda c: c.print(result.entries), warnings=result.warnings)
 
     before = list(app.registered_commands)
-    app.command("count")(count_command)  # step 3: one registration line
+    app.command("count", cls=EaglectlCommand)(count_command)  # step 3: one registration line
     try:
         (tmp_path / "d").mkdir()
         runner = CliRunner()

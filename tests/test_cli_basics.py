@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,77 @@ def test_help_lists_commands_in_workflow_order(cli):
     positions = [out.index(f" {name} ") for name in ("inspect", "export", "token-map", "serve", "probe-target",
                                                     "demo")]
     assert positions == sorted(positions)
+
+
+def _app_commands() -> list[tuple[str, object]]:
+    import typer.main
+
+    from eaglectl.cli.app import app
+
+    group = typer.main.get_command(app)
+    return [("", group), *group.commands.items()]
+
+
+def _help_at_80(cli, name: str) -> str:
+    result = cli(*([name] if name else []), "--help", env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+# Typer's own type labels (`<bool>` beside a flag, `<str>`, `<int range>`): an option shows its metavar, a flag none.
+TYPE_LABEL = re.compile(r"<(bool|str|int|float|text|integer|path|file|dir|directory|int range|float range)>")
+HELP_BUDGET = {"": 25, "inspect": 35, "export": 65, "token-map": 30, "serve": 90, "bench": 105, "probe-target": 75,
+               "demo": 20}  # lines at 80 columns; before option panels: 40, 33, 91, 26, 127, 157, 88, 17
+
+
+@pytest.mark.parametrize("name", ["", "inspect", "export", "token-map", "serve", "bench", "probe-target", "demo"])
+def test_help_at_80_columns_panels_flags_and_choices(cli, name):
+    """`--help` at 80 columns: flags shown as flags (no `<bool>`: `--json true` is an error), every option of a
+    command in a named panel, no line over 80 columns, no word or metavar folded mid-word, one style for choices
+    and for defaults, and short."""
+    import typing
+    from enum import Enum
+
+    import click
+
+    command = dict(_app_commands())[name]
+    out = _help_at_80(cli, name)
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80, out
+    assert "…" not in out and "<bool>" not in out, out
+    assert len(lines) <= HELP_BUDGET[name], f"{name} --help is {len(lines)} lines:\n{out}"
+    assert "[default:" not in out and ") (default:" not in out, out  # defaults said one way: "(default: X)."
+    from eaglectl.cli import options
+
+    panels = {value for key, value in vars(options).items() if key.endswith("_PANEL")}
+    params = command.get_params(click.Context(command))
+    checked: set[str] = set()
+    words = {w for p in params for w in (p.help or "").split()} | {w for p in (command.help or "").split("\n\n")
+                                                                    for w in p.split()}
+    for param in params:
+        if param.param_type_name == "option":
+            assert param.metavar is not None, f"{name} {param.opts[0]}: Typer would print its type"
+            if name:
+                assert param.rich_help_panel in panels, f"{name} {param.opts[0]} is in no named panel"
+        if param.metavar:
+            words.add(param.metavar)
+    if name:
+        assert "─ Options ─" not in out, out
+    options_part = out.split("─ Arguments ─")[-1].split("╰", 1)[-1] if "─ Arguments ─" in out else out
+    assert not TYPE_LABEL.search(options_part), out
+    flat = " ".join(line.strip("│ ") for line in lines)
+    for word in words:  # folded mid-word, a word would be found nowhere whole
+        assert word in flat, f"{name} --help splits {word!r}:\n{out}"
+    hints = typing.get_type_hints(command.callback) if name else {}  # Annotated[...] stripped
+    for param in params:  # a choice names its values the same way everywhere: "sglang or vllm"
+        for kind in (a for a in (hints.get(param.name), *typing.get_args(hints.get(param.name)))
+                     if isinstance(a, type) and issubclass(a, Enum)):
+            assert options.choices(kind) in param.help, f"{name} {param.opts[0]} does not name its values"
+            assert param.metavar.isupper(), f"{name} {param.opts[0]}: a choice's metavar names its kind"
+            checked.add(param.name)
+    assert checked >= {"export": {"algorithm", "fmt", "dtype"}, "serve": {"engine", "dtype", "algorithm"},
+                       "bench": {"engine", "dtype", "algorithm"}, "probe-target": {"engine", "dtype", "compare"}
+                       }.get(name, set())
 
 
 def test_user_error_is_one_line_without_traceback(cli, tmp_path):

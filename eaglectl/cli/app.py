@@ -5,17 +5,66 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from eaglectl import __version__, output
 from eaglectl.cli import bench, demo, export, finish, inspect, probe_target, serve, token_map
+from eaglectl.cli.options import OUTPUT_PANEL
 from eaglectl.errors import EaglectlError, UsageError
+
+
+def _flags_take_no_value(params: Sequence[Any]) -> None:
+    """Flags shown as flags in `--help`. Typer 0.29's rich help prints a type beside every option, flags included
+    (`--json <bool>`, `-h, --help <bool>`), though a flag takes no value (`--json true` is a usage error); 0.27's
+    and Click's plain help (docs/cli.md) print nothing there. Every one of them prints an option's metavar in that
+    place when it has one, so an empty metavar is the fix for each supported release. Parsing never reads it."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+def _default_in_help(param: Any) -> None:
+    """An option's default at the end of its help, `(default: 3)`, as the defaults no value can show are written
+    (`(default: SGLang's)`): one style, and it flows with the text, where Typer's `[default: 3]` takes a line of
+    its own under help that wraps. Read from the option's default (or its `show_default` text), never copied."""
+    if param.param_type_name != "option" or getattr(param, "is_flag", False) or not param.help:
+        return
+    if isinstance(param.show_default, str):
+        said = param.show_default
+    elif param.show_default and param.default is not None and not callable(param.default):
+        value = getattr(param.default, "value", param.default)  # an Enum member: its value, as it is typed
+        said = f"{value:g}" if isinstance(value, float) else str(value)
+    else:
+        return
+    param.help = f"{param.help.rstrip('.')} (default: {said})."
+    param.show_default = False
+
+
+class EaglectlCommand(TyperCommand):
+    """Every eaglectl command: its flags shown as flags, defaults said in the help text, and `-h, --help` in the
+    Output panel beside `--json` (each option sits in a named panel; see `eaglectl.cli.options`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _flags_take_no_value(self.params)
+        for param in self.params:
+            _default_in_help(param)
+        if self.help:  # Typer's rich markup keeps a docstring's line breaks: its paragraphs reflow to the terminal
+            self.help = "\n\n".join(" ".join(p.split()) for p in re.split(r"\n\s*\n", self.help.strip()))
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _flags_take_no_value([option])
+            option.rich_help_panel = OUTPUT_PANEL
+        return option
 
 
 class EaglectlGroup(TyperGroup):
@@ -82,6 +131,11 @@ class EaglectlGroup(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # the root's own (--version, the completion options, --help)
+        _flags_take_no_value(params)
+        return params
 
     def invoke(self, ctx: Any) -> Any:
         restore = _terminate_like_interrupt()
@@ -243,13 +297,13 @@ def _root(
 # Command modules declare options and call one core function; they never import this module, and importing
 # them is cheap (no torch / safetensors / transformers / sglang at module level).
 _PASSTHROUGH = {"allow_extra_args": True}  # SGLang flags after `--`
-app.command("inspect")(inspect.inspect_command)
-app.command("export")(export.export_command)
-app.command("token-map")(token_map.token_map_command)
-app.command("serve", context_settings=_PASSTHROUGH)(serve.serve_command)
-app.command("bench", context_settings=_PASSTHROUGH)(bench.bench_command)
-app.command("probe-target", context_settings=_PASSTHROUGH)(probe_target.probe_target_command)
-app.command("demo")(demo.demo_command)
+app.command("inspect", cls=EaglectlCommand)(inspect.inspect_command)
+app.command("export", cls=EaglectlCommand)(export.export_command)
+app.command("token-map", cls=EaglectlCommand)(token_map.token_map_command)
+app.command("serve", cls=EaglectlCommand, context_settings=_PASSTHROUGH)(serve.serve_command)
+app.command("bench", cls=EaglectlCommand, context_settings=_PASSTHROUGH)(bench.bench_command)
+app.command("probe-target", cls=EaglectlCommand, context_settings=_PASSTHROUGH)(probe_target.probe_target_command)
+app.command("demo", cls=EaglectlCommand)(demo.demo_command)
 
 
 def main() -> None:

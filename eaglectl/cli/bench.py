@@ -12,6 +12,10 @@ import typer
 from eaglectl import output
 from eaglectl.cli.finish import finish
 from eaglectl.cli.options import (
+    CONFIGS_PANEL,
+    MEASUREMENT_PANEL,
+    OUTPUT_PANEL,
+    SERVER_PANEL,
     AlgorithmOpt,
     AllowLongerContextOpt,
     AttentionBackendOpt,
@@ -54,71 +58,85 @@ def bench_command(
     ctx: typer.Context,
     target: ServedTargetOpt,
     draft: DraftOpt,
-    engine: ServeEngineOpt = ServeOptions.engine,
     revision: RevisionOpt = None,
     draft_config: DraftConfigOpt = None,
     algorithm: AlgorithmOpt = None,
     aux_layer_ids: AuxLayerIdsOpt = None,
-    steps: Annotated[str, typer.Option("--steps", metavar="N,N,...",
+    steps: Annotated[str, typer.Option("--steps", metavar="N,N,...", rich_help_panel=CONFIGS_PANEL,
                                        help="Draft steps to sweep.")] = "3",
-    topk: Annotated[str, typer.Option("--topk", metavar="K,K,...",
+    topk: Annotated[str, typer.Option("--topk", metavar="K,K,...", rich_help_panel=CONFIGS_PANEL,
                                       help="Topk values to sweep.")] = "1",
     draft_tokens: Annotated[str | None, typer.Option(
-        "--draft-tokens", metavar="N,N,...", show_default="steps + 1 for topk 1, the fullest tree up to steps + 9 "
-        "otherwise", help="Draft-token counts to sweep.")] = None,
+        "--draft-tokens", metavar="N,N,...", show_default=False, rich_help_panel=CONFIGS_PANEL,
+        help="Draft-token counts to sweep (default: steps + 1 for topk 1, else the fullest tree up to steps + 9).")
+    ] = None,
     config: Annotated[list[str] | None, typer.Option(
-        "--config", metavar="S,K,N",
-        help="An explicit configuration (repeatable); replaces the --steps x --topk x --draft-tokens sweep.")] = None,
-    batch_size: Annotated[str, typer.Option("--batch-size", metavar="B,B,...",
-                                            help="Concurrent requests in flight, one measurement each.")] = "1",
+        "--config", metavar="S,K,N", rich_help_panel=CONFIGS_PANEL,
+        help="Steps, topk, draft tokens of one configuration (repeatable); replaces the sweep.")] = None,
+    batch_size: Annotated[str, typer.Option("--batch-size", metavar="B,B,...", rich_help_panel=MEASUREMENT_PANEL,
+                                            help="Concurrent requests, one measurement each.")] = "1",
+    prompts: Annotated[Path | None, typer.Option(
+        "--prompts", metavar="FILE", dir_okay=False, show_default=False, rich_help_panel=MEASUREMENT_PANEL,
+        help="JSON list or JSONL of strings, token-id lists or chats ([{role, content}, ...]) (default: seeded "
+             "synthetic token ids).")] = None,
+    num_prompts: Annotated[int | None, typer.Option(
+        "--num-prompts", callback=in_range(1), metavar="N", show_default=False, rich_help_panel=MEASUREMENT_PANEL,
+        help="Use the first N (default: all; synthetic: 16).")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", callback=in_range(1), metavar="N",
+                                                rich_help_panel=MEASUREMENT_PANEL,
                                                 help="Tokens decoded per request.")] = 128,
     temperature: Annotated[float, typer.Option("--temperature", callback=in_range(0.0), metavar="T",
-                                               help="0: greedy; outputs checked against the baseline's.")] = 0.0,
-    prompts: Annotated[Path | None, typer.Option(
-        "--prompts", metavar="FILE", dir_okay=False,
-        help="JSON list or JSONL of strings, token-id lists or chat conversations ([{role, content}, ...]).",
-        show_default="seeded synthetic token-id prompts")] = None,
-    num_prompts: Annotated[int | None, typer.Option("--num-prompts", callback=in_range(1), metavar="N",
-                                                    help="Use the first N prompts.",
-                                                    show_default="all (synthetic: 16)")] = None,
+                                               rich_help_panel=MEASUREMENT_PANEL,
+                                               help="0: greedy, outputs checked against the baseline's.")] = 0.0,
     min_seconds: Annotated[float, typer.Option(
-        "--min-seconds", callback=above(0.0), metavar="S",
-        help="Measured seconds per repeat at least (whole passes over the prompts, after a warm-up pass).")] = 10.0,
+        "--min-seconds", callback=above(0.0), metavar="SECONDS", rich_help_panel=MEASUREMENT_PANEL,
+        help="Least measured time per repeat, in whole passes after a warm-up pass.")] = 10.0,
     min_tokens: Annotated[int, typer.Option("--min-tokens", callback=in_range(1), metavar="N",
-                                            help="Generated tokens per repeat at least.")] = 2000,
+                                            rich_help_panel=MEASUREMENT_PANEL,
+                                            help="Least tokens generated per repeat.")] = 2000,
     repeats: Annotated[int, typer.Option("--repeats", callback=in_range(1, 1000), metavar="N",
-                                         help="Repeats per configuration and batch size: the spread.")] = 3,
-    results: Annotated[Path | None, typer.Option(
-        "--results", metavar="FILE", dir_okay=False,
-        help="JSONL file: one line per measurement, written as each finishes.")] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Skip the (config, batch size) measurements already in --results.")] = False,
-    print_only: Annotated[bool, typer.Option(
-        "--print-only", help="Print every configuration's server command and the request plan; run nothing.")] = False,
-    host: Annotated[str, typer.Option("--host", help="Bind address of the servers.")] = "127.0.0.1",
+                                         rich_help_panel=MEASUREMENT_PANEL,
+                                         help="Repeats per configuration and batch size, for the spread.")] = 3,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", callback=above(0.0), metavar="SECONDS",
+                                                   rich_help_panel=MEASUREMENT_PANEL,
+                                                   help="Seconds per request.")] = 600.0,
+    engine: ServeEngineOpt = ServeOptions.engine,
+    python: PythonOpt = ServeOptions.python,
+    host: Annotated[str, typer.Option("--host", metavar="ADDR", rich_help_panel=SERVER_PANEL,
+                                      help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", callback=in_range(1, 65535), metavar="PORT",
-                                      help="HTTP port of the servers (one at a time).")] = 30000,
+                                      rich_help_panel=SERVER_PANEL,
+                                      help="HTTP port, one server at a time.")] = 30000,
     tp_size: TpSizeOpt = ServeOptions.tp_size,
     dtype: ServeDTypeOpt = ServeOptions.dtype,
     attention_backend: AttentionBackendOpt = None,
-    disable_cuda_graph: DisableCudaGraphOpt = False,
-    skip_tokenizer_init: SkipTokenizerInitOpt = False,
     mem_fraction_static: MemFractionOpt = None,
     context_length: ContextLengthOpt = None,
+    disable_cuda_graph: DisableCudaGraphOpt = False,
+    skip_tokenizer_init: SkipTokenizerInitOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = ServeOptions.trust_remote_code,
     allow_longer_context: AllowLongerContextOpt = ServeOptions.allow_longer_context,
-    python: PythonOpt = ServeOptions.python,
-    timeout: Annotated[float, typer.Option("--timeout", callback=above(0.0), metavar="S",
-                                           help="Seconds to wait for each server's /health.")] = 900.0,
-    request_timeout: Annotated[float, typer.Option("--request-timeout", callback=above(0.0), metavar="S",
-                                                   help="Seconds per request.")] = 600.0,
+    timeout: Annotated[float, typer.Option("--timeout", callback=above(0.0), metavar="SECONDS",
+                                           rich_help_panel=SERVER_PANEL,
+                                           help="Wait for each server's /health.")] = 900.0,
     server_log: Annotated[bool, typer.Option(
-        "--server-log", help="Stream SGLang's log to stderr (default: shown only when a server fails).")] = False,
+        "--server-log", rich_help_panel=SERVER_PANEL,
+        help="Stream server logs to stderr (default: only a failed server's).")] = False,
+    results: Annotated[Path | None, typer.Option(
+        "--results", metavar="FILE", dir_okay=False, rich_help_panel=OUTPUT_PANEL,
+        help="JSONL file, a line per measurement as it finishes.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", rich_help_panel=OUTPUT_PANEL,
+        help="Skip the measurements already in --results.")] = False,
+    print_only: Annotated[bool, typer.Option(
+        "--print-only", rich_help_panel=OUTPUT_PANEL,
+        help="Print each server command and the request plan; run nothing.")] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Benchmark the drafter: a baseline server without speculation, then one per configuration; tokens/s,
-    speedup, accept length, latency and greedy agreement per batch size. Arguments after `--` go to every server."""
+    """Measure each configuration per batch size; recommend one.
+
+    Serves the target without speculation (the baseline), then once per configuration: tokens/s, speedup, accept
+    length, latency and greedy agreement per batch size. Arguments after `--` go to every server."""
     from eaglectl.bench.run import BenchOptions, bench
     from eaglectl.bench.sweep import parse_config, parse_int_list
 

@@ -17,13 +17,16 @@ if TYPE_CHECKING:
 
 def demo_command(
     directory: Annotated[Path | None, typer.Argument(
-        metavar="[DIR]", show_default=False,
-        help="A new or empty directory for the samples, or an earlier demo's (reused) (default: eaglectl-demo-USER "
-             "in the temp dir, reused by every run).",
+        metavar="DIR", show_default=False,
+        help="A new or empty directory for the samples, or an earlier demo's, reused (default: eaglectl-demo-USER "
+             "in the temp dir).",
         file_okay=False)] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Build tiny sample drafters (NeMo, SpecForge, EAGLE, P-EAGLE) and show what eaglectl does with them."""
+    """Write sample drafters and show what eaglectl does with them.
+
+    Samples in every layout eaglectl reads (NeMo, SpecForge, EAGLE, P-EAGLE) and a tiny target; then inspect,
+    export and serve --print-only on one."""
     from eaglectl.demo.run import run_demo
 
     result = run_demo(directory)

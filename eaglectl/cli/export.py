@@ -10,6 +10,8 @@ import typer
 from eaglectl import output
 from eaglectl.cli.finish import finish
 from eaglectl.cli.options import (
+    CONVERSION_PANEL,
+    OUTPUT_PANEL,
     AlgorithmOpt,
     AuxLayerIdsOpt,
     CheckpointArg,
@@ -30,36 +32,37 @@ if TYPE_CHECKING:
 
 def export_command(
     path: CheckpointArg,
-    output_dir: Annotated[Path | None, typer.Option(
-        "--output", "-o", metavar="DIR", file_okay=False,
-        help="Where to write: a new or empty directory, or an earlier eaglectl export (default: a new sglang/ "
-             "(speculators/) directory beside the checkpoint's files; for a Hub repo id, ./<name>-sglang/ here).")
-    ] = None,
-    fmt: ExportFormatOpt = ExportFormat.sglang,
-    verifier: Annotated[str | None, typer.Option(
-        "--verifier", metavar="NAME", show_default=False,
-        help="--format speculators: the target's Hub id or path, written into the config as its verifier (vLLM's "
-             "`vllm serve DIR` route needs a Hub id there).")] = None,
     revision: RevisionOpt = None,
     draft_config: DraftConfigOpt = None,
     algorithm: AlgorithmOpt = None,
     aux_layer_ids: AuxLayerIdsOpt = None,
+    fmt: ExportFormatOpt = ExportFormat.sglang,
+    verifier: Annotated[str | None, typer.Option(
+        "--verifier", metavar="NAME", show_default=False, rich_help_panel=CONVERSION_PANEL,
+        help="--format speculators: the target's Hub id or path, written into the config as its verifier "
+             "(`vllm serve DIR` needs a Hub id there).")] = None,
     dtype: ExportDTypeOpt = ExportDType.keep,
     drop_embeddings: Annotated[bool, typer.Option(
-        "--drop-embeddings", help="Leave out the draft embeddings (SGLang uses the target's; refused for a draft "
-                                  "narrower than its target, whose own embeddings SGLang keeps).")] = False,
+        "--drop-embeddings", rich_help_panel=CONVERSION_PANEL,
+        help="Leave out the draft embeddings (SGLang uses the target's; refused for a draft narrower than its "
+             "target, whose own embeddings SGLang keeps).")] = False,
     max_shard_size: Annotated[str, typer.Option(
-        "--max-shard-size", metavar="SIZE", parser=size_text,
-        help="Shard above this size (e.g. 5GB, 500MB).")] = "5GB",
+        "--max-shard-size", metavar="SIZE", parser=size_text, rich_help_panel=CONVERSION_PANEL,
+        help="Shard above this size, e.g. 500MB.")] = "5GB",
+    output_dir: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="DIR", file_okay=False, rich_help_panel=OUTPUT_PANEL,
+        help="A new or empty dir, or an earlier eaglectl export (default: a new sglang/ or speculators/ beside the "
+             "checkpoint's files; ./<name>-sglang/ for a Hub repo id).")] = None,
     force: Annotated[bool, typer.Option(
-        "--force", "-f",
+        "--force", "-f", rich_help_panel=OUTPUT_PANEL,
         help="Rewrite an up-to-date eaglectl export (replaces nothing eaglectl did not write).")] = False,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", "-n", help="Show what would be written; write nothing.")] = False,
+        "--dry-run", "-n", rich_help_panel=OUTPUT_PANEL, help="Show what would be written; write nothing.")] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Convert a drafter checkpoint into a directory SGLang (and vLLM) load completely, verified after writing;
-    --format speculators writes vLLM's native speculators layout instead."""
+    """Export a drafter that SGLang (and vLLM) load completely.
+
+    The directory is verified after writing; --format speculators writes vLLM's native speculators layout instead."""
     from eaglectl.export.exporter import export_checkpoint
 
     with byte_progress("exporting", enabled=not dry_run) as progress:

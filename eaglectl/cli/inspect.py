@@ -19,7 +19,9 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 def inspect_command(path: CheckpointArg, target: TargetOpt = None, revision: RevisionOpt = None,
                     draft_config: DraftConfigOpt = None, json: JsonOpt = False) -> None:
-    """Classify a drafter checkpoint and list what SGLang would get wrong (exit 1 on an error finding)."""
+    """Classify a drafter and list what SGLang would get wrong.
+
+    Exit 1 on an error finding."""
     from eaglectl.inspection.report import inspect_checkpoint
 
     report = inspect_checkpoint(path, target=target, revision=revision, draft_config=draft_config)

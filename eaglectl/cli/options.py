@@ -76,11 +76,31 @@ def above(low: float) -> Callable[[Any], Any]:
     return check
 
 
-def choices_metavar(choices: type[Enum]) -> str:
-    return "[" + "|".join(c.value for c in choices) + "]"
+def choices(values: type[Enum]) -> str:
+    """How every choice option shows its values: first in its help, `sglang or vllm`, the option's metavar naming
+    the kind (ENGINE). Not in the metavar column (Click's `[sglang|vllm]`): the dtypes' `[auto|bfloat16|float16|
+    float32]` there would leave 15 of 80 columns for the help of every option in its panel."""
+    names = [str(c.value) for c in values]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+# Help panels: every option of every command sits in one, under the same names everywhere. Inputs (what the command
+# reads) first, Output (what it writes or prints, `--json`, and `-h, --help`, which the command class puts there)
+# last, the command's own panels between.
+INPUTS_PANEL = "Inputs"
+CONVERSION_PANEL = "Conversion"  # export
+SPECULATION_PANEL = "Speculative decoding"  # serve
+CONFIGS_PANEL = "Speculative configurations"  # bench
+MEASUREMENT_PANEL = "Measurement"  # bench
+LAUNCH_PANEL = "Launch"  # serve: wait, smoke test
+COMPARISON_PANEL = "Comparison"  # probe-target
+SERVER_PANEL = "Server"  # serve, bench
+ENGINE_PANEL = "Engine"  # probe-target
+OUTPUT_PANEL = "Output"
 
 JsonOpt = Annotated[bool, typer.Option(
-    "--json", help="Print one JSON document on stdout instead of tables (on failure too: ok false, error).")]
+    "--json", rich_help_panel=OUTPUT_PANEL,
+    help="Print one JSON document on stdout instead of tables (failures too: ok false, error).")]
 CheckpointArg = Annotated[
     str,
     typer.Argument(
@@ -93,95 +113,103 @@ CheckpointArg = Annotated[
 ]
 RevisionOpt = Annotated[
     str | None,
-    typer.Option("--revision", metavar="REV",
-                 help="Branch, tag or commit of a Hugging Face repo id given as the drafter (default: its main "
-                      "branch).", show_default=False),
+    typer.Option("--revision", metavar="REV", rich_help_panel=INPUTS_PANEL, show_default=False,
+                 help="Branch, tag or commit of a Hub drafter (default: main)."),
 ]
 DraftConfigOpt = Annotated[
     str | None,
-    typer.Option("--draft-config", metavar="PATH", show_default=False,
-                 help="Draft config (JSON file, or a directory with config.json) of a SpecForge training checkpoint, "
-                      "which keeps none (default: the one its training state records, or a config.json beside the "
-                      "run)."),
+    typer.Option("--draft-config", metavar="PATH", rich_help_panel=INPUTS_PANEL, show_default=False,
+                 help="Config (JSON file or dir) for a SpecForge training checkpoint, which has none (default: the "
+                      "one its run recorded, else config.json beside the run)."),
 ]
 TargetOpt = Annotated[
     str | None,
-    typer.Option("--target", "-t", metavar="PATH_OR_ID",
-                 help="Target model directory (or its config.json) to check the drafter against; a Hub id is "
-                      "checked from its config.json in the local Hugging Face cache, when it is there.",
+    typer.Option("--target", "-t", metavar="PATH_OR_ID", rich_help_panel=INPUTS_PANEL,
+                 help="Target model dir (or its config.json) to check the drafter against; a Hub id is read from "
+                      "the local Hugging Face cache, if there.",
                  autocompletion=complete.target_paths),
 ]
 AlgorithmOpt = Annotated[
     Algorithm | None,
-    typer.Option("--algorithm", "-a", case_sensitive=False,
-                 help="EAGLE3 or EAGLE; detected from the weights when omitted.",
+    typer.Option("--algorithm", "-a", case_sensitive=False, metavar="NAME", rich_help_panel=INPUTS_PANEL,
+                 help=f"{choices(Algorithm)} (default: detected from the weights).", show_default=False,
                  autocompletion=complete.algorithms),
 ]
 AuxLayerIdsOpt = Annotated[tuple[int, int, int] | None, typer.Option(
-    "--aux-layer-ids", metavar="A B C", show_default=False,
-    help="EAGLE-3 aux layer ids the head was trained with, if it records none (SGLang's numbering: layer "
-         "outputs, so 1 captures the input of layer 2).")]
+    "--aux-layer-ids", metavar="A B C", show_default=False, rich_help_panel=INPUTS_PANEL,
+    help="Aux layer ids the EAGLE-3 head was trained with, if it records none (SGLang's numbering: 1 is layer 2's "
+         "input).")]
 ExportDTypeOpt = Annotated[
     ExportDType,
-    typer.Option("--dtype", parser=dtype_parser(ExportDType), metavar=choices_metavar(ExportDType),
-                 help="Cast floating tensors (keep: as stored).", autocompletion=complete.export_dtypes),
+    typer.Option("--dtype", parser=dtype_parser(ExportDType), metavar="DTYPE", rich_help_panel=CONVERSION_PANEL,
+                 help=f"Floating tensors: {choices(ExportDType)}; keep: as stored.",
+                 autocompletion=complete.export_dtypes),
 ]
 ExportFormatOpt = Annotated[
     ExportFormat,
-    typer.Option("--format", case_sensitive=False, metavar=choices_metavar(ExportFormat),
-                 help="sglang: SGLang's layout, which vLLM reads too; speculators: vLLM's native speculators layout "
-                      "(also P-EAGLE and norm_before_residual heads, which SGLang cannot serve).",
+    typer.Option("--format", case_sensitive=False, metavar="FORMAT", rich_help_panel=CONVERSION_PANEL,
+                 help=f"{choices(ExportFormat)}: SGLang's layout, which vLLM reads too, or vLLM's native one, also "
+                      "for P-EAGLE and norm_before_residual heads, which SGLang cannot serve.",
                  autocompletion=complete.export_formats),
 ]
 ServeEngineOpt = Annotated[
     ServeEngine,
-    typer.Option("--engine", case_sensitive=False, metavar=choices_metavar(ServeEngine),
-                 help="The server: sglang, or vllm (`vllm serve TARGET --speculative-config ...`, checked against "
-                      "vLLM 0.33's rules).", autocompletion=complete.serve_engines),
+    typer.Option("--engine", case_sensitive=False, metavar="ENGINE", rich_help_panel=SERVER_PANEL,
+                 help=f"{choices(ServeEngine)}; vllm: `vllm serve` checked against vLLM 0.33's rules.",
+                 autocompletion=complete.serve_engines),
 ]
 ServeDTypeOpt = Annotated[
     ServeDType,
-    typer.Option("--dtype", parser=dtype_parser(ServeDType), metavar="DTYPE",
-                 help=f"Model dtype for SGLang: {', '.join(c.value for c in ServeDType)} (auto: the target config's).",
+    typer.Option("--dtype", parser=dtype_parser(ServeDType), metavar="DTYPE", rich_help_panel=SERVER_PANEL,
+                 help=f"Model dtype: {choices(ServeDType)}; auto: the target config's.",
                  autocompletion=complete.serve_dtypes),
 ]
 ServedTargetOpt = Annotated[  # serve and bench: the model SGLang serves
-    str, typer.Option("--target", "-t", metavar="PATH_OR_ID", help="Target model (dir or Hub id).",
-                      autocompletion=complete.target_paths, show_default=False),
+    str, typer.Option("--target", "-t", metavar="PATH_OR_ID", rich_help_panel=INPUTS_PANEL,
+                      help="Target model (dir or Hub id).", autocompletion=complete.target_paths, show_default=False),
 ]
 DraftOpt = Annotated[
-    str, typer.Option("--draft", "-d", metavar="PATH_OR_ID",
+    str, typer.Option("--draft", "-d", metavar="PATH_OR_ID", rich_help_panel=INPUTS_PANEL,
                       help="Drafter checkpoint (any layout inspect reads) or Hub id.",
                       autocompletion=complete.checkpoint_paths, show_default=False),
 ]
 AttentionBackendOpt = Annotated[
     str | None, typer.Option("--attention-backend", metavar="NAME", autocompletion=complete.attention_backends,
-                             show_default=False, help="SGLang attention backend, e.g. fa3 (default: SGLang's choice)."),
+                             rich_help_panel=SERVER_PANEL, show_default=False,
+                             help="e.g. fa3 (default: SGLang's choice)."),
 ]
 DisableCudaGraphOpt = Annotated[
-    bool, typer.Option("--disable-cuda-graph", help="Run without CUDA graphs (faster start, slower decode)."),
+    bool, typer.Option("--disable-cuda-graph", rich_help_panel=SERVER_PANEL,
+                       help="Faster start, slower decode."),
 ]
 SkipTokenizerInitOpt = Annotated[
-    bool, typer.Option("--skip-tokenizer-init", help="Token ids in and out (a target without a tokenizer)."),
+    bool, typer.Option("--skip-tokenizer-init", rich_help_panel=SERVER_PANEL,
+                       help="Token ids in and out (a target without a tokenizer)."),
 ]
-TpSizeOpt = Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N", help="Tensor-parallel GPUs.")]
+TpSizeOpt = Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N", rich_help_panel=SERVER_PANEL,
+                                        help="Tensor-parallel GPUs.")]
 MemFractionOpt = Annotated[
     float | None, typer.Option("--mem-fraction-static", callback=in_range(0.0, 1.0), metavar="F", show_default=False,
-                               help="Share of GPU memory for weights and KV cache (default: SGLang's)."),
+                               rich_help_panel=SERVER_PANEL,
+                               help="GPU memory share for weights and KV cache (default: SGLang's)."),
 ]
 ContextLengthOpt = Annotated[
     int | None, typer.Option("--context-length", callback=in_range(1), metavar="N", show_default=False,
-                             help="Context length (default: the target's; checked against the draft's)."),
+                             rich_help_panel=SERVER_PANEL,
+                             help="Checked against the draft's (default: the target's)."),
 ]
 TrustRemoteCodeOpt = Annotated[
-    bool, typer.Option("--trust-remote-code", help="Let SGLang run the target's own modelling code."),
+    bool, typer.Option("--trust-remote-code", rich_help_panel=SERVER_PANEL,
+                       help="Run the target's own modelling code."),
 ]
 AllowLongerContextOpt = Annotated[
-    bool, typer.Option("--allow-longer-context", help="Let the target's context exceed the draft's "
-                       "max_position_embeddings (sets SGLang's override variable)."),
+    bool, typer.Option("--allow-longer-context", rich_help_panel=SERVER_PANEL,
+                       help="Let the target's context exceed the draft's max_position_embeddings (sets SGLang's "
+                            "override variable)."),
 ]
 PythonOpt = Annotated[
-    str, typer.Option("--python", metavar="EXE", help="Interpreter that runs SGLang.", show_default="this Python"),
+    str, typer.Option("--python", metavar="EXE", rich_help_panel=SERVER_PANEL, help="Interpreter that runs the server.",
+                      show_default="this Python"),
 ]
 
 

@@ -10,7 +10,16 @@ import typer
 from eaglectl import output
 from eaglectl.cli import complete
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import JsonOpt, choices_metavar, dtype_parser, in_range, passthrough_args
+from eaglectl.cli.options import (
+    COMPARISON_PANEL,
+    ENGINE_PANEL,
+    INPUTS_PANEL,
+    JsonOpt,
+    choices,
+    dtype_parser,
+    in_range,
+    passthrough_args,
+)
 from eaglectl.enums import Compare, Engine, ServeDType
 from eaglectl.errors import CheckFailedError
 from eaglectl.output import cell, safe
@@ -32,57 +41,63 @@ def probe_target_command(
     target: Annotated[str, typer.Argument(
         metavar="TARGET", help="Target model directory (or Hugging Face repo id).",
         autocompletion=complete.target_paths, show_default=False)],
-    engine: Annotated[Engine, typer.Option(
-        "--engine", "-e", case_sensitive=False, autocompletion=complete.engines,
-        help="Engine to probe; hf runs on CPU too.")] = Engine.sglang,
-    aux_layer_ids: Annotated[tuple[int, int, int] | None, typer.Option(
-        "--aux-layer-ids", metavar="A B C", show_default=False,
-        help="Decoder layers whose outputs are captured (default: 1, N//2-1, N-4).")] = None,
-    batch: Annotated[int | None, typer.Option(
-        "--batch", "-b", min=1, metavar="N", show_default=False,
-        help=f"Rows (default: {DEFAULT_BATCH} random rows, or every prompt).")] = None,
-    seq_len: Annotated[int | None, typer.Option(
-        "--seq-len", "-l", min=2, metavar="L", show_default=False,
-        help=f"Longest row; prompts are cut to it (default: {DEFAULT_SEQ_LEN} for random rows).")] = None,
     prompts: Annotated[Path | None, typer.Option(
-        "--prompts", "-p", metavar="FILE", dir_okay=False,
+        "--prompts", "-p", metavar="FILE", dir_okay=False, rich_help_panel=INPUTS_PANEL,
         help="JSON list of token-id lists (or of strings, or a text file with one prompt a line, tokenized with "
              "the target's tokenizer) instead of seeded random rows.")] = None,
+    batch: Annotated[int | None, typer.Option(
+        "--batch", "-b", min=1, metavar="N", show_default=False, rich_help_panel=INPUTS_PANEL,
+        help=f"Rows (default: {DEFAULT_BATCH} random rows, or every prompt).")] = None,
+    seq_len: Annotated[int | None, typer.Option(
+        "--seq-len", "-l", min=2, metavar="L", show_default=False, rich_help_panel=INPUTS_PANEL,
+        help=f"Longest row; prompts are cut to it (default: {DEFAULT_SEQ_LEN} for random rows).")] = None,
+    seed: Annotated[int, typer.Option("--seed", callback=in_range(-(2**63), 2**64 - 1),  # torch's seed range
+                                      metavar="N", rich_help_panel=INPUTS_PANEL, help="Seed of the random rows.")] = 0,
+    aux_layer_ids: Annotated[tuple[int, int, int] | None, typer.Option(
+        "--aux-layer-ids", metavar="A B C", show_default=False, rich_help_panel=INPUTS_PANEL,
+        help="Decoder layers whose outputs are captured (default: 1, N//2-1, N-4).")] = None,
+    engine: Annotated[Engine, typer.Option(
+        "--engine", "-e", case_sensitive=False, autocompletion=complete.engines, metavar="ENGINE",
+        rich_help_panel=ENGINE_PANEL, help=f"{choices(Engine)}, the engine to probe; hf runs on CPU too.")
+    ] = Engine.sglang,
     dtype: Annotated[ServeDType, typer.Option(
-        "--dtype", parser=dtype_parser(ServeDType), metavar=choices_metavar(ServeDType),
-        autocompletion=complete.serve_dtypes,
-        help="Dtype of engine and reference; auto reads the target config.")] = ServeDType.bfloat16,
-    tp_size: Annotated[int, typer.Option("--tp-size", min=1, help="Tensor parallelism (sglang only).")] = 1,
+        "--dtype", parser=dtype_parser(ServeDType), metavar="DTYPE", autocompletion=complete.serve_dtypes,
+        rich_help_panel=ENGINE_PANEL, help=f"Dtype of engine and reference: {choices(ServeDType)}; auto: the target "
+                                           "config's.")] = ServeDType.bfloat16,
+    tp_size: Annotated[int, typer.Option("--tp-size", min=1, metavar="N", rich_help_panel=ENGINE_PANEL,
+                                         help="Tensor-parallel GPUs, sglang only.")] = 1,
+    attention_backend: Annotated[str | None, typer.Option(
+        "--attention-backend", metavar="NAME", autocompletion=complete.attention_backends, show_default=False,
+        rich_help_panel=ENGINE_PANEL,
+        help="SGLang's; probe with the one you serve with, e.g. fa3 on Hopper (default: triton, which runs "
+             "everywhere).")] = None,
+    mem_fraction_static: Annotated[float | None, typer.Option(
+        "--mem-fraction-static", min=0.0, max=1.0, metavar="F", show_default=False, rich_help_panel=ENGINE_PANEL,
+        help="GPU memory share, above 0, for SGLang's weights and KV (default: 0.6; the logits live outside "
+             "it).")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", rich_help_panel=ENGINE_PANEL,
+        help="Let transformers / SGLang run the target's own modelling code.")] = False,
+    warmup: Annotated[int, typer.Option("--warmup", callback=in_range(0, MAX_WARMUP),  # a typo must not run for hours
+                                        metavar="N", rich_help_panel=ENGINE_PANEL,
+                                        help="Untimed forwards before the timed one.")] = 1,
     compare: Annotated[Compare, typer.Option(
-        "--compare", case_sensitive=False, help="Compare with the HF reference, or only run the engine.")
-    ] = Compare.hf,
+        "--compare", case_sensitive=False, metavar="REF", rich_help_panel=COMPARISON_PANEL,
+        help=f"{choices(Compare)}: compare with the HF reference, or only run the engine.")] = Compare.hf,
     tolerance: Annotated[float | None, typer.Option(
-        "--tolerance", min=0.0, show_default=False,
+        "--tolerance", min=0.0, metavar="X", show_default=False, rich_help_panel=COMPARISON_PANEL,
         help=f"Largest allowed mean|engine - hf| / mean|hf| per tensor "
              f"(default: {_per_dtype(DEFAULT_TOLERANCE)}).")] = None,
     min_top1: Annotated[float | None, typer.Option(
-        "--min-top1-agreement", min=0.0, max=1.0, show_default=False,
+        "--min-top1-agreement", min=0.0, max=1.0, metavar="X", show_default=False, rich_help_panel=COMPARISON_PANEL,
         help=f"Smallest allowed top-1 agreement (default: {_per_dtype(DEFAULT_MIN_TOP1)}).")] = None,
-    seed: Annotated[int, typer.Option("--seed", callback=in_range(-(2**63), 2**64 - 1),  # torch's seed range
-                                      help="Seed of the random rows.")] = 0,
-    warmup: Annotated[int, typer.Option("--warmup", callback=in_range(0, MAX_WARMUP),  # a typo must not run for hours
-                                        help="Untimed forwards before the timed one.")] = 1,
-    trust_remote_code: Annotated[bool, typer.Option(
-        "--trust-remote-code", help="Let transformers / SGLang run the target's own modelling code.")] = False,
-    attention_backend: Annotated[str | None, typer.Option(
-        "--attention-backend", metavar="NAME", autocompletion=complete.attention_backends, show_default=False,
-        help="SGLang attention backend (default: triton, which runs everywhere); probe with the one you serve "
-             "with, e.g. fa3 on Hopper.")] = None,
-    mem_fraction_static: Annotated[float | None, typer.Option(
-        "--mem-fraction-static", min=0.0, max=1.0, show_default=False,
-        help="Share of GPU memory, above 0, that SGLang takes for weights and KV (default: 0.6; the logits live "
-             "outside it).")
-    ] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Run the engine's EAGLE-3 forward (logits + aux hidden states) and compare it with the HF reference
-    (exit 1 when a difference exceeds the tolerance). Anything after `--` is passed to SGLang as
-    `sglang.launch_server` flags, e.g. `-- --page-size 16`."""
+    """Compare an engine's EAGLE-3 target outputs with HF's.
+
+    Runs the target forward (logits + aux hidden states) on the engine and compares it with the Hugging Face
+    reference; exit 1 when a difference exceeds the tolerance. Flags for `sglang.launch_server` go after `--`,
+    e.g. --page-size 16."""
     from eaglectl.runner.probe import run_probe
 
     report = run_probe(target, engine=engine, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None,

@@ -11,6 +11,10 @@ import typer
 from eaglectl import output
 from eaglectl.cli.finish import finish
 from eaglectl.cli.options import (
+    LAUNCH_PANEL,
+    OUTPUT_PANEL,
+    SERVER_PANEL,
+    SPECULATION_PANEL,
     AlgorithmOpt,
     AllowLongerContextOpt,
     AttentionBackendOpt,
@@ -46,24 +50,26 @@ def serve_command(
     ctx: typer.Context,
     target: ServedTargetOpt,
     draft: DraftOpt,
-    engine: ServeEngineOpt = ServeOptions.engine,
     revision: RevisionOpt = None,
     draft_config: DraftConfigOpt = None,
     algorithm: AlgorithmOpt = None,
     aux_layer_ids: AuxLayerIdsOpt = None,
     num_steps: Annotated[int, typer.Option(
-        "--num-steps", callback=in_range(1), metavar="N",
-        help="Draft steps per round (SGLang's speculative num steps).")] = ServeOptions.num_steps,
+        "--num-steps", callback=in_range(1), metavar="N", rich_help_panel=SPECULATION_PANEL,
+        help="Draft steps per round, SGLang's --speculative-num-steps.")] = ServeOptions.num_steps,
     topk: Annotated[int, typer.Option(
-        "--topk", callback=in_range(1), metavar="K", help="Branches per draft step (SGLang's eagle topk).")
-        ] = ServeOptions.topk,
+        "--topk", callback=in_range(1), metavar="K", rich_help_panel=SPECULATION_PANEL,
+        help="Branches per draft step, SGLang's --speculative-eagle-topk.")] = ServeOptions.topk,
     num_draft_tokens: Annotated[int, typer.Option(
-        "--num-draft-tokens", callback=in_range(1), metavar="N",
-        help="Draft tokens verified per round (SGLang's num draft tokens).")] = ServeOptions.num_draft_tokens,
+        "--num-draft-tokens", callback=in_range(1), metavar="N", rich_help_panel=SPECULATION_PANEL,
+        help="Tokens verified per round, SGLang's --speculative-num-draft-tokens.")] = ServeOptions.num_draft_tokens,
+    engine: ServeEngineOpt = ServeOptions.engine,
+    python: PythonOpt = ServeOptions.python,
     host: Annotated[str, typer.Option(
-        "--host", metavar="ADDR", help="Bind address (0.0.0.0 only when you ask for it).")] = ServeOptions.host,
-    port: Annotated[int, typer.Option("--port", callback=in_range(1, 65535), metavar="PORT", help="HTTP port.")
-                    ] = ServeOptions.port,
+        "--host", metavar="ADDR", rich_help_panel=SERVER_PANEL,
+        help="Bind address; 0.0.0.0 only when asked for.")] = ServeOptions.host,
+    port: Annotated[int, typer.Option("--port", callback=in_range(1, 65535), metavar="PORT",
+                                      rich_help_panel=SERVER_PANEL, help="HTTP port.")] = ServeOptions.port,
     tp_size: TpSizeOpt = ServeOptions.tp_size,
     dtype: ServeDTypeOpt = ServeOptions.dtype,
     attention_backend: AttentionBackendOpt = None,
@@ -73,32 +79,36 @@ def serve_command(
     skip_tokenizer_init: SkipTokenizerInitOpt = ServeOptions.skip_tokenizer_init,
     trust_remote_code: TrustRemoteCodeOpt = ServeOptions.trust_remote_code,
     allow_longer_context: AllowLongerContextOpt = ServeOptions.allow_longer_context,
-    python: PythonOpt = ServeOptions.python,
-    print_only: Annotated[bool, typer.Option(
-        "--print-only", help="Print the command; export and launch nothing (a Hub drafter is still fetched into "
-                             "the Hugging Face cache, to be checked).")] = ServeOptions.print_only,
     wait: Annotated[bool, typer.Option(
-        "--wait", help="Run SGLang as a child and wait until /health answers.")] = ServeOptions.wait,
-    smoke: Annotated[bool, typer.Option("--smoke", help="After /health, send greedy /generate requests.")
-    ] = ServeOptions.smoke,
-    smoke_only: Annotated[bool, typer.Option(
-        "--smoke-only", help="Smoke test, then stop the server; exit 0/1.")] = ServeOptions.smoke_only,
-    smoke_prompts: Annotated[Path | None, typer.Option(
-        "--smoke-prompts", metavar="FILE", dir_okay=False,
-        help="JSON list of prompts (strings, or token-id lists with --skip-tokenizer-init).")] = None,
-    smoke_max_new_tokens: Annotated[int, typer.Option("--smoke-max-new-tokens", callback=in_range(1), metavar="N",
-                                                      help="Tokens per smoke request.")
-                                                      ] = ServeOptions.smoke_max_new_tokens,
-    min_accept_length: Annotated[float | None, typer.Option(
-        "--min-accept-length", callback=in_range(0.0), metavar="X", show_default=False,
-        help="Fail the smoke test when the mean spec_accept_length is below this.")] = None,
+        "--wait", rich_help_panel=LAUNCH_PANEL,
+        help="Run the server as a child; wait until /health answers.")] = ServeOptions.wait,
     timeout: Annotated[float, typer.Option("--timeout", callback=above(0.0), metavar="SECONDS",
-                                           help="Seconds to wait for /health.")
+                                           rich_help_panel=LAUNCH_PANEL, help="Wait for /health.")
                        ] = ServeOptions.timeout,
+    smoke: Annotated[bool, typer.Option("--smoke", rich_help_panel=LAUNCH_PANEL,
+                                        help="After /health, send greedy /generate requests.")] = ServeOptions.smoke,
+    smoke_only: Annotated[bool, typer.Option(
+        "--smoke-only", rich_help_panel=LAUNCH_PANEL,
+        help="Smoke test, then stop the server; exit 0/1.")] = ServeOptions.smoke_only,
+    smoke_prompts: Annotated[Path | None, typer.Option(
+        "--smoke-prompts", metavar="FILE", dir_okay=False, rich_help_panel=LAUNCH_PANEL,
+        help="JSON list of strings (token-id lists with --skip-tokenizer-init).")] = None,
+    smoke_max_new_tokens: Annotated[int, typer.Option(
+        "--smoke-max-new-tokens", callback=in_range(1), metavar="N", rich_help_panel=LAUNCH_PANEL,
+        help="Tokens per request.")] = ServeOptions.smoke_max_new_tokens,
+    min_accept_length: Annotated[float | None, typer.Option(
+        "--min-accept-length", callback=in_range(0.0), metavar="X", show_default=False, rich_help_panel=LAUNCH_PANEL,
+        help="Fail the smoke test below this mean spec_accept_length.")] = None,
+    print_only: Annotated[bool, typer.Option(
+        "--print-only", rich_help_panel=OUTPUT_PANEL,
+        help="Print the command; export and launch nothing (a Hub drafter is still fetched, to be checked).")
+    ] = ServeOptions.print_only,
     json: JsonOpt = False,
 ) -> None:
-    """Launch `python -m sglang.launch_server` (--engine vllm: `vllm serve`) with the drafter; arguments after `--`
-    go to the server verbatim."""
+    """Launch SGLang (or vLLM) with the drafter, checked first.
+
+    Runs `python -m sglang.launch_server` (--engine vllm: `vllm serve`); arguments after `--` go to the server
+    verbatim."""
     from eaglectl.serving.serve import serve
 
     opts = ServeOptions(

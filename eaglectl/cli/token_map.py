@@ -9,7 +9,7 @@ import typer
 
 from eaglectl import output
 from eaglectl.cli.finish import finish
-from eaglectl.cli.options import CheckpointArg, DraftConfigOpt, JsonOpt
+from eaglectl.cli.options import OUTPUT_PANEL, CheckpointArg, DraftConfigOpt, JsonOpt
 from eaglectl.output import safe
 
 if TYPE_CHECKING:
@@ -18,13 +18,16 @@ if TYPE_CHECKING:
 
 def token_map_command(
     path: CheckpointArg,
-    output_file: Annotated[Path | None, typer.Option(
-        "--output", "-o", metavar="FILE",
-        help="Where to write (default: speculative_token_map.pt in the checkpoint's outer directory).")] = None,
     draft_config: DraftConfigOpt = None,
+    output_file: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", rich_help_panel=OUTPUT_PANEL,
+        help="Where to write (default: speculative_token_map.pt in the checkpoint's outer directory).")] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Write speculative_token_map.pt (int64 target ids in draft-row order), validated."""
+    """Write speculative_token_map.pt, validated.
+
+    int64 target ids in draft-row order, from the meta file or d2t; SGLang uses the file for EAGLE and ignores it
+    for EAGLE3."""
     from eaglectl.export.token_map import write_token_map
 
     report = write_token_map(path, output=output_file, draft_config=draft_config)
