@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +45,9 @@ class VllmLaunch:
 def installed_vllm(python: str) -> InstalledVllm:
     """Ask `python` for its vLLM release (package metadata, never an import); exit 2 with the install hint when it
     has none."""
-    from eaglectl.serving.installed import _run_probe, probe
+    from eaglectl.serving.installed import _run_probe, is_this_interpreter, probe
 
-    here = os.path.realpath(python) == os.path.realpath(sys.executable)
-    found = probe("vllm") if here else _run_probe(python, "vllm")
+    found = probe("vllm") if is_this_interpreter(python) else _run_probe(python, "vllm")
     if not found.get("installed"):
         raise MissingDependencyError(f"vLLM is not importable by {python}; eaglectl launches "
                                      f"`{python} -m {rules.CLI_MODULE.value} serve`", hint=INSTALL_HINT)
