@@ -181,17 +181,17 @@ def _hub_failure(exc: Exception) -> bool:
     return type(exc).__module__.split(".")[0] in ("requests", "urllib3", "httpx", "httpx2", "huggingface_hub")
 
 
-def _unreachable(exc: Exception) -> bool:
-    """Whether the Hub could not be asked at all (no connection, a timeout, a server error), as huggingface_hub's
-    own downloads tell it before they fall back to the cache; an answer (no such repo, gated, no such revision)
-    is not."""
-    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
+def _cache_may_answer(exc: Exception) -> bool:
+    """Whether huggingface_hub's own download (`snapshot_download`, what export, token-map and serve use) would
+    look in the cache after this failure of a Hub request: no connection, a timeout, offline mode, and any HTTP
+    error but an unknown revision (a server error, a rate limit, a proxy's or an expired token's refusal, a repo
+    made private or deleted since it was cached). A proxy that cannot be reached is raised by it, as here."""
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
 
     if isinstance(exc, OfflineModeIsEnabled):
         return True
     if isinstance(exc, HfHubHTTPError):
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        return isinstance(status, int) and status >= 500
+        return not isinstance(exc, RevisionNotFoundError)
     if type(exc).__module__.split(".")[0] not in ("requests", "urllib3", "httpx", "httpx2"):
         return False
     return any(c.__name__ in ("ConnectError", "TimeoutException", "ConnectionError", "Timeout", "ProtocolError",
@@ -272,8 +272,8 @@ def drafter_headers(repo_id: str, revision: str | None, *, max_shards: int) -> R
         raise CheckpointError(f"{repo_id}: malformed safetensors header on the Hub ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from exc
     except Exception as exc:
-        if _unreachable(exc):
-            return None  # as export's download does: the cached snapshot, if there is one, is what can be read
+        if _cache_may_answer(exc):
+            return None  # the download then reads the cached snapshot, or fails as export's would
         if _hub_failure(exc):
             raise hub_error(repo_id, revision, exc) from exc
         raise

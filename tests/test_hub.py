@@ -420,14 +420,15 @@ def test_hub_errors_are_one_line(cli, online, monkeypatch):
     assert result.stderr.splitlines()[0] == "error: org/nope: no such model repo on the Hub (or it is private)"
 
 
-@pytest.mark.parametrize("failure", ["connect", "timeout", "server-error"])
+@pytest.mark.parametrize("failure", ["connect", "timeout", "server-error", "401", "403", "404", "429"])
 def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unreachable(cli, cached, samples,
                                                                                          online, monkeypatch,
                                                                                          tmp_path, failure):
-    """As export and token-map do (huggingface_hub's download falls back to the cache): inspect reads the cached
-    snapshot, not an error line."""
+    """As export and token-map do (huggingface_hub's download falls back to the cache on every failure but an
+    unknown revision): inspect reads the cached snapshot, not an error line. 401 / 403 / 404 / 429: an expired
+    token, a proxy that refuses, a repo made private since it was cached, a rate limit."""
     import huggingface_hub
-    from huggingface_hub.utils import HfHubHTTPError
+    from huggingface_hub.utils import HfHubHTTPError, RepositoryNotFoundError
 
     httpx = pytest.importorskip(type(huggingface_hub.utils.get_session()).__module__.split(".")[0])
     calls: list = []
@@ -439,7 +440,10 @@ def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unr
             raise httpx.ConnectError("[Errno -3] Temporary failure in name resolution", request=request)
         if failure == "timeout":
             raise httpx.ConnectTimeout("timed out", request=request)
-        raise HfHubHTTPError("504 Gateway Timeout", response=httpx.Response(504, request=request))
+        if failure == "404":
+            raise RepositoryNotFoundError("404 Repository Not Found", response=httpx.Response(404, request=request))
+        status = 504 if failure == "server-error" else int(failure)
+        raise HfHubHTTPError(f"{status} Client Error", response=httpx.Response(status, request=request))
 
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
     monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", unreachable)
