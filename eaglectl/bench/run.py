@@ -393,7 +393,7 @@ def _run_config(opts: BenchOptions, result: BenchResult, run: ConfigRun, sizes: 
 
 def _fail(run: ConfigRun, rf: results.ResultsFile | None, error: str, say: Callable[[str], None]) -> None:
     run.status, run.error = "failed", error
-    say(f"  {run.config}: failed: {error.splitlines()[0]}; the sweep goes on")
+    say(f"  {run.config}: failed: {error.splitlines()[0].removesuffix('; last log lines:')}; the sweep goes on")
     if rf is not None:
         results.append(rf, {"kind": "failure", "config": run.config, "error": error})
 

@@ -340,11 +340,16 @@ def check_flags(opts: ServeOptions, spelt_for: str | None) -> None:
 
 
 def serve(opts: ServeOptions, *, on_tick: Callable[[float], None] | None = None,
-          on_healthy: Callable[[str, float], None] | None = None) -> ServeResult:
-    """Prepare, then launch in the requested mode. In exec mode this call does not return."""
+          on_healthy: Callable[[str, float], None] | None = None,
+          on_launch: Callable[[ServeResult], None] | None = None) -> ServeResult:
+    """Prepare, then launch in the requested mode. In exec mode this call does not return. `on_launch` gets the
+    prepared result just before the server starts: what it says comes before the server's own output (in exec
+    mode, it is the last eaglectl says)."""
     result = prepare(opts)
     if opts.print_only:
         return result
+    if on_launch is not None:
+        on_launch(result)
     env = {**os.environ, **result.env}
     if result.mode == "exec":
         launcher.exec_server(result.argv, env)
