@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
-from eaglectl.cli.finish import finish, for_command
+from eaglectl.cli.finish import EarlyWarnings, finish, for_command
 from eaglectl.cli.options import (
     AlgorithmOpt,
     AllowLongerContextOpt,
@@ -116,14 +116,15 @@ def serve_command(
     supervised = wait or smoke or smoke_only
     name = "vLLM" if opts.engine is ServeEngine.vllm else "SGLang"
     announced: list[object] = []
+    early = EarlyWarnings("serve")
 
     def announce(prepared) -> None:  # before the server's own output (exec replaces this process: now or never)
-        _say_launch(prepared)
+        _say_launch(prepared, early.rest(prepared.warnings))
         announced.append(prepared)
 
     with output.stderr.status(f"starting {name} ...", spinner="dots") if supervised else nullcontext() as st:
         result = serve(
-            opts, on_launch=announce,
+            opts, on_launch=announce, on_warning=early,
             on_tick=(lambda s: st.update(f"waiting for {name} /health ({s:.0f} s)")) if st else None,
             on_healthy=lambda url, s: output.note(f"{name} is up at {url} after {s:.1f} s"))
     if not announced:
@@ -134,7 +135,7 @@ def serve_command(
         failure = LaunchError(f"{name} exited with code {result.exit_code}")
         failure.exit_code = result.exit_code
     finish("serve", result, as_json=json, render=lambda c: _render(c, result),
-           warnings=[] if announced else result.warnings, failure=failure, say_error=False)
+           warnings=[] if announced else early.rest(result.warnings), failure=failure, say_error=False)
 
 
 def _resolved(r) -> list[tuple[str, str]]:
@@ -146,12 +147,12 @@ def _resolved(r) -> list[tuple[str, str]]:
         *(("env", f"{k}={v}") for k, v in r.env.items())) if value]
 
 
-def _say_launch(r) -> None:
+def _say_launch(r, warnings: list[str]) -> None:
     """On stderr, before the server starts: the notes (what was exported), the warnings, what was resolved and the
     command launched."""
     for n in r.notes:
         output.note(n)
-    for w in r.warnings:
+    for w in warnings:
         output.warn(for_command(w, "serve") or w)
     for key, value in _resolved(r):
         output.note(f"{key:<17} {value}")

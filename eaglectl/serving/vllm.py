@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,8 +118,9 @@ def build_argv(opts: ServeOptions, *, draft_path: str, parallel_drafting: bool, 
     return argv + list(opts.extra_args)
 
 
-def prepare(opts: ServeOptions) -> VllmLaunch:
-    """Everything before launching vLLM: resolve, export (unless print-only), preflight, argv."""
+def prepare(opts: ServeOptions, *, on_warning: Callable[[str], None] | None = None) -> VllmLaunch:
+    """Everything before launching vLLM: resolve, export (unless print-only), preflight, argv. `on_warning`: as
+    for SGLang's (`eaglectl.serving.serve.prepare`)."""
     from eaglectl.checkpoint.resolve import resolve
     from eaglectl.checkpoint.target import load_target
     from eaglectl.engines.vllm.loader import simulate_load
@@ -163,7 +165,7 @@ def prepare(opts: ServeOptions) -> VllmLaunch:
                 "already holds this drafter's export (up to date)" if exported == "unchanged"
                 else "does not hold it yet: a real launch exports the drafter there first"))
         else:
-            report = export_plan(ckpt, plan, output=out)
+            report = export_plan(ckpt, plan, output=out, on_warning=on_warning)
             warnings.extend(report.warnings)
             exported = report.action
             notes.extend(report.notes)
