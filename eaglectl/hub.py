@@ -149,13 +149,15 @@ def hub_error(repo_id: str, revision: str | None, exc: Exception) -> CheckpointE
     )
 
     what = f"{repo_id}" + (f"@{revision}" if revision else "")
+    # It was taken for a Hub id as it names no local path: that is said too, unless --revision made it an id.
+    path = "" if revision else "; as a path: no such file or directory"
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     retry = (OFFLINE_HINT if offline() else UNREACHABLE_HINT).format(repo=repo_id, rev=_rev(revision))
     if type(exc).__name__ == "IncompleteSnapshotError":  # huggingface_hub >= 2: files of the listing missing
         return CheckpointError(f"{what}: the cached snapshot is incomplete and the Hub cannot be asked ({first})",
                                hint=retry)
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)) and offline():
-        return CheckpointError(f"{what}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set",
+        return CheckpointError(f"{what}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set{path}",
                                hint=OFFLINE_HINT.format(repo=repo_id, rev=_rev(revision)))
     if isinstance(exc, GatedRepoError):  # a RepositoryNotFoundError subclass: first
         return CheckpointError(f"{what}: gated repo; accept its terms on the Hub and log in",
@@ -164,11 +166,12 @@ def hub_error(repo_id: str, revision: str | None, exc: Exception) -> CheckpointE
         return CheckpointError(f"{what}: no such revision on the Hub", hint="pass --revision with a branch, tag "
                                                                             "or commit of the repo")
     if isinstance(exc, RepositoryNotFoundError):
-        return CheckpointError(f"{what}: no such model repo on the Hub (or it is private)",
+        return CheckpointError(f"{what}: no such model repo on the Hub (or it is private){path}",
                                hint="check the id; for a private repo `hf auth login`, or set HF_TOKEN")
     if isinstance(exc, LocalEntryNotFoundError):  # HF_HUB_OFFLINE is not what stopped it: no hint to unset it
-        return CheckpointError(f"{what}: cannot reach the Hub and not in the local cache ({first})", hint=retry)
-    return CheckpointError(f"{what}: the Hugging Face Hub request failed ({type(exc).__name__}: {first})")
+        return CheckpointError(f"{what}: cannot reach the Hub and not in the local cache ({first}){path}",
+                               hint=retry)
+    return CheckpointError(f"{what}: the Hugging Face Hub request failed ({type(exc).__name__}: {first}){path}")
 
 
 def _hub_failure(exc: Exception) -> bool:
