@@ -29,7 +29,7 @@ from pathlib import Path
 
 TARGETS = {"help": 0.20, "tab-command": 0.15, "tab-checkpoint": 0.15}
 # What the installed console script does, for when there is none beside this interpreter.
-_ENTRY = "import sys; sys.argv[0] = 'eaglectl'; from eaglectl.cli.app import main; sys.exit(main())"
+_ENTRY = "import sys; sys.argv[0] = 'eaglectl'; from eaglectl.cli.entry import main; sys.exit(main())"
 
 
 @dataclass

@@ -1,3 +1,3 @@
-from eaglectl.cli.app import main
+from eaglectl.cli.entry import main
 
 main()

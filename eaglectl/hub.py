@@ -149,13 +149,15 @@ def hub_error(repo_id: str, revision: str | None, exc: Exception) -> CheckpointE
     )
 
     what = f"{repo_id}" + (f"@{revision}" if revision else "")
+    # It was taken for a Hub id as it names no local path: that is said too, unless --revision made it an id.
+    path = "" if revision else "; as a path: no such file or directory"
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     retry = (OFFLINE_HINT if offline() else UNREACHABLE_HINT).format(repo=repo_id, rev=_rev(revision))
     if type(exc).__name__ == "IncompleteSnapshotError":  # huggingface_hub >= 2: files of the listing missing
         return CheckpointError(f"{what}: the cached snapshot is incomplete and the Hub cannot be asked ({first})",
                                hint=retry)
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)) and offline():
-        return CheckpointError(f"{what}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set",
+        return CheckpointError(f"{what}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set{path}",
                                hint=OFFLINE_HINT.format(repo=repo_id, rev=_rev(revision)))
     if isinstance(exc, GatedRepoError):  # a RepositoryNotFoundError subclass: first
         return CheckpointError(f"{what}: gated repo; accept its terms on the Hub and log in",
@@ -164,11 +166,12 @@ def hub_error(repo_id: str, revision: str | None, exc: Exception) -> CheckpointE
         return CheckpointError(f"{what}: no such revision on the Hub", hint="pass --revision with a branch, tag "
                                                                             "or commit of the repo")
     if isinstance(exc, RepositoryNotFoundError):
-        return CheckpointError(f"{what}: no such model repo on the Hub (or it is private)",
+        return CheckpointError(f"{what}: no such model repo on the Hub (or it is private){path}",
                                hint="check the id; for a private repo `hf auth login`, or set HF_TOKEN")
     if isinstance(exc, LocalEntryNotFoundError):  # HF_HUB_OFFLINE is not what stopped it: no hint to unset it
-        return CheckpointError(f"{what}: cannot reach the Hub and not in the local cache ({first})", hint=retry)
-    return CheckpointError(f"{what}: the Hugging Face Hub request failed ({type(exc).__name__}: {first})")
+        return CheckpointError(f"{what}: cannot reach the Hub and not in the local cache ({first}){path}",
+                               hint=retry)
+    return CheckpointError(f"{what}: the Hugging Face Hub request failed ({type(exc).__name__}: {first}){path}")
 
 
 def _hub_failure(exc: Exception) -> bool:
@@ -181,17 +184,17 @@ def _hub_failure(exc: Exception) -> bool:
     return type(exc).__module__.split(".")[0] in ("requests", "urllib3", "httpx", "httpx2", "huggingface_hub")
 
 
-def _unreachable(exc: Exception) -> bool:
-    """Whether the Hub could not be asked at all (no connection, a timeout, a server error), as huggingface_hub's
-    own downloads tell it before they fall back to the cache; an answer (no such repo, gated, no such revision)
-    is not."""
-    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
+def _cache_may_answer(exc: Exception) -> bool:
+    """Whether huggingface_hub's own download (`snapshot_download`, what export, token-map and serve use) would
+    look in the cache after this failure of a Hub request: no connection, a timeout, offline mode, and any HTTP
+    error but an unknown revision (a server error, a rate limit, a proxy's or an expired token's refusal, a repo
+    made private or deleted since it was cached). A proxy that cannot be reached is raised by it, as here."""
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
 
     if isinstance(exc, OfflineModeIsEnabled):
         return True
     if isinstance(exc, HfHubHTTPError):
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        return isinstance(status, int) and status >= 500
+        return not isinstance(exc, RevisionNotFoundError)
     if type(exc).__module__.split(".")[0] not in ("requests", "urllib3", "httpx", "httpx2"):
         return False
     return any(c.__name__ in ("ConnectError", "TimeoutException", "ConnectionError", "Timeout", "ProtocolError",
@@ -272,8 +275,8 @@ def drafter_headers(repo_id: str, revision: str | None, *, max_shards: int) -> R
         raise CheckpointError(f"{repo_id}: malformed safetensors header on the Hub ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from exc
     except Exception as exc:
-        if _unreachable(exc):
-            return None  # as export's download does: the cached snapshot, if there is one, is what can be read
+        if _cache_may_answer(exc):
+            return None  # the download then reads the cached snapshot, or fails as export's would
         if _hub_failure(exc):
             raise hub_error(repo_id, revision, exc) from exc
         raise

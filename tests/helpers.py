@@ -45,6 +45,22 @@ def read_all(d: Path) -> dict[str, Any]:
     return out
 
 
+def sibling_venv(path: Path, dists: dict[str, str] | None = None) -> str:
+    """A real venv at `path` made from this interpreter's base, as `python -m venv` makes one (its python a symlink
+    to the same binary as this venv's), holding each package of `dists` (name -> version) as its metadata and a
+    module that refuses to be imported (eaglectl reads the version without importing it). Returns its python."""
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    subprocess.run([base, "-m", "venv", "--without-pip", str(path)], check=True)
+    site = next((path / "lib").glob("python3*/site-packages"))
+    for name, version in (dists or {}).items():
+        (site / name).mkdir()
+        (site / name / "__init__.py").write_text(f"raise RuntimeError('the probe must not import {name}')\n")
+        dist = site / f"{name}-{version}.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return str(path / "bin" / "python")
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1 now (the OS picks it)."""
     with socket.socket() as s:

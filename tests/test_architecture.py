@@ -28,7 +28,7 @@ def test_commands_are_registered_in_app_in_workflow_order():
 
 def test_command_modules_never_import_the_app():
     for path in (PACKAGE / "cli").glob("*.py"):
-        if path.name == "app.py":
+        if path.name in ("app.py", "entry.py"):  # the app, and the entry point that runs it
             continue
         tree = ast.parse(path.read_text())
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

@@ -183,6 +183,25 @@ def test_replacing_a_pinned_export_without_the_ids_says_so(cli, samples):
     assert result.exit_code == 0 and "pinned" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["export", "serve"])
+def test_the_pins_a_re_export_drops_are_said_before_it_replaces_them(cli, samples, mocker, tmp_path, command):
+    """Said while the export that holds them is still there: a run stopped at the swap (Ctrl-C) has told the user
+    and keeps the pinned export."""
+    from tests.helpers import fake_python
+
+    nemo = samples[NEMO]
+    assert cli("export", nemo, "--aux-layer-ids", "1", "3", "4").exit_code == 0
+    mocker.patch("eaglectl.export.exporter.commit_dir", side_effect=KeyboardInterrupt)
+    python = fake_python(tmp_path, Path(__file__).parent / "fakes" / "sglang_server.py")
+    args = ("export", nemo) if command == "export" else ("serve", "--target", samples["target"], "--draft", nemo,
+                                                         "--python", python)
+    result = cli(*args)
+    assert result.exit_code == 130, result.stderr
+    assert result.stderr.count("aux layer ids [1, 3, 4] pinned; this one records none") == 1, result.stderr
+    ids = json.loads((nemo / "sglang" / "config.json").read_text())["eagle_config"]
+    assert ids["eagle_aux_hidden_state_layer_ids"] == [1, 3, 4]
+
+
 def test_ids_are_written_in_layer_order_as_sglang_captures_them(cli, samples, tmp_path):
     out = tmp_path / "out"
     code, doc = run_json(cli, "export", samples[NEMO], "--output", out, "--aux-layer-ids", "4", "1", "3")

@@ -165,7 +165,7 @@ def test_a_config_that_fails_to_start_is_reported_and_the_sweep_goes_on(cli, sam
     assert "exited with code 3" in runs["3,1,4"]["error"]
     assert "fake failure during start-up of 3,1,4" in runs["3,1,4"]["error"]  # SGLang's log tail
     assert runs["1,1,2"]["status"] == "measured" and doc["result"]["recommended"]["config"] == "1,1,2"
-    assert "the sweep goes on" in result.stderr
+    assert "3,1,4: failed: SGLang exited with code 3 before becoming healthy; the sweep goes on" in result.stderr
     assert_all_gone(fake["pids"])
 
 

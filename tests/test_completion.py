@@ -19,7 +19,7 @@ from eaglectl.enums import Algorithm, Engine, ServeEngine
 ROOT = Path(__file__).resolve().parents[1]
 COMPLETIONS = ROOT / "completions"
 # Exactly what the installed console script runs, with the program name the shells see.
-ENTRY = "import sys; sys.argv[0] = 'eaglectl'; from eaglectl.cli.app import main; sys.exit(main())"
+ENTRY = "import sys; sys.argv[0] = 'eaglectl'; from eaglectl.cli.entry import main; sys.exit(main())"
 
 
 @pytest.fixture

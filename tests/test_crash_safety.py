@@ -30,7 +30,7 @@ from tests.helpers import fake_python, free_port, survivor
 
 ROOT = Path(__file__).resolve().parent.parent
 FORCE_FALLBACK = "import eaglectl.export.atomic as a; a._exchange = lambda x, y: False; "
-RUN_CLI = "import sys; from eaglectl.cli.app import main; sys.argv[0] = 'eaglectl'; main()"
+RUN_CLI = "import sys; from eaglectl.cli.entry import main; sys.argv[0] = 'eaglectl'; main()"
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -422,3 +422,66 @@ def test_a_signal_during_an_import_waits_for_the_import(tmp_path, monkeypatch, s
         restore()
         module = sys.modules.pop("eaglectl_slow_import_probe", None)
     assert module is not None and module.DONE is True  # the import ran to its end
+
+
+# A run whose first tenth of a second is a Ctrl-C: the signal lands while the CLI is imported (typer, rich,
+# eaglectl's modules) or its command line read, before any command runs.
+EARLY = ("import os, signal, sys; sys.argv[0] = 'eaglectl'; signal.signal(signal.SIGINT, signal.default_int_handler); "
+         "signal.signal(signal.SIGHUP, signal.SIG_DFL); from eaglectl.cli import entry, signals; signals.hold(); {send}"
+         "entry.main()")
+WHILE_IMPORTING = "os.kill(os.getpid(), {sig}); "  # held from the entry point's first line, before any import
+WHILE_PARSING = ("import typer.main as tm; real = tm.get_command; "  # while Typer builds the command line's parser
+                 "tm.get_command = lambda app: (os.kill(os.getpid(), {sig}), real(app))[1]; ")
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                                   (signal.SIGHUP, 129, "terminated (SIGHUP)")])
+@pytest.mark.parametrize("when", [WHILE_IMPORTING, WHILE_PARSING])
+@pytest.mark.parametrize("command", ["export", "inspect --json", "--help"])
+def test_a_signal_before_the_command_starts_ends_the_run_in_one_line(samples, tmp_path, sig, code, said, when,
+                                                                      command):
+    """Not a traceback from inside an import: the signal is held back until the command's handlers take it, and
+    the run ends as one ends a command (one line, its exit code, nothing written; with --json its envelope). One
+    that no command takes (`--help`) ends the run the same way once the help is printed."""
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    out = outputs / "out"
+    args = {"export": ["export", str(samples["specforge"]), "-o", str(out)],
+            "inspect --json": ["inspect", "--json", str(samples["specforge"])], "--help": ["--help"]}[command]
+    run = EARLY.format(send=when.format(sig=int(sig)))
+    proc = subprocess.run([sys.executable, "-c", run, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert proc.stderr.splitlines() == [f"error: {said}"], proc.stderr
+    assert list(outputs.iterdir()) == []  # no output, no staging, no lock
+    if command == "inspect --json":
+        doc = json.loads(proc.stdout)
+        assert doc["ok"] is False and doc["error"]["exit_code"] == code and doc["command"] == "inspect"
+    if command == "--help":
+        assert "Usage: eaglectl" in proc.stdout
+
+
+def test_a_signal_held_over_the_runs_last_import_is_not_dropped(tmp_path, monkeypatch):
+    """A signal held back during an import the command ends right after (before it is sent again) goes back to
+    the entry point's hold, which ends the run with it: dropped, a Ctrl-C'd run exited 0."""
+    import importlib
+
+    from eaglectl.cli import app, signals
+
+    mod = tmp_path / "eaglectl_last_import_probe.py"
+    mod.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    signals.hold()
+    try:
+        if not signals.holding(signal.getsignal(signal.SIGTERM)):
+            pytest.skip("SIGTERM has a handler of its own in this test run")
+        restore = app._terminate_like_interrupt()
+        try:
+            importlib.import_module("eaglectl_last_import_probe")  # held: an import is under way
+        finally:
+            restore()  # the run ends within the 50 ms before the signal is sent again
+        assert signals.take() == [signal.SIGTERM]
+    finally:
+        signals.release()
+        signals.take()
+        sys.modules.pop("eaglectl_last_import_probe", None)

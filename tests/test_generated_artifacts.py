@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gen_cli_artifacts.py"
 REGENERATE = "python scripts/gen_cli_artifacts.py"
-ENTRY = "import sys; sys.argv[0] = 'eaglectl'; from eaglectl.cli.app import main; sys.exit(main())"
+ENTRY = "import sys; sys.argv[0] = 'eaglectl'; from eaglectl.cli.entry import main; sys.exit(main())"
 SHELL_FILES = {"bash": "completions/eaglectl.bash", "zsh": "completions/_eaglectl",
                "fish": "completions/eaglectl.fish", "powershell": "completions/eaglectl.ps1"}
 
@@ -40,7 +40,7 @@ def test_pyproject_ships_every_completion_script():
         "completions/eaglectl.ps1": "share/eaglectl/completions/eaglectl.ps1",
     }
     assert set(shared) == set(SHELL_FILES.values())
-    assert config["project"]["scripts"]["eaglectl"] == "eaglectl.cli.app:main"  # the name the scripts complete
+    assert config["project"]["scripts"]["eaglectl"] == "eaglectl.cli.entry:main"  # the name the scripts complete
 
 
 @pytest.mark.parametrize("shell", sorted(SHELL_FILES))

@@ -172,8 +172,10 @@ def test_offline_and_not_cached_is_one_error(cli, cached, args):
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
     repo = args[args.index("--draft") + 1] if "--draft" in args else args[1]
+    # no such path either (taken for a Hub id as it names no local one; with --revision it is one)
+    said = "" if "v9" in args else "; as a path: no such file or directory"
     assert lines[0] == f"error: {repo}{'@v9' if 'v9' in args else ''}: not in the local Hugging Face cache, and " \
-                       f"HF_HUB_OFFLINE is set"
+                       f"HF_HUB_OFFLINE is set{said}"
     assert lines[1:] == [f"hint: unset HF_HUB_OFFLINE, or download it first: `hf download {repo}"
                          f"{' --revision v9' if 'v9' in args else ''}`"]
 
@@ -196,6 +198,7 @@ def test_an_unreachable_hub_is_not_said_to_be_offline_mode(cli, hub_cache, monke
     assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.splitlines()
     assert lines[0].startswith("error: org/not-cached: cannot reach the Hub and not in the local cache (")
+    assert lines[0].endswith("; as a path: no such file or directory")
     assert lines[1] == ("hint: check the connection to the Hub (and HF_ENDPOINT), or download it first: "
                         "`hf download org/not-cached`")
 
@@ -417,17 +420,19 @@ def test_hub_errors_are_one_line(cli, online, monkeypatch):
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
     result = cli("inspect", "org/nope")
     assert result.exit_code == 1 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[0] == "error: org/nope: no such model repo on the Hub (or it is private)"
+    assert result.stderr.splitlines()[0] == ("error: org/nope: no such model repo on the Hub (or it is private); as a "
+                                             "path: no such file or directory")
 
 
-@pytest.mark.parametrize("failure", ["connect", "timeout", "server-error"])
+@pytest.mark.parametrize("failure", ["connect", "timeout", "server-error", "401", "403", "404", "429"])
 def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unreachable(cli, cached, samples,
                                                                                          online, monkeypatch,
                                                                                          tmp_path, failure):
-    """As export and token-map do (huggingface_hub's download falls back to the cache): inspect reads the cached
-    snapshot, not an error line."""
+    """As export and token-map do (huggingface_hub's download falls back to the cache on every failure but an
+    unknown revision): inspect reads the cached snapshot, not an error line. 401 / 403 / 404 / 429: an expired
+    token, a proxy that refuses, a repo made private since it was cached, a rate limit."""
     import huggingface_hub
-    from huggingface_hub.utils import HfHubHTTPError
+    from huggingface_hub.utils import HfHubHTTPError, RepositoryNotFoundError
 
     httpx = pytest.importorskip(type(huggingface_hub.utils.get_session()).__module__.split(".")[0])
     calls: list = []
@@ -439,7 +444,10 @@ def test_inspect_of_a_cached_drafter_falls_back_to_the_cache_when_the_hub_is_unr
             raise httpx.ConnectError("[Errno -3] Temporary failure in name resolution", request=request)
         if failure == "timeout":
             raise httpx.ConnectTimeout("timed out", request=request)
-        raise HfHubHTTPError("504 Gateway Timeout", response=httpx.Response(504, request=request))
+        if failure == "404":
+            raise RepositoryNotFoundError("404 Repository Not Found", response=httpx.Response(404, request=request))
+        status = 504 if failure == "server-error" else int(failure)
+        raise HfHubHTTPError(f"{status} Client Error", response=httpx.Response(status, request=request))
 
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
     monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", unreachable)

@@ -512,6 +512,17 @@ def _broken_target(tiny_llama, tmp_path, how: str):
     elif how == "config-disagrees":
         cfg = json.loads((t / "config.json").read_text())
         (t / "config.json").write_text(json.dumps({**cfg, "intermediate_size": 2 * cfg["intermediate_size"]}))
+    elif how == "config-deeper":  # two layers the weights do not hold: transformers initialises them at random
+        cfg = json.loads((t / "config.json").read_text())
+        (t / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": cfg["num_hidden_layers"] + 2}))
+    elif how in ("shard-missing", "index-without-metadata", "index-without-weight-map"):
+        _shard(t)
+        index = json.loads((t / "model.safetensors.index.json").read_text())
+        if how == "shard-missing":
+            (t / "model-00002-of-00002.safetensors").unlink()
+        else:
+            del index["metadata" if how == "index-without-metadata" else "weight_map"]
+        (t / "model.safetensors.index.json").write_text(json.dumps(index))
     else:  # a pickle whose unpickling would run code
         from safetensors.torch import load_file
 
@@ -521,6 +532,21 @@ def _broken_target(tiny_llama, tmp_path, how: str):
         st.unlink()
         torch.save(state, t / "pytorch_model.bin")
     return t
+
+
+def _shard(t):
+    """The target's model.safetensors split in two shards with an index, as transformers writes them."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(t / "model.safetensors")
+    names = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": names[:len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for shard, part in shards.items():
+        save_file({n: state[n] for n in part}, t / shard, metadata={"format": "pt"})
+    (t / "model.safetensors").unlink()
+    weight_map = {n: shard for shard, part in shards.items() for n in part}
+    (t / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
 
 
 class _Evil:
@@ -533,6 +559,11 @@ class _Evil:
 @pytest.mark.parametrize(("how", "said"), [
     ("truncated", "a safetensors file of the target is corrupt or truncated"),
     ("config-disagrees", "the target's config disagrees with its weights: model.layers."),
+    ("config-deeper", "the target's config disagrees with its weights: 18 parameter(s) it builds are not in the "
+                      "weights (model.layers.8.input_layernorm.weight, "),
+    ("shard-missing", "model-00002-of-00002.safetensors"),
+    ("index-without-metadata", "model.safetensors.index.json has no \"metadata\", which transformers reads"),
+    ("index-without-weight-map", "model.safetensors.index.json has no \"weight_map\", which transformers reads"),
     ("pickle-refused", "refused to unpickle the target's weights: they need objects beyond tensors (posix.system)"),
 ])
 def test_a_target_that_cannot_load_is_one_error_line(cli, tiny_llama, tmp_path, how, said):

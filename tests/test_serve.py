@@ -289,6 +289,28 @@ def test_exec_mode_exports_then_execs(cli, samples, mocker, fake_python):
     assert env["PATH"] == os.environ["PATH"]
 
 
+def test_exec_mode_says_what_it_launches_before_the_server_takes_over(cli, samples, mocker, fake_python):
+    """exec replaces eaglectl's process: what was exported and the command launched are said on stderr before it,
+    or never."""
+    mocker.patch("eaglectl.serving.launcher.exec_server", side_effect=SystemExit(0))  # exec does not return
+    d = samples["nemo-consolidated"]
+    result = cli("serve", "--target", samples["target"], "--draft", d, "--python", fake_python)
+    assert result.exit_code == 0, result.stderr
+    assert f"exported the drafter to {d / 'sglang'}" in result.stderr
+    assert f"{fake_python} -m sglang.launch_server --model-path {samples['target']}" in result.stderr
+    assert result.stdout == ""  # stdout is the server's
+
+
+def test_wait_says_what_it_launches_before_the_servers_log_and_once(cli, samples, fake_python):
+    d = samples["nemo-consolidated"]
+    result = cli("serve", "--target", samples["target"], "--draft", d, "--python", fake_python,
+                 "--port", str(free_port()), "--smoke-only")
+    assert result.exit_code == 0, result.stderr
+    said, command = f"exported the drafter to {d / 'sglang'}", f"{fake_python} -m sglang.launch_server"
+    assert result.stderr.count(said) == 1 and result.stderr.count(command) == 1, result.stderr
+    assert result.stderr.index(said) < result.stderr.index(command) < result.stderr.index("fake sglang starting")
+
+
 def test_wait_smoke_only_with_fake_server(cli, samples, fake_python, monkeypatch, tmp_path):
     port = free_port()
     pidfile = tmp_path / "pid"
@@ -323,6 +345,7 @@ def test_child_dying_before_health_reports_log_tail(cli, samples, fake_python, m
                  "--port", str(free_port()), "--wait")
     assert result.exit_code == 1
     assert "exited with code 3" in result.stderr and "fake failure during start-up" in result.stderr
+    assert result.stderr.count("fake failure during start-up") == 1, result.stderr  # streamed, not said again
 
 
 def _assert_gone(pid: int, timeout: float = 10.0) -> None:

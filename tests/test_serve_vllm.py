@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from eaglectl.demo.samples import d2t_t2d, draft_config, eagle3_tensors, save_json, save_safetensors
+from tests.helpers import sibling_venv
 
 
 def fake_vllm_python(tmp_path: Path, *, metadata: str | None = "0.33.0", version_py: str | None = None) -> str:
@@ -98,6 +99,16 @@ def test_exec_runs_vllm_from_an_interpreter_that_has_it(cli, samples, tmp_path, 
     export = Path(speculative_config(argv)["model"])
     cfg = json.loads((export / "config.json").read_text())  # written before the launch, with vLLM's keys
     assert cfg["eagle_aux_hidden_state_layer_ids"] == [2, 4, 5] and cfg["norm_before_residual"] is False
+
+
+def test_a_sibling_venv_of_the_same_base_is_asked_for_its_vllm(cli, samples, tmp_path, mocker):
+    """vLLM kept in its own venv made from the same base interpreter (its python links to the same binary as this
+    one's): that venv's vLLM is what counts, not this interpreter's (which has none)."""
+    execed = mocker.patch("eaglectl.serving.launcher.exec_server")
+    python = sibling_venv(tmp_path / "vllm-venv", {"vllm": "0.33.0"})
+    result = serve(cli, samples, samples["specforge"], "--python", python)
+    assert result.exit_code == 0, result.stderr
+    assert execed.call_args.args[0][:2] == [python, "-m"]
 
 
 def test_a_version_other_than_the_known_one_is_a_warning(cli, samples, tmp_path, mocker):

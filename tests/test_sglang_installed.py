@@ -11,6 +11,7 @@ import pytest
 
 from eaglectl.enums import Algorithm
 from eaglectl.serving.installed import check_release, installed_sglang
+from tests.helpers import sibling_venv
 from tests.synthetic_heads import head, write
 
 
@@ -182,21 +183,8 @@ def test_print_only_spells_flags_as_this_interpreters_sglang_does(cli, samples, 
 def sibling_venvs(tmp_path_factory) -> dict[str, str]:
     """Two real venvs made from this interpreter's base (each venv's python is a symlink to the same binary): one
     with SGLang 0.5.15's metadata in its site-packages (an `sglang` that must never be imported), one without."""
-    import subprocess
-
-    base = getattr(sys, "_base_executable", None) or sys.executable
     root = tmp_path_factory.mktemp("venvs")
-    pythons = {}
-    for name in ("with", "without"):
-        subprocess.run([base, "-m", "venv", "--without-pip", str(root / name)], check=True)
-        pythons[name] = str(root / name / "bin" / "python")
-    site = next((root / "with" / "lib").glob("python3*/site-packages"))
-    (site / "sglang").mkdir()
-    (site / "sglang" / "__init__.py").write_text("raise RuntimeError('the probe must not import sglang')\n")
-    dist = site / "sglang-0.5.15.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sglang\nVersion: 0.5.15\n")
-    return pythons
+    return {"with": sibling_venv(root / "with", {"sglang": "0.5.15"}), "without": sibling_venv(root / "without")}
 
 
 def test_a_sibling_venv_of_the_same_base_is_another_interpreter(sibling_venvs):

@@ -18,7 +18,7 @@ import typer.main
 from eaglectl.cli.app import app
 
 HEAVY = {"torch", "safetensors", "transformers", "sglang", "numpy", "huggingface_hub"}
-ENTRY = "import sys; sys.argv[0] = 'eaglectl'; from eaglectl.cli.app import main; sys.exit(main())"
+ENTRY = "import sys; sys.argv[0] = 'eaglectl'; from eaglectl.cli.entry import main; sys.exit(main())"
 
 
 def imported(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[set[str], str]:

@@ -170,7 +170,14 @@ def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
                               skip_tokenizer_init=(opts.skip_tokenizer_init
                                                    or "--skip-tokenizer-init" in opts.extra_args))
     serve_opts = opts.serve_options()
-    prepared = prepare(serve_opts)
+    said: list[str] = []  # said by the export, before it replaced what it warns of
+
+    def early(message: str) -> None:
+        said.append(message)
+        if on_warning is not None:
+            on_warning(message)
+
+    prepared = prepare(serve_opts, on_warning=early)
     runs = [ConfigRun(BASELINE, argv := argv_for(serve_opts, prepared, None), shell_join(argv))]
     for c in configs:
         argv = argv_for(serve_opts, prepared, (c.steps, c.topk, c.draft_tokens))
@@ -188,7 +195,7 @@ def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
         result.notes.remove(SYNTHETIC_WARNING)
         result.warnings.append(SYNTHETIC_WARNING)
     for warning in result.warnings:
-        if on_warning is not None:
+        if on_warning is not None and warning not in said:
             on_warning(warning)  # before the sweep, not after it
     if opts.temperature > 0:
         result.notes.append(f"temperature {opts.temperature}: outputs are sampled, so agreement with the baseline "
@@ -393,7 +400,7 @@ def _run_config(opts: BenchOptions, result: BenchResult, run: ConfigRun, sizes: 
 
 def _fail(run: ConfigRun, rf: results.ResultsFile | None, error: str, say: Callable[[str], None]) -> None:
     run.status, run.error = "failed", error
-    say(f"  {run.config}: failed: {error.splitlines()[0]}; the sweep goes on")
+    say(f"  {run.config}: failed: {error.splitlines()[0].removesuffix('; last log lines:')}; the sweep goes on")
     if rf is not None:
         results.append(rf, {"kind": "failure", "config": run.config, "error": error})
 

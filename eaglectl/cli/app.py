@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from eaglectl import __version__, output
-from eaglectl.cli import bench, demo, export, finish, inspect, probe_target, serve, token_map
+from eaglectl.cli import bench, demo, export, finish, inspect, probe_target, serve, signals, token_map
 from eaglectl.cli.options import OUTPUT_PANEL
 from eaglectl.errors import EaglectlError, UsageError
 
@@ -142,6 +142,7 @@ class EaglectlGroup(TyperGroup):
         finish.COMMAND_OPTIONS.update({name: frozenset(o for p in cmd.params for o in p.opts if o.startswith("--"))
                                        for name, cmd in self.commands.items()})
         try:
+            _deliver_held()
             return super().invoke(ctx)
         except Terminated as exc:  # SIGTERM / SIGHUP: cleaned up on the way here, as Ctrl-C is
             output.error(f"terminated ({exc.name})")
@@ -231,7 +232,7 @@ def _terminate_like_interrupt() -> Callable[[], None]:
     import signal
     import threading
 
-    timers: list[threading.Timer] = []
+    timers: list[tuple[threading.Timer, int]] = []
 
     def importing(frame: Any) -> bool:
         while frame is not None:
@@ -244,7 +245,7 @@ def _terminate_like_interrupt() -> Callable[[], None]:
         if importing(frame):
             timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
             timer.daemon = True
-            timers.append(timer)
+            timers.append((timer, signum))
             timer.start()
             return
         if signum == signal.SIGINT:
@@ -257,19 +258,33 @@ def _terminate_like_interrupt() -> Callable[[], None]:
         if sig is None:
             continue
         try:
-            if signal.getsignal(sig) is default:
+            current = signal.getsignal(sig)
+            if current is default or signals.holding(current):  # the entry point's hold: the default's stand-in
                 old[sig] = signal.signal(sig, handler)
         except (ValueError, OSError):  # not the main thread (a test runner's, an embedding program's)
             pass
 
     def restore() -> None:
-        for timer in timers:  # a signal held back over the run's last import: the run is over
+        pending = []
+        for timer, signum in timers:  # a signal held back over the run's last import: not dropped
+            if timer.is_alive():
+                pending.append(signum)
             timer.cancel()
         for sig, previous in old.items():
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(sig, previous)
+        for signum in dict.fromkeys(pending):  # to the entry point's hold, which ends the run with it
+            if signals.holding(signal.getsignal(signum)):
+                os.kill(os.getpid(), signum)
 
     return restore
+
+
+def _deliver_held() -> None:
+    """Signals the entry point held back before the command started (while the CLI was imported and its command
+    line read), sent again now that the command's handlers take them: the run ends as if they landed here."""
+    for signum in signals.take():
+        os.kill(os.getpid(), signum)  # its handler raises here, in the command's try
 
 
 def wants_json(argv: Sequence[str]) -> bool:
@@ -309,12 +324,16 @@ app.command("demo", cls=EaglectlCommand)(demo.demo_command)
 def main() -> None:
     """The `eaglectl` entry point. Output piped into a reader that stops early (`eaglectl inspect X | head -1`)
     ends quietly with exit code 1, as `hf` and `pip` end (Python's documented handling of a closed pipe): no
-    traceback, no "Exception ignored" line when the interpreter flushes stdout on its way out."""
+    traceback, no "Exception ignored" line when the interpreter flushes stdout on its way out. Ctrl-C, SIGTERM and
+    SIGHUP are held back from here (from the entry point's first line, `eaglectl.cli.entry`) until the command's
+    handlers take them; one that no command took (`--help`, a usage error) ends the run as it ends a command."""
+    signals.hold()
     _reopen_closed_streams()
     try:
         try:
             app()
         finally:
+            _end_held()
             sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
     except BrokenPipeError:
         _quiet_stdout()
@@ -327,6 +346,31 @@ def main() -> None:
             with contextlib.suppress(OSError, ValueError):  # stays the one (stderr may be just as full)
                 output.error(f"cannot write the output ({exc.strerror or exc})")
         sys.exit(1)
+
+
+def _end_held() -> None:
+    """Stop holding signals; one that arrived while no command ran to take it (`--help`, a usage error, the moment
+    after a command ended) ends the run as it ends a command: one line, its exit code (and the `--json` envelope
+    where the run printed none)."""
+    import signal
+
+    signals.release()
+    taken = signals.take()
+    if not taken:
+        return
+    exc: BaseException
+    if taken[0] == signal.SIGINT:
+        exc, message, code = KeyboardInterrupt(), "interrupted", 130
+    else:
+        exc = Terminated(taken[0])
+        message, code = f"terminated ({exc.name})", exc.exit_code
+    if not output.errored:
+        output.error(message)
+    argv = sys.argv[1:]
+    if wants_json(argv):
+        names = {c.name for c in app.registered_commands}
+        output.emit_failure(next((a for a in argv if a in names), None), exc, exit_code=code, message=message)
+    sys.exit(code)
 
 
 STREAM_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "ENXIO") if hasattr(errno, n))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
-from eaglectl.cli.finish import finish
+from eaglectl.cli.finish import EarlyWarnings, finish
 from eaglectl.cli.options import (
     CONVERSION_PANEL,
     OUTPUT_PANEL,
@@ -65,13 +65,15 @@ def export_command(
     The directory is verified after writing; --format speculators writes vLLM's native speculators layout instead."""
     from eaglectl.export.exporter import export_checkpoint
 
+    early = EarlyWarnings("export")
     with byte_progress("exporting", enabled=not dry_run) as progress:
         report = export_checkpoint(
             path, output=output_dir, revision=revision, algorithm=algorithm, dtype=ExportDType(dtype).value,
             drop_embeddings=drop_embeddings, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
             progress=progress, aux_layer_ids=list(aux_layer_ids) if aux_layer_ids else None,
-            draft_config=draft_config, fmt=ExportFormat(fmt), verifier=verifier)
-    finish("export", report, as_json=json, render=lambda c: render_export(c, report), warnings=report.warnings)
+            draft_config=draft_config, fmt=ExportFormat(fmt), verifier=verifier, on_warning=early)
+    finish("export", report, as_json=json, render=lambda c: render_export(c, report),
+           warnings=early.rest(report.warnings))
 
 
 def render_export(console: Console, r) -> None:

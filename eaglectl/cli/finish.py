@@ -56,6 +56,23 @@ def _listed(commands: list[str]) -> str:
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
+class EarlyWarnings:
+    """A core function's `on_warning`: each warning printed when it arises (before what it warns of happens), and
+    remembered, so that the warnings `finish` prints at the end leave it out."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.said: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        self.said.append(message)
+        output.warn(for_command(message, self.command) or message)
+
+    def rest(self, warnings: Iterable[str]) -> list[str]:
+        """`warnings` without those already said."""
+        return [w for w in warnings if w not in self.said]
+
+
 def _command_aware(result: Any, command: str) -> None:
     """Findings (inspect's, bench's) carry hints as the core wrote them: each said for `command`."""
     for finding in getattr(result, "findings", None) or []:

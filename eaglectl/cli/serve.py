@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eaglectl import output
-from eaglectl.cli.finish import finish
+from eaglectl.cli.finish import EarlyWarnings, finish, for_command
 from eaglectl.cli.options import (
     LAUNCH_PANEL,
     OUTPUT_PANEL,
@@ -125,19 +125,48 @@ def serve_command(
         min_accept_length=min_accept_length, timeout=timeout, extra_args=passthrough_args(ctx))
     supervised = wait or smoke or smoke_only
     name = "vLLM" if opts.engine is ServeEngine.vllm else "SGLang"
+    announced: list[object] = []
+    early = EarlyWarnings("serve")
+
+    def announce(prepared) -> None:  # before the server's own output (exec replaces this process: now or never)
+        _say_launch(prepared, early.rest(prepared.warnings))
+        announced.append(prepared)
+
     with output.stderr.status(f"starting {name} ...", spinner="dots") if supervised else nullcontext() as st:
         result = serve(
-            opts,
+            opts, on_launch=announce, on_warning=early,
             on_tick=(lambda s: st.update(f"waiting for {name} /health ({s:.0f} s)")) if st else None,
             on_healthy=lambda url, s: output.note(f"{name} is up at {url} after {s:.1f} s"))
-    for n in result.notes:
-        output.note(n)
+    if not announced:
+        for n in result.notes:
+            output.note(n)
     failure = None
     if result.exit_code:  # the server's own log said why; its exit code becomes eaglectl's
         failure = LaunchError(f"{name} exited with code {result.exit_code}")
         failure.exit_code = result.exit_code
-    finish("serve", result, as_json=json, render=lambda c: _render(c, result), warnings=result.warnings,
-           failure=failure, say_error=False)
+    finish("serve", result, as_json=json, render=lambda c: _render(c, result),
+           warnings=[] if announced else early.rest(result.warnings), failure=failure, say_error=False)
+
+
+def _resolved(r) -> list[tuple[str, str]]:
+    """What serve resolved, as (key, value) lines for stderr."""
+    return [(key, str(value)) for key, value in (
+        ("target", r.target), ("draft", r.draft), ("layout", r.draft_layout.value),
+        ("algorithm", r.algorithm.value if r.algorithm else None), ("draft model path", r.draft_model_path),
+        ("export", r.exported), ("token map", r.token_map), ("url", r.url),
+        *(("env", f"{k}={v}") for k, v in r.env.items())) if value]
+
+
+def _say_launch(r, warnings: list[str]) -> None:
+    """On stderr, before the server starts: the notes (what was exported), the warnings, what was resolved and the
+    command launched."""
+    for n in r.notes:
+        output.note(n)
+    for w in warnings:
+        output.warn(for_command(w, "serve") or w)
+    for key, value in _resolved(r):
+        output.note(f"{key:<17} {value}")
+    output.note(f"{'launching':<17} {r.command}")
 
 
 def _render(console: Console, r) -> None:
@@ -145,13 +174,8 @@ def _render(console: Console, r) -> None:
 
     if r.mode == "print-only":  # stdout: the command alone, ready for $(...) or eval; what was resolved: stderr
         console.print(printable(r.command), markup=False, highlight=False, soft_wrap=True)
-        for key, value in (("target", r.target), ("draft", r.draft), ("layout", r.draft_layout.value),
-                           ("algorithm", r.algorithm.value if r.algorithm else None),
-                           ("draft model path", r.draft_model_path), ("export", r.exported),
-                           ("token map", r.token_map), ("url", r.url),
-                           *(("env", f"{k}={v}") for k, v in r.env.items())):
-            if value:
-                output.note(f"{key:<17} {value}")
+        for key, value in _resolved(r):
+            output.note(f"{key:<17} {value}")
         return
     algorithm = r.algorithm.value if r.algorithm else ""
     name = "vLLM" if r.engine.value == "vllm" else "SGLang"

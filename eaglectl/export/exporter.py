@@ -112,6 +112,7 @@ class ExportReport:
 
 
 ProgressFn = Callable[[int, int], None]
+WarnFn = Callable[[str], None]
 
 
 def servable_as_is(ckpt: Checkpoint, plan: ExportPlan) -> bool:
@@ -158,10 +159,11 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, revision: 
                       max_shard_size: str = DEFAULT_MAX_SHARD, force: bool = False, dry_run: bool = False,
                       progress: ProgressFn | None = None, aux_layer_ids: list[int] | None = None,
                       draft_config: str | None = None, fmt: ExportFormat = ExportFormat.sglang,
-                      verifier: str | None = None) -> ExportReport:
+                      verifier: str | None = None, on_warning: WarnFn | None = None) -> ExportReport:
     """resolve -> plan (checked against SGLang's rules; `fmt` speculators: vLLM's and speculators') -> write ->
     verify -> swap. A safetensors source with a meta file starts its kernel copy before the meta is read: reading
-    it imports torch (about a second), which then runs beside the copy instead of before it."""
+    it imports torch (about a second), which then runs beside the copy instead of before it. `on_warning` gets a
+    warning about what the swap will replace before it happens (it is in `report.warnings` too)."""
     t0 = time.monotonic()
     if verifier is not None and fmt is not ExportFormat.speculators:
         raise UsageError("--verifier is written into a speculators config: pass it with --format speculators")
@@ -182,19 +184,20 @@ def export_checkpoint(path: str, *, output: str | Path | None = None, revision: 
             early.abandon()
         raise
     return export_plan(ckpt, plan, output=output, max_shard_size=max_shard_size, force=force, dry_run=dry_run,
-                       progress=progress, started=t0, early=early)
+                       progress=progress, started=t0, early=early, on_warning=on_warning)
 
 
 def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None = None,
                 max_shard_size: str = DEFAULT_MAX_SHARD, force: bool = False, dry_run: bool = False,
                 progress: ProgressFn | None = None, started: float | None = None,
-                early: EarlyCopy | None = None) -> ExportReport:
+                early: EarlyCopy | None = None, on_warning: WarnFn | None = None) -> ExportReport:
     """Write a plan already made (and checked servable) for a resolved local checkpoint: `serve` plans once.
     `early`: the copy `EarlyCopy.start` began before the plan was complete; used when the plan turned out as it
     predicted (same output, same tensors), abandoned otherwise."""
     try:
         return _export_plan(ckpt, plan, output=output, max_shard_size=max_shard_size, force=force,
-                            dry_run=dry_run, progress=progress, started=started, early=early)
+                            dry_run=dry_run, progress=progress, started=started, early=early,
+                            on_warning=on_warning)
     finally:
         if early is not None:
             early.abandon()  # a no-op once its staging dir was swapped into place
@@ -202,7 +205,7 @@ def export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None
 
 def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | None, max_shard_size: str,
                  force: bool, dry_run: bool, progress: ProgressFn | None, started: float | None,
-                 early: EarlyCopy | None) -> ExportReport:
+                 early: EarlyCopy | None, on_warning: WarnFn | None) -> ExportReport:
     t0 = time.monotonic() if started is None else started
     if ckpt.weights is not None:
         ckpt.weights.doing = "exporting"  # names what was going on if a source file changes under the reads
@@ -264,6 +267,8 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
             return report
         refuse_foreign_dir(out)  # again under the lock: what is there now is what the swap replaces
         unpinned = unpin_warning(out, plan.config)
+        if unpinned and on_warning is not None:
+            on_warning(unpinned)  # said while the export holding the ids is still there (Ctrl-C keeps it)
         kept = "previous output left intact" if read_manifest(out) is not None else "nothing written"
         staged = early.staged if early is not None else stage_dir(out)
         written = early.written if early is not None else _Written()

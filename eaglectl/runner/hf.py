@@ -136,13 +136,53 @@ def _held_log(messages: list[str]) -> Iterator[None]:
                 handler.handle(record)
 
 
-def load_error(model_path: str, exc: BaseException, log: Sequence[str]) -> CheckpointError | None:
-    """What a failed `from_pretrained` means, as one line (None: not a failure of the target's files)."""
+def refuse_missing(model_path: str, info: dict[str, Any]) -> None:
+    """A config that builds parameters the weights do not hold (more layers than were saved, another model's
+    config): transformers initialises them at random and loads without an error, and every comparison after it
+    measures noise. Refused, naming the first of them."""
+    import re
+
+    missing = sorted(info.get("missing_keys") or [],
+                     key=lambda n: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", n)])
+    if not missing:
+        return
+    more = f", and {len(missing) - 3} more" if len(missing) > 3 else ""
+    raise CheckpointError(f"{model_path}: the target's config disagrees with its weights: {len(missing)} "
+                          f"parameter(s) it builds are not in the weights ({', '.join(missing[:3])}{more}); "
+                          f"transformers would initialise them at random",
+                          hint="fix config.json to match the weights (or point at the right checkpoint)")
+
+
+def _index_lacks(directory: Path, key: Any) -> str | None:
+    """The name of the target's shard index when it is a JSON object without `key` (what a KeyError raised while
+    transformers reads it names), else None."""
+    from eaglectl.checkpoint.weights import BIN_INDEX, SAFETENSORS_INDEX
+    from eaglectl.jsonfile import INDEX_LIMITS, read_json_object
+
+    for name in (SAFETENSORS_INDEX, BIN_INDEX):
+        try:
+            index = read_json_object(directory / name, what="weight index", limits=INDEX_LIMITS)
+        except (EaglectlError, OSError):
+            continue
+        if isinstance(key, str) and key not in index:
+            return name
+    return None
+
+
+def load_error(model_path: str, exc: BaseException, log: Sequence[str],
+               directory: Path | None = None) -> CheckpointError | None:
+    """What a failed `from_pretrained` means, as one line (None: not a failure of the target's files).
+    `directory`: the target's, where the shard index a KeyError may name is read."""
     import pickle
     import re
     import zipfile
 
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if isinstance(exc, KeyError) and directory is not None and exc.args and (
+            index := _index_lacks(directory, exc.args[0])) is not None:
+        return CheckpointError(f"{model_path}: the shard index {index} has no \"{exc.args[0]}\", which transformers "
+                               f"reads", hint=f"add the \"{exc.args[0]}\" object transformers writes to the index (or "
+                                              f"point at the right checkpoint)")
     if isinstance(exc, pickle.UnpicklingError):
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         return CheckpointError(f"{model_path}: refused to unpickle the target's weights: they need objects beyond "
@@ -192,9 +232,14 @@ class HFTargetRunner:
             try:
                 with _no_progress_bars(), _held_log(log):
                     # Any: transformers types `.to` through a decorator that mypy reads as taking the model itself.
-                    model: Any = AutoModelForCausalLM.from_pretrained(loadable, config=config, **kwargs)
+                    loaded: Any = AutoModelForCausalLM.from_pretrained(loadable, config=config,
+                                                                       output_loading_info=True, **kwargs)
+                    model: Any = loaded[0]
+                    refuse_missing(model_path, loaded[1])  # raised here, its load report is held, not printed
+            except EaglectlError:
+                raise
             except Exception as exc:
-                mapped = load_error(model_path, exc, log)
+                mapped = load_error(model_path, exc, log, Path(self.model_path))
                 if mapped is None:
                     raise
                 raise mapped from exc

@@ -39,6 +39,7 @@ class ServerProcess:
     def __init__(self, argv: list[str], env: dict[str, str], *, log: Callable[[str], None] | None = None) -> None:
         self.argv, self.env = argv, env
         self.tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self.streamed = log is None  # the log goes to stderr as it comes: a failure does not repeat its tail
         self._log = log or (lambda line: sys.stderr.write(line))
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -91,16 +92,18 @@ class ServerProcess:
             if not self.alive():
                 code = self.proc.returncode if self.proc else None
                 self._drain()
-                raise LaunchError(f"SGLang exited with code {code} before becoming healthy; last log lines:\n"
-                                  f"{self.log_tail()}")
+                raise LaunchError(f"SGLang exited with code {code} before becoming healthy{self._log_said()}")
             if elapsed > timeout:
-                raise LaunchError(f"SGLang did not answer {base_url}/health within {timeout:.0f} s; last log lines:\n"
-                                  f"{self.log_tail()}")
+                raise LaunchError(f"SGLang did not answer {base_url}/health within {timeout:.0f} s{self._log_said()}")
             if health_ok(base_url):
                 return elapsed
             if on_tick:
                 on_tick(elapsed)
             time.sleep(0.5)
+
+    def _log_said(self) -> str:
+        """How a failure points at the server's log: above, where it was streamed, else its last lines."""
+        return " (its log is above)" if self.streamed else f"; last log lines:\n{self.log_tail()}"
 
     def _drain(self) -> None:
         if self._reader is not None:

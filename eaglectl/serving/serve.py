@@ -69,10 +69,11 @@ class ServeResult:
     vllm_rules: str | None = None  # --engine vllm: the vLLM release whose rules the drafter was checked with
 
 
-def prepare(opts: ServeOptions) -> ServeResult:
-    """Everything before the launch: resolve, preflight, export (unless print-only), argv."""
+def prepare(opts: ServeOptions, *, on_warning: Callable[[str], None] | None = None) -> ServeResult:
+    """Everything before the launch: resolve, preflight, export (unless print-only), argv. `on_warning` gets the
+    export's warning about what it will replace before it does (it is in `warnings` too)."""
     if opts.engine is ServeEngine.vllm:
-        return _prepare_vllm(opts)
+        return _prepare_vllm(opts, on_warning=on_warning)
     from eaglectl.checkpoint.peagle import reject_p_eagle
     from eaglectl.checkpoint.target import load_target
     from eaglectl.export.atomic import output_path
@@ -152,7 +153,7 @@ def prepare(opts: ServeOptions) -> ServeResult:
             notes.append(f"print-only: nothing written; the draft path {out} {state}: a real launch exports the "
                          f"drafter there first")
     else:
-        report = export_plan(ckpt, plan)
+        report = export_plan(ckpt, plan, on_warning=on_warning)
         warnings.extend(report.warnings)
         out, exported = report.output, report.action
         notes.extend(report.notes)
@@ -184,11 +185,11 @@ def prepare(opts: ServeOptions) -> ServeResult:
         spelt_for=spelt_for)
 
 
-def _prepare_vllm(opts: ServeOptions) -> ServeResult:
+def _prepare_vllm(opts: ServeOptions, *, on_warning: Callable[[str], None] | None) -> ServeResult:
     from eaglectl.engines.vllm.rules import RELEASE
     from eaglectl.serving import vllm
 
-    launch = vllm.prepare(opts)
+    launch = vllm.prepare(opts, on_warning=on_warning)
     return ServeResult(
         argv=launch.argv, command=shell_command(launch.argv, {}), env={}, target=opts.target, draft=opts.draft,
         draft_layout=launch.draft_layout, draft_model_path=launch.draft_model_path, token_map=None,
@@ -340,11 +341,17 @@ def check_flags(opts: ServeOptions, spelt_for: str | None) -> None:
 
 
 def serve(opts: ServeOptions, *, on_tick: Callable[[float], None] | None = None,
-          on_healthy: Callable[[str, float], None] | None = None) -> ServeResult:
-    """Prepare, then launch in the requested mode. In exec mode this call does not return."""
-    result = prepare(opts)
+          on_healthy: Callable[[str, float], None] | None = None,
+          on_launch: Callable[[ServeResult], None] | None = None,
+          on_warning: Callable[[str], None] | None = None) -> ServeResult:
+    """Prepare, then launch in the requested mode. In exec mode this call does not return. `on_launch` gets the
+    prepared result just before the server starts: what it says comes before the server's own output (in exec
+    mode, it is the last eaglectl says)."""
+    result = prepare(opts, on_warning=on_warning)
     if opts.print_only:
         return result
+    if on_launch is not None:
+        on_launch(result)
     env = {**os.environ, **result.env}
     if result.mode == "exec":
         launcher.exec_server(result.argv, env)

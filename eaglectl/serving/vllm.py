@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +46,9 @@ class VllmLaunch:
 def installed_vllm(python: str) -> InstalledVllm:
     """Ask `python` for its vLLM release (package metadata, never an import); exit 2 with the install hint when it
     has none."""
-    from eaglectl.serving.installed import _run_probe, probe
+    from eaglectl.serving.installed import _run_probe, is_this_interpreter, probe
 
-    here = os.path.realpath(python) == os.path.realpath(sys.executable)
-    found = probe("vllm") if here else _run_probe(python, "vllm")
+    found = probe("vllm") if is_this_interpreter(python) else _run_probe(python, "vllm")
     if not found.get("installed"):
         raise MissingDependencyError(f"vLLM is not importable by {python}; eaglectl launches "
                                      f"`{python} -m {rules.CLI_MODULE.value} serve`", hint=INSTALL_HINT)
@@ -119,8 +118,9 @@ def build_argv(opts: ServeOptions, *, draft_path: str, parallel_drafting: bool, 
     return argv + list(opts.extra_args)
 
 
-def prepare(opts: ServeOptions) -> VllmLaunch:
-    """Everything before launching vLLM: resolve, export (unless print-only), preflight, argv."""
+def prepare(opts: ServeOptions, *, on_warning: Callable[[str], None] | None = None) -> VllmLaunch:
+    """Everything before launching vLLM: resolve, export (unless print-only), preflight, argv. `on_warning`: as
+    for SGLang's (`eaglectl.serving.serve.prepare`)."""
     from eaglectl.checkpoint.resolve import resolve
     from eaglectl.checkpoint.target import load_target
     from eaglectl.engines.vllm.loader import simulate_load
@@ -165,7 +165,7 @@ def prepare(opts: ServeOptions) -> VllmLaunch:
                 "already holds this drafter's export (up to date)" if exported == "unchanged"
                 else "does not hold it yet: a real launch exports the drafter there first"))
         else:
-            report = export_plan(ckpt, plan, output=out)
+            report = export_plan(ckpt, plan, output=out, on_warning=on_warning)
             warnings.extend(report.warnings)
             exported = report.action
             notes.extend(report.notes)
