@@ -208,10 +208,12 @@ def _export_in_a_fresh_interpreter(src: Path, out: Path) -> str:
     return run.stderr.strip().splitlines()[-1]
 
 
-def test_exporting_a_nemo_consolidated_head_never_imports_torch(samples, tmp_path):
-    """The one-file NeMo layout (safetensors + eagle_meta.pt) exports without torch: importing it costs about as
-    much as copying a 2 GB head."""
-    assert _export_in_a_fresh_interpreter(samples["nemo-consolidated"], tmp_path / "out") == "no torch"
+@pytest.mark.parametrize("layout", ["nemo-consolidated", "specforge", "specforge-training"])
+def test_exporting_never_imports_torch(samples, tmp_path, layout):
+    """NeMo's one-file layout (safetensors + eagle_meta.pt), an SGLang-layout head whose d2t / t2d are stored
+    tensors, and a SpecForge 0.2 training step (weights inside training_state.pt) export without torch:
+    importing it costs about as much as copying a 2 GB head."""
+    assert _export_in_a_fresh_interpreter(samples[layout], tmp_path / "out") == "no torch"
 
 
 def _weights_both_ways(path: Path, monkeypatch):
@@ -263,3 +265,26 @@ def test_weights_pickles_the_index_does_not_handle_go_to_torch(tmp_path, monkeyp
 def test_exporting_a_legacy_pickle_never_imports_torch(samples, tmp_path):
     """draft_model.pt (NeMo's legacy layout) is indexed from its pickle and copied in the kernel: no torch."""
     assert _export_in_a_fresh_interpreter(samples["nemo-legacy-eagle3"], tmp_path / "out") == "no torch"
+
+
+def test_load_array_reads_stored_values_as_torch_does(tmp_path):
+    """Plainly stored integer / bool / float tensors come back from their bytes (numpy, no torch); bf16 and a
+    pickle's strided view through torch, converted; the values agree with torch's reading either way."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from eaglectl.checkpoint import weights
+
+    values = {"d2t": torch.arange(-3, 5, dtype=torch.int64), "t2d": torch.tensor([True, False, True]),
+              "f16": torch.randn(4, 3, dtype=torch.float16), "bf16": torch.randn(2, 3, dtype=torch.bfloat16),
+              "empty": torch.zeros(0, 3, dtype=torch.int32)}
+    save_file(values, str(tmp_path / "model.safetensors"))
+    ws = weights.open_weights([tmp_path / "model.safetensors"])
+    base = torch.arange(12, dtype=torch.int64).reshape(3, 4)
+    _save(tmp_path / "w.pt", {"view": base.t(), "plain": base})
+    pt = weights.open_weights([tmp_path / "w.pt"])
+    for ws_, name, want in [*((ws, k, v) for k, v in values.items()), (pt, "view", base.t()), (pt, "plain", base)]:
+        got = ws_.load_array(name)
+        assert isinstance(got, np.ndarray) and got.shape == tuple(want.shape), name
+        assert np.array_equal(got, want.float().numpy() if want.dtype == torch.bfloat16 else want.numpy()), name

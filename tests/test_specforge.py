@@ -219,6 +219,21 @@ def test_export_holds_what_specforge_export_writes_tensor_for_tensor(runs, tmp_p
     assert cfg["architectures"] == ["LlamaForCausalLMEagle3"] and cfg["draft_vocab_size"] == 128
 
 
+def test_a_training_state_reads_the_same_with_and_without_torch(runs, monkeypatch):
+    """eaglectl's own reader of plain pickles and torch.load (the fallback for files it does not handle) give the
+    same tensors, byte ranges and training record."""
+    from eaglectl.checkpoint import weights
+
+    fast = resolve.resolve(runs["v0.2"]["output"])
+    monkeypatch.setattr(weights, "index_pickle", lambda f: None)
+    slow = resolve.resolve(runs["v0.2"]["output"])
+    assert fast.weights.tensors == slow.weights.tensors
+    assert fast.training == slow.training and fast.config == slow.config
+    assert fast.weights.stored_plainly("d2t") and not fast.weights._pickles and slow.weights._pickles
+    for name in fast.weights.tensors:
+        assert fast.weights.load(name).equal(slow.weights.load(name)), name
+
+
 def test_export_keeps_what_specforge_export_loses(runs, tmp_path):
     """Aux ids the run config overrode (only in the provenance record), RoPE kept only in rope_parameters, and a
     trained embedding: SpecForge's own export writes none of them."""

@@ -129,13 +129,20 @@ def newest_step(run_dir: Path) -> Path | None:
 
 
 def read_training_state(path: Path) -> tuple[dict[str, Any], TrainingState]:
-    """The draft tensors of a `training_state.pt` (mapped, not read) and what the payload says about them.
+    """The draft tensors of a `training_state.pt` (not read: `StoredTensor`s from eaglectl's own reader of plain
+    pickles, or mapped torch tensors where it does not handle the file) and what the payload says about them.
     Anything but the documented plain containers is refused by the weights-only unpickler or here, as one line."""
-    import torch
+    from eaglectl.checkpoint.small_pickle import StoredTensor
+    from eaglectl.checkpoint.weights import index_pickle, load_pickle
 
-    from eaglectl.checkpoint.weights import load_pickle
+    obj = index_pickle(path)
+    if obj is None:
+        obj = load_pickle(path)
+        import torch
 
-    obj = load_pickle(path)
+        tensor_type: type = torch.Tensor
+    else:
+        tensor_type = StoredTensor
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: holds {_kind(obj)}, not SpecForge's training-state dict")
     weights = obj.get(WEIGHTS_KEY)
@@ -145,8 +152,8 @@ def read_training_state(path: Path) -> tuple[dict[str, Any], TrainingState]:
                                   f"model.safetensors beside it")
         raise CheckpointError(f"{path}: no {WEIGHTS_KEY} dict (keys: {_keys(obj)}); not a SpecForge >= 0.2 "
                               f"training state")
-    tensors = {k: v for k, v in weights.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-    odd = [k for k in weights if not (isinstance(k, str) and isinstance(weights[k], torch.Tensor))]
+    tensors = {k: v for k, v in weights.items() if isinstance(k, str) and isinstance(v, tensor_type)}
+    odd = [k for k in weights if not (isinstance(k, str) and isinstance(weights[k], tensor_type))]
     if odd:
         raise CheckpointError(f"{path}: {WEIGHTS_KEY} holds {len(odd)} entr{'y' if len(odd) == 1 else 'ies'} that "
                               f"are not named tensors ({_short(odd[0])})")

@@ -57,6 +57,10 @@ ITEMSIZE = {
     "I64": 8, "U64": 8, "F64": 8,
 }
 FLOAT_DTYPES = {"F8_E4M3", "F8_E5M2", "F16", "BF16", "F32", "F64"}
+# safetensors dtype code -> numpy dtype name, for the codes numpy reads as stored (not bf16 / fp8, not unsigned
+# ids torch cannot read: those go through torch, whose refusal names them)
+NUMPY_DTYPES = {"I64": "int64", "I32": "int32", "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16",
+                "F32": "float32", "F64": "float64", "F16": "float16"}
 
 
 def nbytes(dtype: str, shape: tuple[int, ...] | list[int]) -> int:
@@ -120,6 +124,23 @@ class WeightSet:
         """One tensor's values (a torch.Tensor in private memory), read with `pread` like `load_rows`."""
         info = self.tensors[name]
         return self.load_rows(name, 0, info.shape[0]) if info.shape else self._read(name, None, None)
+
+    def load_array(self, name: str) -> Any:
+        """One tensor's values as a numpy array. Read from its stored bytes when they lie plainly in a dtype numpy
+        has (d2t, t2d: no torch needed), else through `load` and converted (`arrays.as_numpy`)."""
+        info = self.tensors[name]
+        np_name = NUMPY_DTYPES.get(info.dtype)
+        if np_name is None or not self.stored_plainly(name):
+            from eaglectl.checkpoint.arrays import as_numpy
+
+            return as_numpy(self.load(name))
+        import numpy as np
+
+        dtype = np.dtype(np_name).newbyteorder("<")
+        if info.numel == 0:
+            return np.empty(info.shape, dtype=dtype)
+        assert info.data_offset is not None
+        return np.frombuffer(self._pread(info.file, info.data_offset, info.nbytes), dtype=dtype).reshape(info.shape)
 
     def load_rows(self, name: str, start: int, stop: int):
         """Rows [start, stop) of a tensor, for bounded-memory streaming of large matrices.
@@ -686,7 +707,8 @@ def _offset_in_file(tensor: Any, mappings: tuple[tuple[int, int, int], ...], fd:
 def open_weights(files: list[Path], index_file: Path | None = None, *,
                  loaded: dict[Path, dict[str, Any]] | None = None) -> WeightSet:
     """Open every shard lazily and check the index (if any) against what the shards hold. `loaded`: the tensors
-    of a pickle already read with `load_pickle` (a training state whose weights sit under a key of their own)."""
+    of a pickle already read, by `index_pickle` (`StoredTensor`s) or `load_pickle` (torch tensors): a training
+    state whose weights sit under a key of their own."""
     if not files:
         raise CheckpointError("no weight files")
     if len(files) > MAX_SHARDS:
@@ -698,6 +720,9 @@ def open_weights(files: list[Path], index_file: Path | None = None, *,
         if fmt == "safetensors":
             part = read_safetensors_header(f)
             _check_safe_open(f)
+        elif loaded is not None and f in loaded and all(isinstance(v, StoredTensor) for v in loaded[f].values()):
+            part, spans = _stored_infos(loaded[f], f)
+            ws._spans.update(spans)
         elif (loaded is None or f not in loaded) and (indexed := _index_pickle(f)) is not None:
             part, spans = indexed
             ws._spans.update(spans)
@@ -725,13 +750,19 @@ def open_weights(files: list[Path], index_file: Path | None = None, *,
     return ws
 
 
-def _index_pickle(f: Path) -> tuple[dict[str, TensorInfo], dict[str, tuple[int, tuple[int, ...], bool]]] | None:
-    """A weights pickle's tensors and where their bytes lie, read from its pickle alone without torch
-    (`small_pickle.read_tensor_index`); None when that reader does not handle the file or finds no state dict
-    in it: then `load_pickle` (torch) reads it, and its checks and errors apply."""
+def index_pickle(f: Path) -> Any | None:
+    """The object a `torch.save` zip holds, each tensor a `StoredTensor` (where its bytes lie), read from its pickle
+    alone without torch (`small_pickle.read_tensor_index`), after the zip limits; None when that reader does not
+    handle the file: then `load_pickle` (torch) reads it, and its checks and errors apply."""
     if sys.byteorder != "little":
         return None
-    obj = read_tensor_index(f, MAX_VIEW_FACTOR * max(check_torch_zip(f), 1))
+    return read_tensor_index(f, MAX_VIEW_FACTOR * max(check_torch_zip(f), 1))
+
+
+def _index_pickle(f: Path) -> tuple[dict[str, TensorInfo], dict[str, tuple[int, tuple[int, ...], bool]]] | None:
+    """A weights pickle's tensors and where their bytes lie (`index_pickle`); None when it cannot be indexed or
+    holds no state dict (top level or under one of STATE_DICT_KEYS)."""
+    obj = index_pickle(f)
     if not isinstance(obj, dict):
         return None
     tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, StoredTensor)}
@@ -742,8 +773,11 @@ def _index_pickle(f: Path) -> tuple[dict[str, TensorInfo], dict[str, tuple[int, 
                 tensors = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, StoredTensor)}
                 if tensors:
                     break
-    if not tensors:
-        return None
+    return _stored_infos(tensors, f) if tensors else None
+
+
+def _stored_infos(tensors: dict[str, StoredTensor], f: Path
+                  ) -> tuple[dict[str, TensorInfo], dict[str, tuple[int, tuple[int, ...], bool]]]:
     infos, spans = {}, {}
     for k, st in tensors.items():
         numel = math.prod(st.shape)

@@ -150,7 +150,7 @@ def checkpoint_view(ckpt: Checkpoint, algorithm: Algorithm | None) -> HeadView:
 
     def load(base: str) -> Any:  # None for a dtype torch cannot read (U32 d2t): the plan refuses it, by name
         info = ws.tensors[stored[base]]
-        return ws.load(info.name) if readable_dtype(info.dtype) else None
+        return ws.load_array(info.name) if readable_dtype(info.dtype) else None
 
     return HeadView(ckpt.config, algorithm, {b: ws.tensors[n].shape for b, n in stored.items()},
                     load=None if ws.remote else load, source=ckpt.source,

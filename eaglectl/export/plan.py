@@ -336,7 +336,7 @@ def build_plan(ckpt: Checkpoint, *, algorithm: Algorithm | None = None, dtype: s
         if d2t_info.dtype not in INDEX_DTYPES["d2t"] or len(d2t_info.shape) != 1:
             raise CheckpointError(f"{ckpt.source}: {d2t_name} is {d2t_info.dtype}{list(d2t_info.shape)}; d2t is a "
                                   f"1-D tensor of integer id offsets (refused rather than truncated)")
-        d2t = ckpt.weights.load(d2t_name).numpy().astype(np.int64)  # integer dtypes: numpy has them all
+        d2t = ckpt.weights.load_array(d2t_name).astype(np.int64)  # integer dtypes: numpy has them all
         selected = d2t + np.arange(d2t.size, dtype=np.int64)
         token_map_source = f"d2t in the weights ({d2t_name})"
     if selected is not None:

@@ -22,7 +22,7 @@ def plan_view(ckpt: Checkpoint, plan: ExportPlan) -> HeadView:
 
     def load(base: str) -> Any:
         t = by_base[base]
-        return plan.generated[t.name] if t.source is None else ws.load(t.source)
+        return plan.generated[t.name] if t.source is None else ws.load_array(t.source)
 
     config = plan.config
     if plan.format is ExportFormat.speculators:  # the checks read the flat dialect: as vLLM flattens it

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eaglectl.checkpoint.weights import changed_error, file_identity, nbytes, release_pages
+from eaglectl.checkpoint.weights import NUMPY_DTYPES, changed_error, file_identity, nbytes, release_pages
 
 CHUNK_BYTES = 64 * 1024 * 1024  # rows converted in user space per step: bounds memory
 COPY_BYTES = 256 * 1024 * 1024  # one in-kernel copy step: no user memory, fewer writeback kicks
@@ -41,9 +41,6 @@ class InMemory:
     data: bytes
 
 
-# numpy dtype names of the safetensors codes a generated tensor may have
-NUMPY_DTYPES = {"I64": "int64", "I32": "int32", "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16",
-                "F32": "float32", "F64": "float64", "F16": "float16"}
 
 
 def array_bytes(array: Any, dtype: str) -> InMemory:
