@@ -470,27 +470,31 @@ def test_source_truncated_during_conversion_is_a_clean_error(samples, tmp_path, 
 
 
 def test_unused_tensors_are_never_read(cli, samples, monkeypatch):
-    """A tensor nothing takes (export drops it) is not scanned for NaN / Inf, however large it is."""
-    from eaglectl.checkpoint.weights import WeightSet
+    """A tensor nothing takes (export drops it) is not scanned for NaN / Inf, however large it is: no read of the
+    source touches its bytes (every read of tensor values, torch's or numpy's, goes through `_pread_into`)."""
+    from eaglectl.checkpoint.weights import WeightSet, open_weights
     from eaglectl.demo.samples import save_safetensors
 
     d = samples["specforge"]
     with safe_open(d / "model.safetensors", framework="pt") as fh:
         tensors = {k: fh.get_tensor(k).clone() for k in fh.keys()}  # noqa: SIM118 (no iteration protocol)
     save_safetensors(d / "model.safetensors", {**tensors, "optimizer.exp_avg": torch.zeros(512, 64)})
-    read: list[str] = []
-    real = WeightSet._read
+    unused = open_weights([d / "model.safetensors"]).tensors["optimizer.exp_avg"]
+    assert unused.data_offset is not None
+    lo, hi = unused.data_offset, unused.data_offset + unused.nbytes
+    reads: list[tuple[int, int]] = []
+    real = WeightSet._pread_into
 
-    def spy(self, name, start, stop):
-        read.append(name)
-        return real(self, name, start, stop)
+    def spy(self, fd, path, offset, view):
+        reads.append((offset, offset + len(view)))
+        return real(self, fd, path, offset, view)
 
-    monkeypatch.setattr(WeightSet, "_read", spy)
+    monkeypatch.setattr(WeightSet, "_pread_into", spy)
     for args in (["inspect", d], ["export", d, "--dtype", "fp32", "--output", d.parent / "out"]):
-        read.clear()
+        reads.clear()
         result = cli(*args)
         assert result.exit_code == 0, result.stdout + result.stderr
-        assert read and "optimizer.exp_avg" not in read
+        assert reads and not [r for r in reads if r[0] < hi and r[1] > lo], (lo, hi)
 
 
 # --- which SGLang releases the export loads in ---------------------------------------------------------------------
