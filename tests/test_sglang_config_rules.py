@@ -184,6 +184,8 @@ def test_the_target_rope_note_is_for_the_releases_it_concerns(tmp_path, sample_r
         return "target-rope-parameters-only" in {f.code for f in target_findings(ckpt, plan, info, version=version)}
     assert noted(None) and noted("0.5.9")
     assert not noted("0.5.10") and not noted("0.5.15")
+    # a local build's version string: checked as the newest known release, as the installed-release check warns
+    assert not noted("0.5.15-cu124") and not noted("garbage")
 
 
 # --- fc skipped, aux order ----------------------------------------------------------------------------------------

@@ -551,5 +551,5 @@ def target_findings(ckpt: Checkpoint, plan: ExportPlan | None, target: TargetInf
     release that will serve it (None: every known one), `cuda_graph`: whether it records CUDA graphs."""
     report = InspectReport(source=ckpt.source, layout=ckpt.layout, paths={},
                            algorithm=plan.algorithm if plan else None)
-    _target_findings(ckpt, plan, target, report, version=version, cuda_graph=cuda_graph)
+    _target_findings(ckpt, plan, target, report, version=rules.checked_release(version), cuda_graph=cuda_graph)
     return report.findings

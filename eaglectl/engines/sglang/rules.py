@@ -47,6 +47,13 @@ def release_key(version: str) -> tuple[int, int, int, int] | None:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3)), -1 if m.group(5) else int(post or 0))
 
 
+def checked_release(version: str | None) -> str | None:
+    """The release whose rules apply to an installed `version`: itself, the newest known one when it is no release
+    number eaglectl can order (a local build's '0.5.15-cu124'; the installed-release check warns so), None (every
+    known release) when unknown."""
+    return version if version is None or release_key(version) is not None else NEWEST_KNOWN
+
+
 def _key(version: str) -> tuple[int, int, int, int]:
     key = release_key(version)
     if key is None:
