@@ -275,6 +275,31 @@ def test_hub_target_passes_through_a_hub_draft_is_checked(cli, samples, hub_cach
     assert argv[argv.index("--speculative-draft-model-path") + 1] == str(snapshot)
 
 
+@pytest.mark.parametrize("mode", ["print-only", "exec"])
+def test_serving_a_ready_head_says_what_export_warns_of(cli, samples, mocker, fake_python, tmp_path, mode):
+    """A head SGLang loads as it stands is launched without an export, whose NaN / Inf scan and t2d check it
+    skipped: serving it gave garbage without a word. serve warns as inspect and export do, before the launch."""
+    execed = mocker.patch("eaglectl.serving.launcher.exec_server")
+    d = helpers.ready_head_with_nan_and_stale_t2d(samples["specforge"], tmp_path / "head")
+    args = ["serve", "--target", samples["target"], "--draft", d, "--python", fake_python]
+    result = cli(*args, *(["--print-only"] if mode == "print-only" else []), "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)["result"]
+    assert doc["draft_layout"] == "sglang-ready" and doc["exported"] is None and doc["draft_model_path"] == str(d)
+    nan = "1 tensor(s) hold NaN / Inf values: fc.weight (1 NaN)"
+    assert any(w.startswith(nan) for w in doc["warnings"]), doc["warnings"]
+    assert any(w.startswith("t2d-mismatch: t2d marks 1 target tokens d2t does not name") for w in doc["warnings"])
+    assert f"warning: {nan}" in result.stderr and "warning: t2d-mismatch" in result.stderr
+    assert execed.called is (mode == "exec")
+    if mode == "exec":  # said before SGLang replaces the process
+        assert result.stderr.index("warning: t2d-mismatch") < result.stderr.index("launching")
+
+
+def test_serving_a_clean_ready_head_warns_of_nothing(cli, samples, fake_python):
+    code, doc = print_only(cli, samples, "--python", fake_python)
+    assert code == 0 and doc["result"]["draft_layout"] == "sglang-ready" and doc["result"]["warnings"] == []
+
+
 def test_exec_mode_exports_then_execs(cli, samples, mocker, fake_python):
     execed = mocker.patch("eaglectl.serving.launcher.exec_server")
     d = samples["nemo-consolidated"]
