@@ -326,6 +326,24 @@ def test_exec_mode_says_what_it_launches_before_the_server_takes_over(cli, sampl
     assert result.stdout == ""  # stdout is the server's
 
 
+@pytest.mark.parametrize("exec_returns", [False, True])
+def test_exec_mode_json_prints_the_document_before_the_server_takes_over(cli, samples, mocker, fake_python,
+                                                                         exec_returns):
+    """`serve --json` in exec mode printed nothing on stdout: the process became SGLang before `finish`. The document
+    (what was exported, the argv execed) goes out just before the exec, once."""
+    execed = mocker.patch("eaglectl.serving.launcher.exec_server",
+                          side_effect=None if exec_returns else SystemExit(0))  # exec does not return
+    d = samples["nemo-consolidated"]
+    result = cli("serve", "--target", samples["target"], "--draft", d, "--python", fake_python, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)  # one document, nothing else
+    assert doc["ok"] is True and doc["command"] == "serve"
+    r = doc["result"]
+    assert r["mode"] == "exec" and r["exported"] == "written" and r["draft_model_path"] == str(d / "sglang")
+    assert r["argv"] == execed.call_args.args[0] and r["command"].startswith(f"{fake_python} -m sglang.launch_server")
+    assert f"exported the drafter to {d / 'sglang'}" in result.stderr  # notes stay on stderr
+
+
 def test_wait_says_what_it_launches_before_the_servers_log_and_once(cli, samples, fake_python):
     d = samples["nemo-consolidated"]
     result = cli("serve", "--target", samples["target"], "--draft", d, "--python", fake_python,
