@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from eaglectl.errors import CheckpointError
+from eaglectl.output import shell_quote  # commands in hints: quoted as the shell reads them back
 
 PATH_PREFIXES = ("/", "./", "../", "~")
 
@@ -135,7 +136,7 @@ def offline() -> bool:
 
 
 def _rev(revision: str | None) -> str:
-    return f" --revision {revision}" if revision else ""
+    return f" --revision {shell_quote(revision)}" if revision else ""
 
 
 def hub_error(repo_id: str, revision: str | None, exc: Exception) -> CheckpointError:
@@ -152,13 +153,13 @@ def hub_error(repo_id: str, revision: str | None, exc: Exception) -> CheckpointE
     # It was taken for a Hub id as it names no local path: that is said too, unless --revision made it an id.
     path = "" if revision else "; as a path: no such file or directory"
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    retry = (OFFLINE_HINT if offline() else UNREACHABLE_HINT).format(repo=repo_id, rev=_rev(revision))
+    retry = (OFFLINE_HINT if offline() else UNREACHABLE_HINT).format(repo=shell_quote(repo_id), rev=_rev(revision))
     if type(exc).__name__ == "IncompleteSnapshotError":  # huggingface_hub >= 2: files of the listing missing
         return CheckpointError(f"{what}: the cached snapshot is incomplete and the Hub cannot be asked ({first})",
                                hint=retry)
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)) and offline():
         return CheckpointError(f"{what}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set{path}",
-                               hint=OFFLINE_HINT.format(repo=repo_id, rev=_rev(revision)))
+                               hint=OFFLINE_HINT.format(repo=shell_quote(repo_id), rev=_rev(revision)))
     if isinstance(exc, GatedRepoError):  # a RepositoryNotFoundError subclass: first
         return CheckpointError(f"{what}: gated repo; accept its terms on the Hub and log in",
                                hint="`hf auth login`, or set HF_TOKEN")
@@ -228,7 +229,7 @@ def fetch_drafter(repo_id: str, revision: str | None) -> HubSource:
         if src.offline:  # an earlier headers-only inspect cached config.json alone
             raise CheckpointError(f"{repo_id}: the cached snapshot {src.commit} holds no weights (found "
                                   f"{', '.join(found) or 'nothing'}), and HF_HUB_OFFLINE is set",
-                                  hint=OFFLINE_HINT.format(repo=repo_id, rev=_rev(revision)))
+                                  hint=OFFLINE_HINT.format(repo=shell_quote(repo_id), rev=_rev(revision)))
         raise CheckpointError(f"{repo_id}: no drafter weights at the top of the repo (found "
                               f"{', '.join(found) or 'nothing'}; expected model.safetensors, pytorch_model.bin or "
                               f"draft_model.pt beside config.json)")
@@ -297,4 +298,4 @@ def cached_target_config(repo_id: str) -> tuple[Path | None, str]:
         return Path(found), f"target {repo_id}: config.json read from the local Hugging Face cache (commit {commit})"
     why = "the cached snapshot has none" if found is not None else "not in the local Hugging Face cache"
     return None, (f"target {repo_id}: config.json {why}, so the checks against the target were skipped "
-                  f"(`hf download {repo_id} config.json` lets eaglectl run them)")
+                  f"(`hf download {shell_quote(repo_id)} config.json` lets eaglectl run them)")

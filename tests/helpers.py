@@ -171,3 +171,19 @@ def distilled_nemo_head(tmp_path: Path) -> tuple[Path, Path]:
     work = tmp_path / "fixture"
     shutil.copytree(fixture / "nemo", work / "nemo")
     return fixture, work / "nemo" / "epoch_0_step_100"
+
+
+def ready_head_with_nan_and_stale_t2d(src: Path, dest: Path) -> Path:
+    """A copy of the SGLang-ready head `src` (a SpecForge sample: served as it stands, no export) with a NaN in
+    fc.weight and a t2d that disagrees with d2t (one token out, another in): what inspect and export warn of."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dest)
+    tensors = load_file(dest / "model.safetensors")
+    tensors["fc.weight"][0, 0] = float("nan")
+    t2d = tensors["t2d"].clone()
+    first_in, first_out = int(t2d.nonzero()[0]), int((~t2d).nonzero()[0])
+    t2d[first_in], t2d[first_out] = False, True
+    tensors["t2d"] = t2d
+    save_file(tensors, dest / "model.safetensors", metadata={"format": "pt"})
+    return dest

@@ -177,6 +177,24 @@ def test_every_server_failing_exits_1_with_the_envelope(cli, samples, fake, monk
     assert [run["status"] for run in doc["result"]["configs"]] == ["failed", "failed"]
 
 
+def test_every_server_failing_draws_no_table_and_says_why_per_config(cli, samples, fake, monkeypatch):
+    """An empty results table (and chart heading) said nothing: the text says that no configuration was measured
+    and why, per configuration, and the error line names each reason."""
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("FAKE_SGLANG_FAIL", "baseline;3,1,4")
+    result = cli(*bench_args(samples, fake, "--max-new-tokens", "8", "--num-prompts", "2"))
+    assert result.exit_code == 1
+    out = result.stdout
+    assert "Benchmark" not in out and "Speedup vs baseline" not in out and "┃" not in out
+    assert out.startswith("No configuration was measured:")
+    for label in ("baseline", "3,1,4"):
+        assert f"{label}: SGLang exited with code 3 before becoming healthy" in out
+        assert f"fake failure during start-up of {label}" in out  # the log tail, below its reason
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error == ["error: no configuration could be measured: every server failed (baseline: SGLang exited with "
+                     "code 3 before becoming healthy; 3,1,4: SGLang exited with code 3 before becoming healthy)"]
+
+
 def test_results_file_and_resume(cli, samples, fake, tmp_path):
     results = tmp_path / "results.jsonl"
     base = ("--max-new-tokens", "8", "--num-prompts", "2", "--batch-size", "1,2", "--results", results)

@@ -122,3 +122,75 @@ def test_header_reading_does_not_load_tensor_data(samples, monkeypatch):
     ckpt = resolve(samples["specforge"])
     assert ckpt.weights.tensors["fc.weight"].shape == (64, 192)
     assert calls == []
+
+
+# --- a checkpoint one level down, named in the hint -----------------------------------------------------------------
+def test_a_specforge_runs_top_folder_names_its_output_in_the_hint(samples, cli):
+    """`inspect RUN` (SpecForge's top folder, which holds config.json and output/) said only "not a drafter
+    checkpoint"; the hint names output/ and the path to pass."""
+    from eaglectl.errors import CheckpointError
+
+    top = samples["specforge-training"].parent
+    with pytest.raises(CheckpointError, match="not a drafter checkpoint") as info:
+        resolve(top)
+    assert info.value.hint == f"output/ below it holds a SpecForge training run: point at {top / 'output'}"
+    result = cli("inspect", top)
+    assert result.exit_code == 1
+    assert "hint: output/ below it holds a SpecForge training run: point at " in result.stderr
+
+
+def test_a_folder_of_training_runs_names_them(samples, tmp_path):
+    import shutil
+
+    from eaglectl.errors import CheckpointError
+
+    job = tmp_path / "job"
+    shutil.copytree(samples["nemo-consolidated"], job / "run1" / "epoch_0_step_100")
+    shutil.copytree(samples["specforge"], job / "export")
+    (job / "logs").mkdir()
+    (job / "notes.txt").write_text("x")
+    with pytest.raises(CheckpointError) as info:
+        resolve(job)
+    assert info.value.hint == ("checkpoints one level down: export/ (a drafter checkpoint), run1/ (a training run of "
+                               f"epoch_<E>_step_<S> checkpoints); point at one of them, e.g. {job / 'export'}")
+
+
+def test_a_folder_without_a_checkpoint_below_gets_no_hint(tmp_path):
+    from eaglectl.errors import CheckpointError
+
+    (tmp_path / "d" / "logs" / "epoch_notes").mkdir(parents=True)
+    (tmp_path / "d" / "a.txt").write_text("x")
+    with pytest.raises(CheckpointError, match="not a drafter checkpoint") as info:
+        resolve(tmp_path / "d")
+    assert info.value.hint is None
+
+
+def test_the_look_one_level_down_is_bounded(tmp_path, monkeypatch):
+    """Every input has a bounded cost: a folder of thousands of runs is not walked for a hint."""
+    from eaglectl.checkpoint import resolve as r
+
+    monkeypatch.setattr(r, "MAX_BELOW_ENTRIES", 3)
+    for i in range(10):
+        (tmp_path / f"head{i}").mkdir()
+        (tmp_path / f"head{i}" / "config.json").write_text("{}")
+        (tmp_path / f"head{i}" / "model.safetensors").write_bytes(b"")
+    looked: list[str] = []
+    real = r._what_checkpoint
+    monkeypatch.setattr(r, "_what_checkpoint", lambda d: looked.append(d.name) or real(d))
+    assert len(r.checkpoints_below(tmp_path)) == 3 and len(looked) == 3
+
+
+def test_the_hints_path_is_quoted_for_the_shell(tmp_path):
+    """A path with bytes that are not UTF-8 (or a space) is written as the shell reads it back: `$'...'`, not a
+    Python escape (`\\udce9`) that cannot be pasted."""
+    import os
+
+    from eaglectl.errors import CheckpointError
+
+    top = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9 run")
+    os.makedirs(os.path.join(top, "output", "r-step1"))
+    open(os.path.join(top, "output", "r-step1", "training_state.pt"), "wb").close()
+    with pytest.raises(CheckpointError) as info:
+        resolve(top)
+    assert info.value.hint is not None and "\\udce9" not in info.value.hint
+    assert info.value.hint.endswith(f"point at $'{tmp_path}/caf\\xe9 run/output'")

@@ -268,6 +268,34 @@ def test_a_non_finite_mem_fraction_static_is_a_usage_error(cli, samples, command
     assert "--mem-fraction-static" in error["message"] and "not a finite number" in error["message"]
 
 
+def _mem_fraction_args(samples, command: str) -> tuple:
+    if command == "probe-target":
+        return ("probe-target", samples["target"])
+    return (command, "--target", samples["target"], "--draft", samples["specforge"], "--print-only")
+
+
+@pytest.mark.parametrize("command", ["serve", "bench", "probe-target"])
+@pytest.mark.parametrize("value", ["0", "-0.5", "1.5"])
+def test_mem_fraction_static_has_one_range_in_every_command(cli, samples, command, value):
+    """SGLang cannot run with no memory share: serve and bench refused 1.5 but passed 0 on to SGLang, while
+    probe-target refused it. One rule, above 0 and at most 1, a usage error (exit 2) in all three."""
+    result = cli(*_mem_fraction_args(samples, command), "--mem-fraction-static", value, "--json")
+    assert result.exit_code == 2, result.stdout
+    error = json.loads(result.stdout)["error"]
+    assert error["message"] == f"Invalid value for '--mem-fraction-static': {float(value)} is not above 0 and at most 1"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--tolerance", "nan"), ("--tolerance", "inf"),
+                                               ("--min-top1-agreement", "nan"), ("--mem-fraction-static", "nan")])
+def test_probe_target_says_a_non_finite_threshold_is_not_a_finite_number(cli, samples, option, value):
+    """Click's own `min=` check answered `--tolerance nan` with "should be greater than or equal to 0" (nan fails
+    every comparison): the same words as the other commands' options."""
+    result = cli("probe-target", samples["target"], option, value, "--json")
+    assert result.exit_code == 2, result.stdout
+    message = json.loads(result.stdout)["error"]["message"]
+    assert message == f"Invalid value for '{option}': {value} is not a finite number"
+
+
 @pytest.mark.parametrize(("command", "option"), [
     ("serve", "--timeout"), ("serve", "--min-accept-length"), ("bench", "--timeout"), ("bench", "--request-timeout"),
 ])

@@ -80,6 +80,19 @@ def test_sglang_ready_dir_is_left_untouched(cli, samples):
     assert tree(d) == before
 
 
+def test_an_sglang_ready_dir_left_untouched_still_gets_the_exports_warnings(cli, samples, tmp_path):
+    """Verified in place, it skipped the NaN / Inf scan and the t2d check a written export gets: the same warnings."""
+    from tests.helpers import ready_head_with_nan_and_stale_t2d
+
+    d = ready_head_with_nan_and_stale_t2d(samples["specforge"], tmp_path / "head")
+    before = tree(d)
+    result = cli("export", d, "--json")
+    doc = json.loads(result.stdout)["result"]
+    assert result.exit_code == 0 and doc["action"] == "unchanged" and tree(d) == before
+    assert [w.split(":")[0] for w in doc["warnings"]] == ["1 tensor(s) hold NaN / Inf values", "t2d-mismatch"]
+    assert "warning: 1 tensor(s) hold NaN / Inf values: fc.weight (1 NaN)" in result.stderr
+
+
 def test_legacy_eagle_exports_without_token_map_keeping_architecture(cli, samples):
     d = samples["nemo-legacy-eagle"]
     code, doc = run_json(cli, "export", d)

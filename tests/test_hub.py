@@ -180,6 +180,14 @@ def test_offline_and_not_cached_is_one_error(cli, cached, args):
                          f"{' --revision v9' if 'v9' in args else ''}`"]
 
 
+def test_the_download_command_in_the_hint_quotes_the_revision(cli, cached):
+    """A revision with a space or a quote (a branch name as typed) is quoted as the shell reads it back."""
+    result = cli("inspect", "org/eagle3-legacy", "--revision", "it's v9")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[1:] == [
+        "hint: unset HF_HUB_OFFLINE, or download it first: `hf download org/eagle3-legacy --revision 'it'\"'\"'s v9'`"]
+
+
 def test_an_unreachable_hub_is_not_said_to_be_offline_mode(cli, hub_cache, monkeypatch):
     """HF_HUB_OFFLINE unset, the connection refused: the hint names the connection, not a variable to unset."""
     import huggingface_hub

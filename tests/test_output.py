@@ -87,7 +87,9 @@ def test_inspect_shows_hostile_names_escaped(cli, hostile):
     ckpt, target = hostile
     out = _clean(cli("inspect", ckpt, "--target", target))
     assert f"model.{EVIL_SHOWN}.weight" in out  # the unused-tensors finding
-    assert f"fix: run `eaglectl export '{ckpt.parent.parent}/{EVIL_DIR_SHOWN}'`" in out
+    quoted = output.shell_quote(str(ckpt))  # `$'...'`: the shell reads back its bytes, and it prints as text
+    assert quoted.startswith("$'") and quoted.isprintable()
+    assert f"fix: run `eaglectl export {quoted}`" in out
 
 
 def test_export_shows_hostile_names_escaped(cli, hostile, tmp_path):
@@ -157,3 +159,67 @@ def test_serve_print_only_command_runs_exactly_in_a_shell(cli, samples, tmp_path
     shell = subprocess.run(["bash", "-c", 'eval "set -- $CMD"; printf "%s\\0" "$@"'], capture_output=True,
                            env={**os.environ, "CMD": command}, check=True)
     assert shell.stdout.split(b"\0")[:-1] == [os.fsencode(a) for a in argv]
+
+
+# --- commands in hints and fixes: pasted into a shell, they run as shown ---------------------------------------------
+HINT_DIRS = ["latin-1 \udce9t\udce9", "it's a dir $HOME"]  # bytes that are not UTF-8; quote, space and `$`
+
+
+def _shell_words(command: str) -> list[bytes]:
+    import os
+    import subprocess
+
+    shell = subprocess.run(["bash", "-c", 'eval "set -- $CMD"; printf "%s\\0" "$@"'], capture_output=True,
+                           env={**os.environ, "CMD": command}, check=True)
+    return shell.stdout.split(b"\0")[:-1]
+
+
+def _quoted_command(text: str, start: str) -> str:
+    import re
+
+    found = re.search(rf"`({re.escape(start)}[^`]*)`", text)
+    assert found, text
+    return found.group(1)
+
+
+@pytest.mark.parametrize("name", HINT_DIRS)
+def test_inspects_export_command_pastes_into_a_shell(cli, samples, tmp_path, name):
+    """The fix "run `eaglectl export PATH`" showed a path that is not UTF-8 as `'...\\udce9'`, which no shell reads
+    back as the path: it is quoted as serve --print-only quotes (`$'...'`)."""
+    import json
+    import os
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    ckpt = tmp_path / name / "head"
+    shutil.copytree(samples["nemo-legacy-eagle3"], ckpt)
+    doc = json.loads(cli("inspect", ckpt, "--json").stdout)
+    fixes = [f["fix"] for f in doc["result"]["findings"] if "`eaglectl export " in (f.get("fix") or "")]
+    assert fixes, doc["result"]["findings"]
+    command = _quoted_command(fixes[0], "eaglectl export ")
+    assert command.isprintable() and "\\udc" not in command
+    assert _shell_words(command) == [b"eaglectl", b"export", os.fsencode(ckpt)]
+    text = cli("inspect", ckpt).stdout
+    assert command in text  # the text output shows the same, pasteable, command
+
+
+@pytest.mark.parametrize("name", HINT_DIRS)
+def test_the_p_eagle_routes_commands_paste_into_a_shell(cli, samples, tmp_path, name):
+    import json
+    import os
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    ckpt = tmp_path / name / "head"
+    target = tmp_path / name / "target"
+    shutil.copytree(samples["p-eagle"], ckpt)
+    shutil.copytree(samples["target"], target)
+    result = cli("serve", "--target", target, "--draft", ckpt, "--print-only", "--json")
+    hint = json.loads(result.stdout)["error"]["hint"]
+    export = _quoted_command(hint, "eaglectl export ")
+    assert _shell_words(export) == [b"eaglectl", b"export", os.fsencode(ckpt), b"--format", b"speculators"]
+    serve = _quoted_command(hint, "eaglectl serve ")
+    assert _shell_words(serve) == [b"eaglectl", b"serve", b"--engine", b"vllm", b"--target", os.fsencode(target),
+                                   b"--draft", os.fsencode(ckpt)]
+    text = cli("serve", "--target", target, "--draft", ckpt, "--print-only").stderr
+    assert export in text and serve in text

@@ -275,6 +275,31 @@ def test_hub_target_passes_through_a_hub_draft_is_checked(cli, samples, hub_cach
     assert argv[argv.index("--speculative-draft-model-path") + 1] == str(snapshot)
 
 
+@pytest.mark.parametrize("mode", ["print-only", "exec"])
+def test_serving_a_ready_head_says_what_export_warns_of(cli, samples, mocker, fake_python, tmp_path, mode):
+    """A head SGLang loads as it stands is launched without an export, whose NaN / Inf scan and t2d check it
+    skipped: serving it gave garbage without a word. serve warns as inspect and export do, before the launch."""
+    execed = mocker.patch("eaglectl.serving.launcher.exec_server")
+    d = helpers.ready_head_with_nan_and_stale_t2d(samples["specforge"], tmp_path / "head")
+    args = ["serve", "--target", samples["target"], "--draft", d, "--python", fake_python]
+    result = cli(*args, *(["--print-only"] if mode == "print-only" else []), "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)["result"]
+    assert doc["draft_layout"] == "sglang-ready" and doc["exported"] is None and doc["draft_model_path"] == str(d)
+    nan = "1 tensor(s) hold NaN / Inf values: fc.weight (1 NaN)"
+    assert any(w.startswith(nan) for w in doc["warnings"]), doc["warnings"]
+    assert any(w.startswith("t2d-mismatch: t2d marks 1 target tokens d2t does not name") for w in doc["warnings"])
+    assert f"warning: {nan}" in result.stderr and "warning: t2d-mismatch" in result.stderr
+    assert execed.called is (mode == "exec")
+    if mode == "exec":  # said before SGLang replaces the process
+        assert result.stderr.index("warning: t2d-mismatch") < result.stderr.index("launching")
+
+
+def test_serving_a_clean_ready_head_warns_of_nothing(cli, samples, fake_python):
+    code, doc = print_only(cli, samples, "--python", fake_python)
+    assert code == 0 and doc["result"]["draft_layout"] == "sglang-ready" and doc["result"]["warnings"] == []
+
+
 def test_exec_mode_exports_then_execs(cli, samples, mocker, fake_python):
     execed = mocker.patch("eaglectl.serving.launcher.exec_server")
     d = samples["nemo-consolidated"]
@@ -299,6 +324,24 @@ def test_exec_mode_says_what_it_launches_before_the_server_takes_over(cli, sampl
     assert f"exported the drafter to {d / 'sglang'}" in result.stderr
     assert f"{fake_python} -m sglang.launch_server --model-path {samples['target']}" in result.stderr
     assert result.stdout == ""  # stdout is the server's
+
+
+@pytest.mark.parametrize("exec_returns", [False, True])
+def test_exec_mode_json_prints_the_document_before_the_server_takes_over(cli, samples, mocker, fake_python,
+                                                                         exec_returns):
+    """`serve --json` in exec mode printed nothing on stdout: the process became SGLang before `finish`. The document
+    (what was exported, the argv execed) goes out just before the exec, once."""
+    execed = mocker.patch("eaglectl.serving.launcher.exec_server",
+                          side_effect=None if exec_returns else SystemExit(0))  # exec does not return
+    d = samples["nemo-consolidated"]
+    result = cli("serve", "--target", samples["target"], "--draft", d, "--python", fake_python, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)  # one document, nothing else
+    assert doc["ok"] is True and doc["command"] == "serve"
+    r = doc["result"]
+    assert r["mode"] == "exec" and r["exported"] == "written" and r["draft_model_path"] == str(d / "sglang")
+    assert r["argv"] == execed.call_args.args[0] and r["command"].startswith(f"{fake_python} -m sglang.launch_server")
+    assert f"exported the drafter to {d / 'sglang'}" in result.stderr  # notes stay on stderr
 
 
 def test_wait_says_what_it_launches_before_the_servers_log_and_once(cli, samples, fake_python):

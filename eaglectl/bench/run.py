@@ -398,9 +398,20 @@ def _run_config(opts: BenchOptions, result: BenchResult, run: ConfigRun, sizes: 
         server.stop()
 
 
+def failure_reason(error: str | None) -> str:
+    """What made a configuration fail, in one line: its error without the server's log tail."""
+    lines = (error or "").splitlines()
+    return lines[0].removesuffix("; last log lines:") if lines and lines[0] else "failed"
+
+
+def unmeasured(result: BenchResult) -> list[tuple[str, str]]:
+    """(configuration, why) for each configuration that failed, in sweep order."""
+    return [(run.config, failure_reason(run.error)) for run in result.configs if run.status == "failed"]
+
+
 def _fail(run: ConfigRun, rf: results.ResultsFile | None, error: str, say: Callable[[str], None]) -> None:
     run.status, run.error = "failed", error
-    say(f"  {run.config}: failed: {error.splitlines()[0].removesuffix('; last log lines:')}; the sweep goes on")
+    say(f"  {run.config}: failed: {failure_reason(error)}; the sweep goes on")
     if rf is not None:
         results.append(rf, {"kind": "failure", "config": run.config, "error": error})
 

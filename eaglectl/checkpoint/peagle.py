@@ -21,13 +21,13 @@ def p_eagle_message(ckpt: Checkpoint, reason: str) -> str:
 
 def vllm_route(ckpt: Checkpoint, target: str | None = None) -> str:
     """How a P-EAGLE head is served (with vLLM), for this drafter (and target, when known)."""
-    import shlex
+    from eaglectl.output import shell_quote  # as serve --print-only quotes: `$'...'` for bytes that are not UTF-8
 
     root = ckpt.root if ckpt.hub is None and ckpt.root is not None else None
     name = (ckpt.hub_id or "draft").split("/")[-1]
     export = str(root / EXPORT_DIR) if root is not None else f"./{name}-{EXPORT_DIR}"
-    return (VLLM_ROUTE.replace("DRAFT", shlex.quote(ckpt.source)).replace("EXPORT", export)
-            .replace("TARGET", shlex.quote(target) if target else "TARGET"))
+    return (VLLM_ROUTE.replace("DRAFT", shell_quote(ckpt.source)).replace("EXPORT", export)
+            .replace("TARGET", shell_quote(target) if target else "TARGET"))
 
 
 def reject_p_eagle(ckpt: Checkpoint, target: str | None = None) -> None:

@@ -239,7 +239,76 @@ def _classify(source: str, p: Path) -> Checkpoint:
     raise CheckpointError(
         f"{source}: not a drafter checkpoint (found {', '.join(entries)}; expected config.json with "
         f"model.safetensors / pytorch_model.bin, draft_model.pt, an epoch_<E>_step_<S>/model/ directory or a "
-        f"SpecForge <run>-step<N>/training_state.pt)")
+        f"SpecForge <run>-step<N>/training_state.pt)", hint=_below_hint(source, checkpoints_below(p)))
+
+
+MAX_BELOW_ENTRIES = 64  # entries of a directory (and of each of its subdirectories) looked at for a checkpoint below
+
+
+def checkpoints_below(d: Path) -> list[tuple[str, str]]:
+    """(name, what it is) of the subdirectories of `d` that hold a checkpoint eaglectl reads: a SpecForge training
+    run's top folder holds its `output/`, a NeMo job's folder its run dir. Cheap and bounded: at most
+    `MAX_BELOW_ENTRIES` entries of `d` and of each subdirectory, a few fixed names checked in each, nothing deeper;
+    an unreadable entry is passed over (this only feeds a hint)."""
+    found: list[tuple[str, str]] = []
+    for entry in _first_entries(d):
+        try:
+            if entry.is_dir():
+                what = _what_checkpoint(Path(entry.path))
+                if what is not None:
+                    found.append((entry.name, what))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def _first_entries(d: Path) -> list[os.DirEntry[str]]:
+    entries: list[os.DirEntry[str]] = []
+    try:
+        with os.scandir(d) as it:
+            for entry in it:
+                if len(entries) >= MAX_BELOW_ENTRIES:
+                    break
+                entries.append(entry)
+    except OSError:
+        pass
+    return entries
+
+
+def _what_checkpoint(d: Path) -> str | None:
+    """What `d` is, if it is a checkpoint or a training run's output dir eaglectl resolves (None: neither)."""
+    if (d / LEGACY_WEIGHTS).is_file():
+        return "a draft_model.pt checkpoint"
+    if (d / "config.json").is_file() and any((d / n).is_file() for n in (*WEIGHT_FILES, SAFETENSORS_INDEX, BIN_INDEX)):
+        return "a drafter checkpoint"
+    if (d / "model" / "config.json").is_file():
+        return "a NeMo checkpoint"
+    if sf.is_step_dir(d):
+        return "a SpecForge training checkpoint"
+    for entry in _first_entries(d):
+        if (EPOCH_DIR.match(entry.name) or LEGACY_EPOCH_DIR.match(entry.name)) and entry.is_dir():
+            return "a training run of epoch_<E>_step_<S> checkpoints"
+        if (entry.name.endswith("-latest") and entry.is_symlink()) or (
+                sf.STEP_DIR.match(entry.name) and entry.is_dir() and sf.is_step_dir(Path(entry.path))):
+            return "a SpecForge training run"
+    return None
+
+
+def _below_hint(source: str, below: list[tuple[str, str]]) -> str | None:
+    """Where the checkpoint is, when it is one level down: named as the path to pass instead."""
+    if not below:
+        return None
+    from eaglectl.output import shell_quote
+
+    def path(name: str) -> str:
+        return shell_quote(os.path.join(source, name))
+
+    if len(below) == 1:
+        name, what = below[0]
+        return f"{name}/ below it holds {what}: point at {path(name)}"
+    listed = ", ".join(f"{name}/ ({what})" for name, what in below[:4])
+    more = f" and {len(below) - 4} more" if len(below) > 4 else ""
+    return f"checkpoints one level down: {listed}{more}; point at one of them, e.g. {path(below[0][0])}"
 
 
 def latest_epoch_dir(d: Path) -> Path | None:

@@ -8,7 +8,6 @@ is a refusal. docs/failure-modes.md describes every mode, its source thread and 
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from eaglectl.engines.sglang.loader import (
 )
 from eaglectl.enums import Algorithm, Severity
 from eaglectl.jsonfile import as_object, config_int
+from eaglectl.output import shell_join
 
 if TYPE_CHECKING:
     from eaglectl.checkpoint.resolve import Checkpoint
@@ -140,7 +140,7 @@ class HeadView:
 
     @property
     def export_cmd(self) -> str:
-        return f"eaglectl export {shlex.quote(self.source)}"
+        return shell_join(["eaglectl", "export", self.source])
 
 
 def checkpoint_view(ckpt: Checkpoint, algorithm: Algorithm | None) -> HeadView:

@@ -174,17 +174,34 @@ def bench_command(
                               hint="rerun with --resume to continue" if result.results_file else None)
         failure.exit_code = INTERRUPT_EXIT[result.interrupted]
     elif result.mode == "run" and not result.measurements:
-        failure = CheckFailedError("no configuration could be measured (every server failed; see above)")
+        failure = CheckFailedError(_nothing_measured(result))
     finish("bench", result, as_json=json, render=lambda c: _render(c, result), failure=failure)
+
+
+MAX_REASONS = 4  # configurations whose reason the error line names (the text and --json have every one)
+
+
+def _nothing_measured(r) -> str:
+    """The error of a sweep in which no server could be measured: why, per configuration."""
+    from eaglectl.bench.run import unmeasured
+
+    reasons = unmeasured(r)
+    more = f"; and {len(reasons) - MAX_REASONS} more" if len(reasons) > MAX_REASONS else ""
+    why = "; ".join(f"{config}: {reason}" for config, reason in reasons[:MAX_REASONS]) + more
+    return f"no configuration could be measured: every server failed ({why})" if why else \
+        "no configuration could be measured"
 
 
 def _render(console: Console, r) -> None:
     if r.mode == "print-only":
         _render_plan(console, r)
         return
-    _render_table(console, r)
-    _render_chart(console, r)
-    for run in r.configs:
+    if not r.measurements:  # an empty table would say nothing: why each configuration went unmeasured instead
+        _render_unmeasured(console, r)
+    else:
+        _render_table(console, r)
+        _render_chart(console, r)
+    for run in r.configs if r.measurements else ():
         if run.status == "failed":
             console.print(f"[red]{safe(run.config)} failed:[/]")
             for line in (run.error or "").splitlines():
@@ -207,6 +224,18 @@ def _render(console: Console, r) -> None:
     elif r.measurements:
         console.print("\nNo recommendation: no speculative configuration was measured at every batch size beside the "
                       "baseline.")
+
+
+def _render_unmeasured(console: Console, r) -> None:
+    from eaglectl.bench.run import failure_reason
+
+    console.print("[bold]No configuration was measured:[/]")
+    for run in r.configs:
+        if run.status != "failed":
+            continue
+        console.print(f"  {safe(run.config)}: [red]{safe(failure_reason(run.error))}[/]")
+        for line in (run.error or "").splitlines()[1:]:  # the server's log tail
+            console.print("    " + printable(line), markup=False, highlight=False)
 
 
 def _render_plan(console: Console, r) -> None:

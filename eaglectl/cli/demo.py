@@ -9,7 +9,7 @@ import typer
 
 from eaglectl.cli.finish import finish
 from eaglectl.cli.options import JsonOpt
-from eaglectl.output import printable, safe
+from eaglectl.output import printable, safe, shell_join
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -41,12 +41,16 @@ def _render(console: Console, result) -> None:
     console.print(f"[bold]Samples in {safe(result.directory)}[/]{reused}")
     for name, path in result.samples.items():
         console.print(f"  {safe(name):<20} {safe(path)}")
-    console.print(f"\n[bold]$ eaglectl inspect {safe(result.inspected)} --target {safe(result.samples['target'])}[/]")
+
+    def cmd(*argv: object) -> str:  # as serve --print-only quotes: pasted into a shell, it runs as shown
+        return safe(shell_join(["eaglectl", *map(str, argv)]))
+
+    console.print(f"\n[bold]$ {cmd('inspect', result.inspected, '--target', result.samples['target'])}[/]")
     render_report(console, result.report)
-    console.print(f"\n[bold]$ eaglectl export {safe(result.inspected)}[/]")
+    console.print(f"\n[bold]$ {cmd('export', result.inspected)}[/]")
     render_export(console, result.export)
-    console.print(f"\n[bold]$ eaglectl inspect {safe(str(result.export.output))}[/]  (the export: findings only)")
+    console.print(f"\n[bold]$ {cmd('inspect', result.export.output)}[/]  (the export: findings only)")
     render_findings(console, result.after_export.findings)
-    console.print(f"\n[bold]$ eaglectl serve --target {safe(result.samples['target'])} "
-                  f"--draft {safe(result.inspected)} --print-only[/]")
+    serve = cmd("serve", "--target", result.samples["target"], "--draft", result.inspected, "--print-only")
+    console.print(f"\n[bold]$ {serve}[/]")
     console.print(printable(result.serve_command), markup=False, highlight=False, soft_wrap=True)

@@ -42,15 +42,18 @@ def size_text(value: object) -> str:
     return str(value)
 
 
-def in_range(low: float, high: float | None = None) -> Callable[[Any], Any]:
+def in_range(low: float, high: float | None = None, *, low_open: bool = False) -> Callable[[Any], Any]:
     """A bounds check as a callback (a usage error, exit 2, as Click's `min=` / `max=`), for options whose help
-    must fit 80 columns: Click's ranges print as `[1<=x<=65535]` beside the name and push it out of view."""
+    must fit 80 columns: Click's ranges print as `[1<=x<=65535]` beside the name and push it out of view.
+    `low_open`: `low` itself is refused too (a share of 0 runs nothing)."""
 
     def check(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison
             raise typer.BadParameter(f"{value} is not a finite number")
-        if value is not None and (value < low or (high is not None and value > high)):
-            bounds = f"between {_num(low)} and {_num(high)}" if high is not None else f"at least {_num(low)}"
+        if value is not None and (value < low or (low_open and value == low) or (high is not None and value > high)):
+            first = f"above {_num(low)}" if low_open else f"at least {_num(low)}"
+            bounds = (f"between {_num(low)} and {_num(high)}" if high is not None and not low_open
+                      else f"{first} and at most {_num(high)}" if high is not None else first)
             raise typer.BadParameter(f"{value} is not {bounds}")
         return value
 
@@ -188,8 +191,11 @@ SkipTokenizerInitOpt = Annotated[
 ]
 TpSizeOpt = Annotated[int, typer.Option("--tp-size", callback=in_range(1), metavar="N", rich_help_panel=SERVER_PANEL,
                                         help="Tensor-parallel GPUs.")]
+# SGLang's share of GPU memory, for serve, bench and probe-target alike: 0 leaves nothing for weights or KV cache
+# (SGLang cannot run), and more than all of it does not exist.
+mem_fraction = in_range(0.0, 1.0, low_open=True)
 MemFractionOpt = Annotated[
-    float | None, typer.Option("--mem-fraction-static", callback=in_range(0.0, 1.0), metavar="F", show_default=False,
+    float | None, typer.Option("--mem-fraction-static", callback=mem_fraction, metavar="F", show_default=False,
                                rich_help_panel=SERVER_PANEL,
                                help="GPU memory share for weights and KV cache (default: SGLang's)."),
 ]

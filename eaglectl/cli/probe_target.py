@@ -18,6 +18,7 @@ from eaglectl.cli.options import (
     choices,
     dtype_parser,
     in_range,
+    mem_fraction,
     passthrough_args,
 )
 from eaglectl.enums import Compare, Engine, ServeDType
@@ -72,7 +73,7 @@ def probe_target_command(
         help="SGLang's; probe with the one you serve with, e.g. fa3 on Hopper (default: triton, which runs "
              "everywhere).")] = None,
     mem_fraction_static: Annotated[float | None, typer.Option(
-        "--mem-fraction-static", min=0.0, max=1.0, metavar="F", show_default=False, rich_help_panel=ENGINE_PANEL,
+        "--mem-fraction-static", callback=mem_fraction, metavar="F", show_default=False, rich_help_panel=ENGINE_PANEL,
         help="GPU memory share, above 0, for SGLang's weights and KV (default: 0.6; the logits live outside "
              "it).")] = None,
     trust_remote_code: Annotated[bool, typer.Option(
@@ -85,11 +86,12 @@ def probe_target_command(
         "--compare", case_sensitive=False, metavar="REF", rich_help_panel=COMPARISON_PANEL,
         help=f"{choices(Compare)}: compare with the HF reference, or only run the engine.")] = Compare.hf,
     tolerance: Annotated[float | None, typer.Option(
-        "--tolerance", min=0.0, metavar="X", show_default=False, rich_help_panel=COMPARISON_PANEL,
+        "--tolerance", callback=in_range(0.0), metavar="X", show_default=False, rich_help_panel=COMPARISON_PANEL,
         help=f"Largest allowed mean|engine - hf| / mean|hf| per tensor "
              f"(default: {_per_dtype(DEFAULT_TOLERANCE)}).")] = None,
     min_top1: Annotated[float | None, typer.Option(
-        "--min-top1-agreement", min=0.0, max=1.0, metavar="X", show_default=False, rich_help_panel=COMPARISON_PANEL,
+        "--min-top1-agreement", callback=in_range(0.0, 1.0), metavar="X", show_default=False,
+        rich_help_panel=COMPARISON_PANEL,
         help=f"Smallest allowed top-1 agreement (default: {_per_dtype(DEFAULT_MIN_TOP1)}).")] = None,
     json: JsonOpt = False,
 ) -> None:

@@ -108,7 +108,8 @@ def serve_command(
     """Launch SGLang (or vLLM) with the drafter, checked first.
 
     Runs `python -m sglang.launch_server` (--engine vllm: `vllm serve`); arguments after `--` go to the server
-    verbatim."""
+    verbatim. The server replaces this process unless --wait, --smoke or --print-only; --json then prints its
+    document (what was exported, the command) just before."""
     from eaglectl.serving.serve import serve
 
     opts = ServeOptions(
@@ -131,12 +132,16 @@ def serve_command(
     def announce(prepared) -> None:  # before the server's own output (exec replaces this process: now or never)
         _say_launch(prepared, early.rest(prepared.warnings))
         announced.append(prepared)
+        if json and prepared.mode == "exec":  # its JSON document too: what was exported, the command execed
+            output.emit("serve", prepared, as_json=True, render=lambda _c: None)
 
     with output.stderr.status(f"starting {name} ...", spinner="dots") if supervised else nullcontext() as st:
         result = serve(
             opts, on_launch=announce, on_warning=early,
             on_tick=(lambda s: st.update(f"waiting for {name} /health ({s:.0f} s)")) if st else None,
             on_healthy=lambda url, s: output.note(f"{name} is up at {url} after {s:.1f} s"))
+    if json and result.mode == "exec" and announced:
+        return  # its document went out before the exec (this is reached only where exec is mocked)
     if not announced:
         for n in result.notes:
             output.note(n)

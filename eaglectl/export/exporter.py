@@ -232,13 +232,14 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
             report.notes.insert(1, f"vLLM reads this directory otherwise (it lacks {lacks}); --force writes an export "
                                    f"to {fresh} that both engines read as trained")
         report.verification = verify_output(out, plan.sglang_part(ckpt.config))
+        report.warnings = head_warnings(ckpt, plan)  # served as it is: what a written export would warn of
         report.seconds = time.monotonic() - t0
         return report
     refuse_unsafe_output(ckpt, out)
     token_map_needed = plan.algorithm is Algorithm.EAGLE and plan.selected_ids is not None
     assert ckpt.weights is not None
     if dry_run:
-        report.warnings = _value_warnings(_scan_values(ckpt, plan)) + export_warnings(ckpt, plan)
+        report.warnings = head_warnings(ckpt, plan)
         if (unpinned := unpin_warning(out, plan.config)) is not None:
             report.warnings.append(unpinned)
         report.files = [WrittenFile(str(out / n), b) for n, b in _planned_files(plan, max_bytes, token_map_needed,
@@ -537,6 +538,14 @@ def _write_order(shards: StateDictSplit) -> list[str]:
 def _value_warnings(found: list) -> list[str]:
     """NaN / Inf in the weights: a warning the CLI prints (the export itself is faithful), never a failure."""
     return [non_finite_message(found)] if found else []
+
+
+def head_warnings(ckpt: Checkpoint, plan: ExportPlan) -> list[str]:
+    """What an export warns of about the head it writes (NaN / Inf in the weights SGLang loads, t2d disagreeing
+    with d2t, SpecForge's norm_output), for a head served as it stands, which no export writes (an SGLang-ready
+    dir: `export` verifies it in place, `serve` launches it). Cost: the NaN / Inf scan, one read of the tensors
+    SGLang loads (the embeddings left out)."""
+    return _value_warnings(_scan_values(ckpt, plan)) + export_warnings(ckpt, plan)
 
 
 def vllm_verdict(plan: ExportPlan) -> str | None:

@@ -297,10 +297,10 @@ def _summary(ckpt: Checkpoint) -> ConfigSummary:
 
 
 def _export_cmd(ckpt: Checkpoint) -> str:
-    import shlex
+    from eaglectl.output import shell_join  # as serve --print-only quotes: `$'...'` for bytes that are not UTF-8
 
-    rev = f" --revision {shlex.quote(ckpt.hub.revision)}" if ckpt.hub and ckpt.hub.revision else ""
-    return f"run `eaglectl export {shlex.quote(ckpt.source)}{rev}`"
+    rev = ["--revision", ckpt.hub.revision] if ckpt.hub and ckpt.hub.revision else []
+    return f"run `{shell_join(['eaglectl', 'export', ckpt.source, *rev])}`"
 
 
 def _as_is_findings(ckpt: Checkpoint, algo: Algorithm, plan: ExportPlan | None, report: InspectReport) -> None:

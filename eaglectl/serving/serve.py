@@ -81,6 +81,7 @@ def prepare(opts: ServeOptions, *, on_warning: Callable[[str], None] | None = No
         TOKEN_MAP,
         default_output,
         export_plan,
+        head_warnings,
         layout_name,
         refuse_unsafe_output,
         servable_as_is,
@@ -88,7 +89,7 @@ def prepare(opts: ServeOptions, *, on_warning: Callable[[str], None] | None = No
     )
     from eaglectl.export.outputs import earlier_export_notes, unpin_warning
     from eaglectl.export.plan import build_plan
-    from eaglectl.export.servable import export_warnings, require_servable
+    from eaglectl.export.servable import require_servable
     from eaglectl.serving.installed import installed_sglang, require_release
 
     notes: list[str] = []
@@ -133,10 +134,11 @@ def prepare(opts: ServeOptions, *, on_warning: Callable[[str], None] | None = No
     require_servable(ckpt, plan)  # --print-only must refuse what a real launch (its export) would refuse
     algorithm = plan.algorithm
     layout = layout_name(ckpt, plan)  # as inspect names it
-    if servable_as_is(ckpt, plan):
+    if servable_as_is(ckpt, plan):  # launched as it is: what an export of it would warn of, said here
         out = ckpt.model_dir
         exported = None
         notes.extend(earlier_export_notes(ckpt))
+        warnings.extend(head_warnings(ckpt, plan))
     elif opts.print_only:
         out = output_path(default_output(ckpt, plan))
         notes.extend(earlier_export_notes(ckpt))
@@ -146,7 +148,7 @@ def prepare(opts: ServeOptions, *, on_warning: Callable[[str], None] | None = No
             notes.append(f"print-only: nothing written; {out} already holds this drafter's export (up to date)")
         else:
             exported = "would export"
-            warnings.extend(export_warnings(ckpt, plan))  # what the launch's export would warn of
+            warnings.extend(head_warnings(ckpt, plan))  # what the launch's export would warn of
             state = "holds an export of other settings" if out.exists() else "does not exist yet"
             if (unpinned := unpin_warning(out, plan.config)) is not None:
                 warnings.append(unpinned)
