@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 import torch
@@ -146,3 +147,14 @@ def test_dtype_helpers():
     assert config_dtype({"text_config": {"dtype": "bfloat16"}, "dtype": "float32"}) == "bfloat16"
     assert config_dtype({"torch_dtype": "float16"}) == "float16"
     assert config_dtype({}) is None
+
+
+def test_a_key_error_names_the_shard_index_only_for_the_keys_transformers_reads_there(tmp_path):
+    """A KeyError from a sharded target's config ('swiglu', an unknown activation) is not blamed on the index."""
+    from eaglectl.runner.hf import load_error
+
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {}}))
+    lacking = load_error(str(tmp_path), KeyError("metadata"), [], tmp_path)
+    assert lacking is not None and 'has no "metadata"' in str(lacking)
+    other = load_error(str(tmp_path), KeyError("swiglu"), [], tmp_path)
+    assert other is None or "index" not in str(other)

@@ -153,9 +153,15 @@ def refuse_missing(model_path: str, info: dict[str, Any]) -> None:
                           hint="fix config.json to match the weights (or point at the right checkpoint)")
 
 
+# The keys transformers reads from a shard index: a KeyError naming another key comes from elsewhere (the config).
+INDEX_KEYS = ("metadata", "weight_map")
+
+
 def _index_lacks(directory: Path, key: Any) -> str | None:
-    """The name of the target's shard index when it is a JSON object without `key` (what a KeyError raised while
-    transformers reads it names), else None."""
+    """The name of the target's shard index when it is a JSON object without `key`, one of the keys transformers
+    reads there (what a KeyError raised while it reads the index names), else None."""
+    if key not in INDEX_KEYS:
+        return None
     from eaglectl.checkpoint.weights import BIN_INDEX, SAFETENSORS_INDEX
     from eaglectl.jsonfile import INDEX_LIMITS, read_json_object
 
