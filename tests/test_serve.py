@@ -494,3 +494,15 @@ def test_a_stray_word_before_double_dash_is_a_usage_error_not_an_sglang_argument
 def test_words_after_double_dash_stay_sglangs_even_when_they_repeat_a_stray_one(cli, samples):
     code, doc = print_only(cli, samples, "--", "5", "--page-size", "16")
     assert code == 0 and doc["result"]["argv"][-3:] == ["5", "--page-size", "16"]
+
+
+def test_a_full_stderr_does_not_keep_the_server_from_starting(samples, tmp_path, fake_python):
+    """The summary serve prints before the exec is information: with stderr on a full device the server still
+    starts (the fake records its argv, then exits as told)."""
+    argv_file = tmp_path / "argv.json"
+    env = dict(os.environ, FAKE_SGLANG_ARGV=str(argv_file), FAKE_SGLANG_MODE="die")
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "eaglectl", "serve", "--target", str(samples["target"]),
+                              "--draft", str(samples["specforge"]), "--python", fake_python,
+                              "--port", str(free_port())], stdout=subprocess.DEVNULL, stderr=full, env=env, timeout=120)
+    assert argv_file.exists() and run.returncode != 0  # the fake, execed, exited with its own code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -130,7 +131,8 @@ def serve_command(
     early = EarlyWarnings("serve")
 
     def announce(prepared) -> None:  # before the server's own output (exec replaces this process: now or never)
-        _say_launch(prepared, early.rest(prepared.warnings))
+        with contextlib.suppress(OSError):  # a full or closed stderr does not keep the server from starting
+            _say_launch(prepared, early.rest(prepared.warnings))
         announced.append(prepared)
         if json and prepared.mode == "exec":  # its JSON document too: what was exported, the command execed
             output.emit("serve", prepared, as_json=True, render=lambda _c: None)
