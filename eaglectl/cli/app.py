@@ -30,6 +30,17 @@ def _flags_take_no_value(params: Sequence[Any]) -> None:
             param.metavar = ""
 
 
+def _no_type_labels(params: Sequence[Any]) -> None:
+    """An argument's name says what it takes (`PATH`, `DIR`): Typer's rich help adds its Python type beside it
+    (`PATH <str>`, `DIR <dir>`), and Click's range beside a bounded option (`N [x>=1]`), where the help text says
+    what the value is. The range is still checked on parsing."""
+    for param in params:
+        if param.param_type_name == "argument":
+            param.display_type_rich = lambda ctx: None
+        if hasattr(param, "_get_number_range_help_str"):
+            param._get_number_range_help_str = lambda: None
+
+
 def _default_in_help(param: Any) -> None:
     """An option's default at the end of its help, `(default: 3)`, as the defaults no value can show are written
     (`(default: SGLang's)`): one style, and it flows with the text, where Typer's `[default: 3]` takes a line of
@@ -54,6 +65,7 @@ class EaglectlCommand(TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _flags_take_no_value(self.params)
+        _no_type_labels(self.params)
         for param in self.params:
             _default_in_help(param)
         if self.help:  # Typer's rich markup keeps a docstring's line breaks: its paragraphs reflow to the terminal
