@@ -230,9 +230,14 @@ def fetch_drafter(repo_id: str, revision: str | None) -> HubSource:
             raise CheckpointError(f"{repo_id}: the cached snapshot {src.commit} holds no weights (found "
                                   f"{', '.join(found) or 'nothing'}), and HF_HUB_OFFLINE is set",
                                   hint=OFFLINE_HINT.format(repo=shell_quote(repo_id), rev=_rev(revision)))
-        raise CheckpointError(f"{repo_id}: no drafter weights at the top of the repo (found "
-                              f"{', '.join(found) or 'nothing'}; expected model.safetensors, pytorch_model.bin or "
-                              f"draft_model.pt beside config.json)")
+        # the download falls back on the cache when the Hub cannot be asked, without saying so: what was read may
+        # be a snapshot an earlier headers-only inspect left (config.json alone), not the repo
+        raise CheckpointError(f"{repo_id}: no drafter weights at the top of the repo or in its cached snapshot "
+                              f"{src.commit or src.snapshot} (found {', '.join(found) or 'nothing'}; expected "
+                              f"model.safetensors, pytorch_model.bin or draft_model.pt beside config.json)",
+                              hint="if the Hub could not be reached, the cache holds only what an earlier inspect "
+                                   "fetched (the config): " + UNREACHABLE_HINT.format(repo=shell_quote(repo_id),
+                                                                                       rev=_rev(revision)))
     return src
 
 

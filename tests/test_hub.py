@@ -219,6 +219,25 @@ def test_a_snapshot_without_weights_says_so_offline(cli, hub_cache, samples):
     assert "holds no weights (found config.json), and HF_HUB_OFFLINE is set" in result.stderr
 
 
+def test_a_snapshot_without_weights_online_does_not_speak_for_the_repo(cli, hub_cache, samples, monkeypatch):
+    """HF_HUB_OFFLINE unset: the download may have fallen back on a cached snapshot an earlier headers-only inspect
+    left (config.json alone) without saying so; the message names the snapshot too and the hint the connection."""
+    import huggingface_hub
+    import huggingface_hub.constants as constants
+
+    snapshot = cache_repo(hub_cache, "org/config-only",
+                          {"config.json": (samples["specforge"] / "config.json").read_bytes()})
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(snapshot))  # the cache answered
+    result = cli("export", "org/config-only")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
+    first, hint = result.stderr.splitlines()[:2]
+    assert first.startswith("error: org/config-only: no drafter weights at the top of the repo or in its cached "
+                            f"snapshot {snapshot.name} (found config.json;"), first
+    assert hint.startswith("hint: if the Hub could not be reached, the cache holds only") and "hf download" in hint
+
+
 def test_revision_is_for_hub_ids_only(cli, samples):
     result = cli("export", samples["specforge"], "--revision", "main")
     assert result.exit_code == 2 and "--revision applies to a Hugging Face repo id" in result.stderr
