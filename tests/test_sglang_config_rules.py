@@ -6,6 +6,7 @@ release; and what inspect and export do with each."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -151,13 +152,19 @@ def test_export_mirrors_rope_and_inspect_warns(cli, tmp_path):
     assert doc["result"]["sglang_releases"] == ["0.5.9–0.5.23"]
 
 
-def test_a_target_with_rope_only_in_rope_parameters_is_flagged(cli, tmp_path, sample_root):
+def _rope_parameters_target(tmp_path: Path, sample_root: Path) -> Path:
+    """The demo's target with its config as transformers 5 saves it: the RoPE base only in rope_parameters."""
     target = tmp_path / "target"
     target.mkdir()
     tcfg = json.loads((sample_root / "target" / "config.json").read_text())
     tcfg.pop("rope_theta", None)
     tcfg["rope_parameters"] = {"rope_theta": 500000.0, "rope_type": "default"}
     (target / "config.json").write_text(json.dumps(tcfg))
+    return target
+
+
+def test_a_target_with_rope_only_in_rope_parameters_is_flagged(cli, tmp_path, sample_root):
+    target = _rope_parameters_target(tmp_path, sample_root)
     cfg, shapes = head()
     code, doc = run_json(cli, "inspect", write(tmp_path / "h", cfg, shapes), "--target", target)
     assert codes(doc)["target-rope-parameters-only"] == "warning"
@@ -170,12 +177,7 @@ def test_the_target_rope_note_is_for_the_releases_it_concerns(tmp_path, sample_r
     from eaglectl.export.plan import build_plan
     from eaglectl.inspection.report import target_findings
 
-    target = tmp_path / "target"
-    target.mkdir()
-    tcfg = json.loads((sample_root / "target" / "config.json").read_text())
-    tcfg.pop("rope_theta", None)
-    tcfg["rope_parameters"] = {"rope_theta": 500000.0, "rope_type": "default"}
-    (target / "config.json").write_text(json.dumps(tcfg))
+    target = _rope_parameters_target(tmp_path, sample_root)
     cfg, shapes = head()
     ckpt = resolve(str(write(tmp_path / "h", cfg, shapes)))
     plan, info = build_plan(ckpt), load_target(str(target))
