@@ -78,3 +78,14 @@ def hub_cache(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return home / "hub"
+
+
+@pytest.fixture(autouse=True)
+def fresh_interrupts():
+    """Every test starts as a run starts: no signal has ended it, nothing held (`eaglectl.interrupts` is state of
+    the process, which in-process runs share)."""
+    from eaglectl import interrupts
+
+    interrupts.reset()
+    yield
+    interrupts.reset()

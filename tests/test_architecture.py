@@ -114,7 +114,7 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 # one (function-level and TYPE_CHECKING imports count): engine knowledge sits low, orchestration high.
 FLOORS = [
     ("base", ("eaglectl", "eaglectl.errors", "eaglectl.enums", "eaglectl.sizes", "eaglectl.jsonfile",
-              "eaglectl.output", "eaglectl.hub")),
+              "eaglectl.output", "eaglectl.hub", "eaglectl.interrupts")),
     ("engines", ("eaglectl.engines",)),  # what each engine loads, skips, captures, spells: data + pure functions
     ("checkpoint", ("eaglectl.checkpoint",)),  # reading drafters and targets
     ("checks", ("eaglectl.checks",)),  # failure-mode rules over a head's config, names and shapes

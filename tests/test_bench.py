@@ -261,14 +261,16 @@ def test_resume_ignores_a_line_cut_by_a_crash(cli, samples, fake, tmp_path):
     assert final[2].endswith("batch_si") and json.loads(final[3])["config"] == "3,1,4"
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_interruption_keeps_results_and_leaves_no_process(samples, fake, tmp_path, sig, code):
+    """SIGHUP too (what a dropped SSH session sends): the finished measurements are kept, `--resume` is offered."""
     results = tmp_path / "r.jsonl"
     env = dict(os.environ, FAKE_SGLANG_STEP_S="0.05")
+    args = bench_args(samples, fake, "--config", "3,1,4", "--config", "1,1,2", "--max-new-tokens", "20",
+                      "--num-prompts", "2", "--results", results, "--json")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "eaglectl", *map(str, bench_args(samples, fake, "--config", "3,1,4", "--config",
-                                                                "1,1,2", "--max-new-tokens", "20", "--num-prompts",
-                                                                "2", "--results", results, "--json"))],
+        [sys.executable, "-c", "import signal, runpy; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+         "runpy.run_module('eaglectl', run_name='__main__')", *map(str, args)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(lines(results)) < 2:  # the baseline's first measurement is in

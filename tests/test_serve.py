@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -506,3 +507,70 @@ def test_a_full_stderr_does_not_keep_the_server_from_starting(samples, tmp_path,
                               "--draft", str(samples["specforge"]), "--python", fake_python,
                               "--port", str(free_port())], stdout=subprocess.DEVNULL, stderr=full, env=env, timeout=120)
     assert argv_file.exists() and run.returncode != 0  # the fake, execed, exited with its own code
+
+
+# ------------------------------------------------------------------ the supervised server and a second Ctrl-C
+def _stubborn_server(tmp_path):
+    """A started ServerProcess whose server ignores SIGTERM and SIGINT (tests/fakes/stubborn_server.py); returns
+    it and the pids of the server and its child, once SIGTERM is ignored."""
+    from eaglectl.serving.launcher import ServerProcess
+
+    pids = tmp_path / "pids.json"
+    fake = Path(__file__).parent / "fakes" / "stubborn_server.py"
+    server = ServerProcess([sys.executable, str(fake), str(pids)], dict(os.environ), log=lambda _line: None)
+    server.start()
+    while not pids.exists():
+        assert server.alive()
+        time.sleep(0.02)
+    return server, json.loads(pids.read_text())
+
+
+@pytest.mark.parametrize("first", ["before the stop", "during the stop"])
+def test_a_second_interrupt_while_the_server_stops_kills_its_group(tmp_path, monkeypatch, first):
+    """Ctrl-C stops the server: SIGTERM to its group, then a grace period. A second Ctrl-C in that grace period (or
+    a first one, while a finished run stops its server) goes straight to SIGKILL of the group, waited for: it
+    escaped `stop()` and the group outlived eaglectl. The run still ends with the interrupt."""
+    from eaglectl import interrupts
+
+    server, pids = _stubborn_server(tmp_path)
+    assert server.proc is not None
+    grace_wait = server.proc.wait
+
+    def wait(timeout=None):
+        if timeout is not None:  # the grace wait: Ctrl-C lands here
+            server._forward(signal.SIGINT, None)
+        return grace_wait(timeout=timeout)
+
+    monkeypatch.setattr(server.proc, "wait", wait)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            try:
+                if first == "before the stop":
+                    server._forward(signal.SIGINT, None)  # the first Ctrl-C: the run ends, stopping the server
+            finally:
+                server.stop(grace=600)
+        assert server.proc.returncode == -signal.SIGKILL
+        assert helpers.survivor(pids, 15) is None
+        assert interrupts.first() == signal.SIGINT
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pids[0], signal.SIGKILL)
+
+
+def test_sigterm_to_a_supervised_server_ends_the_run_as_terminated(tmp_path):
+    """SIGTERM raised SystemExit(143) from the forwarding handler: the CLI printed no `error:` line and no `--json`
+    envelope. It is the CLI's `Terminated`, as SIGHUP (and Ctrl-C's KeyboardInterrupt) are."""
+    from eaglectl.interrupts import Terminated
+
+    server, pids = _stubborn_server(tmp_path)
+    try:
+        with pytest.raises(Terminated) as raised:
+            try:
+                server._forward(signal.SIGTERM, None)
+            finally:
+                server.stop(grace=0)
+        assert raised.value.exit_code == 143 and raised.value.name == "SIGTERM"
+        assert helpers.survivor(pids, 15) is None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pids[0], signal.SIGKILL)

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from eaglectl import interrupts
 from eaglectl.bench import client, metrics, results, sweep
 from eaglectl.bench.metrics import Finding, Measurement
 from eaglectl.bench.prompts import PromptSet
 from eaglectl.bench.sweep import Pruned, SpecConfig
 from eaglectl.enums import Algorithm, Layout, ServeDType, ServeEngine
 from eaglectl.errors import LaunchError, UsageError
+from eaglectl.interrupts import Terminated
 from eaglectl.output import shell_join
 from eaglectl.serving.options import ServeOptions
 from eaglectl.serving.passthrough import SERVE_OWNED, refuse_overrides
@@ -138,13 +140,9 @@ class BenchResult:
     findings: list[Finding] = field(default_factory=list)
     results_file: str | None = None
     resumed: int = 0
-    interrupted: str | None = None  # "SIGINT" | "SIGTERM" when the sweep was stopped
+    interrupted: str | None = None  # "SIGINT" | "SIGTERM" | "SIGHUP" when the sweep was stopped
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-class _Terminated(BaseException):
-    """SIGTERM between servers (while one runs, the launcher forwards it and raises SystemExit)."""
 
 
 def bench(opts: BenchOptions, *, progress: Callable[[str], None] | None = None,
@@ -295,8 +293,9 @@ def _sweep(opts: BenchOptions, result: BenchResult, ps: PromptSet, env_extra: di
     env = {**os.environ, **env_extra}
     durations: list[float] = []
     old_term = None
-    with contextlib.suppress(ValueError):  # not the main thread (a test runner's)
-        old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    with contextlib.suppress(ValueError):  # not the main thread (a test runner's); the CLI's handler is kept
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            old_term = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         todo_runs = []
         for run in result.configs:
@@ -318,8 +317,9 @@ def _sweep(opts: BenchOptions, result: BenchResult, ps: PromptSet, env_extra: di
             t0 = time.monotonic()
             try:
                 _run_config(opts, result, run, sizes, prompts, env, url, rf, say, server_log)
-            except (KeyboardInterrupt, _Terminated, SystemExit) as exc:
-                result.interrupted = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+            except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP (an SSH session gone)
+                signum = interrupts.first() or (exc.args[0] if isinstance(exc, Terminated) else int(signal.SIGINT))
+                result.interrupted = signal.Signals(signum).name
                 run.status = "failed" if run.status == "planned" else run.status
                 run.error = run.error or "interrupted"
                 say(f"interrupted: {run.config} stopped; finished measurements are kept")
@@ -333,8 +333,8 @@ def _sweep(opts: BenchOptions, result: BenchResult, ps: PromptSet, env_extra: di
             signal.signal(signal.SIGTERM, old_term)
 
 
-def _raise_terminated(_signum: int, _frame: Any) -> None:
-    raise _Terminated
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    interrupts.on_signal(signum)
 
 
 def _run_config(opts: BenchOptions, result: BenchResult, run: ConfigRun, sizes: list[int], prompts: list[Any],

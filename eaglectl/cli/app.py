@@ -14,10 +14,11 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from eaglectl import __version__, output
+from eaglectl import __version__, interrupts, output
 from eaglectl.cli import bench, demo, export, finish, inspect, probe_target, serve, signals, token_map
 from eaglectl.cli.options import OUTPUT_PANEL
 from eaglectl.errors import EaglectlError, UsageError
+from eaglectl.interrupts import Terminated
 
 
 def _flags_take_no_value(params: Sequence[Any]) -> None:
@@ -94,6 +95,7 @@ class EaglectlGroup(TyperGroup):
         argv = list(sys.argv[1:] if args is None else args)
         self.argv = argv
         output.reset()
+        interrupts.reset()
         self._json = wants_json(argv)
         self._command = next((a for a in argv if a in self.commands), None)
         before = argv[:argv.index(self._command)] if self._command else argv
@@ -150,44 +152,53 @@ class EaglectlGroup(TyperGroup):
         return params
 
     def invoke(self, ctx: Any) -> Any:
-        restore = _terminate_like_interrupt()
-        finish.COMMAND_OPTIONS.update({name: frozenset(o for p in cmd.params for o in p.opts if o.startswith("--"))
-                                       for name, cmd in self.commands.items()})
+        restore: Callable[[], None] = _nothing
         try:
-            _deliver_held()
+            with interrupts.held():  # a signal while the handlers are installed: raised once they are, in this try
+                restore = _terminate_like_interrupt()
+                finish.COMMAND_OPTIONS.update({name: frozenset(o for p in cmd.params for o in p.opts
+                                                               if o.startswith("--"))
+                                               for name, cmd in self.commands.items()})
+                _deliver_held()
             return super().invoke(ctx)
-        except Terminated as exc:  # SIGTERM / SIGHUP: cleaned up on the way here, as Ctrl-C is
-            output.error(f"terminated ({exc.name})")
+        except BaseException as exc:
+            interrupts.hold()  # the report is not cut short by a signal: one arriving now is kept, for `_end_held`
+            self._failed(exc)
+            raise
+        finally:
+            interrupts.hold()
+            restore()  # the entry point's hold is back: what arrives from now on is for `_end_held`
+            interrupts.unhold_all()
+
+    def _failed(self, exc: BaseException) -> None:
+        """Report a command's failure (one line; with `--json` the envelope) and say which exit code ends the run:
+        raises typer.Exit for eaglectl's own errors and signals, returns for what propagates as it is."""
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):  # cleaned up on the way here
+            import signal
+
+            signum = interrupts.first() or (exc.args[0] if isinstance(exc, Terminated) else int(signal.SIGINT))
+            said = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
+            code = interrupts.exit_code(signum)
+            output.error(said)
             if self._json:
-                output.emit_failure(self._command, exc, exit_code=exc.exit_code, message=f"terminated ({exc.name})")
-            raise typer.Exit(exc.exit_code) from None
-        except EaglectlError as exc:
+                output.emit_failure(self._command, exc, exit_code=code, message=said)
+            raise typer.Exit(code) from None
+        if isinstance(exc, EaglectlError):
             if isinstance(exc, UsageError) and exc.hint is None:  # as Click's own usage errors
                 exc.hint = f"see `eaglectl {self._command} --help`"
             if (note := finish.foreign_options(f"{exc} {exc.hint or ''}", self._command)) is not None:
                 exc.hint = f"{exc.hint} ({note})" if exc.hint else note  # an option another command has
             if output.debug_enabled():
-                traceback.print_exc(file=sys.stderr)
+                traceback.print_exception(exc, file=sys.stderr)
             output.error(str(exc), exc.hint, multiline=exc.multiline)
             if self._json:
                 output.emit_failure(self._command, exc)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt as exc:
-            output.error("interrupted")
-            if self._json:
-                output.emit_failure(self._command, exc, exit_code=130, message="interrupted")
-            raise typer.Exit(130) from None
-        except typer.TyperException as exc:
+        if isinstance(exc, typer.TyperException):
             self._hint_passthrough(exc)
-            raise
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as exc:  # a bug: keeps its traceback, but a script reading stdout still gets JSON
-            if self._json and not output_failed(exc):  # (unless stdout is what failed: main says so)
-                output.emit_failure(self._command, exc, exit_code=1)
-            raise
-        finally:
-            restore()
+        elif isinstance(exc, Exception) and self._json and not output_failed(exc):
+            output.emit_failure(self._command, exc, exit_code=1)  # a bug: keeps its traceback, but a script reading
+            # stdout still gets JSON (unless stdout is what failed: main says so)
 
     def _hint_passthrough(self, exc: typer.TyperException) -> None:
         """An unknown option of a command that hands `--` flags to SGLang is most likely an SGLang flag: say where
@@ -216,19 +227,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises KeyboardInterrupt: every `finally` and
-    `except BaseException` on the way (staging directories, locks, servers) cleans up. Not an Exception, so no
-    `except Exception` swallows it. Exit code 128 + the signal number, as the shell reports a signal."""
-
-    def __init__(self, signum: int) -> None:
-        import signal
-
-        super().__init__(signum)
-        self.name = signal.Signals(signum).name
-        self.exit_code = 128 + signum
 
 
 def _terminate_like_interrupt() -> Callable[[], None]:
@@ -260,9 +258,7 @@ def _terminate_like_interrupt() -> Callable[[], None]:
             timers.append((timer, signum))
             timer.start()
             return
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise Terminated(signum)
+        interrupts.on_signal(signum)  # raised if it is the run's first (and nothing holds it), else kept
 
     old: dict[int, Any] = {}
     for sig, default in ((signal.SIGTERM, signal.SIG_DFL), (getattr(signal, "SIGHUP", None), signal.SIG_DFL),
@@ -285,18 +281,22 @@ def _terminate_like_interrupt() -> Callable[[], None]:
         for sig, previous in old.items():
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(sig, previous)
-        for signum in dict.fromkeys(pending):  # to the entry point's hold, which ends the run with it
-            if signals.holding(signal.getsignal(signum)):
-                os.kill(os.getpid(), signum)
+        for signum in dict.fromkeys(pending):  # kept, for the entry point (`_end_held`), which ends the run with it
+            interrupts.keep(signum)
 
     return restore
 
 
+def _nothing() -> None:
+    pass
+
+
 def _deliver_held() -> None:
     """Signals the entry point held back before the command started (while the CLI was imported and its command
-    line read), sent again now that the command's handlers take them: the run ends as if they landed here."""
+    line read), handed on now that the command's handlers take them: the first is raised as the handlers'
+    held section ends, in the command's try, and the run ends as if it landed there."""
     for signum in signals.take():
-        os.kill(os.getpid(), signum)  # its handler raises here, in the command's try
+        interrupts.keep(signum)
 
 
 def wants_json(argv: Sequence[str]) -> bool:
@@ -361,14 +361,21 @@ def main() -> None:
 
 
 def _end_held() -> None:
-    """Stop holding signals; one that arrived while no command ran to take it (`--help`, a usage error, the moment
-    after a command ended) ends the run as it ends a command: one line, its exit code (and the `--json` envelope
-    where the run printed none)."""
+    """Stop holding signals; one that arrived while no command ran to take it (`--help`, a usage error) ends the run
+    as it ends a command: one line, its exit code (and the `--json` envelope where the run printed none). One that
+    arrived once the command had finished (its output committed, its result being reported) or failed (its error
+    line printed) changes nothing: the run exits as the command did, the former with a note that it came late."""
     import signal
 
     signals.release()
-    taken = signals.take()
+    taken = list(dict.fromkeys([*interrupts.kept(), *signals.take()]))
     if not taken:
+        return
+    if output.errored:  # the command's failure (or the first signal's) is the run's end
+        return
+    if interrupts.done():
+        with contextlib.suppress(OSError, ValueError):
+            output.note(f"{signal.Signals(taken[0]).name} arrived after the command had finished; its result stands")
         return
     exc: BaseException
     if taken[0] == signal.SIGINT:
@@ -376,8 +383,7 @@ def _end_held() -> None:
     else:
         exc = Terminated(taken[0])
         message, code = f"terminated ({exc.name})", exc.exit_code
-    if not output.errored:
-        output.error(message)
+    output.error(message)
     argv = sys.argv[1:]
     if wants_json(argv):
         names = {c.name for c in app.registered_commands}

@@ -46,7 +46,7 @@ from eaglectl.serving.options import ServeOptions
 if TYPE_CHECKING:
     from rich.console import Console
 
-INTERRUPT_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+INTERRUPT_EXIT = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 BAR_WIDTH = 40
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from eaglectl import output
+from eaglectl import interrupts, output
 from eaglectl.cli.finish import EarlyWarnings, finish
 from eaglectl.cli.options import (
     CONVERSION_PANEL,
@@ -65,6 +65,7 @@ def export_command(
     The directory is verified after writing; --format speculators writes vLLM's native speculators layout instead."""
     from eaglectl.export.exporter import export_checkpoint
 
+    interrupts.commit_ends_run()  # a signal once the export is in place does not fail the run
     early = EarlyWarnings("export")
     with byte_progress("exporting", enabled=not dry_run) as progress:
         report = export_checkpoint(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from eaglectl import output
+from eaglectl import interrupts, output
 from eaglectl.errors import EaglectlError
 
 if TYPE_CHECKING:
@@ -85,7 +85,9 @@ def _command_aware(result: Any, command: str) -> None:
 def finish(command: str, result: Any, *, as_json: bool, render: Callable[[Console], None],
            warnings: Iterable[str] = (), failure: EaglectlError | None = None, say_error: bool = True) -> None:
     """Print `result`; with `failure`, the run still shows what it found, then exits with the failure's code
-    (`say_error=False` where the result itself says what failed, as inspect's error findings do)."""
+    (`say_error=False` where the result itself says what failed, as inspect's error findings do). From here on
+    a signal no longer ends the run: it comes after the command finished (`eaglectl.interrupts`)."""
+    interrupts.finishing()
     _command_aware(result, command)
     if failure is not None:
         failure.hint = for_command(failure.hint, command)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from eaglectl import output
+from eaglectl import interrupts, output
 from eaglectl.cli.finish import finish
 from eaglectl.cli.options import OUTPUT_PANEL, CheckpointArg, DraftConfigOpt, JsonOpt
 from eaglectl.output import safe
@@ -30,6 +30,7 @@ def token_map_command(
     for EAGLE3."""
     from eaglectl.export.token_map import write_token_map
 
+    interrupts.commit_ends_run()  # a signal once the file is in place does not fail the run
     report = write_token_map(path, output=output_file, draft_config=draft_config)
     finish("token-map", report, as_json=json, render=lambda c: _render(c, report),
            warnings=[] if report.sglang_uses_it else [report.note])  # EAGLE-3: SGLang reads d2t instead

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from eaglectl import interrupts
 from eaglectl.errors import OutputError
 from eaglectl.hub import expand_user
 
@@ -375,10 +376,11 @@ def exclusive_lock(dest: Path) -> Iterator[Path]:
     try:
         yield lock
     finally:
-        if _same_file(fd, lock):
-            with contextlib.suppress(OSError):
-                os.unlink(lock)
-        os.close(fd)
+        with interrupts.held():  # released whole: a signal here cannot leave the lock file behind
+            if _same_file(fd, lock):
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)
+            os.close(fd)
 
 
 @contextlib.contextmanager

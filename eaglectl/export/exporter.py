@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eaglectl import __version__
+from eaglectl import __version__, interrupts
 from eaglectl.checkpoint.arrays import is_numpy
 from eaglectl.checkpoint.peagle import reject_p_eagle
 from eaglectl.checkpoint.resolve import Checkpoint, load_meta, resolve
@@ -288,7 +288,9 @@ def _export_plan(ckpt: Checkpoint, plan: ExportPlan, *, output: str | Path | Non
             if failed:
                 raise CheckFailedError(f"the written export does not verify: {'; '.join(failed[0].problems[:3])}")
             refuse_foreign_dir(out)  # and just before the swap: a file dropped in meanwhile is not deleted
-            commit_dir(staged, out, last=MANIFEST)
+            with interrupts.held():  # a signal here lands before the swap (nothing replaced) or after it (done)
+                commit_dir(staged, out, last=MANIFEST)
+                interrupts.committed()
             if early is not None:
                 early.committed()
         except BaseException as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eaglectl import interrupts
 from eaglectl.checkpoint.resolve import DIM_LIMITS, resolve
 from eaglectl.enums import Algorithm
 from eaglectl.errors import CheckpointError, OutputError
@@ -118,7 +119,9 @@ def write_token_map(path: str, *, output: str | Path | None = None,
         refuse_foreign_file(out, is_own_token_map, cap=MAX_TOKEN_MAP_BYTES, what="token map")
         previous = os.path.lexists(out)
         try:
-            write_bytes_atomic(out, data)
+            with interrupts.held():  # a signal here lands before the replace (nothing replaced) or after it (done)
+                write_bytes_atomic(out, data)
+                interrupts.committed()
         except OSError as exc:
             left = "previous file left intact" if previous else "nothing written"
             raise OutputError(f"{out}: write failed ({exc.strerror or exc}); {left}") from exc

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from eaglectl import interrupts
 from eaglectl.errors import LaunchError
 
 LOG_TAIL_LINES = 60
@@ -44,6 +45,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._old_handlers: dict[int, Any] = {}
+        self._stopping = False
 
     def start(self) -> None:
         try:
@@ -66,8 +68,14 @@ class ServerProcess:
                 self._log(line)
 
     def _forward(self, signum: int, _frame: Any) -> None:
-        self.signal_group(signum)
-        raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+        """Hand the signal to the server's group and end the run with it (KeyboardInterrupt / `Terminated`, as
+        everywhere else). A second one, while the run already ends or the server is being stopped, kills the group
+        at once: the grace period is not waited out."""
+        if self._stopping or interrupts.first() is not None:
+            self.signal_group(signal.SIGKILL)
+        else:
+            self.signal_group(signum)
+        interrupts.on_signal(signum)
 
     @property
     def pid(self) -> int | None:
@@ -80,6 +88,13 @@ class ServerProcess:
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signum)
+
+    def _kill(self) -> None:
+        """SIGKILL the group and wait for the server: no signal cuts this short (the group never outlives us)."""
+        assert self.proc is not None
+        with interrupts.held():
+            self.signal_group(signal.SIGKILL)
+            self.proc.wait()
 
     def log_tail(self, n: int = 25) -> str:
         return "\n".join(list(self.tail)[-n:])
@@ -117,6 +132,7 @@ class ServerProcess:
 
     def stop(self, grace: float = 30.0) -> int | None:
         """SIGTERM the group, then SIGKILL after `grace` seconds; restore signal handlers. Idempotent."""
+        self._stopping = True
         try:
             if self.proc is None:
                 return None
@@ -125,8 +141,10 @@ class ServerProcess:
                 try:
                     self.proc.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
-                    self.signal_group(signal.SIGKILL)
-                    self.proc.wait()
+                    self._kill()
+                except BaseException:  # a signal while waiting: no grace left, the group goes now
+                    self._kill()
+                    raise
             self.signal_group(signal.SIGKILL)  # stragglers left in the group
             self._drain()
             return self.proc.returncode
