@@ -51,6 +51,9 @@ class LaunchError(EaglectlError):
     """The SGLang server could not be started, died, or never became healthy."""
 
     multiline = True  # SGLang's last log lines
+    # The server's last log lines when the message points at the log streamed above it: the `--json` envelope
+    # carries them (stdout may be all a JSON consumer keeps).
+    log_tail: str | None = None
 
 
 class UsageError(EaglectlError):

@@ -76,8 +76,11 @@ def error_object(exc: BaseException, *, exit_code: int | None = None, hint: str 
     if message is None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     code = exit_code if exit_code is not None else getattr(exc, "exit_code", 1)
-    return {"type": type(exc).__name__, "message": message or type(exc).__name__,
-            "hint": hint if hint is not None else getattr(exc, "hint", None), "exit_code": code}
+    doc = {"type": type(exc).__name__, "message": message or type(exc).__name__,
+           "hint": hint if hint is not None else getattr(exc, "hint", None), "exit_code": code}
+    if tail := getattr(exc, "log_tail", None):  # a server's last log lines, streamed to stderr above the message
+        doc["log_tail"] = tail
+    return doc
 
 
 _emitted = False  # whether this run already printed its JSON document (a failure after it adds none)

@@ -392,6 +392,16 @@ def test_child_dying_before_health_reports_log_tail(cli, samples, fake_python, m
     assert result.stderr.count("fake failure during start-up") == 1, result.stderr  # streamed, not said again
 
 
+def test_the_json_envelope_of_a_failed_start_carries_the_log_tail(cli, samples, fake_python, monkeypatch):
+    """The log went to stderr; a JSON consumer may keep stdout alone: the error object holds its last lines."""
+    monkeypatch.setenv("FAKE_SGLANG_MODE", "die")
+    result = cli("serve", "--json", "--target", samples["target"], "--draft", samples["specforge"], "--python",
+                 fake_python, "--port", str(free_port()), "--wait")
+    error = json.loads(result.stdout)["error"]
+    assert result.exit_code == 1 and error["type"] == "LaunchError", result.stdout
+    assert "fake failure during start-up" in error["log_tail"] and "log is above" in error["message"]
+
+
 def _assert_gone(pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

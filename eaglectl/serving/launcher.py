@@ -107,18 +107,23 @@ class ServerProcess:
             if not self.alive():
                 code = self.proc.returncode if self.proc else None
                 self._drain()
-                raise LaunchError(f"SGLang exited with code {code} before becoming healthy{self._log_said()}")
+                raise self._failure(f"SGLang exited with code {code} before becoming healthy")
             if elapsed > timeout:
-                raise LaunchError(f"SGLang did not answer {base_url}/health within {timeout:.0f} s{self._log_said()}")
+                raise self._failure(f"SGLang did not answer {base_url}/health within {timeout:.0f} s")
             if health_ok(base_url):
                 return elapsed
             if on_tick:
                 on_tick(elapsed)
             time.sleep(0.5)
 
-    def _log_said(self) -> str:
-        """How a failure points at the server's log: above, where it was streamed, else its last lines."""
-        return " (its log is above)" if self.streamed else f"; last log lines:\n{self.log_tail()}"
+    def _failure(self, what: str) -> LaunchError:
+        """A start-up failure pointing at the server's log: above, where it was streamed (its last lines also in
+        the error's `log_tail`, for `--json`), else its last lines in the message."""
+        if not self.streamed:
+            return LaunchError(f"{what}; last log lines:\n{self.log_tail()}")
+        error = LaunchError(f"{what} (its log is above)")
+        error.log_tail = self.log_tail() or None
+        return error
 
     def _drain(self) -> None:
         if self._reader is not None:
