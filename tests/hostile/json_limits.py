@@ -69,13 +69,18 @@ def _(tmp, bases):
     return ck
 
 
+def _empty_tensors_header(f, names) -> None:
+    """`f` rewritten as a safetensors file whose header lists one empty U8 tensor per name (no data)."""
+    entry = b'{"dtype":"U8","shape":[0],"data_offsets":[0,0]}'
+    hb = b"{" + b",".join(b'"' + name + b'":' + entry for name in names) + b"}"
+    hb += b" " * (-len(hb) % 8)
+    f.write_bytes(struct.pack("<Q", len(hb)) + hb)
+
+
 @case("st-header-200k-entries", "safetensors header holds 600001 JSON arrays / objects")
 def _(tmp, bases):
     ck, f = _st(tmp, bases)
-    entry = b'{"dtype":"U8","shape":[0],"data_offsets":[0,0]}'
-    hb = b"{" + b",".join(b'"t%d":' % i + entry for i in range(200_000)) + b"}"
-    hb += b" " * (-len(hb) % 8)
-    f.write_bytes(struct.pack("<Q", len(hb)) + hb)
+    _empty_tensors_header(f, (b"t%d" % i for i in range(200_000)))
     return ck
 
 
@@ -84,10 +89,7 @@ def _(tmp, bases):
     """Within the JSON limits, one tensor past the cap: 100,000 one-element tensors (a 7 MB header) cost inspect
     90 s and 0.9 GB, every one replayed against each SGLang release."""
     ck, f = _st(tmp, bases)
-    entry = b'{"dtype":"U8","shape":[0],"data_offsets":[0,0]}'
-    hb = b"{" + b",".join(b'"layers.%d.x":' % i + entry for i in range(10_001)) + b"}"
-    hb += b" " * (-len(hb) % 8)
-    f.write_bytes(struct.pack("<Q", len(hb)) + hb)
+    _empty_tensors_header(f, (b"layers.%d.x" % i for i in range(10_001)))
     return ck
 
 
