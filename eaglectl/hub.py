@@ -159,7 +159,7 @@ def hub_error(repo_id: str, revision: str | None, exc: Exception) -> CheckpointE
                                hint=retry)
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)) and offline():
         return CheckpointError(f"{what}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set{path}",
-                               hint=OFFLINE_HINT.format(repo=shell_quote(repo_id), rev=_rev(revision)))
+                               hint=retry)  # offline(): the offline hint
     if isinstance(exc, GatedRepoError):  # a RepositoryNotFoundError subclass: first
         return CheckpointError(f"{what}: gated repo; accept its terms on the Hub and log in",
                                hint="`hf auth login`, or set HF_TOKEN")

@@ -25,7 +25,7 @@ class Terminated(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.name = signal.Signals(signum).name
-        self.exit_code = 128 + signum
+        self.exit_code = exit_code(signum)
 
 
 _first: int | None = None  # the signal that ended the run (raised)
@@ -48,6 +48,17 @@ def exception_for(signum: int) -> BaseException:
 
 def exit_code(signum: int) -> int:
     return 128 + signum
+
+
+def signum_of(exc: BaseException) -> int:
+    """The signal a KeyboardInterrupt or `Terminated` stands for: the run's first, else the exception's own."""
+    return _first or (exc.args[0] if isinstance(exc, Terminated) else int(signal.SIGINT))
+
+
+def describe(signum: int) -> tuple[BaseException, str, int]:
+    """The exception, the `error:` message and the exit code of a run ended by `signum`."""
+    said = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
+    return exception_for(signum), said, exit_code(signum)
 
 
 def first() -> int | None:
@@ -106,16 +117,9 @@ def held() -> Iterator[None]:
 
 
 def hold() -> None:
-    """Enter a held section that ends with `unhold` (for a section that does not fit a `with`)."""
+    """Enter a held section that `unhold_all` ends (for a section that does not fit a `with`)."""
     global _depth
     _depth += 1
-
-
-def unhold(*, deliver: bool = True) -> None:
-    global _depth
-    _depth = max(0, _depth - 1)
-    if deliver and not _depth:
-        _deliver()
 
 
 def unhold_all() -> None:

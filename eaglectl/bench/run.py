@@ -318,8 +318,7 @@ def _sweep(opts: BenchOptions, result: BenchResult, ps: PromptSet, env_extra: di
             try:
                 _run_config(opts, result, run, sizes, prompts, env, url, rf, say, server_log)
             except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP (an SSH session gone)
-                signum = interrupts.first() or (exc.args[0] if isinstance(exc, Terminated) else int(signal.SIGINT))
-                result.interrupted = signal.Signals(signum).name
+                result.interrupted = signal.Signals(interrupts.signum_of(exc)).name
                 run.status = "failed" if run.status == "planned" else run.status
                 run.error = run.error or "interrupted"
                 say(f"interrupted: {run.config} stopped; finished measurements are kept")

@@ -599,16 +599,22 @@ def tensor_dict(obj: Any, path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         kind = type(obj).__name__
         raise CheckpointError(f"{path}: holds {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a dict of tensors")
-    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-    if not tensors:
-        for key in STATE_DICT_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, dict):
-                tensors = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-                if tensors:
-                    break
+    tensors = _tensors_in(obj, torch.Tensor)
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors (keys: {', '.join(map(str, list(obj)[:8])) or 'none'})")
+    return tensors
+
+
+def _tensors_in(obj: dict[Any, Any], kind: type) -> dict[str, Any]:
+    """The named tensors (`kind`: torch's, or `StoredTensor`) of a pickled dict: at its top level, else under the
+    first common wrapper key (STATE_DICT_KEYS) that holds some."""
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, kind)}
+    for key in STATE_DICT_KEYS if not tensors else ():
+        inner = obj.get(key)
+        if isinstance(inner, dict):
+            tensors = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, kind)}
+            if tensors:
+                break
     return tensors
 
 
@@ -765,14 +771,7 @@ def _index_pickle(f: Path) -> tuple[dict[str, TensorInfo], dict[str, tuple[int, 
     obj = index_pickle(f)
     if not isinstance(obj, dict):
         return None
-    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, StoredTensor)}
-    if not tensors:
-        for key in STATE_DICT_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, dict):
-                tensors = {k: v for k, v in inner.items() if isinstance(k, str) and isinstance(v, StoredTensor)}
-                if tensors:
-                    break
+    tensors = _tensors_in(obj, StoredTensor)
     return _stored_infos(tensors, f) if tensors else None
 
 

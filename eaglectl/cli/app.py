@@ -174,11 +174,7 @@ class EaglectlGroup(TyperGroup):
         """Report a command's failure (one line; with `--json` the envelope) and say which exit code ends the run:
         raises typer.Exit for eaglectl's own errors and signals, returns for what propagates as it is."""
         if isinstance(exc, (KeyboardInterrupt, Terminated)):  # cleaned up on the way here
-            import signal
-
-            signum = interrupts.first() or (exc.args[0] if isinstance(exc, Terminated) else int(signal.SIGINT))
-            said = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
-            code = interrupts.exit_code(signum)
+            _, said, code = interrupts.describe(interrupts.signum_of(exc))
             output.error(said)
             if self._json:
                 output.emit_failure(self._command, exc, exit_code=code, message=said)
@@ -377,12 +373,7 @@ def _end_held() -> None:
         with contextlib.suppress(OSError, ValueError):
             output.note(f"{signal.Signals(taken[0]).name} arrived after the command had finished; its result stands")
         return
-    exc: BaseException
-    if taken[0] == signal.SIGINT:
-        exc, message, code = KeyboardInterrupt(), "interrupted", 130
-    else:
-        exc = Terminated(taken[0])
-        message, code = f"terminated ({exc.name})", exc.exit_code
+    exc, message, code = interrupts.describe(taken[0])
     output.error(message)
     argv = sys.argv[1:]
     if wants_json(argv):

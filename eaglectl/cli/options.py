@@ -68,15 +68,7 @@ def _num(value: float) -> str:
 def above(low: float) -> Callable[[Any], Any]:
     """As `in_range`, for a bound the value must exceed (a duration of 0 s measures nothing): nan, infinities and
     values at or below `low` are usage errors (exit 2)."""
-
-    def check(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise typer.BadParameter(f"{value} is not a finite number")
-        if value is not None and value <= low:
-            raise typer.BadParameter(f"{value} is not above {low:g}")
-        return value
-
-    return check
+    return in_range(low, low_open=True)
 
 
 def choices(values: type[Enum]) -> str:

@@ -38,11 +38,6 @@ def hold() -> None:
             pass
 
 
-def held() -> list[int]:
-    """The signals that arrived while held and were not handed on yet (oldest first)."""
-    return list(_held)
-
-
 def take() -> list[int]:
     """The held signals, forgotten here: the caller acts on them."""
     taken = list(_held)
@@ -51,7 +46,7 @@ def take() -> list[int]:
 
 
 def release() -> None:
-    """Stop holding: the handlers the hold replaced are back (signals held so far stay in `held`)."""
+    """Stop holding: the handlers the hold replaced are back (signals held so far stay for `take`)."""
     for sig, previous in _previous.items():
         try:
             if _signal.getsignal(sig) is _hold:
